@@ -1,0 +1,1 @@
+"""Benchmark workloads, baselines, runners, reports and plots (never logic the library lacks)."""
