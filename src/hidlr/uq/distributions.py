@@ -270,7 +270,11 @@ class GaussianMixture(Distribution):
 
     # ------------------------------------------------------------------ densities
     def _prepare(self, value: object, name: str = "value") -> Tensor:
-        """Cast ``value`` and bring it to a shape broadcastable with ``(n,)``: ``(n, 1)`` -> ``(n,)``."""
+        """Cast ``value`` and bring it to a shape broadcastable with ``(n,)``.
+
+        A value of shape exactly ``(n, 1)`` is read as a column of targets, one per input, and
+        flattened to ``(n,)``; pass ``(S, n)`` (e.g. expanded) for ``S = n`` levels per input.
+        """
         v = _as_tensor(value, self._loc, name)
         n = self._loc.shape[0]
         if v.dim() == 2 and v.shape == (n, 1) and n != 1:
@@ -324,8 +328,9 @@ class GaussianMixture(Distribution):
     def interval(self, level: float) -> tuple[Tensor, Tensor]:
         """Central interval ``(lo, hi)``, each ``(n,)``, holding probability ``level`` in ``(0, 1)``."""
         level = _check_level(level)
+        n = self._loc.shape[0]
         q = torch.tensor([[(1.0 - level) / 2.0], [(1.0 + level) / 2.0]], dtype=self._loc.dtype,
-                         device=self._loc.device)
+                         device=self._loc.device).expand(2, n)  # explicit (2, n): no column ambiguity
         lo_hi = self.icdf(q)
         return lo_hi[0], lo_hi[1]
 
