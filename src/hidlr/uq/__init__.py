@@ -3,3 +3,7 @@
 from hidlr.uq.distributions import GaussianMixture
 
 __all__ = ["GaussianMixture"]
+
+from hidlr.uq.models import BNN, MDN, BayesianLinear  # noqa: E402
+
+__all__ += ["BNN", "MDN", "BayesianLinear"]
