@@ -4,6 +4,14 @@ from hidlr.uq.distributions import GaussianMixture
 
 __all__ = ["GaussianMixture"]
 
-from hidlr.uq.models import BNN, MDN, BayesianLinear  # noqa: E402
+from hidlr.uq.models import (  # noqa: E402
+    BNN,
+    MDN,
+    BayesianLinear,
+    BayesianMDN,
+    DeepEnsemble,
+    MCDropout,
+    MDNEnsemble,
+)
 
-__all__ += ["BNN", "MDN", "BayesianLinear"]
+__all__ += ["BNN", "MDN", "BayesianLinear", "BayesianMDN", "DeepEnsemble", "MCDropout", "MDNEnsemble"]
