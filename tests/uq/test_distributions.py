@@ -293,3 +293,15 @@ def test_validate_args_false_skips_value_checks_only():
     assert torch.isnan(d.log_prob(torch.tensor([math.nan, 0.0]))[0])
     with pytest.raises(ValueError, match="shape"):
         GaussianMixture(torch.zeros(2), torch.zeros(2), torch.ones(2), validate_args=False)
+
+
+def test_row_selection_and_detach():
+    loc = torch.randn(6, 2, dtype=D64, requires_grad=True)
+    d = GaussianMixture(torch.zeros(6, 2, dtype=D64), loc, torch.ones(6, 2, dtype=D64), members=2)
+    y = torch.randn(6, dtype=D64)
+    sub = d[1:4]
+    assert sub.batch_shape == (3,) and sub.members == 2
+    torch.testing.assert_close(sub.log_prob(y[1:4]), d.log_prob(y)[1:4])
+    torch.testing.assert_close(d[-1].mean, d.mean[-1:])
+    torch.testing.assert_close(d[torch.tensor([5, 0])].cdf(y[[5, 0]]), d.cdf(y)[[5, 0]])
+    assert d.log_prob(y).requires_grad and not d.detach().log_prob(y).requires_grad
