@@ -10,6 +10,16 @@ from torch import Tensor
 __all__ = ["mixture_quantile"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_SQRT1_2 = math.sqrt(0.5)
+
+
+def ndtr(z: Tensor) -> Tensor:
+    """Standard normal CDF with full relative accuracy in the lower tail.
+
+    ``torch.special.ndtr`` loses relative accuracy below about -5 (it returns 0 at -10 on CPU);
+    ``erfc`` keeps it down to the float64 underflow.
+    """
+    return 0.5 * torch.special.erfc(-z * _SQRT1_2)
 
 
 def mixture_quantile(log_w: Tensor, loc: Tensor, scale: Tensor, q: Tensor,
@@ -64,7 +74,7 @@ def _solve_quantile(w: Tensor, loc: Tensor, scale: Tensor, rows: Tensor, q: Tens
         wr, lr, sr, sg = w[r], loc[r], scale[r], sign[active]
         zz = (x.unsqueeze(-1) - lr) / sr
         # lower tail: F(x) - q ; upper tail: (1 - q) - S(x); both increasing in x
-        g = sg * ((wr * torch.special.ndtr(sg.unsqueeze(-1) * zz)).sum(-1) - target[active])
+        g = sg * ((wr * ndtr(sg.unsqueeze(-1) * zz)).sum(-1) - target[active])
         dens = (wr * torch.exp(-0.5 * zz.square() - _LOG_SQRT_2PI) / sr).sum(-1)
         lo = torch.where(g <= 0, x, lo)
         hi = torch.where(g >= 0, x, hi)

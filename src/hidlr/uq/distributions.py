@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
-from hidlr.uq._quantile import mixture_quantile
+from hidlr.uq._quantile import mixture_quantile, ndtr
 
 __all__ = ["GaussianMixture"]
 
@@ -311,7 +311,7 @@ class GaussianMixture(Distribution):
     def cdf(self, value: object) -> Tensor:
         """CDF at ``value``; shapes as in :meth:`log_prob`."""
         v = self._prepare(value)
-        return (self.weights * torch.special.ndtr(self._standardise(v))).sum(-1)
+        return (self.weights * ndtr(self._standardise(v))).sum(-1)
 
     def icdf(self, value: object) -> Tensor:
         """Quantile function; ``value`` in ``[0, 1]``, scalar, ``(n,)``, ``(n, 1)`` or ``(*S, n)``.
