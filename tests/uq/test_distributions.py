@@ -303,6 +303,8 @@ def test_value_and_level_errors():
 def test_validate_args_false_skips_value_checks_only():
     d = GaussianMixture(torch.zeros(2, 1), torch.zeros(2, 1), torch.ones(2, 1), validate_args=False)
     assert torch.isnan(d.log_prob(torch.tensor([math.nan, 0.0]))[0])
+    with pytest.raises(ValueError, match="NaN"):
+        d.icdf(torch.tensor([math.nan, 0.5]))
     with pytest.raises(ValueError, match="shape"):
         GaussianMixture(torch.zeros(2), torch.zeros(2), torch.ones(2), validate_args=False)
 

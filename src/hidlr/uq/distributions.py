@@ -316,12 +316,13 @@ class GaussianMixture(Distribution):
     def icdf(self, value: object) -> Tensor:
         """Quantile function; ``value`` in ``[0, 1]``, scalar, ``(n,)``, ``(n, 1)`` or ``(*S, n)``.
 
-        Returns ``(n,)`` or ``(*S, n)``; 0 and 1 map to -inf and +inf. Solved in float64 to about
-        ``1e-10`` relative accuracy (limited by the float64 CDF in the far tails).
+        Returns ``(n,)`` or ``(*S, n)``; 0 and 1 map to -inf and +inf. Solved in float64 until the
+        Newton correction falls below ``1e-13 max(|x|, 1)``; levels above 1/2 are solved on the
+        survival function, so both tails keep their relative accuracy.
         """
         q = self._prepare(value, "q")
-        if bool(((q < 0) | (q > 1)).any()):
-            raise ValueError("quantile levels must lie in [0, 1]")
+        if not bool(((q >= 0) & (q <= 1)).all()):  # also catches NaN
+            raise ValueError("quantile levels must lie in [0, 1] (and not be NaN)")
         with torch.no_grad():
             out = mixture_quantile(
                 self.log_weights.detach().double(),
