@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["mixture_quantile"]
+__all__ = ["mixture_quantile", "ndtr"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT1_2 = math.sqrt(0.5)
@@ -23,14 +23,15 @@ def ndtr(z: Tensor) -> Tensor:
 
 
 def mixture_quantile(log_w: Tensor, loc: Tensor, scale: Tensor, q: Tensor,
-                      max_iter: int = 200) -> Tensor:
+                     max_iter: int = 200) -> Tensor:
     """Solve ``F(x) = q`` for a Gaussian mixture, vectorised; all inputs float64.
 
-    ``log_w, loc, scale``: ``(n, K)``; ``q`` in ``[0, 1]`` broadcastable to ``(*S, n)``; returns ``(*S, n)``. The root lies between the
-    smallest and largest component quantiles at ``q`` (there every ``F_k <= q``, resp. ``>= q``),
-    so that bracket is exact. Each iteration takes a Newton step when it stays inside the bracket and
-    shrinks faster than bisection would (the ``rtsafe`` rule), else bisects. For ``q > 1/2`` the
-    equation is solved on the survival function for accuracy in the upper tail.
+    ``log_w, loc, scale``: ``(n, K)``; ``q`` in ``[0, 1]`` broadcastable to ``(*S, n)``; returns
+    ``(*S, n)``. The root lies between the smallest and largest component quantiles at ``q``
+    (there every ``F_k <= q``, resp. ``>= q``), so that bracket is exact. Each iteration takes a
+    Newton step when it stays inside the bracket and shrinks faster than bisection would (the
+    ``rtsafe`` rule), else bisects. For ``q > 1/2`` the equation is solved on the survival
+    function for accuracy in the upper tail.
     """
     n, k = loc.shape
     shape = torch.broadcast_shapes(q.shape, (n,))

@@ -1,9 +1,10 @@
 """Synthetic 1-D regression tasks whose true conditional density ``p0(y | x)`` is known exactly.
 
-Every task draws ``x`` from its input law and ``y`` from ``p0(. | x)``, and evaluates ``log p0(y | x)``
-and the conditional CDF for any ``x`` in its input range; where the truth is itself a Gaussian
-mixture, ``true_distribution(x)`` returns it (an oracle prediction to score against). Inputs are ``(n, 1)`` float64 tensors,
-targets ``(n,)``; every draw is reproducible from an integer ``seed``.
+Every task draws ``x`` from its input law and ``y`` from ``p0(. | x)``, and evaluates
+``log p0(y | x)`` and the conditional CDF for any ``x`` in its input range; where the truth is
+itself a Gaussian mixture, ``true_distribution(x)`` returns it (an oracle prediction to score
+against). Inputs are ``(n, 1)`` float64 tensors, targets ``(n,)``; every draw is reproducible
+from an integer ``seed``.
 
 - ``bimodal``: ``y = s sin(3x) + eps``, ``s = +-1`` with probability 1/2,
   ``eps ~ N(0, (0.05 + 0.1|x|)^2)``, ``x ~ U(-1, 1)``.
