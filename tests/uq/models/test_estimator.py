@@ -149,3 +149,19 @@ def test_probe_uses_common_random_numbers():
         net.out.bias_mu.sub_(0.5)
         assert torch.equal(probe(), first)
         assert not torch.equal(_Probe(net, X, y, 16, gen, stochastic=True)(), first)
+
+
+def test_default_training_is_hidlr_with_named_groups_and_crn_probes(data):
+    """Hi-DLR by default; with common random numbers the stochastic BNN's probed losses are a smooth
+    function of the step size, so the quadratic fits pass Hi-DLR's R^2 test and rates are updated
+    (with fresh noise in every probe call the fits would be noise and get rejected)."""
+    from hidlr import HiDLR
+
+    X, y = data
+    m = BNN(hidden=(8,)).fit(X, y, epochs=4, batch_size=16)
+    opt = m.optimizer_
+    assert isinstance(opt, HiDLR)
+    assert [g["name"] for g in opt.param_groups] == ["means", "scales", "noise"]
+    assert opt.history, "no refresh happened"
+    accepted = [g["accepted"] for rec in opt.history for g in rec["groups"]]
+    assert sum(accepted) >= 0.5 * len(accepted)

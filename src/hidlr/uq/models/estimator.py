@@ -220,6 +220,7 @@ class Estimator:
         seed: int = 0,
         validation_data: tuple[Any, Any] | None = None,
         progress: bool = False,
+        probe_batch_size: int | None = None,
     ) -> "Estimator":
         """Train on ``X: (n, d)``, ``y: (n,)`` or ``(n, 1)``; returns ``self``.
 
@@ -237,6 +238,9 @@ class Estimator:
         lr = self.lr if lr is None else lr
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        probe_size = min(n, max(batch_size, 256)) if probe_batch_size is None else probe_batch_size
+        if probe_size < 1:
+            raise ValueError(f"probe_batch_size must be positive, got {probe_batch_size}")
         if lr <= 0 or not math.isfinite(lr):
             raise ValueError(f"lr must be a positive finite number, got {lr}")
         batches = math.ceil(n / batch_size)
@@ -280,7 +284,7 @@ class Estimator:
                         loss = net.loss(xs[idx], ys[idx])
                         loss.backward()
                         if takes_probe:
-                            opt.step(probe=_Probe(net, xs, ys, batch_size, probe_gen, self.stochastic))
+                            opt.step(probe=_Probe(net, xs, ys, probe_size, probe_gen, self.stochastic))
                         else:
                             opt.step()
                         total += loss.detach() * idx.numel()
