@@ -186,6 +186,8 @@ class Estimator:
     stochastic: bool = False
     #: Default number of Monte Carlo passes at prediction (stochastic nets only).
     default_samples: int = 1
+    #: Bound on ``samples * rows * width`` activations held at once by a stochastic prediction.
+    predict_chunk: int = 2**24
 
     # ---- fitting ------------------------------------------------------------------------------
     def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
@@ -326,7 +328,15 @@ class Estimator:
         if samples < 1:
             raise ValueError(f"samples must be positive, got {samples}")
         with torch.no_grad(), seeded(self.seed_ + 104729 if seed is None else seed, ref.device):
-            dist = net.predictive(xs, samples=samples) if self.stochastic else net(xs)
+            if not self.stochastic:
+                dist = net(xs)
+            else:
+                # rows in chunks: the Monte Carlo passes hold (samples, rows, width) activations
+                rows = max(1, self.predict_chunk // (samples * max(self.hidden)))
+                parts = [net.predictive(xs[i : i + rows], samples=samples) for i in range(0, xs.shape[0], rows)]
+                dist = parts[0] if len(parts) == 1 else GaussianMixture(
+                    torch.cat([p.logits for p in parts]), torch.cat([p.loc for p in parts]),
+                    torch.cat([p.scale for p in parts]), members=parts[0].members, validate_args=False)
         return dist.to_units(self.y_mean_, self.y_scale_)
 
 
