@@ -230,7 +230,9 @@ class Estimator:
         ``"adam"``, or a callable ``groups -> torch.optim.Optimizer`` (a Hi-DLR instance it returns
         gets the probe closure). Everything runs on the device and dtype of ``X`` (NumPy input:
         the default dtype on the CPU). ``validation_data=(X_val, y_val)`` records the validation
-        NLL (original units) per epoch in ``history_``.
+        NLL (original units) per epoch in ``history_``. Hi-DLR's probes use a separate random
+        minibatch of ``probe_batch_size`` training rows (default ``max(batch_size, 256)``, at most
+        ``n``) per refresh, with common random numbers across the probe calls of a step.
         """
         Xt, yt = validate_xy(X, y)
         assert yt is not None
