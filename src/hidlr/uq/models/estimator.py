@@ -184,6 +184,8 @@ class Estimator:
     #: True when the loss is random given the weights (dropout, weight sampling): probes then use
     #: common random numbers.
     stochastic: bool = False
+    #: What ``fit(optimizer=None)`` trains with: ``"hidlr"`` (Hi-DLR around Adam) or ``"adam"``.
+    default_optimizer: str = "hidlr"
     #: Default number of Monte Carlo passes at prediction (stochastic nets only).
     default_samples: int = 1
     #: Bound on ``samples * rows * width`` activations held at once by a stochastic prediction.
@@ -192,8 +194,10 @@ class Estimator:
     # ---- fitting ------------------------------------------------------------------------------
     def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
         groups = [g for g in groups if len(g["params"]) > 0]
-        if optimizer is None or optimizer == "hidlr":
-            from hidlr import HiDLR  # the engine; imported lazily (hidlr.uq must not import it at load)
+        if optimizer is None:
+            optimizer = self.default_optimizer
+        if optimizer == "hidlr":
+            from hidlr import HiDLR  # the engine, imported when first needed
 
             return HiDLR(torch.optim.Adam(groups, lr=lr))
         if optimizer == "adam":
@@ -226,7 +230,8 @@ class Estimator:
     ) -> "Estimator":
         """Train on ``X: (n, d)``, ``y: (n,)`` or ``(n, 1)``; returns ``self``.
 
-        ``optimizer``: ``None``/``"hidlr"`` (Hi-DLR around Adam over :meth:`param_groups`),
+        ``optimizer``: ``None`` (the class's ``default_optimizer``), ``"hidlr"`` (Hi-DLR around
+        Adam over :meth:`param_groups`),
         ``"adam"``, or a callable ``groups -> torch.optim.Optimizer`` (a Hi-DLR instance it returns
         gets the probe closure). Everything runs on the device and dtype of ``X`` (NumPy input:
         the default dtype on the CPU). ``validation_data=(X_val, y_val)`` records the validation
