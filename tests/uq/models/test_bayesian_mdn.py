@@ -69,3 +69,8 @@ def test_param_groups_cover_every_parameter_once(net):
     assert [g["name"] for g in groups] == ["trunk", "logits", "loc", "scale", "posterior_scales"]
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == len(list(net.parameters()))
+
+
+def test_default_optimizer_is_adam():
+    m = BayesianMDN(components=2, hidden=(4,)).fit(np.zeros((8, 1)), np.arange(8.0), epochs=1)
+    assert type(m.optimizer_) is torch.optim.Adam

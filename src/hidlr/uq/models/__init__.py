@@ -2,8 +2,10 @@
 
 Estimators (NumPy arrays or tensors in; predictive Gaussian mixtures in the original units of ``y``
 out): :class:`MDN`, :class:`BNN`, :class:`MCDropout`, :class:`BayesianMDN`, and the ensembles
-:class:`DeepEnsemble` (of any estimator) and :class:`MDNEnsemble`. All train with Hi-DLR by default
-(``optimizer="adam"`` or a callable ``groups -> optimizer`` for anything else).
+:class:`DeepEnsemble` (of any estimator) and :class:`MDNEnsemble`. They train with Hi-DLR around
+Adam by default, over param groups that fit each model (``estimator.param_groups(module)``), except
+:class:`BayesianMDN`, which defaults to Adam (see its docstring); ``optimizer="adam"``, ``"hidlr"``
+or a callable ``groups -> optimizer`` choose explicitly.
 
 Each estimator wraps an ordinary ``nn.Module`` (``estimator.module`` after ``fit``; or build one
 directly: :class:`MDNNet`, :class:`BNNNet`, :class:`MCDropoutNet`, :class:`BayesianMDNNet`) with
