@@ -126,7 +126,14 @@ class MDN(Estimator):
         collapse_penalty: weight of the penalty on batch-averaged mixing weights (see
             :func:`mixture_collapse_penalty`); the default 0.01 costs at most ``0.01 log K`` nats.
         hidden, activation, epochs, batch_size, lr: see :class:`~hidlr.uq.models.estimator.Estimator`.
+
+    Trains with plain Adam by default (``optimizer="hidlr"`` for Hi-DLR over the four groups). In
+    our measurements (default settings, 3000 steps, two seeds, test NLL) Hi-DLR was better on
+    concrete (3.14, 3.12 against Adam's 3.32, 3.47), level on a bimodal synthetic task, and failed
+    on yacht (2.89, 3.55 against 0.45, -0.06: the trunk and mean-head rates shrank to ~1e-5).
     """
+
+    default_optimizer = "adam"
 
     def __init__(
         self,
