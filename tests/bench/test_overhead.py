@@ -9,7 +9,7 @@ def test_make_model_has_about_a_million_parameters_at_default_width():
 
 
 def test_overhead_report_is_complete(tmp_path):
-    res = run(tmp_path, repeats=1, steps=3, width=32, device="cpu", progress=False)
+    res = run(tmp_path, repeats=1, steps=3, width=32, device="cpu", progress=False, memory_width=64)
     saved = json.loads((tmp_path / "overhead.json").read_text())
     assert set(saved["time_ratio_vs_adam"]) == set(METHODS)
     assert saved["time_ratio_vs_adam"]["adam"] == 1.0

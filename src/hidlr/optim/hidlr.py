@@ -61,9 +61,9 @@ class HiDLR(torch.optim.Optimizer):
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design.
         check_finite: refuse non-finite gradients before any weight changes (one host sync a step).
-        rollback: keep a copy of the base optimizer's state during a refresh so that a probe that
-            raises leaves the state exactly, and the weights up to rounding, as before the step
-            (costs that copy's memory while refreshing; without it, a raising probe leaves the
+        rollback: keep a copy of the base optimizer's state (in host memory) during a refresh so
+            that a probe that raises leaves the state exactly, and the weights up to rounding, as
+            before the step (costs that copy's host memory while refreshing; without it, a raising probe leaves the
             weights as before the step but the base optimizer's state advanced by one step). A
             probe that raises on its first call (at the unchanged weights) changes nothing at all.
 
@@ -268,7 +268,10 @@ class HiDLR(torch.optim.Optimizer):
         return value.detach().reshape(()).to(torch.float64)
 
     def _snapshot(self) -> tuple[dict, list]:
-        state = {p: {k: (v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+        """A copy of the base optimizer's state and group settings, kept in host memory (so that on
+        an accelerator the refresh holds only one extra copy of the parameters on the device)."""
+        cpu = torch.device("cpu")
+        state = {p: {k: (v.to(cpu, copy=True) if isinstance(v, torch.Tensor) else copy.deepcopy(v))
                      for k, v in s.items()} for p, s in self.optimizer.state.items()}
         groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
                   for g in self.param_groups]
@@ -276,8 +279,14 @@ class HiDLR(torch.optim.Optimizer):
 
     def _restore(self, snap: tuple[dict, list]) -> None:
         state, groups = snap
-        self.optimizer.state.clear()
-        self.optimizer.state.update(state)
+        live = self.optimizer.state
+        restored = {}
+        for p, s in state.items():
+            restored[p] = {k: (v.to(live[p][k].device) if isinstance(v, torch.Tensor)
+                               and isinstance(live.get(p, {}).get(k), torch.Tensor) else v)
+                           for k, v in s.items()}
+        live.clear()
+        live.update(restored)
         for g, saved in zip(self.param_groups, groups):
             g.update(saved)
 
