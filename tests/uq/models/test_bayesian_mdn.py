@@ -71,6 +71,9 @@ def test_param_groups_cover_every_parameter_once(net):
     assert len(ids) == len(set(ids)) == len(list(net.parameters()))
 
 
-def test_default_optimizer_is_adam():
+def test_default_optimizer_is_hidlr_over_named_groups():
+    from hidlr import HiDLR
+
     m = BayesianMDN(components=2, hidden=(4,)).fit(np.zeros((8, 1)), np.arange(8.0), epochs=1)
-    assert type(m.optimizer_) is torch.optim.Adam
+    assert isinstance(m.optimizer_, HiDLR)
+    assert [g["name"] for g in m.optimizer_.param_groups] == ["trunk", "logits", "loc", "scale", "posterior_scales"]

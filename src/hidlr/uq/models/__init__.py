@@ -4,9 +4,9 @@ Estimators (NumPy arrays or tensors in; predictive Gaussian mixtures in the orig
 out): :class:`MDN`, :class:`BNN`, :class:`MCDropout`, :class:`BayesianMDN`, and the ensembles
 :class:`DeepEnsemble` (of any estimator) and :class:`MDNEnsemble`. They train with Hi-DLR around
 Adam by default, over param groups that fit each model (``estimator.param_groups(module)``), except
-:class:`MDN` (and so :class:`MDNEnsemble`) and :class:`BayesianMDN`, which default to Adam (their
-docstrings give the measurements); ``optimizer="adam"``, ``"hidlr"`` or a callable
-``groups -> optimizer`` choose explicitly.
+:class:`MDN` (and so :class:`MDNEnsemble`), which defaults to Adam (its docstring gives the
+measurements); ``optimizer="adam"``, ``"hidlr"`` or a callable ``groups -> optimizer`` choose
+explicitly.
 
 Each estimator wraps an ordinary ``nn.Module`` (``estimator.module`` after ``fit``; or build one
 directly: :class:`MDNNet`, :class:`BNNNet`, :class:`MCDropoutNet`, :class:`BayesianMDNNet`) with
