@@ -37,5 +37,16 @@ def bench_overhead(out: Path = typer.Option(Path("results/overhead"), help="Outp
     typer.echo((out / "overhead.md").read_text())
 
 
+@bench_app.command("uq-speed")
+def bench_uq_speed(out: Path = typer.Option(Path("results/uq-speed"), help="Output folder."),
+                   repeats: int = typer.Option(5, help="Repeats (medians and per-repeat ratios)."),
+                   quick: bool = typer.Option(False, help="Small settings for a smoke run.")) -> None:
+    """BNN training throughput against bayesian-torch and Pyro; time to score 1e6 points."""
+    from hidlr.bench.uq_speed import run
+
+    run(out, repeats=repeats, quick=quick, progress=True)
+    typer.echo((out / "report.md").read_text())
+
+
 if __name__ == "__main__":
     app()

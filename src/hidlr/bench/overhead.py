@@ -93,11 +93,11 @@ def measure_memory(method: str, steps: int, batch: int, width: int, device: str)
 
 def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, width: int = 1024,
         device: str | None = None, threads: int | None = None, progress: bool = True,
-        memory_width: int = 4096) -> dict[str, Any]:
+        memory_width: int = 4096, memory: bool = True) -> dict[str, Any]:
     """Measure and write ``overhead.json`` and ``overhead.md`` into ``out_dir``; returns the results.
 
     Memory is measured on a wider MLP (``memory_width``; about 11.5M parameters at 4096) so that a
-    copy of the parameters stands well above the allocator's noise."""
+    copy of the parameters stands well above the allocator's noise (``memory=False`` skips it)."""
     from rich.progress import Progress
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,20 +107,21 @@ def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, wid
     n_params = sum(p.numel() for p in make_model(width).parameters())
     times: dict[str, list[float]] = {m: [] for m in METHODS}
     with Progress(disable=not progress) as bar:
-        task = bar.add_task("timing", total=repeats * len(METHODS) + len(METHODS))
+        task = bar.add_task("timing", total=repeats * len(METHODS) + len(METHODS) * memory)
         _run("hidlr-default", 20, batch, width, device)  # warm-up
         for r in range(repeats):
             order = list(METHODS) if r % 2 == 0 else list(reversed(METHODS))
             for m in order:
                 times[m].append(_run(m, steps, batch, width, device))
                 bar.advance(task)
-        memory = {}
-        for m in METHODS:
-            memory[m] = measure_memory(m, 40, batch, memory_width, device)
+        peaks = {}
+        for m in METHODS if memory else []:
+            peaks[m] = measure_memory(m, 40, batch, memory_width, device)
             bar.advance(task)
     ratios = {m: statistics.median(t / a for t, a in zip(times[m], times["adam"])) for m in METHODS}
-    param_bytes = memory["adam"]["param_bytes"]
-    extra = {m: (memory[m]["peak"] - memory["adam"]["peak"]) / param_bytes for m in METHODS}
+    param_bytes = peaks["adam"]["param_bytes"] if memory else 0
+    extra = {m: (peaks[m]["peak"] - peaks["adam"]["peak"]) / param_bytes if memory else None
+             for m in METHODS}
     result = {
         "workload": {"model": f"MLP 256-{width}-{width // 2}-{width // 4}-10", "params": n_params,
                      "batch": batch, "steps": steps, "repeats": repeats, "groups": "one per layer (4)"},
@@ -130,7 +131,7 @@ def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, wid
         "step_seconds": times,
         "median_step_seconds": {m: statistics.median(v) for m, v in times.items()},
         "time_ratio_vs_adam": ratios,
-        "peak_memory_bytes": {m: memory[m]["peak"] for m in METHODS},
+        "peak_memory_bytes": {m: peaks[m]["peak"] for m in peaks},
         "extra_memory_param_copies": extra,
         "memory_workload": {"model": f"MLP 256-{memory_width}-{memory_width // 2}-{memory_width // 4}-10",
                             "params": param_bytes // 4, "steps": 40},
@@ -142,10 +143,12 @@ def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, wid
              "| method | median s/step | time ratio vs Adam (median of per-repeat ratios) | extra peak memory (parameter copies) |",
              "|---|---|---|---|"]
     for m in METHODS:
-        lines.append(f"| {m} | {result['median_step_seconds'][m]:.5f} | {ratios[m]:.3f} | {extra[m]:+.2f} |")
-    lines.append(f"\nMemory: in a fresh process per method, the peak resident set (CPU) or peak allocated "
+        mem = f"{extra[m]:+.2f}" if memory else "not measured"
+        lines.append(f"| {m} | {result['median_step_seconds'][m]:.5f} | {ratios[m]:.3f} | {mem} |")
+    if memory:
+        lines.append(f"\nMemory: in a fresh process per method, the peak resident set (CPU) or peak allocated "
                  f"device memory (CUDA) above what the process held before training, on "
-                 f"{result['memory_workload']['model']} ({param_bytes // 4:,} parameters, 40 steps "
-                 "covering 5 refreshes), minus Adam's, in copies of the parameters.")
+                     f"{result['memory_workload']['model']} ({param_bytes // 4:,} parameters, 40 steps "
+                     "covering 5 refreshes), minus Adam's, in copies of the parameters.")
     (out_dir / "overhead.md").write_text("\n".join(lines) + "\n")
     return result
