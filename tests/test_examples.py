@@ -31,3 +31,9 @@ def test_demo_recovers_from_a_poor_starting_rate():
     slow_adam, slow_hidlr = results[2], results[3]
     assert max(slow_hidlr.rates[-1][1]) > 2e-4  # the rates grew from the poor start
     assert slow_hidlr.val_loss < slow_adam.val_loss
+
+
+def test_uq_quickstart_mdn_beats_bnn_on_a_bimodal_truth():
+    scores = runpy.run_path(str(EXAMPLES / "uq_quickstart.py"))["main"](n=800, epochs=25)
+    assert scores["MDN"]["kl_to_truth"] < scores["BNN"]["kl_to_truth"]
+    assert 0.8 < scores["MDN"]["coverage90"] < 0.97
