@@ -3,3 +3,15 @@
 from hidlr.uq.distributions import GaussianMixture
 
 __all__ = ["GaussianMixture"]
+
+from hidlr.uq.models import (  # noqa: E402
+    BNN,
+    MDN,
+    BayesianLinear,
+    BayesianMDN,
+    DeepEnsemble,
+    MCDropout,
+    MDNEnsemble,
+)
+
+__all__ += ["BNN", "MDN", "BayesianLinear", "BayesianMDN", "DeepEnsemble", "MCDropout", "MDNEnsemble"]
