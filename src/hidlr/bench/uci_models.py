@@ -48,7 +48,7 @@ def build_model(model: str, hp: dict[str, Any], batch_size: int) -> Any:
     if model == "bnn":
         return M.BNN(**common)
     if model == "mc_dropout":
-        return M.MCDropout(p=float(hp.get("dropout", 0.05)), **common)
+        return M.MCDropout(dropout=float(hp.get("dropout", 0.05)), **common)
     if model == "deep_ensemble":
         return M.DeepEnsemble(lambda: M.MDN(components=1, **common), members=MEMBERS)
     if model == "mdn_ensemble":
