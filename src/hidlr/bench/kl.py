@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hidlr.bench import reporting as rep
-from hidlr.bench.kl_tasks import (GAP_TASK, TASKS, build, coverage_levels, density_grid, eval_sample,
+from hidlr.bench.kl_tasks import (GAP_N, GAP_TASK, TASKS, build, coverage_levels, density_grid, eval_sample,
                                   gap_regions, make_task, train_sample)
 
 KL_MODELS = ("mdn", "bnn", "mc_dropout", "bayesian_mdn")
@@ -34,6 +34,7 @@ QUICK_SIZES = (100, 200)
 EVAL_N = 4000
 STEPS = 2000  # optimizer steps budget at the largest epoch count tried (quick: STEPS // 20)
 BATCH = 64
+GAP_EPOCHS, GAP_EPOCHS_QUICK = 400, 30  # 40 points in batches of 16: 3 steps per epoch
 
 
 def _epochs_cap(n: int, quick: bool) -> int:
@@ -96,14 +97,13 @@ def gap_experiment(model: str, seeds: Sequence[int], quick: bool) -> dict[str, A
 
     torch.set_num_threads(1)
     task = make_task(GAP_TASK)
-    grid, in_gap, near = gap_regions(task)
     out = []
     curves = None
     for s in seeds:
-        X, y = task.sample_train(s) if hasattr(task, "sample_train") else train_sample(task, 60, s)
+        X, y = train_sample(task, GAP_N, s)
+        grid, in_gap, near = gap_regions(X)
         est = build(model, 16)
-        epochs = 50 if quick else 1000
-        est.fit(X, y, epochs=epochs, batch_size=16, seed=s)
+        est.fit(X, y, epochs=GAP_EPOCHS_QUICK if quick else GAP_EPOCHS, batch_size=16, seed=s)
         d = est.predict(grid.reshape(-1, 1))
         epi = d.epistemic_variance.detach().double().cpu().numpy()
         tot = d.variance.detach().double().cpu().numpy()
@@ -185,7 +185,7 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
     if gap:
         for m in gap_models:
             items.append(("gap", (m, seed_ids, quick)))
-            weights.append((50 if quick else 1000) * 4 * len(seed_ids) * (5 if "ensemble" in m else 1))
+            weights.append((GAP_EPOCHS_QUICK if quick else GAP_EPOCHS) * 3 * len(seed_ids) * (5 if "ensemble" in m else 1))
     meta = rep.run_metadata(seeds=seed_ids)
     kl_jobs, gap_jobs = [], []
     t0 = time.perf_counter()
