@@ -34,6 +34,7 @@ QUICK_SIZES = (100, 200)
 EVAL_N = 4000
 STEPS = 2000  # optimizer steps budget at the largest epoch count tried (quick: STEPS // 20)
 BATCH = 64
+FAILURES = (FloatingPointError, RuntimeError, ValueError)
 GAP_EPOCHS, GAP_EPOCHS_QUICK = 400, 30  # 40 points in batches of 16: 3 steps per epoch
 
 
@@ -69,10 +70,14 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
     cut = int(round(0.8 * n))
     cap = _epochs_cap(n, quick)
     t0 = time.perf_counter()
-    est = build(model, BATCH)
-    est.fit(X0[:cut], y0[:cut], epochs=cap, batch_size=BATCH, seed=seeds[0],
-            validation_data=(X0[cut:], y0[cut:]))
-    curve = [h["val_nll"] for h in est.history_]
+    tune_error = None
+    try:
+        est = build(model, BATCH)
+        est.fit(X0[:cut], y0[:cut], epochs=cap, batch_size=BATCH, seed=seeds[0],
+                validation_data=(X0[cut:], y0[cut:]))
+        curve = [h["val_nll"] for h in est.history_]
+    except FAILURES as err:  # keep going with the cap; the error is reported
+        curve, tune_error = [], f"{type(err).__name__}: {err}"
     finite = [(v, i) for i, v in enumerate(curve) if math.isfinite(v)]
     epochs = (min(finite)[1] + 1) if finite else cap
     tune_s = time.perf_counter() - t0
@@ -80,15 +85,21 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
     for s in seeds:
         X, y = train_sample(task, n, s)
         t1 = time.perf_counter()
-        est = build(model, BATCH)
-        est.fit(X, y, epochs=epochs, batch_size=BATCH, seed=s)
-        fit_s = time.perf_counter() - t1
-        rec = {"seed": s, "fit_s": fit_s, **_score(est.predict(xe), task, xe, ye)}
-        per_seed.append(rec)
+        try:
+            est = build(model, BATCH)
+            est.fit(X, y, epochs=epochs, batch_size=BATCH, seed=s)
+            scores = _score(est.predict(xe), task, xe, ye)
+            if not math.isfinite(scores["kl"]):
+                raise FloatingPointError("non-finite KL")
+        except FAILURES as err:
+            per_seed.append({"seed": s, "fit_s": time.perf_counter() - t1, "kl": None,
+                             "error": f"{type(err).__name__}: {err}"})
+            continue
+        per_seed.append({"seed": s, "fit_s": time.perf_counter() - t1, **scores})
         if keep_density and density is None:
             density = density_grid(task, est)
     return {"task": task_name, "n": n, "model": model, "epochs": epochs, "epochs_cap": cap,
-            "tune_s": tune_s, "seeds": per_seed, "density": density}
+            "tune_s": tune_s, "tune_error": tune_error, "seeds": per_seed, "density": density}
 
 
 def gap_experiment(model: str, seeds: Sequence[int], quick: bool) -> dict[str, Any]:
@@ -102,9 +113,13 @@ def gap_experiment(model: str, seeds: Sequence[int], quick: bool) -> dict[str, A
     for s in seeds:
         X, y = train_sample(task, GAP_N, s)
         grid, in_gap, near = gap_regions(X)
-        est = build(model, 16)
-        est.fit(X, y, epochs=GAP_EPOCHS_QUICK if quick else GAP_EPOCHS, batch_size=16, seed=s)
-        d = est.predict(grid.reshape(-1, 1))
+        try:
+            est = build(model, 16)
+            est.fit(X, y, epochs=GAP_EPOCHS_QUICK if quick else GAP_EPOCHS, batch_size=16, seed=s)
+            d = est.predict(grid.reshape(-1, 1))
+        except FAILURES as err:
+            out.append({"seed": s, "error": f"{type(err).__name__}: {err}"})
+            continue
         epi = d.epistemic_variance.detach().double().cpu().numpy()
         tot = d.variance.detach().double().cpu().numpy()
         rec = {"seed": s, "epi_gap": float(epi[in_gap].mean()), "epi_near": float(epi[near].mean()),
@@ -137,6 +152,8 @@ def slopes(jobs: Sequence[dict[str, Any]], sizes: Sequence[int]) -> dict[str, An
     by: dict[tuple[str, str], dict[int, dict[int, float]]] = {}
     for j in jobs:
         for r in j["seeds"]:
+            if r.get("kl") is None:
+                continue
             by.setdefault((j["task"], j["model"]), {}).setdefault(r["seed"], {})[j["n"]] = r["kl"]
     out: dict[str, Any] = {}
     for (t, m), per in sorted(by.items()):

@@ -17,7 +17,9 @@ def _kl_table(result: dict[str, Any]) -> str:
     sizes = result["sizes"]
     cell: dict[tuple[str, str, int], dict[str, float]] = {}
     for j in result["jobs"]:
-        cell[(j["task"], j["model"], j["n"])] = rep.mean_se([r["kl"] for r in j["seeds"]])
+        ok = [r["kl"] for r in j["seeds"] if r.get("kl") is not None]
+        if ok:
+            cell[(j["task"], j["model"], j["n"])] = rep.mean_se(ok)
     rows = []
     for t in result["tasks"]:
         for m in result["models"]:
@@ -34,9 +36,12 @@ def _coverage_table(result: dict[str, Any]) -> str:
     for j in result["jobs"]:
         if j["n"] != n:
             continue
-        keys = sorted(k for k in j["seeds"][0] if k.startswith("cov"))
+        ok = [r for r in j["seeds"] if r.get("kl") is not None]
+        if not ok:
+            continue
+        keys = sorted(k for k in ok[0] if k.startswith("cov"))
         rows.append([j["task"], LABELS.get(j["model"], j["model"])] +
-                    [rep.fmt_mean_se(rep.mean_se([r[k] for r in j["seeds"]]), 3) for k in keys])
+                    [rep.fmt_mean_se(rep.mean_se([r[k] for r in ok]), 3) for k in keys])
         head = ["task", "model"] + [f"coverage {k[3:]}%" for k in keys]
     if not rows:
         return "(none)"
@@ -48,11 +53,15 @@ def gap_summary(gap: list[dict[str, Any]]) -> dict[str, Any]:
     """model -> mean ± s.e. over seeds of the gap/near ratios and variances."""
     out = {}
     for g in gap:
-        s = g["seeds"]
+        s = [r for r in g["seeds"] if "error" not in r]
+        if not s:
+            out[g["model"]] = {"failed": len(g["seeds"])}
+            continue
         ent = {k: rep.mean_se([r[k] for r in s]) for k in ("epi_gap", "epi_near", "var_gap", "var_near", "var_ratio")}
         ratios = [r["epi_ratio"] for r in s if r["epi_ratio"] is not None and math.isfinite(r["epi_ratio"])]
         ent["epi_ratio"] = rep.mean_se(ratios) if ratios else None
         ent["log_epi_ratio"] = rep.mean_se([math.log(r) for r in ratios if r > 0]) if ratios else None
+        ent["failed"] = len(g["seeds"]) - len(s)
         out[g["model"]] = ent
     return out
 
@@ -68,7 +77,8 @@ def _paired_slope_diff(result: dict[str, Any], task: str, a: str, b: str) -> dic
 def _kl_at(result: dict[str, Any], task: str, model: str, n: int) -> dict[str, float] | None:
     for j in result["jobs"]:
         if j["task"] == task and j["model"] == model and j["n"] == n:
-            return rep.mean_se([r["kl"] for r in j["seeds"]])
+            ok = [r["kl"] for r in j["seeds"] if r.get("kl") is not None]
+            return rep.mean_se(ok) if ok else None
     return None
 
 
@@ -121,14 +131,16 @@ def findings(result: dict[str, Any], uci: dict[str, Any] | None) -> list[str]:
         jm = next((j for j in result["jobs"] if j["task"] == t and j["model"] == "mdn" and j["n"] == n), None)
         jb = next((j for j in result["jobs"] if j["task"] == t and j["model"] == "bnn" and j["n"] == n), None)
         if km and kb and jm and jb:
-            d = rep.mean_se([a["kl"] - b["kl"] for a, b in zip(jm["seeds"], jb["seeds"])])
+            pairs = [a["kl"] - b["kl"] for a, b in zip(jm["seeds"], jb["seeds"])
+                     if a.get("kl") is not None and b.get("kl") is not None]
+            d = rep.mean_se(pairs) if pairs else None
             c3.append(f"   - {t}, n = {n}: KL MDN − BNN {rep.fmt_mean_se(d, 3)} (paired by seed) → "
                       f"MDN better: {_verdict(d)}.")
     if gs:
         c3.append("   - Gap experiment, epistemic variance in the gap / near the data (mean ± s.e. over seeds): " +
                   "; ".join(f"{LABELS.get(m, m)} {rep.fmt_mean_se(v['epi_ratio'], 2)}" for m, v in gs.items()
-                            if v["epi_ratio"] is not None) + ". The MDN has no epistemic part (a single net); "
-                  "its total variance ratio is " + (rep.fmt_mean_se(gs["mdn"]["var_ratio"], 2) if "mdn" in gs else "—") + ".")
+                            if v.get("epi_ratio") is not None) + ". The MDN has no epistemic part (a single net); "
+                  "its total variance ratio is " + (rep.fmt_mean_se(gs["mdn"].get("var_ratio"), 2) if "mdn" in gs else "—") + ".")
     if uci:
         rows = []
         for s, ss in uci.get("summary", {}).items():
@@ -151,13 +163,12 @@ def _plots(result: dict[str, Any], out: Path) -> list[str]:
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         for i, m in enumerate(result["models"]):
-            st = [next((rep.mean_se([max(r["kl"], 1e-6) for r in j["seeds"]]) for j in result["jobs"]
-                        if j["task"] == t and j["model"] == m and j["n"] == n), None) for n in sizes]
+            st = [_kl_at(result, t, m, n) for n in sizes]
             if any(s is None for s in st):
                 continue
             mean = np.array([s["mean"] for s in st])
             se = np.nan_to_num(np.array([s["se"] for s in st]))
-            ax.errorbar(sizes, np.maximum(mean, 1e-6), yerr=se, color=f"C{i}", marker="o", ms=3,
+            ax.errorbar(sizes, np.maximum(mean, 1e-4), yerr=se, color=f"C{i}", marker="o", ms=3,
                         label=LABELS.get(m, m), capsize=2)
             sl = result["slopes"].get(t, {}).get(m)
             if sl:
@@ -197,8 +208,8 @@ def _plots(result: dict[str, Any], out: Path) -> list[str]:
         fig.savefig(out / "densities.png", dpi=80)
         plt.close(fig)
         files.append("densities.png")
-    if result["gap"]:
-        g = result["gap"]
+    g = [gj for gj in result["gap"] if gj.get("curves")]
+    if g:
         fig, axes = plt.subplots(1, len(g), figsize=(3.0 * len(g), 3.0), squeeze=False, sharey=True)
         for ax, gj in zip(axes[0], g):
             c = gj["curves"]
@@ -246,10 +257,11 @@ def write_report(result: dict[str, Any], out: Path) -> None:
               f"## Coverage of central intervals (n = {result['sizes'][-1]})", "", _coverage_table(result), ""]
     if result["gap"]:
         gs = result["gap_summary"]
-        rows = [[LABELS.get(m, m), rep.fmt_mean_se(v["epi_gap"], 4), rep.fmt_mean_se(v["epi_near"], 4),
-                 rep.fmt_mean_se(v["epi_ratio"], 2), rep.fmt_mean_se(v["var_ratio"], 2)] for m, v in gs.items()]
+        rows = [[LABELS.get(m, m), rep.fmt_mean_se(v.get("epi_gap"), 4), rep.fmt_mean_se(v.get("epi_near"), 4),
+                 rep.fmt_mean_se(v.get("epi_ratio"), 2), rep.fmt_mean_se(v.get("var_ratio"), 2), v["failed"]]
+                for m, v in gs.items()]
         lines += ["## Limited data: a gap between two input clusters", "",
                   rep.markdown_table(["model", "epistemic var. in gap", "epistemic var. near data",
-                                      "ratio gap / near", "total var. ratio"], rows), ""]
+                                      "ratio gap / near", "total var. ratio", "failed seeds"], rows), ""]
     lines += [f"![{f}]({f})" for f in files]
     (out / "report.md").write_text("\n".join(lines) + "\n")

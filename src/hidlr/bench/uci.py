@@ -111,7 +111,7 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
     if np.intersect1d(val_idx, test_idx).size or np.intersect1d(train_idx, test_idx).size:
         raise RuntimeError("validation or training rows overlap the test rows")
     Xf, yf, Xv, yv = X[fit_idx], y[fit_idx], X[val_idx], y[val_idx]
-    tuned: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    tuned: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
     records = []
     for model in models:
         t0 = time.perf_counter()
@@ -121,29 +121,46 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
             best: tuple[float, dict[str, Any], dict[str, Any]] | None = None
             trials = []
             for hp in tuning_grid(key, optimizer, quick):
-                est = build_model(key, hp, budget.batch_size)
-                est.fit(Xf, yf, epochs=budget.max_epochs, batch_size=budget.batch_size,
-                        optimizer=optimizer, lr=hp.get("lr"), seed=split, validation_data=(Xv, yv))
+                try:
+                    est = build_model(key, hp, budget.batch_size)
+                    est.fit(Xf, yf, epochs=budget.max_epochs, batch_size=budget.batch_size,
+                            optimizer=optimizer, lr=hp.get("lr"), seed=split, validation_data=(Xv, yv))
+                except (FloatingPointError, RuntimeError, ValueError) as err:
+                    trials.append({"hp": hp, "val_nll": None, "epochs": None, "error": f"{type(err).__name__}: {err}"})
+                    continue
                 curve = _val_curve(est)
                 finite = [(v, i) for i, v in enumerate(curve) if math.isfinite(v)]
-                v_best, i_best = min(finite) if finite else (math.inf, len(curve) - 1)
+                if not finite:
+                    trials.append({"hp": hp, "val_nll": None, "epochs": None, "error": "no finite validation NLL"})
+                    continue
+                v_best, i_best = min(finite)
                 trials.append({"hp": hp, "val_nll": v_best, "epochs": i_best + 1})
                 if best is None or v_best < best[0]:
                     best = (v_best, hp, {"epochs": i_best + 1, "val_nll": v_best})
-            assert best is not None
-            tuned[key] = (best[1], {**best[2], "trials": trials})
+            tuned[key] = (None, {"trials": trials}) if best is None else (best[1], {**best[2], "trials": trials})
             tune_s = time.perf_counter() - t0
         hp, chosen = tuned[key]
+        rec: dict[str, Any] = {"split": split, "model": model, "optimizer": optimizer, "hp": hp,
+                               "epochs": chosen.get("epochs"), "val_nll": chosen.get("val_nll"), "tuned_as": key,
+                               "trials": chosen["trials"] if tune_s > 0 else None, "budget": asdict(budget),
+                               "tune_s": tune_s, "fit_s": 0.0, "metrics": None, "error": None}
+        if hp is None:
+            rec["error"] = "every tuning candidate failed"
+            records.append(rec)
+            continue
         t1 = time.perf_counter()
-        est = build_model(model, hp, budget.batch_size)
-        est.fit(X[train_idx], y[train_idx], epochs=chosen["epochs"], batch_size=budget.batch_size,
-                optimizer=optimizer, lr=hp.get("lr"), seed=split)
-        fit_s = time.perf_counter() - t1
-        scores = _score(est.predict(X[test_idx]), y[test_idx])
-        records.append({"split": split, "model": model, "optimizer": optimizer, "hp": hp,
-                        "epochs": chosen["epochs"], "val_nll": chosen["val_nll"], "tuned_as": key,
-                        "trials": chosen["trials"] if tune_s > 0 else None, "budget": asdict(budget),
-                        "tune_s": tune_s, "fit_s": fit_s, "metrics": scores})
+        try:
+            est = build_model(model, hp, budget.batch_size)
+            est.fit(X[train_idx], y[train_idx], epochs=chosen["epochs"], batch_size=budget.batch_size,
+                    optimizer=optimizer, lr=hp.get("lr"), seed=split)
+            scores = _score(est.predict(X[test_idx]), y[test_idx])
+            if not all(math.isfinite(v) for k, v in scores.items() if k != "reliability"):
+                raise FloatingPointError(f"non-finite test metrics {scores}")
+            rec["metrics"] = scores
+        except (FloatingPointError, RuntimeError, ValueError) as err:
+            rec["error"] = f"{type(err).__name__}: {err}"
+        rec["fit_s"] = time.perf_counter() - t1
+        records.append(rec)
     return records
 
 
@@ -167,14 +184,22 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """set -> model -> optimizer -> metric -> mean ± s.e. over splits (and pooled reliability)."""
     out: dict[str, Any] = {}
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    failed: dict[tuple[str, str, str], int] = {}
     for r in records:
-        groups.setdefault((r["set"], r["model"], r["optimizer"]), []).append(r)
+        k = (r["set"], r["model"], r["optimizer"])
+        if r.get("metrics") is None:
+            failed[k] = failed.get(k, 0) + 1
+            groups.setdefault(k, [])
+        else:
+            groups.setdefault(k, []).append(r)
     for (s, m, o), rs in sorted(groups.items()):
-        stats: dict[str, Any] = {}
+        if not rs:
+            continue
+        stats: dict[str, Any] = {"failed": failed.get((s, m, o), 0)}
         for k in ("ll", "rmse", "crps", "cov90", "cov95", "width90", "width95", "calibration_error"):
             stats[k] = rep.mean_se([r["metrics"][k] for r in rs])
         stats["reliability"] = np.mean([r["metrics"]["reliability"] for r in rs], axis=0).tolist()
-        stats["time_s"] = float(sum(r["tune_s"] + r["fit_s"] for r in rs))
+        stats["time_s"] = float(sum(r["tune_s"] + r["fit_s"] for r in rs))  # successful runs only
         stats["epochs"] = rep.mean_se([r["epochs"] for r in rs])
         out.setdefault(s, {}).setdefault(m, {})[o] = stats
     return out
@@ -184,7 +209,8 @@ def paired_difference(records: Sequence[dict[str, Any]], metric: str = "ll") -> 
     """Per set and model: Hi-DLR minus Adam on ``metric``, paired by split (mean ± s.e.)."""
     by: dict[tuple[str, str, int], dict[str, float]] = {}
     for r in records:
-        by.setdefault((r["set"], r["model"], r["split"]), {})[r["optimizer"]] = r["metrics"][metric]
+        if r.get("metrics") is not None:
+            by.setdefault((r["set"], r["model"], r["split"]), {})[r["optimizer"]] = r["metrics"][metric]
     diffs: dict[tuple[str, str], list[float]] = {}
     for (s, m, _), d in by.items():
         if "hidlr" in d and "adam" in d:

@@ -74,9 +74,10 @@ def _set_table(ss: dict[str, Any]) -> str:
             rows.append([LABELS.get(m, m), o, rep.fmt_mean_se(st["rmse"], 3), rep.fmt_mean_se(st["ll"], 3),
                          rep.fmt_mean_se(st["crps"], 3), rep.fmt_mean_se(st["cov90"], 3),
                          rep.fmt_mean_se(st["cov95"], 3), rep.fmt_mean_se(st["calibration_error"], 3),
-                         f"{st['epochs']['mean']:.0f}", rep.format_seconds(st["time_s"])])
+                         f"{st['epochs']['mean']:.0f}", f"{st['ll']['n']}/{st['ll']['n'] + st.get('failed', 0)}",
+                         rep.format_seconds(st["time_s"])])
     return rep.markdown_table(["model", "optimizer", "RMSE", "LL", "CRPS", "cov 90%", "cov 95%",
-                               "cal. err.", "epochs", "time"], rows)
+                               "cal. err.", "epochs", "splits ok", "time"], rows)
 
 
 def _published_table(summary: dict[str, Any], metric: str) -> str:
@@ -182,6 +183,13 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
         lines += [f"### {s} ({info['rows']} rows, {info['features']} features; batch "
                   f"{info['budget']['batch_size']}, at most {info['budget']['max_epochs']} epochs)", "",
                   _set_table(ss), ""]
+    fails = [r for r in result["records"] if r.get("error")]
+    if fails:
+        lines += ["## Failed runs", "", f"{len(fails)} of {len(result['records'])} (set, split, model, optimizer) "
+                  "runs produced no test score; they are left out of the means above (see `splits ok`).", ""]
+        lines += [f"- {r['set']} split {r['split']} {LABELS.get(r['model'], r['model'])} ({r['optimizer']}): "
+                  f"{str(r['error'])[:160]}" for r in fails[:30]]
+        lines += [""]
     lines += ["## Calibration", "", "![reliability](reliability.png)", "",
               "Observed coverage of central intervals against their nominal level, pooled over splits "
               "(solid: Hi-DLR, dashed: Adam). Raw numbers: `results.json`."]
