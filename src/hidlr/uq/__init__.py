@@ -1,9 +1,9 @@
 """Uncertainty-aware regression: predictive Gaussian mixtures, proper metrics, tasks and data."""
 
-from hidlr.uq import metrics
+from hidlr.uq import data, metrics
 from hidlr.uq.distributions import GaussianMixture
 
-__all__ = ["GaussianMixture", "metrics"]
+__all__ = ["GaussianMixture", "data", "metrics"]
 
 from hidlr.uq.models import (  # noqa: E402
     BNN,
