@@ -14,21 +14,21 @@ UCI_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "uci
 
 
 def test_carve_validation_is_inside_training_rows_only():
-    train = np.arange(100, 190)
-    fit, val = uci.carve_validation(train, 0.2, seed=3)
+    X, y = np.random.default_rng(0).normal(size=(120, 2)), np.arange(120.0)
+    train, test = np.arange(10, 100), np.concatenate([np.arange(10), np.arange(100, 120)])
+    fit, val = uci.carve_validation(X, y, train, test, 0.2, seed=3)
     assert val.size == 18 and fit.size == 72
-    assert np.intersect1d(fit, val).size == 0
+    assert np.intersect1d(fit, val).size == 0 and np.intersect1d(val, test).size == 0
     assert np.array_equal(np.sort(np.concatenate([fit, val])), train)
     # deterministic per seed, different across seeds
-    assert np.array_equal(uci.carve_validation(train, 0.2, 3)[1], val)
-    assert not np.array_equal(uci.carve_validation(train, 0.2, 4)[1], val)
+    assert np.array_equal(uci.carve_validation(X, y, train, test, 0.2, 3)[1], val)
+    assert not np.array_equal(uci.carve_validation(X, y, train, test, 0.2, 4)[1], val)
 
 
 def test_carve_validation_errors():
-    with pytest.raises(ValueError, match="frac"):
-        uci.carve_validation(np.arange(10), 1.5, 0)
-    with pytest.raises(ValueError, match=">= 2 rows"):
-        uci.carve_validation(np.arange(1), 0.2, 0)
+    X, y = np.zeros((10, 1)), np.arange(10.0)
+    with pytest.raises(ValueError, match="fraction"):
+        uci.carve_validation(X, y, np.arange(8), np.arange(8, 10), 1.5, 0)
 
 
 @pytest.mark.skipif(not UCI_ROOT.exists(), reason="UCI data folder not present")
@@ -38,7 +38,7 @@ def test_validation_never_overlaps_test_on_standard_splits(name):
     assert len(splits) == 20
     for i, (tr, te) in enumerate(splits):
         b = uci.budget_for(tr.size, quick=False)
-        fit, val = uci.carve_validation(tr, b.val_frac, i)
+        fit, val = uci.carve_validation(X, y, tr, te, b.val_frac, i)
         assert np.intersect1d(val, te).size == 0
         assert np.intersect1d(fit, te).size == 0
         assert np.union1d(fit, val).size == tr.size

@@ -23,7 +23,6 @@ import numpy as np
 from hidlr.bench import reporting as rep
 from hidlr.bench.uci_models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "uci"
 SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
 LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))
 
@@ -56,19 +55,18 @@ def budget_for(n_train: int, quick: bool) -> Budget:
     return Budget(batch_size=batch, max_epochs=epochs)
 
 
-def carve_validation(train_idx: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split a training split's row indices into ``(fit_idx, val_idx)``; ``val`` is ``frac`` of it.
+def carve_validation(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
+                     frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit_idx, val_idx)``: a validation part of ``frac`` of the training rows, the rest to fit.
 
-    Only training rows are ever used, so the validation part cannot overlap the test part.
+    Uses the library's :meth:`UCISplit.validation_split`, which shuffles the training indices only,
+    so the validation part cannot overlap the test part.
     """
-    train_idx = np.asarray(train_idx)
-    if train_idx.ndim != 1 or train_idx.size < 2:
-        raise ValueError(f"carve_validation: need a 1-D index array of >= 2 rows, got shape {train_idx.shape}")
-    if not 0.0 < frac < 1.0:
-        raise ValueError(f"carve_validation: frac must lie in (0, 1), got {frac}")
-    perm = np.random.RandomState(10_000 + seed).permutation(train_idx.size)
-    n_val = min(train_idx.size - 1, max(1, int(round(frac * train_idx.size))))
-    return train_idx[perm[n_val:]], train_idx[perm[:n_val]]
+    from hidlr.uq.data.uci import UCISplit
+
+    split = UCISplit.from_indices(X, y, np.asarray(train_idx), np.asarray(test_idx))
+    val = split.validation_split(frac, seed=seed)
+    return val.train_idx, val.test_idx
 
 
 def _score(dist: Any, y: np.ndarray) -> dict[str, Any]:
@@ -107,7 +105,7 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
 
     torch.set_num_threads(1)
     budget = budget_for(train_idx.size, quick)
-    fit_idx, val_idx = carve_validation(train_idx, budget.val_frac, split)
+    fit_idx, val_idx = carve_validation(X, y, train_idx, test_idx, budget.val_frac, split)
     if np.intersect1d(val_idx, test_idx).size or np.intersect1d(train_idx, test_idx).size:
         raise RuntimeError("validation or training rows overlap the test rows")
     Xf, yf, Xv, yv = X[fit_idx], y[fit_idx], X[val_idx], y[val_idx]
@@ -174,10 +172,15 @@ def _job(args: tuple) -> tuple[str, list[dict[str, Any]], float]:
 
 
 def load_set(name_or_path: str, root: Path | str | None) -> tuple[str, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """``(name, X (n, d), y (n,), splits)`` for a set name under ``root`` or a folder path."""
-    from hidlr.uq.data import uci as uci_data
+    """``(name, X (n, d), y (n,), splits)`` for a set name under ``root`` or a folder path.
 
-    return uci_data.load_raw(name_or_path, root)
+    ``splits``: the 20 standard ``(train_idx, test_idx)`` pairs. The estimators z-score inputs and
+    targets with their own training rows and predict in original units, so raw arrays go in.
+    """
+    from hidlr.uq.data.uci import load_uci
+
+    ds = load_uci(name_or_path, root)
+    return ds.name, ds.X, ds.y, ds.split_indices(20)
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -229,7 +232,7 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
 
     sets: names under ``root`` or folder paths (default: the five standard sets); models: subset of
     :data:`MODELS`; splits: a count (first k of the 20) or explicit indices (default 20, quick 2);
-    optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default ``../shared/data/uci``);
+    optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default: found by the loader);
     workers: processes running splits side by side (1 = in this process). Returns the results dict.
     """
     from hidlr.bench.uci_report import write_report
@@ -246,7 +249,6 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
     if splits is None:
         splits = 2 if quick else 20
     split_ids = list(range(splits)) if isinstance(splits, int) else [int(s) for s in splits]
-    root = Path(root) if root is not None else DEFAULT_ROOT
     out_dir = Path(out_dir)
     jobs, weights, data_info = [], [], {}
     for s in sets:
