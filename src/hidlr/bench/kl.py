@@ -32,8 +32,13 @@ GAP_MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "baye
 SIZES = (250, 500, 1000, 2000, 4000)
 QUICK_SIZES = (100, 200)
 EVAL_N = 4000
-STEPS = 1500  # optimizer steps at the largest epoch count tried
-BATCH = 64
+STEPS = 800  # optimizer steps at the largest epoch count tried, whatever n
+
+
+def batch_for(n: int) -> int:
+    """Minibatch size growing with n (32 .. 256), so every n gets about the same number of steps."""
+    return int(max(32, min(256, n // 16)))
+
 FAILURES = (FloatingPointError, RuntimeError, ValueError)
 GAP_EPOCHS, GAP_EPOCHS_QUICK = 400, 10  # 40 points in batches of 16: 3 steps per epoch
 
@@ -42,7 +47,7 @@ def _epochs_cap(n: int, quick: bool) -> int:
     """Most epochs tried on the validation curve: about STEPS optimizer steps (quick: 8 epochs)."""
     if quick:
         return 8
-    per_epoch = math.ceil(0.8 * n / BATCH)
+    per_epoch = math.ceil(0.8 * n / batch_for(n))
     return int(min(600, max(30, round(STEPS / per_epoch))))
 
 
@@ -61,7 +66,7 @@ def _score(dist: Any, task: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]
 
 
 def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bool,
-             keep_density: bool) -> dict[str, Any]:
+             keep_density: bool, optimizer: str = "hidlr") -> dict[str, Any]:
     """Tune epochs on seed 0's validation part, then fit and score every seed. One job."""
     import torch
 
@@ -71,11 +76,12 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
     X0, y0 = train_sample(task, n, seeds[0])
     cut = int(round(0.8 * n))
     cap = _epochs_cap(n, quick)
+    batch = batch_for(n)
     t0 = time.perf_counter()
     tune_error = None
     try:
-        est = build(model, BATCH)
-        est.fit(X0[:cut], y0[:cut], epochs=cap, batch_size=BATCH, seed=seeds[0],
+        est = build(model, batch)
+        est.fit(X0[:cut], y0[:cut], epochs=cap, batch_size=batch, seed=seeds[0], optimizer=optimizer,
                 validation_data=(X0[cut:], y0[cut:]))
         curve = [h["val_nll"] for h in est.history_]
     except FAILURES as err:  # keep going with the cap; the error is reported
@@ -88,8 +94,8 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
         X, y = train_sample(task, n, s)
         t1 = time.perf_counter()
         try:
-            est = build(model, BATCH)
-            est.fit(X, y, epochs=epochs, batch_size=BATCH, seed=s)
+            est = build(model, batch)
+            est.fit(X, y, epochs=epochs, batch_size=batch, seed=s, optimizer=optimizer)
             scores = _score(est.predict(xe), task, xe, ye)
             if not math.isfinite(scores["kl"]):
                 raise FloatingPointError("non-finite KL")
@@ -104,7 +110,7 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
             "tune_s": tune_s, "tune_error": tune_error, "seeds": per_seed, "density": density}
 
 
-def gap_experiment(model: str, seeds: Sequence[int], quick: bool) -> dict[str, Any]:
+def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str = "hidlr") -> dict[str, Any]:
     """Epistemic (and total) predictive variance inside the gap vs near the data, per seed."""
     import torch
 
@@ -117,7 +123,8 @@ def gap_experiment(model: str, seeds: Sequence[int], quick: bool) -> dict[str, A
         grid, in_gap, near = gap_regions(X)
         try:
             est = build(model, 16)
-            est.fit(X, y, epochs=GAP_EPOCHS_QUICK if quick else GAP_EPOCHS, batch_size=16, seed=s)
+            est.fit(X, y, epochs=GAP_EPOCHS_QUICK if quick else GAP_EPOCHS, batch_size=16, seed=s,
+                    optimizer=optimizer)
             d = est.predict(grid.reshape(-1, 1))
         except FAILURES as err:
             out.append({"seed": s, "error": f"{type(err).__name__}: {err}"})
@@ -169,13 +176,14 @@ def slopes(jobs: Sequence[dict[str, Any]], sizes: Sequence[int]) -> dict[str, An
 def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
         tasks: Sequence[str] | None = None, sizes: Sequence[int] | None = None,
         seeds: int | Sequence[int] | None = None, models: Sequence[str] | None = None,
-        progress: bool = True, workers: int = 2, gap: bool = True) -> dict[str, Any]:
+        progress: bool = True, workers: int = 2, gap: bool = True, optimizer: str = "hidlr") -> dict[str, Any]:
     """Run the KL study (and the gap experiment) and write results.json, report.md and PNGs.
 
     tasks: synthetic task names (default all of :data:`TASKS`); sizes: training-set sizes
     (default :data:`SIZES`; quick :data:`QUICK_SIZES`); seeds: a count or explicit seeds (default 5,
     quick 2); models: subset of :data:`GAP_MODELS` (default :data:`KL_MODELS` for the KL study, all
-    for the gap experiment); workers: processes side by side (1 = in this process).
+    for the gap experiment); workers: processes side by side (1 = in this process); gap: run the
+    limited-data experiment too; optimizer: "hidlr" (the models' default) or "adam" (lr 3e-3).
     """
     from hidlr.bench.kl_report import write_report
 
@@ -198,12 +206,12 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
     for t in tasks:
         for n in sizes:
             for m in kl_models:
-                items.append(("kl", (t, n, m, seed_ids, quick, n == sizes[-1])))
-                cost = _epochs_cap(n, quick) * math.ceil(n / BATCH) * (len(seed_ids) + 1)
+                items.append(("kl", (t, n, m, seed_ids, quick, n == sizes[-1], optimizer)))
+                cost = _epochs_cap(n, quick) * math.ceil(n / batch_for(n)) * (len(seed_ids) + 1)
                 weights.append(cost * (5 if "ensemble" in m else 1))
     if gap:
         for m in gap_models:
-            items.append(("gap", (m, seed_ids, quick)))
+            items.append(("gap", (m, seed_ids, quick, optimizer)))
             weights.append((GAP_EPOCHS_QUICK if quick else GAP_EPOCHS) * 3 * len(seed_ids) * (5 if "ensemble" in m else 1))
     meta = rep.run_metadata(seeds=seed_ids)
     kl_jobs, gap_jobs = [], []
@@ -228,7 +236,7 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
                 pool.close()
                 pool.join()
     wall = time.perf_counter() - t0
-    result = {"meta": meta, "quick": quick, "tasks": tasks, "sizes": sizes, "seeds": seed_ids,
+    result = {"meta": meta, "quick": quick, "optimizer": optimizer, "tasks": tasks, "sizes": sizes, "seeds": seed_ids,
               "models": kl_models, "gap_models": gap_models if gap else [], "eval_n": EVAL_N if not quick else 500,
               "workers": workers, "wall_seconds": wall, "jobs": kl_jobs, "gap": gap_jobs,
               "slopes": slopes(kl_jobs, sizes)}
