@@ -117,13 +117,15 @@ def test_report_from_records(tmp_path):
                                    for s in ("concrete", "yacht")},
            "models": ["mdn", "bnn"], "optimizers": ["hidlr", "adam"], "splits": [0, 1], "workers": 1,
            "wall_seconds": 5.0, "cpu_seconds": 10.0, "levels": list(uci.LEVELS), "records": recs,
+           "job_times": [{"set": s, "split": i, "optimizer": o, "seconds": 2.0, "cpu_seconds": 1.25}
+                         for s in ("concrete", "yacht") for o in ("hidlr", "adam") for i in range(2)],
            "summary": uci.summarize(recs), "hidlr_minus_adam_ll": uci.paired_difference(recs, "ll"),
            "hidlr_minus_adam_rmse": uci.paired_difference(recs, "rmse")}
     write_report(res, tmp_path)
     report = _check_result_schema(res, tmp_path)
     assert "-3.06" in report  # published deep-ensembles LL for concrete sits beside ours
     assert "Extrapolation, not a measurement" in report
-    # 10 CPU-seconds for 2 splits -> 100 for 20, on 2 cores 50 s
+    # 1.25 CPU-seconds per (set, optimizer) split -> 4 x 25 = 100 for 20 splits, on 2 cores 50 s
     assert res["timing"]["extrapolated_full_2core_s"] == pytest.approx(10.0 * 20 / 2 / 2)
 
 
@@ -146,3 +148,7 @@ def test_quick_smoke_run_on_a_folder_by_path(tmp_path):
     assert "Deep ensemble (5)" in report
     for r in res["records"]:
         assert math.isfinite(r["metrics"]["ll"]) and 0.0 <= r["metrics"]["cov90"] <= 1.0
+    # a stopped run can be reported from the jobs it finished
+    again = uci.finish(out)
+    assert again["stopped_early"] and "stopped early" in (out / "report.md").read_text()
+    assert again["summary"]["toy"]["mdn"]["adam"]["ll"]["mean"] == pytest.approx(res["summary"]["toy"]["mdn"]["adam"]["ll"]["mean"])

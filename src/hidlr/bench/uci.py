@@ -11,6 +11,7 @@ Entry point: :func:`run`. Results: ``results.json``, ``report.md`` and reliabili
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -24,7 +25,8 @@ from hidlr.bench import reporting as rep
 from hidlr.bench.uci_models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
 
 SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
-LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))
+LEVELS = tuple(float(v) for v in np.round(np.linspace(0.05, 0.95, 19), 2))
+PARTIAL, HEADER = "partial.jsonl", "run_header.json"
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,7 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
     split_ids = list(range(splits)) if isinstance(splits, int) else [int(s) for s in splits]
     out_dir = Path(out_dir)
     jobs, weights, data_info = [], [], {}
+    loaded = {}
     for s in sets:
         name, X, y, all_splits = load_set(s, root)
         bad = [i for i in split_ids if not 0 <= i < len(all_splits)]
@@ -260,44 +263,78 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
             raise ValueError(f"{name}: split indices {bad} out of range 0..{len(all_splits) - 1}")
         data_info[name] = {"rows": int(X.shape[0]), "features": int(X.shape[1]),
                            "budget": asdict(budget_for(all_splits[0][0].size, quick))}
-        for i in split_ids:
+        loaded[name] = (X, y, all_splits)
+    for i in split_ids:  # split-major order: a run stopped early still covers every set evenly
+        for name, (X, y, all_splits) in loaded.items():
             tr, te = all_splits[i]
             for o in optimizers:
                 jobs.append((name, X, y, tr, te, i, models, o, quick))
                 weights.append(tr.size * data_info[name]["budget"]["max_epochs"] * (2 if o == "adam" else 1))
-    meta = rep.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}")
-    records: list[dict[str, Any]] = []
-    job_times: list[dict[str, Any]] = []
+    header = {"meta": rep.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}"), "quick": quick,
+              "sets": data_info, "models": models, "optimizers": optimizers, "splits_requested": split_ids,
+              "workers": workers, "t_start": time.time()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / PARTIAL
+    rep.write_json(out_dir / HEADER, header)
+    partial.write_text("")
+    entries: list[dict[str, Any]] = []
+
+    def done(name: str, recs: list[dict[str, Any]], dt: float, dc: float) -> None:
+        entry = {"set": name, "split": recs[0]["split"], "optimizer": recs[0]["optimizer"], "seconds": dt,
+                 "cpu_seconds": dc, "records": recs}
+        entries.append(entry)
+        with partial.open("a") as f:
+            f.write(json.dumps(entry, default=float) + "\n")
+
     t0 = time.perf_counter()
     with rep.make_progress(progress) as bar:
         task = bar.add_task("UCI protocol", total=float(sum(weights)))
+        wmap = {(j[0], j[5], j[7]): w for j, w in zip(jobs, weights)}
         if workers <= 1:
-            for j, w in zip(jobs, weights):
-                name, recs, dt, dc = _job(j)
-                records += recs
-                job_times.append({"set": name, "split": recs[0]["split"], "optimizer": recs[0]["optimizer"],
-                                  "seconds": dt, "cpu_seconds": dc})
-                bar.update(task, advance=w, description=f"UCI {name} split {recs[0]['split']}")
+            it = map(_job, jobs)
         else:
             import multiprocessing as mp
 
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers) as pool:
-                wmap = {(j[0], j[5], j[7]): w for j, w in zip(jobs, weights)}
-                for name, recs, dt, dc in pool.imap_unordered(_job, jobs):
-                    records += recs
-                    split, opt = recs[0]["split"], recs[0]["optimizer"]
-                    job_times.append({"set": name, "split": split, "optimizer": opt, "seconds": dt, "cpu_seconds": dc})
-                    bar.update(task, advance=wmap[(name, split, opt)], description=f"UCI {name} split {split}")
-    wall = time.perf_counter() - t0
-    result = {
-        "meta": meta, "quick": quick, "sets": data_info, "models": models, "optimizers": optimizers,
-        "splits": split_ids, "workers": workers, "wall_seconds": wall,
+            pool = mp.get_context("spawn").Pool(workers)
+            it = pool.imap_unordered(_job, jobs)
+        try:
+            for name, recs, dt, dc in it:
+                done(name, recs, dt, dc)
+                split, opt = recs[0]["split"], recs[0]["optimizer"]
+                bar.update(task, advance=wmap[(name, split, opt)], description=f"UCI {name} split {split} {opt}")
+        finally:
+            if workers > 1:
+                pool.close()
+                pool.join()
+    result = assemble(header, entries, time.perf_counter() - t0)
+    write_report(result, out_dir)
+    return result
+
+
+def assemble(header: dict[str, Any], entries: Sequence[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """The results dict from the run header and the finished jobs (each: records and times)."""
+    records = [r for e in entries for r in e["records"]]
+    job_times = [{k: e[k] for k in ("set", "split", "optimizer", "seconds", "cpu_seconds")} for e in entries]
+    return {
+        **header, "splits": sorted({e["split"] for e in entries}), "wall_seconds": wall,
         "process_seconds": float(sum(j["seconds"] for j in job_times)),
         "cpu_seconds": float(sum(j["cpu_seconds"] for j in job_times)), "job_times": job_times,
         "levels": list(LEVELS), "records": records, "summary": summarize(records),
         "hidlr_minus_adam_ll": paired_difference(records, "ll"),
         "hidlr_minus_adam_rmse": paired_difference(records, "rmse"),
     }
+
+
+def finish(out_dir: str | Path) -> dict[str, Any]:
+    """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``)."""
+    from hidlr.bench.uci_report import write_report
+
+    out_dir = Path(out_dir)
+    header = json.loads((out_dir / HEADER).read_text())
+    entries = [json.loads(line) for line in (out_dir / PARTIAL).read_text().splitlines() if line.strip()]
+    if not entries:
+        raise ValueError(f"no finished jobs in {out_dir / PARTIAL}")
+    result = assemble(header, entries, time.time() - header["t_start"])
+    result["stopped_early"] = True
     write_report(result, out_dir)
     return result
