@@ -100,3 +100,6 @@ def test_quick_smoke_run(tmp_path):
     assert "## Findings" in report and "Limited data" in report
     for png in ("kl_vs_n.png", "densities.png", "gap.png"):
         assert (tmp_path / png).stat().st_size > 1000
+    again = kl.finish(tmp_path)  # a stopped run is reported from its finished jobs
+    assert again["stopped_early"] and again["slopes"]["bimodal"]["mdn"]["pooled_slope"] == pytest.approx(
+        res["slopes"]["bimodal"]["mdn"]["pooled_slope"])

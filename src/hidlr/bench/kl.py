@@ -15,6 +15,7 @@ Entry point: :func:`run`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ def batch_for(n: int) -> int:
     return int(max(32, min(256, n // 16)))
 
 FAILURES = (FloatingPointError, RuntimeError, ValueError)
+PARTIAL, HEADER = "partial.jsonl", "run_header.json"
 GAP_EPOCHS, GAP_EPOCHS_QUICK = 400, 10  # 40 points in batches of 16: 3 steps per epoch
 
 
@@ -216,7 +218,14 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
         for m in gap_models:
             items.append(("gap", (m, seed_ids, quick, optimizer)))
             weights.append((GAP_EPOCHS_QUICK if quick else GAP_EPOCHS) * 3 * len(seed_ids) * (5 if "ensemble" in m else 1))
-    meta = rep.run_metadata(seeds=seed_ids)
+    header = {"meta": rep.run_metadata(seeds=seed_ids), "quick": quick, "optimizer": optimizer, "tasks": tasks,
+              "sizes": sizes, "seeds": seed_ids, "models": kl_models, "gap_models": gap_models if gap else [],
+              "eval_n": EVAL_N if not quick else 500, "workers": workers, "t_start": time.time()}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rep.write_json(out / HEADER, header)
+    partial = out / PARTIAL
+    partial.write_text("")
     kl_jobs, gap_jobs = [], []
     t0 = time.perf_counter()
     with rep.make_progress(progress) as bar:
@@ -232,17 +241,36 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
         try:
             for i, (kind, res) in zip(order, it):
                 (kl_jobs if kind == "kl" else gap_jobs).append(res)
+                with partial.open("a") as f:
+                    f.write(json.dumps({"kind": kind, "result": res}, default=float) + "\n")
                 label = f"{res.get('task', 'gap')} n={res.get('n', '')} {res['model']}"
                 bar.update(task_id, advance=weights[i], description=f"KL {label}")
         finally:
             if workers > 1:
                 pool.close()
                 pool.join()
-    wall = time.perf_counter() - t0
-    result = {"meta": meta, "quick": quick, "optimizer": optimizer, "tasks": tasks, "sizes": sizes, "seeds": seed_ids,
-              "models": kl_models, "gap_models": gap_models if gap else [], "eval_n": EVAL_N if not quick else 500,
-              "workers": workers, "wall_seconds": wall,
-              "cpu_seconds": float(sum(j["cpu_s"] for j in kl_jobs + gap_jobs)), "jobs": kl_jobs, "gap": gap_jobs,
-              "slopes": slopes(kl_jobs, sizes)}
-    write_report(result, Path(out_dir))
+    result = assemble(header, kl_jobs, gap_jobs, time.perf_counter() - t0)
+    write_report(result, out)
+    return result
+
+
+def assemble(header: dict[str, Any], kl_jobs: list[dict[str, Any]], gap_jobs: list[dict[str, Any]],
+             wall: float) -> dict[str, Any]:
+    """The results dict from the run header and the finished jobs."""
+    return {**header, "wall_seconds": wall, "cpu_seconds": float(sum(j["cpu_s"] for j in kl_jobs + gap_jobs)),
+            "jobs": kl_jobs, "gap": gap_jobs, "slopes": slopes(kl_jobs, header["sizes"])}
+
+
+def finish(out_dir: str | Path) -> dict[str, Any]:
+    """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``)."""
+    from hidlr.bench.kl_report import write_report
+
+    out = Path(out_dir)
+    header = json.loads((out / HEADER).read_text())
+    done = [json.loads(line) for line in (out / PARTIAL).read_text().splitlines() if line.strip()]
+    kl_jobs = [d["result"] for d in done if d["kind"] == "kl"]
+    gap_jobs = [d["result"] for d in done if d["kind"] == "gap"]
+    result = assemble(header, kl_jobs, gap_jobs, time.time() - header["t_start"])
+    result["stopped_early"] = True
+    write_report(result, out)
     return result

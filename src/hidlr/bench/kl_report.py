@@ -238,7 +238,8 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     uci = json.loads(uci_path.read_text()) if uci_path.exists() else None
     meta = result["meta"]
     lines = [
-        "# KL-convergence study on synthetic conditional densities" + (" (quick smoke run)" if result["quick"] else ""),
+        "# KL-convergence study on synthetic conditional densities" + (" (quick smoke run)" if result["quick"] else "")
+        + (" — stopped early, partial results" if result.get("stopped_early") else ""),
         "",
         "KL(p0 ‖ p̂) = E_x E_{y~p0(·|x)}[log p0(y|x) − log p̂(y|x)], Monte Carlo over a fixed evaluation "
         f"sample of {result['eval_n']} draws per task (same for every model, size and seed). Each model "
