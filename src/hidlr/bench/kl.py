@@ -28,7 +28,7 @@ from hidlr.bench import reporting as rep
 from hidlr.bench.kl_tasks import (GAP_N, GAP_TASK, TASKS, build, coverage_levels, density_grid, eval_sample,
                                   gap_regions, make_task, train_sample)
 
-KL_MODELS = ("mdn", "bnn", "mc_dropout", "bayesian_mdn")
+KL_MODELS = ("mdn", "bnn", "mc_dropout")
 GAP_MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
 SIZES = (250, 500, 1000, 2000, 4000)
 QUICK_SIZES = (100, 200)
