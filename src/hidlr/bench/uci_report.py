@@ -82,7 +82,7 @@ def _set_table(ss: dict[str, Any]) -> str:
                          f"{st['epochs']['mean']:.0f}", f"{st['ll']['n']}/{st['ll']['n'] + st.get('failed', 0)}",
                          rep.format_seconds(st["time_s"])])
     return rep.markdown_table(["model", "optimizer", "RMSE", "LL", "CRPS", "cov 90%", "cov 95%",
-                               "cal. err.", "epochs", "splits ok", "time"], rows)
+                               "cal. err.", "epochs", "splits ok", "wall time"], rows)
 
 
 def _published_table(summary: dict[str, Any], metric: str) -> str:
@@ -93,9 +93,9 @@ def _published_table(summary: dict[str, Any], metric: str) -> str:
         if b is not None:
             st = ss[b[0]][b[1]][metric]
             ours = f"{rep.fmt_mean_se(st, 3 if metric == 'rmse' and st['mean'] < 1 else 2)} ({LABELS.get(b[0], b[0])}, {b[1]})"
-        bnn = " / ".join(rep.fmt_mean_se(st[metric], 2) for st in ss.get("bnn", {}).values()) or "—"
+        bnn = "; ".join(f"{rep.fmt_mean_se(st[metric], 2)} ({o})" for o, st in ss.get("bnn", {}).items()) or "—"
         rows.append([s] + [fmt_published(m, s, metric) for m in PUB_METHODS] + [ours, bnn])
-    head = ["set"] + list(PUB_METHODS) + ["ours: best-LL model", "ours: BNN (hidlr / adam)"]
+    head = ["set"] + list(PUB_METHODS) + ["ours: best-LL model", "ours: BNN"]
     return rep.markdown_table(head, rows)
 
 
