@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
+from hidlr.uq import metrics
 from hidlr.uq.data import TASKS, BishopInverse, get_task
 
 NAMES = sorted(TASKS)
@@ -112,6 +113,21 @@ def test_heteroscedastic_and_bimodal_closed_forms():
     sd = 0.05 + 0.1 * np.abs(x)
     ref = np.log(0.5 * stats.norm.pdf(y, np.sin(3 * x), sd) + 0.5 * stats.norm.pdf(y, -np.sin(3 * x), sd))
     np.testing.assert_allclose(b.log_prob(x, y).numpy(), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bimodal", "heteroscedastic", "gap"])
+def test_true_distribution_is_the_oracle(name):
+    task = get_task(name)
+    x, y = task.sample(500, seed=7)
+    truth = task.true_distribution(x)
+    torch.testing.assert_close(truth.log_prob(y), task.log_prob(x, y))
+    torch.testing.assert_close(truth.cdf(y), task.cdf(x, y))
+    assert metrics.kl_to_truth(truth, y, task.log_prob(x, y)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bishop_has_no_mixture_oracle():
+    with pytest.raises(NotImplementedError, match="not a Gaussian mixture"):
+        get_task("bishop").true_distribution([0.5])
 
 
 def test_errors():

@@ -1,8 +1,10 @@
 """Synthetic 1-D regression tasks whose true conditional density ``p0(y | x)`` is known exactly.
 
-Every task draws ``x`` from its input law and ``y`` from ``p0(. | x)``, and evaluates ``log p0(y | x)``
-and the conditional CDF for any ``x`` in its input range. Inputs are ``(n, 1)`` float64 tensors,
-targets ``(n,)``; every draw is reproducible from an integer ``seed``.
+Every task draws ``x`` from its input law and ``y`` from ``p0(. | x)``, and evaluates
+``log p0(y | x)`` and the conditional CDF for any ``x`` in its input range; where the truth is
+itself a Gaussian mixture, ``true_distribution(x)`` returns it (an oracle prediction to score
+against). Inputs are ``(n, 1)`` float64 tensors, targets ``(n,)``; every draw is reproducible
+from an integer ``seed``.
 
 - ``bimodal``: ``y = s sin(3x) + eps``, ``s = +-1`` with probability 1/2,
   ``eps ~ N(0, (0.05 + 0.1|x|)^2)``, ``x ~ U(-1, 1)``.
@@ -26,6 +28,8 @@ import numpy as np
 import torch
 from scipy import special
 from torch import Tensor
+
+from hidlr.uq.distributions import GaussianMixture
 
 __all__ = [
     "SyntheticTask", "Bimodal", "Heteroscedastic", "BishopInverse", "Gap", "TASKS", "get_task",
@@ -77,6 +81,16 @@ class SyntheticTask(ABC):
         """Exact conditional CDF ``P(Y <= y_i | x_i)``, shape ``(n,)`` float64."""
         xs, ys = self._check_xy(x, y)
         return torch.from_numpy(self._cdf(xs, ys))
+
+    def true_distribution(self, x: object) -> GaussianMixture:
+        """The true ``p0(. | x)`` as a float64 :class:`GaussianMixture` (tasks whose truth is one)."""
+        xs = self._check_x(x)
+        w, m, s = self._true_mixture(xs)
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+        return GaussianMixture(t(np.log(w)), t(m), t(s))
+
+    def _true_mixture(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError(f"the {self.name!r} task's true density is not a Gaussian mixture")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -150,6 +164,10 @@ class Bimodal(SyntheticTask):
         m, sd = np.sin(3.0 * x), self._sd(x)
         return 0.5 * (special.ndtr((y - m) / sd) + special.ndtr((y + m) / sd))
 
+    def _true_mixture(self, x):
+        m, sd = np.sin(3.0 * x), self._sd(x)
+        return np.full((x.shape[0], 2), 0.5), np.stack([m, -m], 1), np.stack([sd, sd], 1)
+
 
 class Heteroscedastic(SyntheticTask):
     """``y = sin(2.5x) + x/2 + (0.05 + 0.4 x^2) eps``, ``eps ~ N(0, 1)``, ``x ~ U(-1, 1)``."""
@@ -175,6 +193,9 @@ class Heteroscedastic(SyntheticTask):
 
     def _cdf(self, x, y):
         return special.ndtr((y - self.mean_fn(x)) / self.sd_fn(x))
+
+    def _true_mixture(self, x):
+        return np.ones((x.shape[0], 1)), self.mean_fn(x)[:, None], self.sd_fn(x)[:, None]
 
 
 class Gap(SyntheticTask):
@@ -204,6 +225,9 @@ class Gap(SyntheticTask):
 
     def _cdf(self, x, y):
         return special.ndtr((y - self.mean_fn(x)) / self.noise)
+
+    def _true_mixture(self, x):
+        return np.ones((x.shape[0], 1)), self.mean_fn(x)[:, None], np.full((x.shape[0], 1), self.noise)
 
 
 class BishopInverse(SyntheticTask):

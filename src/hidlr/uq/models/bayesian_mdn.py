@@ -76,10 +76,25 @@ class BayesianMDNNet(nn.Module):
 
     def sample_params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One weight sample per row: ``x: (..., d)`` -> logits, loc, scale, each ``(..., K)``."""
+        logits, loc, scale, _ = self._sample(x, with_kl=False)
+        return logits, loc, scale
+
+    def _sample(self, x: Tensor, with_kl: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """As :meth:`sample_params`, plus the KL from the same ``softplus(rho)`` if ``with_kl``."""
+        kls: list[Tensor] = []
+
+        def apply(layer: nn.Module, h: Tensor) -> Tensor:
+            if with_kl and isinstance(layer, BayesianLinear):
+                out, kl = layer.forward_kl(h)
+                kls.append(kl)
+                return out
+            return layer(h)
+
         h = x
         for layer in self.trunk:
-            h = layer(h)
-        return self.logits(h), self.loc(h), F.softplus(self.scale(h)) + self.scale_floor
+            h = apply(layer, h)
+        logits, loc, raw = apply(self.logits, h), apply(self.loc, h), apply(self.scale, h)
+        return logits, loc, F.softplus(raw) + self.scale_floor, torch.stack(kls).sum() if with_kl else None
 
     def kl(self) -> Tensor:
         """``KL(q || prior)`` over all weights (scalar)."""
@@ -88,8 +103,8 @@ class BayesianMDNNet(nn.Module):
     def loss(self, x: Tensor, y: Tensor, *, n_train: int | None = None) -> Tensor:
         """Negative ELBO per training point on ``x: (b, d)``, ``y: (b,)``, plus the collapse penalty."""
         n = self.dataset_size if n_train is None else n_train
-        logits, loc, scale = self.sample_params(x)
-        loss = -GaussianMixture(logits, loc, scale, validate_args=False).log_prob(y).mean() + self.kl() / n
+        logits, loc, scale, kl = self._sample(x, with_kl=True)
+        loss = -GaussianMixture(logits, loc, scale, validate_args=False).log_prob(y).mean() + kl / n
         if self.collapse_penalty > 0 and self.components > 1:
             loss = loss + self.collapse_penalty * mixture_collapse_penalty(logits)
         return loss

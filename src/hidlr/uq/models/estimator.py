@@ -186,6 +186,8 @@ class Estimator:
     stochastic: bool = False
     #: Default number of Monte Carlo passes at prediction (stochastic nets only).
     default_samples: int = 1
+    #: Bound on ``samples * rows * width`` activations held at once by a stochastic prediction.
+    predict_chunk: int = 2**24
 
     # ---- fitting ------------------------------------------------------------------------------
     def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
@@ -220,6 +222,7 @@ class Estimator:
         seed: int = 0,
         validation_data: tuple[Any, Any] | None = None,
         progress: bool = False,
+        probe_batch_size: int | None = None,
     ) -> "Estimator":
         """Train on ``X: (n, d)``, ``y: (n,)`` or ``(n, 1)``; returns ``self``.
 
@@ -227,7 +230,9 @@ class Estimator:
         ``"adam"``, or a callable ``groups -> torch.optim.Optimizer`` (a Hi-DLR instance it returns
         gets the probe closure). Everything runs on the device and dtype of ``X`` (NumPy input:
         the default dtype on the CPU). ``validation_data=(X_val, y_val)`` records the validation
-        NLL (original units) per epoch in ``history_``.
+        NLL (original units) per epoch in ``history_``. Hi-DLR's probes use a separate random
+        minibatch of ``probe_batch_size`` training rows (default ``max(batch_size, 256)``, at most
+        ``n``) per refresh, with common random numbers across the probe calls of a step.
         """
         Xt, yt = validate_xy(X, y)
         assert yt is not None
@@ -237,6 +242,9 @@ class Estimator:
         lr = self.lr if lr is None else lr
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        probe_size = min(n, max(batch_size, 256)) if probe_batch_size is None else probe_batch_size
+        if probe_size < 1:
+            raise ValueError(f"probe_batch_size must be positive, got {probe_batch_size}")
         if lr <= 0 or not math.isfinite(lr):
             raise ValueError(f"lr must be a positive finite number, got {lr}")
         batches = math.ceil(n / batch_size)
@@ -280,7 +288,7 @@ class Estimator:
                         loss = net.loss(xs[idx], ys[idx])
                         loss.backward()
                         if takes_probe:
-                            opt.step(probe=_Probe(net, xs, ys, batch_size, probe_gen, self.stochastic))
+                            opt.step(probe=_Probe(net, xs, ys, probe_size, probe_gen, self.stochastic))
                         else:
                             opt.step()
                         total += loss.detach() * idx.numel()
@@ -322,7 +330,15 @@ class Estimator:
         if samples < 1:
             raise ValueError(f"samples must be positive, got {samples}")
         with torch.no_grad(), seeded(self.seed_ + 104729 if seed is None else seed, ref.device):
-            dist = net.predictive(xs, samples=samples) if self.stochastic else net(xs)
+            if not self.stochastic:
+                dist = net(xs)
+            else:
+                # rows in chunks: the Monte Carlo passes hold (samples, rows, width) activations
+                rows = max(1, self.predict_chunk // (samples * max(self.hidden)))
+                parts = [net.predictive(xs[i : i + rows], samples=samples) for i in range(0, xs.shape[0], rows)]
+                dist = parts[0] if len(parts) == 1 else GaussianMixture(
+                    torch.cat([p.logits for p in parts]), torch.cat([p.loc for p in parts]),
+                    torch.cat([p.scale for p in parts]), members=parts[0].members, validate_args=False)
         return dist.to_units(self.y_mean_, self.y_scale_)
 
 
