@@ -181,14 +181,16 @@ def slopes(jobs: Sequence[dict[str, Any]], sizes: Sequence[int]) -> dict[str, An
 def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
         tasks: Sequence[str] | None = None, sizes: Sequence[int] | None = None,
         seeds: int | Sequence[int] | None = None, models: Sequence[str] | None = None,
-        progress: bool = True, workers: int = 2, gap: bool = True, optimizer: str = "hidlr") -> dict[str, Any]:
+        progress: bool = True, workers: int = 2, gap: bool = True, optimizer: str = "hidlr",
+        gap_models: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the KL study (and the gap experiment) and write results.json, report.md and PNGs.
 
     tasks: synthetic task names (default all of :data:`TASKS`); sizes: training-set sizes
     (default :data:`SIZES`; quick :data:`QUICK_SIZES`); seeds: a count or explicit seeds (default 5,
     quick 2); models: subset of :data:`GAP_MODELS` (default :data:`KL_MODELS` for the KL study, all
     for the gap experiment); workers: processes side by side (1 = in this process); gap: run the
-    limited-data experiment too; optimizer: "hidlr" (the models' default) or "adam" (lr 3e-3).
+    limited-data experiment too; optimizer: "hidlr" (the models' default) or "adam" (lr 3e-3);
+    gap_models: the gap experiment's models when they should differ from ``models``.
     """
     from hidlr.bench.kl_report import write_report
 
@@ -198,7 +200,7 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
         seeds = 2 if quick else 5
     seed_ids = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     kl_models = list(models or KL_MODELS)
-    gap_models = list(models or GAP_MODELS)
+    gap_models = list(gap_models or models or GAP_MODELS)
     for m in set(kl_models) | set(gap_models):
         if m not in GAP_MODELS:
             raise ValueError(f"unknown model {m!r}; choose from {GAP_MODELS}")
