@@ -263,8 +263,12 @@ def assemble(header: dict[str, Any], kl_jobs: list[dict[str, Any]], gap_jobs: li
             "jobs": kl_jobs, "gap": gap_jobs, "slopes": slopes(kl_jobs, header["sizes"])}
 
 
-def finish(out_dir: str | Path) -> dict[str, Any]:
-    """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``)."""
+def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> dict[str, Any]:
+    """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``).
+
+    ``note``: a sentence for the report saying how the jobs in ``partial.jsonl`` came about (for
+    example when the lines of two runs of the same code were put together).
+    """
     from hidlr.bench.kl_report import write_report
 
     out = Path(out_dir)
@@ -273,6 +277,7 @@ def finish(out_dir: str | Path) -> dict[str, Any]:
     kl_jobs = [d["result"] for d in done if d["kind"] == "kl"]
     gap_jobs = [d["result"] for d in done if d["kind"] == "gap"]
     result = assemble(header, kl_jobs, gap_jobs, time.time() - header["t_start"])
-    result["stopped_early"] = True
+    result["stopped_early"] = stopped_early
+    result["note"] = note
     write_report(result, out)
     return result

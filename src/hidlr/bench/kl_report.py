@@ -252,6 +252,8 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         f"with other work; the workers used {result.get('cpu_seconds', float('nan')):.0f} CPU-seconds "
         f"(about {rep.format_seconds(result.get('cpu_seconds', 0.0) / 2)} on 2 dedicated cores).", "",
     ]
+    if result.get("note"):
+        lines += [f"Note: {result['note']}", ""]
     lines += findings(result, uci)
     lines += ["## KL to the true conditional density (nats)", "", _kl_table(result), "",
               "Slope: pooled least-squares fit of log KL on log n over all seeds; per-seed slopes as "

@@ -325,8 +325,12 @@ def assemble(header: dict[str, Any], entries: Sequence[dict[str, Any]], wall: fl
     }
 
 
-def finish(out_dir: str | Path) -> dict[str, Any]:
-    """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``)."""
+def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> dict[str, Any]:
+    """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``).
+
+    ``note``: a sentence for the report saying how the jobs in ``partial.jsonl`` came about (for
+    example when the lines of two runs of the same code were put together).
+    """
     from hidlr.bench.uci_report import write_report
 
     out_dir = Path(out_dir)
@@ -335,6 +339,7 @@ def finish(out_dir: str | Path) -> dict[str, Any]:
     if not entries:
         raise ValueError(f"no finished jobs in {out_dir / PARTIAL}")
     result = assemble(header, entries, time.time() - header["t_start"])
-    result["stopped_early"] = True
+    result["stopped_early"] = stopped_early
+    result["note"] = note
     write_report(result, out_dir)
     return result
