@@ -154,6 +154,10 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
             est = build_model(model, hp, budget.batch_size)
             est.fit(X[train_idx], y[train_idx], epochs=chosen["epochs"], batch_size=budget.batch_size,
                     optimizer=optimizer, lr=hp.get("lr"), seed=split)
+            hist = getattr(getattr(est, "optimizer_", None), "history", None)
+            if hist is not None:  # Hi-DLR: how many refreshes (probe rounds) the final fit made
+                rec["refreshes"] = len(hist)
+                rec["steps"] = chosen["epochs"] * math.ceil(train_idx.size / budget.batch_size)
             scores = _score(est.predict(X[test_idx]), y[test_idx])
             if not all(math.isfinite(v) for k, v in scores.items() if k != "reliability"):
                 raise FloatingPointError(f"non-finite test metrics {scores}")

@@ -170,6 +170,11 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
               "By optimizer: " + ", ".join(f"{o} {100 * v / tot:.0f}%" for o, v in tm["by_optimizer_cpu_s"].items()) + ".",
               f"Tuning on the validation part took {tm['tuning_wall_s']:.0f} s and the final fits "
               f"{tm['final_fit_wall_s']:.0f} s of worker wall time.", ""]
+    refr = [(r["refreshes"], r["steps"]) for r in result["records"] if r.get("refreshes") is not None and r.get("steps")]
+    if refr:
+        lines += [f"Hi-DLR's refresh rounds (each several probe losses) in the final fits of single nets: "
+                  f"{sum(a for a, _ in refr)} over {sum(b for _, b in refr)} optimizer steps "
+                  f"({100 * sum(a for a, _ in refr) / sum(b for _, b in refr):.0f}% of steps).", ""]
     lines += ["## Goals", ""]
     n_sets = len(g["best_vs_deep_ensembles"])
     lines.append(f"- Best model's LL above the published deep-ensembles LL on **{g['best_beats_de_count']} of "
