@@ -95,10 +95,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def run_metadata(seeds: Any = None) -> dict[str, Any]:
     """Machine, versions and time stamp for a result file."""
+    import subprocess
+
     import torch
 
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
     return {
-        "machine": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
+        "machine": platform.node(), "git_commit": commit, "platform": platform.platform(), "processor": platform.machine(),
         "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seeds": seeds,
