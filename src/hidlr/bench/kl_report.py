@@ -248,7 +248,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         "its own training sample) and reused for every seed. Mean ± s.e. over seeds.", "",
         f"Sizes {result['sizes']}, seeds {result['seeds']}, machine `{meta['machine']}` ({meta['cpu_count']} "
         f"CPUs, shared), Python {meta['python']}, torch {meta['torch']}, {result['workers']} worker(s), "
-        f"started {meta['started']}; wall clock {rep.format_seconds(result['wall_seconds'])} on a machine shared "
+        f"started {meta['started']}, code at commit {meta.get('git_commit') or 'unknown'}; wall clock {rep.format_seconds(result['wall_seconds'])} on a machine shared "
         f"with other work; the workers used {result.get('cpu_seconds', float('nan')):.0f} CPU-seconds "
         f"(about {rep.format_seconds(result.get('cpu_seconds', 0.0) / 2)} on 2 dedicated cores).", "",
     ]

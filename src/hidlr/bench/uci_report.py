@@ -145,7 +145,8 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
         "tuned through one member. LL = mean test log predictive density (higher is better).", "",
         f"Run: splits {result['splits']}, optimizers {result['optimizers']}, {result['workers']} worker "
         f"process(es), machine `{meta['machine']}` ({meta['cpu_count']} CPUs, shared), Python "
-        f"{meta['python']}, torch {meta['torch']}, started {meta['started']}. Fit seed = split index.", "",
+        f"{meta['python']}, torch {meta['torch']}, started {meta['started']}, code at commit "
+        f"{meta.get('git_commit') or 'unknown'}. Fit seed = split index.", "",
     ] + ([f"Note: {result['note']}", ""] if result.get("note") else []) + [
         "## Duration", "",
         f"Wall clock of this run: **{rep.format_seconds(tm['wall_seconds'])}** with {result['workers']} "
