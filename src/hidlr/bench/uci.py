@@ -266,7 +266,8 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
         if bad:
             raise ValueError(f"{name}: split indices {bad} out of range 0..{len(all_splits) - 1}")
         data_info[name] = {"rows": int(X.shape[0]), "features": int(X.shape[1]),
-                           "budget": asdict(budget_for(all_splits[0][0].size, quick))}
+                           "budget": asdict(budget_for(all_splits[0][0].size, quick)),
+                           "discrete_target": bool(np.all(y == np.round(y)) and np.unique(y).size <= 20)}
         loaded[name] = (X, y, all_splits)
     for i in split_ids:  # split-major order: a run stopped early still covers every set evenly
         for name, (X, y, all_splits) in loaded.items():
