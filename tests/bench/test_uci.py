@@ -152,3 +152,10 @@ def test_quick_smoke_run_on_a_folder_by_path(tmp_path):
     again = uci.finish(out)
     assert again["stopped_early"] and "stopped early" in (out / "report.md").read_text()
     assert again["summary"]["toy"]["mdn"]["adam"]["ll"]["mean"] == pytest.approx(res["summary"]["toy"]["mdn"]["adam"]["ll"]["mean"])
+
+
+def test_goals_leave_integer_target_sets_out_of_the_continuous_count():
+    recs = [_record("wine-quality-red", "mdn", "adam", i, 2.5) for i in range(2)]  # spikes on integer scores
+    recs += [_record("concrete", "mdn", "adam", i, -3.2) for i in range(2)]
+    g = goals(uci.summarize(recs))
+    assert g["best_beats_de_count"] == 1 and g["best_beats_de_count_continuous_only"] == 0
