@@ -161,6 +161,7 @@ def _plots(result: dict[str, Any], out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     files = []
     tasks, sizes = result["tasks"], result["sizes"]
@@ -180,6 +181,8 @@ def _plots(result: dict[str, Any], out: Path) -> list[str]:
                         color=f"C{i}", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes], fontsize=7)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_title(t)
         ax.set_xlabel("n")
     axes[0][0].set_ylabel("KL(true ‖ model), nats")
