@@ -264,6 +264,11 @@ def assemble(header: dict[str, Any], kl_jobs: list[dict[str, Any]], gap_jobs: li
             "jobs": kl_jobs, "gap": gap_jobs, "slopes": slopes(kl_jobs, header["sizes"])}
 
 
+def wall_until_last_job(out_dir: Path, header: dict[str, Any]) -> float:
+    """Seconds from the run's start to the last write of its ``partial.jsonl`` (its last finished job)."""
+    return (out_dir / PARTIAL).stat().st_mtime - header["t_start"]
+
+
 def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> dict[str, Any]:
     """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``).
 
@@ -277,7 +282,7 @@ def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> d
     done = [json.loads(line) for line in (out / PARTIAL).read_text().splitlines() if line.strip()]
     kl_jobs = [d["result"] for d in done if d["kind"] == "kl"]
     gap_jobs = [d["result"] for d in done if d["kind"] == "gap"]
-    result = assemble(header, kl_jobs, gap_jobs, time.time() - header["t_start"])
+    result = assemble(header, kl_jobs, gap_jobs, wall_until_last_job(out, header))
     result["stopped_early"] = stopped_early
     result["note"] = note
     write_report(result, out)

@@ -330,6 +330,11 @@ def assemble(header: dict[str, Any], entries: Sequence[dict[str, Any]], wall: fl
     }
 
 
+def wall_until_last_job(out_dir: Path, header: dict[str, Any]) -> float:
+    """Seconds from the run's start to the last write of its ``partial.jsonl`` (its last finished job)."""
+    return (out_dir / PARTIAL).stat().st_mtime - header["t_start"]
+
+
 def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> dict[str, Any]:
     """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``).
 
@@ -343,7 +348,7 @@ def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> d
     entries = [json.loads(line) for line in (out_dir / PARTIAL).read_text().splitlines() if line.strip()]
     if not entries:
         raise ValueError(f"no finished jobs in {out_dir / PARTIAL}")
-    result = assemble(header, entries, time.time() - header["t_start"])
+    result = assemble(header, entries, wall_until_last_job(out_dir, header))
     result["stopped_early"] = stopped_early
     result["note"] = note
     write_report(result, out_dir)
