@@ -117,7 +117,7 @@ def plot_reliability(summary: dict[str, Any], levels: Sequence[float], path: Pat
     import matplotlib.pyplot as plt
 
     sets = list(summary)
-    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.9), squeeze=False)
     for ax, s in zip(axes[0], sets):
         ax.plot([0, 1], [0, 1], color="0.6", lw=1)
         for i, (m, by_opt) in enumerate(summary[s].items()):
@@ -127,8 +127,9 @@ def plot_reliability(summary: dict[str, Any], levels: Sequence[float], path: Pat
         ax.set_title(s)
         ax.set_xlabel("nominal level")
     axes[0][0].set_ylabel("observed coverage")
-    axes[0][-1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=6, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
