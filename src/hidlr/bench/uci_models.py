@@ -1,0 +1,58 @@
+"""The model line-up of the UCI protocol: constructors, hyperparameter grids, shared tuning.
+
+Every model has one hidden layer of 50 ReLU units. Ensembles are tuned through one member
+(``TUNE_AS``): the deep ensemble through a single Gaussian net (an MDN with one component), the
+MDN ensemble through the MDN, so a split tunes each member type once per optimizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
+OPTIMIZERS = ("hidlr", "adam")
+LABELS = {"mdn": "MDN", "bnn": "BNN (VI)", "mc_dropout": "MC dropout", "deep_ensemble": "Deep ensemble (5)",
+          "mdn_ensemble": "MDN ensemble (5)", "bayesian_mdn": "Bayesian MDN", "gaussian": "Gaussian net"}
+MEMBERS = 5
+HIDDEN = (50,)
+
+#: model -> the single-member model whose tuned hyperparameters it uses
+TUNE_AS = {"mdn": "mdn", "bnn": "bnn", "mc_dropout": "mc_dropout", "deep_ensemble": "gaussian",
+           "mdn_ensemble": "mdn", "bayesian_mdn": "bayesian_mdn"}
+
+ADAM_LRS = (1e-3, 3e-3, 1e-2)
+HIDLR_LR = 3e-3  # Hi-DLR's initial rate (it chooses the rates itself afterwards)
+
+
+def tuning_grid(model: str, optimizer: str, quick: bool) -> list[dict[str, Any]]:
+    """Candidate hyperparameters for a single-member model (epochs are chosen on the curve)."""
+    lrs = [HIDLR_LR] if optimizer == "hidlr" else ([3e-3] if quick else list(ADAM_LRS))
+    extra: list[dict[str, Any]] = [{}]
+    if model == "mc_dropout":
+        extra = [{"dropout": 0.05}] if quick else [{"dropout": 0.01}, {"dropout": 0.05}]
+    elif model in ("mdn", "bayesian_mdn"):
+        extra = [{"components": 3}]
+    return [{"lr": lr, **e} for lr in lrs for e in extra]
+
+
+def build_model(model: str, hp: dict[str, Any], batch_size: int) -> Any:
+    """A fresh, unfitted estimator for ``model`` with hyperparameters ``hp``."""
+    from hidlr.uq import models as M
+
+    common = {"hidden": HIDDEN, "batch_size": batch_size}
+    k = int(hp.get("components", 3))
+    if model == "gaussian":
+        return M.MDN(components=1, **common)
+    if model == "mdn":
+        return M.MDN(components=k, **common)
+    if model == "bnn":
+        return M.BNN(**common)
+    if model == "mc_dropout":
+        return M.MCDropout(dropout=float(hp.get("dropout", 0.05)), **common)
+    if model == "deep_ensemble":
+        return M.DeepEnsemble(lambda: M.MDN(components=1, **common), members=MEMBERS)
+    if model == "mdn_ensemble":
+        return M.MDNEnsemble(components=k, members=MEMBERS, **common)
+    if model == "bayesian_mdn":
+        return M.BayesianMDN(components=k, **common)
+    raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
