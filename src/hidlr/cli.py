@@ -48,5 +48,37 @@ def bench_uq_speed(out: Path = typer.Option(Path("results/uq-speed"), help="Outp
     typer.echo((out / "report.md").read_text())
 
 
+@bench_app.command("uci")
+def bench_uci(out: Path = typer.Option(Path("results/uci"), help="Output folder."),
+              quick: bool = typer.Option(False, help="Few splits and epochs (smoke run)."),
+              sets: list[str] = typer.Option(None, help="Set names or folders (default: the five)."),
+              models: list[str] = typer.Option(None, help="mdn, bnn, mc_dropout, deep_ensemble, "
+                                               "mdn_ensemble, bayesian_mdn (default: all)."),
+              splits: int = typer.Option(None, help="First k of the 20 standard splits."),
+              optimizers: list[str] = typer.Option(None, help="hidlr, adam (default: both)."),
+              root: Path = typer.Option(None, help="UCI data folder (default: found automatically)."),
+              workers: int = typer.Option(2, help="Processes side by side.")) -> None:
+    """The UCI regression protocol: 20 splits, six models, Hi-DLR and tuned Adam."""
+    from hidlr.bench import uci
+
+    uci.run(out, quick=quick, sets=sets or None, models=models or None, splits=splits,
+            optimizers=optimizers or None, root=root, progress=True, workers=workers)
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@bench_app.command("kl")
+def bench_kl(out: Path = typer.Option(Path("results/kl"), help="Output folder."),
+             quick: bool = typer.Option(False, help="Small sizes and seeds (smoke run)."),
+             tasks: list[str] = typer.Option(None, help="Synthetic tasks (default: bimodal, "
+                                             "heteroscedastic, bishop)."),
+             seeds: int = typer.Option(None, help="Seeds per size (default 5)."),
+             workers: int = typer.Option(2, help="Processes side by side.")) -> None:
+    """KL to the true conditional density against n, slopes, coverage, and the gap experiment."""
+    from hidlr.bench import kl
+
+    kl.run(out, quick=quick, tasks=tasks or None, seeds=seeds, progress=True, workers=workers)
+    typer.echo(f"report: {out / 'report.md'}")
+
+
 if __name__ == "__main__":
     app()
