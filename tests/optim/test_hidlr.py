@@ -428,3 +428,23 @@ def test_add_param_group_extends_the_rates():
     opt = HiDLR(torch.optim.SGD([{"params": [q.params[0]]}], lr=0.1))
     opt.add_param_group({"params": [q.params[1]], "lr": 0.3})
     assert opt.lrs == [0.1, 0.3] and len(opt.optimizer.param_groups) == 2
+
+
+def test_unresolved_curvature_is_rejected_and_moves_nothing_far():
+    """A group the loss sees only linearly has no curvature to fit; in float32 its fitted ``a`` is
+    rounding noise and its Newton step absurd. It must keep its rate, and the probes must leave
+    its weights where the plain step puts them."""
+    torch.manual_seed(0)
+    w0 = torch.nn.Parameter(torch.randn(20))
+    w1 = torch.nn.Parameter(torch.randn(20))
+    h = torch.diag(torch.linspace(1.0, 3.0, 20))
+
+    def loss():
+        return 0.5 * w0 @ h @ w0 + 1000.0 + 1e-4 * w1.sum()
+    opt = HiDLR(torch.optim.Adam([{"params": [w0]}, {"params": [w1]}], lr=1e-3), every=1)
+    before = w1.detach().clone()
+    loss().backward()
+    opt.step(probe=loss)
+    g1 = opt.history[-1]["groups"][1]
+    assert not g1["accepted"] and opt.lrs[1] == 1e-3
+    assert float((w1.detach() - before).abs().max()) < 2e-3  # one Adam step at 1e-3, nothing more

@@ -265,6 +265,8 @@ class HiDLR(torch.optim.Optimizer):
         value = torch.as_tensor(value)
         if value.numel() != 1:
             raise ProbeError(f"probe must return a scalar loss, got shape {tuple(value.shape)}")
+        if value.is_floating_point():
+            self._loss_eps = max(getattr(self, "_loss_eps", 0.0), torch.finfo(value.dtype).eps)
         return value.detach().reshape(()).to(torch.float64)
 
     def _snapshot(self) -> tuple[dict, list]:
@@ -316,6 +318,7 @@ class HiDLR(torch.optim.Optimizer):
                 losses.append(self._call_probe(probe))
             y = torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
             record = self._estimate(z, y, loss0, applied, active)
+            self._targets(record)
             if self.joint:
                 self._joint_scale(record, move, probe, loss0, active)
             self._smooth(record)
@@ -357,6 +360,12 @@ class HiDLR(torch.optim.Optimizer):
         rows = finite & ((z != 0) & ~mask).logical_not().all(dim=1) if len(z) else finite
         fit = fit_quadratic(z[rows], y[rows], mask, full=self.mode == "full")
         prop = propose(fit, fit_active, self.mode, self.min_r2)
+        # a curvature term below the loss's rounding is noise: its Newton step is meaningless
+        resolution = 16 * getattr(self, "_loss_eps", 0.0) * max(abs(float(loss0)), 1e-30)
+        span = max(abs(m) for m in self.probes)
+        for k in range(k_groups):
+            if prop.reason[k] is None and 0.5 * float(fit.A[k, k]) * span**2 <= resolution:
+                prop.reason[k], prop.multiple[k] = "curvature below the loss's float resolution", float("nan")
         groups = []
         for k in range(k_groups):
             prev = self._estimates[k]
@@ -377,13 +386,14 @@ class HiDLR(torch.optim.Optimizer):
 
     def _joint_scale(self, record: dict[str, Any], move: Callable[[Sequence[float]], None],
                      probe: Probe, loss0: torch.Tensor, active: list[bool]) -> None:
-        """Probe along the combined proposed step (accepted groups at their Newton rates, the others
-        at their current rates) and scale the accepted Newton rates by the 1-D Newton step along it
-        when that is below 1: coupled groups overshoot together under the per-group rule."""
+        """Probe along the combined step about to be taken (accepted groups at their targets, the
+        others at their current rates) and scale the targets by the 1-D Newton step along it when
+        that is below 1: coupled groups overshoot together under the per-group rule."""
         groups = record["groups"]
         if not bool(torch.isfinite(loss0)) or not any(g["accepted"] for g in groups):
             return
-        c = [(g["newton_rate"] / g["rate"] if g["accepted"] else 1.0) if active[k] else 0.0
+        # targets are estimates; the step's multiple of the current one excludes the scheduler
+        c = [(g["target"] / self._estimates[k] if g["accepted"] else 1.0) if active[k] else 0.0
              for k, g in enumerate(groups)]
         s = torch.tensor([0.5, 1.0, 1.5], dtype=torch.float64)
         losses = []
@@ -407,7 +417,7 @@ class HiDLR(torch.optim.Optimizer):
             if scale is None:
                 g["accepted"], g["reason"] = False, "combined step not a descent direction"
             else:
-                g["newton_rate"] *= scale
+                g["target"] *= scale
 
     def _momentum(self, k: int) -> float:
         """The base optimizer's momentum coefficient for group k (Adam's beta1, SGD's momentum)."""
@@ -416,11 +426,20 @@ class HiDLR(torch.optim.Optimizer):
             return float(g["betas"][0])
         return float(g.get("momentum", 0.0) or 0.0)
 
-    def _smooth(self, record: dict[str, Any]) -> None:
-        """New estimates: accepted groups move from their estimate towards the (scaled) Newton rate.
-        A scheduler's factor then multiplies the estimate, so it is not divided out here."""
+    def _targets(self, record: dict[str, Any]) -> None:
+        """Each accepted group's target: its Newton rate times the momentum correction, within the
+        clip bounds of its current estimate."""
         for k, g in enumerate(record["groups"]):
             if g["accepted"]:
                 target = g["newton_rate"] * (1.0 - self._momentum(k)) ** self.horizon
+                if self.clip is not None:
+                    prev = self._estimates[k]
+                    target = min(max(target, self.clip[0] * prev), self.clip[1] * prev)
                 g["target"] = target
-                g["estimate"] = smooth(self._estimates[k], target, self.clip, self.ema)
+
+    def _smooth(self, record: dict[str, Any]) -> None:
+        """New estimates: accepted groups move from their estimate towards their target. A
+        scheduler's factor then multiplies the estimate, so it is not divided out here."""
+        for k, g in enumerate(record["groups"]):
+            if g["accepted"]:
+                g["estimate"] = smooth(self._estimates[k], g["target"], None, self.ema)
