@@ -1,0 +1,50 @@
+"""Smoke test of ``hidlr.bench.lr.run`` in quick mode on a tiny subset: files, JSON schema, report."""
+
+import json
+
+import pytest
+
+from hidlr.bench.lr import run
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lr")
+    res = run(out, quick=True, workloads=["digits-mlp-bias", "noisy-quadratic"],
+              methods=["default", "grid2", "grid3", "prodigy"], progress=False, max_steps=20)
+    return out, res
+
+
+def test_files_and_json_schema(quick):
+    out, res = quick
+    data = json.loads((out / "results.json").read_text())
+    assert {"benchmark", "quick", "seeds", "started", "duration_s", "environment", "workloads", "methods",
+            "records", "summary"} <= set(data)
+    assert data["quick"] is True and data["seeds"] == [0]
+    assert len(data["records"]) == 2 * 4
+    for r in data["records"]:
+        assert {"workload", "method", "family", "seed", "status", "final_loss", "steps_to_target",
+                "time_to_target", "step_time", "curve", "lr_trace"} <= set(r)
+        assert r["curve"]["step"][0] == 0 and r["curve"]["step"][-1] == 20
+    reused = [r for r in data["records"] if r["method"] == "grid2"]
+    assert all(r["reused_from"] == "default" for r in reused)   # the default rate is grid point 2
+    assert set(data["summary"]["workloads"]) == {"digits-mlp-bias", "noisy-quadratic"}
+    tuned = data["summary"]["workloads"]["digits-mlp-bias"]["table"]["tuned"]
+    assert tuned["runs"] == 2 and tuned["tuned_from"] in ("grid2", "grid3")
+    assert {"performance_profile.png", "loss_curves.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_report_contains_the_tables(quick):
+    out, _ = quick
+    text = (out / "report.md").read_text()
+    assert "| workload | tuned (lr) | default | hidlr-diag |" in text
+    assert "| digits-mlp-bias |" in text and "| noisy-quadratic |" in text
+    assert "### Median rank over workloads among single-run methods" in text
+    assert "![performance_profile.png](performance_profile.png)" in text
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="seeds"):
+        run("/nonexistent", seeds=0, progress=False)
+    with pytest.raises(ValueError, match="unknown method"):
+        run("/tmp", methods=["nope"], progress=False)
