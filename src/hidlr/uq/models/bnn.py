@@ -1,0 +1,199 @@
+"""Variational Bayesian neural network (Bayes by Backprop, mean-field Gaussian, local reparameterisation)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hidlr.uq.distributions import GaussianMixture
+from hidlr.uq.models.estimator import Estimator, activation_module, check_hidden
+from hidlr.uq.models.layers import BayesianLinear, bayesian_kl, inverse_softplus
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def gaussian_log_lik(y: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+    """Elementwise ``log N(y; loc, scale^2)`` (broadcasting)."""
+    return -0.5 * ((y - loc) / scale).square() - scale.log() - _LOG_SQRT_2PI
+
+
+class BNNNet(nn.Module):
+    """Mean-field Gaussian BNN with a Gaussian likelihood, in standardized units.
+
+    Layers: ``BayesianLinear`` + activation per hidden width, then a ``BayesianLinear`` to the
+    mean. Noise ``sigma``: one learned scalar (``heteroscedastic=False``; a point estimate,
+    ``softplus(noise_rho) + noise_floor``) or a second ``BayesianLinear`` output head on the last
+    hidden layer (``heteroscedastic=True``).
+
+    ``loss(x, y)`` is the negative ELBO per training point for one minibatch:
+    ``-(mean over the batch of log N(y; f_w(x), sigma^2)) + KL(q || prior) / n_train`` with one
+    weight sample per row (local reparameterisation). Summed over the ``n_train / b`` batches of an
+    epoch this is ``-ELBO / n_train`` in expectation, i.e. the KL is divided by the number of
+    training points, not by the number of batches or parameters.
+
+    Args:
+        in_features: ``d``.
+        dataset_size: ``n_train`` (can be overridden per call of :meth:`loss`).
+        hidden, activation: trunk.
+        prior_sigma: std of the zero-mean Gaussian prior on every weight and bias.
+        posterior_scale: initial posterior std (default ``0.05 * prior_sigma``, see ``BayesianLinear``).
+        heteroscedastic: input-dependent noise.
+        noise_init, noise_floor: initial noise std and its lower bound (standardized units).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        dataset_size: int,
+        *,
+        hidden: int | Sequence[int] = (50,),
+        activation: str | Callable[[], nn.Module] = "relu",
+        prior_sigma: float = 1.0,
+        posterior_scale: float | None = None,
+        heteroscedastic: bool = False,
+        noise_init: float = 0.5,
+        noise_floor: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if dataset_size < 1:
+            raise ValueError(f"dataset_size must be positive, got {dataset_size}")
+        if noise_floor <= 0 or noise_init <= noise_floor:
+            raise ValueError(f"need 0 < noise_floor < noise_init, got {noise_floor}, {noise_init}")
+        self.dataset_size = int(dataset_size)
+        self.heteroscedastic = heteroscedastic
+        self.noise_floor = float(noise_floor)
+        opts = {"prior_sigma": prior_sigma, "posterior_scale": posterior_scale}
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in check_hidden(hidden):
+            layers += [BayesianLinear(width, h, **opts), activation_module(activation)]
+            width = h
+        self.hidden = nn.ModuleList(layers)
+        self.out = BayesianLinear(width, 1, **opts)
+        rho0 = inverse_softplus(noise_init - self.noise_floor)
+        if heteroscedastic:
+            self.noise = BayesianLinear(width, 1, **opts)
+            with torch.no_grad():
+                self.noise.weight_mu.mul_(0.1)
+                self.noise.bias_mu.fill_(rho0)
+        else:
+            self.noise_rho = nn.Parameter(torch.tensor(rho0))
+
+    def sample_params(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One posterior sample per row (local reparameterisation): ``x: (..., d)`` -> loc, scale ``(...)``."""
+        h = x
+        for layer in self.hidden:
+            h = layer(h)
+        loc = self.out(h)[..., 0]
+        if self.heteroscedastic:
+            raw = self.noise(h)[..., 0]
+        else:
+            raw = self.noise_rho.expand_as(loc)
+        return loc, F.softplus(raw) + self.noise_floor
+
+    def kl(self) -> Tensor:
+        """``KL(q || prior)`` over all Bayesian weights, closed form (scalar)."""
+        return bayesian_kl(self)
+
+    def loss(self, x: Tensor, y: Tensor, *, n_train: int | None = None) -> Tensor:
+        """Negative ELBO per training point on a minibatch ``x: (b, d)``, ``y: (b,)`` (scalar)."""
+        n = self.dataset_size if n_train is None else n_train
+        loc, scale = self.sample_params(x)
+        return -gaussian_log_lik(y, loc, scale).mean() + self.kl() / n
+
+    def predictive(self, x: Tensor, samples: int = 100) -> GaussianMixture:
+        """Monte Carlo predictive for ``x: (n, d)``: a mixture of ``samples`` Gaussians per row with
+        ``members = samples`` (one per weight draw), so its variance splits into epistemic and
+        aleatoric parts.
+        """
+        loc, scale = self.sample_params(x.expand(samples, *x.shape))  # (S, n)
+        return GaussianMixture(torch.zeros_like(loc.T), loc.T, scale.T, members=samples, validate_args=False)
+
+    def forward(self, x: Tensor) -> GaussianMixture:
+        """Predictive mixture with 100 Monte Carlo samples (see :meth:`predictive`)."""
+        return self.predictive(x)
+
+
+def posterior_groups(module: nn.Module, exclude: Sequence[nn.Module] = ()) -> tuple[list[Tensor], list[Tensor]]:
+    """Posterior means (``*_mu``) and posterior scales (``*_rho``) of every ``BayesianLinear``
+    in ``module`` that is not inside one of ``exclude``."""
+    skip = {id(p) for m in exclude for p in m.parameters()}
+    means, scales = [], []
+    for m in module.modules():
+        if isinstance(m, BayesianLinear):
+            for name, p in m.named_parameters(recurse=False):
+                if id(p) in skip:
+                    continue
+                (means if name.endswith("_mu") else scales).append(p)
+    return means, scales
+
+
+class BNN(Estimator):
+    """Variational BNN estimator: ``BNN().fit(X, y).predict(X_test)``.
+
+    Bayes by Backprop with local reparameterisation (see :class:`BNNNet`). Prediction draws
+    ``samples`` (default 100) weight samples; the result is a mixture with ``members = samples``
+    whose ``epistemic_variance`` and ``aleatoric_variance`` add up to its variance. Hi-DLR param
+    groups: ``means`` (posterior means), ``scales`` (posterior ``rho``), ``noise``.
+
+    Args:
+        prior_sigma, posterior_scale, heteroscedastic, noise_init, noise_floor: see :class:`BNNNet`.
+        samples: default Monte Carlo samples at prediction.
+        hidden, activation, epochs, batch_size, lr: see :class:`~hidlr.uq.models.estimator.Estimator`.
+    """
+
+    stochastic = True
+
+    def __init__(
+        self,
+        *,
+        prior_sigma: float = 1.0,
+        posterior_scale: float | None = None,
+        heteroscedastic: bool = False,
+        noise_init: float = 0.5,
+        noise_floor: float = 1e-3,
+        samples: int = 100,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if prior_sigma <= 0:
+            raise ValueError(f"prior_sigma must be positive, got {prior_sigma}")
+        if posterior_scale is not None and posterior_scale <= 0:
+            raise ValueError(f"posterior_scale must be positive, got {posterior_scale}")
+        if samples < 1:
+            raise ValueError(f"samples must be positive, got {samples}")
+        self.prior_sigma = prior_sigma
+        self.posterior_scale = posterior_scale
+        self.heteroscedastic = heteroscedastic
+        self.noise_init = noise_init
+        self.noise_floor = noise_floor
+        self.default_samples = samples
+
+    def build(self, in_features: int, y_std: Tensor, dataset_size: int) -> BNNNet:
+        return BNNNet(
+            in_features,
+            dataset_size,
+            hidden=self.hidden,
+            activation=self.activation,
+            prior_sigma=self.prior_sigma,
+            posterior_scale=self.posterior_scale,
+            heteroscedastic=self.heteroscedastic,
+            noise_init=self.noise_init,
+            noise_floor=self.noise_floor,
+        )
+
+    def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
+        assert isinstance(module, BNNNet)
+        noise_mod = [module.noise] if module.heteroscedastic else []
+        means, scales = posterior_groups(module, exclude=noise_mod)
+        noise = list(module.noise.parameters()) if module.heteroscedastic else [module.noise_rho]
+        return [
+            {"name": "means", "params": means},
+            {"name": "scales", "params": scales},
+            {"name": "noise", "params": noise},
+        ]

@@ -1,0 +1,377 @@
+"""Shared fit/predict machinery for the uncertainty-aware regressors.
+
+Every estimator in :mod:`hidlr.uq.models` is a thin wrapper around an ordinary ``nn.Module``
+(its *net*, available as ``estimator.module`` after ``fit``). A net works in standardized units and
+has two methods that a user's own training loop can call directly:
+
+* ``net.loss(x, y) -> Tensor``: scalar minibatch loss, ``x: (b, d)``, ``y: (b,)``;
+* ``net(x) -> GaussianMixture``: the predictive mixture for each row of ``x: (n, d)``.
+
+The estimator adds what a one-line ``fit(X, y)`` needs: input validation, z-scoring of ``X`` and
+``y`` with training statistics, a minibatch loop that is reproducible from a seed, Hi-DLR by
+default (with a probe batch and common random numbers for stochastic losses), optional
+validation scores and a progress bar, and predictions mapped back to the original units of ``y``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hidlr.uq.distributions import GaussianMixture
+
+OptimizerSpec = Union[None, str, Callable[[list[dict[str, Any]]], torch.optim.Optimizer]]
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+}
+
+
+def activation_module(activation: str | Callable[[], nn.Module]) -> nn.Module:
+    """Return a fresh activation module from a name ("relu", "tanh", ...) or a zero-arg factory."""
+    if callable(activation) and not isinstance(activation, str):
+        return activation()
+    try:
+        return _ACTIVATIONS[str(activation).lower()]()
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)} or pass a factory"
+        ) from None
+
+
+def check_hidden(hidden: int | Sequence[int]) -> tuple[int, ...]:
+    """Normalise a trunk specification: ``50`` or ``(50,)`` or ``(100, 50)`` -> tuple of widths."""
+    widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if not widths or any(int(w) != w or w < 1 for w in widths):
+        raise ValueError(f"hidden must be one or more positive integer widths, got {hidden!r}")
+    return tuple(int(w) for w in widths)
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run a block with the global RNG of ``device`` (and the CPU) seeded, restoring it afterwards.
+
+    Used for reproducible fits and for common random numbers: two blocks entered with the same
+    seed draw the same noise (dropout masks, reparameterisation samples).
+    """
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    else:
+        index = device.index if device.index is not None else 0
+        with torch.random.fork_rng(devices=[index], device_type=device.type):
+            torch.manual_seed(seed)
+            yield
+
+
+def as_tensor(
+    a: Any, name: str, *, like: Tensor | None = None
+) -> Tensor:
+    """Convert ``a`` to a floating tensor; tensors keep device and (floating) dtype.
+
+    NumPy arrays and lists become ``torch.get_default_dtype()`` tensors, or follow ``like``.
+    """
+    if isinstance(a, Tensor):
+        t = a.detach()
+        if like is not None:
+            t = t.to(device=like.device, dtype=like.dtype)
+        elif not t.is_floating_point():
+            t = t.to(torch.get_default_dtype())
+    else:
+        try:
+            arr = np.asarray(a, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be numeric array-like: {err}") from None
+        dtype = like.dtype if like is not None else torch.get_default_dtype()
+        device = like.device if like is not None else None
+        t = torch.as_tensor(arr, dtype=dtype, device=device)
+    return t
+
+
+def validate_xy(X: Any, y: Any | None = None, *, like: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Check and convert training/test inputs.
+
+    Returns ``X: (n, d)`` and ``y: (n,)`` (or ``None``). Raises ``ValueError`` naming the problem for
+    wrong dimensions, an empty set, mismatched lengths, or NaN/inf values.
+    """
+    Xt = as_tensor(X, "X", like=like)
+    if Xt.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for a single feature)" if Xt.ndim == 1 else ""
+        raise ValueError(f"X must be 2-D with shape (n, d), got shape {tuple(Xt.shape)}{hint}")
+    if Xt.shape[0] == 0:
+        raise ValueError("X is empty: it has 0 rows")
+    if Xt.shape[1] == 0:
+        raise ValueError("X has 0 features (shape (n, 0))")
+    bad = ~torch.isfinite(Xt)
+    if bad.any():
+        raise ValueError(f"X contains {int(bad.sum())} NaN or inf value(s) (first at row {int(bad.any(1).nonzero()[0])})")
+    if y is None:
+        return Xt, None
+    yt = as_tensor(y, "y", like=Xt)
+    if yt.ndim == 2 and yt.shape[1] == 1:
+        yt = yt[:, 0]
+    if yt.ndim != 1:
+        raise ValueError(f"y must have shape (n,) or (n, 1), got shape {tuple(yt.shape)}")
+    if yt.shape[0] != Xt.shape[0]:
+        raise ValueError(f"X and y have different lengths: X has {Xt.shape[0]} rows, y has {yt.shape[0]}")
+    bad = ~torch.isfinite(yt)
+    if bad.any():
+        raise ValueError(f"y contains {int(bad.sum())} NaN or inf value(s) (first at row {int(bad.nonzero()[0])})")
+    return Xt, yt
+
+
+def _standardize_stats(t: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation along dim 0; a zero deviation is replaced by 1."""
+    mean = t.mean(0)
+    std = t.std(0, unbiased=False) if t.shape[0] > 1 else torch.ones_like(mean)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return mean, std
+
+
+class Estimator:
+    """Base class: subclasses implement :meth:`build`, :meth:`param_groups` (and may override the
+    defaults below). Not an ``nn.Module`` itself; the trained net is ``self.module``.
+
+    Args:
+        hidden: trunk widths, ``(50,)`` = one hidden layer of 50 units (the UCI protocol).
+        activation: trunk nonlinearity, a name or a zero-argument module factory.
+        epochs: default number of epochs; ``None`` picks about ``target_steps`` optimizer steps
+            (at least 20 and at most 2000 epochs).
+        batch_size: default minibatch size (capped at the data size).
+        lr: default (initial) learning rate of the base optimizer.
+    """
+
+    target_steps: int = 3000
+
+    def __init__(
+        self,
+        *,
+        hidden: int | Sequence[int] = (50,),
+        activation: str | Callable[[], nn.Module] = "relu",
+        epochs: int | None = None,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+    ) -> None:
+        self.hidden = check_hidden(hidden)
+        activation_module(activation)  # validate early
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.module: nn.Module | None = None
+        self.history_: list[dict[str, float]] = []
+
+    # ---- to be provided by subclasses ---------------------------------------------------------
+    def build(self, in_features: int, y_std: Tensor, dataset_size: int) -> nn.Module:
+        """Create the net for ``in_features`` inputs; ``y_std``: standardized training targets (n,)."""
+        raise NotImplementedError
+
+    def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
+        """Named parameter groups (``{"name": str, "params": [...]}``) for the optimizer."""
+        return [{"name": "all", "params": list(module.parameters())}]
+
+    #: True when the loss is random given the weights (dropout, weight sampling): probes then use
+    #: common random numbers.
+    stochastic: bool = False
+    #: Default number of Monte Carlo passes at prediction (stochastic nets only).
+    default_samples: int = 1
+
+    # ---- fitting ------------------------------------------------------------------------------
+    def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+        groups = [g for g in groups if len(g["params"]) > 0]
+        if optimizer is None or optimizer == "hidlr":
+            from hidlr import HiDLR  # the engine; imported lazily (hidlr.uq must not import it at load)
+
+            return HiDLR(torch.optim.Adam(groups, lr=lr))
+        if optimizer == "adam":
+            return torch.optim.Adam(groups, lr=lr)
+        if isinstance(optimizer, str):
+            raise ValueError(f"unknown optimizer {optimizer!r}; use 'hidlr', 'adam' or a callable groups -> optimizer")
+        if isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(
+                "pass a callable that builds the optimizer from param groups (the net is created inside "
+                "fit), e.g. optimizer=lambda groups: torch.optim.SGD(groups, lr=1e-2)"
+            )
+        opt = optimizer(groups)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise ValueError(f"optimizer factory returned {type(opt).__name__}, not a torch.optim.Optimizer")
+        return opt
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        optimizer: OptimizerSpec = None,
+        lr: float | None = None,
+        seed: int = 0,
+        validation_data: tuple[Any, Any] | None = None,
+        progress: bool = False,
+    ) -> "Estimator":
+        """Train on ``X: (n, d)``, ``y: (n,)`` or ``(n, 1)``; returns ``self``.
+
+        ``optimizer``: ``None``/``"hidlr"`` (Hi-DLR around Adam over :meth:`param_groups`),
+        ``"adam"``, or a callable ``groups -> torch.optim.Optimizer`` (a Hi-DLR instance it returns
+        gets the probe closure). Everything runs on the device and dtype of ``X`` (NumPy input:
+        the default dtype on the CPU). ``validation_data=(X_val, y_val)`` records the validation
+        NLL (original units) per epoch in ``history_``.
+        """
+        Xt, yt = validate_xy(X, y)
+        assert yt is not None
+        n, d = Xt.shape
+        epochs = self.epochs if epochs is None else epochs
+        batch_size = min(self.batch_size if batch_size is None else batch_size, n)
+        lr = self.lr if lr is None else lr
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if lr <= 0 or not math.isfinite(lr):
+            raise ValueError(f"lr must be a positive finite number, got {lr}")
+        batches = math.ceil(n / batch_size)
+        if epochs is None:
+            epochs = int(min(2000, max(20, math.ceil(self.target_steps / batches))))
+        if epochs < 1:
+            raise ValueError(f"epochs must be positive, got {epochs}")
+        val = None
+        if validation_data is not None:
+            Xv, yv = validate_xy(*validation_data, like=Xt)
+            if Xv.shape[1] != d:
+                raise ValueError(f"validation X has {Xv.shape[1]} features, training X has {d}")
+            val = (Xv, yv)
+
+        device = Xt.device
+        self.x_mean_, self.x_scale_ = _standardize_stats(Xt)
+        self.y_mean_, self.y_scale_ = _standardize_stats(yt)
+        xs = (Xt - self.x_mean_) / self.x_scale_
+        ys = (yt - self.y_mean_) / self.y_scale_
+        self.n_features_in_ = d
+        self.seed_ = seed
+        self.history_ = []
+
+        with seeded(seed, device):
+            net = self.build(d, ys, n).to(device=device, dtype=Xt.dtype)
+            self.module = net
+            opt = self._make_optimizer(optimizer, self.param_groups(net), lr)
+            self.optimizer_ = opt
+            takes_probe = _accepts_probe(opt)
+            shuffle = torch.Generator().manual_seed(seed)
+            probe_gen = torch.Generator().manual_seed(seed + 7919)
+            net.train()
+            bar = _progress(progress, epochs)
+            try:
+                for epoch in range(epochs):
+                    perm = torch.randperm(n, generator=shuffle).to(device)
+                    total = torch.zeros((), device=device, dtype=Xt.dtype)
+                    for i in range(batches):
+                        idx = perm[i * batch_size : (i + 1) * batch_size]
+                        opt.zero_grad(set_to_none=True)
+                        loss = net.loss(xs[idx], ys[idx])
+                        loss.backward()
+                        if takes_probe:
+                            opt.step(probe=_Probe(net, xs, ys, batch_size, probe_gen, self.stochastic))
+                        else:
+                            opt.step()
+                        total += loss.detach() * idx.numel()
+                    record = {"epoch": epoch + 1, "loss": float(total) / n}
+                    if val is not None:
+                        record["val_nll"] = self._nll(*val)
+                        net.train()
+                    self.history_.append(record)
+                    if bar is not None:
+                        bar[0].update(bar[1], advance=1, description=f"loss {record['loss']:.4f}")
+            finally:
+                if bar is not None:
+                    bar[0].stop()
+        net.eval()
+        return self
+
+    def _nll(self, X: Tensor, y: Tensor) -> float:
+        return float(-self.predict(X).log_prob(y).mean())
+
+    # ---- prediction ---------------------------------------------------------------------------
+    def _check_fitted(self) -> nn.Module:
+        if self.module is None:
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(X, y) before predict")
+        return self.module
+
+    def predict(self, X: Any, *, samples: int | None = None, seed: int | None = None) -> GaussianMixture:
+        """Predictive mixture over ``y`` for each row of ``X: (n, d)``, in the original units of y.
+
+        ``samples``: Monte Carlo passes for stochastic nets (default ``default_samples``);
+        ``seed``: their random numbers (default: the fit seed, so repeated calls agree).
+        """
+        net = self._check_fitted()
+        ref = self.x_mean_
+        Xt, _ = validate_xy(X, like=ref)
+        if Xt.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {Xt.shape[1]} features, but the model was fitted with {self.n_features_in_}")
+        xs = (Xt - self.x_mean_) / self.x_scale_
+        samples = self.default_samples if samples is None else samples
+        if samples < 1:
+            raise ValueError(f"samples must be positive, got {samples}")
+        with torch.no_grad(), seeded(self.seed_ + 104729 if seed is None else seed, ref.device):
+            dist = net.predictive(xs, samples=samples) if self.stochastic else net(xs)
+        return dist.to_units(self.y_mean_, self.y_scale_)
+
+
+def _accepts_probe(opt: torch.optim.Optimizer) -> bool:
+    """True for a Hi-DLR optimizer, whose ``step`` takes a ``probe`` closure."""
+    try:
+        from hidlr import HiDLR
+    except ImportError:
+        return False
+    return isinstance(opt, HiDLR)
+
+
+class _Probe:
+    """Probe closure for one optimizer step: a fresh random minibatch of the (standardized)
+    training data, drawn on the first call and reused by every call of the same step; for
+    stochastic nets every call re-seeds the RNG to one per-step seed (common random numbers), so
+    the probed loss is a deterministic function of the weights."""
+
+    def __init__(self, net: nn.Module, xs: Tensor, ys: Tensor, batch_size: int, gen: torch.Generator, stochastic: bool):
+        self.net, self.xs, self.ys, self.batch_size, self.gen, self.stochastic = net, xs, ys, batch_size, gen, stochastic
+        self.batch: tuple[Tensor, Tensor] | None = None
+        self.seed = 0
+
+    def __call__(self) -> Tensor:
+        if self.batch is None:
+            idx = torch.randint(self.xs.shape[0], (self.batch_size,), generator=self.gen).to(self.xs.device)
+            self.batch = (self.xs[idx], self.ys[idx])
+            self.seed = int(torch.randint(2**62, (1,), generator=self.gen))
+        if not self.stochastic:
+            return self.net.loss(*self.batch)
+        with seeded(self.seed, self.xs.device):
+            return self.net.loss(*self.batch)
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    task = bar.add_task("training", total=total)
+    bar.start()
+    return bar, task
+
+
+def spread_quantiles(y_std: Tensor, k: int) -> Tensor:
+    """``k`` quantiles of the standardized targets at levels ``(j + 1/2) / k``: shape ``(k,)``.
+
+    Used to initialise mixture means so the components start spread over the data.
+    """
+    levels = (torch.arange(k, dtype=y_std.dtype, device=y_std.device) + 0.5) / k
+    return torch.quantile(y_std, levels)

@@ -1,0 +1,151 @@
+"""Estimator base: input validation, units, dtype, seeds, user optimizers, probes."""
+
+import numpy as np
+import pytest
+import torch
+
+from hidlr.uq.models import BNN, MDN
+from hidlr.uq.models.estimator import _Probe, seeded
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=64)
+    return X, y
+
+
+FAST = {"epochs": 2, "batch_size": 16, "optimizer": "adam"}
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.array([[np.nan, 1.0], [1.0, 2.0]]), np.ones(2), "X contains 1 NaN or inf"),
+        (np.ones((2, 2)), np.array([1.0, np.inf]), "y contains 1 NaN or inf"),
+        (np.ones((3, 2)), np.ones(2), "different lengths"),
+        (np.ones(3), np.ones(3), "X must be 2-D"),
+        (np.ones((3, 2)), np.ones((3, 2)), r"y must have shape \(n,\) or \(n, 1\)"),
+        (np.ones((0, 2)), np.ones(0), "empty"),
+        (np.ones((3, 0)), np.ones(3), "0 features"),
+        ([["a", "b"]], [1.0], "numeric"),
+    ],
+)
+def test_bad_training_input(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        MDN().fit(X, y, **FAST)
+
+
+def test_bad_options(data):
+    X, y = data
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        MDN().fit(X, y, optimizer="sgdd")
+    with pytest.raises(ValueError, match="callable"):
+        MDN().fit(X, y, optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+    with pytest.raises(ValueError, match="epochs"):
+        MDN().fit(X, y, epochs=0, optimizer="adam")
+    with pytest.raises(ValueError, match="lr"):
+        MDN().fit(X, y, lr=-1.0, optimizer="adam")
+    with pytest.raises(ValueError, match="components"):
+        MDN(components=0)
+    with pytest.raises(ValueError, match="hidden"):
+        MDN(hidden=(0,))
+    with pytest.raises(ValueError, match="activation"):
+        MDN(activation="swishy")
+    with pytest.raises(ValueError, match="validation X has 2 features"):
+        MDN().fit(X, y, validation_data=(np.ones((4, 2)), np.ones(4)), **FAST)
+
+
+def test_predict_errors(data):
+    X, y = data
+    with pytest.raises(RuntimeError, match="not fitted"):
+        MDN().predict(X)
+    m = BNN(hidden=(4,)).fit(X, y, **FAST)
+    with pytest.raises(ValueError, match="fitted with 3"):
+        m.predict(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        m.predict(np.array([[0.0, np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="samples"):
+        m.predict(X, samples=0)
+
+
+def test_predictions_are_in_original_units(data):
+    """z-scoring inside fit makes training invariant to an affine change of y; predict undoes it."""
+    X, y = data
+    a = MDN(components=2).fit(X, y, seed=1, **FAST).predict(X)
+    b = MDN(components=2).fit(X, 1000.0 * y - 7.0, seed=1, **FAST).predict(X)
+    assert torch.allclose(b.mean, 1000.0 * a.mean - 7.0, rtol=1e-4, atol=1e-2)
+    assert torch.allclose(b.stddev, 1000.0 * a.stddev, rtol=1e-4)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    assert torch.allclose(b.log_prob(1000.0 * yt - 7.0), a.log_prob(yt) - np.log(1000.0), atol=1e-4)
+
+
+def test_same_seed_same_model_and_global_rng_untouched(data):
+    X, y = data
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    p1 = BNN(hidden=(8,)).fit(X, y, seed=5, **FAST).predict(X)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    p2 = BNN(hidden=(8,)).fit(X, y, seed=5, **FAST).predict(X)
+    p3 = BNN(hidden=(8,)).fit(X, y, seed=6, **FAST).predict(X)
+    assert torch.equal(p1.loc, p2.loc) and torch.equal(p1.scale, p2.scale)
+    assert not torch.allclose(p1.loc, p3.loc)
+
+
+def test_dtype_and_tensor_input_are_followed(data):
+    X, y = data
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)[:, None]  # float64 tensors, y as a column
+    m = MDN(components=2).fit(Xt, yt, **FAST)
+    assert all(p.dtype == torch.float64 for p in m.module.parameters())
+    assert m.predict(Xt).loc.dtype == torch.float64
+    m32 = MDN(components=2).fit(X, y, **FAST)  # NumPy: the default dtype
+    assert m32.predict(X).loc.dtype == torch.get_default_dtype()
+
+
+def test_user_optimizer_gets_named_groups(data):
+    X, y = data
+    seen = {}
+
+    def make(groups):
+        seen["names"] = [g["name"] for g in groups]
+        return torch.optim.SGD(groups, lr=0.0)
+
+    m = MDN(components=2).fit(X, y, optimizer=make, epochs=1, batch_size=16, seed=3)
+    assert seen["names"] == ["trunk", "logits", "loc", "scale"]
+    assert isinstance(m.optimizer_, torch.optim.SGD)
+    # lr = 0: the weights are exactly the initial ones, built from the same seed
+    with seeded(3, torch.device("cpu")):
+        yt = torch.as_tensor(y, dtype=torch.float32)
+        ys = (yt - yt.mean()) / yt.std(unbiased=False)  # the statistics fit uses
+        init = m.build(3, ys, len(y))
+    for p, q in zip(m.module.parameters(), init.parameters()):
+        assert torch.equal(p, q)
+    moved = MDN(components=2).fit(X, y, optimizer=lambda g: torch.optim.SGD(g, lr=0.1), epochs=1, batch_size=16, seed=3)
+    assert not torch.equal(moved.module.loc.weight, init.loc.weight)
+
+
+def test_validation_history(data):
+    X, y = data
+    m = MDN(components=2).fit(X[:48], y[:48], validation_data=(X[48:], y[48:]), **FAST)
+    assert [r["epoch"] for r in m.history_] == [1, 2]
+    expected = float(-m.predict(X[48:]).log_prob(torch.as_tensor(y[48:], dtype=torch.float32)).mean())
+    assert m.history_[-1]["val_nll"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_probe_uses_common_random_numbers():
+    """For a stochastic loss, the probe calls of one step see the same batch and the same noise,
+    so the probed loss is a deterministic function of the weights; a new step draws afresh."""
+    torch.manual_seed(0)
+    X, y = torch.randn(100, 2), torch.randn(100)
+    net = BNN(hidden=(6,)).build(2, y, 100)
+    gen = torch.Generator().manual_seed(0)
+    probe = _Probe(net, X, y, 16, gen, stochastic=True)
+    with torch.no_grad():
+        first = probe()
+        assert torch.equal(probe(), first)
+        net.out.bias_mu.add_(0.5)  # a perturbed weight changes the probed loss
+        assert not torch.equal(probe(), first)
+        net.out.bias_mu.sub_(0.5)
+        assert torch.equal(probe(), first)
+        assert not torch.equal(_Probe(net, X, y, 16, gen, stochastic=True)(), first)
