@@ -81,7 +81,9 @@ def test_same_probe_uses_training_batch_and_separate_another():
 def test_stochastic_loss_probes_share_random_numbers():
     task = W.get(["bnn"])[0].build(0)
     with torch.no_grad():
-        task.model.l1.w_rho.fill_(-1.0)          # make the weight noise large
+        for name, p in task.model.named_parameters():   # make the weight noise large
+            if name.endswith("_rho"):
+                p.fill_(-1.0)
         batch = task.batch(torch.Generator().manual_seed(0))
         assert float(task.loss(task.model, batch)) != float(task.loss(task.model, batch))
         probe = make_probe(task, batch, "same", torch.Generator(), crn_seed=5)
