@@ -1,0 +1,129 @@
+"""Param-group builders: each returns ``list[dict]`` ready for a torch optimizer, one dict per Hi-DLR
+group, each with ``"params"`` and a ``"name"``. Every builder checks that the groups partition the
+model's trainable parameters (no parameter twice, none left out); :func:`check_partition` does the
+same for groups built by hand. Extra keys (``lr``, ``weight_decay``, ...) may be added to any dict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from torch import nn
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+_RMS_NORM = getattr(nn, "RMSNorm", None)
+if _RMS_NORM is not None:
+    _NORM_TYPES = (*_NORM_TYPES, _RMS_NORM)
+
+
+def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def _build(model: nn.Module, named: Mapping[str, list[nn.Parameter]]) -> list[dict]:
+    groups = [{"name": name, "params": params} for name, params in named.items() if params]
+    check_partition(model, groups)
+    return groups
+
+
+def check_partition(model: nn.Module, groups: Sequence[Mapping]) -> None:
+    """Raise ValueError unless ``groups`` hold every trainable parameter of ``model`` exactly once
+    (and nothing that is not one of its parameters)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen: dict[int, str] = {}
+    for g in groups:
+        params = g["params"]
+        params = [params] if isinstance(params, nn.Parameter) else list(params)
+        gname = g.get("name", "?")
+        for p in params:
+            if id(p) not in names:
+                raise ValueError(f"group {gname!r} holds a tensor of shape {tuple(p.shape)} that is "
+                                 "not a parameter of the model")
+            if id(p) in seen:
+                raise ValueError(f"parameter {names[id(p)]!r} is in two groups: {seen[id(p)]!r} "
+                                 f"and {gname!r}")
+            seen[id(p)] = gname
+    missing = [n for n, p in _trainable(model) if id(p) not in seen]
+    if missing:
+        raise ValueError(f"trainable parameters in no group: {', '.join(missing)}")
+
+
+def single(model: nn.Module, name: str = "all") -> list[dict]:
+    """One group with every trainable parameter (Hi-DLR is then GeN)."""
+    return _build(model, {name: [p for _, p in _trainable(model)]})
+
+
+def by_layer(model: nn.Module, depth: int | None = None) -> list[dict]:
+    """One group per module that owns parameters directly (``depth=None``), or per module at the
+    given depth of the module tree (``depth=1``: the model's children)."""
+    named: dict[str, list[nn.Parameter]] = {}
+    for pname, p in _trainable(model):
+        parts = pname.split(".")[:-1]
+        key = ".".join(parts if depth is None else parts[:depth]) or "<root>"
+        named.setdefault(key, []).append(p)
+    return _build(model, named)
+
+
+def by_kind(model: nn.Module) -> list[dict]:
+    """Three groups: weights, biases, and normalisation-layer parameters ("norm")."""
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES)
+                for p in m.parameters(recurse=False)}
+    named: dict[str, list[nn.Parameter]] = {"weight": [], "bias": [], "norm": []}
+    for pname, p in _trainable(model):
+        if id(p) in norm_ids:
+            named["norm"].append(p)
+        elif pname.rsplit(".", 1)[-1] == "bias":
+            named["bias"].append(p)
+        else:
+            named["weight"].append(p)
+    return _build(model, named)
+
+
+def head_body(model: nn.Module, head: str | nn.Module | Iterable[str | nn.Module]) -> list[dict]:
+    """Two groups: ``"body"`` and ``"head"``, the head given by submodule name(s) or module(s)."""
+    heads = [head] if isinstance(head, (str, nn.Module)) else list(head)
+    modules = dict(model.named_modules())
+    head_ids = set()
+    for h in heads:
+        if isinstance(h, str):
+            if h not in modules:
+                raise ValueError(f"no submodule named {h!r}; submodules: {', '.join(n for n in modules if n)}")
+            h = modules[h]
+        head_ids |= {id(p) for p in h.parameters()}
+    if not head_ids:
+        raise ValueError("the head has no parameters")
+    trainable = _trainable(model)
+    return _build(model, {"body": [p for _, p in trainable if id(p) not in head_ids],
+                          "head": [p for _, p in trainable if id(p) in head_ids]})
+
+
+def by_pattern(model: nn.Module, patterns: Mapping[str, str | Sequence[str]],
+               rest: str | None = "rest") -> list[dict]:
+    """Groups by regular expressions on parameter names (``re.search``), first match wins; the
+    parameters no pattern matches go to ``rest`` (or, with ``rest=None``, are an error)."""
+    compiled = {name: [re.compile(p) for p in ([pats] if isinstance(pats, str) else pats)]
+                for name, pats in patterns.items()}
+    named: dict[str, list[nn.Parameter]] = {name: [] for name in compiled}
+    unmatched = []
+    for pname, p in _trainable(model):
+        for gname, regs in compiled.items():
+            if any(r.search(pname) for r in regs):
+                named[gname].append(p)
+                break
+        else:
+            unmatched.append((pname, p))
+    if unmatched and rest is None:
+        raise ValueError(f"parameters matching no pattern: {', '.join(n for n, _ in unmatched)}")
+    if rest is not None:
+        named[rest] = [p for _, p in unmatched]
+    empty = [g for g, ps in named.items() if not ps and g != rest]
+    if empty:
+        raise ValueError(f"patterns matched no parameter for group(s): {', '.join(empty)}")
+    return _build(model, named)
+
+
+def lora(model: nn.Module, a: str = r"lora_A", b: str = r"lora_B", rest: str | None = "rest") -> list[dict]:
+    """LoRA+-style groups: ``"lora_A"``, ``"lora_B"`` (by name pattern) and the remaining trainable
+    parameters (e.g. a new head) as ``rest``."""
+    return by_pattern(model, {"lora_A": a, "lora_B": b}, rest=rest)

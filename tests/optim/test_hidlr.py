@@ -1,0 +1,430 @@
+import copy
+import io
+import math
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hidlr import HiDLR, ProbeError
+from tests.optim.conftest import make_quadratic
+
+BASES = {
+    "sgd": lambda g: torch.optim.SGD(g, lr=0.05),
+    "momentum": lambda g: torch.optim.SGD(g, lr=0.05, momentum=0.9),
+    "nesterov": lambda g: torch.optim.SGD(g, lr=0.05, momentum=0.9, nesterov=True),
+    "adam": lambda g: torch.optim.Adam(g, lr=0.01),
+    "adamw": lambda g: torch.optim.AdamW(g, lr=0.01, weight_decay=0.1),
+}
+
+
+def _groups(q):
+    return [{"params": [p], "name": f"g{i}"} for i, p in enumerate(q.params)]
+
+
+def _one_refresh(q, base, **kw):
+    opt = HiDLR(BASES[base](_groups(q)), every=1, **kw)
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    return opt, w0, q.flat()
+
+
+# ------------------------------------------------------------------------------ closed forms
+@pytest.mark.parametrize("base", list(BASES))
+@pytest.mark.parametrize("mode", ["diag", "full"])
+@pytest.mark.parametrize("sizes", [[5], [3, 2], [3, 2, 4, 1]])
+def test_raw_rates_equal_newton_rates_of_the_quadratic(base, mode, sizes):
+    q = make_quadratic(sizes, seed=len(sizes))
+    opt, w0, w1 = _one_refresh(q, base, mode=mode, ema=0.0, clip=None)
+    b, a = q.newton(w0, w1, opt.lrs)
+    expected = b / torch.diag(a) if mode == "diag" else torch.linalg.solve(a, b)
+    torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64), expected, rtol=1e-4, atol=0)
+
+
+def test_one_group_is_gen_three_point_rule():
+    q = make_quadratic([6], seed=3)
+    h = 0.05
+    opt = HiDLR(torch.optim.SGD(q.params, lr=h), every=1, ema=0.0, clip=None)
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    grad = q.params[0].grad.clone()
+    opt.step(probe=q.loss)
+    with torch.no_grad():
+        def at(w):
+            return 0.5 * w @ q.H @ w - q.g @ w
+        lp, lm, l0 = at(w0 - h * grad), at(w0 + h * grad), at(w0)
+        gen = h / 2 * (lp - lm) / (lp + lm - 2 * l0) * -1
+    assert opt.lrs[0] == pytest.approx(float(gen), rel=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4), seed=st.integers(0, 10_000),
+       base=st.sampled_from(["sgd", "adam", "momentum"]), mode=st.sampled_from(["diag", "full"]),
+       design=st.sampled_from(["lines", "random"]))
+def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, design):
+    # a random design's diagonal fit treats cross terms as noise: exact only without coupling
+    q = make_quadratic(sizes, seed=seed, coupling=0.0 if (design, mode) == ("random", "diag") else 1.0)
+    opt, w0, w1 = _one_refresh(q, base, mode=mode, ema=0.0, clip=None, design=design, min_r2=-math.inf)
+    b, a = q.newton(w0, w1, opt.lrs)
+    rec = opt.history[-1]["groups"]
+    if mode == "diag":
+        newton = b / torch.diag(a)
+        for k, g in enumerate(rec):
+            if g["accepted"]:
+                assert opt.lrs[k] == pytest.approx(float(newton[k]), rel=1e-4)
+            else:  # only rejected when the quadratic itself says so
+                assert float(newton[k]) <= 0
+    else:
+        if all(g["accepted"] for g in rec):
+            torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64),
+                                       torch.linalg.solve(a, b), rtol=1e-4, atol=1e-10)
+
+
+def test_joint_scale_is_the_newton_step_along_the_combined_update():
+    q = make_quadratic([3, 3, 3], seed=5, coupling=4.0)  # strongly coupled: diag overshoots
+    opt, w0, w1 = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
+    h = 0.05
+    grad = q.H @ w0 - q.g
+    d = torch.zeros(9, 3, dtype=torch.float64)
+    for j in range(3):
+        d[3 * j:3 * j + 3, j] = grad[3 * j:3 * j + 3]
+    b, a = d.T @ grad, d.T @ q.H @ d
+    u = b / torch.diag(a)
+    scale = min(1.0, float(b @ u / (u @ a @ u)))
+    assert scale < 0.9 and opt.history[-1]["joint_scale"] == pytest.approx(scale, rel=1e-6)
+    torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64), scale * u, rtol=1e-5, atol=0)
+    assert h > 0
+
+
+def test_horizon_scales_newton_rate_by_momentum_carry():
+    q = make_quadratic([4, 2], seed=2)
+    raw, _, _ = _one_refresh(q, "adam", ema=0.0, clip=None)
+    q = make_quadratic([4, 2], seed=2)
+    corrected, _, _ = _one_refresh(q, "adam", ema=0.0, clip=None, horizon=1.0)
+    assert corrected.lrs == pytest.approx([0.1 * r for r in raw.lrs], rel=1e-9)
+
+
+def test_clip_and_ema_rules():
+    q = make_quadratic([4], seed=1)
+    raw, _, _ = _one_refresh(q, "sgd", ema=0.0, clip=None)
+    newton = raw.lrs[0]
+    assert newton > 0.1  # far above the starting 0.05, so the clip binds
+    q = make_quadratic([4], seed=1)
+    opt, _, _ = _one_refresh(q, "sgd", ema=0.25, clip=(0.5, 2.0), joint=False, horizon=0.0)
+    assert opt.lrs[0] == pytest.approx(0.25 * 0.05 + 0.75 * 0.1)
+
+
+# --------------------------------------------------------------------- state advances once
+@pytest.mark.parametrize("base", ["momentum", "adam", "adamw"])
+def test_base_state_advances_once_per_step(base):
+    torch.manual_seed(0)
+    q = make_quadratic([3, 4], seed=7)
+    ref_q = copy.deepcopy(q)
+    opt = HiDLR(BASES[base](_groups(q)), every=2)
+    ref = BASES[base](_groups(ref_q))
+    for _ in range(7):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+        for g, r in zip(ref.param_groups, opt.lrs):  # the rates HiDLR applied in this step
+            g["lr"] = r
+        ref.zero_grad()
+        ref_q.loss().backward()
+        ref.step()
+        torch.testing.assert_close(q.flat(), ref_q.flat(), rtol=1e-10, atol=1e-12)
+    for p, rp in zip(q.params, ref_q.params):
+        for key, v in ref.state[rp].items():
+            torch.testing.assert_close(opt.state[p][key], v, rtol=1e-10, atol=1e-12)
+    assert len(opt.history) == 4
+
+
+def test_is_an_optimizer_sharing_the_base_groups_and_state():
+    q = make_quadratic([2, 2])
+    base = torch.optim.Adam(_groups(q), lr=1e-3)
+    opt = HiDLR(base)
+    assert isinstance(opt, torch.optim.Optimizer)
+    assert opt.param_groups is base.param_groups and opt.state is base.state
+
+
+def test_refresh_steps_follow_every():
+    q = make_quadratic([2, 3])
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=3)
+    refreshed = []
+    for t in range(8):
+        refreshed.append(opt.is_refresh_step())
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+    assert refreshed == [t % 3 == 0 for t in range(8)]
+    assert [r["step"] for r in opt.history] == [0, 3, 6]
+
+
+def test_auto_period_grows_while_rates_are_settled():
+    q = make_quadratic([3], seed=4)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=0.01), every="auto", max_every=8)
+    for _ in range(60):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+    steps = [r["step"] for r in opt.history]
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
+
+
+def test_frozen_group_costs_no_probes_and_stays_put():
+    q = make_quadratic([3, 2], seed=1)
+    groups = _groups(q)
+    groups[1]["lr"] = 0.0
+    opt = HiDLR(torch.optim.SGD(groups, lr=0.05), every=1)
+    frozen = q.params[1].detach().clone()
+    calls = []
+
+    def probe():
+        calls.append(1)
+        return q.loss()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=probe)
+    assert torch.equal(q.params[1].detach(), frozen)
+    rec = opt.history[-1]
+    assert rec["groups"][1]["reason"] == "frozen" and opt.lrs[1] == 0.0
+    assert len(calls) == rec["forwards"] == 1 + 4 + 3  # L(w), one line of 4, the joint line
+
+
+# ------------------------------------------------------------------------------ schedulers
+def test_lambda_scheduler_multiplies_the_estimates():
+    q = make_quadratic([3, 2], seed=8)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.02), every=4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t in range(9):
+            before = q.flat()
+            opt.zero_grad()
+            q.loss().backward()
+            grad = torch.cat([p.grad.reshape(-1) for p in q.params]).clone()
+            refresh = opt.is_refresh_step()
+            opt.step(probe=q.loss)
+            applied = opt.lrs
+            assert applied == pytest.approx([e / (1 + t) for e in opt.estimates])
+            if not refresh:  # plain SGD: the weights moved by exactly the applied rates
+                rates = torch.repeat_interleave(torch.tensor(applied, dtype=torch.float64), torch.tensor([3, 2]))
+                torch.testing.assert_close(before - q.flat(), rates * grad)
+            sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.02 / 10] * 2)
+
+
+def test_cosine_scheduler_keeps_its_own_recursion():
+    q = make_quadratic([2, 2], seed=9)
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+    bare = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01), T_max=10)
+    for _ in range(10):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+        sched.step()
+        bare.optimizer.step()
+        bare.step()
+        factor = bare.get_last_lr()[0] / 0.01
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([bare.get_last_lr()[0]] * 2)
+        assert opt.lrs == pytest.approx([e * factor for e in opt.estimates])
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def _train(q, opt, steps, gen):
+    for _ in range(steps):
+        noise = torch.randn(q.g.shape, generator=gen, dtype=torch.float64) * 0.1
+        opt.zero_grad()
+        (q.loss() + noise @ torch.cat([p.reshape(-1) for p in q.params])).backward()
+        opt.step(probe=q.loss)
+
+
+@pytest.mark.parametrize("every", [3, "auto"])
+def test_resume_from_checkpoint_follows_the_same_trajectory_bitwise(every):
+    q = make_quadratic([3, 4, 2], seed=11)
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=every)
+    gen = torch.Generator().manual_seed(0)
+    _train(q, opt, 5, gen)
+    buf = io.BytesIO()
+    torch.save({"params": [p.detach().clone() for p in q.params], "opt": opt.state_dict(),
+                "gen": gen.get_state()}, buf)
+    _train(q, opt, 9, gen)
+
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    q2 = make_quadratic([3, 4, 2], seed=11)
+    with torch.no_grad():
+        for p, v in zip(q2.params, ckpt["params"]):
+            p.copy_(v)
+    opt2 = HiDLR(torch.optim.Adam(_groups(q2), lr=0.01), every=every)
+    opt2.load_state_dict(ckpt["opt"])
+    gen2 = torch.Generator()
+    gen2.set_state(ckpt["gen"])
+    _train(q2, opt2, 9, gen2)
+    for p, p2 in zip(q.params, q2.params):
+        assert torch.equal(p, p2)
+    assert opt.lrs == opt2.lrs and opt.history == opt2.history
+
+
+def test_loading_a_bare_optimizer_state_is_a_clear_error():
+    q = make_quadratic([2])
+    opt = HiDLR(torch.optim.Adam(q.params, lr=0.01))
+    with pytest.raises(ValueError, match="not a HiDLR state dict"):
+        opt.load_state_dict(torch.optim.Adam(q.params).state_dict())
+
+
+# ------------------------------------------------------------------------------ faults
+def _snapshot(q, opt):
+    return q.flat(), copy.deepcopy(opt.state_dict())
+
+
+def _assert_unchanged(q, opt, snap, exact_weights=True):
+    w, sd = snap
+    if exact_weights:
+        assert torch.equal(q.flat(), w)
+    else:  # moved back along the stored update: equal up to rounding
+        torch.testing.assert_close(q.flat(), w, rtol=0, atol=1e-14)
+    now = opt.state_dict()
+    assert now["hidlr"] == sd["hidlr"]
+    assert now["base"]["param_groups"] == sd["base"]["param_groups"]
+    for key, st_ in sd["base"]["state"].items():
+        for name, v in st_.items():
+            assert torch.equal(torch.as_tensor(now["base"]["state"][key][name]), torch.as_tensor(v))
+
+
+def _warm(q, opt, steps=3):
+    for _ in range(steps):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+
+
+def test_refresh_step_without_probe_is_an_error_that_changes_nothing():
+    q = make_quadratic([2, 3])
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=2)
+    _warm(q, opt, 2)
+    opt.zero_grad()
+    q.loss().backward()
+    snap = _snapshot(q, opt)
+    with pytest.raises(ValueError, match="refresh step and needs a probe"):
+        opt.step()
+    _assert_unchanged(q, opt, snap)
+    opt.step(probe=q.loss)  # still usable
+    assert opt.step_count == 3
+
+
+def test_default_probe_is_used_when_step_gets_none():
+    q = make_quadratic([2, 3])
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, probe=q.loss)
+    _warm(q, opt, 1)
+    q.params[0].grad = None
+    q.loss().backward()
+    opt.step()
+    assert len(opt.history) == 2
+
+
+@pytest.mark.parametrize("fail_at", [1, 4, 12])
+def test_probe_that_raises_leaves_weights_and_state_as_before(fail_at):
+    q = make_quadratic([3, 2], seed=3)
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=2)
+    _warm(q, opt, 2)
+    opt.zero_grad()
+    q.loss().backward()
+    snap = _snapshot(q, opt)
+    calls = []
+
+    def probe():
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise KeyError("data ran out")
+        return q.loss()
+    with pytest.raises(KeyError, match="data ran out"):
+        opt.step(probe=probe)
+    _assert_unchanged(q, opt, snap, exact_weights=fail_at == 1)
+    opt.step(probe=q.loss)
+    assert opt.step_count == 3
+
+
+def test_probe_must_return_a_scalar():
+    q = make_quadratic([2])
+    opt = HiDLR(torch.optim.SGD(q.params, lr=0.01))
+    q.loss().backward()
+    snap = _snapshot(q, opt)
+    with pytest.raises(ProbeError, match="scalar loss"):
+        opt.step(probe=lambda: torch.ones(3))
+    _assert_unchanged(q, opt, snap)
+
+
+def test_non_finite_probe_loss_skips_that_group_and_completes_at_previous_rates():
+    q = make_quadratic([3, 2], seed=6)
+    ref_q = copy.deepcopy(q)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.02), every=1, joint=False)
+    ref = torch.optim.SGD(_groups(ref_q), lr=0.02)
+    calls = []
+
+    def probe():  # call 1 is L(w); calls 2-5 probe group 0, 6-9 group 1
+        calls.append(1)
+        return torch.tensor(float("nan")) if len(calls) == 7 else q.loss()
+    q.loss().backward()
+    with pytest.warns(RuntimeWarning, match="non-finite probe loss"):
+        opt.step(probe=probe)
+    groups = opt.history[-1]["groups"]
+    assert groups[0]["accepted"] and not groups[1]["accepted"]
+    assert groups[1]["reason"] == "non-finite probe loss" and opt.lrs[1] == 0.02
+    ref_q.loss().backward()
+    for g, r in zip(ref.param_groups, opt.lrs):
+        g["lr"] = r
+    ref.step()
+    torch.testing.assert_close(q.flat(), ref_q.flat(), rtol=1e-12, atol=1e-14)
+
+
+def test_non_finite_gradient_is_refused_before_any_weight_changes():
+    q = make_quadratic([3, 2])
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=1)
+    _warm(q, opt, 1)
+    opt.zero_grad()
+    q.loss().backward()
+    q.params[1].grad[0] = float("inf")
+    snap = _snapshot(q, opt)
+    with pytest.raises(FloatingPointError, match="param group 'g1'"):
+        opt.step(probe=q.loss)
+    _assert_unchanged(q, opt, snap)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"mode": "lbfgs"}, "mode must be"), ({"every": 0}, "every must be"),
+    ({"probes": (1.0, 2.0)}, "at least 3 distinct"), ({"probes": (0.0, 1.0, 2.0)}, "non-zero"),
+    ({"ema": 1.0}, "ema must be"), ({"clip": (2.0, 3.0)}, "clip must be"),
+    ({"design": "grid"}, "design must be"), ({"horizon": 2.0}, "horizon must be"),
+])
+def test_bad_options_are_clear_errors(kwargs, match):
+    q = make_quadratic([2])
+    with pytest.raises(ValueError, match=match):
+        HiDLR(torch.optim.SGD(q.params, lr=0.1), **kwargs)
+
+
+def test_wrapping_something_else_is_an_error():
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        HiDLR(object())
+    q = make_quadratic([2])
+    with pytest.raises(TypeError, match="another HiDLR"):
+        HiDLR(HiDLR(torch.optim.SGD(q.params, lr=0.1)))
+
+
+def test_parameter_in_two_groups_is_an_error():
+    q = make_quadratic([2])
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        HiDLR(torch.optim.SGD([{"params": q.params}, {"params": q.params}], lr=0.1))
+
+
+def test_add_param_group_extends_the_rates():
+    q = make_quadratic([2, 3])
+    opt = HiDLR(torch.optim.SGD([{"params": [q.params[0]]}], lr=0.1))
+    opt.add_param_group({"params": [q.params[1]], "lr": 0.3})
+    assert opt.lrs == [0.1, 0.3] and len(opt.optimizer.param_groups) == 2

@@ -1,0 +1,82 @@
+import pytest
+import torch
+from torch import nn
+
+from hidlr import HiDLR, groups
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.LayerNorm(8))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _names(model, grps):
+    ids = {id(p): n for n, p in model.named_parameters()}
+    return {g["name"]: sorted(ids[id(p)] for p in g["params"]) for g in grps}
+
+
+def test_single_and_by_layer():
+    m = Net()
+    assert _names(m, groups.single(m)) == {"all": sorted(n for n, _ in m.named_parameters())}
+    assert _names(m, groups.by_layer(m)) == {
+        "body.0": ["body.0.bias", "body.0.weight"], "body.1": ["body.1.bias", "body.1.weight"],
+        "body.3": ["body.3.bias", "body.3.weight"], "body.4": ["body.4.bias", "body.4.weight"],
+        "head": ["head.bias", "head.weight"]}
+    assert set(_names(m, groups.by_layer(m, depth=1))) == {"body", "head"}
+
+
+def test_by_kind_puts_norm_layers_apart_from_biases():
+    m = Net()
+    named = _names(m, groups.by_kind(m))
+    assert named["norm"] == ["body.1.bias", "body.1.weight", "body.4.bias", "body.4.weight"]
+    assert named["bias"] == ["body.0.bias", "body.3.bias", "head.bias"]
+    assert named["weight"] == ["body.0.weight", "body.3.weight", "head.weight"]
+
+
+def test_head_body_by_name_or_module():
+    m = Net()
+    by_name, by_mod = groups.head_body(m, "head"), groups.head_body(m, m.head)
+    assert _names(m, by_name) == _names(m, by_mod)
+    assert _names(m, by_name)["head"] == ["head.bias", "head.weight"]
+    with pytest.raises(ValueError, match="no submodule named 'neck'"):
+        groups.head_body(m, "neck")
+
+
+def test_patterns_and_lora():
+    m = nn.ModuleDict({"base": nn.Linear(4, 4), "lora_A": nn.Linear(4, 2, bias=False),
+                       "lora_B": nn.Linear(2, 4, bias=False), "head": nn.Linear(4, 1)})
+    m["base"].requires_grad_(False)
+    named = _names(m, groups.lora(m))
+    assert named == {"lora_A": ["lora_A.weight"], "lora_B": ["lora_B.weight"], "rest": ["head.bias", "head.weight"]}
+    with pytest.raises(ValueError, match="matching no pattern: head.weight, head.bias"):
+        groups.by_pattern(m, {"a": "lora_A", "b": "lora_B"}, rest=None)
+    with pytest.raises(ValueError, match="matched no parameter for group"):
+        groups.by_pattern(m, {"a": "lora_A", "x": "nothing_like_this"})
+
+
+def test_partition_errors_name_the_parameter():
+    m = Net()
+    g = groups.by_layer(m)
+    with pytest.raises(ValueError, match="'head.weight' is in two groups"):
+        groups.check_partition(m, g + [{"name": "dup", "params": [m.head.weight]}])
+    with pytest.raises(ValueError, match="in no group: head.weight, head.bias"):
+        groups.check_partition(m, g[:-1])
+    with pytest.raises(ValueError, match="not a parameter of the model"):
+        groups.check_partition(m, g + [{"name": "x", "params": [nn.Parameter(torch.zeros(2))]}])
+
+
+def test_groups_feed_an_optimizer_and_hidlr_reports_their_names():
+    torch.manual_seed(0)
+    m = Net()
+    opt = HiDLR(torch.optim.Adam(groups.by_kind(m), lr=1e-3), every=1)
+    x, y = torch.randn(16, 4), torch.randint(3, (16,))
+    loss_fn = nn.CrossEntropyLoss()
+    loss_fn(m(x), y).backward()
+    m.eval()  # probes must be deterministic: BatchNorm in eval mode
+    opt.step(probe=lambda: loss_fn(m(x), y))
+    assert [g["name"] for g in opt.history[0]["groups"]] == ["weight", "bias", "norm"]
