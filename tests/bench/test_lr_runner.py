@@ -59,7 +59,7 @@ def test_probe_wiring_on_a_batchnorm_model(mode):
     opt = seen["opt"]
     assert all(v[0] == v[1] == v[2] for v in opt.values)     # one batch per step, same every call
     assert all(opt.bn_unchanged)                             # probes leave BN statistics alone
-    assert rec["hidlr"] == {"refreshes": 4}
+    assert rec["hidlr"]["refreshes"] == 4
     assert rec["lr_trace"]["lrs"][-1] == [0.01, 0.01]
     assert rec["groups"] == ["norm", "rest"]
 

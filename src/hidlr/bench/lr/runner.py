@@ -84,7 +84,23 @@ def _history_summary(opt: torch.optim.Optimizer) -> dict[str, Any] | None:
     hist = getattr(opt, "history", None)
     if hist is None:
         return None
-    return {"refreshes": len(hist)}
+    out: dict[str, Any] = {"refreshes": len(hist)}
+    groups = [g for rec in hist if isinstance(rec, dict) for g in rec.get("groups", [])]
+    if groups:
+        reasons: dict[str, int] = {}
+        for g in groups:
+            if not g.get("accepted", True):
+                key = str(g.get("reason")).split(" (")[0]   # drop the figures, keep the rule
+                reasons[key] = reasons.get(key, 0) + 1
+        out["accepted_fraction"] = sum(bool(g.get("accepted")) for g in groups) / len(groups)
+        out["rejections"] = reasons
+    forwards = [rec.get("forwards") for rec in hist if isinstance(rec, dict) and rec.get("forwards")]
+    if forwards:
+        out["probe_forwards"] = sum(forwards)
+    scales = [rec["joint_scale"] for rec in hist if isinstance(rec, dict) and rec.get("joint_scale") is not None]
+    if scales:
+        out["joint_scale_below_1"] = sum(sc < 1.0 for sc in scales) / len(scales)
+    return out
 
 
 def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 20) -> dict[str, Any]:

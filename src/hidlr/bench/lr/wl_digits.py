@@ -153,14 +153,14 @@ def _build_lora(seed: int) -> Task:
 
 register(Workload("digits-mlp-bias", "MLP 64-128-128-10 on digits; bias vs weights (K=2); Adam",
                   _build_mlp_bias, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=100, batch_size=64,
-                  target=0.12, ratios={"bias": 10.0}, has_acc=True))
+                  target=0.08, ratios={"bias": 10.0}, has_acc=True))
 register(Workload("digits-cnn-bn", "BatchNorm CNN on 8x8 digits; BN params vs rest (K=2); Adam",
                   _build_cnn_bn, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=100, batch_size=64,
-                  target=0.15, ratios={"norm": 10.0}, has_acc=True))
+                  target=0.1, ratios={"norm": 10.0}, has_acc=True))
 register(Workload("digits-mlp-head-sgd", "LayerNorm MLP on digits; head vs body (K=2); SGD momentum 0.9",
                   _build_mlp_head_sgd, "sgd", 1e-2, SGD_GRID, steps=400, quick_steps=100, batch_size=64,
-                  target=0.12, ratios={"head": 10.0}, has_acc=True))
+                  target=0.09, ratios={"head": 10.0}, has_acc=True))
 register(Workload("digits-lora", "pretrained MLP, LoRA r=4 to mirrored digits with permuted labels; "
                   "LoRA A / LoRA B / head (K=3); Adam",
                   _build_lora, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=100, batch_size=32,
-                  target=0.4, ratios={"lora_B": 16.0}, has_acc=True))
+                  target=0.2, ratios={"lora_B": 16.0}, has_acc=True))
