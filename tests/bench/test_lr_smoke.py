@@ -26,8 +26,9 @@ def test_files_and_json_schema(quick):
         assert {"workload", "method", "family", "seed", "status", "final_loss", "steps_to_target",
                 "time_to_target", "step_time", "curve", "lr_trace"} <= set(r)
         assert r["curve"]["step"][0] == 0 and r["curve"]["step"][-1] == 20
-    reused = [r for r in data["records"] if r["method"] == "grid2"]
-    assert all(r["reused_from"] == "default" for r in reused)   # the default rate is grid point 2
+    grid2 = {r["workload"]: r for r in data["records"] if r["method"] == "grid2"}
+    assert grid2["digits-mlp-bias"]["reused_from"] == "default"   # Adam's grid point 2 is the default
+    assert "reused_from" not in grid2["noisy-quadratic"]          # that grid's point 2 is not
     assert set(data["summary"]["workloads"]) == {"digits-mlp-bias", "noisy-quadratic"}
     tuned = data["summary"]["workloads"]["digits-mlp-bias"]["table"]["tuned"]
     assert tuned["runs"] == 2 and tuned["tuned_from"] in ("grid2", "grid3")
