@@ -172,6 +172,8 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
                 if not ok:
                     rec.update(status="diverged", reason=f"non-finite validation loss at step {step}")
                     break
+    except FloatingPointError as exc:  # non-finite gradients refused by the optimizer: diverged
+        rec.update(status="diverged", reason=f"{exc.__class__.__name__}: {exc}")
     except Exception as exc:  # a failing method must not stop the benchmark
         rec.update(status="error", reason=f"{exc.__class__.__name__}: {exc}",
                    traceback=traceback.format_exc(limit=4))
