@@ -56,6 +56,7 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    env = environment()
     start, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
     records: list[dict[str, Any]] = []
     base_runs: dict[tuple[int, str, float], dict[str, Any]] = {}
@@ -82,7 +83,7 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
     duration = time.perf_counter() - t0
     results = {
         "benchmark": "lr", "quick": quick, "seeds": list(range(seeds)), "started": start,
-        "duration_s": duration, "environment": environment(),
+        "duration_s": duration, "environment": env,
         "workloads": {w.name: {"description": w.description, "base": w.base, "default_lr": w.default_lr,
                                "grid": list(w.grid), "steps": w.quick_steps if quick else w.steps,
                                "batch_size": w.batch_size, "target": w.target, "ratios": w.ratios,
@@ -91,12 +92,56 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
                              "hidlr_options": m.hidlr_options} for m in ms},
         "records": records, "summary": summarize(records),
     }
-    (out_dir / "results.json").write_text(json.dumps(_clean(results), indent=1))
+    write_outputs(results, out_dir, plots=plots)
+    return results
+
+
+def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True) -> None:
+    """Write results.json, the PNG plots (optional) and report.md for ``results`` into ``out_dir``."""
     from hidlr.bench.lr.report import write_report
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["plots"] = []
     if plots:
         from hidlr.bench.lr.plots import write_plots
         results["plots"] = write_plots(results, out_dir)
+    (out_dir / "results.json").write_text(json.dumps(_clean(results), indent=1))
     write_report(results, out_dir / "report.md")
+
+
+def combine(sources: list[Path], out_dir: Path, plots: bool = True) -> dict[str, Any]:
+    """Merge the records of several ``results.json`` files (e.g. a main run and an ablation run of
+    the same code, possibly with different seeds) and rewrite one summary, report and plots.
+
+    Runs of the same (workload, method, seed) must not appear twice. Durations add up; the
+    environment and settings of the first source are kept, with each source's listed in ``parts``.
+    """
+    parts = [json.loads((Path(s) / "results.json").read_text()) for s in sources]
+    if not parts:
+        raise ValueError("combine needs at least one source")
+    seen: set[tuple[str, str, int]] = set()
+    records: list[dict[str, Any]] = []
+    for p in parts:
+        if p["quick"] != parts[0]["quick"]:
+            raise ValueError("cannot combine quick and full runs")
+        for r in p["records"]:
+            key = (r["workload"], r["method"], r["seed"])
+            if key in seen:
+                raise ValueError(f"run {key} appears in more than one source")
+            seen.add(key)
+            records.append(r)
+    results = dict(parts[0])
+    results["records"] = records
+    results["seeds"] = sorted({s for p in parts for s in p["seeds"]})
+    results["duration_s"] = sum(p["duration_s"] for p in parts)
+    for p in parts[1:]:
+        results["workloads"] = {**p["workloads"], **results["workloads"]}
+        results["methods"] = {**results["methods"], **p["methods"]}
+    results["parts"] = [{"source": str(s), "started": p["started"], "duration_s": p["duration_s"],
+                         "seeds": p["seeds"], "methods": list(p["methods"])} for s, p in zip(sources, parts)]
+    results["summary"] = summarize(records)
+    write_outputs(results, out_dir, plots=plots)
     return results
 
 

@@ -89,6 +89,25 @@ def overhead(results: dict[str, Any]) -> list[str]:
     return lines + _table(["workload"] + names, rows) + [""]
 
 
+def ablations(results: dict[str, Any]) -> list[str]:
+    """Hi-DLR diag against its ablations: median final loss (and time per step vs default)."""
+    summ = results["summary"]["workloads"]
+    names = [m for m, spec in results["methods"].items() if spec["family"] == "ablation"]
+    if not names:
+        return []
+    cols = ["hidlr-diag"] + names
+    lines = ["## Ablations of Hi-DLR diag", "",
+             "Median final validation loss; in brackets the time per step relative to the base optimizer "
+             "at its default (paired by seed). Options: " + "; ".join(
+                 f"{m}: {results['methods'][m]['description']}" for m in names) + ".", ""]
+    rows = []
+    for wl, w in summ.items():
+        t, ov = w["table"], w["overhead_vs_default"] or {}
+        rows.append([wl] + [f"{_num(t[m]['loss']['median'])} ({_num(ov.get(m), 2)}x)" if m in t else "n/a"
+                            for m in cols])
+    return lines + _table(["workload"] + cols, rows) + [""]
+
+
 def workload_tables(results: dict[str, Any]) -> list[str]:
     lines = ["## Per workload", "", "Loss and accuracy: median [min, max] over seeds. Steps/time to target: "
              "median over seeds of the first evaluation at or below the target (— = not reached by the "
@@ -129,7 +148,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"- Machine: {env['cpu']} ({env['cpu_count']} logical CPUs, shared), {env['platform']}; "
         f"torch threads {env['torch_threads']}; load average at start {env['load_average_at_start']}.",
         f"- Python {env['python']}; hidlr {env['hidlr']} (commit {env['git_commit']}); {pk}.",
-        f"- Methods: {', '.join(results['methods'])}.", "",
+        f"- Methods: {', '.join(results['methods'])}.",
+        *[f"- Part {i + 1}: methods {', '.join(p['methods'])}; seeds {p['seeds']}; started {p['started']}; "
+          f"{p['duration_s']:.0f} s." for i, p in enumerate(results.get("parts", []))], "",
         "Raw per-run records (curves, per-group learning rates) are in `results.json`.", "",
     ]
     lines += ["## Workloads", "", *_table(
@@ -139,6 +160,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
           + (" …" if len(w["ratios"]) > 3 else "") or "—"] for n, w in results["workloads"].items()]), ""]
     lines += headline(results)
     lines += overhead(results)
+    lines += ablations(results)
     for name in results.get("plots", []):
         lines += [f"![{name}]({name})", ""]
     lines += workload_tables(results)
