@@ -26,7 +26,7 @@ __all__ = ["run"]
 
 def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads: list[str] | None = None,
         methods: list[str] | None = None, progress: bool = True, max_steps: int | None = None,
-        plots: bool = True) -> dict[str, Any]:
+        plots: bool = True, ablation_seeds: int = 1) -> dict[str, Any]:
     """Run the benchmark and write results.json, report.md and plots into ``out_dir``.
 
     Args:
@@ -40,6 +40,8 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
         progress: show a rich progress bar.
         max_steps: cap on each run's steps (for smoke tests).
         plots: write the PNG plots (needs matplotlib).
+        ablation_seeds: the ablation methods (Hi-DLR variants) run on the first this many seeds
+            only (they cost the most and answer narrower questions).
 
     Returns:
         The results dictionary that is also written to ``results.json``.
@@ -47,6 +49,8 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
     seeds = (1 if quick else 3) if seeds is None else seeds
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if ablation_seeds < 0:
+        raise ValueError(f"ablation_seeds must be >= 0, got {ablation_seeds}")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     wls = workloads_mod.get(workloads)
@@ -60,7 +64,8 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
     start, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
     records: list[dict[str, Any]] = []
     base_runs: dict[tuple[int, str, float], dict[str, Any]] = {}
-    jobs = [(s, w, m) for s in range(seeds) for w in wls for m in ms]
+    jobs = [(s, w, m) for s in range(seeds) for w in wls for m in ms
+            if m.family != "ablation" or s < ablation_seeds]
     try:
         with _progress(progress, len(jobs)) as advance:
             for seed, wl, m in jobs:

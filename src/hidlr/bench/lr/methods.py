@@ -157,6 +157,13 @@ def _make_registry() -> dict[str, Method]:
         ("hidlr-every4", "refresh every 4 steps", {"mode": "diag", "every": 4}, "same"),
         ("hidlr-every16", "refresh every 16 steps", {"mode": "diag", "every": 16}, "same"),
         ("hidlr-no-ema", "no smoothing (ema=0)", {"mode": "diag", "ema": 0.0}, "same"),
+        # Stricter safeguards (GeN's fit threshold, the paper's smoothing, a narrower clip, the
+        # full momentum correction): candidates where the defaults misbehave.
+        ("hidlr-r2-0.99", "fits accepted only with R^2 >= 0.99", {"mode": "diag", "min_r2": 0.99}, "same"),
+        ("hidlr-ema-0.9", "smoothing ema=0.9", {"mode": "diag", "ema": 0.9}, "same"),
+        ("hidlr-clip-1.25", "rate change per refresh clipped to [0.8x, 1.25x]",
+         {"mode": "diag", "clip": (0.8, 1.25)}, "same"),
+        ("hidlr-horizon1", "full momentum correction (horizon=1)", {"mode": "diag", "horizon": 1.0}, "same"),
     ]
     ms += [Method(n, "ablation", f"Hi-DLR diag, {d}", _hidlr(o, probe=p), o) for n, d, o, p in ablations]
     return {m.name: m for m in ms}
