@@ -68,6 +68,12 @@ def headline(results: dict[str, Any]) -> list[str]:
         best = min(v["median"] for v in mr.values())
         leaders = [m for m, v in mr.items() if v["median"] == best]
         lines += [f"Best median rank: {', '.join(leaders)} ({_num(best, 3)}).", ""]
+    methods = list(mr)
+    if methods:
+        lines += ["### Rank per workload among single-run methods (1 = lowest median final loss)", "",
+                  *_table(["workload"] + methods,
+                          [[wl] + [_num(w["rank_single"].get(m), 3) if m in w["rank_single"] else "n/a"
+                                   for m in methods] for wl, w in summ["workloads"].items()]), ""]
     mt = summ["median_rank_with_tuned"]
     if mt:
         lines += ["### Median rank including the tuned grid (which costs 7 runs)", "",
