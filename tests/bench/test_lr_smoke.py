@@ -56,13 +56,13 @@ def test_combine_merges_parts_and_refuses_duplicates(quick, tmp_path):
 
     out, _ = quick
     extra = tmp_path / "extra"
-    run(extra, quick=True, workloads=["noisy-quadratic"], methods=["grid4"], seeds=2, progress=False,
-        max_steps=10, plots=False)
+    run(extra, quick=True, workloads=["noisy-quadratic"], methods=["default", "grid4"], seeds=2, first_seed=1,
+        progress=False, max_steps=10, plots=False)
     merged = combine([out, extra], tmp_path / "merged", plots=False)
-    assert len(merged["records"]) == 8 + 2 and merged["seeds"] == [0, 1]
-    assert [len(p["seeds"]) for p in merged["parts"]] == [1, 2]
+    assert len(merged["records"]) == 8 + 4 and merged["seeds"] == [0, 1, 2]
+    assert [p["seeds"] for p in merged["parts"]] == [[0], [1, 2]]
     table = merged["summary"]["workloads"]["noisy-quadratic"]["table"]
-    assert table["grid4"]["loss"]["n"] == 2 and table["default"]["loss"]["n"] == 1
-    assert "Part 2: methods grid4" in (tmp_path / "merged" / "report.md").read_text()
+    assert table["grid4"]["loss"]["n"] == 2 and table["default"]["loss"]["n"] == 3
+    assert "Part 2: methods default, grid4" in (tmp_path / "merged" / "report.md").read_text()
     with pytest.raises(ValueError, match="more than one source"):
         combine([out, out], tmp_path / "dup", plots=False)

@@ -26,7 +26,7 @@ __all__ = ["run"]
 
 def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads: list[str] | None = None,
         methods: list[str] | None = None, progress: bool = True, max_steps: int | None = None,
-        plots: bool = True, ablation_seeds: int = 1) -> dict[str, Any]:
+        plots: bool = True, ablation_seeds: int = 1, first_seed: int = 0) -> dict[str, Any]:
     """Run the benchmark and write results.json, report.md and plots into ``out_dir``.
 
     Args:
@@ -42,6 +42,8 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
         plots: write the PNG plots (needs matplotlib).
         ablation_seeds: the ablation methods (Hi-DLR variants) run on the first this many seeds
             only (they cost the most and answer narrower questions).
+        first_seed: seeds are ``first_seed .. first_seed + seeds - 1`` (to split a run over
+            processes; merge the parts with :func:`combine`).
 
     Returns:
         The results dictionary that is also written to ``results.json``.
@@ -64,7 +66,8 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
     start, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
     records: list[dict[str, Any]] = []
     base_runs: dict[tuple[int, str, float], dict[str, Any]] = {}
-    jobs = [(s, w, m) for s in range(seeds) for w in wls for m in ms
+    seed_list = list(range(first_seed, first_seed + seeds))
+    jobs = [(s, w, m) for s in seed_list for w in wls for m in ms
             if m.family != "ablation" or s < ablation_seeds]
     try:
         with _progress(progress, len(jobs)) as advance:
@@ -87,7 +90,7 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
         torch.set_num_threads(threads)
     duration = time.perf_counter() - t0
     results = {
-        "benchmark": "lr", "quick": quick, "seeds": list(range(seeds)), "started": start,
+        "benchmark": "lr", "quick": quick, "seeds": seed_list, "started": start,
         "duration_s": duration, "environment": env,
         "workloads": {w.name: {"description": w.description, "base": w.base, "default_lr": w.default_lr,
                                "grid": list(w.grid), "steps": w.quick_steps if quick else w.steps,
