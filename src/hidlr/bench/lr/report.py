@@ -36,10 +36,11 @@ def headline(results: dict[str, Any]) -> list[str]:
     summ = results["summary"]
     lines = ["## Headline: final validation loss, median over seeds", "",
              "`tuned` is the best of the grid (7 runs per seed); every other column is one run per seed. "
+             "`gap to tuned`: (hidlr-diag - tuned) / |tuned|. "
              "`within 1%`: Hi-DLR diag's median loss <= tuned + 1% of |tuned|. "
              "`rank`: Hi-DLR diag's rank among the single-run methods (1 = best).", ""]
-    header = ["workload", "tuned (lr)", "default", "hidlr-diag", "hidlr-full", "gen", "fixed-ratio",
-              "best LR-free", "within 1%", "rank"]
+    header = ["workload", "tuned (lr)", "default", "hidlr-diag", "gap to tuned", "hidlr-full", "gen",
+              "fixed-ratio", "best LR-free", "within 1%", "rank"]
     rows, wins, total = [], 0, 0
     for wl, w in summ["workloads"].items():
         t = w["table"]
@@ -55,7 +56,12 @@ def headline(results: dict[str, Any]) -> list[str]:
             total += 1
             wins += bool(within)
         rank = w["rank_single"].get("hidlr-diag")
-        rows.append([wl, tuned, med("default"), med("hidlr-diag"), med("hidlr-full"), med("gen"),
+        gap = "n/a"
+        if "tuned" in t and "hidlr-diag" in t:
+            h, b = t["hidlr-diag"]["loss"]["median"], t["tuned"]["loss"]["median"]
+            pct = 100 * (h - b) / abs(b) if math.isfinite(h) and math.isfinite(b) and b else None
+            gap = "—" if pct is None else (f"{pct:+.1f}%" if abs(pct) < 1000 else f"{pct:+.1e}%")
+        rows.append([wl, tuned, med("default"), med("hidlr-diag"), gap, med("hidlr-full"), med("gen"),
                      med("fixed-ratio"), best_free, {True: "yes", False: "no", None: "n/a"}[within],
                      _num(rank, 3) if rank is not None else "n/a"])
     lines += _table(header, rows)
