@@ -62,11 +62,24 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    env = environment()
     start, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
+    seed_list = list(range(first_seed, first_seed + seeds))
+    results: dict[str, Any] = {
+        "benchmark": "lr", "quick": quick, "seeds": seed_list, "started": start, "duration_s": None,
+        "environment": environment(),
+        "workloads": {w.name: {"description": w.description, "base": w.base, "default_lr": w.default_lr,
+                               "grid": list(w.grid), "steps": w.quick_steps if quick else w.steps,
+                               "batch_size": w.batch_size, "target": w.target, "ratios": w.ratios,
+                               "has_acc": w.has_acc} for w in wls},
+        "methods": {m.name: {"family": m.family, "description": m.description,
+                             "hidlr_options": m.hidlr_options} for m in ms},
+    }
+    # Written as the run goes, so that an interrupted run keeps what it measured (see combine).
+    (out_dir / "meta.json").write_text(json.dumps(_clean(results), indent=1))
+    partial = out_dir / "records.jsonl"
+    partial.write_text("")
     records: list[dict[str, Any]] = []
     base_runs: dict[tuple[int, str, float], dict[str, Any]] = {}
-    seed_list = list(range(first_seed, first_seed + seeds))
     jobs = [(s, w, m) for s in seed_list for w in wls for m in ms
             if m.family != "ablation" or s < ablation_seeds]
     try:
@@ -76,6 +89,7 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
                 if max_steps is not None:
                     steps = min(steps, max_steps)
                 key = _base_run_key(wl, m)
+                t_run = time.perf_counter()
                 if key is not None and (seed, wl.name, key) in base_runs:
                     # A grid point at the default rate is the same run as "default": reuse it.
                     rec = dict(base_runs[(seed, wl.name, key)], method=m.name, family=m.family,
@@ -84,22 +98,14 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
                     rec = run_one(wl, m, seed, steps)
                     if key is not None:
                         base_runs[(seed, wl.name, key)] = rec
+                rec["wall_s"] = time.perf_counter() - t_run
                 records.append(rec)
+                with partial.open("a") as fh:
+                    fh.write(json.dumps(_clean(rec)) + "\n")
                 advance(f"{wl.name} / {m.name} / seed {seed}")
     finally:
         torch.set_num_threads(threads)
-    duration = time.perf_counter() - t0
-    results = {
-        "benchmark": "lr", "quick": quick, "seeds": seed_list, "started": start,
-        "duration_s": duration, "environment": env,
-        "workloads": {w.name: {"description": w.description, "base": w.base, "default_lr": w.default_lr,
-                               "grid": list(w.grid), "steps": w.quick_steps if quick else w.steps,
-                               "batch_size": w.batch_size, "target": w.target, "ratios": w.ratios,
-                               "has_acc": w.has_acc} for w in wls},
-        "methods": {m.name: {"family": m.family, "description": m.description,
-                             "hidlr_options": m.hidlr_options} for m in ms},
-        "records": records, "summary": summarize(records),
-    }
+    results.update(duration_s=time.perf_counter() - t0, records=records, summary=summarize(records))
     write_outputs(results, out_dir, plots=plots)
     return results
 
@@ -118,6 +124,22 @@ def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True) ->
     write_report(results, out_dir / "report.md")
 
 
+def load_part(src: Path) -> dict[str, Any]:
+    """A run's results: its ``results.json``, or, for a run that was interrupted, its ``meta.json``
+    and the records it completed (``records.jsonl``; marked ``"interrupted": True``)."""
+    src = Path(src)
+    if (src / "results.json").exists():
+        return json.loads((src / "results.json").read_text())
+    if not (src / "meta.json").exists():
+        raise FileNotFoundError(f"{src} holds neither results.json nor meta.json")
+    part = json.loads((src / "meta.json").read_text())
+    lines = (src / "records.jsonl").read_text().splitlines() if (src / "records.jsonl").exists() else []
+    part["records"] = [json.loads(line) for line in lines if line.strip()]
+    part["duration_s"] = sum(r.get("wall_s") or 0.0 for r in part["records"])
+    part["interrupted"] = True
+    return part
+
+
 def combine(sources: list[Path], out_dir: Path, plots: bool = True) -> dict[str, Any]:
     """Merge the records of several ``results.json`` files (e.g. a main run and an ablation run of
     the same code, possibly with different seeds) and rewrite one summary, report and plots.
@@ -125,7 +147,7 @@ def combine(sources: list[Path], out_dir: Path, plots: bool = True) -> dict[str,
     Runs of the same (workload, method, seed) must not appear twice. Durations add up; the
     environment and settings of the first source are kept, with each source's listed in ``parts``.
     """
-    parts = [json.loads((Path(s) / "results.json").read_text()) for s in sources]
+    parts = [load_part(Path(s)) for s in sources]
     if not parts:
         raise ValueError("combine needs at least one source")
     seen: set[tuple[str, str, int]] = set()
@@ -147,7 +169,8 @@ def combine(sources: list[Path], out_dir: Path, plots: bool = True) -> dict[str,
         results["workloads"] = {**p["workloads"], **results["workloads"]}
         results["methods"] = {**results["methods"], **p["methods"]}
     results["parts"] = [{"source": str(s), "started": p["started"], "duration_s": p["duration_s"],
-                         "seeds": p["seeds"], "methods": list(p["methods"])} for s, p in zip(sources, parts)]
+                         "seeds": p["seeds"], "methods": list(p["methods"]), "runs": len(p["records"]),
+                         "interrupted": bool(p.get("interrupted"))} for s, p in zip(sources, parts)]
     results["summary"] = summarize(records)
     write_outputs(results, out_dir, plots=plots)
     return results
