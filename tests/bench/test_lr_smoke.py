@@ -66,3 +66,12 @@ def test_combine_merges_parts_and_refuses_duplicates(quick, tmp_path):
     assert "Part 2: methods default, grid4" in (tmp_path / "merged" / "report.md").read_text()
     with pytest.raises(ValueError, match="more than one source"):
         combine([out, out], tmp_path / "dup", plots=False)
+
+
+def test_ablation_only_run_writes_everything(tmp_path):
+    res = run(tmp_path, quick=True, workloads=["noisy-quadratic"], methods=["hidlr-every16"],
+              progress=False, max_steps=5)
+    rec = res["records"][0]
+    assert rec["status"] == "ok" and rec["hidlr"]["refreshes"] == 1      # steps 0 only, period 16
+    assert {"results.json", "report.md", "performance_profile.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert "## Ablations of Hi-DLR diag" in (tmp_path / "report.md").read_text()

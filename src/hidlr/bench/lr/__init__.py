@@ -117,10 +117,10 @@ def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True) ->
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results["plots"] = []
+    (out_dir / "results.json").write_text(json.dumps(_clean(results), indent=1))  # first: plots may fail
     if plots:
         from hidlr.bench.lr.plots import write_plots
         results["plots"] = write_plots(results, out_dir)
-    (out_dir / "results.json").write_text(json.dumps(_clean(results), indent=1))
     write_report(results, out_dir / "report.md")
 
 

@@ -34,8 +34,9 @@ def profile_plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, key, title in ((axes[0], "profile_costs_steps", "steps to target"),
                            (axes[1], "profile_costs_time", "training time to target")):
-        costs = summ[key]
+        costs = {wl: row for wl, row in summ[key].items() if row}
         if not costs:
+            ax.text(0.5, 0.5, "no single-run methods", ha="center", transform=ax.transAxes)
             continue
         prof = performance_profile(costs, TAUS)
         for m, ys in sorted(prof.items()):
@@ -74,6 +75,8 @@ def curves_plot(results: dict[str, Any], path: Path) -> None:
         shown = {m: m for m, row in table.items() if row["family"] == "single"}
         if "tuned" in table:
             shown["tuned"] = table["tuned"]["tuned_from"]
+        if not shown:  # e.g. a run of ablations only
+            shown = {m: m for m in table}
         lo = math.inf
         for label, m in sorted(shown.items()):
             runs = [r for r in results["records"] if r["workload"] == wl and r["method"] == m
@@ -100,7 +103,8 @@ def curves_plot(results: dict[str, Any], path: Path) -> None:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=70)
     plt.close(fig)

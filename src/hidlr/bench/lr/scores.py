@@ -62,6 +62,8 @@ def performance_profile(costs: Mapping[str, Mapping[str, float | None]],
     n = len(costs)
     if n == 0:
         raise ValueError("performance profile over no problems")
+    if not methods:
+        return {}
     out = {m: [0.0] * len(taus) for m in methods}
     for row in costs.values():
         vals = {m: finite_or_inf(row.get(m)) for m in methods}
