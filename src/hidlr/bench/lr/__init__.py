@@ -170,6 +170,7 @@ def combine(sources: list[Path], out_dir: Path, plots: bool = True) -> dict[str,
         results["methods"] = {**results["methods"], **p["methods"]}
     results["parts"] = [{"source": str(s), "started": p["started"], "duration_s": p["duration_s"],
                          "seeds": p["seeds"], "methods": list(p["methods"]), "runs": len(p["records"]),
+                         "commit": p["environment"].get("git_commit"),
                          "interrupted": bool(p.get("interrupted"))} for s, p in zip(sources, parts)]
     results["summary"] = summarize(records)
     write_outputs(results, out_dir, plots=plots)

@@ -162,7 +162,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"- Python {env['python']}; hidlr {env['hidlr']} (commit {env['git_commit']}); {pk}.",
         f"- Methods: {', '.join(results['methods'])}.",
         *[f"- Part {i + 1}: methods {', '.join(p['methods'])}; seeds {p['seeds']}; started {p['started']}; "
-          f"{p['duration_s']:.0f} s; {p.get('runs', '?')} runs"
+          f"{p['duration_s']:.0f} s; {p.get('runs', '?')} runs; commit {p.get('commit')}"
           + (" (interrupted: the runs it completed)" if p.get("interrupted") else "") + "."
           for i, p in enumerate(results.get("parts", []))], "",
         "Raw per-run records (curves, per-group learning rates) are in `results.json`.", "",
