@@ -95,7 +95,7 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
                     rec = dict(base_runs[(seed, wl.name, key)], method=m.name, family=m.family,
                                reused_from=base_runs[(seed, wl.name, key)]["method"])
                 else:
-                    rec = run_one(wl, m, seed, steps)
+                    rec = run_one(wl, m, seed, steps, n_evals=10 if quick else 20)
                     if key is not None:
                         base_runs[(seed, wl.name, key)] = rec
                 rec["wall_s"] = time.perf_counter() - t_run

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from statistics import median
 from typing import Any
+
+from hidlr.bench.lr.scores import finite_or_inf
 
 LR_FREE = ("prodigy", "dadapt-adam", "sf-adamw", "ldog")
 
@@ -102,21 +105,34 @@ def overhead(results: dict[str, Any]) -> list[str]:
 
 
 def ablations(results: dict[str, Any]) -> list[str]:
-    """Hi-DLR diag against its ablations: median final loss (and time per step vs default)."""
-    summ = results["summary"]["workloads"]
+    """Hi-DLR diag against its ablations on the seeds the ablations ran on: median final loss
+    (and time per step against the base optimizer at its default, paired by seed)."""
     names = [m for m, spec in results["methods"].items() if spec["family"] == "ablation"]
-    if not names:
+    recs = [r for r in results["records"] if r["status"] != "skipped"]
+    seeds = sorted({r["seed"] for r in recs if r["method"] in names})
+    if not names or not seeds:
         return []
     cols = ["hidlr-diag"] + names
     lines = ["## Ablations of Hi-DLR diag", "",
+             f"Seeds {seeds} only (the ablations ran on these; hidlr-diag restricted to the same seeds). "
              "Median final validation loss; in brackets the time per step relative to the base optimizer "
              "at its default (paired by seed). Options: " + "; ".join(
                  f"{m}: {results['methods'][m]['description']}" for m in names) + ".", ""]
     rows = []
-    for wl, w in summ.items():
-        t, ov = w["table"], w["overhead_vs_default"] or {}
-        rows.append([wl] + [f"{_num(t[m]['loss']['median'])} ({_num(ov.get(m), 2)}x)" if m in t else "n/a"
-                            for m in cols])
+    for wl in results["summary"]["workloads"]:
+        cell = []
+        base = {r["seed"]: r["step_time"] for r in recs
+                if r["workload"] == wl and r["method"] == "default" and r["seed"] in seeds}
+        for m in cols:
+            runs = [r for r in recs if r["workload"] == wl and r["method"] == m and r["seed"] in seeds]
+            if not runs:
+                cell.append("n/a")
+                continue
+            loss = median(finite_or_inf(r["final_loss"]) for r in runs)
+            ratios = [r["step_time"] / base[r["seed"]] for r in runs
+                      if r["seed"] in base and r["step_time"] and base[r["seed"]]]
+            cell.append(f"{_num(loss)} ({_num(median(ratios), 2) if ratios else '—'}x)")
+        rows.append([wl] + cell)
     return lines + _table(["workload"] + cols, rows) + [""]
 
 

@@ -155,7 +155,7 @@ register(Workload("digits-mlp-bias", "MLP 64-128-128-10 on digits; bias vs weigh
                   _build_mlp_bias, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=100, batch_size=64,
                   target=0.08, ratios={"bias": 10.0}, has_acc=True))
 register(Workload("digits-cnn-bn", "BatchNorm CNN on 8x8 digits; BN params vs rest (K=2); Adam",
-                  _build_cnn_bn, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=100, batch_size=64,
+                  _build_cnn_bn, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=60, batch_size=64,
                   target=0.1, ratios={"norm": 10.0}, has_acc=True))
 register(Workload("digits-mlp-head-sgd", "LayerNorm MLP on digits; head vs body (K=2); SGD momentum 0.9",
                   _build_mlp_head_sgd, "sgd", 1e-2, SGD_GRID, steps=400, quick_steps=100, batch_size=64,

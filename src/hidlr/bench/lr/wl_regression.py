@@ -67,8 +67,8 @@ def _build_bnn(seed: int) -> Task:
 
 register(Workload("mdn", "hidlr.uq MDN (5 components) on the inverse-sine problem; trunk / logits / "
                   "loc / scale (K=4); Adam; val = NLL", _build_mdn, "adam", 1e-3, ADAM_GRID, steps=600,
-                  quick_steps=150, batch_size=128, target=0.1, ratios={"logits": 10.0, "loc": 10.0, "scale": 10.0}))
+                  quick_steps=100, batch_size=128, target=0.1, ratios={"logits": 10.0, "loc": 10.0, "scale": 10.0}))
 register(Workload("bnn", "hidlr.uq BNN (50 hidden, local reparam., learned noise) on 1-D regression; "
                   "means / scales / noise (K=3); Adam; val = predictive NLL", _build_bnn, "adam", 1e-3,
-                  ADAM_GRID, steps=600, quick_steps=150, batch_size=64, target=0.15,
+                  ADAM_GRID, steps=600, quick_steps=80, batch_size=64, target=0.15,
                   ratios={"scales": 10.0, "noise": 10.0}))

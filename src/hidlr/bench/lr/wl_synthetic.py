@@ -210,15 +210,15 @@ def _build_quadratic(seed: int) -> Task:
 
 register(Workload("multitask-heads", f"trunk + {N_TASKS} binary heads on generated data; "
                   f"trunk + one group per head (K={N_TASKS + 1}); Adam",
-                  _build_multitask, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=100, batch_size=128,
+                  _build_multitask, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=50, batch_size=128,
                   target=0.52, ratios={f"head{t:02d}": 10.0 for t in range(N_TASKS)}, has_acc=True))
 register(Workload("nam", f"neural additive model, {len(_SHAPES)} feature subnetworks + bias "
                   f"(K={len(_SHAPES) + 1}); Adam",
-                  _build_nam, "adam", 1e-3, ADAM_GRID, steps=500, quick_steps=120, batch_size=128,
+                  _build_nam, "adam", 1e-3, ADAM_GRID, steps=500, quick_steps=60, batch_size=128,
                   target=0.15, ratios={"bias": 10.0}))
 register(Workload("seq-transformer", "1-layer transformer reversing length-12 sequences, 10% label noise; "
                   "embed / attn / mlp / norm / head (K=5); Adam",
-                  _build_transformer, "adam", 1e-3, ADAM_GRID, steps=500, quick_steps=120, batch_size=64,
+                  _build_transformer, "adam", 1e-3, ADAM_GRID, steps=500, quick_steps=60, batch_size=64,
                   target=0.55, ratios={"head": 10.0}, has_acc=True))
 register(Workload("noisy-quadratic", "100-D noisy quadratic, spectrum 90% in (0,1), 10% in (30,60), "
                   "rotated; 4 coordinate blocks (K=4); SGD momentum 0.9",
