@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import optimize, stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import optimize, special, stats
 
 from hidlr.uq import GaussianMixture
 
@@ -58,6 +60,16 @@ def test_log_prob_broadcasts_over_sample_dims_and_columns():
     torch.testing.assert_close(d.cdf(y1.reshape(7, 1)), d.cdf(y1))
     # a scalar broadcasts to every input
     torch.testing.assert_close(d.log_prob(0.5), d.log_prob(torch.full((7,), 0.5, dtype=D64)))
+
+
+def test_cdf_keeps_relative_accuracy_in_the_lower_tail():
+    d = random_mixture(3, 3, seed=13)
+    y = d.loc.min(-1).values - 9.0 * d.scale.max(-1).values      # CDF around 1e-19 or smaller
+    _, ref = scipy_pdf_cdf(d, y.numpy())
+    assert np.all(ref > 0)
+    np.testing.assert_allclose(d.cdf(y).numpy(), ref, rtol=1e-10)
+    q = torch.tensor([1e-15, 1e-30, 1e-100], dtype=D64)
+    np.testing.assert_allclose(d.cdf(d.icdf(q)).numpy(), q.numpy(), rtol=1e-8)
 
 
 def test_log_prob_is_stable_far_in_the_tail():
@@ -291,5 +303,49 @@ def test_value_and_level_errors():
 def test_validate_args_false_skips_value_checks_only():
     d = GaussianMixture(torch.zeros(2, 1), torch.zeros(2, 1), torch.ones(2, 1), validate_args=False)
     assert torch.isnan(d.log_prob(torch.tensor([math.nan, 0.0]))[0])
+    with pytest.raises(ValueError, match="NaN"):
+        d.icdf(torch.tensor([math.nan, 0.5]))
     with pytest.raises(ValueError, match="shape"):
         GaussianMixture(torch.zeros(2), torch.zeros(2), torch.ones(2), validate_args=False)
+
+
+def test_row_selection_and_detach():
+    loc = torch.randn(6, 2, dtype=D64, requires_grad=True)
+    d = GaussianMixture(torch.zeros(6, 2, dtype=D64), loc, torch.ones(6, 2, dtype=D64), members=2)
+    y = torch.randn(6, dtype=D64)
+    sub = d[1:4]
+    assert sub.batch_shape == (3,) and sub.members == 2
+    torch.testing.assert_close(sub.log_prob(y[1:4]), d.log_prob(y)[1:4])
+    torch.testing.assert_close(d[-1].mean, d.mean[-1:])
+    torch.testing.assert_close(d[torch.tensor([5, 0])].cdf(y[[5, 0]]), d.cdf(y)[[5, 0]])
+    assert d.log_prob(y).requires_grad and not d.detach().log_prob(y).requires_grad
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    k=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+    spread=st.floats(0.0, 100.0),
+    log_scale=st.floats(-6.0, 2.0),
+    q=st.floats(1e-12, 1 - 1e-12),
+)
+def test_quantile_inverts_cdf_property(k, seed, spread, log_scale, q):
+    g = torch.Generator().manual_seed(seed)
+    d = GaussianMixture(
+        3 * torch.randn(2, k, generator=g, dtype=D64),
+        spread * torch.randn(2, k, generator=g, dtype=D64),
+        10.0 ** (log_scale + torch.rand(2, k, generator=g, dtype=D64)),
+    )
+    x = d.icdf(torch.tensor(q, dtype=D64))
+    assert torch.all(torch.isfinite(x))
+    # the exact root lies within delta of x: the (tail-aware) CDF brackets q at x -+ delta
+    delta = 1e-12 * torch.clamp(x.abs(), min=1.0)
+
+    def tail(t):  # lower tail for q <= 1/2, upper tail otherwise (SciPy: accurate in float64)
+        z = ((t[:, None] - d.loc) / d.scale).numpy()
+        return (d.weights.numpy() * special.ndtr(z if q <= 0.5 else -z)).sum(-1)
+
+    if q <= 0.5:
+        assert np.all((tail(x - delta) <= q) & (tail(x + delta) >= q))
+    else:
+        assert np.all((tail(x - delta) >= 1 - q) & (tail(x + delta) <= 1 - q))

@@ -35,8 +35,9 @@ class HiDLR(torch.optim.Optimizer):
         optimizer: the base optimizer; each of its param groups is one Hi-DLR group, and its ``lr``
             is the group's starting rate (0 freezes the group: no updates, no probes).
         every: refresh period in steps (steps 0, every, 2*every, ... refresh), or ``"auto"``:
-            refresh at step 0, then double the period while rates are settled (at most
-            ``max_every``) and halve it when they move.
+            refresh at steps 0, 2, 6, 14, 30, ... (the period doubles after each refresh) until the
+            period reaches ``max_every``, then every ``max_every`` steps: fast adaptation early,
+            bounded overhead later.
         mode: ``"diag"`` (one Newton step per group, O(K) probes) or ``"full"`` (cross terms too,
             O(K^2) probes, for small K).
         probes: multiples of the current rate at which each group is probed (at least 3 distinct
@@ -54,13 +55,15 @@ class HiDLR(torch.optim.Optimizer):
         ema: smoothing of rates across refreshes (0 turns it off).
         clip: bounds (lo, hi) on the change of a rate per refresh, as multiples; None turns it off.
         min_r2: smallest accepted coefficient of determination of a group's quadratic fit.
-        max_every: longest refresh period under ``every="auto"``.
+        max_every: longest refresh period under ``every="auto"``; None: 4 times the forward
+            passes of the last refresh, which keeps the probes near 8% of the training compute
+            (a training step costs about 3 forward passes) whatever the number of groups.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design.
         check_finite: refuse non-finite gradients before any weight changes (one host sync a step).
-        rollback: keep a copy of the base optimizer's state during a refresh so that a probe that
-            raises leaves the state exactly, and the weights up to rounding, as before the step
-            (costs that copy's memory while refreshing; without it, a raising probe leaves the
+        rollback: keep a copy of the base optimizer's state (in host memory) during a refresh so
+            that a probe that raises leaves the state exactly, and the weights up to rounding, as
+            before the step (costs that copy's host memory while refreshing; without it, a raising probe leaves the
             weights as before the step but the base optimizer's state advanced by one step). A
             probe that raises on its first call (at the unchanged weights) changes nothing at all.
 
@@ -74,9 +77,9 @@ class HiDLR(torch.optim.Optimizer):
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, every: int | str = "auto",
                  mode: str = "diag", probes: Sequence[float] = (-2.0, -1.0, 1.0, 2.0),
-                 design: str = "lines", joint: bool | None = None, ema: float = 0.5,
+                 design: str = "lines", joint: bool | None = None, ema: float = 0.3,
                  clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
-                 max_every: int = 64, probe: Probe | None = None, seed: int = 0,
+                 max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
                  check_finite: bool = True, rollback: bool = True, horizon: float | None = None) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -101,8 +104,8 @@ class HiDLR(torch.optim.Optimizer):
         horizon = (0.0 if raw else 0.5) if horizon is None else float(horizon)
         if not 0.0 <= horizon <= 1.0:
             raise ValueError(f"horizon must be in [0, 1], got {horizon}")
-        if not isinstance(max_every, int) or max_every < 1:
-            raise ValueError(f"max_every must be a positive int, got {max_every!r}")
+        if max_every is not None and (not isinstance(max_every, int) or max_every < 1):
+            raise ValueError(f"max_every must be None or a positive int, got {max_every!r}")
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
         # needs a non-empty parameter list, so it gets a placeholder that is dropped right after.
         super().__init__([torch.zeros(0, requires_grad=True)], {})
@@ -251,10 +254,8 @@ class HiDLR(torch.optim.Optimizer):
             return
         last = self.history[-1] if refreshed and self.history else None
         if last is not None:
-            moved = any(abs(math.log(r["estimate"] / r["rate"])) > math.log(1.25)
-                        for r in last["groups"] if r["rate"] > 0 and r["estimate"] > 0)
-            self._period = max(1, self._period // 2) if moved else min(self.max_every,
-                                                                          2 * self._period)
+            cap = self.max_every or 4 * last["forwards"]
+            self._period = min(cap, 2 * self._period)
         self._next_refresh = self._t + self._period
 
     # --------------------------------------------------------------------------------- refresh
@@ -267,7 +268,10 @@ class HiDLR(torch.optim.Optimizer):
         return value.detach().reshape(()).to(torch.float64)
 
     def _snapshot(self) -> tuple[dict, list]:
-        state = {p: {k: (v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+        """A copy of the base optimizer's state and group settings, kept in host memory (so that on
+        an accelerator the refresh holds only one extra copy of the parameters on the device)."""
+        cpu = torch.device("cpu")
+        state = {p: {k: (v.to(cpu, copy=True) if isinstance(v, torch.Tensor) else copy.deepcopy(v))
                      for k, v in s.items()} for p, s in self.optimizer.state.items()}
         groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
                   for g in self.param_groups]
@@ -275,8 +279,14 @@ class HiDLR(torch.optim.Optimizer):
 
     def _restore(self, snap: tuple[dict, list]) -> None:
         state, groups = snap
-        self.optimizer.state.clear()
-        self.optimizer.state.update(state)
+        live = self.optimizer.state
+        restored = {}
+        for p, s in state.items():
+            restored[p] = {k: (v.to(live[p][k].device) if isinstance(v, torch.Tensor)
+                               and isinstance(live.get(p, {}).get(k), torch.Tensor) else v)
+                           for k, v in s.items()}
+        live.clear()
+        live.update(restored)
         for g, saved in zip(self.param_groups, groups):
             g.update(saved)
 
@@ -411,7 +421,6 @@ class HiDLR(torch.optim.Optimizer):
         A scheduler's factor then multiplies the estimate, so it is not divided out here."""
         for k, g in enumerate(record["groups"]):
             if g["accepted"]:
-                target = g["newton_rate"]
-                if self.horizon:
-                    target *= (1.0 - self._momentum(k)) ** self.horizon
+                target = g["newton_rate"] * (1.0 - self._momentum(k)) ** self.horizon
+                g["target"] = target
                 g["estimate"] = smooth(self._estimates[k], target, self.clip, self.ema)

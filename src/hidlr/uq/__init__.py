@@ -1,9 +1,18 @@
 """Uncertainty-aware regression: predictive Gaussian mixtures, proper metrics, tasks and data."""
 
+from hidlr.uq import data, metrics
 from hidlr.uq.distributions import GaussianMixture
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "data", "metrics"]
 
-from hidlr.uq.models import BNN, MDN, BayesianLinear  # noqa: E402
+from hidlr.uq.models import (  # noqa: E402
+    BNN,
+    MDN,
+    BayesianLinear,
+    BayesianMDN,
+    DeepEnsemble,
+    MCDropout,
+    MDNEnsemble,
+)
 
-__all__ += ["BNN", "MDN", "BayesianLinear"]
+__all__ += ["BNN", "MDN", "BayesianLinear", "BayesianMDN", "DeepEnsemble", "MCDropout", "MDNEnsemble"]

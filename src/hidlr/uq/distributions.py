@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
+from hidlr.uq._quantile import mixture_quantile, ndtr
+
 __all__ = ["GaussianMixture"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -221,6 +223,18 @@ class GaussianMixture(Distribution):
         n, k = self._loc.shape
         return f"GaussianMixture(n={n}, K={k}, members={self._members}, dtype={self._loc.dtype})"
 
+    def __getitem__(self, index: int | slice | Tensor) -> GaussianMixture:
+        """The mixtures of the selected inputs (rows), as a new ``GaussianMixture``."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return GaussianMixture(self._logits[index], self._loc[index], self._scale[index],
+                               members=self._members, validate_args=False)
+
+    def detach(self) -> GaussianMixture:
+        """The same mixture cut from the autograd graph."""
+        return GaussianMixture(self._logits.detach(), self._loc.detach(), self._scale.detach(),
+                               members=self._members, validate_args=False)
+
     # ------------------------------------------------------------------ moments
     @property
     def mean(self) -> Tensor:
@@ -233,10 +247,6 @@ class GaussianMixture(Distribution):
         w = self.weights
         mean = (w * self._loc).sum(-1, keepdim=True)
         return (w * (self._scale.square() + (self._loc - mean).square())).sum(-1)
-
-    @property
-    def mode(self) -> Tensor:  # pragma: no cover - not defined in closed form
-        raise NotImplementedError("the mode of a Gaussian mixture has no closed form")
 
     def _member_moments(self) -> tuple[Tensor, Tensor, Tensor]:
         """Per-member weight, mean and variance, each ``(n, M)``."""
@@ -301,19 +311,20 @@ class GaussianMixture(Distribution):
     def cdf(self, value: object) -> Tensor:
         """CDF at ``value``; shapes as in :meth:`log_prob`."""
         v = self._prepare(value)
-        return (self.weights * torch.special.ndtr(self._standardise(v))).sum(-1)
+        return (self.weights * ndtr(self._standardise(v))).sum(-1)
 
     def icdf(self, value: object) -> Tensor:
         """Quantile function; ``value`` in ``[0, 1]``, scalar, ``(n,)``, ``(n, 1)`` or ``(*S, n)``.
 
-        Returns ``(n,)`` or ``(*S, n)``; 0 and 1 map to -inf and +inf. Solved in float64 to about
-        ``1e-10`` relative accuracy (limited by the float64 CDF in the far tails).
+        Returns ``(n,)`` or ``(*S, n)``; 0 and 1 map to -inf and +inf. Solved in float64 until the
+        Newton correction falls below ``1e-13 max(|x|, 1)``; levels above 1/2 are solved on the
+        survival function, so both tails keep their relative accuracy.
         """
         q = self._prepare(value, "q")
-        if bool(((q < 0) | (q > 1)).any()):
-            raise ValueError("quantile levels must lie in [0, 1]")
+        if not bool(((q >= 0) & (q <= 1)).all()):  # also catches NaN
+            raise ValueError("quantile levels must lie in [0, 1] (and not be NaN)")
         with torch.no_grad():
-            out = _mixture_quantile(
+            out = mixture_quantile(
                 self.log_weights.detach().double(),
                 self._loc.detach().double(),
                 self._scale.detach().double(),
@@ -360,64 +371,3 @@ def _check_level(level: float) -> float:
     if not (0.0 < level < 1.0):  # also rejects NaN
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
     return level
-
-
-def _mixture_quantile(log_w: Tensor, loc: Tensor, scale: Tensor, q: Tensor,
-                      max_iter: int = 200) -> Tensor:
-    """Solve ``F(x) = q`` for a Gaussian mixture, vectorised; all inputs float64.
-
-    ``log_w, loc, scale``: ``(n, K)``; ``q`` broadcastable to ``(*S, n)``. The root lies between the
-    smallest and largest component quantiles at ``q`` (there every ``F_k <= q``, resp. ``>= q``),
-    so that bracket is exact. Each iteration takes a Newton step when it stays inside the bracket and
-    shrinks faster than bisection would (the ``rtsafe`` rule), else bisects. For ``q > 1/2`` the
-    equation is solved on the survival function for accuracy in the upper tail.
-    """
-    n = loc.shape[0]
-    shape = torch.broadcast_shapes(q.shape, (n,))
-    q = q.expand(shape)
-    tiny = torch.finfo(torch.float64).tiny
-    qc = q.clamp(tiny, 1.0 - 1e-16)
-    upper = qc > 0.5
-    target = torch.where(upper, 1.0 - qc, qc)           # probability in the tail we solve on
-    z = torch.special.ndtri(qc).unsqueeze(-1)           # (*S, n, 1)
-    comp_q = loc + scale * z                            # (*S, n, K)
-    lo = comp_q.min(-1).values
-    hi = comp_q.max(-1).values
-    w = log_w.exp()
-    sign = torch.where(upper, -1.0, 1.0)
-
-    def g_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-        zz = (x.unsqueeze(-1) - loc) / scale
-        # lower tail: F(x) - q ; upper tail: (1 - q) - S(x); both increasing in x
-        tail = (w * torch.special.ndtr(sign.unsqueeze(-1) * zz)).sum(-1)
-        g = sign * (tail - target)
-        dens = (w * torch.exp(-0.5 * zz.square() - _LOG_SQRT_2PI) / scale).sum(-1)
-        return g, dens
-
-    x = 0.5 * (lo + hi)
-    dx_old = hi - lo
-    dx = dx_old.clone()
-    done = torch.zeros_like(x, dtype=torch.bool)
-    for it in range(max_iter):
-        g, dens = g_and_slope(x)
-        lo = torch.where(g <= 0, x, lo)
-        hi = torch.where(g >= 0, x, hi)
-        step = g / dens
-        newton = x - step
-        tol = 1e-13 * torch.maximum(x.abs(), torch.ones_like(x))
-        # converged: the Newton correction (or the bracket) is below tolerance
-        finished = (g == 0) | (torch.isfinite(step) & (step.abs() <= tol)) | ((hi - lo) <= tol)
-        ok = (
-            torch.isfinite(newton) & (newton >= lo) & (newton <= hi)
-            & (step.abs() * 2.0 <= dx_old.abs())
-        )
-        x_new = torch.where(ok, newton, 0.5 * (lo + hi))
-        x_new = torch.where(finished, torch.where(ok, newton, x), x_new)
-        x = torch.where(done, x, x_new)
-        done = done | finished
-        dx_old = dx
-        dx = torch.where(ok, step, 0.5 * (hi - lo))
-        if it % 4 == 3 and bool(done.all()):
-            break
-    x = torch.where(q <= 0, torch.full_like(x, -math.inf), x)
-    return torch.where(q >= 1, torch.full_like(x, math.inf), x)

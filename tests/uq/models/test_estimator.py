@@ -149,3 +149,32 @@ def test_probe_uses_common_random_numbers():
         net.out.bias_mu.sub_(0.5)
         assert torch.equal(probe(), first)
         assert not torch.equal(_Probe(net, X, y, 16, gen, stochastic=True)(), first)
+
+
+def test_default_training_is_hidlr_with_named_groups_and_crn_probes(data):
+    """Hi-DLR by default; with common random numbers the stochastic BNN's probed losses are a smooth
+    function of the step size, so the quadratic fits pass Hi-DLR's R^2 test and rates are updated
+    (with fresh noise in every probe call the fits would be noise and get rejected)."""
+    from hidlr import HiDLR
+
+    X, y = data
+    m = BNN(hidden=(8,)).fit(X, y, epochs=4, batch_size=16)
+    opt = m.optimizer_
+    assert isinstance(opt, HiDLR)
+    assert [g["name"] for g in opt.param_groups] == ["means", "scales", "noise"]
+    assert opt.history, "no refresh happened"
+    accepted = [g["accepted"] for rec in opt.history for g in rec["groups"]]
+    assert sum(accepted) >= 0.5 * len(accepted)
+
+
+def test_chunked_prediction_equals_one_pass(data):
+    """Rows are predicted in chunks that bound memory; the first chunk sees the same noise as a
+    one-pass prediction of those rows, the chunks are joined in order, and results stay repeatable."""
+    X, y = data
+    m = BNN(hidden=(8,), samples=5).fit(X, y, **FAST)
+    first = m.predict(X[:10])
+    m.predict_chunk = 5 * 8 * 10  # 10 rows per chunk
+    chunked = m.predict(X)
+    assert chunked.members == 5 and chunked.loc.shape == (64, 5)
+    assert torch.equal(chunked.loc[:10], first.loc) and torch.equal(chunked.scale[:10], first.scale)
+    assert torch.equal(chunked.loc, m.predict(X).loc)

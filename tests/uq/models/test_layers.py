@@ -96,3 +96,17 @@ def test_default_posterior_scale_is_fraction_of_prior():
     assert torch.allclose(layer.weight_sigma, torch.full((3, 4), 0.1))
     with pytest.raises(ValueError, match="prior_sigma"):
         BayesianLinear(2, 2, prior_sigma=0.0)
+
+
+def test_forward_kl_matches_forward_and_kl():
+    from hidlr.uq.models.estimator import seeded
+
+    layer = _tiny_layer()
+    x = torch.randn(5, 2, dtype=torch.float64)
+    with torch.no_grad():
+        with seeded(1, x.device):
+            out, kl = layer.forward_kl(x)
+        with seeded(1, x.device):
+            ref = layer(x)
+        assert torch.equal(out, ref)
+        assert float(kl) == pytest.approx(float(layer.kl()), rel=1e-14)

@@ -123,3 +123,14 @@ def test_param_groups_cover_every_parameter_once():
     assert [g["name"] for g in groups] == ["trunk", "logits", "loc", "scale"]
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == len(list(net.parameters()))
+
+
+def test_default_optimizer_is_adam_and_hidlr_on_request():
+    from hidlr import HiDLR
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(32, 2)), rng.normal(size=32)
+    assert type(MDN(2, hidden=(4,)).fit(X, y, epochs=1).optimizer_) is torch.optim.Adam
+    opt = MDN(2, hidden=(4,)).fit(X, y, epochs=2, optimizer="hidlr").optimizer_
+    assert isinstance(opt, HiDLR) and opt.history
+    assert [g["name"] for g in opt.param_groups] == ["trunk", "logits", "loc", "scale"]

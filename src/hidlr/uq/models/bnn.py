@@ -86,15 +86,26 @@ class BNNNet(nn.Module):
 
     def sample_params(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """One posterior sample per row (local reparameterisation): ``x: (..., d)`` -> loc, scale ``(...)``."""
+        return self._sample(x, with_kl=False)[:2]
+
+    def _sample(self, x: Tensor, with_kl: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        """loc, scale ``(...)`` and, if ``with_kl``, the KL computed from the same ``softplus(rho)``."""
+        kls: list[Tensor] = []
+
+        def apply(layer: nn.Module, h: Tensor) -> Tensor:
+            if with_kl and isinstance(layer, BayesianLinear):
+                out, kl = layer.forward_kl(h)
+                kls.append(kl)
+                return out
+            return layer(h)
+
         h = x
         for layer in self.hidden:
-            h = layer(h)
-        loc = self.out(h)[..., 0]
-        if self.heteroscedastic:
-            raw = self.noise(h)[..., 0]
-        else:
-            raw = self.noise_rho.expand_as(loc)
-        return loc, F.softplus(raw) + self.noise_floor
+            h = apply(layer, h)
+        loc = apply(self.out, h)[..., 0]
+        raw = apply(self.noise, h)[..., 0] if self.heteroscedastic else self.noise_rho.expand_as(loc)
+        kl = torch.stack(kls).sum() if with_kl else None
+        return loc, F.softplus(raw) + self.noise_floor, kl
 
     def kl(self) -> Tensor:
         """``KL(q || prior)`` over all Bayesian weights, closed form (scalar)."""
@@ -103,8 +114,8 @@ class BNNNet(nn.Module):
     def loss(self, x: Tensor, y: Tensor, *, n_train: int | None = None) -> Tensor:
         """Negative ELBO per training point on a minibatch ``x: (b, d)``, ``y: (b,)`` (scalar)."""
         n = self.dataset_size if n_train is None else n_train
-        loc, scale = self.sample_params(x)
-        return -gaussian_log_lik(y, loc, scale).mean() + self.kl() / n
+        loc, scale, kl = self._sample(x, with_kl=True)
+        return -gaussian_log_lik(y, loc, scale).mean() + kl / n
 
     def predictive(self, x: Tensor, samples: int = 100) -> GaussianMixture:
         """Monte Carlo predictive for ``x: (n, d)``: a mixture of ``samples`` Gaussians per row with

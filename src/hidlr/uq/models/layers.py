@@ -18,8 +18,9 @@ def inverse_softplus(x: float) -> float:
 
 def gaussian_kl(mu: Tensor, sigma: Tensor, prior_sigma: float) -> Tensor:
     """Closed-form ``KL(N(mu, sigma^2) || N(0, prior_sigma^2))`` summed over all entries (scalar)."""
-    ratio = sigma / prior_sigma
-    return (0.5 * (ratio.square() + (mu / prior_sigma).square() - 1.0) - torch.log(ratio)).sum()
+    # sum of log(p / s) + (s^2 + mu^2) / (2 p^2) - 1/2, with the constants taken out of the sum
+    const = mu.numel() * (math.log(prior_sigma) - 0.5)
+    return (0.5 / prior_sigma**2 * (sigma.square() + mu.square()) - sigma.log()).sum() + const
 
 
 class BayesianLinear(nn.Module):
@@ -101,10 +102,27 @@ class BayesianLinear(nn.Module):
     def forward(self, x: Tensor, sample: bool = True) -> Tensor:
         """``x: (..., in) -> (..., out)``: a local-reparameterisation sample (or the mean if not ``sample``)."""
         mean, var = self.moments(x)
-        if not sample:
-            return mean
+        return self._draw(mean, var) if sample else mean
+
+    @staticmethod
+    def _draw(mean: Tensor, var: Tensor) -> Tensor:
         # clamp: finite gradient where the variance is exactly 0 (no bias and a zero input)
         return mean + var.clamp_min(torch.finfo(var.dtype).tiny).sqrt() * torch.randn_like(mean)
+
+    def forward_kl(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """A sample as in :meth:`forward` and :meth:`kl`, sharing one ``softplus`` of each ``rho``
+        (the fast path of a training step): ``(..., out)`` and a scalar."""
+        w_sigma = F.softplus(self.weight_rho)
+        kl = gaussian_kl(self.weight_mu, w_sigma, self.prior_sigma)
+        if self.bias_mu is None:
+            b_var = None
+        else:
+            b_sigma = F.softplus(self.bias_rho)
+            kl = kl + gaussian_kl(self.bias_mu, b_sigma, self.prior_sigma)
+            b_var = b_sigma.square()
+        mean = F.linear(x, self.weight_mu, self.bias_mu)
+        var = F.linear(x.square(), w_sigma.square(), b_var)
+        return self._draw(mean, var), kl
 
     def kl(self) -> Tensor:
         """``KL(q || prior)`` of all weights and biases, in closed form (scalar)."""

@@ -1,4 +1,4 @@
-"""The models here are tiny: one intra-op thread per test process is fastest, and avoids
+"""The models in the tests are tiny: one intra-op thread per test process is fastest, and avoids
 oversubscribing the cores when the suite runs under pytest-xdist."""
 
 import pytest

@@ -1,0 +1,49 @@
+"""Deep ensembles: members are seeded fits, prediction is their equal-weight mixture."""
+
+import numpy as np
+import pytest
+import torch
+
+from hidlr.uq.models import BNN, MDN, DeepEnsemble, MDNEnsemble
+
+FAST = {"optimizer": "adam", "epochs": 3, "batch_size": 16}
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(48, 2))
+    return X, np.sin(X[:, 0]) + 0.1 * rng.normal(size=48)
+
+
+def test_members_are_seeded_fits_and_prediction_is_their_mixture(data):
+    X, y = data
+    ens = MDNEnsemble(components=2, members=3, hidden=(8,)).fit(X, y, seed=10, **FAST)
+    solo = [MDN(2, hidden=(8,)).fit(X, y, seed=10 + i, **FAST).predict(X) for i in range(3)]
+    dist = ens.predict(X)
+    assert dist.members == 3 and dist.loc.shape == (48, 6)
+    means = torch.stack([d.mean for d in solo])  # (3, n)
+    assert torch.allclose(dist.mean, means.mean(0), atol=1e-6)
+    assert torch.allclose(dist.epistemic_variance, means.var(0, unbiased=False), rtol=1e-4, atol=1e-9)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    mix = torch.logsumexp(torch.stack([d.log_prob(yt) for d in solo]), 0) - np.log(3)
+    assert torch.allclose(dist.log_prob(yt), mix, atol=1e-5)
+
+
+def test_ensemble_of_bnns_keeps_all_samples_as_members(data):
+    X, y = data
+    ens = DeepEnsemble(lambda: BNN(hidden=(4,), samples=10), members=2).fit(X, y, **FAST)
+    assert ens.predict(X[:5]).members == 20
+    assert ens.predict(X[:5], samples=3).members == 6
+
+
+def test_ensemble_errors(data):
+    X, y = data
+    with pytest.raises(RuntimeError, match="not fitted"):
+        DeepEnsemble(MDN, 2).predict(X)
+    with pytest.raises(ValueError, match="members"):
+        DeepEnsemble(MDN, 0)
+    with pytest.raises(ValueError, match="not a hidlr.uq estimator"):
+        DeepEnsemble(lambda: "nope", 2).fit(X, y)
+    with pytest.raises(ValueError, match="components"):
+        MDNEnsemble(components=0)
