@@ -1,0 +1,223 @@
+"""Learning-rate benchmark: Hi-DLR against a tuned learning-rate sweep, the base optimizer's default
+and learning-rate-free optimizers, over small workloads that run on a CPU in seconds.
+
+Entry point: :func:`run` (the ``hidlr bench lr`` command calls it). It writes ``results.json`` (every
+run's record and the summary), ``report.md`` and PNG plots into ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hidlr.bench.lr import methods as methods_mod
+from hidlr.bench.lr import workloads as workloads_mod
+from hidlr.bench.lr.environment import environment
+from hidlr.bench.lr.runner import run_one
+from hidlr.bench.lr.scores import summarize
+
+__all__ = ["run"]
+
+
+def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads: list[str] | None = None,
+        methods: list[str] | None = None, progress: bool = True, max_steps: int | None = None,
+        plots: bool = True, ablation_seeds: int = 1, first_seed: int = 0) -> dict[str, Any]:
+    """Run the benchmark and write results.json, report.md and plots into ``out_dir``.
+
+    Args:
+        out_dir: output folder (created if missing).
+        quick: short budgets (about a quarter of the steps), one seed by default, and a small
+            method subset (default rate, two grid points, Prodigy, GeN, Hi-DLR diag) unless
+            ``methods`` is given.
+        seeds: number of seeds (0..seeds-1); default 1 in quick mode, 3 otherwise.
+        workloads: workload names (default: all registered).
+        methods: method names (default: all, or the quick subset).
+        progress: show a rich progress bar.
+        max_steps: cap on each run's steps (for smoke tests).
+        plots: write the PNG plots (needs matplotlib).
+        ablation_seeds: the ablation methods (Hi-DLR variants) run on the first this many seeds
+            only (they cost the most and answer narrower questions).
+        first_seed: seeds are ``first_seed .. first_seed + seeds - 1`` (to split a run over
+            processes; merge the parts with :func:`combine`).
+
+    Returns:
+        The results dictionary that is also written to ``results.json``.
+    """
+    seeds = (1 if quick else 3) if seeds is None else seeds
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if ablation_seeds < 0:
+        raise ValueError(f"ablation_seeds must be >= 0, got {ablation_seeds}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    wls = workloads_mod.get(workloads)
+    ms = methods_mod.get(methods if methods is not None else (methods_mod.QUICK_METHODS if quick else None))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
+    seed_list = list(range(first_seed, first_seed + seeds))
+    results: dict[str, Any] = {
+        "benchmark": "lr", "quick": quick, "seeds": seed_list, "started": start, "duration_s": None,
+        "environment": environment(),
+        "workloads": {w.name: {"description": w.description, "base": w.base, "default_lr": w.default_lr,
+                               "grid": list(w.grid), "steps": w.quick_steps if quick else w.steps,
+                               "batch_size": w.batch_size, "target": w.target, "ratios": w.ratios,
+                               "has_acc": w.has_acc} for w in wls},
+        "methods": {m.name: {"family": m.family, "description": m.description,
+                             "hidlr_options": m.hidlr_options} for m in ms},
+    }
+    # Written as the run goes, so that an interrupted run keeps what it measured (see combine).
+    (out_dir / "meta.json").write_text(json.dumps(_clean(results), indent=1))
+    partial = out_dir / "records.jsonl"
+    partial.write_text("")
+    records: list[dict[str, Any]] = []
+    base_runs: dict[tuple[int, str, float], dict[str, Any]] = {}
+    jobs = [(s, w, m) for s in seed_list for w in wls for m in ms
+            if m.family != "ablation" or s < ablation_seeds]
+    try:
+        with _progress(progress, len(jobs)) as advance:
+            for seed, wl, m in jobs:
+                steps = wl.quick_steps if quick else wl.steps
+                if max_steps is not None:
+                    steps = min(steps, max_steps)
+                key = _base_run_key(wl, m)
+                t_run = time.perf_counter()
+                if key is not None and (seed, wl.name, key) in base_runs:
+                    # A grid point at the default rate is the same run as "default": reuse it.
+                    rec = dict(base_runs[(seed, wl.name, key)], method=m.name, family=m.family,
+                               reused_from=base_runs[(seed, wl.name, key)]["method"])
+                else:
+                    rec = run_one(wl, m, seed, steps, n_evals=10 if quick else 20)
+                    if key is not None:
+                        base_runs[(seed, wl.name, key)] = rec
+                rec["wall_s"] = time.perf_counter() - t_run
+                records.append(rec)
+                with partial.open("a") as fh:
+                    fh.write(json.dumps(_clean(rec)) + "\n")
+                advance(f"{wl.name} / {m.name} / seed {seed}")
+    finally:
+        torch.set_num_threads(threads)
+    results.update(duration_s=time.perf_counter() - t0, records=records, summary=summarize(records))
+    write_outputs(results, out_dir, plots=plots)
+    return results
+
+
+def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True) -> None:
+    """Write results.json, the PNG plots (optional) and report.md for ``results`` into ``out_dir``."""
+    from hidlr.bench.lr.report import write_report
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["plots"] = []
+    (out_dir / "results.json").write_text(json.dumps(_clean(results), indent=1))  # first: plots may fail
+    if plots:
+        from hidlr.bench.lr.plots import write_plots
+        results["plots"] = write_plots(results, out_dir)
+    write_report(results, out_dir / "report.md")
+
+
+def load_part(src: Path) -> dict[str, Any]:
+    """A run's results: its ``results.json``, or, for a run that was interrupted, its ``meta.json``
+    and the records it completed (``records.jsonl``; marked ``"interrupted": True``)."""
+    src = Path(src)
+    if (src / "results.json").exists():
+        return json.loads((src / "results.json").read_text())
+    if not (src / "meta.json").exists():
+        raise FileNotFoundError(f"{src} holds neither results.json nor meta.json")
+    part = json.loads((src / "meta.json").read_text())
+    lines = (src / "records.jsonl").read_text().splitlines() if (src / "records.jsonl").exists() else []
+    part["records"] = [json.loads(line) for line in lines if line.strip()]
+    part["duration_s"] = sum(r.get("wall_s") or 0.0 for r in part["records"])
+    part["interrupted"] = True
+    return part
+
+
+def combine(sources: list[Path], out_dir: Path, plots: bool = True) -> dict[str, Any]:
+    """Merge the records of several ``results.json`` files (e.g. a main run and an ablation run of
+    the same code, possibly with different seeds) and rewrite one summary, report and plots.
+
+    Runs of the same (workload, method, seed) must not appear twice. Durations add up; the
+    environment and settings of the first source are kept, with each source's listed in ``parts``.
+    """
+    parts = [load_part(Path(s)) for s in sources]
+    if not parts:
+        raise ValueError("combine needs at least one source")
+    seen: set[tuple[str, str, int]] = set()
+    records: list[dict[str, Any]] = []
+    for p in parts:
+        if p["quick"] != parts[0]["quick"]:
+            raise ValueError("cannot combine quick and full runs")
+        for r in p["records"]:
+            key = (r["workload"], r["method"], r["seed"])
+            if key in seen:
+                raise ValueError(f"run {key} appears in more than one source")
+            seen.add(key)
+            records.append(r)
+    results = dict(parts[0])
+    results["records"] = records
+    results["seeds"] = sorted({s for p in parts for s in p["seeds"]})
+    results["duration_s"] = sum(p["duration_s"] for p in parts)
+    for p in parts[1:]:
+        results["workloads"] = {**p["workloads"], **results["workloads"]}
+        results["methods"] = {**results["methods"], **p["methods"]}
+    results["parts"] = [{"source": str(s), "started": p["started"], "duration_s": p["duration_s"],
+                         "seeds": p["seeds"], "methods": list(p["methods"]), "runs": len(p["records"]),
+                         "commit": p["environment"].get("git_commit"),
+                         "interrupted": bool(p.get("interrupted"))} for s, p in zip(sources, parts)]
+    results["summary"] = summarize(records)
+    write_outputs(results, out_dir, plots=plots)
+    return results
+
+
+def _base_run_key(wl: workloads_mod.Workload, m: methods_mod.Method) -> float | None:
+    """The learning rate of a plain base-optimizer run (default or grid point), else None."""
+    if m.name == "default":
+        return wl.default_lr
+    if m.family == "grid":
+        i = int(m.name.removeprefix("grid"))
+        return wl.grid[i] if i < len(wl.grid) else None
+    return None
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+class _progress:
+    """A rich progress bar (or nothing); ``advance(description)`` marks one job done."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total, self.bar, self.task = enabled, total, None, None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            self.bar = Progress(TextColumn("[bold]bench lr"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
+            self.bar.__enter__()
+            self.task = self.bar.add_task("", total=self.total)
+        return self.advance
+
+    def advance(self, description: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=description)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
