@@ -48,6 +48,21 @@ def bench_uq_speed(out: Path = typer.Option(Path("results/uq-speed"), help="Outp
     typer.echo((out / "report.md").read_text())
 
 
+@bench_app.command("lr")
+def bench_lr(out: Path = typer.Option(Path("results/lr"), help="Output folder."),
+             quick: bool = typer.Option(False, help="Short budgets, one seed, a method subset (< 5 min)."),
+             seeds: int = typer.Option(None, help="Seeds (default 3; quick 1)."),
+             workloads: list[str] = typer.Option(None, help="Workload names (default: all)."),
+             methods: list[str] = typer.Option(None, help="Method names (default: all)."),
+             progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
+    """Hi-DLR against tuned sweeps and learning-rate-free optimizers on ten workloads."""
+    from hidlr.bench.lr import run
+
+    run(out, quick=quick, seeds=seeds, workloads=workloads or None, methods=methods or None,
+        progress=progress)
+    typer.echo(f"report: {out / 'report.md'}")
+
+
 @bench_app.command("uci")
 def bench_uci(out: Path = typer.Option(Path("results/uci"), help="Output folder."),
               quick: bool = typer.Option(False, help="Few splits and epochs (smoke run)."),
