@@ -16,6 +16,10 @@ from hidlr.optim.rules import propose, smooth
 
 Probe = Callable[[], Any]
 
+# the joint line probes at most this multiple of a group's current step: far beyond it, moving the
+# weights out and back loses their low bits (float32), and the clip bounds the change anyway
+_MAX_JOINT_MULTIPLE = 100.0
+
 
 class ProbeError(RuntimeError):
     """A probe closure returned something that is not a scalar loss."""
@@ -318,9 +322,9 @@ class HiDLR(torch.optim.Optimizer):
                 losses.append(self._call_probe(probe))
             y = torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
             record = self._estimate(z, y, loss0, applied, active)
-            self._targets(record)
             if self.joint:
                 self._joint_scale(record, move, probe, loss0, active)
+            self._targets(record)
             self._smooth(record)
             new = [r["estimate"] for r in record["groups"]]
             move([new[k] * factors[k] / applied[k] if active[k] else 1.0 for k in range(k_groups)])
@@ -360,12 +364,18 @@ class HiDLR(torch.optim.Optimizer):
         rows = finite & ((z != 0) & ~mask).logical_not().all(dim=1) if len(z) else finite
         fit = fit_quadratic(z[rows], y[rows], mask, full=self.mode == "full")
         prop = propose(fit, fit_active, self.mode, self.min_r2)
-        # a curvature term below the loss's rounding is noise: its Newton step is meaningless
+        # Below the loss's rounding, a fitted term is noise. A resolved descent slope with an
+        # unresolved curvature puts the minimum far beyond the probes: grow the rate (the clip
+        # bounds by how much). With neither resolved, the update does not change the loss.
         resolution = 16 * getattr(self, "_loss_eps", 0.0) * max(abs(float(loss0)), 1e-30)
         span = max(abs(m) for m in self.probes)
         for k in range(k_groups):
-            if prop.reason[k] is None and 0.5 * float(fit.A[k, k]) * span**2 <= resolution:
-                prop.reason[k], prop.multiple[k] = "curvature below the loss's float resolution", float("nan")
+            if not fit_active[k] or 0.5 * abs(float(fit.A[k, k])) * span**2 > resolution:
+                continue
+            if float(fit.b[k]) * span > resolution:
+                prop.reason[k], prop.multiple[k] = None, _MAX_JOINT_MULTIPLE
+            else:
+                prop.reason[k], prop.multiple[k] = "loss does not change measurably along the update", float("nan")
         groups = []
         for k in range(k_groups):
             prev = self._estimates[k]
@@ -386,15 +396,15 @@ class HiDLR(torch.optim.Optimizer):
 
     def _joint_scale(self, record: dict[str, Any], move: Callable[[Sequence[float]], None],
                      probe: Probe, loss0: torch.Tensor, active: list[bool]) -> None:
-        """Probe along the combined step about to be taken (accepted groups at their targets, the
-        others at their current rates) and scale the targets by the 1-D Newton step along it when
-        that is below 1: coupled groups overshoot together under the per-group rule."""
+        """Probe along the combined Newton step (accepted groups at their Newton rates, at most
+        ``_MAX_JOINT_MULTIPLE`` times their current rate; the others at their current rates) and
+        scale the Newton rates by the 1-D Newton step along it when that is below 1: coupled groups
+        overshoot together under the per-group rule."""
         groups = record["groups"]
         if not bool(torch.isfinite(loss0)) or not any(g["accepted"] for g in groups):
             return
-        # targets are estimates; the step's multiple of the current one excludes the scheduler
-        c = [(g["target"] / self._estimates[k] if g["accepted"] else 1.0) if active[k] else 0.0
-             for k, g in enumerate(groups)]
+        c = [(min(g["newton_rate"] / g["rate"], _MAX_JOINT_MULTIPLE) if g["accepted"] else 1.0)
+             if active[k] else 0.0 for k, g in enumerate(groups)]
         s = torch.tensor([0.5, 1.0, 1.5], dtype=torch.float64)
         losses = []
         for si in s.tolist():
@@ -417,7 +427,7 @@ class HiDLR(torch.optim.Optimizer):
             if scale is None:
                 g["accepted"], g["reason"] = False, "combined step not a descent direction"
             else:
-                g["target"] *= scale
+                g["newton_rate"] *= scale
 
     def _momentum(self, k: int) -> float:
         """The base optimizer's momentum coefficient for group k (Adam's beta1, SGD's momentum)."""
