@@ -12,6 +12,7 @@ import torch
 
 from hidlr.optim.designs import line_design, pair_design, random_design
 from hidlr.optim.quadfit import fit_line, fit_quadratic
+from hidlr.optim.rollback import restore, snapshot
 from hidlr.optim.rules import propose, smooth
 
 Probe = Callable[[], Any]
@@ -273,35 +274,12 @@ class HiDLR(torch.optim.Optimizer):
             self._loss_eps = max(getattr(self, "_loss_eps", 0.0), torch.finfo(value.dtype).eps)
         return value.detach().reshape(()).to(torch.float64)
 
-    def _snapshot(self) -> tuple[dict, list]:
-        """A copy of the base optimizer's state and group settings, kept in host memory (so that on
-        an accelerator the refresh holds only one extra copy of the parameters on the device)."""
-        cpu = torch.device("cpu")
-        state = {p: {k: (v.to(cpu, copy=True) if isinstance(v, torch.Tensor) else copy.deepcopy(v))
-                     for k, v in s.items()} for p, s in self.optimizer.state.items()}
-        groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
-                  for g in self.param_groups]
-        return state, groups
-
-    def _restore(self, snap: tuple[dict, list]) -> None:
-        state, groups = snap
-        live = self.optimizer.state
-        restored = {}
-        for p, s in state.items():
-            restored[p] = {k: (v.to(live[p][k].device) if isinstance(v, torch.Tensor)
-                               and isinstance(live.get(p, {}).get(k), torch.Tensor) else v)
-                           for k, v in s.items()}
-        live.clear()
-        live.update(restored)
-        for g, saved in zip(self.param_groups, groups):
-            g.update(saved)
-
     def _refresh(self, probe: Probe, params: list[list[torch.Tensor]], applied: list[float],
                  factors: list[float], active: list[bool]) -> None:
         k_groups = len(applied)
         loss0 = self._call_probe(probe)  # before anything moves: a raising probe changes nothing
         deltas = [[p.detach().clone() for p in params[k]] if active[k] else [] for k in range(k_groups)]
-        snap = self._snapshot() if self.rollback else None
+        snap = snapshot(self.optimizer) if self.rollback else None
         self._base_step(applied)
         offset = [1.0] * k_groups  # weights of group k are w_t - offset[k] * delta_k
 
@@ -331,7 +309,7 @@ class HiDLR(torch.optim.Optimizer):
         except BaseException:
             move([0.0] * k_groups)
             if snap is not None:
-                self._restore(snap)
+                restore(self.optimizer, snap)
             raise
         self._estimates = new
         self.history.append(record)
