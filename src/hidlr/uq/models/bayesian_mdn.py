@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models.bnn import posterior_groups
 from hidlr.uq.models.estimator import Estimator, activation_module, check_hidden, spread_quantiles
-from hidlr.uq.models.layers import BayesianLinear, bayesian_kl, inverse_softplus
+from hidlr.uq.models.layers import BayesianLinear, apply_layer, bayesian_kl, inverse_softplus
 from hidlr.uq.models.mdn import mixture_collapse_penalty
 
 
@@ -84,11 +84,7 @@ class BayesianMDNNet(nn.Module):
         kls: list[Tensor] = []
 
         def apply(layer: nn.Module, h: Tensor) -> Tensor:
-            if with_kl and isinstance(layer, BayesianLinear):
-                out, kl = layer.forward_kl(h)
-                kls.append(kl)
-                return out
-            return layer(h)
+            return apply_layer(layer, h, kls if with_kl else None)
 
         h = x
         for layer in self.trunk:

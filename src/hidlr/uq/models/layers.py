@@ -141,3 +141,13 @@ def bayesian_kl(module: nn.Module) -> Tensor:
     if not terms:
         raise ValueError("module contains no BayesianLinear layer")
     return torch.stack(terms).sum()
+
+
+def apply_layer(layer: nn.Module, h: Tensor, kls: list[Tensor] | None) -> Tensor:
+    """Apply ``layer`` to ``h``; for a :class:`BayesianLinear`, when ``kls`` is given, also append
+    its KL term to ``kls`` (so a net can sum its layers' KL in the same forward pass)."""
+    if kls is not None and isinstance(layer, BayesianLinear):
+        out, kl = layer.forward_kl(h)
+        kls.append(kl)
+        return out
+    return layer(h)
