@@ -133,6 +133,18 @@ def test_validation_history(data):
     assert m.history_[-1]["val_nll"] == pytest.approx(expected, rel=1e-6)
 
 
+def test_validation_samples_set_the_monte_carlo_passes_of_the_validation_nll(data):
+    X, y = data
+    yv = torch.as_tensor(y[48:], dtype=torch.float32)
+    m = BNN(hidden=(8,), samples=40).fit(X[:48], y[:48], validation_data=(X[48:], y[48:]), validation_samples=3, **FAST)
+    three = float(-m.predict(X[48:], samples=3).log_prob(yv).mean())
+    forty = float(-m.predict(X[48:]).log_prob(yv).mean())
+    assert m.history_[-1]["val_nll"] == pytest.approx(three, rel=1e-6)
+    assert three != pytest.approx(forty, rel=1e-6)
+    with pytest.raises(ValueError, match="validation_samples"):
+        BNN().fit(X, y, validation_data=(X, y), validation_samples=0, **FAST)
+
+
 def test_probe_uses_common_random_numbers():
     """For a stochastic loss, the probe calls of one step see the same batch and the same noise,
     so the probed loss is a deterministic function of the weights; a new step draws afresh."""

@@ -9,7 +9,7 @@ from hidlr import HiDLR
 from hidlr.uq.models import BNN, MDN, DeepEnsemble, MDNEnsemble
 from hidlr.uq.models.estimator import Estimator
 from hidlr.uq.models.mdn import MDNNet
-from hidlr.uq.models.stacked import StackedNets
+from hidlr.uq.models.stacked import StackedNets, fit_side_by_side
 
 
 @pytest.fixture
@@ -112,3 +112,33 @@ def test_members_must_share_one_architecture():
     stack = StackedNets([nn.Linear(2, 3), nn.Linear(2, 3)])
     with pytest.raises(ValueError, match="member axis of 2"):
         stack.loss(torch.zeros(3, 4, 2), torch.zeros(3, 4))
+
+
+def test_lr_scales_train_each_member_at_its_own_rate(data):
+    X, y = data
+    Xd, yd = torch.as_tensor(X), torch.as_tensor(y)
+    lrs = [1e-3, 4e-3, 1e-2]
+    opts = {"epochs": 3, "batch_size": 10}
+
+    def adam(lr):  # a scale c turns Adam's eps into eps / c: a negligible eps makes the match exact
+        return lambda groups: torch.optim.Adam(groups, lr=lr, eps=1e-30)
+
+    grid = fit_side_by_side([MDN(2, hidden=(6,)) for _ in lrs], Xd, yd, seeds=[5] * 3,
+                            lr_scales=[lr / lrs[0] for lr in lrs], optimizer=adam(lrs[0]), **opts)
+    for lr, est in zip(lrs, grid):
+        alone = MDN(2, hidden=(6,)).fit(Xd, yd, seed=5, optimizer=adam(lr), **opts)
+        for pa, pb in zip(est.module.parameters(), alone.module.parameters()):
+            assert torch.allclose(pa, pb, rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(grid[0].module.loc.bias, grid[2].module.loc.bias)
+
+
+def test_side_by_side_checks_its_inputs(data):
+    X, y = data
+    with pytest.raises(ValueError, match="one class"):
+        fit_side_by_side([MDN(2), BNN()], X, y, seeds=[0, 1])
+    with pytest.raises(ValueError, match="2 seeds for 3"):
+        fit_side_by_side([MDN(2) for _ in range(3)], X, y, seeds=[0, 1])
+    with pytest.raises(ValueError, match="lr_scales"):
+        fit_side_by_side([MDN(2) for _ in range(2)], X, y, seeds=[0, 1], lr_scales=[1.0, -2.0])
+    one = fit_side_by_side([MDN(2, hidden=(4,))], X, y, seeds=[0], epochs=1, optimizer="adam")
+    assert torch.isfinite(one[0].predict(X).loc).all()

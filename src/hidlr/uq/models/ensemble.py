@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor
-
 from hidlr.uq.distributions import GaussianMixture
-from hidlr.uq.models.estimator import Estimator, OptimizerSpec, seeded, train_epochs
+from hidlr.uq.models.estimator import Estimator
 from hidlr.uq.models.mdn import MDN
-from hidlr.uq.models.stacked import StackedNets
+from hidlr.uq.models.stacked import fit_side_by_side
 
 
 class DeepEnsemble:
@@ -56,7 +54,8 @@ class DeepEnsemble:
         """Fit every member on the full data ``X: (n, d)``, ``y: (n,)``; returns ``self``."""
         estimators = self._new_members()
         if self.vectorize and self.members > 1:
-            self.estimators_ = _fit_stacked(estimators, X, y, seed=seed, progress=progress, **kwargs)
+            seeds = [seed + i for i in range(self.members)]
+            self.estimators_ = fit_side_by_side(estimators, X, y, seeds=seeds, progress=progress, **kwargs)
             return self
         bar = None
         if progress:
@@ -98,49 +97,3 @@ class MDNEnsemble(DeepEnsemble):
     def _make(self) -> MDN:
         return MDN(self.components, **self.mdn_kwargs)
 
-
-def _fit_stacked(
-    estimators: list[Estimator],
-    X: Any,
-    y: Any,
-    *,
-    seed: int,
-    progress: bool,
-    optimizer: OptimizerSpec = None,
-    **fit_options: Any,
-) -> list[Estimator]:
-    """Train ``estimators`` (fresh, one class) side by side as a :class:`StackedNets`; returns them
-    fitted. ``fit_options``: the data options of :meth:`Estimator.prepare_fit`."""
-    kinds = {type(est) for est in estimators}
-    if len(kinds) > 1:
-        raise ValueError(f"a vectorized ensemble needs members of one class, got {sorted(k.__name__ for k in kinds)}")
-    seeds = [seed + i for i in range(len(estimators))]
-    plans = [est.prepare_fit(X, y, seed=s, **fit_options) for est, s in zip(estimators, seeds)]
-    plan, lead = plans[0], estimators[0]
-    device, dtype = plan.xs.device, plan.xs.dtype
-    nets = []
-    for est, s in zip(estimators, seeds):
-        with seeded(s, device):
-            est.module = est.build(plan.d, plan.ys, plan.n).to(device=device, dtype=dtype)
-        nets.append(est.module)
-    stack = StackedNets(nets)
-    with seeded(seed, device):
-        opt = lead._make_optimizer(optimizer, stack.param_groups(lead.param_groups(nets[0]), nets[0]), plan.lr)
-
-        def after_epoch(epoch: int, losses: Tensor) -> str:
-            if plan.val is not None:
-                stack.unstack(nets)
-            for i, est in enumerate(estimators):
-                record = {"epoch": epoch + 1, "loss": float(losses[i])}
-                if plan.val is not None:
-                    record["val_nll"] = est._nll(*plan.val)
-                    nets[i].train()
-                est.history_.append(record)
-            return f"mean member loss {float(losses.mean()):.4f}"
-
-        train_epochs(stack, opt, plan, seeds, stochastic=lead.stochastic, after_epoch=after_epoch, progress=progress)
-    stack.unstack(nets)
-    for est, net in zip(estimators, nets):
-        net.eval()
-        est.optimizer_ = opt  # shared: one optimizer trained every member
-    return estimators

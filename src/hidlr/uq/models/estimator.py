@@ -233,6 +233,7 @@ class Estimator:
         validation_data: tuple[Any, Any] | None = None,
         progress: bool = False,
         probe_batch_size: int | None = None,
+        validation_samples: int | None = None,
     ) -> "Estimator":
         """Train on ``X: (n, d)``, ``y: (n,)`` or ``(n, 1)``; returns ``self``.
 
@@ -241,12 +242,14 @@ class Estimator:
         ``"adam"``, or a callable ``groups -> torch.optim.Optimizer`` (a Hi-DLR instance it returns
         gets the probe closure). Everything runs on the device and dtype of ``X`` (NumPy input:
         the default dtype on the CPU). ``validation_data=(X_val, y_val)`` records the validation
-        NLL (original units) per epoch in ``history_``. Hi-DLR's probes use a separate random
+        NLL (original units) per epoch in ``history_``, from ``validation_samples`` Monte Carlo
+        passes for stochastic nets (default: ``default_samples``). Hi-DLR's probes use a separate random
         minibatch of ``probe_batch_size`` training rows (default ``max(batch_size, 256)``, at most
         ``n``) per refresh, with common random numbers across the probe calls of a step.
         """
         plan = self.prepare_fit(X, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                validation_data=validation_data, probe_batch_size=probe_batch_size)
+                                validation_data=validation_data, probe_batch_size=probe_batch_size,
+                                validation_samples=validation_samples)
         with seeded(seed, plan.xs.device):
             net = self.build(plan.d, plan.ys, plan.n).to(device=plan.xs.device, dtype=plan.xs.dtype)
             self.module = net
@@ -256,7 +259,7 @@ class Estimator:
             def after_epoch(epoch: int, losses: Tensor) -> str:
                 record = {"epoch": epoch + 1, "loss": float(losses)}
                 if plan.val is not None:
-                    record["val_nll"] = self._nll(*plan.val)
+                    record["val_nll"] = self._nll(*plan.val, samples=plan.val_samples)
                     net.train()
                 self.history_.append(record)
                 return f"loss {record['loss']:.4f}"
@@ -277,6 +280,7 @@ class Estimator:
         seed: int = 0,
         validation_data: tuple[Any, Any] | None = None,
         probe_batch_size: int | None = None,
+        validation_samples: int | None = None,
     ) -> "FitPlan":
         """Validate the data and options of :meth:`fit`, store the z-scoring statistics on ``self``
         and return the standardized data and the resolved options (the first half of a fit)."""
@@ -293,6 +297,8 @@ class Estimator:
             raise ValueError(f"probe_batch_size must be positive, got {probe_batch_size}")
         if lr <= 0 or not math.isfinite(lr):
             raise ValueError(f"lr must be a positive finite number, got {lr}")
+        if validation_samples is not None and validation_samples < 1:
+            raise ValueError(f"validation_samples must be positive, got {validation_samples}")
         batches = math.ceil(n / batch_size)
         if epochs is None:
             epochs = int(min(2000, max(20, math.ceil(self.target_steps / batches))))
@@ -311,10 +317,10 @@ class Estimator:
         self.history_ = []
         xs = (Xt - self.x_mean_) / self.x_scale_
         ys = (yt - self.y_mean_) / self.y_scale_
-        return FitPlan(xs, ys, epochs, batch_size, probe_size, lr, val)
+        return FitPlan(xs, ys, epochs, batch_size, probe_size, lr, val, validation_samples)
 
-    def _nll(self, X: Tensor, y: Tensor) -> float:
-        return float(-self.predict(X).log_prob(y).mean())
+    def _nll(self, X: Tensor, y: Tensor, samples: int | None = None) -> float:
+        return float(-self.predict(X, samples=samples).log_prob(y).mean())
 
     # ---- prediction ---------------------------------------------------------------------------
     def _check_fitted(self) -> nn.Module:
@@ -371,7 +377,8 @@ def _accepts_probe(opt: torch.optim.Optimizer) -> bool:
 class FitPlan:
     """Standardized training data and resolved options of one fit (see :meth:`Estimator.prepare_fit`).
 
-    ``xs: (n, d)``, ``ys: (n,)``; ``val``: raw validation ``(X (m, d), y (m,))`` or ``None``.
+    ``xs: (n, d)``, ``ys: (n,)``; ``val``: raw validation ``(X (m, d), y (m,))`` or ``None``;
+    ``val_samples``: Monte Carlo passes for its NLL (``None``: the model's default).
     """
 
     xs: Tensor
@@ -381,6 +388,7 @@ class FitPlan:
     probe_size: int
     lr: float
     val: tuple[Tensor, Tensor] | None
+    val_samples: int | None = None
 
     @property
     def n(self) -> int:
@@ -399,12 +407,14 @@ def train_epochs(
     *,
     stochastic: bool,
     after_epoch: Callable[[int, Tensor], str],
+    stacked: bool = False,
     progress: bool = False,
 ) -> None:
     """The minibatch loop shared by single nets and stacked ensembles.
 
-    One seed: ``net.loss`` gets ``x: (b, d)``, ``y: (b,)`` in the order of a generator seeded with
-    it. ``M`` seeds (a :class:`~hidlr.uq.models.stacked.StackedNets`): member ``i`` follows the order
+    A single net (one seed): ``net.loss`` gets ``x: (b, d)``, ``y: (b,)`` in the order of a generator
+    seeded with it. ``stacked`` (a :class:`~hidlr.uq.models.stacked.StackedNets`, ``M`` seeds):
+    member ``i`` follows the order
     of ``seeds[i]`` and ``net.loss`` gets ``x: (M, b, d)``, ``y: (M, b)``, so every member sees
     exactly the batches it would see alone. ``after_epoch(epoch, losses)`` gets the epoch's mean
     training loss (a scalar, or ``(M,)`` per member) and returns a progress-bar description.
@@ -412,7 +422,9 @@ def train_epochs(
     n, b, device = plan.n, plan.batch_size, plan.xs.device
     shuffles = [torch.Generator().manual_seed(s) for s in seeds]
     probe_gen = torch.Generator().manual_seed(seeds[0] + 7919)
-    members = None if len(seeds) == 1 else len(seeds)
+    if not stacked and len(seeds) != 1:
+        raise ValueError(f"a single net takes one seed, got {len(seeds)}")
+    members = len(seeds) if stacked else None
     takes_probe = _accepts_probe(opt)
     batches = math.ceil(n / b)
     net.train()

@@ -4,6 +4,11 @@ The members' parameters are stacked along a leading axis of size ``M`` and their
 evaluated in one batched call (``torch.func.vmap`` over ``functional_call``), so an ensemble of
 small nets costs about one net's Python overhead per step instead of ``M``. Adam and every other
 per-coordinate optimizer then train each member exactly as it would be trained alone.
+
+Members may also differ in learning rate (:func:`fit_side_by_side` with ``lr_scales``): member
+``i`` stores its weights divided by ``c_i`` and uses ``c_i`` times the stored values, so a
+scale-invariant optimizer such as Adam moves its weights ``c_i`` times as far per step. A grid of
+learning rates then costs about one training run.
 """
 
 from __future__ import annotations
@@ -16,9 +21,16 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from hidlr.uq.models.estimator import Estimator, OptimizerSpec, seeded, train_epochs
+
 
 def _key(name: str) -> str:
     return name.replace(".", "__")
+
+
+def _along(scales: Tensor, like: Tensor) -> Tensor:
+    """``scales: (M,)`` shaped to broadcast over ``like: (M, ...)``."""
+    return scales.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
 class _LossCall(nn.Module):
@@ -39,9 +51,13 @@ class StackedNets(nn.Module):
     for member ``i``'s parameters is exactly the gradient of its own loss) and keeps the per-member
     values in ``last_losses`` ``(M,)``. Random draws inside the losses differ between members.
     :meth:`unstack` copies the trained values back into the original nets.
+
+    ``lr_scales``: optional ``(M,)`` positive factors ``c_i``; the stored parameters are
+    ``w_i / c_i`` and the losses see ``c_i`` times them. Under Adam (no weight decay) member ``i``
+    then trains exactly as with learning rate ``c_i * lr`` (its ``eps`` becomes ``eps / c_i``).
     """
 
-    def __init__(self, nets: Sequence[nn.Module]) -> None:
+    def __init__(self, nets: Sequence[nn.Module], lr_scales: Sequence[float] | None = None) -> None:
         super().__init__()
         nets = list(nets)
         if not nets:
@@ -51,6 +67,12 @@ class StackedNets(nn.Module):
             if [n for n, _ in net.named_parameters()] != names:
                 raise ValueError(f"net {i} does not have the same parameters as net 0; members must share one architecture")
         params, buffers = stack_module_state(nets)
+        scales = torch.ones(len(nets)) if lr_scales is None else torch.as_tensor(lr_scales, dtype=torch.float64)
+        if scales.shape != (len(nets),) or not bool((scales > 0).all() and torch.isfinite(scales).all()):
+            raise ValueError(f"lr_scales must hold {len(nets)} positive finite numbers, got {lr_scales!r}")
+        self.lr_scales = None if lr_scales is None else scales
+        if self.lr_scales is not None:
+            params = {k: v / _along(scales.to(v), v) for k, v in params.items()}
         self.param_names = list(params)
         self.buffer_names = list(buffers)
         for name, value in params.items():
@@ -76,6 +98,8 @@ class StackedNets(nn.Module):
         if x.shape[0] != self.members or y.shape[0] != self.members:
             raise ValueError(f"expected a leading member axis of {self.members}, got x {tuple(x.shape)}, y {tuple(y.shape)}")
         params = {n: self.stacked(n) for n in self.param_names}
+        if self.lr_scales is not None:
+            params = {n: p * _along(self.lr_scales.to(p), p) for n, p in params.items()}
         buffers = {n: getattr(self, _key(n)) for n in self.buffer_names}
         if self.last_losses is not None:
             losses = self._batched(params, buffers, x, y)
@@ -111,7 +135,66 @@ class StackedNets(nn.Module):
         if len(nets) != self.members:
             raise ValueError(f"expected {self.members} nets, got {len(nets)}")
         for i, net in enumerate(nets):
+            scale = 1.0 if self.lr_scales is None else float(self.lr_scales[i])
             for name in self.param_names:
-                net.get_parameter(name).copy_(self.stacked(name)[i])
+                net.get_parameter(name).copy_(self.stacked(name)[i] * scale)
             for name in self.buffer_names:
                 net.get_buffer(name).copy_(getattr(self, _key(name))[i])
+
+
+def fit_side_by_side(
+    estimators: Sequence[Estimator],
+    X: Any,
+    y: Any,
+    *,
+    seeds: Sequence[int],
+    lr_scales: Sequence[float] | None = None,
+    optimizer: OptimizerSpec = None,
+    progress: bool = False,
+    **fit_options: Any,
+) -> list[Estimator]:
+    """Fit fresh estimators of one class side by side as a :class:`StackedNets`; returns them.
+
+    Estimator ``i`` is initialised and shuffled with ``seeds[i]`` exactly as ``fit(seed=seeds[i])``
+    would, and trains at ``lr_scales[i]`` times the learning rate (default: all 1).
+    ``fit_options``: ``epochs``, ``batch_size``, ``lr``, ``validation_data``, ``validation_samples``,
+    ``probe_batch_size`` as in :meth:`Estimator.fit`; with validation data every estimator gets its
+    own ``history_``.
+    One optimizer (``optimizer_`` of each) trains them all.
+    """
+    estimators = list(estimators)
+    kinds = {type(est) for est in estimators}
+    if len(kinds) > 1:
+        raise ValueError(f"side-by-side training needs estimators of one class, got {sorted(k.__name__ for k in kinds)}")
+    if len(seeds) != len(estimators):
+        raise ValueError(f"got {len(seeds)} seeds for {len(estimators)} estimators")
+    plans = [est.prepare_fit(X, y, seed=s, **fit_options) for est, s in zip(estimators, seeds)]
+    plan, lead = plans[0], estimators[0]
+    device, dtype = plan.xs.device, plan.xs.dtype
+    nets = []
+    for est, s in zip(estimators, seeds):
+        with seeded(s, device):
+            est.module = est.build(plan.d, plan.ys, plan.n).to(device=device, dtype=dtype)
+        nets.append(est.module)
+    stack = StackedNets(nets, lr_scales)
+    with seeded(seeds[0], device):
+        opt = lead._make_optimizer(optimizer, stack.param_groups(lead.param_groups(nets[0]), nets[0]), plan.lr)
+
+        def after_epoch(epoch: int, losses: Tensor) -> str:
+            if plan.val is not None:
+                stack.unstack(nets)
+            for i, est in enumerate(estimators):
+                record = {"epoch": epoch + 1, "loss": float(losses[i])}
+                if plan.val is not None:
+                    record["val_nll"] = est._nll(*plan.val, samples=plan.val_samples)
+                    nets[i].train()
+                est.history_.append(record)
+            return f"mean member loss {float(losses.mean()):.4f}"
+
+        train_epochs(stack, opt, plan, seeds, stochastic=lead.stochastic, after_epoch=after_epoch, stacked=True,
+                     progress=progress)
+    stack.unstack(nets)
+    for est, net in zip(estimators, nets):
+        net.eval()
+        est.optimizer_ = opt
+    return estimators
