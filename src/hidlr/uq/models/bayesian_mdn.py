@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models.bnn import posterior_groups
 from hidlr.uq.models.estimator import Estimator, activation_module, check_hidden, spread_quantiles
-from hidlr.uq.models.layers import BayesianLinear, apply_layer, bayesian_kl, inverse_softplus
+from hidlr.uq.models.layers import BayesianLinear, apply_layer, bayesian_kl, inverse_softplus, posterior_kl
 from hidlr.uq.models.mdn import mixture_collapse_penalty
 
 
@@ -81,16 +81,16 @@ class BayesianMDNNet(nn.Module):
 
     def _sample(self, x: Tensor, with_kl: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """As :meth:`sample_params`, plus the KL from the same ``softplus(rho)`` if ``with_kl``."""
-        kls: list[Tensor] = []
+        posterior: list[tuple[Tensor, Tensor, float]] = []
 
         def apply(layer: nn.Module, h: Tensor) -> Tensor:
-            return apply_layer(layer, h, kls if with_kl else None)
+            return apply_layer(layer, h, posterior if with_kl else None)
 
         h = x
         for layer in self.trunk:
             h = apply(layer, h)
         logits, loc, raw = apply(self.logits, h), apply(self.loc, h), apply(self.scale, h)
-        return logits, loc, F.softplus(raw) + self.scale_floor, torch.stack(kls).sum() if with_kl else None
+        return logits, loc, F.softplus(raw) + self.scale_floor, posterior_kl(posterior) if with_kl else None
 
     def kl(self) -> Tensor:
         """``KL(q || prior)`` over all weights (scalar)."""

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models.estimator import Estimator, activation_module, check_hidden
-from hidlr.uq.models.layers import BayesianLinear, apply_layer, bayesian_kl, inverse_softplus
+from hidlr.uq.models.layers import BayesianLinear, apply_layer, bayesian_kl, inverse_softplus, posterior_kl
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -90,17 +90,17 @@ class BNNNet(nn.Module):
 
     def _sample(self, x: Tensor, with_kl: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         """loc, scale ``(...)`` and, if ``with_kl``, the KL computed from the same ``softplus(rho)``."""
-        kls: list[Tensor] = []
+        posterior: list[tuple[Tensor, Tensor, float]] = []
 
         def apply(layer: nn.Module, h: Tensor) -> Tensor:
-            return apply_layer(layer, h, kls if with_kl else None)
+            return apply_layer(layer, h, posterior if with_kl else None)
 
         h = x
         for layer in self.hidden:
             h = apply(layer, h)
         loc = apply(self.out, h)[..., 0]
         raw = apply(self.noise, h)[..., 0] if self.heteroscedastic else self.noise_rho.expand_as(loc)
-        kl = torch.stack(kls).sum() if with_kl else None
+        kl = posterior_kl(posterior) if with_kl else None
         return loc, F.softplus(raw) + self.noise_floor, kl
 
     def kl(self) -> Tensor:

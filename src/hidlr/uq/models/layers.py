@@ -109,20 +109,26 @@ class BayesianLinear(nn.Module):
         # clamp: finite gradient where the variance is exactly 0 (no bias and a zero input)
         return mean + var.clamp_min(torch.finfo(var.dtype).tiny).sqrt() * torch.randn_like(mean)
 
-    def forward_kl(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """A sample as in :meth:`forward` and :meth:`kl`, sharing one ``softplus`` of each ``rho``
-        (the fast path of a training step): ``(..., out)`` and a scalar."""
+    def forward_posterior(self, x: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor, float]]]:
+        """A sample as in :meth:`forward` plus the ``(mu, sigma, prior_sigma)`` of its weight and
+        bias, sharing one ``softplus`` of each ``rho`` (for :func:`posterior_kl`)."""
         w_sigma = F.softplus(self.weight_rho)
-        kl = gaussian_kl(self.weight_mu, w_sigma, self.prior_sigma)
+        parts = [(self.weight_mu, w_sigma, self.prior_sigma)]
         if self.bias_mu is None:
             b_var = None
         else:
             b_sigma = F.softplus(self.bias_rho)
-            kl = kl + gaussian_kl(self.bias_mu, b_sigma, self.prior_sigma)
+            parts.append((self.bias_mu, b_sigma, self.prior_sigma))
             b_var = b_sigma.square()
         mean = F.linear(x, self.weight_mu, self.bias_mu)
         var = F.linear(x.square(), w_sigma.square(), b_var)
-        return self._draw(mean, var), kl
+        return self._draw(mean, var), parts
+
+    def forward_kl(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """A sample as in :meth:`forward` and :meth:`kl`, sharing one ``softplus`` of each ``rho``:
+        ``(..., out)`` and a scalar."""
+        out, parts = self.forward_posterior(x)
+        return out, posterior_kl(parts)
 
     def kl(self) -> Tensor:
         """``KL(q || prior)`` of all weights and biases, in closed form (scalar)."""
@@ -143,11 +149,29 @@ def bayesian_kl(module: nn.Module) -> Tensor:
     return torch.stack(terms).sum()
 
 
-def apply_layer(layer: nn.Module, h: Tensor, kls: list[Tensor] | None) -> Tensor:
-    """Apply ``layer`` to ``h``; for a :class:`BayesianLinear`, when ``kls`` is given, also append
-    its KL term to ``kls`` (so a net can sum its layers' KL in the same forward pass)."""
-    if kls is not None and isinstance(layer, BayesianLinear):
-        out, kl = layer.forward_kl(h)
-        kls.append(kl)
+def posterior_kl(parts: list[tuple[Tensor, Tensor, float]]) -> Tensor:
+    """``sum KL(N(mu, sigma^2) || N(0, prior^2))`` over ``(mu, sigma, prior)`` triples (scalar).
+
+    Tensors with the same prior are flattened into one vector first, so a whole net's KL is a
+    handful of kernels instead of a few per tensor.
+    """
+    if not parts:
+        raise ValueError("posterior_kl needs at least one (mu, sigma, prior_sigma) triple")
+    by_prior: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
+    for mu, sigma, prior in parts:
+        mus, sigmas = by_prior.setdefault(float(prior), ([], []))
+        mus.append(mu.reshape(-1))
+        sigmas.append(sigma.reshape(-1))
+    terms = [gaussian_kl(torch.cat(mus), torch.cat(sigmas), prior) for prior, (mus, sigmas) in by_prior.items()]
+    return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
+
+
+def apply_layer(layer: nn.Module, h: Tensor, posterior: list[tuple[Tensor, Tensor, float]] | None) -> Tensor:
+    """Apply ``layer`` to ``h``; for a :class:`BayesianLinear`, when ``posterior`` is given, also
+    append its ``(mu, sigma, prior_sigma)`` triples (so a net gets its KL from the same forward
+    pass with one :func:`posterior_kl`)."""
+    if posterior is not None and isinstance(layer, BayesianLinear):
+        out, parts = layer.forward_posterior(h)
+        posterior.extend(parts)
         return out
     return layer(h)
