@@ -110,3 +110,15 @@ def test_forward_kl_matches_forward_and_kl():
             ref = layer(x)
         assert torch.equal(out, ref)
         assert float(kl) == pytest.approx(float(layer.kl()), rel=1e-14)
+
+
+def test_posterior_kl_equals_the_per_tensor_sum_for_mixed_priors():
+    from hidlr.uq.models.layers import posterior_kl
+
+    torch.manual_seed(0)
+    parts = [(torch.randn(3, 4, dtype=torch.float64), torch.rand(3, 4, dtype=torch.float64) + 0.1, p)
+             for p in (1.0, 0.5, 1.0)]
+    expected = sum(float(gaussian_kl(mu, sigma, p)) for mu, sigma, p in parts)
+    assert float(posterior_kl(parts)) == pytest.approx(expected, rel=1e-13)
+    with pytest.raises(ValueError, match="at least one"):
+        posterior_kl([])
