@@ -23,6 +23,7 @@ TUNE_AS = {"mdn": "mdn", "bnn": "bnn", "mc_dropout": "mc_dropout", "deep_ensembl
 #: Adam's grid. Candidates that differ only in rate train side by side (one stacked net), so a
 #: wider grid costs little; 3e-2 is in it because 1e-2, the old top, won most tunings of split 0.
 ADAM_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
+DROPOUT_RATES = (0.01, 0.05)
 HIDLR_LR = 3e-3  # Hi-DLR's initial rate (it chooses the rates itself afterwards)
 
 
@@ -31,7 +32,7 @@ def tuning_grid(model: str, optimizer: str, quick: bool) -> list[dict[str, Any]]
     lrs = [HIDLR_LR] if optimizer == "hidlr" else ([3e-3] if quick else list(ADAM_LRS))
     extra: list[dict[str, Any]] = [{}]
     if model == "mc_dropout":
-        extra = [{"dropout": 0.05}] if quick else [{"dropout": 0.01}, {"dropout": 0.05}]
+        extra = [{"dropout": 0.05}] if quick else [{"dropout": p} for p in DROPOUT_RATES]
     elif model in ("mdn", "bayesian_mdn"):
         extra = [{"components": 3}]
     return [{"lr": lr, **e} for lr in lrs for e in extra]

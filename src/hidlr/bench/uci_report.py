@@ -8,7 +8,7 @@ from typing import Any
 
 from hidlr.bench import reporting as rep
 from hidlr.bench.published import PUBLISHED, SOURCES, fmt_published, published
-from hidlr.bench.uci_models import LABELS
+from hidlr.bench.uci_models import ADAM_LRS, DROPOUT_RATES, HIDLR_LR, LABELS
 
 PUB_METHODS = ("PBP", "VI", "MC dropout", "MC dropout 2018", "Deep ensembles", "NGBoost", "Deep evidential")
 FULL_SPLITS = 20
@@ -149,11 +149,17 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
         + (" — stopped early, partial results" if result.get("stopped_early") else ""), "",
         "Protocol: standard 20 random 90/10 splits (Hernández-Lobato & Adams 2015), one hidden layer "
         "of 50 ReLU units, metrics per test point in the target's original units, mean ± standard "
-        "error over splits. Hyperparameters (Adam's rate from {1e-3, 3e-3, 1e-2}, the number of "
-        "epochs from the validation curve, the MC-dropout rate from {0.01, 0.05}) are chosen on a "
+        "error over splits. Hyperparameters (Adam's rate from {" + ", ".join(f"{lr:g}" for lr in ADAM_LRS)
+        + f"}}, Hi-DLR's starting rate {HIDLR_LR:g}, the number of "
+        "epochs from the validation curve, the MC-dropout rate from {"
+        + ", ".join(f"{p:g}" for p in DROPOUT_RATES) + "}) are chosen on a "
         "validation part (20%) carved out of each training split only; the model is then refitted "
         "on the whole training split and scored once on the test split. Ensembles (5 members) are "
         "tuned through one member. LL = mean test log predictive density (higher is better).", "",
+        "Rate candidates of one model are trained side by side as one stacked net, and ensemble "
+        "members likewise (`hidlr.uq.models.stacked`): the same initial weights and minibatches as "
+        "separate fits and, under Adam, the same trajectories. Under Hi-DLR a stacked ensemble "
+        "shares each parameter group's rate across its members.", "",
         f"Run: splits {result['splits']}, optimizers {result['optimizers']}, {result['workers']} worker "
         f"process(es), machine `{meta['machine']}` ({meta['cpu_count']} CPUs, shared), Python "
         f"{meta['python']}, torch {meta['torch']}, started {meta['started']}, code at commit "
