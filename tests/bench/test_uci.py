@@ -120,9 +120,11 @@ def test_report_from_records(tmp_path):
            "job_times": [{"set": s, "split": i, "optimizer": o, "seconds": 2.0, "cpu_seconds": 1.25}
                          for s in ("concrete", "yacht") for o in ("hidlr", "adam") for i in range(2)],
            "summary": uci.summarize(recs), "hidlr_minus_adam_ll": uci.paired_difference(recs, "ll"),
-           "hidlr_minus_adam_rmse": uci.paired_difference(recs, "rmse")}
+           "hidlr_minus_adam_rmse": uci.paired_difference(recs, "rmse"),
+           "model_contrasts_ll": {"mdn-bnn": uci.model_contrast(recs, "mdn", "bnn")}}
     write_report(res, tmp_path)
     report = _check_result_schema(res, tmp_path)
+    assert "## Mixtures against the variational BNN" in report and "MDN − BNN (VI)" in report
     assert "-3.06" in report  # published deep-ensembles LL for concrete sits beside ours
     assert "Extrapolation, not a measurement" in report
     # 1.25 CPU-seconds per (set, optimizer) split -> 4 x 25 = 100 for 20 splits, on 2 cores 50 s
@@ -159,3 +161,13 @@ def test_goals_leave_integer_target_sets_out_of_the_continuous_count():
     recs += [_record("concrete", "mdn", "adam", i, -3.2) for i in range(2)]
     g = goals(uci.summarize(recs))
     assert g["best_beats_de_count"] == 1 and g["best_beats_de_count_continuous_only"] == 0
+
+
+def test_model_contrast_pairs_models_by_split_and_optimizer():
+    recs = [_record("yacht", "mdn", "adam", 0, -1.0), _record("yacht", "bnn", "adam", 0, -1.5),
+            _record("yacht", "mdn", "adam", 1, -0.5), _record("yacht", "bnn", "adam", 1, -2.0),
+            _record("yacht", "mdn", "hidlr", 0, -1.0), _record("yacht", "bnn", "hidlr", 1, -1.0)]
+    d = uci.model_contrast(recs, "mdn", "bnn")
+    assert d["yacht"]["adam"]["mean"] == pytest.approx(1.0)  # (0.5 + 1.5) / 2
+    assert d["yacht"]["adam"]["se"] == pytest.approx(np.std([0.5, 1.5], ddof=1) / math.sqrt(2))
+    assert "hidlr" not in d["yacht"]  # no split has both models under Hi-DLR

@@ -109,6 +109,7 @@ def run_metadata(seeds: Any = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seeds": seeds,
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
 

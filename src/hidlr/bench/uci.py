@@ -272,6 +272,27 @@ def paired_difference(records: Sequence[dict[str, Any]], metric: str = "ll") -> 
     return out
 
 
+#: (a, b) model pairs whose paired difference bears on the paper's claims: likelihood-based
+#: mixtures against the variational BNN, with and without ensembling or Bayesian weights.
+CONTRASTS = (("mdn", "bnn"), ("mdn_ensemble", "bnn"), ("bayesian_mdn", "bnn"), ("bayesian_mdn", "mdn"))
+
+
+def model_contrast(records: Sequence[dict[str, Any]], a: str, b: str, metric: str = "ll") -> dict[str, Any]:
+    """Per set and optimizer: model ``a`` minus model ``b`` on ``metric``, paired by split (mean ± s.e.)."""
+    by: dict[tuple[str, str, int], dict[str, float]] = {}
+    for r in records:
+        if r.get("metrics") is not None and r["model"] in (a, b):
+            by.setdefault((r["set"], r["optimizer"], r["split"]), {})[r["model"]] = r["metrics"][metric]
+    diffs: dict[tuple[str, str], list[float]] = {}
+    for (s, o, _), d in by.items():
+        if a in d and b in d:
+            diffs.setdefault((s, o), []).append(d[a] - d[b])
+    out: dict[str, Any] = {}
+    for (s, o), v in sorted(diffs.items()):
+        out.setdefault(s, {})[o] = rep.mean_se(v)
+    return out
+
+
 def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
         sets: Sequence[str] | None = None, models: Sequence[str] | None = None,
         splits: int | Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
@@ -367,6 +388,7 @@ def assemble(header: dict[str, Any], entries: Sequence[dict[str, Any]], wall: fl
         "levels": list(LEVELS), "records": records, "summary": summarize(records),
         "hidlr_minus_adam_ll": paired_difference(records, "ll"),
         "hidlr_minus_adam_rmse": paired_difference(records, "rmse"),
+        "model_contrasts_ll": {f"{a}-{b}": model_contrast(records, a, b, "ll") for a, b in CONTRASTS},
     }
 
 

@@ -134,6 +134,11 @@ def plot_reliability(summary: dict[str, Any], levels: Sequence[float], path: Pat
     plt.close(fig)
 
 
+def _load_text(meta: dict[str, Any]) -> str:
+    load = meta.get("load_average_at_start")
+    return "" if not load else f" (load average {load[0]:.2f} when it started: other work on the machine adds to it)"
+
+
 def write_report(result: dict[str, Any], out_dir: Path) -> None:
     """Write results.json, report.md and reliability.png into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +172,7 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     ] + ([f"Note: {result['note']}", ""] if result.get("note") else []) + [
         "## Duration", "",
         f"Wall clock of this run: **{rep.format_seconds(tm['wall_seconds'])}** with {result['workers']} "
-        f"worker process(es) on a machine shared with other work; the workers used "
+        f"worker process(es){_load_text(meta)}; the workers used "
         f"{tm['cpu_seconds']:.0f} CPU-seconds in all (their summed wall time: "
         f"{tm['process_wall_seconds']:.0f} s, the excess being time spent waiting for the CPU).", "",
     ]
@@ -221,6 +226,19 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
             rm = result["hidlr_minus_adam_rmse"][s][m]
             rows.append([s, LABELS.get(m, m), rep.fmt_mean_se(st, 3), rep.fmt_mean_se(rm, 3)])
     lines += [rep.markdown_table(["set", "model", "Δ LL", "Δ RMSE"], rows) if rows else "(one optimizer only)", ""]
+    contrasts = {k: v for k, v in result.get("model_contrasts_ll", {}).items() if v}
+    if contrasts:
+        lines += ["## Mixtures against the variational BNN (the paper's claims on real data)", "",
+                  "Paired by split: test LL of the first model minus the second's, per optimizer (positive = "
+                  "the first is better). The paper's third claim expects the likelihood-based mixtures to model "
+                  "these responses better than the BNN.", ""]
+        crow = []
+        for key, by_set in contrasts.items():
+            a, b = key.split("-")
+            for s, by_o in by_set.items():
+                crow.append([f"{LABELS.get(a, a)} − {LABELS.get(b, b)}", s]
+                            + [rep.fmt_mean_se(by_o[o], 3) if o in by_o else "—" for o in ("hidlr", "adam")])
+        lines += [rep.markdown_table(["contrast", "set", "Δ LL (Hi-DLR)", "Δ LL (Adam)"], crow), ""]
     lines += ["## Per set", ""]
     for s, ss in summary.items():
         info = result["sets"][s]

@@ -142,3 +142,16 @@ def test_side_by_side_checks_its_inputs(data):
         fit_side_by_side([MDN(2) for _ in range(2)], X, y, seeds=[0, 1], lr_scales=[1.0, -2.0])
     one = fit_side_by_side([MDN(2, hidden=(4,))], X, y, seeds=[0], epochs=1, optimizer="adam")
     assert torch.isfinite(one[0].predict(X).loc).all()
+
+
+def test_readme_rate_grid_example_picks_a_fitted_model(data):
+    X, y = data
+    X, X_val, y, y_val = X[:45], X[45:], y[:45], y[45:]
+    from hidlr.uq.models import fit_side_by_side as exported
+
+    lrs = [1e-3, 3e-3, 1e-2]
+    fits = exported([MDN(components=3) for _ in lrs], X, y, seeds=[0] * 3, optimizer="adam",
+                    lr=lrs[0], lr_scales=[lr / lrs[0] for lr in lrs], validation_data=(X_val, y_val), epochs=5)
+    best = min(fits, key=lambda m: min(h["val_nll"] for h in m.history_))
+    assert len({id(f.module) for f in fits}) == 3 and best in fits
+    assert torch.isfinite(best.predict(X_val).loc).all()

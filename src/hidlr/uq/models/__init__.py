@@ -6,7 +6,9 @@ out): :class:`MDN`, :class:`BNN`, :class:`MCDropout`, :class:`BayesianMDN`, and 
 Adam by default, over param groups that fit each model (``estimator.param_groups(module)``), except
 :class:`MDN` (and so :class:`MDNEnsemble`), which defaults to Adam (its docstring gives the
 measurements); ``optimizer="adam"``, ``"hidlr"`` or a callable ``groups -> optimizer`` choose
-explicitly.
+explicitly. Ensembles train their members side by side as one stacked net (``vectorize=True``), and
+:func:`fit_side_by_side` trains several fresh estimators, for instance one per learning rate, the
+same way.
 
 Each estimator wraps an ordinary ``nn.Module`` (``estimator.module`` after ``fit``; or build one
 directly: :class:`MDNNet`, :class:`BNNNet`, :class:`MCDropoutNet`, :class:`BayesianMDNNet`) with
@@ -26,6 +28,7 @@ from hidlr.uq.models.ensemble import DeepEnsemble, MDNEnsemble
 from hidlr.uq.models.estimator import Estimator
 from hidlr.uq.models.layers import BayesianLinear, bayesian_kl
 from hidlr.uq.models.mdn import MDN, MDNNet, mixture_collapse_penalty
+from hidlr.uq.models.stacked import StackedNets, fit_side_by_side
 
 __all__ = [
     "BNN",
@@ -40,6 +43,8 @@ __all__ = [
     "MDN",
     "MDNEnsemble",
     "MDNNet",
+    "StackedNets",
     "bayesian_kl",
+    "fit_side_by_side",
     "mixture_collapse_penalty",
 ]
