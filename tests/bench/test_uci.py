@@ -125,6 +125,7 @@ def test_report_from_records(tmp_path):
     write_report(res, tmp_path)
     report = _check_result_schema(res, tmp_path)
     assert "## Mixtures against the variational BNN" in report and "MDN − BNN (VI)" in report
+    assert "higher by more than two standard errors in **0** of 4" in report  # equal LLs: no difference
     assert "-3.06" in report  # published deep-ensembles LL for concrete sits beside ours
     assert "Extrapolation, not a measurement" in report
     # 1.25 CPU-seconds per (set, optimizer) split -> 4 x 25 = 100 for 20 splits, on 2 cores 50 s

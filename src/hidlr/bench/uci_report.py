@@ -239,6 +239,14 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
                 crow.append([f"{LABELS.get(a, a)} − {LABELS.get(b, b)}", s]
                             + [rep.fmt_mean_se(by_o[o], 3) if o in by_o else "—" for o in ("hidlr", "adam")])
         lines += [rep.markdown_table(["contrast", "set", "Δ LL (Hi-DLR)", "Δ LL (Adam)"], crow), ""]
+        for key, by_set in contrasts.items():
+            a, b = key.split("-")
+            cells = [st for by_o in by_set.values() for st in by_o.values()]
+            up = sum(st["mean"] > 2 * st["se"] for st in cells)
+            down = sum(st["mean"] < -2 * st["se"] for st in cells)
+            lines.append(f"- {LABELS.get(a, a)} − {LABELS.get(b, b)}: higher by more than two standard errors in "
+                         f"**{up}** of {len(cells)} (set, optimizer) cells, lower in **{down}**.")
+        lines += [""]
     lines += ["## Per set", ""]
     for s, ss in summary.items():
         info = result["sets"][s]
