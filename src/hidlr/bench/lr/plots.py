@@ -46,7 +46,8 @@ def profile_plot(results: dict[str, Any], path: Path) -> None:
         ax.set_title(f"Performance profile: {title}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of workloads")
-    axes[1].legend(fontsize=7, loc="lower right")
+    if axes[1].get_legend_handles_labels()[0]:  # an ablation-only run draws no curves here
+        axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
