@@ -103,3 +103,15 @@ def test_quick_smoke_run(tmp_path):
     again = kl.finish(tmp_path)  # a stopped run is reported from its finished jobs
     assert again["stopped_early"] and again["slopes"]["bimodal"]["mdn"]["pooled_slope"] == pytest.approx(
         res["slopes"]["bimodal"]["mdn"]["pooled_slope"])
+
+
+def test_gap_check_writes_ratios_per_model(tmp_path):
+    out = kl.gap_check(tmp_path / "gap.json", models=("bnn",), epochs=3, seeds=2, workers=1)
+    on_disk = json.loads((tmp_path / "gap.json").read_text())
+    assert on_disk["epochs"] == 3 and [r["model"] for r in on_disk["runs"]] == ["bnn"]
+    ratios = [s["epi_ratio"] for s in out["runs"][0]["seeds"]]
+    assert out["summary"]["bnn"]["mean"] == pytest.approx(np.mean(ratios))
+    with pytest.raises(ValueError, match="unknown model"):
+        kl.gap_check(tmp_path / "x.json", models=("nope",))
+    with pytest.raises(ValueError, match="epochs"):
+        kl.gap_check(tmp_path / "x.json", epochs=0)

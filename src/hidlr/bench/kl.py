@@ -113,8 +113,12 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
             "cpu_s": time.process_time() - c0}
 
 
-def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str = "adam") -> dict[str, Any]:
-    """Epistemic (and total) predictive variance inside the gap vs near the data, per seed."""
+def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str = "adam",
+                   epochs: int | None = None) -> dict[str, Any]:
+    """Epistemic (and total) predictive variance inside the gap vs near the data, per seed.
+
+    ``epochs``: training length (default :data:`GAP_EPOCHS`, quick :data:`GAP_EPOCHS_QUICK`).
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -127,8 +131,9 @@ def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str
         grid, in_gap, near = gap_regions(X)
         try:
             est = build(model, 16)
-            est.fit(X, y, epochs=GAP_EPOCHS_QUICK if quick else GAP_EPOCHS, batch_size=16, seed=s,
-                    optimizer=optimizer)
+            if epochs is None:
+                epochs = GAP_EPOCHS_QUICK if quick else GAP_EPOCHS
+            est.fit(X, y, epochs=epochs, batch_size=16, seed=s, optimizer=optimizer)
             d = est.predict(grid.reshape(-1, 1))
         except FAILURES as err:
             out.append({"seed": s, "error": f"{type(err).__name__}: {err}"})
@@ -146,6 +151,41 @@ def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str
                       "epistemic_sd": np.sqrt(epi).tolist(), "total_sd": np.sqrt(tot).tolist(),
                       "train_x": np.asarray(X).reshape(-1).tolist(), "train_y": np.asarray(y).reshape(-1).tolist()}
     return {"model": model, "seeds": out, "curves": curves, "cpu_s": time.process_time() - c0}
+
+
+def gap_check(out_path: str | Path, models: Sequence[str] = ("bnn", "bayesian_mdn"), epochs: int = 2000,
+              seeds: int = 5, optimizer: str = "adam", workers: int = 2) -> dict[str, Any]:
+    """The gap experiment alone, with longer training: does the epistemic ratio gap / near change?
+
+    Writes ``{"what", "epochs", "runs": [gap_experiment(...) per model], "summary": model -> ratio
+    mean ± s.e.}`` to ``out_path`` (JSON) and returns it.
+    """
+    for m in models:
+        if m not in GAP_MODELS:
+            raise ValueError(f"unknown model {m!r}; choose from {GAP_MODELS}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    meta = rep.run_metadata(seeds=list(range(seeds)))
+    args = [(m, list(range(seeds)), False, optimizer, epochs) for m in models]
+    t0 = time.perf_counter()
+    if workers <= 1:
+        runs = [_gap_job(a) for a in args]
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(workers, len(args))) as pool:
+            runs = pool.map(_gap_job, args)
+    summary = {}
+    for r in runs:
+        ratios = [x["epi_ratio"] for x in r["seeds"] if x.get("epi_ratio") is not None]
+        summary[r["model"]] = rep.mean_se(ratios) if ratios else None
+    out = {"what": f"gap experiment with {epochs} epochs instead of {GAP_EPOCHS} ({optimizer}, seeds 0-{seeds - 1}), "
+                   "same runner function kl.gap_experiment", "epochs": epochs, "meta": meta,
+           "wall_s": time.perf_counter() - t0, "summary": summary, "runs": runs}
+    path = Path(out_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rep.write_json(path, out)
+    return out
 
 
 def _kl_job(args: tuple) -> dict[str, Any]:

@@ -1,0 +1,23 @@
+"""The command line: commands parse their options and call the runners."""
+
+import json
+
+from typer.testing import CliRunner
+
+from hidlr.cli import app
+
+
+def test_bench_gap_runs_the_long_training_check(tmp_path):
+    out = tmp_path / "gap.json"
+    res = CliRunner().invoke(app, ["bench", "gap", "--out", str(out), "--models", "bnn", "--epochs", "2",
+                                   "--seeds", "1", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "bnn: epistemic variance gap / near =" in res.output
+    assert json.loads(out.read_text())["epochs"] == 2
+
+
+def test_bench_help_lists_every_benchmark():
+    res = CliRunner().invoke(app, ["bench", "--help"])
+    assert res.exit_code == 0
+    for name in ("overhead", "uq-speed", "lr", "uci", "kl", "gap"):
+        assert name in res.output
