@@ -109,6 +109,8 @@ def test_a_loss_vmap_cannot_batch_names_the_way_out(data):
 def test_members_must_share_one_architecture():
     with pytest.raises(ValueError, match="same parameters"):
         StackedNets([nn.Linear(2, 3), nn.Sequential(nn.Linear(2, 3))])
+    with pytest.raises(ValueError, match="no parameters"):
+        StackedNets([nn.ReLU(), nn.ReLU()])
     stack = StackedNets([nn.Linear(2, 3), nn.Linear(2, 3)])
     with pytest.raises(ValueError, match="member axis of 2"):
         stack.loss(torch.zeros(3, 4, 2), torch.zeros(3, 4))

@@ -70,7 +70,11 @@ class StackedNets(nn.Module):
         scales = torch.ones(len(nets)) if lr_scales is None else torch.as_tensor(lr_scales, dtype=torch.float64)
         if scales.shape != (len(nets),) or not bool((scales > 0).all() and torch.isfinite(scales).all()):
             raise ValueError(f"lr_scales must hold {len(nets)} positive finite numbers, got {lr_scales!r}")
-        self.lr_scales = None if lr_scales is None else scales
+        if not params:
+            raise ValueError("the nets have no parameters to train")
+        first = next(iter(params.values()))
+        # a buffer, so that .to(device) moves it with the parameters
+        self.register_buffer("lr_scales", None if lr_scales is None else scales.to(first))
         if self.lr_scales is not None:
             params = {k: v / _along(scales.to(v), v) for k, v in params.items()}
         self.param_names = list(params)
@@ -99,7 +103,7 @@ class StackedNets(nn.Module):
             raise ValueError(f"expected a leading member axis of {self.members}, got x {tuple(x.shape)}, y {tuple(y.shape)}")
         params = {n: self.stacked(n) for n in self.param_names}
         if self.lr_scales is not None:
-            params = {n: p * _along(self.lr_scales.to(p), p) for n, p in params.items()}
+            params = {n: p * _along(self.lr_scales, p) for n, p in params.items()}
         buffers = {n: getattr(self, _key(n)) for n in self.buffer_names}
         if self.last_losses is not None:
             losses = self._batched(params, buffers, x, y)
