@@ -8,7 +8,7 @@ import torch
 
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import BayesianMDN, BayesianMDNNet
-from hidlr.uq.models.estimator import seeded
+from hidlr.uq.models.training import seeded
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hidlr.uq.models import BNN, BNNNet
-from hidlr.uq.models.estimator import seeded
+from hidlr.uq.models.training import seeded
 
 
 def _hand_kl(net: BNNNet, prior_sigma: float) -> float:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from hidlr.uq.models import MCDropout, MCDropoutNet
-from hidlr.uq.models.estimator import seeded
+from hidlr.uq.models.training import seeded
 
 
 def test_pass_average_is_the_no_dropout_network():

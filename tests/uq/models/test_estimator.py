@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hidlr.uq.models import BNN, MDN
-from hidlr.uq.models.estimator import _Probe, seeded
+from hidlr.uq.models.training import seeded
 
 
 @pytest.fixture
@@ -143,24 +143,6 @@ def test_validation_samples_set_the_monte_carlo_passes_of_the_validation_nll(dat
     assert three != pytest.approx(forty, rel=1e-6)
     with pytest.raises(ValueError, match="validation_samples"):
         BNN().fit(X, y, validation_data=(X, y), validation_samples=0, **FAST)
-
-
-def test_probe_uses_common_random_numbers():
-    """For a stochastic loss, the probe calls of one step see the same batch and the same noise,
-    so the probed loss is a deterministic function of the weights; a new step draws afresh."""
-    torch.manual_seed(0)
-    X, y = torch.randn(100, 2), torch.randn(100)
-    net = BNN(hidden=(6,)).build(2, y, 100)
-    gen = torch.Generator().manual_seed(0)
-    probe = _Probe(net, X, y, 16, gen, stochastic=True)
-    with torch.no_grad():
-        first = probe()
-        assert torch.equal(probe(), first)
-        net.out.bias_mu.add_(0.5)  # a perturbed weight changes the probed loss
-        assert not torch.equal(probe(), first)
-        net.out.bias_mu.sub_(0.5)
-        assert torch.equal(probe(), first)
-        assert not torch.equal(_Probe(net, X, y, 16, gen, stochastic=True)(), first)
 
 
 def test_default_training_is_hidlr_with_named_groups_and_crn_probes(data):

@@ -99,7 +99,7 @@ def test_default_posterior_scale_is_fraction_of_prior():
 
 
 def test_forward_kl_matches_forward_and_kl():
-    from hidlr.uq.models.estimator import seeded
+    from hidlr.uq.models.training import seeded
 
     layer = _tiny_layer()
     x = torch.randn(5, 2, dtype=torch.float64)

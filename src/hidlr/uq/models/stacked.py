@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from hidlr.uq.models.estimator import Estimator, OptimizerSpec, seeded, train_epochs
+from hidlr.uq.models.estimator import Estimator, OptimizerSpec
+from hidlr.uq.models.training import seeded, train_epochs
 
 
 def _key(name: str) -> str:
