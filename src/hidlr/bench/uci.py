@@ -256,20 +256,27 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def paired_difference(records: Sequence[dict[str, Any]], metric: str = "ll") -> dict[str, Any]:
-    """Per set and model: Hi-DLR minus Adam on ``metric``, paired by split (mean ± s.e.)."""
+def _paired_by_split(records: Sequence[dict[str, Any]], field: str, a: str, b: str, within: str,
+                     metric: str) -> dict[str, Any]:
+    """Per set and value of ``within``: ``metric`` of records with ``field == a`` minus those with
+    ``field == b``, paired by split (mean ± s.e.); splits missing either side are left out."""
     by: dict[tuple[str, str, int], dict[str, float]] = {}
     for r in records:
-        if r.get("metrics") is not None:
-            by.setdefault((r["set"], r["model"], r["split"]), {})[r["optimizer"]] = r["metrics"][metric]
+        if r.get("metrics") is not None and r[field] in (a, b):
+            by.setdefault((r["set"], r[within], r["split"]), {})[r[field]] = r["metrics"][metric]
     diffs: dict[tuple[str, str], list[float]] = {}
-    for (s, m, _), d in by.items():
-        if "hidlr" in d and "adam" in d:
-            diffs.setdefault((s, m), []).append(d["hidlr"] - d["adam"])
+    for (s, w, _), d in by.items():
+        if a in d and b in d:
+            diffs.setdefault((s, w), []).append(d[a] - d[b])
     out: dict[str, Any] = {}
-    for (s, m), v in sorted(diffs.items()):
-        out.setdefault(s, {})[m] = rep.mean_se(v)
+    for (s, w), v in sorted(diffs.items()):
+        out.setdefault(s, {})[w] = rep.mean_se(v)
     return out
+
+
+def paired_difference(records: Sequence[dict[str, Any]], metric: str = "ll") -> dict[str, Any]:
+    """Per set and model: Hi-DLR minus Adam on ``metric``, paired by split (mean ± s.e.)."""
+    return _paired_by_split(records, "optimizer", "hidlr", "adam", "model", metric)
 
 
 #: (a, b) model pairs whose paired difference bears on the paper's claims: likelihood-based
@@ -279,18 +286,7 @@ CONTRASTS = (("mdn", "bnn"), ("mdn_ensemble", "bnn"), ("bayesian_mdn", "bnn"), (
 
 def model_contrast(records: Sequence[dict[str, Any]], a: str, b: str, metric: str = "ll") -> dict[str, Any]:
     """Per set and optimizer: model ``a`` minus model ``b`` on ``metric``, paired by split (mean ± s.e.)."""
-    by: dict[tuple[str, str, int], dict[str, float]] = {}
-    for r in records:
-        if r.get("metrics") is not None and r["model"] in (a, b):
-            by.setdefault((r["set"], r["optimizer"], r["split"]), {})[r["model"]] = r["metrics"][metric]
-    diffs: dict[tuple[str, str], list[float]] = {}
-    for (s, o, _), d in by.items():
-        if a in d and b in d:
-            diffs.setdefault((s, o), []).append(d[a] - d[b])
-    out: dict[str, Any] = {}
-    for (s, o), v in sorted(diffs.items()):
-        out.setdefault(s, {})[o] = rep.mean_se(v)
-    return out
+    return _paired_by_split(records, "model", a, b, "optimizer", metric)
 
 
 def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,

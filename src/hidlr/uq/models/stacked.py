@@ -106,16 +106,15 @@ class StackedNets(nn.Module):
         if self.lr_scales is not None:
             params = {n: p * _along(self.lr_scales, p) for n, p in params.items()}
         buffers = {n: getattr(self, _key(n)) for n in self.buffer_names}
-        if self.last_losses is not None:
+        try:
             losses = self._batched(params, buffers, x, y)
-        else:  # the first call tells whether the loss can be vectorized at all
-            try:
-                losses = self._batched(params, buffers, x, y)
-            except RuntimeError as err:
-                raise RuntimeError(
-                    f"the member nets' loss could not be vectorized with torch.func.vmap ({err}); "
-                    "train the members one after another instead (DeepEnsemble(..., vectorize=False))"
-                ) from err
+        except RuntimeError as err:
+            if self.last_losses is not None:  # it vectorized before: not a vmap limitation
+                raise
+            raise RuntimeError(
+                f"the member nets' loss could not be vectorized with torch.func.vmap ({err}); "
+                "train the members one after another instead (DeepEnsemble(..., vectorize=False))"
+            ) from err
         self.last_losses = losses.detach()
         return losses.sum()
 
@@ -173,8 +172,9 @@ def fit_side_by_side(
         raise ValueError(f"side-by-side training needs estimators of one class, got {sorted(k.__name__ for k in kinds)}")
     if len(seeds) != len(estimators):
         raise ValueError(f"got {len(seeds)} seeds for {len(estimators)} estimators")
-    plans = [est.prepare_fit(X, y, seed=s, **fit_options) for est, s in zip(estimators, seeds)]
-    plan, lead = plans[0], estimators[0]
+    # every estimator keeps its own z-scoring statistics, seed and history; the data are the same
+    plan = [est.prepare_fit(X, y, seed=s, **fit_options) for est, s in zip(estimators, seeds)][0]
+    lead = estimators[0]
     device, dtype = plan.xs.device, plan.xs.dtype
     nets = []
     for est, s in zip(estimators, seeds):
