@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/lock.txt
 	$(BIN)/python -m pip install -q --no-deps -e ".[dev,bench]"
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -7,8 +7,10 @@ learned homoscedastic noise), the same data, minibatches, epochs and Adam rate. 
 way of computing the minibatch loss is used:
 
 * ``hidlr``: :class:`~hidlr.uq.models.BNNNet` (local reparameterisation, KL in closed form / n);
-* ``bayesian-torch``: two ``bayesian_torch.layers.LinearReparameterization`` layers (one weight
-  sample per minibatch, closed-form KL / n);
+* ``bayesian-torch`` (only where installed: its wheel requires torchvision, which has no CPU build
+  on PyPI, so the project's lock leaves it out): two
+  ``bayesian_torch.layers.LinearReparameterization`` layers (one weight sample per minibatch,
+  closed-form KL / n);
 * ``pyro``: ``PyroModule`` with ``PyroSample`` priors, ``AutoNormal`` guide, ``SVI`` with
   ``Trace_ELBO`` and a subsampled data plate (the likelihood scaled by ``n / batch``);
 * also ``hidlr BNN.fit (adam)`` and ``hidlr BNN.fit (hidlr)``: the estimator's own loop (input
@@ -22,6 +24,7 @@ of the same run. ``run(out_dir)`` writes ``results.json`` and ``report.md``.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -153,10 +156,18 @@ def _fit_estimator(optimizer: str) -> Callable[..., None]:
     return train
 
 
+OURS = "hidlr BNNNet (local reparam.)"
+BASELINES = {"bayesian-torch": "bayesian-torch LinearReparameterization", "pyro": "pyro AutoNormal SVI"}
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 METHODS: dict[str, Callable[..., None]] = {
-    "hidlr BNNNet (local reparam.)": train_hidlr,
-    "bayesian-torch LinearReparameterization": train_bayesian_torch,
-    "pyro AutoNormal SVI": train_pyro,
+    OURS: train_hidlr,
+    **({BASELINES["bayesian-torch"]: train_bayesian_torch} if _installed("bayesian_torch") else {}),
+    BASELINES["pyro"]: train_pyro,
     "hidlr BNN.fit (adam)": _fit_estimator("adam"),
     "hidlr BNN.fit (hidlr)": _fit_estimator("hidlr"),
 }
@@ -243,17 +254,12 @@ def run(out_dir: str | Path, repeats: int = 5, quick: bool = False, threads: int
         machine["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     finally:
         torch.set_num_threads(before)
-    ours = train["hidlr BNNNet (local reparam.)"]["samples_per_s"]
-    ratios = {
-        "hidlr / bayesian-torch": ours / train["bayesian-torch LinearReparameterization"]["samples_per_s"],
-        "hidlr / pyro": ours / train["pyro AutoNormal SVI"]["samples_per_s"],
-    }
+    present = {lib: name for lib, name in BASELINES.items() if name in train}
+    ours = train[OURS]["samples_per_s"]
+    ratios = {f"hidlr / {lib}": ours / train[name]["samples_per_s"] for lib, name in present.items()}
     # paired: the ratio within each round-robin repeat (same load), then its median
-    mine = train["hidlr BNNNet (local reparam.)"]["seconds"]
-    paired = {
-        "hidlr / bayesian-torch": [b / a for a, b in zip(mine, train["bayesian-torch LinearReparameterization"]["seconds"])],
-        "hidlr / pyro": [b / a for a, b in zip(mine, train["pyro AutoNormal SVI"]["seconds"])],
-    }
+    mine = train[OURS]["seconds"]
+    paired = {f"hidlr / {lib}": [b / a for a, b in zip(mine, train[name]["seconds"])] for lib, name in present.items()}
     results = {"config": {**cfg, "seed": SEED, "lr": 1e-3, "hidden": 50, "prior_sigma": 1.0,
                           "threads": threads if threads is not None else before, "quick": quick},
                "machine": machine, "versions": _versions(), "training": train, "ratios": ratios,
