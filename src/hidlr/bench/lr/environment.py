@@ -33,10 +33,18 @@ def _cpu_model() -> str:
 
 
 def _git_commit() -> str | None:
+    """The short commit of the source tree, with ``+dirty`` when its ``src/`` has uncommitted changes."""
+    here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+                             timeout=5, cwd=here)
+        commit = out.stdout.strip() or None
+        if commit:
+            status = subprocess.run(["git", "status", "--porcelain", "--", "../../.."], capture_output=True,
+                                    text=True, timeout=5, cwd=here)
+            if status.returncode == 0 and status.stdout.strip():
+                commit += "+dirty"
+        return commit
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -7,8 +7,9 @@ benchmark sees the same model, data stream and step budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,6 +94,13 @@ def register(workload: Workload) -> Workload:
     return workload
 
 
+def registered(name: str) -> Workload:
+    """A workload registered so far (for building variants of it); an unknown name is an error."""
+    if name not in _REGISTRY:
+        raise ValueError(f"no workload {name!r} is registered yet; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
 def all_workloads() -> dict[str, Workload]:
     """All registered workloads by name, in registration order."""
     _load()
@@ -112,7 +120,15 @@ def get(names: list[str] | None = None) -> list[Workload]:
 
 def _load() -> None:
     # Importing the modules registers their workloads.
-    from hidlr.bench.lr import wl_digits, wl_regression, wl_synthetic  # noqa: F401
+    from hidlr.bench.lr import (  # noqa: F401
+        wl_digits,
+        wl_finetune,
+        wl_language,
+        wl_long,
+        wl_regression,
+        wl_synthetic,
+        wl_vision,
+    )
 
 
 def check_partition(model: nn.Module, groups: list[dict[str, Any]]) -> None:
