@@ -19,9 +19,10 @@ from hidlr.bench.lr import methods as methods_mod
 from hidlr.bench.lr import workloads as workloads_mod
 from hidlr.bench.lr.environment import environment
 from hidlr.bench.lr.runner import run_one
+from hidlr.bench.lr.goals import goals, start_rates
 from hidlr.bench.lr.scores import summarize
 
-__all__ = ["combine", "rebuild", "run", "run_into_store"]
+__all__ = ["combine", "full_summary", "rebuild", "run", "run_into_store"]
 
 
 def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads: list[str] | None = None,
@@ -111,9 +112,17 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
                 advance(f"{wl.name} / {m.name} / seed {seed}")
     finally:
         torch.set_num_threads(threads)
-    results.update(duration_s=time.perf_counter() - t0, records=records, summary=summarize(records))
+    results.update(duration_s=time.perf_counter() - t0, records=records, summary=full_summary(records))
     write_outputs(results, out_dir, plots=plots)
     return results
+
+
+def full_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`summarize` plus the start-rate table and the goals."""
+    summary = summarize(records)
+    summary["start_rate"] = start_rates(records)
+    summary["goals"] = goals(summary, records)
+    return summary
 
 
 def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True) -> None:
@@ -215,7 +224,7 @@ def combine(sources: list[Path], out_dir: Path, plots: bool = True, replace: boo
                          "runs_kept": sum(id(r) in kept for r in p["records"]),
                          "commit": p["environment"].get("git_commit"),
                          "interrupted": bool(p.get("interrupted"))} for s, p in zip(sources, parts)]
-    results["summary"] = summarize(records)
+    results["summary"] = full_summary(records)
     write_outputs(results, out_dir, plots=plots)
     return results
 
