@@ -1,5 +1,6 @@
 import copy
 import io
+import itertools
 import math
 import warnings
 
@@ -87,7 +88,7 @@ def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, desig
 
 def test_joint_scale_is_the_newton_step_along_the_combined_update():
     q = make_quadratic([3, 3, 3], seed=5, coupling=4.0)  # strongly coupled: diag overshoots
-    opt, w0, w1 = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
+    opt, w0, _ = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
     h = 0.05
     grad = q.H @ w0 - q.g
     d = torch.zeros(9, 3, dtype=torch.float64)
@@ -172,7 +173,7 @@ def test_auto_period_grows_while_rates_are_settled():
         q.loss().backward()
         opt.step(probe=q.loss)
     steps = [r["step"] for r in opt.history]
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
 
