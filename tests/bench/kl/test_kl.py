@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hidlr.bench import kl
-from hidlr.bench.kl_report import findings, gap_summary, write_report
-from hidlr.bench.kl_tasks import gap_regions
+from hidlr.bench.kl.report import findings, gap_summary, write_report
+from hidlr.bench.kl.tasks import gap_regions
 
 
 def _job(task, model, n, kls):

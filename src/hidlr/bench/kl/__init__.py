@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from hidlr.bench import reporting as rep
-from hidlr.bench.kl_tasks import (GAP_N, GAP_TASK, TASKS, build, coverage_levels, density_grid, eval_sample,
+from hidlr.bench.kl.tasks import (GAP_N, GAP_TASK, TASKS, build, coverage_levels, density_grid, eval_sample,
                                   gap_regions, make_task, train_sample)
 
 KL_MODELS = ("mdn", "bnn")
@@ -233,7 +233,7 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
     classes, not optimizers) or "hidlr";
     gap_models: the gap experiment's models when they should differ from ``models``.
     """
-    from hidlr.bench.kl_report import write_report
+    from hidlr.bench.kl.report import write_report
 
     tasks = list(tasks or TASKS)
     sizes = sorted(int(n) for n in (sizes or (QUICK_SIZES if quick else SIZES)))
@@ -315,7 +315,7 @@ def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> d
     ``note``: a sentence for the report saying how the jobs in ``partial.jsonl`` came about (for
     example when the lines of two runs of the same code were put together).
     """
-    from hidlr.bench.kl_report import write_report
+    from hidlr.bench.kl.report import write_report
 
     out = Path(out_dir)
     header = json.loads((out / HEADER).read_text())

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hidlr.bench import reporting as rep
-from hidlr.bench.uci_models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
+from hidlr.bench.uci.models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
 
 SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
 LEVELS = tuple(float(v) for v in np.round(np.linspace(0.05, 0.95, 19), 2))
@@ -300,7 +300,7 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
     optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default: found by the loader);
     workers: processes running splits side by side (1 = in this process). Returns the results dict.
     """
-    from hidlr.bench.uci_report import write_report
+    from hidlr.bench.uci.report import write_report
 
     sets = list(sets or SETS)
     models = list(models or MODELS)
@@ -399,7 +399,7 @@ def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> d
     ``note``: a sentence for the report saying how the jobs in ``partial.jsonl`` came about (for
     example when the lines of two runs of the same code were put together).
     """
-    from hidlr.bench.uci_report import write_report
+    from hidlr.bench.uci.report import write_report
 
     out_dir = Path(out_dir)
     header = json.loads((out_dir / HEADER).read_text())

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from hidlr.bench import reporting as rep
-from hidlr.bench.uci_models import LABELS
+from hidlr.bench.uci.models import LABELS
 
 
 def _kl_table(result: dict[str, Any]) -> str:

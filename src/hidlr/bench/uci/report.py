@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from hidlr.bench import reporting as rep
-from hidlr.bench.published import PUBLISHED, SOURCES, fmt_published, published
-from hidlr.bench.uci_models import ADAM_LRS, DROPOUT_RATES, HIDLR_LR, LABELS
+from hidlr.bench.uci.published import PUBLISHED, SOURCES, fmt_published, published
+from hidlr.bench.uci.models import ADAM_LRS, DROPOUT_RATES, HIDLR_LR, LABELS
 
 PUB_METHODS = ("PBP", "VI", "MC dropout", "MC dropout 2018", "Deep ensembles", "NGBoost", "Deep evidential")
 FULL_SPLITS = 20

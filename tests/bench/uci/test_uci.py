@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hidlr.bench import uci
-from hidlr.bench.uci_report import goals, write_report
+from hidlr.bench.uci.report import goals, write_report
 
-UCI_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "uci"
+UCI_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "uci"
 
 
 def test_carve_validation_is_inside_training_rows_only():
