@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from hidlr.bench import harness
 from hidlr.bench import reporting as rep
 from hidlr.bench.uci.models import LABELS
 
@@ -239,7 +240,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     """results.json, report.md and the PNGs into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     result["gap_summary"] = gap_summary(result["gap"]) if result["gap"] else {}
-    rep.write_json(out / "results.json", result)
+    harness.write_json(out / "results.json", result)
     files = _plots(result, out)
     uci_path = out.parent / "uci" / "results.json"
     uci = json.loads(uci_path.read_text()) if uci_path.exists() else None

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hidlr.bench import harness
 from hidlr.bench import reporting as rep
 from hidlr.bench.uci.published import PUBLISHED, SOURCES, fmt_published, published
 from hidlr.bench.uci.models import ADAM_LRS, DROPOUT_RATES, HIDLR_LR, LABELS
@@ -145,7 +146,7 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     summary = result["summary"]
     result["goals"] = goals(summary)
     result["timing"] = tm = timing(result)
-    rep.write_json(out_dir / "results.json", result)
+    harness.write_json(out_dir / "results.json", result)
     plot_reliability(summary, result["levels"], out_dir / "reliability.png")
     meta = result["meta"]
     g = result["goals"]
