@@ -87,7 +87,7 @@ def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, desig
 
 def test_joint_scale_is_the_newton_step_along_the_combined_update():
     q = make_quadratic([3, 3, 3], seed=5, coupling=4.0)  # strongly coupled: diag overshoots
-    opt, w0, w1 = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
+    opt, w0, _ = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
     h = 0.05
     grad = q.H @ w0 - q.g
     d = torch.zeros(9, 3, dtype=torch.float64)
@@ -155,7 +155,7 @@ def test_refresh_steps_follow_every():
     q = make_quadratic([2, 3])
     opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=3)
     refreshed = []
-    for t in range(8):
+    for _ in range(8):
         refreshed.append(opt.is_refresh_step())
         opt.zero_grad()
         q.loss().backward()
@@ -223,7 +223,8 @@ def test_cosine_scheduler_keeps_its_own_recursion():
     q = make_quadratic([2, 2], seed=9)
     opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
-    bare = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01), T_max=10)
+    bare_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    bare = torch.optim.lr_scheduler.CosineAnnealingLR(bare_opt, T_max=10)
     for _ in range(10):
         opt.zero_grad()
         q.loss().backward()

@@ -25,8 +25,18 @@ import numpy as np
 
 from hidlr.bench import harness
 from hidlr.bench import reporting as rep
-from hidlr.bench.kl.tasks import (GAP_N, GAP_TASK, TASKS, build, coverage_levels, density_grid, eval_sample,
-                                  gap_regions, make_task, train_sample)
+from hidlr.bench.kl.tasks import (
+    GAP_N,
+    GAP_TASK,
+    TASKS,
+    build,
+    coverage_levels,
+    density_grid,
+    eval_sample,
+    gap_regions,
+    make_task,
+    train_sample,
+)
 
 KL_MODELS = ("mdn", "bnn")
 GAP_MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
@@ -260,7 +270,8 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
     if gap:
         for m in gap_models:
             items.append(("gap", (m, seed_ids, quick, optimizer)))
-            weights.append((GAP_EPOCHS_QUICK if quick else GAP_EPOCHS) * 3 * len(seed_ids) * (5 if "ensemble" in m else 1))
+            epochs = GAP_EPOCHS_QUICK if quick else GAP_EPOCHS
+            weights.append(epochs * 3 * len(seed_ids) * (5 if "ensemble" in m else 1))
     header = {"meta": harness.run_metadata(seeds=seed_ids), "quick": quick, "optimizer": optimizer, "tasks": tasks,
               "sizes": sizes, "seeds": seed_ids, "models": kl_models, "gap_models": gap_models if gap else [],
               "eval_n": EVAL_N if not quick else 500, "workers": workers, "t_start": time.time()}

@@ -133,10 +133,11 @@ def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, wid
                             "params": param_bytes // 4, "steps": 40},
     }
     harness.write_json(out_dir / "overhead.json", result, indent=2)
-    lines = [f"# HiDLR(Adam) overhead against Adam\n",
+    lines = ["# HiDLR(Adam) overhead against Adam\n",
              f"{result['workload']['model']} ({n_params:,} parameters), batch {batch}, {steps} steps "
              f"x {repeats} repeats, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}.\n",
-             "| method | median s/step | time ratio vs Adam (median of per-repeat ratios) | extra peak memory (parameter copies) |",
+             "| method | median s/step | time ratio vs Adam (median of per-repeat ratios) "
+             "| extra peak memory (parameter copies) |",
              "|---|---|---|---|"]
     for m in METHODS:
         mem = f"{extra[m]:+.2f}" if memory else "not measured"

@@ -107,7 +107,8 @@ _FIT_ERRORS = (FloatingPointError, RuntimeError, ValueError)
 
 
 def tune_candidates(key: str, optimizer: str, quick: bool, budget: Budget, Xf: np.ndarray, yf: np.ndarray,
-                    Xv: np.ndarray, yv: np.ndarray, seed: int) -> list[tuple[dict[str, Any], list[float] | None, str | None]]:
+                    Xv: np.ndarray, yv: np.ndarray,
+                    seed: int) -> list[tuple[dict[str, Any], list[float] | None, str | None]]:
     """Train every candidate of :func:`tuning_grid` on the fit part; ``(hp, validation curve, error)`` each.
 
     Candidates that differ only in learning rate train side by side as one stacked net
@@ -219,7 +220,8 @@ def _job(args: tuple) -> tuple[str, list[dict[str, Any]], float, float]:
     return name, recs, time.perf_counter() - t0, time.process_time() - c0
 
 
-def load_set(name_or_path: str, root: Path | str | None) -> tuple[str, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+def load_set(name_or_path: str,
+             root: Path | str | None) -> tuple[str, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """``(name, X (n, d), y (n,), splits)`` for a set name under ``root`` or a folder path.
 
     ``splits``: the 20 standard ``(train_idx, test_idx)`` pairs. The estimators z-score inputs and

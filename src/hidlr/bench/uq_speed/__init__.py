@@ -209,7 +209,8 @@ def time_scoring(n: int, k: int, repeats: int) -> dict[str, Any]:
             value = job()
             ts.append(time.perf_counter() - t0)
         out[name] = {"seconds": ts, "median_seconds": statistics.median(ts), "value": value}
-    out["nll + crps + coverage"] = {"median_seconds": sum(out[m]["median_seconds"] for m in ("nll", "crps", "coverage(0.9)"))}
+    total = sum(out[m]["median_seconds"] for m in ("nll", "crps", "coverage(0.9)"))
+    out["nll + crps + coverage"] = {"median_seconds": total}
     return out
 
 
