@@ -49,7 +49,7 @@ def test_quadratic_closed_form():
     # the quadratic model is exact on a quadratic: L(w - D eta) for a random eta
     eta = torch.tensor([0.3, -0.2, 0.7], dtype=torch.float64)
     with torch.no_grad():
-        for p, s, e, ds in zip(params, sizes, eta, dirs):
+        for p, e, ds in zip(params, eta, dirs):
             p -= e * ds[0]
         moved = float(loss())
     assert moved == pytest.approx(out.loss - float(out.b @ eta) + 0.5 * float(eta @ out.A @ eta), rel=1e-12)
