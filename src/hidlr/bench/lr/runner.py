@@ -113,7 +113,8 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     Training time excludes validation.
     """
     rec: dict[str, Any] = {"workload": wl.name, "method": method.name, "family": method.family,
-                           "varies": method.varies, "lr0": method.lr0, "seed": seed, "steps": steps, "status": "ok", "reason": None,
+                           "varies": method.varies, "lr0": method.lr0, "seed": seed, "steps": steps,
+                           "status": "ok", "reason": None,
                            "final_loss": None, "final_acc": None, "steps_to_target": None,
                            "time_to_target": None, "step_time": None, "lr": None}
     torch.manual_seed(seed)

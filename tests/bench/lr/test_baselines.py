@@ -71,7 +71,8 @@ def test_gen_optim_runs_in_the_benchmark_and_leaves_batchnorm_alone():
     assert all(torch.equal(a, b.running_mean) for a, b in zip(before, bns))
 
 
-@pytest.mark.parametrize("step,expected", [(0, 0.0), (5, 0.5), (10, 1.0), (55, 0.5), (100, 0.0), (32.5, 0.5 * (1 + math.cos(math.pi * 0.25)))])
+@pytest.mark.parametrize(("step", "expected"), [(0, 0.0), (5, 0.5), (10, 1.0), (55, 0.5), (100, 0.0),
+                                                (32.5, 0.5 * (1 + math.cos(math.pi * 0.25)))])
 def test_warmup_cosine_closed_form(step, expected):
     assert M.warmup_cosine(step, steps=100, warmup=10) == pytest.approx(expected)
 
