@@ -65,7 +65,8 @@ def headline(results: dict[str, Any]) -> list[str]:
             pct = 100 * (h - b) / abs(b) if math.isfinite(h) and math.isfinite(b) and b else None
             gap = "—" if pct is None else (f"{pct:+.1f}%" if abs(pct) < 1000 else f"{pct:+.1e}%")
         rows.append([wl, tuned, med("default"), med("default-wcos"), med("hidlr-diag"), gap, med("hidlr-full"),
-                     med("gen"), med("gen-optim"), med("fixed-ratio"), best_free, {True: "yes", False: "no", None: "n/a"}[within],
+                     med("gen"), med("gen-optim"), med("fixed-ratio"), best_free,
+                     {True: "yes", False: "no", None: "n/a"}[within],
                      _num(rank, 3) if rank is not None else "n/a"])
     lines += _table(header, rows)
     lines += ["", f"Hi-DLR diag within 1% of the tuned grid (or better) on **{wins} of {total}** workloads.", ""]
