@@ -74,6 +74,17 @@ def test_goal_lines_on_known_answers():
     assert (runs["count"], runs["of"], runs["met"]) == (1, 7, False)
 
 
+def test_a_finite_blow_up_counts_as_failed():
+    from hidlr.bench.lr.goals import failed
+
+    base = rec("w", "gen", 0, 5.0)
+    assert not failed(dict(base, curve={"loss": [2.0, 5.0]}))
+    assert failed(dict(base, final_loss=2001.0, curve={"loss": [2.0, 2001.0]}))      # > 1000 x max(1, 2)
+    assert not failed(dict(base, final_loss=999.0, curve={"loss": [-0.5, 999.0]}))   # <= 1000 x max(1, 0.5)
+    assert failed(dict(base, status="diverged"))
+    assert not failed(base)                                                           # no curve: not judged
+
+
 def test_goals_when_nothing_was_measured():
     records = [rec("w", "default", 0, 1.0)]
     out = goals(summarize(records), records)
