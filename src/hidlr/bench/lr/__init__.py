@@ -118,6 +118,8 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
 def full_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """:func:`summarize` plus the start-rate table and the goals."""
     summary = summarize(records)
+    order = {name: i for i, name in enumerate(workloads_mod.all_workloads())}     # the registry's order
+    summary["workloads"] = dict(sorted(summary["workloads"].items(), key=lambda kv: order.get(kv[0], len(order))))
     summary["start_rate"] = start_rates(records)
     summary["goals"] = goals(summary, records)
     return summary
@@ -214,7 +216,7 @@ def combine(sources: list[Path], out_dir: Path, plots: bool = True, replace: boo
     results["seeds"] = sorted({s for p in parts for s in p["seeds"]})
     results["duration_s"] = sum(p["duration_s"] for p in parts)
     for p in parts[1:]:
-        results["workloads"] = {**p["workloads"], **results["workloads"]}
+        results["workloads"] = {**results["workloads"], **p["workloads"]}
         results["methods"] = {**results["methods"], **p["methods"]}
     kept = {id(r) for r in records}
     results["parts"] = [{"source": str(s), "started": p["started"], "duration_s": p["duration_s"],
@@ -222,6 +224,8 @@ def combine(sources: list[Path], out_dir: Path, plots: bool = True, replace: boo
                          "runs_kept": sum(id(r) in kept for r in p["records"]),
                          "commit": p["environment"].get("git_commit"),
                          "interrupted": bool(p.get("interrupted"))} for s, p in zip(sources, parts)]
+    order = {name: i for i, name in enumerate(workloads_mod.all_workloads())}
+    results["workloads"] = dict(sorted(results["workloads"].items(), key=lambda kv: order.get(kv[0], len(order))))
     results["summary"] = full_summary(records)
     write_outputs(results, out_dir, plots=plots)
     return results

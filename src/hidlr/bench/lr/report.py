@@ -229,19 +229,24 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     """Write the Markdown report to ``path``."""
     env = results["environment"]
     pk = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    parts = results.get("parts", [])
+    first = "; the first part's" if parts else ""
     lines = [
         "# Learning-rate benchmark" + (" (quick mode)" if results["quick"] else ""), "",
-        f"- Started {results['started']}; duration {results['duration_s']:.0f} s; seeds {results['seeds']}.",
-        f"- Machine: {env['cpu']} ({env['cpu_count']} logical CPUs, shared), {env['platform']}; "
+        f"- Started {results['started']}; duration {results['duration_s']:.0f} s"
+        + (" (all parts)" if parts else "") + f"; seeds {results['seeds']}.",
+        f"- Machine{first}: {env['cpu']} ({env['cpu_count']} logical CPUs, shared), {env['platform']}; "
         f"torch threads {env['torch_threads']}; load average at start {env['load_average_at_start']}.",
-        f"- Python {env['python']}; hidlr {env['hidlr']} (commit {env['git_commit']}); {pk}.",
+        f"- Python {env['python']}; hidlr {env['hidlr']}"
+        + ("" if parts else f" (commit {env['git_commit']})") + f"; {pk}"
+        + (" (versions of the first part; every part's commit below)" if parts else "") + ".",
         f"- Methods: {', '.join(results['methods'])}.",
         *[f"- Part {i + 1}: methods {', '.join(p['methods'])}; seeds {p['seeds']}; started {p['started']}; "
           f"{p['duration_s']:.0f} s; {p.get('runs', '?')} runs"
           + (f" ({p['runs_kept']} not replaced by a later part)" if p.get("runs_kept", p.get("runs")) != p.get("runs")
              else "") + f"; commit {p.get('commit')}"
           + (" (interrupted: the runs it completed)" if p.get("interrupted") else "") + "."
-          for i, p in enumerate(results.get("parts", []))], "",
+          for i, p in enumerate(parts)], "",
         "Raw per-run records (curves, per-group learning rates) are in `results.json`.", "",
     ]
     lines += ["## Workloads", "", *_table(

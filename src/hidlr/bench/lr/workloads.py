@@ -7,6 +7,7 @@ benchmark sees the same model, data stream and step budget.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,17 +121,14 @@ def get(names: list[str] | None = None) -> list[Workload]:
     return [reg[n] for n in names]
 
 
+# Importing a module registers its workloads; this order is the order of the reports.
+WORKLOAD_MODULES = ("wl_digits", "wl_regression", "wl_synthetic", "wl_vision", "wl_language", "wl_finetune",
+                    "wl_long")
+
+
 def _load() -> None:
-    # Importing the modules registers their workloads.
-    from hidlr.bench.lr import (  # noqa: F401
-        wl_digits,
-        wl_finetune,
-        wl_language,
-        wl_long,
-        wl_regression,
-        wl_synthetic,
-        wl_vision,
-    )
+    for module in WORKLOAD_MODULES:
+        importlib.import_module(f"hidlr.bench.lr.{module}")
 
 
 def check_partition(model: nn.Module, groups: list[dict[str, Any]]) -> None:
