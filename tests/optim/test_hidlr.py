@@ -155,7 +155,7 @@ def test_refresh_steps_follow_every():
     q = make_quadratic([2, 3])
     opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=3)
     refreshed = []
-    for t in range(8):
+    for _ in range(8):
         refreshed.append(opt.is_refresh_step())
         opt.zero_grad()
         q.loss().backward()
@@ -223,7 +223,8 @@ def test_cosine_scheduler_keeps_its_own_recursion():
     q = make_quadratic([2, 2], seed=9)
     opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
-    bare = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01), T_max=10)
+    bare_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    bare = torch.optim.lr_scheduler.CosineAnnealingLR(bare_opt, T_max=10)
     for _ in range(10):
         opt.zero_grad()
         q.loss().backward()

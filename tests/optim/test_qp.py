@@ -65,7 +65,8 @@ def test_interior_solution_is_the_linear_solve():
 
 def test_all_negative_gradient_gives_zero():
     a = torch.eye(3, dtype=torch.float64)
-    assert torch.equal(nonneg_quadratic_min(a, -torch.ones(3, dtype=torch.float64)), torch.zeros(3, dtype=torch.float64))
+    zero = torch.zeros(3, dtype=torch.float64)
+    assert torch.equal(nonneg_quadratic_min(a, -torch.ones(3, dtype=torch.float64)), zero)
 
 
 def test_shape_mismatch_is_an_error():

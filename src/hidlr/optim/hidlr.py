@@ -182,6 +182,14 @@ class HiDLR(torch.optim.Optimizer):
         return self._refreshes
 
     @property
+    def influence(self) -> list[float]:
+        """Per group, the loss decrease its fitted quadratic predicts for a step on that group alone,
+        ``b_k^2 / (2 a_k)``, averaged over the refreshes in :attr:`history` (see :mod:`hidlr.influence`)."""
+        from hidlr.influence.scores import influence_from_history
+
+        return influence_from_history(self.history, len(self.param_groups), max(abs(p) for p in self.probes))
+
+    @property
     def step_count(self) -> int:
         """Number of completed steps."""
         return self._t
