@@ -32,7 +32,7 @@ Probe = Callable[[], Any]
 
 def _as_floats(values: Sequence[Any]) -> list[float]:
     """Python floats of numbers and 0-d tensors; the tensors of one device come over in one transfer."""
-    out = [v for v in values]
+    out = list(values)
     tensors = [(i, v) for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
     by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
     for i, v in tensors:
