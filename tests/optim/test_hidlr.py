@@ -1,5 +1,6 @@
 import copy
 import io
+import itertools
 import math
 import warnings
 
@@ -172,7 +173,7 @@ def test_auto_period_grows_while_rates_are_settled():
         q.loss().backward()
         opt.step(probe=q.loss)
     steps = [r["step"] for r in opt.history]
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
 
@@ -449,3 +450,31 @@ def test_unresolved_curvature_is_rejected_and_moves_nothing_far():
     g1 = opt.history[-1]["groups"][1]
     assert not g1["accepted"] and opt.lrs[1] == 1e-3
     assert float((w1.detach() - before).abs().max()) < 2e-3  # one Adam step at 1e-3, nothing more
+
+
+def test_full_mode_rates_minimise_the_quadratic_over_non_negative_rates():
+    """Where ``A^-1 b`` has a negative entry, that group keeps its rate and the others take the
+    minimiser with it held at 0 (the non-negative QP), not the rates solved as if it moved."""
+    from hidlr.optim.qp import nonneg_quadratic_min
+    for seed in range(200):
+        q = make_quadratic([2, 2, 2], seed=seed, coupling=6.0)
+        w0 = q.flat()
+        grad = q.H @ w0 - q.g
+        d = torch.zeros(6, 3, dtype=torch.float64)
+        for j in range(3):
+            d[2 * j:2 * j + 2, j] = grad[2 * j:2 * j + 2]
+        b, a = d.T @ grad, d.T @ q.H @ d
+        if (torch.linalg.solve(a, b) < 0).any():
+            break
+    else:
+        pytest.fail("no coupled quadratic with a negative unconstrained rate")
+    h = 0.05
+    opt, w0, _ = _one_refresh(q, "sgd", mode="full", ema=0.0, clip=None)
+    z = nonneg_quadratic_min(a, b)  # in rates (d at unit rate)
+    groups = opt.history[-1]["groups"]
+    for k, g in enumerate(groups):
+        if float(z[k]) > 0:
+            assert g["accepted"] and opt.lrs[k] == pytest.approx(float(z[k]), rel=1e-6)
+        else:
+            assert not g["accepted"] and "not positive" in g["reason"] and opt.lrs[k] == h
+    assert (z == 0).any() and (z > 0).any()
