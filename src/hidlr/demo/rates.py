@@ -110,7 +110,7 @@ def train_digits(name: str, lr: float, use_hidlr: bool, steps: int, seed: int, b
         res.val_loss = float(loss_fn(logits, yva))
         res.val_acc = float((logits.argmax(1) == yva).float().mean())
     if use_hidlr and opt.history:
-        res.first_refresh, res.ema, res.clip = opt.history[0], opt.ema, opt.clip
+        res.first_refresh, res.ema, res.clip = opt.history[0], opt.rules.ema, opt.rules.clip
     return res
 
 
