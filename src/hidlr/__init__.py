@@ -7,7 +7,7 @@
 """
 
 from hidlr import curvature, groups
-from hidlr.optim import HiDLR, ProbeError
+from hidlr.optim import HiDLR, ProbeError, save_checkpoint
 
-__all__ = ["HiDLR", "ProbeError", "curvature", "groups"]
+__all__ = ["HiDLR", "ProbeError", "curvature", "groups", "save_checkpoint"]
 __version__ = "0.1.0"
