@@ -17,7 +17,7 @@ from hidlr.influence import (
 
 def test_knapsack_is_exact_against_brute_force():
     gen = torch.Generator().manual_seed(0)
-    for trial in range(30):
+    for _ in range(30):
         n = 7
         values = (torch.rand(n, generator=gen) * 10 - 1).tolist()  # some items worthless
         weights = torch.randint(1, 20, (n,), generator=gen).tolist()

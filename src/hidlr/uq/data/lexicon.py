@@ -210,7 +210,8 @@ def rating_pmf(dist: GaussianMixture) -> Tensor:
     edges = torch.arange(RATING_MIN + 0.5, RATING_MAX, 1.0, dtype=torch.float64, device=d.loc.device)
     with torch.no_grad():
         cdf = d.cdf(edges[:, None].expand(-1, n)).T  # (n, 8)
-    zeros, ones = torch.zeros(n, 1, dtype=cdf.dtype, device=cdf.device), torch.ones(n, 1, dtype=cdf.dtype, device=cdf.device)
+    zeros = torch.zeros(n, 1, dtype=cdf.dtype, device=cdf.device)
+    ones = torch.ones_like(zeros)
     return torch.diff(torch.cat([zeros, cdf, ones], dim=1), dim=1)
 
 
