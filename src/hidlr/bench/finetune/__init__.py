@@ -8,6 +8,7 @@ Prodigy and Schedule-Free. Writes ``results.json``, ``report.md`` and plots to t
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from hidlr.bench.finetune.runner import measure_costs, run_freezing, run_lineup
 from hidlr.bench.harness import progress as progress_bar
 from hidlr.bench.harness import run_metadata, write_json
 
-__all__ = ["run"]
+__all__ = ["rebuild_report", "run"]
 
 
 def _plan_json(plan) -> dict[str, Any]:
@@ -94,5 +95,25 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
     meta["wall_seconds"] = time.perf_counter() - t_start
     results["plots"] = plots(results, out)
     write_json(out / "results.json", results)
+    (out / "report.md").write_text(markdown(results))
+    return results
+
+
+def rebuild_report(out: Path, note: str | None = None) -> dict[str, Any]:
+    """Summary, goals, plots and report again from ``out/results.json`` (e.g. of an interrupted run,
+    whose finished runs it reports; ``note`` says so at the top of the report)."""
+    path = out / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results.json in {out}")
+    results = json.loads(path.read_text())
+    meta = results["meta"]
+    if note:
+        meta["note"] = note
+    meta.setdefault("wall_seconds", None)
+    labels = [k for k in meta["methods"] if k.startswith("freeze-")]
+    results["summary"] = summarize(results["runs"])
+    results["goals"] = goals(results["summary"], meta["heads"], labels, meta["total_params"])
+    results["plots"] = plots(results, out)
+    write_json(path, results)
     (out / "report.md").write_text(markdown(results))
     return results
