@@ -2,11 +2,17 @@
 
 - :class:`HiDLR` wraps any ``torch.optim`` optimizer and keeps choosing each param group's learning
   rate from curvature probes (a few extra forward passes every few steps).
+- :mod:`hidlr.probes` holds the probe closures (:class:`BatchProbe`, :class:`LatestBatchProbe`,
+  :class:`ClosureProbe`) with the probe rules: eval mode for dropout, frozen normalization
+  statistics, common random numbers.
+- :mod:`hidlr.integrations` connects HiDLR to Lightning and the Transformers Trainer (imported on
+  demand; neither framework is needed otherwise).
 - :mod:`hidlr.groups` builds param groups (by layer, by kind, head vs body, name patterns, LoRA A/B).
 """
 
-from hidlr import groups
+from hidlr import groups, probes
 from hidlr.optim import HiDLR, ProbeError
+from hidlr.probes import BatchProbe, ClosureProbe, LatestBatchProbe
 
-__all__ = ["HiDLR", "ProbeError", "groups"]
+__all__ = ["BatchProbe", "ClosureProbe", "HiDLR", "LatestBatchProbe", "ProbeError", "groups", "probes"]
 __version__ = "0.1.0"

@@ -10,10 +10,12 @@ from typing import Any
 
 import torch
 
+from hidlr.distributed import mean_across_ranks, refuse_sharded_parameters, same_on_every_rank
 from hidlr.optim.designs import line_design, pair_design, random_design
 from hidlr.optim.quadfit import fit_line, fit_quadratic
 from hidlr.optim.rollback import restore, snapshot
 from hidlr.optim.rules import propose, smooth
+from hidlr.probes import probe_for_step
 
 Probe = Callable[[], Any]
 
@@ -90,6 +92,7 @@ class HiDLR(torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
             raise TypeError("HiDLR cannot wrap another HiDLR")
+        refuse_sharded_parameters(optimizer)
         if mode not in ("diag", "full"):
             raise ValueError(f"mode must be 'diag' or 'full', got {mode!r}")
         if design not in ("lines", "random"):
@@ -202,20 +205,26 @@ class HiDLR(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
         """One optimizer step; on refresh steps (see :meth:`is_refresh_step`) ``probe`` (or the
         default probe) is called under ``torch.no_grad`` and must return the scalar loss at the
-        current weights, the same value for the same weights (a fixed batch, no dropout noise)."""
+        current weights, the same value for the same weights (a fixed batch, no dropout noise).
+        With neither, a given ``closure`` is the probe: it is re-evaluated like ``LBFGS`` does
+        (:class:`hidlr.probes.ClosureProbe`). Under ``torch.distributed`` the probe losses are
+        averaged over the ranks (:mod:`hidlr.distributed`)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        probe = probe if probe is not None else self.default_probe
+        probe = probe_for_step(self, probe, closure)
         factors = self._factors()
         applied = [e * f for e, f in zip(self._estimates, factors)]
         params = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
         active = [applied[k] > 0 and len(params[k]) > 0 for k in range(len(applied))]
+        if self.is_refresh_step():
+            active = same_on_every_rank(active)  # every rank takes the same probe path
         refresh = self.is_refresh_step() and any(active)
         if refresh and probe is None:
             raise ValueError(f"step {self._t} is a refresh step and needs a probe: call "
-                             "opt.step(probe=lambda: loss_fn(model(x), y)) or pass probe= to HiDLR")
+                             "opt.step(probe=lambda: loss_fn(model(x), y)), opt.step(closure), or pass probe= "
+                             "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe)")
         with torch.no_grad():
             if self.check_finite:
                 self._check_gradients(params)
@@ -272,7 +281,7 @@ class HiDLR(torch.optim.Optimizer):
             raise ProbeError(f"probe must return a scalar loss, got shape {tuple(value.shape)}")
         if value.is_floating_point():
             self._loss_eps = max(getattr(self, "_loss_eps", 0.0), torch.finfo(value.dtype).eps)
-        return value.detach().reshape(()).to(torch.float64)
+        return mean_across_ranks(value.detach().reshape(()).to(torch.float64))  # the same on every rank
 
     def _refresh(self, probe: Probe, params: list[list[torch.Tensor]], applied: list[float],
                  factors: list[float], active: list[bool]) -> None:
