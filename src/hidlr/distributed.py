@@ -46,14 +46,14 @@ def mean_across_ranks(value: torch.Tensor) -> torch.Tensor:
 
 
 def same_on_every_rank(active: list[bool]) -> list[bool]:
-    """Per-group flags made identical on every rank: a group counts as active when it is active on
-    any rank (a group without gradients on one rank is then probed there at unchanged weights, and
-    every rank makes the same number of probe calls)."""
+    """Per-group flags made identical on every rank: a group is probed only when it is active on
+    every rank (a group without gradients on some rank keeps its rate this refresh), so every rank
+    makes the same number of probe calls."""
     if _world() == 1 or not active:
         return active
     flags = torch.tensor([int(a) for a in active], dtype=torch.int32)
     flags = flags.to(_collective_device(flags))
-    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    dist.all_reduce(flags, op=dist.ReduceOp.MIN)
     return [bool(f) for f in flags.tolist()]
 
 
