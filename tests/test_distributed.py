@@ -44,7 +44,7 @@ def _train(model: nn.Module, trained: nn.Module, rows: slice) -> HiDLR:
         xb, yb = x[t, rows], y[t, rows]
         opt.zero_grad()
         nn.functional.mse_loss(trained(xb), yb).backward()
-        opt.step(probe=lambda: nn.functional.mse_loss(model(xb), yb))
+        opt.step(probe=lambda xb=xb, yb=yb: nn.functional.mse_loss(model(xb), yb))
     return opt
 
 
@@ -102,8 +102,8 @@ def test_rates_and_weights_are_bitwise_identical_across_ranks(ranks):
 def test_ranks_equal_one_process_on_the_combined_batch(ranks):
     model = _model()
     opt = _train(model, model, slice(0, 2 * HALF))
-    torch.testing.assert_close(torch.tensor(ranks[0]["lrs"], dtype=torch.float64), torch.tensor(opt.lrs, dtype=torch.float64),
-                               rtol=1e-9, atol=0)
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.float64)
+    torch.testing.assert_close(as_tensor(ranks[0]["lrs"]), as_tensor(opt.lrs), rtol=1e-9, atol=0)
     for a, b in zip(ranks[0]["weights"], model.parameters()):
         torch.testing.assert_close(a, b.detach(), rtol=1e-9, atol=1e-12)
 

@@ -3,7 +3,6 @@
 import runpy
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 
 from hidlr.demo import run_demo

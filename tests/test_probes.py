@@ -118,7 +118,7 @@ def _closure_run(use_closure: bool, steps: int = 12):
     for _ in range(steps):
         x, y = torch.randn(16, 5, generator=gen), torch.randn(16, 1, generator=gen)
 
-        def closure():
+        def closure(x=x, y=y):
             opt.zero_grad()
             loss = nn.functional.mse_loss(model(x), y)
             loss.backward()
@@ -128,7 +128,7 @@ def _closure_run(use_closure: bool, steps: int = 12):
             loss = opt.step(closure)
         else:
             loss = closure()
-            opt.step(probe=BatchProbe(lambda: nn.functional.mse_loss(model(x), y)))
+            opt.step(probe=BatchProbe(lambda x=x, y=y: nn.functional.mse_loss(model(x), y)))
         grads.append(model[0].weight.grad.clone())
         assert loss is not None
     return opt, model, grads

@@ -8,11 +8,12 @@
 - :mod:`hidlr.integrations` connects HiDLR to Lightning and the Transformers Trainer (imported on
   demand; neither framework is needed otherwise).
 - :mod:`hidlr.groups` builds param groups (by layer, by kind, head vs body, name patterns, LoRA A/B).
+- :mod:`hidlr.curvature` computes exact per-group curvature by Hessian-vector products (diagnosis).
 """
 
-from hidlr import groups, probes
+from hidlr import curvature, groups, probes
 from hidlr.optim import HiDLR, ProbeError
 from hidlr.probes import BatchProbe, ClosureProbe, LatestBatchProbe
 
-__all__ = ["BatchProbe", "ClosureProbe", "HiDLR", "LatestBatchProbe", "ProbeError", "groups", "probes"]
+__all__ = ["BatchProbe", "ClosureProbe", "HiDLR", "LatestBatchProbe", "ProbeError", "curvature", "groups", "probes"]
 __version__ = "0.1.0"

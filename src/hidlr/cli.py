@@ -106,7 +106,8 @@ def bench_gap(out: Path = typer.Option(Path("results/kl/gap_long_training.json")
 
     res = kl.gap_check(out, models=models or ("bnn", "bayesian_mdn"), epochs=epochs, seeds=seeds, workers=workers)
     for m, st in res["summary"].items():
-        typer.echo(f"{m}: epistemic variance gap / near = " + ("—" if st is None else f"{st['mean']:.2f} ± {st['se']:.2f}"))
+        ratio = "—" if st is None else f"{st['mean']:.2f} ± {st['se']:.2f}"
+        typer.echo(f"{m}: epistemic variance gap / near = {ratio}")
     typer.echo(f"written: {out}")
 
 

@@ -1,5 +1,6 @@
 import copy
 import io
+import itertools
 import math
 import warnings
 
@@ -87,7 +88,7 @@ def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, desig
 
 def test_joint_scale_is_the_newton_step_along_the_combined_update():
     q = make_quadratic([3, 3, 3], seed=5, coupling=4.0)  # strongly coupled: diag overshoots
-    opt, w0, w1 = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
+    opt, w0, _ = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
     h = 0.05
     grad = q.H @ w0 - q.g
     d = torch.zeros(9, 3, dtype=torch.float64)
@@ -155,7 +156,7 @@ def test_refresh_steps_follow_every():
     q = make_quadratic([2, 3])
     opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=3)
     refreshed = []
-    for t in range(8):
+    for _ in range(8):
         refreshed.append(opt.is_refresh_step())
         opt.zero_grad()
         q.loss().backward()
@@ -172,7 +173,7 @@ def test_auto_period_grows_while_rates_are_settled():
         q.loss().backward()
         opt.step(probe=q.loss)
     steps = [r["step"] for r in opt.history]
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
 
@@ -223,7 +224,8 @@ def test_cosine_scheduler_keeps_its_own_recursion():
     q = make_quadratic([2, 2], seed=9)
     opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
-    bare = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01), T_max=10)
+    bare_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    bare = torch.optim.lr_scheduler.CosineAnnealingLR(bare_opt, T_max=10)
     for _ in range(10):
         opt.zero_grad()
         q.loss().backward()
@@ -448,3 +450,31 @@ def test_unresolved_curvature_is_rejected_and_moves_nothing_far():
     g1 = opt.history[-1]["groups"][1]
     assert not g1["accepted"] and opt.lrs[1] == 1e-3
     assert float((w1.detach() - before).abs().max()) < 2e-3  # one Adam step at 1e-3, nothing more
+
+
+def test_full_mode_rates_minimise_the_quadratic_over_non_negative_rates():
+    """Where ``A^-1 b`` has a negative entry, that group keeps its rate and the others take the
+    minimiser with it held at 0 (the non-negative QP), not the rates solved as if it moved."""
+    from hidlr.optim.qp import nonneg_quadratic_min
+    for seed in range(200):
+        q = make_quadratic([2, 2, 2], seed=seed, coupling=6.0)
+        w0 = q.flat()
+        grad = q.H @ w0 - q.g
+        d = torch.zeros(6, 3, dtype=torch.float64)
+        for j in range(3):
+            d[2 * j:2 * j + 2, j] = grad[2 * j:2 * j + 2]
+        b, a = d.T @ grad, d.T @ q.H @ d
+        if (torch.linalg.solve(a, b) < 0).any():
+            break
+    else:
+        pytest.fail("no coupled quadratic with a negative unconstrained rate")
+    h = 0.05
+    opt, w0, _ = _one_refresh(q, "sgd", mode="full", ema=0.0, clip=None)
+    z = nonneg_quadratic_min(a, b)  # in rates (d at unit rate)
+    groups = opt.history[-1]["groups"]
+    for k, g in enumerate(groups):
+        if float(z[k]) > 0:
+            assert g["accepted"] and opt.lrs[k] == pytest.approx(float(z[k]), rel=1e-6)
+        else:
+            assert not g["accepted"] and "not positive" in g["reason"] and opt.lrs[k] == h
+    assert (z == 0).any() and (z > 0).any()

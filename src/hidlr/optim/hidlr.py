@@ -11,17 +11,18 @@ from typing import Any
 import torch
 
 from hidlr.distributed import mean_across_ranks, refuse_sharded_parameters, same_on_every_rank
+from hidlr.optim import rules
 from hidlr.optim.designs import line_design, pair_design, random_design
-from hidlr.optim.quadfit import fit_line, fit_quadratic
+from hidlr.optim.quadfit import fit_finite_probes
+from hidlr.optim.records import RefreshRecord
 from hidlr.optim.rollback import restore, snapshot
-from hidlr.optim.rules import propose, smooth
+from hidlr.optim.rules import RuleConfig
 from hidlr.probes import probe_for_step
 
 Probe = Callable[[], Any]
 
-# the joint line probes at most this multiple of a group's current step: far beyond it, moving the
-# weights out and back loses their low bits (float32), and the clip bounds the change anyway
-_MAX_JOINT_MULTIPLE = 100.0
+# multiples of the combined Newton step at which the joint line is probed
+_JOINT_LINE = (0.5, 1.0, 1.5)
 
 
 class ProbeError(RuntimeError):
@@ -35,7 +36,8 @@ class HiDLR(torch.optim.Optimizer):
     direction ``d_k`` from the weight change, evaluates the probe loss at a few points along those
     directions (forward passes under ``torch.no_grad``), fits ``L(w - eta*d) ~ L(w) - b^T eta +
     eta^T A eta / 2`` by least squares and moves each group's rate towards the Newton rate
-    (``b_k / A_kk`` in ``mode="diag"``, ``A^-1 b`` in ``mode="full"``). The weights of that step are
+    (``b_k / A_kk`` in ``mode="diag"``; in ``mode="full"`` the minimiser of the fitted quadratic over
+    non-negative rates, ``A^-1 b`` when that is positive). The weights of that step are
     then set with the new rates, so the base optimizer's state advances exactly once per step.
 
     Args:
@@ -121,10 +123,13 @@ class HiDLR(torch.optim.Optimizer):
         self.defaults = optimizer.defaults
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
-        self.every, self.mode, self.probes, self.design = every, mode, tuple(points), design
-        self.joint, self.ema, self.clip, self.min_r2 = joint, float(ema), clip, float(min_r2)
+        self.rules = RuleConfig(mode=mode, ema=float(ema), clip=None if clip is None else tuple(map(float, clip)),
+                                min_r2=float(min_r2), horizon=float(horizon), joint=joint)
+        self.every, self.probes, self.design = every, tuple(points), design
         self.max_every, self.default_probe, self.seed = max_every, probe, int(seed)
-        self.check_finite, self.rollback, self.horizon = check_finite, rollback, float(horizon)
+        self.check_finite, self.rollback = check_finite, rollback
+        self._loss_eps = 0.0  # the rounding unit of the probe's loss dtype (largest seen)
+        self._refreshes = 0
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -158,6 +163,14 @@ class HiDLR(torch.optim.Optimizer):
         return list(self._estimates)
 
     @property
+    def influence(self) -> list[float]:
+        """Per group, the loss decrease its fitted quadratic predicts for a step on that group alone,
+        ``b_k^2 / (2 a_k)``, averaged over the refreshes so far (see :mod:`hidlr.influence`)."""
+        from hidlr.influence.scores import influence_from_history
+
+        return influence_from_history(self.history, len(self.param_groups), max(abs(p) for p in self.probes))
+
+    @property
     def step_count(self) -> int:
         """Number of completed steps."""
         return self._t
@@ -182,6 +195,7 @@ class HiDLR(torch.optim.Optimizer):
         return {"base": self.optimizer.state_dict(),
                 "hidlr": {"estimates": list(self._estimates), "wrap_lrs": list(self._wrap_lrs),
                           "t": self._t, "period": self._period, "next_refresh": self._next_refresh,
+                          "refreshes": self._refreshes, "loss_eps": self._loss_eps,
                           "history": copy.deepcopy(self.history)}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -200,6 +214,8 @@ class HiDLR(torch.optim.Optimizer):
         self._t, self._period = int(own["t"]), int(own["period"])
         self._next_refresh = int(own["next_refresh"])
         self.history = copy.deepcopy(own["history"])
+        self._refreshes = int(own.get("refreshes", len(self.history)))
+        self._loss_eps = float(own.get("loss_eps", 0.0))
 
     # ------------------------------------------------------------------------------------ step
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
@@ -268,8 +284,7 @@ class HiDLR(torch.optim.Optimizer):
             return
         last = self.history[-1] if refreshed and self.history else None
         if last is not None:
-            cap = self.max_every or 4 * last["forwards"]
-            self._period = min(cap, 2 * self._period)
+            self._period = rules.next_period(self._period, last["forwards"], self.max_every)
         self._next_refresh = self._t + self._period
 
     # --------------------------------------------------------------------------------- refresh
@@ -280,7 +295,7 @@ class HiDLR(torch.optim.Optimizer):
         if value.numel() != 1:
             raise ProbeError(f"probe must return a scalar loss, got shape {tuple(value.shape)}")
         if value.is_floating_point():
-            self._loss_eps = max(getattr(self, "_loss_eps", 0.0), torch.finfo(value.dtype).eps)
+            self._loss_eps = max(self._loss_eps, torch.finfo(value.dtype).eps)
         return mean_across_ranks(value.detach().reshape(()).to(torch.float64))  # the same on every rank
 
     def _refresh(self, probe: Probe, params: list[list[torch.Tensor]], applied: list[float],
@@ -302,18 +317,8 @@ class HiDLR(torch.optim.Optimizer):
             for k in range(k_groups):
                 if active[k]:
                     torch._foreach_sub_(deltas[k], params[k])  # delta_k = w_t - w_{t+1}
-            z = self._design(active)
-            losses = []
-            for row in z.tolist():
-                move(row)
-                losses.append(self._call_probe(probe))
-            y = torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
-            record = self._estimate(z, y, loss0, applied, active)
-            if self.joint:
-                self._joint_scale(record, move, probe, loss0, active)
-            self._targets(record)
-            self._smooth(record)
-            new = [r["estimate"] for r in record["groups"]]
+            record = self._decide(probe, move, loss0, applied, active)
+            new = [d.estimate for d in record.groups]
             move([new[k] * factors[k] / applied[k] if active[k] else 1.0 for k in range(k_groups)])
         except BaseException:
             move([0.0] * k_groups)
@@ -321,100 +326,60 @@ class HiDLR(torch.optim.Optimizer):
                 restore(self.optimizer, snap)
             raise
         self._estimates = new
-        self.history.append(record)
+        self._refreshes += 1
+        self.history.append(record.as_dict())
 
-    def _design(self, active: list[bool]) -> torch.Tensor:
-        if self.design == "random":
-            n_active = sum(active)
-            unknowns = 2 * n_active + (n_active * (n_active - 1) // 2 if self.mode == "full" else 0)
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.history))
-            z = random_design(active, max(len(self.probes) * n_active, unknowns + 1), self.probes, gen)
-        else:
-            z = line_design(active, self.probes)
-        if self.mode == "full":
-            z = torch.cat([z, pair_design(active)])
-        return z
+    def _probe_along(self, probe: Probe, move: Callable[[Sequence[float]], None], z: torch.Tensor,
+                     loss0: torch.Tensor) -> torch.Tensor:
+        """Loss changes (J,) at the rows of ``z`` (J, K): multiples of each group's update."""
+        losses = []
+        for row in z.tolist():
+            move(row)
+            losses.append(self._call_probe(probe))
+        return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
 
-    def _estimate(self, z: torch.Tensor, y: torch.Tensor, loss0: torch.Tensor, applied: list[float],
-                  active: list[bool]) -> dict[str, Any]:
-        """Fit the probes and propose Newton rates per group (``newton_rate``; None where rejected)."""
-        k_groups = len(applied)
-        finite = torch.isfinite(y)
-        touched_bad = (z[~finite] != 0).any(dim=0) if (~finite).any() else torch.zeros(k_groups, dtype=torch.bool)
-        if not bool(torch.isfinite(loss0)):
-            touched_bad = torch.ones(k_groups, dtype=torch.bool)
-        fit_active = [active[k] and not bool(touched_bad[k]) for k in range(k_groups)]
+    def _decide(self, probe: Probe, move: Callable[[Sequence[float]], None], loss0: torch.Tensor,
+                applied: list[float], active: list[bool]) -> RefreshRecord:
+        """Probe, fit and apply the rules (:mod:`hidlr.optim.rules`); returns the refresh's record."""
+        cfg = self.rules
+        z = self._design(active)
+        y = self._probe_along(probe, move, z, loss0)
+        loss0_finite = bool(torch.isfinite(loss0))
+        fit, fit_active = fit_finite_probes(z, y, loss0_finite, active, full=cfg.mode == "full")
         if any(a and not f for a, f in zip(active, fit_active)):
             warnings.warn(f"HiDLR: non-finite probe loss at step {self._t}; affected groups keep "
                           "their rates", RuntimeWarning, stacklevel=4)
-        mask = torch.tensor(fit_active)
-        rows = finite & ((z != 0) & ~mask).logical_not().all(dim=1) if len(z) else finite
-        fit = fit_quadratic(z[rows], y[rows], mask, full=self.mode == "full")
-        prop = propose(fit, fit_active, self.mode, self.min_r2)
-        # Below the loss's rounding, a fitted term is noise. A resolved descent slope with an
-        # unresolved curvature puts the minimum far beyond the probes: grow the rate (the clip
-        # bounds by how much). With neither resolved, the update does not change the loss.
-        resolution = 16 * getattr(self, "_loss_eps", 0.0) * max(abs(float(loss0)), 1e-30)
-        span = max(abs(m) for m in self.probes)
-        for k in range(k_groups):
-            if not fit_active[k] or 0.5 * abs(float(fit.A[k, k])) * span**2 > resolution:
-                continue
-            if float(fit.b[k]) * span > resolution:
-                prop.reason[k], prop.multiple[k] = None, _MAX_JOINT_MULTIPLE
-            else:
-                prop.reason[k], prop.multiple[k] = "loss does not change measurably along the update", float("nan")
-        groups = []
-        for k in range(k_groups):
-            prev = self._estimates[k]
-            reason = prop.reason[k]
-            if active[k] and not fit_active[k]:
-                reason = "non-finite probe loss"
-            elif not active[k]:
-                reason = "frozen" if applied[k] == 0 else "no gradients"
-            h = applied[k]
-            groups.append({"name": self.param_groups[k].get("name", str(k)), "rate": h,
-                           "estimate": prev, "newton_rate": prop.multiple[k] * h if reason is None else None,
-                           "a": float(fit.A[k, k]) / h**2 if h > 0 else None,
-                           "b": float(fit.b[k]) / h if h > 0 else None,
-                           "r2": None if math.isnan(float(fit.r2[k])) else float(fit.r2[k]),
-                           "accepted": reason is None, "reason": reason})
-        return {"step": self._t, "loss": float(loss0), "forwards": 1 + len(z),
-                "joint_scale": None, "groups": groups}
+        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
+        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
+        decisions = rules.newton_decisions(fit, active, fit_active, applied, self._estimates, names, cfg,
+                                           span=max(abs(m) for m in self.probes), resolution=resolution)
+        forwards, scale = 1 + len(z), None
+        if cfg.joint and loss0_finite and any(d.accepted for d in decisions):
+            c = rules.joint_multiples(decisions, active, cfg.max_multiple)
+            s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
+            y_line = self._probe_along(probe, move, s.unsqueeze(1) * torch.tensor(c, dtype=torch.float64), loss0)
+            forwards += len(s)
+            if not bool(torch.isfinite(y_line).all()):
+                warnings.warn(f"HiDLR: non-finite loss along the combined step at step {self._t}; "
+                              "all groups keep their rates", RuntimeWarning, stacklevel=4)
+            scale = rules.joint_scale(s, y_line)
+            decisions = rules.apply_joint_scale(decisions, scale)
+        decisions = rules.settle(decisions, [self._momentum(k) for k in range(len(applied))], cfg)
+        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale,
+                             groups=decisions)
 
-    def _joint_scale(self, record: dict[str, Any], move: Callable[[Sequence[float]], None],
-                     probe: Probe, loss0: torch.Tensor, active: list[bool]) -> None:
-        """Probe along the combined Newton step (accepted groups at their Newton rates, at most
-        ``_MAX_JOINT_MULTIPLE`` times their current rate; the others at their current rates) and
-        scale the Newton rates by the 1-D Newton step along it when that is below 1: coupled groups
-        overshoot together under the per-group rule."""
-        groups = record["groups"]
-        if not bool(torch.isfinite(loss0)) or not any(g["accepted"] for g in groups):
-            return
-        c = [(min(g["newton_rate"] / g["rate"], _MAX_JOINT_MULTIPLE) if g["accepted"] else 1.0)
-             if active[k] else 0.0 for k, g in enumerate(groups)]
-        s = torch.tensor([0.5, 1.0, 1.5], dtype=torch.float64)
-        losses = []
-        for si in s.tolist():
-            move([si * ck if active[k] else 1.0 for k, ck in enumerate(c)])
-            losses.append(self._call_probe(probe))
-        record["forwards"] += len(s)
-        y = torch.stack(losses) - loss0
-        scale = None
-        if bool(torch.isfinite(y).all()):
-            beta, alpha, _ = fit_line(s, y)
-            if beta > 0:
-                scale = 1.0 if alpha <= 0 else min(1.0, beta / alpha)
+    def _design(self, active: list[bool]) -> torch.Tensor:
+        full = self.rules.mode == "full"
+        if self.design == "random":
+            n_active = sum(active)
+            unknowns = 2 * n_active + (n_active * (n_active - 1) // 2 if full else 0)
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._refreshes)
+            z = random_design(active, max(len(self.probes) * n_active, unknowns + 1), self.probes, gen)
         else:
-            warnings.warn(f"HiDLR: non-finite loss along the combined step at step {self._t}; "
-                          "all groups keep their rates", RuntimeWarning, stacklevel=4)
-        record["joint_scale"] = scale
-        for g in groups:
-            if not g["accepted"]:
-                continue
-            if scale is None:
-                g["accepted"], g["reason"] = False, "combined step not a descent direction"
-            else:
-                g["newton_rate"] *= scale
+            z = line_design(active, self.probes)
+        if full:
+            z = torch.cat([z, pair_design(active)])
+        return z
 
     def _momentum(self, k: int) -> float:
         """The base optimizer's momentum coefficient for group k (Adam's beta1, SGD's momentum)."""
@@ -422,21 +387,3 @@ class HiDLR(torch.optim.Optimizer):
         if "betas" in g:
             return float(g["betas"][0])
         return float(g.get("momentum", 0.0) or 0.0)
-
-    def _targets(self, record: dict[str, Any]) -> None:
-        """Each accepted group's target: its Newton rate times the momentum correction, within the
-        clip bounds of its current estimate."""
-        for k, g in enumerate(record["groups"]):
-            if g["accepted"]:
-                target = g["newton_rate"] * (1.0 - self._momentum(k)) ** self.horizon
-                if self.clip is not None:
-                    prev = self._estimates[k]
-                    target = min(max(target, self.clip[0] * prev), self.clip[1] * prev)
-                g["target"] = target
-
-    def _smooth(self, record: dict[str, Any]) -> None:
-        """New estimates: accepted groups move from their estimate towards their target. A
-        scheduler's factor then multiplies the estimate, so it is not divided out here."""
-        for k, g in enumerate(record["groups"]):
-            if g["accepted"]:
-                g["estimate"] = smooth(self._estimates[k], g["target"], None, self.ema)

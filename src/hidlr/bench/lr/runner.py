@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

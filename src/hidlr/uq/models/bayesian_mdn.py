@@ -177,7 +177,8 @@ class BayesianMDN(Estimator):
     def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
         assert isinstance(module, BayesianMDNNet)
         groups = []
-        for name, part in (("trunk", module.trunk), ("logits", module.logits), ("loc", module.loc), ("scale", module.scale)):
+        parts = (("trunk", module.trunk), ("logits", module.logits), ("loc", module.loc), ("scale", module.scale))
+        for name, part in parts:
             groups.append({"name": name, "params": posterior_groups(part)[0]})
         groups.append({"name": "posterior_scales", "params": posterior_groups(module)[1]})
         return groups

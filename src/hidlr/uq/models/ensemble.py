@@ -50,7 +50,7 @@ class DeepEnsemble:
                 raise ValueError(f"factory returned {type(est).__name__}, not a hidlr.uq estimator")
         return estimators
 
-    def fit(self, X: Any, y: Any, *, seed: int = 0, progress: bool = False, **kwargs: Any) -> "DeepEnsemble":
+    def fit(self, X: Any, y: Any, *, seed: int = 0, progress: bool = False, **kwargs: Any) -> DeepEnsemble:
         """Fit every member on the full data ``X: (n, d)``, ``y: (n,)``; returns ``self``."""
         estimators = self._new_members()
         if self.vectorize and self.members > 1:

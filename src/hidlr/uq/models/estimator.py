@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models.training import FitPlan, fused_adam, seeded, train_epochs
 
-OptimizerSpec = Union[None, str, Callable[[list[dict[str, Any]]], torch.optim.Optimizer]]
+OptimizerSpec = None | str | Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -97,7 +97,8 @@ def validate_xy(X: Any, y: Any | None = None, *, like: Tensor | None = None) -> 
         raise ValueError("X has 0 features (shape (n, 0))")
     bad = ~torch.isfinite(Xt)
     if bad.any():
-        raise ValueError(f"X contains {int(bad.sum())} NaN or inf value(s) (first at row {int(bad.any(1).nonzero()[0])})")
+        first = int(bad.any(1).nonzero()[0])
+        raise ValueError(f"X contains {int(bad.sum())} NaN or inf value(s) (first at row {first})")
     if y is None:
         return Xt, None
     yt = as_tensor(y, "y", like=Xt)
@@ -179,7 +180,8 @@ class Estimator:
     predict_chunk: int = 2**24
 
     # ---- fitting ------------------------------------------------------------------------------
-    def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]],
+                        lr: float) -> torch.optim.Optimizer:
         groups = [g for g in groups if len(g["params"]) > 0]
         if optimizer is None:
             optimizer = self.default_optimizer
@@ -215,7 +217,7 @@ class Estimator:
         progress: bool = False,
         probe_batch_size: int | None = None,
         validation_samples: int | None = None,
-    ) -> "Estimator":
+    ) -> Estimator:
         """Train on ``X: (n, d)``, ``y: (n,)`` or ``(n, 1)``; returns ``self``.
 
         ``optimizer``: ``None`` (the class's ``default_optimizer``), ``"hidlr"`` (Hi-DLR around
@@ -262,7 +264,7 @@ class Estimator:
         validation_data: tuple[Any, Any] | None = None,
         probe_batch_size: int | None = None,
         validation_samples: int | None = None,
-    ) -> "FitPlan":
+    ) -> FitPlan:
         """Validate the data and options of :meth:`fit`, store the z-scoring statistics on ``self``
         and return the standardized data and the resolved options (the first half of a fit)."""
         Xt, yt = validate_xy(X, y)

@@ -11,7 +11,6 @@ Entry point: :func:`run`. Results: ``results.json``, ``report.md`` and reliabili
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -21,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from hidlr.bench import harness
 from hidlr.bench import reporting as rep
-from hidlr.bench.uci_models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
+from hidlr.bench.uci.models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
 
 SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
 LEVELS = tuple(float(v) for v in np.round(np.linspace(0.05, 0.95, 19), 2))
@@ -107,7 +107,8 @@ _FIT_ERRORS = (FloatingPointError, RuntimeError, ValueError)
 
 
 def tune_candidates(key: str, optimizer: str, quick: bool, budget: Budget, Xf: np.ndarray, yf: np.ndarray,
-                    Xv: np.ndarray, yv: np.ndarray, seed: int) -> list[tuple[dict[str, Any], list[float] | None, str | None]]:
+                    Xv: np.ndarray, yv: np.ndarray,
+                    seed: int) -> list[tuple[dict[str, Any], list[float] | None, str | None]]:
     """Train every candidate of :func:`tuning_grid` on the fit part; ``(hp, validation curve, error)`` each.
 
     Candidates that differ only in learning rate train side by side as one stacked net
@@ -219,7 +220,8 @@ def _job(args: tuple) -> tuple[str, list[dict[str, Any]], float, float]:
     return name, recs, time.perf_counter() - t0, time.process_time() - c0
 
 
-def load_set(name_or_path: str, root: Path | str | None) -> tuple[str, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+def load_set(name_or_path: str,
+             root: Path | str | None) -> tuple[str, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """``(name, X (n, d), y (n,), splits)`` for a set name under ``root`` or a folder path.
 
     ``splits``: the 20 standard ``(train_idx, test_idx)`` pairs. The estimators z-score inputs and
@@ -300,7 +302,7 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
     optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default: found by the loader);
     workers: processes running splits side by side (1 = in this process). Returns the results dict.
     """
-    from hidlr.bench.uci_report import write_report
+    from hidlr.bench.uci.report import write_report
 
     sets = list(sets or SETS)
     models = list(models or MODELS)
@@ -332,25 +334,21 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
             for o in optimizers:
                 jobs.append((name, X, y, tr, te, i, models, o, quick))
                 weights.append(tr.size * data_info[name]["budget"]["max_epochs"] * (2 if o == "adam" else 1))
-    header = {"meta": rep.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}"), "quick": quick,
+    header = {"meta": harness.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}"), "quick": quick,
               "sets": data_info, "models": models, "optimizers": optimizers, "splits_requested": split_ids,
               "workers": workers, "t_start": time.time()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / PARTIAL
-    rep.write_json(out_dir / HEADER, header)
-    partial.write_text("")
+    journal = harness.Journal(out_dir, HEADER, PARTIAL)
+    journal.start(header)
     entries: list[dict[str, Any]] = []
 
     def done(name: str, recs: list[dict[str, Any]], dt: float, dc: float) -> None:
         entry = {"set": name, "split": recs[0]["split"], "optimizer": recs[0]["optimizer"], "seconds": dt,
                  "cpu_seconds": dc, "records": recs}
         entries.append(entry)
-        with partial.open("a") as f:
-            f.write(json.dumps(entry, default=float) + "\n")
+        journal.append(entry)
 
     t0 = time.perf_counter()
-    with rep.make_progress(progress) as bar:
-        task = bar.add_task("UCI protocol", total=float(sum(weights)))
+    with harness.progress("UCI protocol", float(sum(weights)), enabled=progress) as tick:
         wmap = {(j[0], j[5], j[7]): w for j, w in zip(jobs, weights)}
         if workers <= 1:
             it = map(_job, jobs)
@@ -363,7 +361,7 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
             for name, recs, dt, dc in it:
                 done(name, recs, dt, dc)
                 split, opt = recs[0]["split"], recs[0]["optimizer"]
-                bar.update(task, advance=wmap[(name, split, opt)], description=f"UCI {name} split {split} {opt}")
+                tick(f"{name} split {split} {opt}", wmap[(name, split, opt)])
         finally:
             if workers > 1:
                 pool.close()
@@ -390,7 +388,7 @@ def assemble(header: dict[str, Any], entries: Sequence[dict[str, Any]], wall: fl
 
 def wall_until_last_job(out_dir: Path, header: dict[str, Any]) -> float:
     """Seconds from the run's start to the last write of its ``partial.jsonl`` (its last finished job)."""
-    return (out_dir / PARTIAL).stat().st_mtime - header["t_start"]
+    return harness.Journal(out_dir, HEADER, PARTIAL).wall_until_last(header["t_start"])
 
 
 def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> dict[str, Any]:
@@ -399,11 +397,11 @@ def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> d
     ``note``: a sentence for the report saying how the jobs in ``partial.jsonl`` came about (for
     example when the lines of two runs of the same code were put together).
     """
-    from hidlr.bench.uci_report import write_report
+    from hidlr.bench.uci.report import write_report
 
     out_dir = Path(out_dir)
-    header = json.loads((out_dir / HEADER).read_text())
-    entries = [json.loads(line) for line in (out_dir / PARTIAL).read_text().splitlines() if line.strip()]
+    journal = harness.Journal(out_dir, HEADER, PARTIAL)
+    header, entries = journal.header(), journal.entries()
     if not entries:
         raise ValueError(f"no finished jobs in {out_dir / PARTIAL}")
     result = assemble(header, entries, wall_until_last_job(out_dir, header))

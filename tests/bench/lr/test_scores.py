@@ -5,7 +5,13 @@ import math
 import pytest
 
 from hidlr.bench.lr.scores import (
-    paired_ratio, performance_profile, rank, spread, summarize, time_to_target, within,
+    paired_ratio,
+    performance_profile,
+    rank,
+    spread,
+    summarize,
+    time_to_target,
+    within,
 )
 
 INF = math.inf

@@ -23,12 +23,9 @@ of the same run. ``run(out_dir)`` writes ``results.json`` and ``report.md``.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import json
 import math
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -37,31 +34,20 @@ from typing import Any
 
 import torch
 
+from hidlr.bench import harness
+
 SEED = 0
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "numpy", "pyro-ppl", "bayesian-torch", "hidlr"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "load_average": load}
+    m = harness.run_metadata(packages=("pyro-ppl", "bayesian-torch"))
+    # the names this benchmark's report reads
+    return {**m, "cores": m["cpu_count"], "load_average": m["load_average_at_start"]}
+
+
+def _versions(m: dict[str, Any]) -> dict[str, str]:
+    out = {"python": m["python"], "torch": m["torch"], "numpy": m["numpy"], "hidlr": m["hidlr"] or "not installed"}
+    return {**out, **{p: v or "not installed" for p, v in m["packages"].items()}}
 
 
 def make_data(n: int, d: int, seed: int = SEED) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,7 +209,8 @@ def time_scoring(n: int, k: int, repeats: int) -> dict[str, Any]:
             value = job()
             ts.append(time.perf_counter() - t0)
         out[name] = {"seconds": ts, "median_seconds": statistics.median(ts), "value": value}
-    out["nll + crps + coverage"] = {"median_seconds": sum(out[m]["median_seconds"] for m in ("nll", "crps", "coverage(0.9)"))}
+    total = sum(out[m]["median_seconds"] for m in ("nll", "crps", "coverage(0.9)"))
+    out["nll + crps + coverage"] = {"median_seconds": total}
     return out
 
 
@@ -244,14 +231,10 @@ def run(out_dir: str | Path, repeats: int = 5, quick: bool = False, threads: int
            if quick else dict(n=2048, d=8, epochs=10, batch_size=64, repeats=repeats, score_n=1_000_000))
     try:
         machine = _machine()
-        bar, tick = _bar(progress, cfg["repeats"] * len(METHODS))
-        try:
+        with harness.progress("training runs", cfg["repeats"] * len(METHODS), enabled=progress) as tick:
             train = time_training(cfg["n"], cfg["d"], cfg["epochs"], cfg["batch_size"], cfg["repeats"], progress=tick)
-        finally:
-            if bar is not None:
-                bar.stop()
         score = time_scoring(cfg["score_n"], 5, max(1, min(cfg["repeats"], 3)))
-        machine["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+        machine["load_average_end"] = harness.load_average()
     finally:
         torch.set_num_threads(before)
     present = {lib: name for lib, name in BASELINES.items() if name in train}
@@ -262,23 +245,12 @@ def run(out_dir: str | Path, repeats: int = 5, quick: bool = False, threads: int
     paired = {f"hidlr / {lib}": [b / a for a, b in zip(mine, train[name]["seconds"])] for lib, name in present.items()}
     results = {"config": {**cfg, "seed": SEED, "lr": 1e-3, "hidden": 50, "prior_sigma": 1.0,
                           "threads": threads if threads is not None else before, "quick": quick},
-               "machine": machine, "versions": _versions(), "training": train, "ratios": ratios,
+               "machine": machine, "versions": _versions(machine), "training": train, "ratios": ratios,
                "paired_ratios": {k: {"per_repeat": v, "median": statistics.median(v)} for k, v in paired.items()},
                "scoring": score}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    harness.write_json(out / "results.json", results, indent=2)
     (out / "report.md").write_text(_report(results))
     return results
-
-
-def _bar(enabled: bool, total: int):
-    if not enabled:
-        return None, None
-    from rich.progress import Progress
-
-    bar = Progress()
-    task = bar.add_task("training runs", total=total)
-    bar.start()
-    return bar, lambda: bar.update(task, advance=1)
 
 
 def _report(r: dict[str, Any]) -> str:

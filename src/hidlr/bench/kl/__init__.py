@@ -15,7 +15,6 @@ Entry point: :func:`run`.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -24,9 +23,20 @@ from typing import Any
 
 import numpy as np
 
+from hidlr.bench import harness
 from hidlr.bench import reporting as rep
-from hidlr.bench.kl_tasks import (GAP_N, GAP_TASK, TASKS, build, coverage_levels, density_grid, eval_sample,
-                                  gap_regions, make_task, train_sample)
+from hidlr.bench.kl.tasks import (
+    GAP_N,
+    GAP_TASK,
+    TASKS,
+    build,
+    coverage_levels,
+    density_grid,
+    eval_sample,
+    gap_regions,
+    make_task,
+    train_sample,
+)
 
 KL_MODELS = ("mdn", "bnn")
 GAP_MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
@@ -165,7 +175,7 @@ def gap_check(out_path: str | Path, models: Sequence[str] = ("bnn", "bayesian_md
             raise ValueError(f"unknown model {m!r}; choose from {GAP_MODELS}")
     if epochs < 1:
         raise ValueError(f"epochs must be positive, got {epochs}")
-    meta = rep.run_metadata(seeds=list(range(seeds)))
+    meta = harness.run_metadata(seeds=list(range(seeds)))
     args = [(m, list(range(seeds)), False, optimizer, epochs) for m in models]
     t0 = time.perf_counter()
     if workers <= 1:
@@ -184,7 +194,7 @@ def gap_check(out_path: str | Path, models: Sequence[str] = ("bnn", "bayesian_md
            "wall_s": time.perf_counter() - t0, "summary": summary, "runs": runs}
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rep.write_json(path, out)
+    harness.write_json(path, out)
     return out
 
 
@@ -233,7 +243,7 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
     classes, not optimizers) or "hidlr";
     gap_models: the gap experiment's models when they should differ from ``models``.
     """
-    from hidlr.bench.kl_report import write_report
+    from hidlr.bench.kl.report import write_report
 
     tasks = list(tasks or TASKS)
     sizes = sorted(int(n) for n in (sizes or (QUICK_SIZES if quick else SIZES)))
@@ -260,19 +270,17 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
     if gap:
         for m in gap_models:
             items.append(("gap", (m, seed_ids, quick, optimizer)))
-            weights.append((GAP_EPOCHS_QUICK if quick else GAP_EPOCHS) * 3 * len(seed_ids) * (5 if "ensemble" in m else 1))
-    header = {"meta": rep.run_metadata(seeds=seed_ids), "quick": quick, "optimizer": optimizer, "tasks": tasks,
+            epochs = GAP_EPOCHS_QUICK if quick else GAP_EPOCHS
+            weights.append(epochs * 3 * len(seed_ids) * (5 if "ensemble" in m else 1))
+    header = {"meta": harness.run_metadata(seeds=seed_ids), "quick": quick, "optimizer": optimizer, "tasks": tasks,
               "sizes": sizes, "seeds": seed_ids, "models": kl_models, "gap_models": gap_models if gap else [],
               "eval_n": EVAL_N if not quick else 500, "workers": workers, "t_start": time.time()}
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rep.write_json(out / HEADER, header)
-    partial = out / PARTIAL
-    partial.write_text("")
+    journal = harness.Journal(out, HEADER, PARTIAL)
+    journal.start(header)
     kl_jobs, gap_jobs = [], []
     t0 = time.perf_counter()
-    with rep.make_progress(progress) as bar:
-        task_id = bar.add_task("KL study", total=float(sum(weights)))
+    with harness.progress("KL study", float(sum(weights)), enabled=progress) as tick:
         order = sorted(range(len(items)), key=lambda i: -weights[i])  # longest first: better packing
         if workers <= 1:
             it = (_dispatch(items[i]) for i in order)
@@ -284,10 +292,8 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
         try:
             for i, (kind, res) in zip(order, it):
                 (kl_jobs if kind == "kl" else gap_jobs).append(res)
-                with partial.open("a") as f:
-                    f.write(json.dumps({"kind": kind, "result": res}, default=float) + "\n")
-                label = f"{res.get('task', 'gap')} n={res.get('n', '')} {res['model']}"
-                bar.update(task_id, advance=weights[i], description=f"KL {label}")
+                journal.append({"kind": kind, "result": res})
+                tick(f"{res.get('task', 'gap')} n={res.get('n', '')} {res['model']}", weights[i])
         finally:
             if workers > 1:
                 pool.close()
@@ -306,7 +312,7 @@ def assemble(header: dict[str, Any], kl_jobs: list[dict[str, Any]], gap_jobs: li
 
 def wall_until_last_job(out_dir: Path, header: dict[str, Any]) -> float:
     """Seconds from the run's start to the last write of its ``partial.jsonl`` (its last finished job)."""
-    return (out_dir / PARTIAL).stat().st_mtime - header["t_start"]
+    return harness.Journal(out_dir, HEADER, PARTIAL).wall_until_last(header["t_start"])
 
 
 def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> dict[str, Any]:
@@ -315,11 +321,11 @@ def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> d
     ``note``: a sentence for the report saying how the jobs in ``partial.jsonl`` came about (for
     example when the lines of two runs of the same code were put together).
     """
-    from hidlr.bench.kl_report import write_report
+    from hidlr.bench.kl.report import write_report
 
     out = Path(out_dir)
-    header = json.loads((out / HEADER).read_text())
-    done = [json.loads(line) for line in (out / PARTIAL).read_text().splitlines() if line.strip()]
+    journal = harness.Journal(out, HEADER, PARTIAL)
+    header, done = journal.header(), journal.entries()
     kl_jobs = [d["result"] for d in done if d["kind"] == "kl"]
     gap_jobs = [d["result"] for d in done if d["kind"] == "gap"]
     result = assemble(header, kl_jobs, gap_jobs, wall_until_last_job(out, header))

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from hidlr.bench import harness
 from hidlr.bench import reporting as rep
-from hidlr.bench.uci_models import LABELS
+from hidlr.bench.uci.models import LABELS
 
 
 def _kl_table(result: dict[str, Any]) -> str:
@@ -144,12 +145,14 @@ def findings(result: dict[str, Any], uci: dict[str, Any] | None) -> list[str]:
         c3.append("   - Gap experiment, epistemic variance in the gap / near the data (mean ± s.e. over seeds): " +
                   "; ".join(f"{LABELS.get(m, m)} {rep.fmt_mean_se(v['epi_ratio'], 2)}" for m, v in gs.items()
                             if v.get("epi_ratio") is not None) + ". The MDN has no epistemic part (a single net); "
-                  "its total variance ratio is " + (rep.fmt_mean_se(gs["mdn"].get("var_ratio"), 2) if "mdn" in gs else "—") + ".")
+                  "its total variance ratio is "
+                  + (rep.fmt_mean_se(gs["mdn"].get("var_ratio"), 2) if "mdn" in gs else "—") + ".")
     if uci:
         rows = []
         for s, ss in uci.get("summary", {}).items():
             if "mdn" in ss and "bnn" in ss and "hidlr" in ss["mdn"] and "hidlr" in ss["bnn"]:
-                rows.append(f"{s} MDN {ss['mdn']['hidlr']['ll']['mean']:.2f} vs BNN {ss['bnn']['hidlr']['ll']['mean']:.2f}")
+                rows.append(f"{s} MDN {ss['mdn']['hidlr']['ll']['mean']:.2f} "
+                            f"vs BNN {ss['bnn']['hidlr']['ll']['mean']:.2f}")
         if rows:
             c3.append("   - Real data (UCI, test LL with Hi-DLR, see ../uci/report.md): " + "; ".join(rows) + ".")
     lines += c3 + [""]
@@ -239,7 +242,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     """results.json, report.md and the PNGs into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     result["gap_summary"] = gap_summary(result["gap"]) if result["gap"] else {}
-    rep.write_json(out / "results.json", result)
+    harness.write_json(out / "results.json", result)
     files = _plots(result, out)
     uci_path = out.parent / "uci" / "results.json"
     uci = json.loads(uci_path.read_text()) if uci_path.exists() else None
@@ -250,12 +253,16 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         "",
         "KL(p0 ‖ p̂) = E_x E_{y~p0(·|x)}[log p0(y|x) − log p̂(y|x)], Monte Carlo over a fixed evaluation "
         f"sample of {result['eval_n']} draws per task (same for every model, size and seed). Each model "
-        "has one hidden layer of 50 units and trains with " + {"hidlr": "Hi-DLR (the models' default)", "adam": "Adam at lr 3e-3"}.get(result.get("optimizer", "hidlr"), str(result.get("optimizer"))) + "; the minibatch grows with n (n/16, from 32 to 256). The number of "
+        "has one hidden layer of 50 units and trains with "
+        + {"hidlr": "Hi-DLR (the models' default)", "adam": "Adam at lr 3e-3"}.get(
+            result.get("optimizer", "hidlr"), str(result.get("optimizer")))
+        + "; the minibatch grows with n (n/16, from 32 to 256). The number of "
         "epochs for each (task, n, model) is chosen on the validation curve of seed 0 (80/20 split of "
         "its own training sample) and reused for every seed. Mean ± s.e. over seeds.", "",
         f"Sizes {result['sizes']}, seeds {result['seeds']}, machine `{meta['machine']}` ({meta['cpu_count']} "
         f"CPUs, shared), Python {meta['python']}, torch {meta['torch']}, {result['workers']} worker(s), "
-        f"started {meta['started']}, code at commit {meta.get('git_commit') or 'unknown'}; wall clock {rep.format_seconds(result['wall_seconds'])} on a machine shared "
+        f"started {meta['started']}, code at commit {meta.get('git_commit') or 'unknown'}; "
+        f"wall clock {rep.format_seconds(result['wall_seconds'])} on a machine shared "
         f"with other work; the workers used {result.get('cpu_seconds', float('nan')):.0f} CPU-seconds "
         f"(about {rep.format_seconds(result.get('cpu_seconds', 0.0) / 2)} on 2 dedicated cores).", "",
     ]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hidlr.bench import kl
-from hidlr.bench.kl_report import findings, gap_summary, write_report
-from hidlr.bench.kl_tasks import gap_regions
+from hidlr.bench.kl.report import findings, gap_summary, write_report
+from hidlr.bench.kl.tasks import gap_regions
 
 
 def _job(task, model, n, kls):
@@ -58,8 +58,10 @@ def test_gap_regions_hand_example():
 
 def test_gap_summary_ratios():
     g = [{"model": "bnn", "curves": None, "seeds": [
-        {"seed": 0, "epi_gap": 4.0, "epi_near": 1.0, "var_gap": 5.0, "var_near": 2.0, "epi_ratio": 4.0, "var_ratio": 2.5},
-        {"seed": 1, "epi_gap": 2.0, "epi_near": 1.0, "var_gap": 3.0, "var_near": 2.0, "epi_ratio": 2.0, "var_ratio": 1.5}]}]
+        {"seed": 0, "epi_gap": 4.0, "epi_near": 1.0, "var_gap": 5.0, "var_near": 2.0, "epi_ratio": 4.0,
+         "var_ratio": 2.5},
+        {"seed": 1, "epi_gap": 2.0, "epi_near": 1.0, "var_gap": 3.0, "var_near": 2.0, "epi_ratio": 2.0,
+         "var_ratio": 1.5}]}]
     s = gap_summary(g)["bnn"]
     assert s["epi_ratio"]["mean"] == pytest.approx(3.0)
     assert s["epi_ratio"]["se"] == pytest.approx(1.0)

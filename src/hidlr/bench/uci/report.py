@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hidlr.bench import harness
 from hidlr.bench import reporting as rep
-from hidlr.bench.published import PUBLISHED, SOURCES, fmt_published, published
-from hidlr.bench.uci_models import ADAM_LRS, DROPOUT_RATES, HIDLR_LR, LABELS
+from hidlr.bench.uci.models import ADAM_LRS, DROPOUT_RATES, HIDLR_LR, LABELS
+from hidlr.bench.uci.published import PUBLISHED, SOURCES, fmt_published, published
 
 PUB_METHODS = ("PBP", "VI", "MC dropout", "MC dropout 2018", "Deep ensembles", "NGBoost", "Deep evidential")
 FULL_SPLITS = 20
@@ -102,7 +103,8 @@ def _published_table(summary: dict[str, Any], metric: str) -> str:
         ours = "—"
         if b is not None:
             st = ss[b[0]][b[1]][metric]
-            ours = f"{rep.fmt_mean_se(st, 3 if metric == 'rmse' and st['mean'] < 1 else 2)} ({LABELS.get(b[0], b[0])}, {b[1]})"
+            digits = 3 if metric == "rmse" and st["mean"] < 1 else 2
+            ours = f"{rep.fmt_mean_se(st, digits)} ({LABELS.get(b[0], b[0])}, {b[1]})"
         bnn = "; ".join(f"{rep.fmt_mean_se(st[metric], 2)} ({o})" for o, st in ss.get("bnn", {}).items()) or "—"
         rows.append([s] + [fmt_published(m, s, metric) for m in PUB_METHODS] + [ours, bnn])
     head = ["set"] + list(PUB_METHODS) + ["ours: best-LL model", "ours: BNN"]
@@ -145,7 +147,7 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     summary = result["summary"]
     result["goals"] = goals(summary)
     result["timing"] = tm = timing(result)
-    rep.write_json(out_dir / "results.json", result)
+    harness.write_json(out_dir / "results.json", result)
     plot_reliability(summary, result["levels"], out_dir / "reliability.png")
     meta = result["meta"]
     g = result["goals"]
@@ -187,13 +189,16 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
                   "(CPU-seconds / 2).", ""]
     tot = sum(tm["by_model_cpu_s"].values()) or 1.0
     share = sorted(tm["by_model_cpu_s"].items(), key=lambda kv: -kv[1])
-    lines += ["CPU time by model (tuning included): " + ", ".join(f"{LABELS.get(m, m)} {100 * v / tot:.0f}%" for m, v in share) + ".",
+    lines += ["CPU time by model (tuning included): "
+              + ", ".join(f"{LABELS.get(m, m)} {100 * v / tot:.0f}%" for m, v in share) + ".",
               "By set: " + ", ".join(f"{s} {100 * v / tot:.0f}%" for s, v in
                                     sorted(tm["by_set_cpu_s"].items(), key=lambda kv: -kv[1])) + ".",
-              "By optimizer: " + ", ".join(f"{o} {100 * v / tot:.0f}%" for o, v in tm["by_optimizer_cpu_s"].items()) + ".",
+              "By optimizer: "
+              + ", ".join(f"{o} {100 * v / tot:.0f}%" for o, v in tm["by_optimizer_cpu_s"].items()) + ".",
               f"Tuning on the validation part took {tm['tuning_wall_s']:.0f} s and the final fits "
               f"{tm['final_fit_wall_s']:.0f} s of worker wall time.", ""]
-    refr = [(r["refreshes"], r["steps"]) for r in result["records"] if r.get("refreshes") is not None and r.get("steps")]
+    refr = [(r["refreshes"], r["steps"]) for r in result["records"]
+            if r.get("refreshes") is not None and r.get("steps")]
     if refr:
         lines += [f"Hi-DLR's refresh rounds (each several probe losses) in the final fits of single nets: "
                   f"{sum(a for a, _ in refr)} over {sum(b for _, b in refr)} optimizer steps "

@@ -16,7 +16,7 @@ def quick(tmp_path_factory):
 
 
 def test_files_and_json_schema(quick):
-    out, res = quick
+    out, _ = quick
     data = json.loads((out / "results.json").read_text())
     assert {"benchmark", "quick", "seeds", "started", "duration_s", "environment", "workloads", "methods",
             "records", "summary"} <= set(data)

@@ -125,6 +125,6 @@ def test_missing_package_is_skipped(monkeypatch):
 
 
 def test_full_mode_needs_small_k():
+    wl = W.get(["multitask-heads"])[0]
     with pytest.raises(M.Unavailable, match="K=25"):
-        wl = W.get(["multitask-heads"])[0]
         M.get(["hidlr-full"])[0].build(wl, wl.build(0))

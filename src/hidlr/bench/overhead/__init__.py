@@ -13,7 +13,6 @@ parameters.
 from __future__ import annotations
 
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from hidlr import HiDLR, groups
+from hidlr.bench import harness
 
 METHODS: dict[str, dict[str, Any] | None] = {
     "adam": None,
@@ -98,26 +98,23 @@ def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, wid
 
     Memory is measured on a wider MLP (``memory_width``; about 11.5M parameters at 4096) so that a
     copy of the parameters stands well above the allocator's noise (``memory=False`` skips it)."""
-    from rich.progress import Progress
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if threads:
         torch.set_num_threads(threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in make_model(width).parameters())
     times: dict[str, list[float]] = {m: [] for m in METHODS}
-    with Progress(disable=not progress) as bar:
-        task = bar.add_task("timing", total=repeats * len(METHODS) + len(METHODS) * memory)
+    with harness.progress("overhead", repeats * len(METHODS) + len(METHODS) * memory, enabled=progress) as tick:
         _run("hidlr-default", 20, batch, width, device)  # warm-up
         for r in range(repeats):
             order = list(METHODS) if r % 2 == 0 else list(reversed(METHODS))
             for m in order:
                 times[m].append(_run(m, steps, batch, width, device))
-                bar.advance(task)
+                tick(m)
         peaks = {}
         for m in METHODS if memory else []:
             peaks[m] = measure_memory(m, 40, batch, memory_width, device)
-            bar.advance(task)
+            tick(f"memory {m}")
     ratios = {m: statistics.median(t / a for t, a in zip(times[m], times["adam"])) for m in METHODS}
     param_bytes = peaks["adam"]["param_bytes"] if memory else 0
     extra = {m: (peaks[m]["peak"] - peaks["adam"]["peak"]) / param_bytes if memory else None
@@ -125,8 +122,7 @@ def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, wid
     result = {
         "workload": {"model": f"MLP 256-{width}-{width // 2}-{width // 4}-10", "params": n_params,
                      "batch": batch, "steps": steps, "repeats": repeats, "groups": "one per layer (4)"},
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "device": device, "threads": torch.get_num_threads()},
+        "machine": {**harness.run_metadata(), "device": device, "threads": torch.get_num_threads()},
         "methods": METHODS,
         "step_seconds": times,
         "median_step_seconds": {m: statistics.median(v) for m, v in times.items()},
@@ -136,11 +132,12 @@ def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, wid
         "memory_workload": {"model": f"MLP 256-{memory_width}-{memory_width // 2}-{memory_width // 4}-10",
                             "params": param_bytes // 4, "steps": 40},
     }
-    (out_dir / "overhead.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# HiDLR(Adam) overhead against Adam\n",
+    harness.write_json(out_dir / "overhead.json", result, indent=2)
+    lines = ["# HiDLR(Adam) overhead against Adam\n",
              f"{result['workload']['model']} ({n_params:,} parameters), batch {batch}, {steps} steps "
              f"x {repeats} repeats, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}.\n",
-             "| method | median s/step | time ratio vs Adam (median of per-repeat ratios) | extra peak memory (parameter copies) |",
+             "| method | median s/step | time ratio vs Adam (median of per-repeat ratios) "
+             "| extra peak memory (parameter copies) |",
              "|---|---|---|---|"]
     for m in METHODS:
         mem = f"{extra[m]:+.2f}" if memory else "not measured"

@@ -61,13 +61,13 @@ def test_check_partition_errors():
     w0, b0, w1, b1 = model.parameters()
     with pytest.raises(ValueError, match="in no group"):
         W.check_partition(model, [{"name": "a", "params": [w0, b0, w1]}])
-    with pytest.raises(ValueError, match="in groups 'a' and 'b'"):
+    with pytest.raises(ValueError, match="two groups: 'a' and 'b'"):
         W.check_partition(model, [{"name": "a", "params": [w0, b0]}, {"name": "b", "params": [w0, w1, b1]}])
     with pytest.raises(ValueError, match="unique"):
         W.check_partition(model, [{"name": "a", "params": [w0, b0]}, {"name": "a", "params": [w1, b1]}])
     with pytest.raises(ValueError, match="empty"):
         W.check_partition(model, [{"name": "a", "params": [w0, b0, w1, b1]}, {"name": "b", "params": []}])
-    with pytest.raises(ValueError, match="not part of the model"):
+    with pytest.raises(ValueError, match="not a parameter of the model"):
         W.check_partition(model, [{"name": "a", "params": [w0, b0, w1, b1, nn.Parameter(torch.ones(1))]}])
 
 
