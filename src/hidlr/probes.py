@@ -85,15 +85,13 @@ def probe_context(model: nn.Module | None, *, eval_mode: bool = True, seed: int 
     """The rules of one probe call (module docstring): eval mode for dropout (``eval_mode``),
     frozen running statistics, common random numbers (``seed``; None: the generators are left
     alone), all restored on exit. ``model`` None applies the random-number rule only."""
-    if model is None:
-        modes: list[tuple[nn.Module, bool]] = []
-    else:
-        modes = [(m, m.training) for m in model.modules()]
-        devices = list(devices) + sorted({p.device for p in model.parameters()}, key=str)
+    modes = [] if model is None else [(m, m.training) for m in model.modules()]
     with contextlib.ExitStack() as stack:
         if model is not None:
             stack.enter_context(frozen_norm_stats(model))
         if seed is not None:
+            if model is not None:
+                devices = [*devices, *{p.device for p in model.parameters()}]
             stack.enter_context(common_random_numbers(seed, devices))
         try:
             if eval_mode and model is not None:
