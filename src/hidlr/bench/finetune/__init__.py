@@ -19,7 +19,8 @@ from hidlr.bench.finetune import methods as M
 from hidlr.bench.finetune.data import Workload, quick_workload, real_workload
 from hidlr.bench.finetune.report import goals, markdown, plots, summarize
 from hidlr.bench.finetune.runner import measure_costs, run_freezing, run_lineup
-from hidlr.bench.reporting import make_progress, run_metadata, write_json
+from hidlr.bench.harness import progress as progress_bar
+from hidlr.bench.harness import run_metadata, write_json
 
 __all__ = ["run"]
 
@@ -62,7 +63,8 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
             "total_params": total, "command": "hidlr " + " ".join(sys.argv[1:]) if sys.argv else "",
             "methods": {n: table[n].description for n in names}}
     if do_freeze:
-        meta["methods"].update({k: f"Hi-DLR influence run over per-module groups ({max(3, steps // 10)} steps, 2 refreshes), "
+        short = max(3, steps // 10)
+        meta["methods"].update({k: f"Hi-DLR influence run over per-module groups ({short} steps, 2 refreshes), "
                                 f"then freeze to {100 * b:.2f}% of the parameters (head kept), Hi-DLR continues"
                                 for k, b in budget_map.items()})
     results: dict[str, Any] = {"meta": meta, "runs": [], "influence": []}
@@ -72,9 +74,7 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
         results["runs"].append(record)
         write_json(out / "results.json", results)
 
-    with make_progress(progress) as bar:
-        task = bar.add_task("fine-tuning", total=n_steps)
-        tick = lambda: bar.advance(task)
+    with progress_bar("fine-tuning", n_steps, enabled=progress) as tick:
         for seed in range(seeds):
             for head in heads:
                 run_lineup(wl, table, names, head, seed, steps, batch_size, emit, tick)

@@ -96,7 +96,9 @@ def run_freezing(wl: Workload, head: str, seed: int, steps: int, batch_size: int
     return info
 
 
-def _model_for_cost(wl: Workload, config: str, plan: FreezePlan | None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+def _model_for_cost(
+    wl: Workload, config: str, plan: FreezePlan | None
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     model = M.new_model(wl, "mdn", 0)
     if config == "lora":
         M.add_lora(model)

@@ -70,7 +70,7 @@ class SavedActivations:
             self.bytes += t.untyped_storage().nbytes()
         return t
 
-    def __enter__(self) -> SavedActivations:  # noqa: PYI034
+    def __enter__(self) -> SavedActivations:
         self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
         self._ctx.__enter__()
         return self
