@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from hidlr.distributed import mean_across_ranks, refuse_sharded_parameters, same_on_every_rank
 from hidlr.optim import checkpoint, rules
 from hidlr.optim.designs import line_design, pair_design, random_design
 from hidlr.optim.guards import (
@@ -24,6 +25,7 @@ from hidlr.optim.quadfit import fit_finite_probes
 from hidlr.optim.records import RefreshRecord
 from hidlr.optim.rollback import restore, snapshot
 from hidlr.optim.rules import RuleConfig
+from hidlr.probes import probe_for_step
 
 Probe = Callable[[], Any]
 
@@ -124,6 +126,7 @@ class HiDLR(torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
             raise TypeError("HiDLR cannot wrap another HiDLR")
+        refuse_sharded_parameters(optimizer)
         opts = check_options(every=every, mode=mode, probes=probes, design=design, joint=joint, ema=ema,
                              clip=clip, min_r2=min_r2, max_every=max_every, probe=probe, seed=seed,
                              check_finite=check_finite, rollback=rollback, horizon=horizon,
@@ -228,21 +231,27 @@ class HiDLR(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
         """One optimizer step; on refresh steps (see :meth:`is_refresh_step`) ``probe`` (or the
         default probe) is called under ``torch.no_grad`` and must return the scalar loss at the
-        current weights, the same value for the same weights (a fixed batch, no dropout noise)."""
+        current weights, the same value for the same weights (a fixed batch, no dropout noise).
+        With neither, a given ``closure`` is the probe: it is re-evaluated like ``LBFGS`` does
+        (:class:`hidlr.probes.ClosureProbe`). Under ``torch.distributed`` the probe losses are
+        averaged over the ranks (:mod:`hidlr.distributed`)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        probe = probe if probe is not None else self.default_probe
+        probe = probe_for_step(self, probe, closure)
         factors = self._factors()
         applied = [e * f for e, f in zip(self._estimates, factors)]
         check_rates(applied, self.param_groups, self._t)
         params = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
         active = [applied[k] > 0 and len(params[k]) > 0 for k in range(len(applied))]
+        if self.is_refresh_step():
+            active = same_on_every_rank(active)  # every rank takes the same probe path
         refresh = self.is_refresh_step() and any(active)
         if refresh and probe is None:
             raise ValueError(f"step {self._t} is a refresh step and needs a probe: call "
-                             "opt.step(probe=lambda: loss_fn(model(x), y)) or pass probe= to HiDLR")
+                             "opt.step(probe=lambda: loss_fn(model(x), y)), opt.step(closure), or pass probe= "
+                             "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe)")
         with torch.no_grad():
             if self.check_finite:
                 self._check_gradients(params)
@@ -297,7 +306,7 @@ class HiDLR(torch.optim.Optimizer):
             self._loss_eps = max(self._loss_eps, torch.finfo(raw.dtype).eps)
         elif not isinstance(raw, torch.Tensor):
             self._loss_eps = max(self._loss_eps, torch.finfo(torch.get_default_dtype()).eps)
-        return value
+        return mean_across_ranks(value)  # the same on every rank
 
     def _refresh(self, probe: Probe, params: list[list[torch.Tensor]], applied: list[float],
                  factors: list[float], active: list[bool]) -> None:
