@@ -12,8 +12,9 @@
 """
 
 from hidlr import curvature, groups, probes
-from hidlr.optim import HiDLR, ProbeError
+from hidlr.optim import HiDLR, ProbeError, save_checkpoint
 from hidlr.probes import BatchProbe, ClosureProbe, LatestBatchProbe
 
-__all__ = ["BatchProbe", "ClosureProbe", "HiDLR", "LatestBatchProbe", "ProbeError", "curvature", "groups", "probes"]
+__all__ = ["BatchProbe", "ClosureProbe", "HiDLR", "LatestBatchProbe", "ProbeError", "curvature", "groups", "probes",
+           "save_checkpoint"]
 __version__ = "0.1.0"

@@ -1,5 +1,4 @@
 import copy
-import io
 import itertools
 import warnings
 
@@ -235,49 +234,6 @@ def test_cosine_scheduler_keeps_its_own_recursion():
         factor = bare.get_last_lr()[0] / 0.01
         assert [g["lr"] for g in opt.param_groups] == pytest.approx([bare.get_last_lr()[0]] * 2)
         assert opt.lrs == pytest.approx([e * factor for e in opt.estimates])
-
-
-# ------------------------------------------------------------------------------ checkpoints
-def _train(q, opt, steps, gen):
-    for _ in range(steps):
-        noise = torch.randn(q.g.shape, generator=gen, dtype=torch.float64) * 0.1
-        opt.zero_grad()
-        (q.loss() + noise @ torch.cat([p.reshape(-1) for p in q.params])).backward()
-        opt.step(probe=q.loss)
-
-
-@pytest.mark.parametrize("every", [3, "auto"])
-def test_resume_from_checkpoint_follows_the_same_trajectory_bitwise(every):
-    q = make_quadratic([3, 4, 2], seed=11)
-    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=every)
-    gen = torch.Generator().manual_seed(0)
-    _train(q, opt, 5, gen)
-    buf = io.BytesIO()
-    torch.save({"params": [p.detach().clone() for p in q.params], "opt": opt.state_dict(),
-                "gen": gen.get_state()}, buf)
-    _train(q, opt, 9, gen)
-
-    buf.seek(0)
-    ckpt = torch.load(buf, weights_only=False)
-    q2 = make_quadratic([3, 4, 2], seed=11)
-    with torch.no_grad():
-        for p, v in zip(q2.params, ckpt["params"]):
-            p.copy_(v)
-    opt2 = HiDLR(torch.optim.Adam(_groups(q2), lr=0.01), every=every)
-    opt2.load_state_dict(ckpt["opt"])
-    gen2 = torch.Generator()
-    gen2.set_state(ckpt["gen"])
-    _train(q2, opt2, 9, gen2)
-    for p, p2 in zip(q.params, q2.params):
-        assert torch.equal(p, p2)
-    assert opt.lrs == opt2.lrs and opt.history == opt2.history
-
-
-def test_loading_a_bare_optimizer_state_is_a_clear_error():
-    q = make_quadratic([2])
-    opt = HiDLR(torch.optim.Adam(q.params, lr=0.01))
-    with pytest.raises(ValueError, match="not a HiDLR state dict"):
-        opt.load_state_dict(torch.optim.Adam(q.params).state_dict())
 
 
 def test_add_param_group_extends_the_rates():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import torch
 
 from hidlr.distributed import mean_across_ranks, refuse_sharded_parameters, same_on_every_rank
-from hidlr.optim import rules
+from hidlr.optim import checkpoint, rules
 from hidlr.optim.designs import line_design, pair_design, random_design
 from hidlr.optim.guards import (
     ProbeError,
@@ -219,30 +218,14 @@ class HiDLR(torch.optim.Optimizer):
         self._wrap_lrs.append(lr)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base": self.optimizer.state_dict(),
-                "hidlr": {"estimates": list(self._estimates), "wrap_lrs": list(self._wrap_lrs),
-                          "t": self._t, "period": self._period, "next_refresh": self._next_refresh,
-                          "refreshes": self._refreshes, "loss_eps": self._loss_eps,
-                          "history": copy.deepcopy(self.history)}}
+        """``{"base": <the base optimizer's state dict>, "hidlr": <format version, configuration and
+        running state, the last history_size refresh records>}`` (see :mod:`hidlr.optim.checkpoint`)."""
+        return {"base": self.optimizer.state_dict(), "hidlr": checkpoint.build_state(self)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if set(state_dict) != {"base", "hidlr"}:
-            raise ValueError("not a HiDLR state dict (expected keys 'base' and 'hidlr'); to load a "
-                             "bare optimizer's state, use .optimizer.load_state_dict")
-        own = state_dict["hidlr"]
-        if len(own["estimates"]) != len(self.param_groups):
-            raise ValueError(f"state dict has {len(own['estimates'])} groups, optimizer has "
-                             f"{len(self.param_groups)}")
-        self.optimizer.load_state_dict(state_dict["base"])
-        self.param_groups = self.optimizer.param_groups
-        self.state = self.optimizer.state
-        self._estimates = [float(x) for x in own["estimates"]]
-        self._wrap_lrs = [float(x) for x in own["wrap_lrs"]]
-        self._t, self._period = int(own["t"]), int(own["period"])
-        self._next_refresh = int(own["next_refresh"])
-        self.history = copy.deepcopy(own["history"])
-        self._refreshes = int(own.get("refreshes", len(self.history)))
-        self._loss_eps = float(own.get("loss_eps", 0.0))
+        """Load a :meth:`state_dict` after validating all of it (nothing changes when it is refused):
+        other param groups are an error, other options a warning. Reads the previous format too."""
+        checkpoint.load(self, state_dict)
 
     # ------------------------------------------------------------------------------------ step
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
