@@ -196,6 +196,8 @@ class LatestBatchProbe(Probe):
     def __init__(self, model: nn.Module, loss: Callable[[Any], Tensor] | None = None, **rules: Any) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if loss is not None and not callable(loss):
+            raise TypeError(f"loss must be callable or None, got {type(loss).__name__}")
         super().__init__(model, **rules)
         self.loss_fn = loss if loss is not None else loss_of_output
         self.inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None

@@ -77,11 +77,13 @@ def test_a_scheduler_the_callback_cannot_hold_constant_is_refused(tmp_path):
         trainer.train()
     with pytest.raises(ValueError, match="schedule must be one of"):
         HiDLRCallback(schedule="linear")
+    with pytest.raises(TypeError, match="loss must be callable"):
+        HiDLRCallback(loss="loss")
 
 
 def test_without_the_callback_the_first_refresh_asks_for_a_probe(tmp_path):
     trainer, _ = _trainer(tmp_path, None)
-    with pytest.raises(ValueError, match="needs a probe"):
+    with pytest.raises(ValueError, match="needs a probe.*HiDLRCallback"):
         trainer.train()
 
 

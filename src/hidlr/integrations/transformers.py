@@ -62,6 +62,8 @@ class HiDLRCallback(TrainerCallback):
     def __init__(self, *, schedule: str = "constant", loss: Any = None, eval_mode: bool = True) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if loss is not None and not callable(loss):
+            raise TypeError(f"loss must be callable or None, got {type(loss).__name__}")
         self.schedule, self.loss, self.eval_mode = schedule, loss, bool(eval_mode)
         self._opt: HiDLR | None = None
         self._probe: LatestBatchProbe | None = None

@@ -251,7 +251,8 @@ class HiDLR(torch.optim.Optimizer):
         if refresh and probe is None:
             raise ValueError(f"step {self._t} is a refresh step and needs a probe: call "
                              "opt.step(probe=lambda: loss_fn(model(x), y)), opt.step(closure), or pass probe= "
-                             "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe)")
+                             "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe); in Lightning or the Transformers "
+                             "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers")
         with torch.no_grad():
             if self.check_finite:
                 self._check_gradients(params)
