@@ -4,10 +4,11 @@
   rate from curvature probes (a few extra forward passes every few steps).
 - :mod:`hidlr.groups` builds param groups (by layer, by kind, head vs body, name patterns, LoRA A/B).
 - :mod:`hidlr.curvature` computes exact per-group curvature by Hessian-vector products (diagnosis).
+- :mod:`hidlr.uq`: uncertainty-aware regression (MDNs, BNNs, ensembles, predictive mixtures, metrics).
 """
 
-from hidlr import curvature, groups
+from hidlr import curvature, groups, uq
 from hidlr.optim import HiDLR, ProbeError
 
-__all__ = ["HiDLR", "ProbeError", "curvature", "groups"]
+__all__ = ["HiDLR", "ProbeError", "curvature", "groups", "uq"]
 __version__ = "0.1.0"
