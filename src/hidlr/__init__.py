@@ -9,9 +9,10 @@
   demand; neither framework is needed otherwise).
 - :mod:`hidlr.groups` builds param groups (by layer, by kind, head vs body, name patterns, LoRA A/B).
 - :mod:`hidlr.curvature` computes exact per-group curvature by Hessian-vector products (diagnosis).
+- :mod:`hidlr.uq`: uncertainty-aware regression (MDNs, BNNs, ensembles, predictive mixtures, metrics).
 """
 
-from hidlr import curvature, groups, probes
+from hidlr import curvature, groups, probes, uq
 from hidlr.optim import HiDLR, ProbeError, save_checkpoint
 from hidlr.probes import BatchProbe, ClosureProbe, LatestBatchProbe
 
@@ -25,5 +26,6 @@ __all__ = [
     "groups",
     "probes",
     "save_checkpoint",
+    "uq",
 ]
 __version__ = "0.1.0"

@@ -84,7 +84,8 @@ def render(browser: str, page: Path, tmp: Path) -> tuple[dict, list[str], np.nda
     check = json.loads(html.unescape(found.group(1)))
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
     shot = tmp / "shot.png"
-    res = _chromium(browser, tmp, "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri())
+    res = _chromium(browser, tmp, "--virtual-time-budget=10000", "--window-size=1280,1600", f"--screenshot={shot}",
+                    page.as_uri())
     assert shot.is_file(), f"no screenshot; chromium exit {res.returncode}: {res.stderr[-2000:]}"
     import matplotlib.image
 
