@@ -8,7 +8,7 @@
 """
 
 from hidlr import curvature, groups, uq
-from hidlr.optim import HiDLR, ProbeError
+from hidlr.optim import HiDLR, ProbeError, save_checkpoint
 
-__all__ = ["HiDLR", "ProbeError", "curvature", "groups", "uq"]
+__all__ = ["HiDLR", "ProbeError", "curvature", "groups", "save_checkpoint", "uq"]
 __version__ = "0.1.0"
