@@ -13,15 +13,30 @@ app.add_typer(bench_app, name="bench")
 
 
 @app.command()
-def demo(steps: int = typer.Option(300, help="Training steps per optimizer."),
-         seed: int = typer.Option(0, help="Random seed.")) -> None:
-    """Train a small model on built-in data with Hi-DLR and with plain Adam, side by side."""
+def demo(steps: int = typer.Option(300, help="Training steps per digits run."),
+         seed: int = typer.Option(0, help="Random seed."),
+         n: int = typer.Option(1000, help="Training points for the MDN and the BNN."),
+         epochs: int = typer.Option(60, help="Epochs for the MDN and the BNN."),
+         out: Path = typer.Option(Path("results/demo/demo.html"), help="Where to write the HTML page.")) -> None:
+    """Hi-DLR against Adam from several starting rates, an MDN and a BNN on a two-mode task; writes
+    one self-contained HTML page."""
     import torch
 
     from hidlr.demo import run_demo
 
     torch.set_num_threads(1)  # small models: threads cost more than they give
-    run_demo(steps=steps, seed=seed)
+    run_demo(steps=steps, seed=seed, n=n, epochs=epochs, out=out)
+
+
+@app.command()
+def report(results: Path = typer.Argument(..., help="A benchmark's results folder (lr, uci, kl, overhead, "
+                                          "uq-speed, finetune)."),
+           out: Path = typer.Option(None, help="The HTML file (default: RESULTS/report.html).")) -> None:
+    """Build one self-contained HTML page from a benchmark's results folder."""
+    from hidlr.report import build_results_page
+
+    path = build_results_page(results).write(out or results / "report.html")
+    typer.echo(f"report page: {path}")
 
 
 @bench_app.command("overhead")

@@ -66,8 +66,8 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
             "total_params": total, "command": "hidlr " + " ".join(sys.argv[1:]) if sys.argv else "",
             "methods": {n: table[n].description for n in names}}
     if do_freeze:
-        prefix = max(3, steps // 10)
-        meta["methods"].update({k: f"Hi-DLR influence run over per-module groups ({prefix} steps, 2 refreshes), "
+        short = max(3, steps // 10)
+        meta["methods"].update({k: f"Hi-DLR influence run over per-module groups ({short} steps, 2 refreshes), "
                                 f"then freeze to {100 * b:.2f}% of the parameters (head kept), Hi-DLR continues"
                                 for k, b in budget_map.items()})
     results: dict[str, Any] = {"meta": meta, "runs": [], "influence": []}
