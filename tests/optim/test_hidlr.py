@@ -289,3 +289,62 @@ def test_full_mode_rates_minimise_the_quadratic_over_non_negative_rates():
         else:
             assert not g["accepted"] and "not positive" in g["reason"] and opt.lrs[k] == h
     assert (z == 0).any() and (z > 0).any()
+
+
+def test_groups_per_refresh_probes_groups_in_turn_and_leaves_the_others_at_their_rates():
+    q = make_quadratic([2, 2, 2, 2, 2], seed=13)
+    ref_q = copy.deepcopy(q)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.02), every=1, groups_per_refresh=2)
+    ref = torch.optim.SGD(_groups(ref_q), lr=0.02)
+    probed_sets = []
+    for _ in range(4):
+        before = list(opt.lrs)
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+        rec = opt.history[-1]
+        probed = [k for k, g in enumerate(rec["groups"]) if g["a"] is not None]
+        probed_sets.append(probed)
+        assert rec["forwards"] == 1 + 1 + 4 * 2 + 3  # L(w_t), the fit origin, two lines, the joint line
+        for k, g in enumerate(rec["groups"]):
+            if k not in probed:
+                assert g["reason"].startswith("not probed") and opt.lrs[k] == before[k]
+        # every group moved as plain SGD at the rate the step applied to it
+        for g, r in zip(ref.param_groups, opt.lrs):
+            g["lr"] = r
+        ref.zero_grad()
+        ref_q.loss().backward()
+        ref.step()
+        torch.testing.assert_close(q.flat(), ref_q.flat(), rtol=1e-10, atol=1e-12)
+    assert probed_sets == [[0, 1], [2, 3], [0, 4], [1, 2]]
+
+
+def test_a_huge_but_finite_gradient_is_not_refused():
+    w = torch.nn.Parameter(torch.ones(4))
+    opt = HiDLR(torch.optim.SGD([w], lr=1e-30), every=10**6)
+    opt.step(probe=lambda: w.sum()) if False else None
+    w.grad = torch.full((4,), 1e30)  # its squared norm overflows float32
+    opt._next_refresh = 1  # a plain step
+    opt.step()
+    assert torch.all(w.detach() < 1.0)
+
+
+def test_probed_groups_take_the_newton_rate_at_the_others_new_position():
+    """With some groups not probed, the fit's origin is the weights after their step: a probed
+    group's raw rate is b_k / a_k there."""
+    q = make_quadratic([2, 3, 2], seed=21)
+    h = 0.03
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, groups_per_refresh=1, ema=0.0, clip=None)
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    grad = q.H @ w0 - q.g
+    opt.step(probe=q.loss)
+    origin = w0.clone()
+    origin[2:] -= h * grad[2:]  # groups 1 and 2 took their plain step
+    d = torch.zeros(7, dtype=torch.float64)
+    d[:2] = grad[:2]
+    b = (q.H @ origin - q.g) @ d
+    a = d @ q.H @ d
+    assert opt.history[-1]["groups"][0]["accepted"]
+    assert opt.lrs[0] == pytest.approx(float(b / a), rel=1e-6) and opt.lrs[1:] == [h, h]

@@ -79,7 +79,7 @@ def check_unit(name: str, value: Any, closed_top: bool = True) -> float:
 
 def check_options(*, every: Any, mode: Any, probes: Any, design: Any, joint: Any, ema: Any, clip: Any,
                   min_r2: Any, max_every: Any, probe: Any, seed: Any, check_finite: Any, rollback: Any,
-                  horizon: Any, history_size: Any) -> dict[str, Any]:
+                  horizon: Any, history_size: Any, groups_per_refresh: Any) -> dict[str, Any]:
     """All of HiDLR's options checked and normalised (``joint`` and ``horizon`` resolved from their
     None defaults). Raises TypeError or ValueError naming the argument."""
     out: dict[str, Any] = {
@@ -90,6 +90,8 @@ def check_options(*, every: Any, mode: Any, probes: Any, design: Any, joint: Any
         "max_every": None if max_every is None else _count("max_every", max_every, 1),
         "seed": _count("seed", seed, 0), "check_finite": _flag("check_finite", check_finite),
         "rollback": _flag("rollback", rollback), "history_size": _count("history_size", history_size, 0),
+        "groups_per_refresh": None if groups_per_refresh is None else _count("groups_per_refresh",
+                                                                             groups_per_refresh, 1),
     }
     if out["seed"] >= 2**32:
         raise ValueError(f"seed must be < 2**32, got {seed}")
