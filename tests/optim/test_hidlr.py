@@ -63,6 +63,25 @@ def test_one_group_is_gen_three_point_rule():
     assert opt.lrs[0] == pytest.approx(float(gen), rel=1e-6)
 
 
+
+@pytest.mark.parametrize("shrink", [0.0, 0.5, 1.0])
+def test_shrink_interpolates_between_one_group_and_per_group_newton_rates(shrink):
+    q = make_quadratic([3, 2], seed=5)
+    h = 0.05
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, ema=0.0, clip=None, joint=False, horizon=0.0,
+                shrink=shrink)
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    w1 = q.flat()
+    b, a = q.newton(w0, w1, opt.lrs)  # per unit rate along each group's direction d_k
+    per_group = b / torch.diag(a)  # diag Newton rates
+    m0 = float(b.sum() * h) / float(a.sum() * h * h)  # one-group multiple of the step at rate h
+    expected = h * m0 * (per_group / (h * m0)) ** shrink
+    torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64), expected, rtol=1e-4, atol=0)
+    assert opt.history[-1]["forwards"] == 1 + 2 * 4 + 3  # L(w), two lines, the one-group line
+
 @settings(max_examples=25, deadline=None)
 @given(sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4), seed=st.integers(0, 10_000),
        base=st.sampled_from(["sgd", "adam", "momentum"]), mode=st.sampled_from(["diag", "full"]),
@@ -176,6 +195,24 @@ def test_auto_period_grows_while_rates_are_settled():
     gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
+
+
+def test_travel_refreshes_every_step_while_the_clip_binds():
+    def run(travel):
+        q = make_quadratic([4], seed=2)
+        opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=travel, horizon=0.0)
+        for _ in range(40):
+            opt.zero_grad()
+            q.loss().backward()
+            opt.step(probe=q.loss)
+        return opt
+    slow, fast = run(False), run(True)
+    assert [r["step"] for r in slow.history][:5] == [0, 2, 6, 14, 30]
+    steps = [r["step"] for r in fast.history]
+    assert steps[:10] == list(range(10))  # 1e-6 is far below the Newton rate: one refresh a step
+    assert fast.lrs[0] > 100 * slow.lrs[0]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
+    assert gaps[-1] > 1  # once the rate arrived, the period grows again
 
 def test_frozen_group_costs_no_probes_and_stays_put():
     q = make_quadratic([3, 2], seed=1)
@@ -400,7 +437,7 @@ def test_non_finite_gradient_is_refused_before_any_weight_changes():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"mode": "lbfgs"}, "mode must be"), ({"every": 0}, "every must be"),
+    ({"mode": "lbfgs"}, "mode must be"), ({"every": 0}, "every must be"), ({"shrink": 1.5}, "shrink must be"),
     ({"probes": (1.0, 2.0)}, "at least 3 distinct"), ({"probes": (0.0, 1.0, 2.0)}, "non-zero"),
     ({"ema": 1.0}, "ema must be"), ({"clip": (2.0, 3.0)}, "clip must be"),
     ({"design": "grid"}, "design must be"), ({"horizon": 2.0}, "horizon must be"),

@@ -65,6 +65,13 @@ class HiDLR(torch.optim.Optimizer):
         max_every: longest refresh period under ``every="auto"``; None: 4 times the forward
             passes of the last refresh, which keeps the probes near 8% of the training compute
             (a training step costs about 3 forward passes) whatever the number of groups.
+        shrink: hierarchical rates, in [0, 1]: a line along the current combined step gives the
+            one-group (GeN) Newton multiple, and each group's multiple is shrunk towards it
+            (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);
+            costs 3 forward passes a refresh. None: off.
+        travel: under ``every="auto"``, refresh again at the next step while any group's target is
+            cut by the clip (a rate far from where the fit points travels a clip step per step),
+            and double the period only once every target lies inside the clip.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design.
         check_finite: refuse non-finite gradients before any weight changes (one host sync a step).
@@ -87,7 +94,8 @@ class HiDLR(torch.optim.Optimizer):
                  design: str = "lines", joint: bool | None = None, ema: float = 0.3,
                  clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
                  max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
-                 check_finite: bool = True, rollback: bool = True, horizon: float | None = None) -> None:
+                 check_finite: bool = True, rollback: bool = True, horizon: float | None = None,
+                 shrink: float | None = None, travel: bool = False) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
@@ -111,6 +119,8 @@ class HiDLR(torch.optim.Optimizer):
         horizon = (0.0 if raw else 0.5) if horizon is None else float(horizon)
         if not 0.0 <= horizon <= 1.0:
             raise ValueError(f"horizon must be in [0, 1], got {horizon}")
+        if shrink is not None and not 0.0 <= float(shrink) <= 1.0:
+            raise ValueError(f"shrink must be None or in [0, 1], got {shrink}")
         if max_every is not None and (not isinstance(max_every, int) or max_every < 1):
             raise ValueError(f"max_every must be None or a positive int, got {max_every!r}")
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
@@ -121,12 +131,14 @@ class HiDLR(torch.optim.Optimizer):
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
         self.rules = RuleConfig(mode=mode, ema=float(ema), clip=None if clip is None else tuple(map(float, clip)),
-                                min_r2=float(min_r2), horizon=float(horizon), joint=joint)
+                                min_r2=float(min_r2), horizon=float(horizon), joint=joint,
+                                shrink=None if shrink is None else float(shrink), travel=bool(travel))
         self.every, self.probes, self.design = every, tuple(points), design
         self.max_every, self.default_probe, self.seed = max_every, probe, int(seed)
         self.check_finite, self.rollback = check_finite, rollback
         self._loss_eps = 0.0  # the rounding unit of the probe's loss dtype (largest seen)
         self._refreshes = 0
+        self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -193,6 +205,7 @@ class HiDLR(torch.optim.Optimizer):
                 "hidlr": {"estimates": list(self._estimates), "wrap_lrs": list(self._wrap_lrs),
                           "t": self._t, "period": self._period, "next_refresh": self._next_refresh,
                           "refreshes": self._refreshes, "loss_eps": self._loss_eps,
+                          "travelling": self._travelling,
                           "history": copy.deepcopy(self.history)}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -213,6 +226,7 @@ class HiDLR(torch.optim.Optimizer):
         self.history = copy.deepcopy(own["history"])
         self._refreshes = int(own.get("refreshes", len(self.history)))
         self._loss_eps = float(own.get("loss_eps", 0.0))
+        self._travelling = bool(own.get("travelling", False))
 
     # ------------------------------------------------------------------------------------ step
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
@@ -274,7 +288,9 @@ class HiDLR(torch.optim.Optimizer):
             self._next_refresh = self._t + int(self.every)
             return
         last = self.history[-1] if refreshed and self.history else None
-        if last is not None:
+        if last is not None and self._travelling:
+            self._period = 1
+        elif last is not None:
             self._period = rules.next_period(self._period, last["forwards"], self.max_every)
         self._next_refresh = self._t + self._period
 
@@ -345,6 +361,13 @@ class HiDLR(torch.optim.Optimizer):
         decisions = rules.newton_decisions(fit, active, fit_active, applied, self._estimates, names, cfg,
                                            span=max(abs(m) for m in self.probes), resolution=resolution)
         forwards, scale = 1 + len(z), None
+        if cfg.shrink is not None and loss0_finite and sum(active) > 1:
+            s1 = torch.tensor(rules.ONE_GROUP_LINE, dtype=torch.float64)
+            mask = torch.tensor([1.0 if a else 0.0 for a in active], dtype=torch.float64)
+            y_one = self._probe_along(probe, move, s1.unsqueeze(1) * mask, loss0)
+            forwards += len(s1)
+            m0 = rules.one_group_multiple(s1, y_one)
+            decisions = rules.shrink_to_one_group(decisions, active, m0, cfg.shrink)
         if cfg.joint and loss0_finite and any(d.accepted for d in decisions):
             c = rules.joint_multiples(decisions, active, cfg.max_multiple)
             s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
@@ -355,7 +378,9 @@ class HiDLR(torch.optim.Optimizer):
                               "all groups keep their rates", RuntimeWarning, stacklevel=4)
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
-        decisions = rules.settle(decisions, [self._momentum(k) for k in range(len(applied))], cfg)
+        betas = [self._momentum(k) for k in range(len(applied))]
+        self._travelling = cfg.travel and rules.clipped(decisions, betas, cfg)
+        decisions = rules.settle(decisions, betas, cfg)
         return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale,
                              groups=decisions)
 

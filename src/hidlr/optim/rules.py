@@ -42,6 +42,11 @@ class RuleConfig:
         max_multiple: the largest multiple of its current rate a group is probed at or proposed
             when its curvature is below the loss's resolution.
         resolution_factor: a fitted term below this many units of the loss's rounding is noise.
+        shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
+            (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
+            the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
+        travel: refresh again at the next step while any group's target is cut by the clip (its
+            rate is still far from where the fit points), instead of doubling the period.
     """
 
     mode: str = "diag"
@@ -52,6 +57,8 @@ class RuleConfig:
     joint: bool = True
     max_multiple: float = 100.0
     resolution_factor: float = 16.0
+    shrink: float | None = None
+    travel: bool = False
 
 
 # ------------------------------------------------------------------------------- acceptance
@@ -185,6 +192,39 @@ def apply_joint_scale(decisions: Sequence[GroupDecision], scale: float | None) -
     return out
 
 
+# ------------------------------------------------------------------------ hierarchical rates
+ONE_GROUP_LINE = (-1.0, 1.0, 2.0)
+
+
+def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
+    """The one-group (GeN) Newton multiple from loss changes ``y`` at multiples ``s`` of the current
+    combined step; None when the line is not a convex descent or a loss is not finite."""
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    if not bool(torch.isfinite(yt).all()):
+        return None
+    beta, alpha, _ = fit_line(torch.as_tensor(s, dtype=torch.float64), yt)
+    return beta / alpha if beta > 0 and alpha > 0 else None
+
+
+def shrink_to_one_group(decisions: Sequence[GroupDecision], active: Sequence[bool], m0: float | None,
+                        shrink: float) -> list[GroupDecision]:
+    """Each active group's Newton multiple shrunk towards the one-group multiple ``m0``:
+    ``m0 * (m_k / m0) ** shrink``. A group without a usable fit of its own (rejected for its fit, not
+    for being inactive or non-finite) takes ``m0``. Unchanged when ``m0`` is None."""
+    if m0 is None:
+        return list(decisions)
+    out = []
+    for d, act in zip(decisions, active):
+        if not act or d.rate <= 0 or d.reason == "non-finite probe loss":
+            out.append(d)
+        elif d.accepted:
+            m = d.newton_rate / d.rate
+            out.append(replace(d, newton_rate=d.rate * m0 * (m / m0) ** shrink))
+        else:
+            out.append(replace(d, accepted=True, reason=None, newton_rate=d.rate * m0))
+    return out
+
+
 # ------------------------------------------------------------------------- momentum, settle
 def momentum_factor(beta: float, horizon: float) -> float:
     """Momentum keeps moving along the update for about ``1 / (1 - beta)`` steps, so the one-step
@@ -216,6 +256,19 @@ def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
         target = clip_rate(d.estimate, d.newton_rate * momentum_factor(beta, config.horizon), config.clip)
         out.append(replace(d, target=target, estimate=smooth(d.estimate, target, config.ema)))
     return out
+
+
+def clipped(decisions: Sequence[GroupDecision], betas: Sequence[float], config: RuleConfig) -> bool:
+    """Whether any accepted group's corrected Newton rate lies outside the clip of its estimate
+    (before :func:`settle`): its rate is still travelling."""
+    if config.clip is None:
+        return False
+    for d, beta in zip(decisions, betas):
+        if d.accepted:
+            raw = d.newton_rate * momentum_factor(beta, config.horizon)
+            if raw != clip_rate(d.estimate, raw, config.clip):
+                return True
+    return False
 
 
 # ------------------------------------------------------------------------------- schedule
