@@ -214,6 +214,20 @@ def test_travel_refreshes_every_step_while_the_clip_binds():
     gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert gaps[-1] > 1  # once the rate arrived, the period grows again
 
+
+def test_first_clip_lets_the_first_refresh_jump_then_travel_checks_it():
+    q = make_quadratic([4], seed=2)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=True, horizon=0.0,
+                first_clip=(0.01, 100.0))
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    b, a = q.newton(w0, q.flat(), opt.lrs)
+    assert opt.lrs[0] == pytest.approx(1e-4)  # the Newton rate is far above 100x: cut at 100x, not smoothed
+    assert float(b[0] / a[0, 0]) > 1e-4
+    assert opt.is_refresh_step()  # the usual clip still binds: travel refreshes at the next step
+
 def test_frozen_group_costs_no_probes_and_stays_put():
     q = make_quadratic([3, 2], seed=1)
     groups = _groups(q)
@@ -437,7 +451,8 @@ def test_non_finite_gradient_is_refused_before_any_weight_changes():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"mode": "lbfgs"}, "mode must be"), ({"every": 0}, "every must be"), ({"shrink": 1.5}, "shrink must be"),
+    ({"mode": "lbfgs"}, "mode must be"), ({"every": 0}, "every must be"),
+    ({"shrink": 1.5}, "shrink must be"), ({"first_clip": (2.0, 3.0)}, "first_clip"),
     ({"probes": (1.0, 2.0)}, "at least 3 distinct"), ({"probes": (0.0, 1.0, 2.0)}, "non-zero"),
     ({"ema": 1.0}, "ema must be"), ({"clip": (2.0, 3.0)}, "clip must be"),
     ({"design": "grid"}, "design must be"), ({"horizon": 2.0}, "horizon must be"),

@@ -209,3 +209,12 @@ def test_clipped_says_whether_a_target_is_cut():
     assert not rules.clipped(above, [0.9], RuleConfig(clip=None))
     # the momentum correction is applied before the comparison: 0.6 * (1 - 0.9) = 0.06 is inside
     assert not rules.clipped([_decision(estimate=0.1, newton=0.6)], [0.9], RuleConfig(clip=(0.5, 2.0), horizon=1.0))
+
+
+def test_first_refresh_config_widens_the_clip_and_drops_the_smoothing():
+    cfg = RuleConfig(first_clip=(0.01, 100.0))
+    first = rules.first_refresh_config(cfg)
+    assert first.clip == (0.01, 100.0) and first.ema == 0.0 and first.horizon == cfg.horizon
+    assert rules.first_refresh_config(RuleConfig()) == RuleConfig()
+    out = rules.settle([_decision(estimate=1e-5, newton=1e-2)], [0.0], first)
+    assert out[0].estimate == pytest.approx(1e-3)  # clipped at 100x, not smoothed

@@ -71,7 +71,11 @@ class HiDLR(torch.optim.Optimizer):
             costs 3 forward passes a refresh. None: off.
         travel: under ``every="auto"``, refresh again at the next step while any group's target is
             cut by the clip (a rate far from where the fit points travels a clip step per step),
-            and double the period only once every target lies inside the clip.
+            until the first refresh whose targets all lie inside the clip (the rates have arrived);
+            from then on the period doubles as usual, so that late growth is not accelerated.
+        first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
+            smoothed: the start rate is a guess, and before training has adapted the curvature to
+            it the Newton rate says how far off it is. None: the first refresh is like the others.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design.
         check_finite: refuse non-finite gradients before any weight changes (one host sync a step).
@@ -95,7 +99,8 @@ class HiDLR(torch.optim.Optimizer):
                  clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
                  max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
                  check_finite: bool = True, rollback: bool = True, horizon: float | None = None,
-                 shrink: float | None = None, travel: bool = False) -> None:
+                 shrink: float | None = None, travel: bool = False,
+                 first_clip: tuple[float, float] | None = None) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
@@ -119,6 +124,8 @@ class HiDLR(torch.optim.Optimizer):
         horizon = (0.0 if raw else 0.5) if horizon is None else float(horizon)
         if not 0.0 <= horizon <= 1.0:
             raise ValueError(f"horizon must be in [0, 1], got {horizon}")
+        if first_clip is not None and not (len(first_clip) == 2 and 0 < first_clip[0] <= 1.0 <= first_clip[1]):
+            raise ValueError(f"first_clip must be None or (lo, hi) with 0 < lo <= 1 <= hi, got {first_clip}")
         if shrink is not None and not 0.0 <= float(shrink) <= 1.0:
             raise ValueError(f"shrink must be None or in [0, 1], got {shrink}")
         if max_every is not None and (not isinstance(max_every, int) or max_every < 1):
@@ -132,13 +139,15 @@ class HiDLR(torch.optim.Optimizer):
         self.state = optimizer.state
         self.rules = RuleConfig(mode=mode, ema=float(ema), clip=None if clip is None else tuple(map(float, clip)),
                                 min_r2=float(min_r2), horizon=float(horizon), joint=joint,
-                                shrink=None if shrink is None else float(shrink), travel=bool(travel))
+                                shrink=None if shrink is None else float(shrink), travel=bool(travel),
+                                first_clip=None if first_clip is None else tuple(map(float, first_clip)))
         self.every, self.probes, self.design = every, tuple(points), design
         self.max_every, self.default_probe, self.seed = max_every, probe, int(seed)
         self.check_finite, self.rollback = check_finite, rollback
         self._loss_eps = 0.0  # the rounding unit of the probe's loss dtype (largest seen)
         self._refreshes = 0
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
+        self._arrived = False  # a refresh has had every target inside the clip
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -205,7 +214,7 @@ class HiDLR(torch.optim.Optimizer):
                 "hidlr": {"estimates": list(self._estimates), "wrap_lrs": list(self._wrap_lrs),
                           "t": self._t, "period": self._period, "next_refresh": self._next_refresh,
                           "refreshes": self._refreshes, "loss_eps": self._loss_eps,
-                          "travelling": self._travelling,
+                          "travelling": self._travelling, "arrived": self._arrived,
                           "history": copy.deepcopy(self.history)}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -227,6 +236,7 @@ class HiDLR(torch.optim.Optimizer):
         self._refreshes = int(own.get("refreshes", len(self.history)))
         self._loss_eps = float(own.get("loss_eps", 0.0))
         self._travelling = bool(own.get("travelling", False))
+        self._arrived = bool(own.get("arrived", False))
 
     # ------------------------------------------------------------------------------------ step
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
@@ -379,7 +389,11 @@ class HiDLR(torch.optim.Optimizer):
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
         betas = [self._momentum(k) for k in range(len(applied))]
-        self._travelling = cfg.travel and rules.clipped(decisions, betas, cfg)
+        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
+        self._travelling = cfg.travel and clipped and not self._arrived
+        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if self._refreshes == 0:
+            cfg = rules.first_refresh_config(cfg)
         decisions = rules.settle(decisions, betas, cfg)
         return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale,
                              groups=decisions)

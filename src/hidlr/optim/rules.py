@@ -46,7 +46,10 @@ class RuleConfig:
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
         travel: refresh again at the next step while any group's target is cut by the clip (its
-            rate is still far from where the fit points), instead of doubling the period.
+            rate is still far from where the fit points), instead of doubling the period, until
+            the rates first arrive (a refresh with every target inside the clip).
+        first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
+            guess, not an estimate worth averaging with); None: the first refresh is like the others.
     """
 
     mode: str = "diag"
@@ -59,6 +62,7 @@ class RuleConfig:
     resolution_factor: float = 16.0
     shrink: float | None = None
     travel: bool = False
+    first_clip: tuple[float, float] | None = None
 
 
 # ------------------------------------------------------------------------------- acceptance
@@ -242,6 +246,13 @@ def clip_rate(previous: float, proposed: float, clip: tuple[float, float] | None
 def smooth(previous: float, target: float, ema: float) -> float:
     """``ema * previous + (1 - ema) * target``."""
     return ema * previous + (1.0 - ema) * target
+
+
+def first_refresh_config(config: RuleConfig) -> RuleConfig:
+    """The rules of the first refresh: ``first_clip`` and no smoothing (unchanged without ``first_clip``)."""
+    if config.first_clip is None:
+        return config
+    return replace(config, clip=config.first_clip, ema=0.0)
 
 
 def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
