@@ -187,7 +187,7 @@ def test_shrink_to_one_group_interpolates_in_log_space():
     half = rules.shrink_to_one_group(ds, active, m0, 0.5)
     # multiples 8 and 0.5 against m0 = 2: geometric means 4 and 1
     assert half[0].newton_rate == pytest.approx(0.4) and half[1].newton_rate == pytest.approx(0.2)
-    assert half[2].accepted and half[2].newton_rate == pytest.approx(0.2)  # no own fit: follows m0
+    assert half[2] == ds[2]  # rejected: keeps its rate
     assert half[3] == ds[3]  # inactive: untouched
     assert rules.shrink_to_one_group(ds, active, None, 0.5) == ds
 

@@ -68,8 +68,10 @@ class HiDLR(torch.optim.Optimizer):
         shrink: hierarchical rates, in [0, 1]: a line along the current combined step gives the
             one-group (GeN) Newton multiple, and each group's multiple is shrunk towards it
             (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);
-            costs 3 forward passes a refresh. None: off.
-        travel: under ``every="auto"``, refresh again at the next step while any group's target is
+            costs 3 forward passes a refresh (with two or more groups). None: off. "auto"
+            (default): 0.5, unless ``ema=0`` and ``clip=None``, then off (see docs/diagnosis.md).
+        travel: (default None: on unless ``ema=0`` and ``clip=None``) under ``every="auto"``,
+            refresh again at the next step while any group's target is
             cut by the clip (a rate far from where the fit points travels a clip step per step),
             until the first refresh whose targets all lie inside the clip (the rates have arrived);
             from then on the period doubles as usual, so that late growth is not accelerated.
@@ -85,7 +87,8 @@ class HiDLR(torch.optim.Optimizer):
             weights as before the step but the base optimizer's state advanced by one step). A
             probe that raises on its first call (at the unchanged weights) changes nothing at all.
 
-    ``ema=0, clip=None`` (with ``joint`` and ``horizon`` left at None) give the plain Newton rates
+    ``ema=0, clip=None`` (with ``joint``, ``horizon``, ``shrink`` and ``travel`` left at their
+    defaults) give the plain Newton rates
     of the fitted model: ``b_k / A_kk`` (diag) or ``A^-1 b`` (full).
 
     A scheduler attached to this optimizer multiplies the estimated rates: the rate applied to group k
@@ -99,7 +102,7 @@ class HiDLR(torch.optim.Optimizer):
                  clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
                  max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
                  check_finite: bool = True, rollback: bool = True, horizon: float | None = None,
-                 shrink: float | None = None, travel: bool = False,
+                 shrink: float | str | None = "auto", travel: bool | None = None,
                  first_clip: tuple[float, float] | None = None) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -121,6 +124,10 @@ class HiDLR(torch.optim.Optimizer):
             raise ValueError(f"clip must be None or (lo, hi) with 0 < lo <= 1 <= hi, got {clip}")
         raw = ema == 0.0 and clip is None
         joint = (not raw) if joint is None else bool(joint)
+        if isinstance(shrink, str) and shrink != "auto":
+            raise ValueError(f"shrink must be 'auto', None or in [0, 1], got {shrink!r}")
+        shrink = (None if raw else 0.5) if shrink == "auto" else shrink
+        travel = (not raw) if travel is None else bool(travel)
         horizon = (0.0 if raw else 0.5) if horizon is None else float(horizon)
         if not 0.0 <= horizon <= 1.0:
             raise ValueError(f"horizon must be in [0, 1], got {horizon}")

@@ -212,20 +212,18 @@ def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
 
 def shrink_to_one_group(decisions: Sequence[GroupDecision], active: Sequence[bool], m0: float | None,
                         shrink: float) -> list[GroupDecision]:
-    """Each active group's Newton multiple shrunk towards the one-group multiple ``m0``:
-    ``m0 * (m_k / m0) ** shrink``. A group without a usable fit of its own (rejected for its fit, not
-    for being inactive or non-finite) takes ``m0``. Unchanged when ``m0`` is None."""
+    """Each accepted group's Newton multiple shrunk towards the one-group multiple ``m0``:
+    ``m0 * (m_k / m0) ** shrink``. Rejected groups keep their decision (a group whose own line
+    rises or does not resolve is not moved by the others' curvature). Unchanged when ``m0`` is None."""
     if m0 is None:
         return list(decisions)
     out = []
     for d, act in zip(decisions, active):
-        if not act or d.rate <= 0 or d.reason == "non-finite probe loss":
-            out.append(d)
-        elif d.accepted:
+        if act and d.accepted and d.rate > 0:
             m = d.newton_rate / d.rate
             out.append(replace(d, newton_rate=d.rate * m0 * (m / m0) ** shrink))
         else:
-            out.append(replace(d, accepted=True, reason=None, newton_rate=d.rate * m0))
+            out.append(d)
     return out
 
 
