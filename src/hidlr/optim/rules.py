@@ -26,6 +26,8 @@ from hidlr.optim.qp import nonneg_quadratic_min
 from hidlr.optim.quadfit import QuadFit, fit_line
 from hidlr.optim.records import GroupDecision
 
+NOT_PROBED = "not probed at this refresh (groups_per_refresh)"
+
 
 @dataclass(frozen=True)
 class RuleConfig:
@@ -42,12 +44,15 @@ class RuleConfig:
         max_multiple: the largest multiple of its current rate a group is probed at or proposed
             when its curvature is below the loss's resolution.
         resolution_factor: a fitted term below this many units of the loss's rounding is noise.
+        probe_share: the share of the training compute the automatic schedule gives the probes.
+        probe_credit: probe forward passes the automatic schedule may spend ahead of that share
+            (fast early refreshes).
         shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
-        travel: refresh again at the next step while any group's target is cut by the clip (its
-            rate is still far from where the fit points), instead of doubling the period, until
-            the rates first arrive (a refresh with every target inside the clip).
+        travel: refresh again at the next step (within the probe credit) while any group's target
+            is cut by the clip, instead of doubling the period, until the rates first arrive (a
+            refresh with every target inside the clip).
         first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
             guess, not an estimate worth averaging with); None: the first refresh is like the others.
     """
@@ -60,6 +65,8 @@ class RuleConfig:
     joint: bool = True
     max_multiple: float = 100.0
     resolution_factor: float = 16.0
+    probe_share: float = 0.05
+    probe_credit: float = 96.0
     shrink: float | None = None
     travel: bool = False
     first_clip: tuple[float, float] | None = None
@@ -132,10 +139,13 @@ def newton_multiples(fit: QuadFit, active: Sequence[bool], mode: str,
 
 def newton_decisions(fit: QuadFit, active: Sequence[bool], fit_active: Sequence[bool],
                      rates: Sequence[float], estimates: Sequence[float], names: Sequence[str],
-                     config: RuleConfig, span: float, resolution: float) -> list[GroupDecision]:
+                     config: RuleConfig, span: float, resolution: float,
+                     probed: Sequence[bool] | None = None) -> list[GroupDecision]:
     """Stage 1: one decision per group from the fit (in rate multiples of ``rates``, the rates the
-    probes were taken at). ``active``: the group moved and was probed; ``fit_active``: its probes
-    were finite. ``span``: the largest probe multiple; ``resolution``: the loss's rounding."""
+    probes were taken at). ``active``: the group moved; ``probed``: it was probed at this refresh
+    (default: every active group); ``fit_active``: its probes were finite. ``span``: the largest
+    probe multiple; ``resolution``: the loss's rounding."""
+    probed = active if probed is None else probed
     multiple, reason = newton_multiples(fit, fit_active, config.mode, config.min_r2)
     out = []
     for k in range(len(rates)):
@@ -145,15 +155,18 @@ def newton_decisions(fit: QuadFit, active: Sequence[bool], fit_active: Sequence[
             if rule is not None:
                 multiple[k], reason[k] = rule
         why = reason[k]
-        if active[k] and not fit_active[k]:
-            why = "non-finite probe loss"
-        elif not active[k]:
+        if not active[k]:
             why = "frozen" if h == 0 else "no gradients"
+        elif not probed[k]:
+            why = NOT_PROBED
+        elif not fit_active[k]:
+            why = "non-finite probe loss"
+        measured = probed[k] and h > 0
         r2 = float(fit.r2[k])
         out.append(GroupDecision(
             name=names[k], rate=h, estimate=estimates[k],
             newton_rate=multiple[k] * h if why is None else None,
-            a=a / h**2 if h > 0 else None, b=b / h if h > 0 else None,
+            a=a / h**2 if measured else None, b=b / h if measured else None,
             r2=None if math.isnan(r2) else r2, accepted=why is None, reason=why))
     return out
 
@@ -253,6 +266,19 @@ def first_refresh_config(config: RuleConfig) -> RuleConfig:
     return replace(config, clip=config.first_clip, ema=0.0)
 
 
+def clipped(decisions: Sequence[GroupDecision], betas: Sequence[float], config: RuleConfig) -> bool:
+    """Whether any accepted group's corrected Newton rate lies outside the clip of its estimate
+    (before :func:`settle`): its rate is still travelling."""
+    if config.clip is None:
+        return False
+    for d, beta in zip(decisions, betas):
+        if d.accepted:
+            raw = d.newton_rate * momentum_factor(beta, config.horizon)
+            if raw != clip_rate(d.estimate, raw, config.clip):
+                return True
+    return False
+
+
 def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
            config: RuleConfig) -> list[GroupDecision]:
     """Stage 3-4: each accepted group's target (Newton rate times the momentum correction, within
@@ -267,22 +293,34 @@ def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
     return out
 
 
-def clipped(decisions: Sequence[GroupDecision], betas: Sequence[float], config: RuleConfig) -> bool:
-    """Whether any accepted group's corrected Newton rate lies outside the clip of its estimate
-    (before :func:`settle`): its rate is still travelling."""
-    if config.clip is None:
-        return False
-    for d, beta in zip(decisions, betas):
-        if d.accepted:
-            raw = d.newton_rate * momentum_factor(beta, config.horizon)
-            if raw != clip_rate(d.estimate, raw, config.clip):
-                return True
-    return False
-
-
 # ------------------------------------------------------------------------------- schedule
-def next_period(period: int, forwards: int, max_every: int | None) -> int:
-    """The auto schedule: the period doubles after each refresh, up to ``max_every`` (None: 4 times
-    the forward passes of the last refresh, which keeps the probes a bounded share of training)."""
-    cap = max_every or 4 * forwards
-    return min(cap, 2 * period)
+def next_refresh(t: int, period: int, forwards: int, spent: int, max_every: int | None,
+                 config: RuleConfig, travelling: bool = False) -> tuple[int, int]:
+    """The auto schedule after a refresh at step ``t`` that cost ``forwards`` probe forward passes
+    (``spent``: all refreshes' so far, this one included). Returns (next refresh step, new period).
+
+    The period doubles, up to ``max_every``, or (None) to the period at which refreshes of this
+    cost use ``probe_share`` of the training compute (a training step costs about 3 forward
+    passes). With ``max_every`` None, a refresh also waits until the probe forwards so far stay
+    within ``probe_credit + 3 * probe_share * step``: early refreshes come fast while the credit
+    lasts, and the probes' share of the first steps is bounded whatever their cost (the number of
+    groups). ``travelling`` (see ``RuleConfig.travel``): the period restarts at 1, within that credit.
+    """
+    rate = 3.0 * config.probe_share
+    cap = max_every or max(1, math.ceil(forwards / rate))
+    period = 1 if travelling else min(cap, 2 * period)
+    step = t + period
+    if max_every is None:
+        step = max(step, math.ceil((spent + forwards - config.probe_credit) / rate))
+    return step, period
+
+
+def probe_order(active: Sequence[bool], last_probed: Sequence[int], limit: int | None) -> list[bool]:
+    """Which active groups a refresh probes: all when ``limit`` is None or not smaller than their
+    number, else the ``limit`` probed longest ago (``last_probed``: the refresh that last probed
+    each group, -1 for never; ties by group order), so every group takes its turn."""
+    idx = [k for k in range(len(active)) if active[k]]
+    if limit is None or len(idx) <= limit:
+        return list(map(bool, active))
+    chosen = set(sorted(idx, key=lambda k: (last_probed[k], k))[:limit])
+    return [k in chosen for k in range(len(active))]
