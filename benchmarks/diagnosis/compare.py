@@ -9,11 +9,15 @@ the stored tuned grid, how many workloads are within 1% of it, and head-to-head 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 
 from ablate import tuned_losses
 from common import load, median_loss
+
+STORED = Path("benchmarks/results/lr/results.json")
+BASELINES = ["default", "prodigy", "dadapt-adam", "sf-adamw", "ldog", "fixed-ratio"]
 
 WORKLOADS = ["digits-lora", "digits-cnn-bn", "digits-mlp-head-sgd", "digits-mlp-bias", "mdn", "bnn", "nam",
              "seq-transformer", "noisy-quadratic", "multitask-heads"]
@@ -31,7 +35,8 @@ def main() -> None:
     tuned = tuned_losses()
     med = {(w, v): median_loss([r for r in recs if r["workload"] == w and r["method"] == v])
            for w in WORKLOADS for v in a.variants + a.versus}
-    n = {(w, v): len([r for r in recs if r["workload"] == w and r["method"] == v]) for w in WORKLOADS for v in a.variants}
+    n = {(w, v): len([r for r in recs if r["workload"] == w and r["method"] == v])
+         for w in WORKLOADS for v in a.variants}
     print(f"Median final validation loss over seeds {a.seeds} at lr0 = {a.lr0:g} (gap to the tuned grid).\n")
     print("| workload | tuned grid | " + " | ".join(a.variants) + " |")
     print("| --- | --- |" + " --- |" * len(a.variants))
@@ -49,6 +54,16 @@ def main() -> None:
         print(f"| better than {ref} | | " + " | ".join(str(x) for x in wins) + " |")
     gaps = [statistics.median((med[(w, v)] - tuned[w]) / abs(tuned[w]) for w in WORKLOADS) for v in a.variants]
     print("| median gap to tuned | | " + " | ".join(f"{g:+.1%}" for g in gaps) + " |")
+    if STORED.exists():
+        stored = json.loads(STORED.read_text())["summary"]["workloads"]
+        ranks = {v: [] for v in a.variants}
+        for w in WORKLOADS:
+            pool = {b: stored[w]["table"][b]["loss"]["median"] for b in BASELINES
+                    if b in stored[w]["table"] and stored[w]["table"][b]["loss"]["median"] is not None}
+            for v in a.variants:
+                ranks[v].append(1 + sum(x < med[(w, v)] for x in pool.values()))
+        print(f"| median rank among {', '.join(BASELINES)} (stored run) and itself | | "
+              + " | ".join(f"{statistics.median(ranks[v]):g}" for v in a.variants) + " |")
 
 
 if __name__ == "__main__":

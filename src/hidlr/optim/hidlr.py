@@ -96,7 +96,8 @@ class HiDLR(torch.optim.Optimizer):
             while any group's target is cut by the clip (a rate far from where the fit points
             travels a clip step per step), until the first refresh whose targets all lie inside
             the clip; from then on the period doubles as usual, so that late growth is not
-            accelerated. None (default): on unless ``ema=0`` and ``clip=None``.
+            accelerated. None (default): off (it helps a far too small start rate but hurt at the
+            default start on workloads that overfit; see docs/diagnosis.md).
         first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
             smoothed: the start rate is a guess, and before training has adapted the curvature to
             it the Newton rate says how far off it is. None (default): the first refresh is like
@@ -121,7 +122,7 @@ class HiDLR(torch.optim.Optimizer):
     and non-negative: a negative rate (by hand or from a scheduler) raises ValueError before the
     step. A parameter may appear once, in one group.
 
-    ``ema=0, clip=None`` (with ``joint``, ``horizon``, ``shrink`` and ``travel`` at their defaults)
+    ``ema=0, clip=None`` (with ``joint``, ``horizon`` and ``shrink`` at their defaults)
     give the plain Newton rates
     of the fitted model: ``b_k / A_kk`` (diag) or ``A^-1 b`` (full).
 

@@ -107,6 +107,6 @@ def check_options(*, every: Any, mode: Any, probes: Any, design: Any, joint: Any
         out["shrink"] = None if raw else 0.5
     else:
         out["shrink"] = None if shrink is None else check_unit("shrink", shrink)
-    out["travel"] = (not raw) if travel is None else _flag("travel", travel)
+    out["travel"] = False if travel is None else _flag("travel", travel)
     out["first_clip"] = None if first_clip is None else check_clip(first_clip)
     return out
