@@ -34,7 +34,7 @@ def _config(opt: HiDLR) -> dict[str, Any]:
     rules = dataclasses.asdict(opt.rules)
     rules["clip"] = None if rules["clip"] is None else list(rules["clip"])
     return {"every": opt.every, "design": opt.design, "probes": list(opt.probes), "seed": opt.seed,
-            "max_every": opt.max_every, "rules": rules,
+            "max_every": opt.max_every, "groups_per_refresh": opt.groups_per_refresh, "rules": rules,
             "groups": [{"name": str(g.get("name", k)), "params": len(g["params"]),
                         "size": sum(p.numel() for p in g["params"])} for k, g in enumerate(opt.param_groups)]}
 
@@ -44,8 +44,10 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
     return {"format": FORMAT_VERSION, "config": _config(opt),
             "estimates": list(opt._estimates), "wrap_lrs": list(opt._wrap_lrs), "t": opt._t,
             "period": opt._period, "next_refresh": opt._next_refresh, "refreshes": opt._refreshes,
-            "loss_eps": opt._loss_eps, "history": copy.deepcopy(opt.history[-opt.history_size:]
-                                                                 if opt.history_size else [])}
+            "loss_eps": opt._loss_eps, "last_probed": list(opt._last_probed),
+            "probe_forwards": opt._probe_forwards, "last_forwards": opt._last_forwards,
+            "travelling": opt._travelling, "arrived": opt._arrived,
+            "history": copy.deepcopy(opt.history[-opt.history_size:] if opt.history_size else [])}
 
 
 def _number(own: dict[str, Any], key: str, integral: bool) -> None:
@@ -115,6 +117,14 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         _number(own, key, integral=True)
     if version >= 2:
         _number(own, "loss_eps", integral=False)
+        for key in ("probe_forwards", "last_forwards"):
+            if key in own:
+                _number(own, key, integral=True)
+    last = own.get("last_probed", [-1] * k_groups)
+    if not isinstance(last, (list, tuple)) or len(last) != k_groups or \
+            any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < -1 for v in last):
+        raise ValueError(f"HiDLR state dict: 'last_probed' must hold {k_groups} ints >= -1, got {last!r}; "
+                         "nothing was loaded")
     if not isinstance(own["history"], list):
         raise ValueError("HiDLR state dict: 'history' must be a list; nothing was loaded")
     if version >= 2:
@@ -132,8 +142,8 @@ def _check_config(opt: HiDLR, saved: Any) -> None:
     if mine != theirs:
         raise ValueError("HiDLR state dict was saved for other param groups (name, parameters, size): "
                          f"{theirs}, this optimizer has {mine}; nothing was loaded")
-    differ = [f"{key} {saved.get(key)!r} -> {here[key]!r}" for key in ("every", "design", "probes", "seed",
-                                                                         "max_every", "rules")
+    differ = [f"{key} {saved.get(key)!r} -> {here[key]!r}"
+              for key in ("every", "design", "probes", "seed", "max_every", "groups_per_refresh", "rules")
               if saved.get(key) != here[key]]
     if differ:
         warnings.warn("HiDLR checkpoint made under other options, continuing with this optimizer's: "
@@ -153,6 +163,12 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt.history = history[-opt.history_size:] if opt.history_size else []
     opt._refreshes = int(own.get("refreshes", len(history)))
     opt._loss_eps = float(own.get("loss_eps", 0.0))
+    opt._probe_forwards = int(own.get("probe_forwards", sum(r.get("forwards", 0) for r in history
+                                                           if isinstance(r, dict))))
+    opt._last_forwards = int(own.get("last_forwards", history[-1].get("forwards", 0) if history else 0))
+    opt._last_probed = [int(v) for v in own.get("last_probed", [-1] * len(opt.param_groups))]
+    opt._travelling = bool(own.get("travelling", False))
+    opt._arrived = bool(own.get("arrived", False))
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> None:
