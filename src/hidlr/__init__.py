@@ -9,10 +9,12 @@
   demand; neither framework is needed otherwise).
 - :mod:`hidlr.groups` builds param groups (by layer, by kind, head vs body, name patterns, LoRA A/B).
 - :mod:`hidlr.curvature` computes exact per-group curvature by Hessian-vector products (diagnosis).
+- :mod:`hidlr.influence` ranks groups by the loss decrease Hi-DLR's fits predict for them, and
+  freezes the least influential under a parameter budget (parameter-efficient fine-tuning).
 - :mod:`hidlr.uq`: uncertainty-aware regression (MDNs, BNNs, ensembles, predictive mixtures, metrics).
 """
 
-from hidlr import curvature, groups, probes, uq
+from hidlr import curvature, groups, influence, probes, uq
 from hidlr.optim import HiDLR, ProbeError, save_checkpoint
 from hidlr.probes import BatchProbe, ClosureProbe, LatestBatchProbe
 
@@ -24,6 +26,7 @@ __all__ = [
     "ProbeError",
     "curvature",
     "groups",
+    "influence",
     "probes",
     "save_checkpoint",
     "uq",

@@ -136,10 +136,17 @@ def bench_finetune(out: Path = typer.Option(Path("benchmarks/results/finetune"),
                    steps: int = typer.Option(None, help="Training steps per run (default: 100; quick 150)."),
                    batch_size: int = typer.Option(32, help="Tokens per batch (each with its ten ratings)."),
                    costs: bool = typer.Option(True, help="Measure what frozen groups cost, side by side."),
-                   progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
+                   progress: bool = typer.Option(True, help="Show a progress bar."),
+                   report_only: str = typer.Option(None, help="Only rebuild the report from OUT/results.json "
+                                                   "(e.g. of an interrupted run); the text is noted on top.")) -> None:
     """Fine-tune a pretrained encoder on the VADER lexicon's rating distributions: full, head-only,
     BitFit, LoRA, LoRA+, Hi-DLR, automatic freezing, Prodigy, Schedule-Free; MDN and Gaussian heads."""
-    from hidlr.bench.finetune import run
+    from hidlr.bench.finetune import rebuild_report, run
+
+    if report_only is not None:
+        rebuild_report(out, note=report_only or None)
+        typer.echo(f"report: {out / 'report.md'}")
+        return
 
     run(out, quick=quick, seeds=seeds, heads=heads or None, methods=methods or None, steps=steps,
         batch_size=batch_size, costs=costs, progress=progress)
