@@ -17,8 +17,8 @@ def _cast_inputs(module: nn.Module, args: tuple) -> tuple:
 @contextlib.contextmanager
 def in_float64(model: nn.Module) -> Iterator[nn.Module]:
     """Inside the block ``model``'s floating parameters and buffers are float64 and its floating
-    inputs (to it or any submodule) are cast to float64; on exit every parameter and buffer gets back its original tensor
-    (dtype and values exactly: running statistics updated inside are discarded), and parameters keep
+    inputs (to it or any submodule) are cast to float64; on exit every parameter and buffer gets back
+    its original tensor (dtype and values exactly: running statistics updated inside are discarded), and parameters keep
     their identity, so optimizers stay valid.
 
     Curvature computed inside (:func:`hidlr.curvature.along` etc.) is then free of float32
