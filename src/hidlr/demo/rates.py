@@ -110,7 +110,10 @@ def train_digits(name: str, lr: float, use_hidlr: bool, steps: int, seed: int, b
         res.val_loss = float(loss_fn(logits, yva))
         res.val_acc = float((logits.argmax(1) == yva).float().mean())
     if use_hidlr and opt.history:
-        res.first_refresh, res.ema, res.clip = opt.history[0], opt.rules.ema, opt.rules.clip
+        rules = opt.rules  # the first refresh uses first_clip without smoothing when that is set
+        first = getattr(rules, "first_clip", None) is not None
+        res.first_refresh = opt.history[0]
+        res.ema, res.clip = (0.0, rules.first_clip) if first else (rules.ema, rules.clip)
     return res
 
 
