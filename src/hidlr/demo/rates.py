@@ -138,7 +138,8 @@ def explain_step_zero(run: RunResult) -> str:
         return f"{run.name}: no refresh was recorded."
     keep = f"{run.ema:g} x old + {1 - run.ema:g} x target"
     clip = f"between {run.clip[0]:g}x and {run.clip[1]:g}x the current rate (clip)" if run.clip else "unclipped"
-    lines = [f"Step 0 is a refresh step (every=\"auto\" refreshes at steps 0, 2, 6, 14, 30, ...): before the "
+    steps = ", ".join(str(t) for t in run.refresh_steps[:6]) + (", ..." if len(run.refresh_steps) > 6 else "")
+    lines = [f"Step 0 is a refresh step (this run refreshed at steps {steps}): before the "
              "first update is applied, Hi-DLR probes the loss along each group's update, fits a quadratic, "
              "takes its Newton rate (times a momentum correction) as the target, keeps the target "
              f"{clip}, and moves the rate from lr0 = {run.lr0:.2e} towards it, smoothed (ema {run.ema:g}: "
