@@ -87,6 +87,21 @@ class HiDLR(torch.optim.Optimizer):
         max_every: longest refresh period under ``every="auto"``; None: 4 times the forward
             passes of the last refresh, which keeps the probes a bounded share of the training
             compute whatever the number of groups.
+        shrink: hierarchical rates, in [0, 1]: a line along the current combined step gives the
+            one-group (GeN) Newton multiple, and each group's multiple is shrunk towards it
+            (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);
+            costs 3 forward passes a refresh (with two or more probed groups). None: off. "auto"
+            (default): 0.5, unless ``ema=0`` and ``clip=None``, then off (see docs/diagnosis.md).
+        travel: under ``every="auto"``, refresh again at the next step (within the probe credit)
+            while any group's target is cut by the clip (a rate far from where the fit points
+            travels a clip step per step), until the first refresh whose targets all lie inside
+            the clip; from then on the period doubles as usual, so that late growth is not
+            accelerated. None (default): off (it helps a far too small start rate but hurt at the
+            default start on workloads that overfit; see docs/diagnosis.md).
+        first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
+            smoothed: the start rate is a guess, and before training has adapted the curvature to
+            it the Newton rate says how far off it is. None (default): the first refresh is like
+            the others.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: refuse non-finite gradients before any weight changes (one fused reduction
@@ -107,7 +122,8 @@ class HiDLR(torch.optim.Optimizer):
     and non-negative: a negative rate (by hand or from a scheduler) raises ValueError before the
     step. A parameter may appear once, in one group.
 
-    ``ema=0, clip=None`` (with ``joint`` and ``horizon`` left at None) give the plain Newton rates
+    ``ema=0, clip=None`` (with ``joint``, ``horizon`` and ``shrink`` at their defaults)
+    give the plain Newton rates
     of the fitted model: ``b_k / A_kk`` (diag) or ``A^-1 b`` (full).
 
     A scheduler attached to this optimizer multiplies the estimated rates: the rate applied to group k
@@ -121,7 +137,9 @@ class HiDLR(torch.optim.Optimizer):
                  clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
                  max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
                  check_finite: bool = True, rollback: bool = True, horizon: float | None = None,
-                 history_size: int = 500, groups_per_refresh: int | None = 8) -> None:
+                 history_size: int = 500, groups_per_refresh: int | None = 8,
+                 shrink: float | str | None = "auto", travel: bool | None = None,
+                 first_clip: tuple[float, float] | None = None) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
@@ -130,7 +148,8 @@ class HiDLR(torch.optim.Optimizer):
         opts = check_options(every=every, mode=mode, probes=probes, design=design, joint=joint, ema=ema,
                              clip=clip, min_r2=min_r2, max_every=max_every, probe=probe, seed=seed,
                              check_finite=check_finite, rollback=rollback, horizon=horizon,
-                             history_size=history_size, groups_per_refresh=groups_per_refresh)
+                             history_size=history_size, groups_per_refresh=groups_per_refresh,
+                             shrink=shrink, travel=travel, first_clip=first_clip)
         check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
         # needs a non-empty parameter list, so it gets a placeholder that is dropped right after.
@@ -140,7 +159,8 @@ class HiDLR(torch.optim.Optimizer):
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
         self.rules = RuleConfig(mode=opts["mode"], ema=opts["ema"], clip=opts["clip"], min_r2=opts["min_r2"],
-                                horizon=opts["horizon"], joint=opts["joint"])
+                                horizon=opts["horizon"], joint=opts["joint"], shrink=opts["shrink"],
+                                travel=opts["travel"], first_clip=opts["first_clip"])
         self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
         self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]
         self.check_finite, self.rollback = opts["check_finite"], opts["rollback"]
@@ -151,6 +171,8 @@ class HiDLR(torch.optim.Optimizer):
         self._last_forwards = 0
         self.groups_per_refresh = opts["groups_per_refresh"]
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
+        self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
+        self._arrived = False  # a refresh has had every target inside the clip
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -301,7 +323,8 @@ class HiDLR(torch.optim.Optimizer):
             self._next_refresh = self._t + self._period
             return
         self._next_refresh, self._period = rules.next_refresh(self._t, self._period, self._last_forwards,
-                                                              self._probe_forwards, self.max_every, self.rules)
+                                                              self._probe_forwards, self.max_every, self.rules,
+                                                              travelling=self._travelling)
 
     # --------------------------------------------------------------------------------- refresh
     def _call_probe(self, probe: Probe) -> torch.Tensor:
@@ -398,6 +421,14 @@ class HiDLR(torch.optim.Optimizer):
                                            span=max(abs(m) for m in self.probes), resolution=resolution,
                                            probed=probed)
         forwards, scale = 1 + bool(held) + len(z), None
+        if cfg.shrink is not None and sum(probed) > 1:
+            s1 = rules.ONE_GROUP_LINE
+            line = torch.tensor([[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1],
+                                dtype=torch.float64)
+            y_one = self._probe_along(probe, move, line, base)
+            forwards += len(s1)
+            m0 = rules.one_group_multiple(s1, y_one)
+            decisions = rules.shrink_to_one_group(decisions, probed, m0, cfg.shrink)
         if cfg.joint and any(d.accepted for d in decisions):
             c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
             s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
@@ -410,7 +441,13 @@ class HiDLR(torch.optim.Optimizer):
                               "all groups keep their rates", RuntimeWarning, stacklevel=4)
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
-        decisions = rules.settle(decisions, [self._momentum(k) for k in range(len(applied))], cfg)
+        betas = [self._momentum(k) for k in range(len(applied))]
+        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
+        self._travelling = cfg.travel and clipped and not self._arrived
+        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if self._refreshes == 0:
+            cfg = rules.first_refresh_config(cfg)
+        decisions = rules.settle(decisions, betas, cfg)
         return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale,
                              groups=decisions)
 

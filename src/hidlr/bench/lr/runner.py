@@ -90,13 +90,14 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     Training time excludes validation.
     """
     rec: dict[str, Any] = {"workload": wl.name, "method": method.name, "family": method.family,
-                           "seed": seed, "steps": steps, "status": "ok", "reason": None,
+                           "varies": method.varies, "lr0": method.lr0, "seed": seed, "steps": steps,
+                           "status": "ok", "reason": None,
                            "final_loss": None, "final_acc": None, "steps_to_target": None,
                            "time_to_target": None, "step_time": None, "lr": None}
     torch.manual_seed(seed)
     task = wl.build(seed)
     try:
-        setup = method.build(wl, task)
+        setup = method.setup(wl, task, steps, seed)
     except Unavailable as exc:
         return dict(rec, status="skipped", reason=str(exc))
     opt = setup.optimizer
@@ -158,6 +159,8 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     rec["step_time"] = t_train / done if done else None
     rec["curve"], rec["lr_trace"] = curve, lr_trace
     rec["hidlr"] = _history_summary(opt)
+    if callable(getattr(opt, "stats", None)):
+        rec["optimizer_stats"] = opt.stats()
     if rec["status"] == "ok":
         rec["final_loss"], rec["final_acc"] = curve["loss"][-1], curve["acc"][-1]
     rec["steps_to_target"], rec["time_to_target"] = time_to_target(
