@@ -32,7 +32,7 @@ GOALS = {"all_steps": 1.10, "non_refresh_steps": 1.02, "extra_param_copies": 1.0
 
 def run(out_dir: Path, repeats: int = 3, steps: int = 1000, groups: tuple[int, ...] = GROUPS,
         batch: int = 128, device: str | None = None, threads: int | None = 1, progress: bool = True,
-        memory: bool = True, memory_width: int = 512, memory_steps: int = 30,
+        memory: bool = True, memory_width: int = 512, memory_steps: int = 12,
         width: int = WIDTH) -> dict[str, Any]:
     """Measure and write ``overhead.json`` and ``report.md`` into ``out_dir``; returns the results."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
