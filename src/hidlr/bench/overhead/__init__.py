@@ -85,7 +85,7 @@ def _summarise(runs: dict[int, list[dict[str, Any]]], peaks: dict[str, dict[str,
         memory[key] = {"peak_bytes": val["peak"],
                        "extra_param_copies": (val["peak"] - adam["peak"]) / val["param_bytes"]}
     n_params = sum(p.numel() for p in deep_mlp(width=settings["width"]).parameters())
-    command = "hidlr bench overhead " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+    command = " ".join(["hidlr", *(shlex.quote(a) for a in sys.argv[1:])]) \
         if Path(sys.argv[0]).name == "hidlr" else None
     return {"command": command, "metadata": meta, "load_average_at_end": harness.load_average(),
             "workload": {"model": f"MLP {DEPTH} x Linear({settings['width']}, {settings['width']}), "
