@@ -1,11 +1,7 @@
-"""The runnable examples and the demo run and do what they claim (few steps)."""
+"""The runnable examples run and do what they claim (few steps)."""
 
 import runpy
 from pathlib import Path
-
-from rich.console import Console
-
-from hidlr.demo import run_demo
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -22,17 +18,21 @@ def test_stability_example_runs_every_config():
     assert all(len(v) == 1 for v in table.values())
 
 
-def test_demo_recovers_from_a_poor_starting_rate():
-    results = run_demo(steps=120, console=Console(quiet=True))
-    names = [r.name for r in results]
-    assert names == ["Adam from lr=0.001", "Hi-DLR(Adam) from lr=0.001", "Adam from lr=0.0001",
-                     "Hi-DLR(Adam) from lr=0.0001"]
-    slow_adam, slow_hidlr = results[2], results[3]
-    assert max(slow_hidlr.rates[-1][1]) > 2e-4  # the rates grew from the poor start
-    assert slow_hidlr.val_loss < slow_adam.val_loss
-
-
 def test_uq_quickstart_mdn_beats_bnn_on_a_bimodal_truth():
     scores = runpy.run_path(str(EXAMPLES / "uq_quickstart.py"))["main"](n=800, epochs=25)
     assert scores["MDN"]["kl_to_truth"] < scores["BNN"]["kl_to_truth"]
     assert 0.8 < scores["MDN"]["coverage90"] < 0.97
+
+
+def test_lightning_example_logs_the_applied_rates_once_per_group(tmp_path):
+    out = runpy.run_path(str(EXAMPLES / "lightning_example.py"))["main"](steps=30, log_dir=str(tmp_path))
+    assert out["columns"] == ["lr-HiDLR/body", "lr-HiDLR/head"]
+    assert out["refreshes"] >= 3 and out["lrs"] != [1e-3, 1e-3]
+    assert list(out["last_logged"].values()) == out["lrs"]  # no refresh after the last logged batch start
+
+
+def test_transformers_example_logs_the_applied_rates_per_group():
+    out = runpy.run_path(str(EXAMPLES / "transformers_example.py"))["main"](steps=30)
+    last = out["logged"][-1]
+    assert out["refreshes"] >= 3 and last["learning_rate"] == out["lrs"][0]
+    assert [last["learning_rate/body"], last["learning_rate/head"]] == out["lrs"] != [1e-4, 1e-4]

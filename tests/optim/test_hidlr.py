@@ -61,6 +61,25 @@ def test_one_group_is_gen_three_point_rule():
     assert opt.lrs[0] == pytest.approx(float(gen), rel=1e-6)
 
 
+
+@pytest.mark.parametrize("shrink", [0.0, 0.5, 1.0])
+def test_shrink_interpolates_between_one_group_and_per_group_newton_rates(shrink):
+    q = make_quadratic([3, 2], seed=5)
+    h = 0.05
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, ema=0.0, clip=None, joint=False, horizon=0.0,
+                shrink=shrink)
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    w1 = q.flat()
+    b, a = q.newton(w0, w1, opt.lrs)  # per unit rate along each group's direction d_k
+    per_group = b / torch.diag(a)  # diag Newton rates
+    m0 = float(b.sum() * h) / float(a.sum() * h * h)  # one-group multiple of the step at rate h
+    expected = h * m0 * (per_group / (h * m0)) ** shrink
+    torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64), expected, rtol=1e-4, atol=0)
+    assert opt.history[-1]["forwards"] == 1 + 2 * 4 + 3  # L(w), two lines, the one-group line
+
 @settings(max_examples=25, deadline=None)
 @given(sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4), seed=st.integers(0, 10_000),
        base=st.sampled_from(["sgd", "adam", "momentum"]), mode=st.sampled_from(["diag", "full"]),
@@ -174,6 +193,38 @@ def test_auto_period_grows_while_rates_are_settled():
     gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
+
+
+def test_travel_refreshes_every_step_while_the_clip_binds():
+    def run(travel):
+        q = make_quadratic([4], seed=2)
+        opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=travel, horizon=0.0)
+        for _ in range(80):
+            opt.zero_grad()
+            q.loss().backward()
+            opt.step(probe=q.loss)
+        return opt
+    slow, fast = run(False), run(True)
+    assert [r["step"] for r in slow.history][:5] == [0, 2, 6, 14, 30]
+    steps = [r["step"] for r in fast.history]
+    assert steps[:10] == list(range(10))  # 1e-6 is far below the Newton rate: one refresh a step
+    assert fast.lrs[0] > 20 * slow.lrs[0]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
+    assert gaps[-1] > 1  # travel stays within the probe credit
+
+
+def test_first_clip_lets_the_first_refresh_jump_then_travel_checks_it():
+    q = make_quadratic([4], seed=2)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=True, horizon=0.0,
+                first_clip=(0.01, 100.0))
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    b, a = q.newton(w0, q.flat(), opt.lrs)
+    assert opt.lrs[0] == pytest.approx(1e-4)  # the Newton rate is far above 100x: cut at 100x, not smoothed
+    assert float(b[0] / a[0, 0]) > 1e-4
+    assert opt.is_refresh_step()  # the usual clip still binds: travel refreshes at the next step
 
 def test_frozen_group_costs_no_probes_and_stays_put():
     q = make_quadratic([3, 2], seed=1)
@@ -305,7 +356,8 @@ def test_groups_per_refresh_probes_groups_in_turn_and_leaves_the_others_at_their
         rec = opt.history[-1]
         probed = [k for k, g in enumerate(rec["groups"]) if g["a"] is not None]
         probed_sets.append(probed)
-        assert rec["forwards"] == 1 + 1 + 4 * 2 + 3  # L(w_t), the fit origin, two lines, the joint line
+        # L(w_t), the fit origin, two lines, the one-group line (shrink), the joint line
+        assert rec["forwards"] == 1 + 1 + 4 * 2 + 3 + 3
         for k, g in enumerate(rec["groups"]):
             if k not in probed:
                 assert g["reason"].startswith("not probed") and opt.lrs[k] == before[k]

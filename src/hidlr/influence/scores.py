@@ -20,6 +20,9 @@ from typing import Any
 # reasons for which a refresh measured nothing about a group (it did not move)
 _UNMEASURED = ("frozen", "no gradients", "non-finite probe loss")
 _FLAT = "loss does not change measurably along the update"
+# a convex fit is trusted up to this multiple of the probed rate: a nearly flat fit (a ~ 0) would
+# otherwise predict an absurd decrease at an absurd step (HiDLR bounds its joint step the same way)
+MAX_STEP_MULTIPLE = 100.0
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -51,9 +54,10 @@ def predicted_decrease(a: float, b: float, span: float | None = None) -> float:
 def refresh_decreases(record: Any, probe_span: float = 2.0) -> list[float | None]:
     """Per group of one refresh record: the predicted decrease, or None where it measured nothing.
 
-    A convex fit gives ``b^2 / (2a)``; a concave one, or one whose quadratic fit was rejected as
-    poor (noise dominates, so ``b / a`` is unreliable), gives the best decrease within the probed
-    range, ``probe_span`` times the rate; a group whose loss did not change measurably gives 0.
+    A convex fit gives ``b^2 / (2a)`` (its minimum taken no farther than ``MAX_STEP_MULTIPLE``
+    times the rate); a concave one, or one whose quadratic fit was rejected as poor (noise
+    dominates, so ``b / a`` is unreliable), gives the best decrease within the probed range,
+    ``probe_span`` times the rate; a group whose loss did not change measurably gives 0.
     """
     out: list[float | None] = []
     for g in _field(record, "groups"):
@@ -65,9 +69,9 @@ def refresh_decreases(record: Any, probe_span: float = 2.0) -> list[float | None
         elif not (math.isfinite(a) and math.isfinite(b)):
             out.append(None)
         else:
-            span = probe_span * float(rate)
-            bounded = float(a) <= 0 or (isinstance(reason, str) and reason.startswith("poor"))
-            out.append(predicted_decrease(float(a), float(b), span=span if bounded else None))
+            bounded = float(a) <= 0 or (isinstance(reason, str) and "poor" in reason)
+            span = (probe_span if bounded else MAX_STEP_MULTIPLE) * float(rate)
+            out.append(predicted_decrease(float(a), float(b), span=span))
     return out
 
 

@@ -46,6 +46,7 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
             "period": opt._period, "next_refresh": opt._next_refresh, "refreshes": opt._refreshes,
             "loss_eps": opt._loss_eps, "last_probed": list(opt._last_probed),
             "probe_forwards": opt._probe_forwards, "last_forwards": opt._last_forwards,
+            "travelling": opt._travelling, "arrived": opt._arrived,
             "history": copy.deepcopy(opt.history[-opt.history_size:] if opt.history_size else [])}
 
 
@@ -166,6 +167,8 @@ def load(opt: HiDLR, state_dict: Any) -> None:
                                                            if isinstance(r, dict))))
     opt._last_forwards = int(own.get("last_forwards", history[-1].get("forwards", 0) if history else 0))
     opt._last_probed = [int(v) for v in own.get("last_probed", [-1] * len(opt.param_groups))]
+    opt._travelling = bool(own.get("travelling", False))
+    opt._arrived = bool(own.get("arrived", False))
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> None:

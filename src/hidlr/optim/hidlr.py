@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from hidlr.distributed import mean_across_ranks, refuse_sharded_parameters, same_on_every_rank
 from hidlr.optim import checkpoint, rules
 from hidlr.optim.designs import line_design, pair_design, random_design
 from hidlr.optim.guards import (
@@ -24,6 +25,7 @@ from hidlr.optim.quadfit import fit_finite_probes
 from hidlr.optim.records import RefreshRecord
 from hidlr.optim.rollback import restore, snapshot
 from hidlr.optim.rules import RuleConfig
+from hidlr.probes import probe_for_step
 
 Probe = Callable[[], Any]
 
@@ -88,6 +90,21 @@ class HiDLR(torch.optim.Optimizer):
             grow with the number of groups (larger K: each group is refreshed less often).
         groups_per_refresh: at most this many groups are probed at one refresh, those probed
             longest ago first; the others keep their rates until their turn. None: all.
+        shrink: hierarchical rates, in [0, 1]: a line along the current combined step gives the
+            one-group (GeN) Newton multiple, and each group's multiple is shrunk towards it
+            (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);
+            costs 3 forward passes a refresh (with two or more probed groups). None: off. "auto"
+            (default): 0.5, unless ``ema=0`` and ``clip=None``, then off (see docs/diagnosis.md).
+        travel: under ``every="auto"``, refresh again at the next step (within the probe credit)
+            while any group's target is cut by the clip (a rate far from where the fit points
+            travels a clip step per step), until the first refresh whose targets all lie inside
+            the clip; from then on the period doubles as usual, so that late growth is not
+            accelerated. None (default): off (it helps a far too small start rate but hurt at the
+            default start on workloads that overfit; see docs/diagnosis.md).
+        first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
+            smoothed: the start rate is a guess, and before training has adapted the curvature to
+            it the Newton rate says how far off it is. None (default): the first refresh is like
+            the others.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: refuse non-finite gradients before any weight changes (one fused reduction
@@ -108,7 +125,8 @@ class HiDLR(torch.optim.Optimizer):
     and non-negative: a negative rate (by hand or from a scheduler) raises ValueError before the
     step. A parameter may appear once, in one group.
 
-    ``ema=0, clip=None`` (with ``joint`` and ``horizon`` left at None) give the plain Newton rates
+    ``ema=0, clip=None`` (with ``joint``, ``horizon`` and ``shrink`` at their defaults)
+    give the plain Newton rates
     of the fitted model: ``b_k / A_kk`` (diag) or ``A^-1 b`` (full).
 
     A scheduler attached to this optimizer multiplies the estimated rates: the rate applied to group k
@@ -122,15 +140,19 @@ class HiDLR(torch.optim.Optimizer):
                  clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
                  max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
                  check_finite: bool = True, rollback: bool = True, horizon: float | None = None,
-                 history_size: int = 500, groups_per_refresh: int | None = 8) -> None:
+                 history_size: int = 500, groups_per_refresh: int | None = 8,
+                 shrink: float | str | None = "auto", travel: bool | None = None,
+                 first_clip: tuple[float, float] | None = None) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
             raise TypeError("HiDLR cannot wrap another HiDLR")
+        refuse_sharded_parameters(optimizer)
         opts = check_options(every=every, mode=mode, probes=probes, design=design, joint=joint, ema=ema,
                              clip=clip, min_r2=min_r2, max_every=max_every, probe=probe, seed=seed,
                              check_finite=check_finite, rollback=rollback, horizon=horizon,
-                             history_size=history_size, groups_per_refresh=groups_per_refresh)
+                             history_size=history_size, groups_per_refresh=groups_per_refresh,
+                             shrink=shrink, travel=travel, first_clip=first_clip)
         check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
         # needs a non-empty parameter list, so it gets a placeholder that is dropped right after.
@@ -140,7 +162,8 @@ class HiDLR(torch.optim.Optimizer):
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
         self.rules = RuleConfig(mode=opts["mode"], ema=opts["ema"], clip=opts["clip"], min_r2=opts["min_r2"],
-                                horizon=opts["horizon"], joint=opts["joint"])
+                                horizon=opts["horizon"], joint=opts["joint"], shrink=opts["shrink"],
+                                travel=opts["travel"], first_clip=opts["first_clip"])
         self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
         self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]
         self.check_finite, self.rollback = opts["check_finite"], opts["rollback"]
@@ -151,6 +174,8 @@ class HiDLR(torch.optim.Optimizer):
         self._last_forwards = 0
         self.groups_per_refresh = opts["groups_per_refresh"]
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
+        self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
+        self._arrived = False  # a refresh has had every target inside the clip
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -236,21 +261,28 @@ class HiDLR(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
         """One optimizer step; on refresh steps (see :meth:`is_refresh_step`) ``probe`` (or the
         default probe) is called under ``torch.no_grad`` and must return the scalar loss at the
-        current weights, the same value for the same weights (a fixed batch, no dropout noise)."""
+        current weights, the same value for the same weights (a fixed batch, no dropout noise).
+        With neither, a given ``closure`` is the probe: it is re-evaluated like ``LBFGS`` does
+        (:class:`hidlr.probes.ClosureProbe`). Under ``torch.distributed`` the probe losses are
+        averaged over the ranks (:mod:`hidlr.distributed`)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        probe = probe if probe is not None else self.default_probe
+        probe = probe_for_step(self, probe, closure)
         factors = self._factors()
         applied = [e * f for e, f in zip(self._estimates, factors)]
         check_rates(applied, self.param_groups, self._t)
         params = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
         active = [applied[k] > 0 and len(params[k]) > 0 for k in range(len(applied))]
+        if self.is_refresh_step():
+            active = same_on_every_rank(active)  # every rank takes the same probe path
         refresh = self.is_refresh_step() and any(active)
         if refresh and probe is None:
             raise ValueError(f"step {self._t} is a refresh step and needs a probe: call "
-                             "opt.step(probe=lambda: loss_fn(model(x), y)) or pass probe= to HiDLR")
+                             "opt.step(probe=lambda: loss_fn(model(x), y)), opt.step(closure), or pass probe= "
+                             "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe); in Lightning or the Transformers "
+                             "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers")
         with torch.no_grad():
             if self.check_finite:
                 self._check_gradients(params)
@@ -294,7 +326,8 @@ class HiDLR(torch.optim.Optimizer):
             self._next_refresh = self._t + self._period
             return
         self._next_refresh, self._period = rules.next_refresh(self._t, self._period, self._last_forwards,
-                                                              self._probe_forwards, self.max_every, self.rules)
+                                                              self._probe_forwards, self.max_every, self.rules,
+                                                              travelling=self._travelling)
 
     # --------------------------------------------------------------------------------- refresh
     def _call_probe(self, probe: Probe) -> torch.Tensor:
@@ -308,7 +341,7 @@ class HiDLR(torch.optim.Optimizer):
             self._loss_eps = max(self._loss_eps, torch.finfo(raw.dtype).eps)
         elif not isinstance(raw, torch.Tensor):
             self._loss_eps = max(self._loss_eps, torch.finfo(torch.get_default_dtype()).eps)
-        return value
+        return mean_across_ranks(value)  # the same on every rank
 
     def _refresh(self, probe: Probe, params: list[list[torch.Tensor]], applied: list[float],
                  factors: list[float], active: list[bool]) -> None:
@@ -391,6 +424,14 @@ class HiDLR(torch.optim.Optimizer):
                                            span=max(abs(m) for m in self.probes), resolution=resolution,
                                            probed=probed)
         forwards, scale = 1 + bool(held) + len(z), None
+        if cfg.shrink is not None and sum(probed) > 1:
+            s1 = rules.ONE_GROUP_LINE
+            line = torch.tensor([[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1],
+                                dtype=torch.float64)
+            y_one = self._probe_along(probe, move, line, base)
+            forwards += len(s1)
+            m0 = rules.one_group_multiple(s1, y_one)
+            decisions = rules.shrink_to_one_group(decisions, probed, m0, cfg.shrink)
         if cfg.joint and any(d.accepted for d in decisions):
             c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
             s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
@@ -403,7 +444,13 @@ class HiDLR(torch.optim.Optimizer):
                               "all groups keep their rates", RuntimeWarning, stacklevel=4)
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
-        decisions = rules.settle(decisions, [self._momentum(k) for k in range(len(applied))], cfg)
+        betas = [self._momentum(k) for k in range(len(applied))]
+        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
+        self._travelling = cfg.travel and clipped and not self._arrived
+        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if self._refreshes == 0:
+            cfg = rules.first_refresh_config(cfg)
+        decisions = rules.settle(decisions, betas, cfg)
         return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale,
                              groups=decisions)
 

@@ -47,6 +47,14 @@ class RuleConfig:
         probe_share: the share of the training compute the automatic schedule gives the probes.
         probe_credit: probe forward passes the automatic schedule may spend ahead of that share
             (fast early refreshes).
+        shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
+            (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
+            the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
+        travel: refresh again at the next step (within the probe credit) while any group's target
+            is cut by the clip, instead of doubling the period, until the rates first arrive (a
+            refresh with every target inside the clip).
+        first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
+            guess, not an estimate worth averaging with); None: the first refresh is like the others.
     """
 
     mode: str = "diag"
@@ -59,6 +67,9 @@ class RuleConfig:
     resolution_factor: float = 16.0
     probe_share: float = 0.05
     probe_credit: float = 96.0
+    shrink: float | None = None
+    travel: bool = False
+    first_clip: tuple[float, float] | None = None
 
 
 # ------------------------------------------------------------------------------- acceptance
@@ -198,6 +209,37 @@ def apply_joint_scale(decisions: Sequence[GroupDecision], scale: float | None) -
     return out
 
 
+# ------------------------------------------------------------------------ hierarchical rates
+ONE_GROUP_LINE = (-1.0, 1.0, 2.0)
+
+
+def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
+    """The one-group (GeN) Newton multiple from loss changes ``y`` at multiples ``s`` of the current
+    combined step; None when the line is not a convex descent or a loss is not finite."""
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    if not bool(torch.isfinite(yt).all()):
+        return None
+    beta, alpha, _ = fit_line(torch.as_tensor(s, dtype=torch.float64), yt)
+    return beta / alpha if beta > 0 and alpha > 0 else None
+
+
+def shrink_to_one_group(decisions: Sequence[GroupDecision], active: Sequence[bool], m0: float | None,
+                        shrink: float) -> list[GroupDecision]:
+    """Each accepted group's Newton multiple shrunk towards the one-group multiple ``m0``:
+    ``m0 * (m_k / m0) ** shrink``. Rejected groups keep their decision (a group whose own line
+    rises or does not resolve is not moved by the others' curvature). Unchanged when ``m0`` is None."""
+    if m0 is None:
+        return list(decisions)
+    out = []
+    for d, act in zip(decisions, active):
+        if act and d.accepted and d.rate > 0:
+            m = d.newton_rate / d.rate
+            out.append(replace(d, newton_rate=d.rate * m0 * (m / m0) ** shrink))
+        else:
+            out.append(d)
+    return out
+
+
 # ------------------------------------------------------------------------- momentum, settle
 def momentum_factor(beta: float, horizon: float) -> float:
     """Momentum keeps moving along the update for about ``1 / (1 - beta)`` steps, so the one-step
@@ -217,6 +259,26 @@ def smooth(previous: float, target: float, ema: float) -> float:
     return ema * previous + (1.0 - ema) * target
 
 
+def first_refresh_config(config: RuleConfig) -> RuleConfig:
+    """The rules of the first refresh: ``first_clip`` and no smoothing (unchanged without ``first_clip``)."""
+    if config.first_clip is None:
+        return config
+    return replace(config, clip=config.first_clip, ema=0.0)
+
+
+def clipped(decisions: Sequence[GroupDecision], betas: Sequence[float], config: RuleConfig) -> bool:
+    """Whether any accepted group's corrected Newton rate lies outside the clip of its estimate
+    (before :func:`settle`): its rate is still travelling."""
+    if config.clip is None:
+        return False
+    for d, beta in zip(decisions, betas):
+        if d.accepted:
+            raw = d.newton_rate * momentum_factor(beta, config.horizon)
+            if raw != clip_rate(d.estimate, raw, config.clip):
+                return True
+    return False
+
+
 def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
            config: RuleConfig) -> list[GroupDecision]:
     """Stage 3-4: each accepted group's target (Newton rate times the momentum correction, within
@@ -233,7 +295,7 @@ def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
 
 # ------------------------------------------------------------------------------- schedule
 def next_refresh(t: int, period: int, forwards: int, spent: int, max_every: int | None,
-                 config: RuleConfig) -> tuple[int, int]:
+                 config: RuleConfig, travelling: bool = False) -> tuple[int, int]:
     """The auto schedule after a refresh at step ``t`` that cost ``forwards`` probe forward passes
     (``spent``: all refreshes' so far, this one included). Returns (next refresh step, new period).
 
@@ -242,11 +304,11 @@ def next_refresh(t: int, period: int, forwards: int, spent: int, max_every: int 
     passes). With ``max_every`` None, a refresh also waits until the probe forwards so far stay
     within ``probe_credit + 3 * probe_share * step``: early refreshes come fast while the credit
     lasts, and the probes' share of the first steps is bounded whatever their cost (the number of
-    groups).
+    groups). ``travelling`` (see ``RuleConfig.travel``): the period restarts at 1, within that credit.
     """
     rate = 3.0 * config.probe_share
     cap = max_every or max(1, math.ceil(forwards / rate))
-    period = min(cap, 2 * period)
+    period = 1 if travelling else min(cap, 2 * period)
     step = t + period
     if max_every is None:
         step = max(step, math.ceil((spent + forwards - config.probe_credit) / rate))

@@ -5,7 +5,12 @@ import torch
 
 from hidlr import HiDLR, groups
 from hidlr.bench.finetune.model import TokenDistributionModel, encode
-from hidlr.bench.finetune.pretrained import load_tokenizer, minilm_config, minilm_path, tiny_bert
+from hidlr.bench.finetune.pretrained import (
+    load_tokenizer,
+    minilm_config,
+    minilm_path,
+    tiny_bert,
+)
 from hidlr.uq.data.lexicon import load_lexicon, rating_nll
 
 

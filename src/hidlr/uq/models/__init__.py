@@ -4,8 +4,8 @@ Estimators (NumPy arrays or tensors in; predictive Gaussian mixtures in the orig
 out): :class:`MDN`, :class:`BNN`, :class:`MCDropout`, :class:`BayesianMDN`, and the ensembles
 :class:`DeepEnsemble` (of any estimator) and :class:`MDNEnsemble`. They train with Hi-DLR around
 Adam by default, over param groups that fit each model (``estimator.param_groups(module)``), except
-:class:`MDN` (and so :class:`MDNEnsemble`), which defaults to Adam (its docstring gives the
-measurements); ``optimizer="adam"``, ``"hidlr"`` or a callable ``groups -> optimizer`` choose
+:class:`MDN` (and so :class:`MDNEnsemble`), which defaults to Adam (its docstring says why);
+``optimizer="adam"``, ``"hidlr"`` or a callable ``groups -> optimizer`` choose
 explicitly. Ensembles train their members side by side as one stacked net (``vectorize=True``), and
 :func:`fit_side_by_side` trains several fresh estimators, for instance one per learning rate, the
 same way.

@@ -22,7 +22,7 @@ class DeepEnsemble:
             (e.g. ``lambda: MDN(components=3)`` or the class ``BNN``).
         members: ``M``.
         vectorize: train the members side by side as one stacked net
-            (:class:`~hidlr.uq.models.stacked.StackedNets`, about 3x faster for small nets) instead
+            (:class:`~hidlr.uq.models.stacked.StackedNets`, faster for small nets) instead
             of one after another. Member ``i`` gets the same initial weights and minibatches either
             way, so with Adam (or any per-coordinate optimizer) both give the same members up to
             rounding; random draws inside stochastic losses differ. Under Hi-DLR a stacked

@@ -170,9 +170,8 @@ class Estimator:
     #: What ``fit(optimizer=None)`` trains with: ``"hidlr"`` (Hi-DLR around Adam) or ``"adam"``.
     default_optimizer: str = "hidlr"
     #: Keyword options of ``HiDLR`` for ``optimizer="hidlr"``. ``ema=0.9`` (GeN's smoothing): rate
-    #: estimates from minibatch probes are noisy, and in our BNN runs (3000 steps, UCI split 0, two
-    #: seeds) the engine's default smoothing ended worse (test NLL yacht 1.90, 1.75; concrete 3.31,
-    #: 3.34) than 0.9 (yacht 1.35, 1.23; concrete 3.30, 3.29; Adam: 1.53, 1.65 and 3.27, 3.29).
+    #: estimates from minibatch probes are noisy, and in short BNN trials the engine's default
+    #: smoothing ended worse than 0.9.
     hidlr_options: dict[str, Any] = {"ema": 0.9}
     #: Default number of Monte Carlo passes at prediction (stochastic nets only).
     default_samples: int = 1

@@ -128,10 +128,8 @@ class MDN(Estimator):
         hidden, activation, epochs, batch_size, lr: see :class:`~hidlr.uq.models.estimator.Estimator`.
 
     Trains with plain Adam by default (``optimizer="hidlr"`` for Hi-DLR over the four groups): in
-    our measurements (3000 steps, UCI split 0, two seeds, test NLL) Hi-DLR was not reliably as
-    good. Yacht: Adam 0.45, -0.06; Hi-DLR with the engine's default smoothing 2.25, 2.13 (trunk and
-    mean-head rates shrink to ~1e-5), with ``ema=0.9`` -0.00, 2.35. Concrete: Adam 3.32, 3.47;
-    Hi-DLR 3.54, 3.24 and 3.64, 3.50.
+    short single-split trials Hi-DLR was not reliably as good for this model (the UCI benchmark
+    report compares the two on every split).
     """
 
     default_optimizer = "adam"
