@@ -98,7 +98,7 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
         try:
             est = build(model, batch)
             est.fit(X, y, epochs=epochs, batch_size=batch, seed=s, optimizer=optimizer)
-            scores = _score(est.predict(xe), task, xe, ye)
+            scores = _score(est.predict_proba(xe), task, xe, ye)
             if not math.isfinite(scores["kl"]):
                 raise FloatingPointError("non-finite KL")
         except FAILURES as err:
@@ -134,7 +134,7 @@ def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str
             if epochs is None:
                 epochs = GAP_EPOCHS_QUICK if quick else GAP_EPOCHS
             est.fit(X, y, epochs=epochs, batch_size=16, seed=s, optimizer=optimizer)
-            d = est.predict(grid.reshape(-1, 1))
+            d = est.predict_proba(grid.reshape(-1, 1))
         except FAILURES as err:
             out.append({"seed": s, "error": f"{type(err).__name__}: {err}"})
             continue

@@ -198,7 +198,7 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
             if hist is not None:  # Hi-DLR: how many refreshes (probe rounds) the final fit made
                 rec["refreshes"] = len(hist)
                 rec["steps"] = chosen["epochs"] * math.ceil(train_idx.size / budget.batch_size)
-            scores = _score(est.predict(X[test_idx]), y[test_idx])
+            scores = _score(est.predict_proba(X[test_idx]), y[test_idx])
             if not all(math.isfinite(v) for k, v in scores.items() if k != "reliability"):
                 raise FloatingPointError(f"non-finite test metrics {scores}")
             rec["metrics"] = scores

@@ -42,7 +42,8 @@ def build_model(model: str, hp: dict[str, Any], batch_size: int) -> Any:
     """A fresh, unfitted estimator for ``model`` with hyperparameters ``hp``."""
     from hidlr.uq import models as M
 
-    common = {"hidden": HIDDEN, "batch_size": batch_size}
+    # the protocol tunes epochs on its own validation part: no early stopping inside fit
+    common = {"hidden": HIDDEN, "batch_size": batch_size, "early_stopping": False}
     k = int(hp.get("components", 3))
     if model == "gaussian":
         return M.MDN(components=1, **common)
