@@ -28,7 +28,7 @@ FAST = {"epochs": 2, "batch_size": 16, "optimizer": "adam"}
         (np.ones(3), np.ones(3), "X must be 2-D"),
         (np.ones((3, 2)), np.ones((3, 2)), r"y must have shape \(n,\) or \(n, 1\)"),
         (np.ones((0, 2)), np.ones(0), "empty"),
-        (np.ones((3, 0)), np.ones(3), "0 features"),
+        (np.ones((3, 0)), np.ones(3), r"0 feature\(s\)"),
         ([["a", "b"]], [1.0], "numeric"),
     ],
 )
@@ -68,7 +68,7 @@ def test_predict_errors(data):
     with pytest.raises(ValueError, match="not fitted"):
         MDN().predict_proba(X)
     m = BNN(hidden=(4,)).fit(X, y, **FAST)
-    with pytest.raises(ValueError, match="fitted with 3"):
+    with pytest.raises(ValueError, match="expecting 3 features"):
         m.predict_proba(np.ones((2, 4)))
     with pytest.raises(ValueError, match="NaN"):
         m.predict_proba(np.array([[0.0, np.nan, 1.0]]))

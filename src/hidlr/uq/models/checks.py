@@ -9,6 +9,7 @@ happens in float64 whatever the working dtype), plus the working dtype and devic
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,19 +80,24 @@ def _as_float64(a: Any, name: str) -> tuple[Tensor, torch.dtype, torch.device | 
     Tensors keep their device, and their dtype when floating; everything else becomes a NumPy
     float64 array first (pandas included) and works in ``torch.get_default_dtype()`` on the CPU.
     """
+    if a is None:
+        raise ValueError(f"{name} is None: this estimator requires y to be passed, but the target y is None"
+                         if name == "y" else f"{name} is None")
+    if hasattr(a, "toarray") or hasattr(a, "tocsr"):
+        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
     if isinstance(a, Tensor):
         t = a.detach()
         if t.is_complex():
-            raise ValueError(f"{name} is complex; only real numbers are supported")
+            raise ValueError(f"{name} is complex: Complex data not supported")
         dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
         return t.to(torch.float64), dtype, t.device
     arr = np.asarray(a.to_numpy() if hasattr(a, "to_numpy") else a)
     if np.iscomplexobj(arr):
-        raise ValueError(f"{name} is complex; only real numbers are supported")
+        raise ValueError(f"{name} is complex: Complex data not supported")
     try:
         arr = arr.astype(np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric array-like: {err}") from None
+    except (TypeError, ValueError) as err:  # keep the kind: a dict in an object array is a TypeError
+        raise type(err)(f"{name} must be numeric array-like: {err}") from None
     return torch.from_numpy(np.ascontiguousarray(arr)), torch.get_default_dtype(), None
 
 
@@ -99,12 +105,12 @@ def check_x(X: Any) -> tuple[Tensor, torch.dtype, torch.device | None]:
     """``X: (n, d)`` as float64, with the working dtype and device; clear errors for bad input."""
     Xt, dtype, device = _as_float64(X, "X")
     if Xt.ndim != 2:
-        hint = " (use X.reshape(-1, 1) for a single feature)" if Xt.ndim == 1 else ""
+        hint = " (Reshape your data with X.reshape(-1, 1) for a single feature)" if Xt.ndim == 1 else ""
         raise ValueError(f"X must be 2-D with shape (n, d), got shape {tuple(Xt.shape)}{hint}")
     if Xt.shape[0] == 0:
-        raise ValueError(f"X is empty: it has 0 rows (shape {tuple(Xt.shape)})")
+        raise ValueError(f"X is empty: 0 sample(s) (shape={tuple(Xt.shape)}) while a minimum of 1 is required.")
     if Xt.shape[1] == 0:
-        raise ValueError(f"X has 0 features (shape {tuple(Xt.shape)})")
+        raise ValueError(f"X has 0 feature(s) (shape={tuple(Xt.shape)}) while a minimum of 1 is required.")
     bad = ~torch.isfinite(Xt)
     if bad.any():
         raise ValueError(f"X contains {int(bad.sum())} NaN or inf value(s) (first at row {int(bad.any(1).nonzero()[0])})")
@@ -118,6 +124,8 @@ def check_xy(X: Any, y: Any) -> tuple[Tensor, Tensor, torch.dtype, torch.device 
     yt, _, _ = _as_float64(y, "y")
     yt = yt.to(Xt.device)
     if yt.ndim == 2 and yt.shape[1] == 1:
+        if not hasattr(y, "columns"):  # a pandas frame with one column is how skpro passes y
+            _column_warning()
         yt = yt[:, 0]
     if yt.ndim != 1:
         raise ValueError(f"y must have shape (n,) or (n, 1), got shape {tuple(yt.shape)}")
@@ -127,6 +135,16 @@ def check_xy(X: Any, y: Any) -> tuple[Tensor, Tensor, torch.dtype, torch.device 
     if bad.any():
         raise ValueError(f"y contains {int(bad.sum())} NaN or inf value(s) (first at row {int(bad.nonzero()[0])})")
     return Xt, yt, dtype, device
+
+
+def _column_warning() -> None:
+    """scikit-learn's warning for a column-vector ``y`` (its ``DataConversionWarning`` if installed)."""
+    try:
+        from sklearn.exceptions import DataConversionWarning as category
+    except ImportError:
+        category = UserWarning
+    warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as shape (n,)",
+                  category, stacklevel=4)
 
 
 def feature_names(X: Any) -> np.ndarray | None:

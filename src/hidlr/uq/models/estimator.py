@@ -320,8 +320,8 @@ class Estimator(ProbabilisticRegressor):
         module = self._check_fitted()
         Xt, _, _ = checks.check_x(X)
         if Xt.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {Xt.shape[1]} features, but {type(self).__name__} was fitted with "
-                             f"{self.n_features_in_}")
+            raise ValueError(f"X has {Xt.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
         if self.stochastic:
             samples = self._samples() if samples is None else checks.check_int("samples", samples)
         with torch.no_grad(), seeded(self.seed_ + PREDICT_SEED_OFFSET if seed is None else seed,
