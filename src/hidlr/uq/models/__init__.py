@@ -29,6 +29,7 @@ units, for use in a custom training loop::
 
 from hidlr.uq.models.bayesian_mdn import BayesianMDN, BayesianMDNNet
 from hidlr.uq.models.blocks import mixture_collapse_penalty
+from hidlr.uq.models.conformal import ConformalRegressor
 from hidlr.uq.models.bnn import BNN, BNNNet
 from hidlr.uq.models.dropout import MCDropout, MCDropoutNet
 from hidlr.uq.models.ensemble import DeepEnsemble, MDNEnsemble
@@ -46,6 +47,7 @@ __all__ = [
     "BayesianLinear",
     "BayesianMDN",
     "BayesianMDNNet",
+    "ConformalRegressor",
     "DeepEnsemble",
     "Estimator",
     "MCDropout",
