@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from hidlr.uq import GaussianMixture
-from hidlr.uq.calibration import ConformalPIT, ConformalQuantile, PITRecalibration, conformal_rank
+from hidlr.uq.calibration import (
+    ConformalPIT,
+    ConformalQuantile,
+    PITRecalibration,
+    conformal_rank,
+)
 
 CALIBRATORS = [ConformalPIT, ConformalQuantile, PITRecalibration]
 

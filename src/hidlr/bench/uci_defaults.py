@@ -61,7 +61,7 @@ def load(name: str, splits: Sequence[int], root: str | Path | None = None
         out = []
         for s in splits:
             perm = np.random.default_rng(s).permutation(len(y))
-            cut = int(round(0.75 * len(y)))
+            cut = round(0.75 * len(y))
             out.append((perm[:cut], perm[cut:]))
         return X, y, out
     from hidlr.uq.data.uci import load_uci
@@ -150,19 +150,19 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     near = sum(r["ll_minus_tuned"]["mean"] >= -0.1 for r in close)
     lines = [
         "# Default fits, no tuning", "",
-        "Each model with its defaults (`Model(random_state=split).fit(X_train, y_train)`; the refit variant "
-        "adds `refit=True`): a validation part of 10% carved from the training rows, early stopping on its "
-        "NLL, the best epoch's weights. Diabetes: scikit-learn's `load_diabetes`, random 75/25 splits (331 "
-        "training rows) seeded by the split index; UCI sets: their standard splits. LL = mean test log "
-        "predictive density in the target's units; `Δ LL vs tuned` = LL minus the tuned UCI protocol's LL "
-        "(`results.json` beside this report, the model's default optimizer), paired by split (positive: the "
-        "default fit is better). CPU-seconds per fit measured on a shared machine.", "",
-        f"Run: sets {result['sets']}, splits {result['splits']}, models {result['models']}, variants "
-        f"{result['variants']}; commit {meta.get('git_commit') or 'unknown'}, torch {meta['torch']}, started "
-        f"{meta['started']}; command `{result['command']}`.", "",
-        f"Goals: 90% coverage in [0.85, 0.95] for **{inside} of {len(goal_cov)}** (set, model, variant) rows; "
-        f"LL within 0.1 nats of the tuned protocol (or better) for **{near} of {len(close)}** rows with a tuned "
-        "figure.", "",
+        ("Each model with its defaults (`Model(random_state=split).fit(X_train, y_train)`; the refit variant "
+         "adds `refit=True`): a validation part of 10% carved from the training rows, early stopping on its "
+         "NLL, the best epoch's weights. Diabetes: scikit-learn's `load_diabetes`, random 75/25 splits (331 "
+         "training rows) seeded by the split index; UCI sets: their standard splits. LL = mean test log "
+         "predictive density in the target's units; `Δ LL vs tuned` = LL minus the tuned UCI protocol's LL "
+         "(`results.json` beside this report, the model's default optimizer), paired by split (positive: the "
+         "default fit is better). CPU-seconds per fit measured on a shared machine."), "",
+        (f"Run: sets {result['sets']}, splits {result['splits']}, models {result['models']}, variants "
+         f"{result['variants']}; commit {meta.get('git_commit') or 'unknown'}, torch {meta['torch']}, started "
+         f"{meta['started']}; command `{result['command']}`."), "",
+        (f"Goals: 90% coverage in [0.85, 0.95] for **{inside} of {len(goal_cov)}** (set, model, variant) rows; "
+         f"LL within 0.1 nats of the tuned protocol (or better) for **{near} of {len(close)}** rows with a tuned "
+         "figure."), "",
         rep.markdown_table(["set", "model", "variant", "splits ok", "LL", "Δ LL vs tuned", "cov 90%",
                             "tuned cov 90%", "RMSE", "best epoch", "CPU s / fit"], rows), "",
     ]

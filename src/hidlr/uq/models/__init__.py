@@ -29,8 +29,8 @@ units, for use in a custom training loop::
 
 from hidlr.uq.models.bayesian_mdn import BayesianMDN, BayesianMDNNet
 from hidlr.uq.models.blocks import mixture_collapse_penalty
-from hidlr.uq.models.conformal import ConformalRegressor
 from hidlr.uq.models.bnn import BNN, BNNNet
+from hidlr.uq.models.conformal import ConformalRegressor
 from hidlr.uq.models.dropout import MCDropout, MCDropoutNet
 from hidlr.uq.models.ensemble import DeepEnsemble, MDNEnsemble
 from hidlr.uq.models.estimator import Estimator

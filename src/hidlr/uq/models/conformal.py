@@ -7,7 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hidlr.uq.calibration import ConformalPIT, ConformalQuantile, PITRecalibration, RecalibratedDistribution
+from hidlr.uq.calibration import (
+    ConformalPIT,
+    ConformalQuantile,
+    PITRecalibration,
+    RecalibratedDistribution,
+)
 from hidlr.uq.models import checks
 from hidlr.uq.models.interface import ProbabilisticRegressor, not_fitted
 
@@ -56,7 +61,7 @@ class ConformalRegressor(ProbabilisticRegressor):
         seed = checks.check_int("random_state", self.random_state, minimum=0)
         Xt, yt, _, _ = checks.check_xy(X, y)
         n = Xt.shape[0]
-        n_cal = int(round(frac * n))
+        n_cal = round(frac * n)
         if n_cal < 1 or n - n_cal < 2:
             raise ValueError(f"{n} rows cannot be split into a training part and {frac:g} for calibration")
         perm = np.random.default_rng(seed).permutation(n)
