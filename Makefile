@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench-overhead bench-lr bench-uci bench-kl clean
+.PHONY: venv demo lint test bench-overhead bench-lr bench-uci bench-kl clean
 
 venv: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml requirements/lock.txt
 demo: $(STAMP)
 	$(BIN)/hidlr demo
 
-test: $(STAMP)
+# Lint (rules in pyproject.toml). `ruff format` has not been applied to the tree yet; once it has,
+# add `$(BIN)/ruff format --check src tests examples` here so that formatting stays applied.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples
+
+test: lint
 	$(BIN)/python -m pytest -n 2 tests
 
 bench-overhead: $(STAMP)

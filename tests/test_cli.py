@@ -21,3 +21,13 @@ def test_bench_help_lists_every_benchmark():
     assert res.exit_code == 0
     for name in ("overhead", "uq-speed", "lr", "uci", "kl", "gap"):
         assert name in res.output
+
+
+def test_report_builds_a_page_from_a_results_folder(tmp_path):
+    (tmp_path / "report.md").write_text("# A run\n\nText.\n")
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "report page:" in res.output
+    assert "<h1>A run</h1>" in (tmp_path / "report.html").read_text()
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code != 0 and "does not exist" in str(missing.exception)

@@ -1,12 +1,7 @@
-"""The runnable examples and the demo run and do what they claim (few steps)."""
+"""The runnable examples run and do what they claim (few steps)."""
 
 import runpy
 from pathlib import Path
-
-import pytest
-from rich.console import Console
-
-from hidlr.demo import run_demo
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -21,16 +16,6 @@ def test_stability_example_runs_every_config():
     table = runpy.run_path(str(EXAMPLES / "stability.py"))["main"](steps=30, seeds=1, lrs=(1e-3,))
     assert set(table) >= {"Adam", "HiDLR defaults"}
     assert all(len(v) == 1 for v in table.values())
-
-
-def test_demo_recovers_from_a_poor_starting_rate():
-    results = run_demo(steps=120, console=Console(quiet=True))
-    names = [r.name for r in results]
-    assert names == ["Adam from lr=0.001", "Hi-DLR(Adam) from lr=0.001", "Adam from lr=0.0001",
-                     "Hi-DLR(Adam) from lr=0.0001"]
-    slow_adam, slow_hidlr = results[2], results[3]
-    assert max(slow_hidlr.rates[-1][1]) > 2e-4  # the rates grew from the poor start
-    assert slow_hidlr.val_loss < slow_adam.val_loss
 
 
 def test_uq_quickstart_mdn_beats_bnn_on_a_bimodal_truth():

@@ -80,3 +80,18 @@ def test_groups_feed_an_optimizer_and_hidlr_reports_their_names():
     m.eval()  # probes must be deterministic: BatchNorm in eval mode
     opt.step(probe=lambda: loss_fn(m(x), y))
     assert [g["name"] for g in opt.history[0]["groups"]] == ["weight", "bias", "norm"]
+
+
+def test_lora_recognises_peft_layers_by_type():
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    m = nn.ModuleDict({"body": nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4)), "head": nn.Linear(4, 1)})
+    peft.inject_adapter_in_model(peft.LoraConfig(r=2, target_modules=["body.0", "body.2"]), m)
+    for p in m["head"].parameters():
+        p.requires_grad_(True)
+    named = _names(m, groups.lora(m, rest="head"))
+    assert named == {"lora_A": ["body.0.lora_A.default.weight", "body.2.lora_A.default.weight"],
+                     "lora_B": ["body.0.lora_B.default.weight", "body.2.lora_B.default.weight"],
+                     "head": ["head.bias", "head.weight"]}
+    with pytest.raises(ValueError, match="outside the LoRA layers"):
+        groups.lora(m, rest=None)

@@ -13,15 +13,30 @@ app.add_typer(bench_app, name="bench")
 
 
 @app.command()
-def demo(steps: int = typer.Option(300, help="Training steps per optimizer."),
-         seed: int = typer.Option(0, help="Random seed.")) -> None:
-    """Train a small model on built-in data with Hi-DLR and with plain Adam, side by side."""
+def demo(steps: int = typer.Option(300, help="Training steps per digits run."),
+         seed: int = typer.Option(0, help="Random seed."),
+         n: int = typer.Option(1000, help="Training points for the MDN and the BNN."),
+         epochs: int = typer.Option(60, help="Epochs for the MDN and the BNN."),
+         out: Path = typer.Option(Path("results/demo/demo.html"), help="Where to write the HTML page.")) -> None:
+    """Hi-DLR against Adam from several starting rates, an MDN and a BNN on a two-mode task; writes
+    one self-contained HTML page."""
     import torch
 
     from hidlr.demo import run_demo
 
     torch.set_num_threads(1)  # small models: threads cost more than they give
-    run_demo(steps=steps, seed=seed)
+    run_demo(steps=steps, seed=seed, n=n, epochs=epochs, out=out)
+
+
+@app.command()
+def report(results: Path = typer.Argument(..., help="A benchmark's results folder (lr, uci, kl, overhead, "
+                                          "uq-speed, finetune)."),
+           out: Path = typer.Option(None, help="The HTML file (default: RESULTS/report.html).")) -> None:
+    """Build one self-contained HTML page from a benchmark's results folder."""
+    from hidlr.report import build_results_page
+
+    path = build_results_page(results).write(out or results / "report.html")
+    typer.echo(f"report page: {path}")
 
 
 @bench_app.command("overhead")
@@ -106,8 +121,57 @@ def bench_gap(out: Path = typer.Option(Path("results/kl/gap_long_training.json")
 
     res = kl.gap_check(out, models=models or ("bnn", "bayesian_mdn"), epochs=epochs, seeds=seeds, workers=workers)
     for m, st in res["summary"].items():
-        typer.echo(f"{m}: epistemic variance gap / near = " + ("—" if st is None else f"{st['mean']:.2f} ± {st['se']:.2f}"))
+        ratio = "—" if st is None else f"{st['mean']:.2f} ± {st['se']:.2f}"
+        typer.echo(f"{m}: epistemic variance gap / near = {ratio}")
     typer.echo(f"written: {out}")
+
+
+@bench_app.command("finetune")
+def bench_finetune(out: Path = typer.Option(Path("benchmarks/results/finetune"), help="Output folder."),
+                   quick: bool = typer.Option(False, help="A small BERT pretrained here instead of MiniLM (minutes)."),
+                   seeds: int = typer.Option(None, help="Seeds (default: 1; quick 2)."),
+                   heads: list[str] = typer.Option(None, help="mdn, gaussian (default: both)."),
+                   methods: list[str] = typer.Option(None, help="Method names, 'freeze' for the freezing family "
+                                                     "(default: all)."),
+                   steps: int = typer.Option(None, help="Training steps per run (default: 100; quick 150)."),
+                   batch_size: int = typer.Option(32, help="Tokens per batch (each with its ten ratings)."),
+                   costs: bool = typer.Option(True, help="Measure what frozen groups cost, side by side."),
+                   progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
+    """Fine-tune a pretrained encoder on the VADER lexicon's rating distributions: full, head-only,
+    BitFit, LoRA, LoRA+, Hi-DLR, automatic freezing, Prodigy, Schedule-Free; MDN and Gaussian heads."""
+    from hidlr.bench.finetune import run
+
+    run(out, quick=quick, seeds=seeds, heads=heads or None, methods=methods or None, steps=steps,
+        batch_size=batch_size, costs=costs, progress=progress)
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command()
+def influence(plan_out: Path = typer.Option(Path("plan.json"), help="Where to write the freezing plan (JSON)."),
+              budget: float = typer.Option(0.05, help="Fraction of the parameters left trainable."),
+              quick: bool = typer.Option(True, help="The small BERT pretrained here (--no-quick: MiniLM)."),
+              head: str = typer.Option("mdn", help="mdn or gaussian."),
+              steps: int = typer.Option(10, help="Steps of the short Hi-DLR run."),
+              refreshes: int = typer.Option(2, help="Curvature refreshes during those steps."),
+              seed: int = typer.Option(0, help="Random seed.")) -> None:
+    """Rank a pretrained encoder's modules by influence after a short Hi-DLR run on the lexicon
+    task, and write the freezing plan for a parameter budget (the head always trains)."""
+    import torch
+
+    from hidlr.bench.finetune import methods as M
+    from hidlr.bench.finetune.data import quick_workload, real_workload
+    from hidlr.bench.finetune.runner import influence_run
+    from hidlr.influence import format_table, influence_table, plan_for
+
+    torch.set_num_threads(1)
+    wl = quick_workload(seed) if quick else real_workload(seed, probe_size=48)
+    lr = M.HIDLR_START * (10.0 if quick else 1.0)
+    model, opt = influence_run(wl, head, steps=steps, refreshes=refreshes, seed=seed, lr=lr)
+    typer.echo(format_table(influence_table(opt)))
+    plan = plan_for(opt, budget=budget, model=model, keep=M.head_group_names(opt.param_groups))
+    plan.save(plan_out)
+    typer.echo(f"plan: {len(plan.kept_groups)} of {len(opt.param_groups)} groups, {plan.trainable_params:,} of "
+               f"{plan.total_params:,} parameters ({100 * plan.fraction:.2f}%) trainable; written: {plan_out}")
 
 
 if __name__ == "__main__":

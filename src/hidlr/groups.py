@@ -123,7 +123,45 @@ def by_pattern(model: nn.Module, patterns: Mapping[str, str | Sequence[str]],
     return _build(model, named)
 
 
+def _peft_lora_ids(model: nn.Module) -> tuple[set[int], set[int]]:
+    """Ids of the A and B parameters of ``peft``'s LoRA layers in ``model`` (empty without peft)."""
+    import sys
+
+    if "peft" not in sys.modules:  # a model holding peft layers has imported peft already
+        return set(), set()
+    from peft.tuners.lora import LoraLayer
+
+    a_ids: set[int] = set()
+    b_ids: set[int] = set()
+    for m in model.modules():
+        if isinstance(m, LoraLayer):
+            for attr, ids in (("lora_A", a_ids), ("lora_embedding_A", a_ids), ("lora_B", b_ids),
+                              ("lora_embedding_B", b_ids)):
+                sub = getattr(m, attr, None)
+                if sub is not None:
+                    ids |= {id(p) for p in sub.parameters()}
+    return a_ids, b_ids
+
+
 def lora(model: nn.Module, a: str = r"lora_A", b: str = r"lora_B", rest: str | None = "rest") -> list[dict]:
-    """LoRA+-style groups: ``"lora_A"``, ``"lora_B"`` (by name pattern) and the remaining trainable
-    parameters (e.g. a new head) as ``rest``."""
-    return by_pattern(model, {"lora_A": a, "lora_B": b}, rest=rest)
+    """LoRA+-style groups: ``"lora_A"``, ``"lora_B"`` and the remaining trainable parameters (e.g. a
+    new head) as ``rest``. ``peft``'s LoRA layers are recognised by type (A and B of linear and
+    embedding adapters); otherwise A and B are found by the name patterns ``a`` and ``b``."""
+    a_ids, b_ids = _peft_lora_ids(model)
+    if not a_ids and not b_ids:
+        return by_pattern(model, {"lora_A": a, "lora_B": b}, rest=rest)
+    named: dict[str, list[nn.Parameter]] = {"lora_A": [], "lora_B": []}
+    others = []
+    for pname, p in _trainable(model):
+        if id(p) in a_ids:
+            named["lora_A"].append(p)
+        elif id(p) in b_ids:
+            named["lora_B"].append(p)
+        else:
+            others.append(pname)
+            named.setdefault(rest or "rest", []).append(p)
+    if not named["lora_A"] or not named["lora_B"]:
+        raise ValueError("the model's peft LoRA layers have no trainable A or B parameters")
+    if others and rest is None:
+        raise ValueError(f"parameters outside the LoRA layers: {', '.join(others)}")
+    return _build(model, named)

@@ -77,7 +77,3 @@ def test_markdown_table():
     t = rep.markdown_table(["a", "b"], [[1, 2]])
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
 
-
-def test_write_json_nan_becomes_null(tmp_path):
-    rep.write_json(tmp_path / "r.json", {"x": float("nan"), "y": [np.float64(1.5)]})
-    assert (tmp_path / "r.json").read_text().replace(" ", "").replace("\n", "") == '{"x":null,"y":[1.5]}'

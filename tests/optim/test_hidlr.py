@@ -1,6 +1,6 @@
 import copy
 import io
-import math
+import itertools
 import warnings
 
 import pytest
@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hidlr import HiDLR, ProbeError
+from hidlr import HiDLR
 from tests.optim.conftest import make_quadratic
 
 BASES = {
@@ -69,7 +69,7 @@ def test_one_group_is_gen_three_point_rule():
 def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, design):
     # a random design's diagonal fit treats cross terms as noise: exact only without coupling
     q = make_quadratic(sizes, seed=seed, coupling=0.0 if (design, mode) == ("random", "diag") else 1.0)
-    opt, w0, w1 = _one_refresh(q, base, mode=mode, ema=0.0, clip=None, design=design, min_r2=-math.inf)
+    opt, w0, w1 = _one_refresh(q, base, mode=mode, ema=0.0, clip=None, design=design, min_r2=0.0)
     b, a = q.newton(w0, w1, opt.lrs)
     rec = opt.history[-1]["groups"]
     if mode == "diag":
@@ -87,7 +87,7 @@ def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, desig
 
 def test_joint_scale_is_the_newton_step_along_the_combined_update():
     q = make_quadratic([3, 3, 3], seed=5, coupling=4.0)  # strongly coupled: diag overshoots
-    opt, w0, w1 = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
+    opt, w0, _ = _one_refresh(q, "sgd", ema=0.0, clip=None, joint=True)
     h = 0.05
     grad = q.H @ w0 - q.g
     d = torch.zeros(9, 3, dtype=torch.float64)
@@ -155,7 +155,7 @@ def test_refresh_steps_follow_every():
     q = make_quadratic([2, 3])
     opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=3)
     refreshed = []
-    for t in range(8):
+    for _ in range(8):
         refreshed.append(opt.is_refresh_step())
         opt.zero_grad()
         q.loss().backward()
@@ -172,7 +172,7 @@ def test_auto_period_grows_while_rates_are_settled():
         q.loss().backward()
         opt.step(probe=q.loss)
     steps = [r["step"] for r in opt.history]
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
 
@@ -223,7 +223,8 @@ def test_cosine_scheduler_keeps_its_own_recursion():
     q = make_quadratic([2, 2], seed=9)
     opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
-    bare = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01), T_max=10)
+    bare_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    bare = torch.optim.lr_scheduler.CosineAnnealingLR(bare_opt, T_max=10)
     for _ in range(10):
         opt.zero_grad()
         q.loss().backward()
@@ -279,150 +280,6 @@ def test_loading_a_bare_optimizer_state_is_a_clear_error():
         opt.load_state_dict(torch.optim.Adam(q.params).state_dict())
 
 
-# ------------------------------------------------------------------------------ faults
-def _snapshot(q, opt):
-    return q.flat(), copy.deepcopy(opt.state_dict())
-
-
-def _assert_unchanged(q, opt, snap, exact_weights=True):
-    w, sd = snap
-    if exact_weights:
-        assert torch.equal(q.flat(), w)
-    else:  # moved back along the stored update: equal up to rounding
-        torch.testing.assert_close(q.flat(), w, rtol=0, atol=1e-14)
-    now = opt.state_dict()
-    assert now["hidlr"] == sd["hidlr"]
-    assert now["base"]["param_groups"] == sd["base"]["param_groups"]
-    for key, st_ in sd["base"]["state"].items():
-        for name, v in st_.items():
-            assert torch.equal(torch.as_tensor(now["base"]["state"][key][name]), torch.as_tensor(v))
-
-
-def _warm(q, opt, steps=3):
-    for _ in range(steps):
-        opt.zero_grad()
-        q.loss().backward()
-        opt.step(probe=q.loss)
-
-
-def test_refresh_step_without_probe_is_an_error_that_changes_nothing():
-    q = make_quadratic([2, 3])
-    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=2)
-    _warm(q, opt, 2)
-    opt.zero_grad()
-    q.loss().backward()
-    snap = _snapshot(q, opt)
-    with pytest.raises(ValueError, match="refresh step and needs a probe"):
-        opt.step()
-    _assert_unchanged(q, opt, snap)
-    opt.step(probe=q.loss)  # still usable
-    assert opt.step_count == 3
-
-
-def test_default_probe_is_used_when_step_gets_none():
-    q = make_quadratic([2, 3])
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, probe=q.loss)
-    _warm(q, opt, 1)
-    q.params[0].grad = None
-    q.loss().backward()
-    opt.step()
-    assert len(opt.history) == 2
-
-
-@pytest.mark.parametrize("fail_at", [1, 4, 12])
-def test_probe_that_raises_leaves_weights_and_state_as_before(fail_at):
-    q = make_quadratic([3, 2], seed=3)
-    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=2)
-    _warm(q, opt, 2)
-    opt.zero_grad()
-    q.loss().backward()
-    snap = _snapshot(q, opt)
-    calls = []
-
-    def probe():
-        calls.append(1)
-        if len(calls) == fail_at:
-            raise KeyError("data ran out")
-        return q.loss()
-    with pytest.raises(KeyError, match="data ran out"):
-        opt.step(probe=probe)
-    _assert_unchanged(q, opt, snap, exact_weights=fail_at == 1)
-    opt.step(probe=q.loss)
-    assert opt.step_count == 3
-
-
-def test_probe_must_return_a_scalar():
-    q = make_quadratic([2])
-    opt = HiDLR(torch.optim.SGD(q.params, lr=0.01))
-    q.loss().backward()
-    snap = _snapshot(q, opt)
-    with pytest.raises(ProbeError, match="scalar loss"):
-        opt.step(probe=lambda: torch.ones(3))
-    _assert_unchanged(q, opt, snap)
-
-
-def test_non_finite_probe_loss_skips_that_group_and_completes_at_previous_rates():
-    q = make_quadratic([3, 2], seed=6)
-    ref_q = copy.deepcopy(q)
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.02), every=1, joint=False)
-    ref = torch.optim.SGD(_groups(ref_q), lr=0.02)
-    calls = []
-
-    def probe():  # call 1 is L(w); calls 2-5 probe group 0, 6-9 group 1
-        calls.append(1)
-        return torch.tensor(float("nan")) if len(calls) == 7 else q.loss()
-    q.loss().backward()
-    with pytest.warns(RuntimeWarning, match="non-finite probe loss"):
-        opt.step(probe=probe)
-    groups = opt.history[-1]["groups"]
-    assert groups[0]["accepted"] and not groups[1]["accepted"]
-    assert groups[1]["reason"] == "non-finite probe loss" and opt.lrs[1] == 0.02
-    ref_q.loss().backward()
-    for g, r in zip(ref.param_groups, opt.lrs):
-        g["lr"] = r
-    ref.step()
-    torch.testing.assert_close(q.flat(), ref_q.flat(), rtol=1e-12, atol=1e-14)
-
-
-def test_non_finite_gradient_is_refused_before_any_weight_changes():
-    q = make_quadratic([3, 2])
-    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=1)
-    _warm(q, opt, 1)
-    opt.zero_grad()
-    q.loss().backward()
-    q.params[1].grad[0] = float("inf")
-    snap = _snapshot(q, opt)
-    with pytest.raises(FloatingPointError, match="param group 'g1'"):
-        opt.step(probe=q.loss)
-    _assert_unchanged(q, opt, snap)
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    ({"mode": "lbfgs"}, "mode must be"), ({"every": 0}, "every must be"),
-    ({"probes": (1.0, 2.0)}, "at least 3 distinct"), ({"probes": (0.0, 1.0, 2.0)}, "non-zero"),
-    ({"ema": 1.0}, "ema must be"), ({"clip": (2.0, 3.0)}, "clip must be"),
-    ({"design": "grid"}, "design must be"), ({"horizon": 2.0}, "horizon must be"),
-])
-def test_bad_options_are_clear_errors(kwargs, match):
-    q = make_quadratic([2])
-    with pytest.raises(ValueError, match=match):
-        HiDLR(torch.optim.SGD(q.params, lr=0.1), **kwargs)
-
-
-def test_wrapping_something_else_is_an_error():
-    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
-        HiDLR(object())
-    q = make_quadratic([2])
-    with pytest.raises(TypeError, match="another HiDLR"):
-        HiDLR(HiDLR(torch.optim.SGD(q.params, lr=0.1)))
-
-
-def test_parameter_in_two_groups_is_an_error():
-    q = make_quadratic([2])
-    with pytest.raises(ValueError, match="more than one parameter group"):
-        HiDLR(torch.optim.SGD([{"params": q.params}, {"params": q.params}], lr=0.1))
-
-
 def test_add_param_group_extends_the_rates():
     q = make_quadratic([2, 3])
     opt = HiDLR(torch.optim.SGD([{"params": [q.params[0]]}], lr=0.1))
@@ -448,3 +305,31 @@ def test_unresolved_curvature_is_rejected_and_moves_nothing_far():
     g1 = opt.history[-1]["groups"][1]
     assert not g1["accepted"] and opt.lrs[1] == 1e-3
     assert float((w1.detach() - before).abs().max()) < 2e-3  # one Adam step at 1e-3, nothing more
+
+
+def test_full_mode_rates_minimise_the_quadratic_over_non_negative_rates():
+    """Where ``A^-1 b`` has a negative entry, that group keeps its rate and the others take the
+    minimiser with it held at 0 (the non-negative QP), not the rates solved as if it moved."""
+    from hidlr.optim.qp import nonneg_quadratic_min
+    for seed in range(200):
+        q = make_quadratic([2, 2, 2], seed=seed, coupling=6.0)
+        w0 = q.flat()
+        grad = q.H @ w0 - q.g
+        d = torch.zeros(6, 3, dtype=torch.float64)
+        for j in range(3):
+            d[2 * j:2 * j + 2, j] = grad[2 * j:2 * j + 2]
+        b, a = d.T @ grad, d.T @ q.H @ d
+        if (torch.linalg.solve(a, b) < 0).any():
+            break
+    else:
+        pytest.fail("no coupled quadratic with a negative unconstrained rate")
+    h = 0.05
+    opt, w0, _ = _one_refresh(q, "sgd", mode="full", ema=0.0, clip=None)
+    z = nonneg_quadratic_min(a, b)  # in rates (d at unit rate)
+    groups = opt.history[-1]["groups"]
+    for k, g in enumerate(groups):
+        if float(z[k]) > 0:
+            assert g["accepted"] and opt.lrs[k] == pytest.approx(float(z[k]), rel=1e-6)
+        else:
+            assert not g["accepted"] and "not positive" in g["reason"] and opt.lrs[k] == h
+    assert (z == 0).any() and (z > 0).any()

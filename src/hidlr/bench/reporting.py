@@ -1,14 +1,12 @@
-"""Shared helpers for benchmark reports: aggregation, log-log slope fits, tables, run metadata."""
+"""Shared helpers for benchmark reports: aggregation, log-log slope fits, tables, durations.
+
+Run plumbing (metadata, JSON files, the run journal, progress bars) lives in :mod:`hidlr.bench.harness`."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,53 +89,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def run_metadata(seeds: Any = None) -> dict[str, Any]:
-    """Machine, versions and time stamp for a result file."""
-    import subprocess
-
-    import torch
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "machine": platform.node(), "git_commit": commit, "platform": platform.platform(), "processor": platform.machine(),
-        "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seeds": seeds,
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON (NaN/inf become null so the file stays standard JSON)."""
-    def clean(o: Any) -> Any:
-        if isinstance(o, float):
-            return o if math.isfinite(o) else None
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        if isinstance(o, (np.floating, np.integer)):
-            return clean(o.item())
-        return o
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(obj), indent=1))
-
-
-def make_progress(enabled: bool):
-    """A rich progress bar with elapsed and remaining time (a no-op context when disabled)."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    disable=not enabled, transient=False)
 
 
 def format_seconds(s: float) -> str:

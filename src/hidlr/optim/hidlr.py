@@ -3,27 +3,49 @@
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from hidlr.optim import rules
 from hidlr.optim.designs import line_design, pair_design, random_design
-from hidlr.optim.quadfit import fit_line, fit_quadratic
+from hidlr.optim.guards import (
+    ProbeError,
+    all_finite,
+    check_rates,
+    check_unique_params,
+    first_non_finite,
+    group_name,
+    probe_value,
+)
+from hidlr.optim.options import check_options
+from hidlr.optim.quadfit import fit_finite_probes
+from hidlr.optim.records import RefreshRecord
 from hidlr.optim.rollback import restore, snapshot
-from hidlr.optim.rules import propose, smooth
+from hidlr.optim.rules import RuleConfig
 
 Probe = Callable[[], Any]
 
-# the joint line probes at most this multiple of a group's current step: far beyond it, moving the
-# weights out and back loses their low bits (float32), and the clip bounds the change anyway
-_MAX_JOINT_MULTIPLE = 100.0
 
 
-class ProbeError(RuntimeError):
-    """A probe closure returned something that is not a scalar loss."""
+def _as_floats(values: Sequence[Any]) -> list[float]:
+    """Python floats of numbers and 0-d tensors; the tensors of one device come over in one transfer."""
+    out = list(values)
+    tensors = [(i, v) for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
+    for i, v in tensors:
+        by_device.setdefault(v.device, []).append((i, v))
+    for items in by_device.values():
+        host = torch.stack([v.detach().reshape(()).to(torch.float64) for _, v in items]).tolist()
+        for (i, _), h in zip(items, host):
+            out[i] = h
+    return [float(v) for v in out]
+
+
+# multiples of the combined Newton step at which the joint line is probed
+_JOINT_LINE = (0.5, 1.0, 1.5)
 
 
 class HiDLR(torch.optim.Optimizer):
@@ -33,7 +55,8 @@ class HiDLR(torch.optim.Optimizer):
     direction ``d_k`` from the weight change, evaluates the probe loss at a few points along those
     directions (forward passes under ``torch.no_grad``), fits ``L(w - eta*d) ~ L(w) - b^T eta +
     eta^T A eta / 2`` by least squares and moves each group's rate towards the Newton rate
-    (``b_k / A_kk`` in ``mode="diag"``, ``A^-1 b`` in ``mode="full"``). The weights of that step are
+    (``b_k / A_kk`` in ``mode="diag"``; in ``mode="full"`` the minimiser of the fitted quadratic over
+    non-negative rates, ``A^-1 b`` when that is positive). The weights of that step are
     then set with the new rates, so the base optimizer's state advances exactly once per step.
 
     Args:
@@ -59,18 +82,29 @@ class HiDLR(torch.optim.Optimizer):
             measurements, unless ``ema=0`` and ``clip=None``, then 0.
         ema: smoothing of rates across refreshes (0 turns it off).
         clip: bounds (lo, hi) on the change of a rate per refresh, as multiples; None turns it off.
-        min_r2: smallest accepted coefficient of determination of a group's quadratic fit.
+        min_r2: smallest accepted coefficient of determination of a group's quadratic fit, in [0, 1].
         max_every: longest refresh period under ``every="auto"``; None: 4 times the forward
-            passes of the last refresh, which keeps the probes near 8% of the training compute
-            (a training step costs about 3 forward passes) whatever the number of groups.
+            passes of the last refresh, which keeps the probes a bounded share of the training
+            compute whatever the number of groups.
         probe: default probe closure used when ``step`` gets none.
-        seed: seed of the random design.
-        check_finite: refuse non-finite gradients before any weight changes (one host sync a step).
-        rollback: keep a copy of the base optimizer's state (in host memory) during a refresh so
-            that a probe that raises leaves the state exactly, and the weights up to rounding, as
-            before the step (costs that copy's host memory while refreshing; without it, a raising probe leaves the
-            weights as before the step but the base optimizer's state advanced by one step). A
-            probe that raises on its first call (at the unchanged weights) changes nothing at all.
+        seed: seed of the random design (0 <= seed < 2**32).
+        check_finite: refuse non-finite gradients before any weight changes (one fused reduction
+            and one host sync a step; sparse gradients are checked on their stored values).
+        rollback: during a refresh, keep a copy of the moving weights and of the base optimizer's
+            state in host memory, so that a probe that raises leaves both bitwise as before the
+            step (restored by copy). Memory while refreshing: one copy of the trained parameters
+            plus one of the optimizer state (for Adam: three parameter copies, in host memory on
+            accelerators), on top of the one copy of the update every refresh keeps. Without it,
+            a raising probe leaves the weights as before the step up to rounding (moved back along
+            the update) and the base optimizer's state advanced by one step. A probe that raises
+            on its first call (at the unchanged weights) changes nothing either way.
+        history_size: how many refresh records :attr:`history` keeps (the oldest are dropped);
+            :attr:`refresh_count` counts them all.
+
+    A probe must return a finite real scalar (a tensor of one element or a number); anything else
+    raises :class:`ProbeError` naming what came back, with nothing changed. Rates must be finite
+    and non-negative: a negative rate (by hand or from a scheduler) raises ValueError before the
+    step. A parameter may appear once, in one group.
 
     ``ema=0, clip=None`` (with ``joint`` and ``horizon`` left at None) give the plain Newton rates
     of the fitted model: ``b_k / A_kk`` (diag) or ``A^-1 b`` (full).
@@ -85,32 +119,17 @@ class HiDLR(torch.optim.Optimizer):
                  design: str = "lines", joint: bool | None = None, ema: float = 0.3,
                  clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
                  max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
-                 check_finite: bool = True, rollback: bool = True, horizon: float | None = None) -> None:
+                 check_finite: bool = True, rollback: bool = True, horizon: float | None = None,
+                 history_size: int = 500) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
             raise TypeError("HiDLR cannot wrap another HiDLR")
-        if mode not in ("diag", "full"):
-            raise ValueError(f"mode must be 'diag' or 'full', got {mode!r}")
-        if design not in ("lines", "random"):
-            raise ValueError(f"design must be 'lines' or 'random', got {design!r}")
-        if every != "auto" and not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"every must be a positive int or 'auto', got {every!r}")
-        points = [float(p) for p in probes]
-        if len(set(points)) < 3 or any(p == 0 or not math.isfinite(p) for p in points):
-            raise ValueError("probes needs at least 3 distinct, finite, non-zero multiples "
-                             f"(2 unknowns per group plus a residual), got {tuple(probes)}")
-        if not 0.0 <= ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {ema}")
-        if clip is not None and not (len(clip) == 2 and 0 < clip[0] <= 1.0 <= clip[1]):
-            raise ValueError(f"clip must be None or (lo, hi) with 0 < lo <= 1 <= hi, got {clip}")
-        raw = ema == 0.0 and clip is None
-        joint = (not raw) if joint is None else bool(joint)
-        horizon = (0.0 if raw else 0.5) if horizon is None else float(horizon)
-        if not 0.0 <= horizon <= 1.0:
-            raise ValueError(f"horizon must be in [0, 1], got {horizon}")
-        if max_every is not None and (not isinstance(max_every, int) or max_every < 1):
-            raise ValueError(f"max_every must be None or a positive int, got {max_every!r}")
+        opts = check_options(every=every, mode=mode, probes=probes, design=design, joint=joint, ema=ema,
+                             clip=clip, min_r2=min_r2, max_every=max_every, probe=probe, seed=seed,
+                             check_finite=check_finite, rollback=rollback, horizon=horizon,
+                             history_size=history_size)
+        check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
         # needs a non-empty parameter list, so it gets a placeholder that is dropped right after.
         super().__init__([torch.zeros(0, requires_grad=True)], {})
@@ -118,10 +137,14 @@ class HiDLR(torch.optim.Optimizer):
         self.defaults = optimizer.defaults
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
-        self.every, self.mode, self.probes, self.design = every, mode, tuple(points), design
-        self.joint, self.ema, self.clip, self.min_r2 = joint, float(ema), clip, float(min_r2)
-        self.max_every, self.default_probe, self.seed = max_every, probe, int(seed)
-        self.check_finite, self.rollback, self.horizon = check_finite, rollback, float(horizon)
+        self.rules = RuleConfig(mode=opts["mode"], ema=opts["ema"], clip=opts["clip"], min_r2=opts["min_r2"],
+                                horizon=opts["horizon"], joint=opts["joint"])
+        self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
+        self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]
+        self.check_finite, self.rollback = opts["check_finite"], opts["rollback"]
+        self.history_size = opts["history_size"]
+        self._loss_eps = 0.0  # the rounding unit of the probe's loss dtype (largest seen)
+        self._refreshes = 0
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -132,17 +155,16 @@ class HiDLR(torch.optim.Optimizer):
     # ----------------------------------------------------------------------------------- queries
     @staticmethod
     def _group_lr(group: dict[str, Any]) -> float:
-        lr = group["lr"]
-        return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
+        return _as_floats([group["lr"]])[0]
 
     def _factors(self) -> list[float]:
-        """The scheduler's factor per group: ``group["lr"]`` over its initial value."""
-        out = []
-        for k, g in enumerate(self.param_groups):
-            ref = g.get("initial_lr", self._wrap_lrs[k])
-            ref = float(ref.item() if isinstance(ref, torch.Tensor) else ref)
-            out.append(self._group_lr(g) / ref if ref != 0 else 0.0)
-        return out
+        """The scheduler's factor per group: ``group["lr"]`` over its initial value (tensor rates
+        read in one transfer, not one host sync per group)."""
+        k_groups = len(self.param_groups)
+        raw = [g["lr"] for g in self.param_groups]
+        raw += [g.get("initial_lr", self._wrap_lrs[k]) for k, g in enumerate(self.param_groups)]
+        vals = _as_floats(raw)
+        return [vals[k] / vals[k_groups + k] if vals[k_groups + k] != 0 else 0.0 for k in range(k_groups)]
 
     @property
     def lrs(self) -> list[float]:
@@ -153,6 +175,19 @@ class HiDLR(torch.optim.Optimizer):
     def estimates(self) -> list[float]:
         """Hi-DLR's current rate estimate per group, before any scheduler factor."""
         return list(self._estimates)
+
+    @property
+    def refresh_count(self) -> int:
+        """Number of completed refreshes (``history`` keeps the last ``history_size`` of them)."""
+        return self._refreshes
+
+    @property
+    def influence(self) -> list[float]:
+        """Per group, the loss decrease its fitted quadratic predicts for a step on that group alone,
+        ``b_k^2 / (2 a_k)``, averaged over the refreshes in :attr:`history` (see :mod:`hidlr.influence`)."""
+        from hidlr.influence.scores import influence_from_history
+
+        return influence_from_history(self.history, len(self.param_groups), max(abs(p) for p in self.probes))
 
     @property
     def step_count(self) -> int:
@@ -170,6 +205,11 @@ class HiDLR(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not hasattr(self, "optimizer"):  # the placeholder group of Optimizer.__init__
             return super().add_param_group(param_group)
+        params = param_group.get("params") if isinstance(param_group, dict) else None
+        if params is not None:
+            params = [params] if isinstance(params, torch.Tensor) else list(params)
+            check_unique_params(self.param_groups, params)
+            param_group = {**param_group, "params": params}
         self.optimizer.add_param_group(param_group)
         lr = self._group_lr(self.param_groups[-1])
         self._estimates.append(lr)
@@ -179,6 +219,7 @@ class HiDLR(torch.optim.Optimizer):
         return {"base": self.optimizer.state_dict(),
                 "hidlr": {"estimates": list(self._estimates), "wrap_lrs": list(self._wrap_lrs),
                           "t": self._t, "period": self._period, "next_refresh": self._next_refresh,
+                          "refreshes": self._refreshes, "loss_eps": self._loss_eps,
                           "history": copy.deepcopy(self.history)}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -197,6 +238,8 @@ class HiDLR(torch.optim.Optimizer):
         self._t, self._period = int(own["t"]), int(own["period"])
         self._next_refresh = int(own["next_refresh"])
         self.history = copy.deepcopy(own["history"])
+        self._refreshes = int(own.get("refreshes", len(self.history)))
+        self._loss_eps = float(own.get("loss_eps", 0.0))
 
     # ------------------------------------------------------------------------------------ step
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
@@ -210,6 +253,7 @@ class HiDLR(torch.optim.Optimizer):
         probe = probe if probe is not None else self.default_probe
         factors = self._factors()
         applied = [e * f for e, f in zip(self._estimates, factors)]
+        check_rates(applied, self.param_groups, self._t)
         params = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
         active = [applied[k] > 0 and len(params[k]) > 0 for k in range(len(applied))]
         refresh = self.is_refresh_step() and any(active)
@@ -229,18 +273,14 @@ class HiDLR(torch.optim.Optimizer):
         return loss
 
     def _check_gradients(self, params: list[list[torch.Tensor]]) -> None:
-        grads = [p.grad for ps in params for p in ps]
-        if not grads:
+        """Refuse non-finite gradients: one fused reduction and one host sync per step."""
+        if bool(all_finite([p.grad for ps in params for p in ps])):
             return
-        if bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-            return
-        for k, ps in enumerate(params):
-            for i, p in enumerate(ps):
-                if not bool(torch.isfinite(p.grad).all()):
-                    name = self.param_groups[k].get("name", k)
-                    raise FloatingPointError(
-                        f"non-finite gradient in param group {name!r}, parameter {i} (shape "
-                        f"{tuple(p.shape)}) at step {self._t}; nothing was changed")
+        bad = first_non_finite(params)
+        k, i = bad if bad is not None else (0, 0)
+        raise FloatingPointError(
+            f"non-finite gradient in param group {group_name(self.param_groups[k], k)!r}, parameter {i} "
+            f"(shape {tuple(params[k][i].shape)}) at step {self._t}; nothing was changed")
 
     def _base_step(self, applied: list[float]) -> None:
         """The base optimizer's step at the applied rates; ``group["lr"]`` keeps the scheduler's value."""
@@ -259,27 +299,35 @@ class HiDLR(torch.optim.Optimizer):
             return
         last = self.history[-1] if refreshed and self.history else None
         if last is not None:
-            cap = self.max_every or 4 * last["forwards"]
-            self._period = min(cap, 2 * self._period)
+            self._period = rules.next_period(self._period, last["forwards"], self.max_every)
         self._next_refresh = self._t + self._period
 
     # --------------------------------------------------------------------------------- refresh
     def _call_probe(self, probe: Probe) -> torch.Tensor:
+        """Evaluate the probe loss at the current weights under ``torch.no_grad``: a 0-d float64
+        tensor. The one place probe losses are read (a hook that averages them across processes
+        belongs here)."""
         with torch.no_grad():
-            value = probe()
-        value = torch.as_tensor(value)
-        if value.numel() != 1:
-            raise ProbeError(f"probe must return a scalar loss, got shape {tuple(value.shape)}")
-        if value.is_floating_point():
-            self._loss_eps = max(getattr(self, "_loss_eps", 0.0), torch.finfo(value.dtype).eps)
-        return value.detach().reshape(()).to(torch.float64)
+            raw = probe()
+        value = probe_value(raw)
+        if isinstance(raw, torch.Tensor) and raw.is_floating_point():
+            self._loss_eps = max(self._loss_eps, torch.finfo(raw.dtype).eps)
+        elif not isinstance(raw, torch.Tensor):
+            self._loss_eps = max(self._loss_eps, torch.finfo(torch.get_default_dtype()).eps)
+        return value
 
     def _refresh(self, probe: Probe, params: list[list[torch.Tensor]], applied: list[float],
                  factors: list[float], active: list[bool]) -> None:
         k_groups = len(applied)
+        eps = self._loss_eps
         loss0 = self._call_probe(probe)  # before anything moves: a raising probe changes nothing
+        if not bool(torch.isfinite(loss0)):
+            self._loss_eps = eps
+            raise ProbeError(f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
+                             "the gradient was finite; nothing was changed")
         deltas = [[p.detach().clone() for p in params[k]] if active[k] else [] for k in range(k_groups)]
-        snap = snapshot(self.optimizer) if self.rollback else None
+        saved = snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]]) \
+            if self.rollback else None
         self._base_step(applied)
         offset = [1.0] * k_groups  # weights of group k are w_t - offset[k] * delta_k
 
@@ -293,119 +341,73 @@ class HiDLR(torch.optim.Optimizer):
             for k in range(k_groups):
                 if active[k]:
                     torch._foreach_sub_(deltas[k], params[k])  # delta_k = w_t - w_{t+1}
-            z = self._design(active)
-            losses = []
-            for row in z.tolist():
-                move(row)
-                losses.append(self._call_probe(probe))
-            y = torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
-            record = self._estimate(z, y, loss0, applied, active)
-            if self.joint:
-                self._joint_scale(record, move, probe, loss0, active)
-            self._targets(record)
-            self._smooth(record)
-            new = [r["estimate"] for r in record["groups"]]
+            record = self._decide(probe, move, loss0, applied, active)
+            new = [d.estimate for d in record.groups]
             move([new[k] * factors[k] / applied[k] if active[k] else 1.0 for k in range(k_groups)])
         except BaseException:
-            move([0.0] * k_groups)
-            if snap is not None:
-                restore(self.optimizer, snap)
+            self._loss_eps = eps
+            if saved is not None:
+                restore(self.optimizer, saved)  # weights and state bitwise
+            else:
+                move([0.0] * k_groups)  # weights back along the update, up to rounding
             raise
         self._estimates = new
-        self.history.append(record)
+        self._refreshes += 1
+        self.history.append(record.as_dict())
+        if len(self.history) > self.history_size:
+            del self.history[:len(self.history) - self.history_size]
 
-    def _design(self, active: list[bool]) -> torch.Tensor:
-        if self.design == "random":
-            n_active = sum(active)
-            unknowns = 2 * n_active + (n_active * (n_active - 1) // 2 if self.mode == "full" else 0)
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.history))
-            z = random_design(active, max(len(self.probes) * n_active, unknowns + 1), self.probes, gen)
-        else:
-            z = line_design(active, self.probes)
-        if self.mode == "full":
-            z = torch.cat([z, pair_design(active)])
-        return z
+    def _probe_along(self, probe: Probe, move: Callable[[Sequence[float]], None], z: torch.Tensor,
+                     loss0: torch.Tensor) -> torch.Tensor:
+        """Loss changes (J,) at the rows of ``z`` (J, K): multiples of each group's update."""
+        losses = []
+        for row in z.tolist():
+            move(row)
+            losses.append(self._call_probe(probe))
+        return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
 
-    def _estimate(self, z: torch.Tensor, y: torch.Tensor, loss0: torch.Tensor, applied: list[float],
-                  active: list[bool]) -> dict[str, Any]:
-        """Fit the probes and propose Newton rates per group (``newton_rate``; None where rejected)."""
-        k_groups = len(applied)
-        finite = torch.isfinite(y)
-        touched_bad = (z[~finite] != 0).any(dim=0) if (~finite).any() else torch.zeros(k_groups, dtype=torch.bool)
-        if not bool(torch.isfinite(loss0)):
-            touched_bad = torch.ones(k_groups, dtype=torch.bool)
-        fit_active = [active[k] and not bool(touched_bad[k]) for k in range(k_groups)]
+    def _decide(self, probe: Probe, move: Callable[[Sequence[float]], None], loss0: torch.Tensor,
+                applied: list[float], active: list[bool]) -> RefreshRecord:
+        """Probe, fit and apply the rules (:mod:`hidlr.optim.rules`); returns the refresh's record."""
+        cfg = self.rules
+        z = self._design(active)
+        y = self._probe_along(probe, move, z, loss0)
+        loss0_finite = bool(torch.isfinite(loss0))
+        fit, fit_active = fit_finite_probes(z, y, loss0_finite, active, full=cfg.mode == "full")
         if any(a and not f for a, f in zip(active, fit_active)):
             warnings.warn(f"HiDLR: non-finite probe loss at step {self._t}; affected groups keep "
                           "their rates", RuntimeWarning, stacklevel=4)
-        mask = torch.tensor(fit_active)
-        rows = finite & ((z != 0) & ~mask).logical_not().all(dim=1) if len(z) else finite
-        fit = fit_quadratic(z[rows], y[rows], mask, full=self.mode == "full")
-        prop = propose(fit, fit_active, self.mode, self.min_r2)
-        # Below the loss's rounding, a fitted term is noise. A resolved descent slope with an
-        # unresolved curvature puts the minimum far beyond the probes: grow the rate (the clip
-        # bounds by how much). With neither resolved, the update does not change the loss.
-        resolution = 16 * getattr(self, "_loss_eps", 0.0) * max(abs(float(loss0)), 1e-30)
-        span = max(abs(m) for m in self.probes)
-        for k in range(k_groups):
-            if not fit_active[k] or 0.5 * abs(float(fit.A[k, k])) * span**2 > resolution:
-                continue
-            if float(fit.b[k]) * span > resolution:
-                prop.reason[k], prop.multiple[k] = None, _MAX_JOINT_MULTIPLE
-            else:
-                prop.reason[k], prop.multiple[k] = "loss does not change measurably along the update", float("nan")
-        groups = []
-        for k in range(k_groups):
-            prev = self._estimates[k]
-            reason = prop.reason[k]
-            if active[k] and not fit_active[k]:
-                reason = "non-finite probe loss"
-            elif not active[k]:
-                reason = "frozen" if applied[k] == 0 else "no gradients"
-            h = applied[k]
-            groups.append({"name": self.param_groups[k].get("name", str(k)), "rate": h,
-                           "estimate": prev, "newton_rate": prop.multiple[k] * h if reason is None else None,
-                           "a": float(fit.A[k, k]) / h**2 if h > 0 else None,
-                           "b": float(fit.b[k]) / h if h > 0 else None,
-                           "r2": None if math.isnan(float(fit.r2[k])) else float(fit.r2[k]),
-                           "accepted": reason is None, "reason": reason})
-        return {"step": self._t, "loss": float(loss0), "forwards": 1 + len(z),
-                "joint_scale": None, "groups": groups}
+        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
+        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
+        decisions = rules.newton_decisions(fit, active, fit_active, applied, self._estimates, names, cfg,
+                                           span=max(abs(m) for m in self.probes), resolution=resolution)
+        forwards, scale = 1 + len(z), None
+        if cfg.joint and loss0_finite and any(d.accepted for d in decisions):
+            c = rules.joint_multiples(decisions, active, cfg.max_multiple)
+            s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
+            y_line = self._probe_along(probe, move, s.unsqueeze(1) * torch.tensor(c, dtype=torch.float64), loss0)
+            forwards += len(s)
+            if not bool(torch.isfinite(y_line).all()):
+                warnings.warn(f"HiDLR: non-finite loss along the combined step at step {self._t}; "
+                              "all groups keep their rates", RuntimeWarning, stacklevel=4)
+            scale = rules.joint_scale(s, y_line)
+            decisions = rules.apply_joint_scale(decisions, scale)
+        decisions = rules.settle(decisions, [self._momentum(k) for k in range(len(applied))], cfg)
+        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale,
+                             groups=decisions)
 
-    def _joint_scale(self, record: dict[str, Any], move: Callable[[Sequence[float]], None],
-                     probe: Probe, loss0: torch.Tensor, active: list[bool]) -> None:
-        """Probe along the combined Newton step (accepted groups at their Newton rates, at most
-        ``_MAX_JOINT_MULTIPLE`` times their current rate; the others at their current rates) and
-        scale the Newton rates by the 1-D Newton step along it when that is below 1: coupled groups
-        overshoot together under the per-group rule."""
-        groups = record["groups"]
-        if not bool(torch.isfinite(loss0)) or not any(g["accepted"] for g in groups):
-            return
-        c = [(min(g["newton_rate"] / g["rate"], _MAX_JOINT_MULTIPLE) if g["accepted"] else 1.0)
-             if active[k] else 0.0 for k, g in enumerate(groups)]
-        s = torch.tensor([0.5, 1.0, 1.5], dtype=torch.float64)
-        losses = []
-        for si in s.tolist():
-            move([si * ck if active[k] else 1.0 for k, ck in enumerate(c)])
-            losses.append(self._call_probe(probe))
-        record["forwards"] += len(s)
-        y = torch.stack(losses) - loss0
-        scale = None
-        if bool(torch.isfinite(y).all()):
-            beta, alpha, _ = fit_line(s, y)
-            if beta > 0:
-                scale = 1.0 if alpha <= 0 else min(1.0, beta / alpha)
+    def _design(self, active: list[bool]) -> torch.Tensor:
+        full = self.rules.mode == "full"
+        if self.design == "random":
+            n_active = sum(active)
+            unknowns = 2 * n_active + (n_active * (n_active - 1) // 2 if full else 0)
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._refreshes)
+            z = random_design(active, max(len(self.probes) * n_active, unknowns + 1), self.probes, gen)
         else:
-            warnings.warn(f"HiDLR: non-finite loss along the combined step at step {self._t}; "
-                          "all groups keep their rates", RuntimeWarning, stacklevel=4)
-        record["joint_scale"] = scale
-        for g in groups:
-            if not g["accepted"]:
-                continue
-            if scale is None:
-                g["accepted"], g["reason"] = False, "combined step not a descent direction"
-            else:
-                g["newton_rate"] *= scale
+            z = line_design(active, self.probes)
+        if full:
+            z = torch.cat([z, pair_design(active)])
+        return z
 
     def _momentum(self, k: int) -> float:
         """The base optimizer's momentum coefficient for group k (Adam's beta1, SGD's momentum)."""
@@ -413,21 +415,3 @@ class HiDLR(torch.optim.Optimizer):
         if "betas" in g:
             return float(g["betas"][0])
         return float(g.get("momentum", 0.0) or 0.0)
-
-    def _targets(self, record: dict[str, Any]) -> None:
-        """Each accepted group's target: its Newton rate times the momentum correction, within the
-        clip bounds of its current estimate."""
-        for k, g in enumerate(record["groups"]):
-            if g["accepted"]:
-                target = g["newton_rate"] * (1.0 - self._momentum(k)) ** self.horizon
-                if self.clip is not None:
-                    prev = self._estimates[k]
-                    target = min(max(target, self.clip[0] * prev), self.clip[1] * prev)
-                g["target"] = target
-
-    def _smooth(self, record: dict[str, Any]) -> None:
-        """New estimates: accepted groups move from their estimate towards their target. A
-        scheduler's factor then multiplies the estimate, so it is not divided out here."""
-        for k, g in enumerate(record["groups"]):
-            if g["accepted"]:
-                g["estimate"] = smooth(self._estimates[k], g["target"], None, self.ema)

@@ -87,3 +87,19 @@ def fit_line(s: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
     fit = fit_quadratic(s.to(torch.float64).unsqueeze(1), y, torch.ones(1, dtype=torch.bool), full=False)
     r2 = float(fit.r2[0]) if len(s) > 2 else fit.r2_all
     return float(fit.b[0]), float(fit.A[0, 0]), r2
+
+
+def fit_finite_probes(z: torch.Tensor, y: torch.Tensor, loss0_finite: bool, active: list[bool],
+                      full: bool) -> tuple[QuadFit, list[bool]]:
+    """Fit from the finite probes only. z: (J, K), y: (J,). A group any non-finite probe moved (every
+    group, when the unmoved loss itself is not finite) is left out of the fit, and so are the
+    probes that moved it. Returns the fit and, per group, whether it was fitted."""
+    k = len(active)
+    finite = torch.isfinite(y)
+    touched_bad = (z[~finite] != 0).any(dim=0) if bool((~finite).any()) else torch.zeros(k, dtype=torch.bool)
+    if not loss0_finite:
+        touched_bad = torch.ones(k, dtype=torch.bool)
+    fit_active = [bool(active[g]) and not bool(touched_bad[g]) for g in range(k)]
+    mask = torch.tensor(fit_active, dtype=torch.bool)
+    rows = finite & ((z != 0) & ~mask).logical_not().all(dim=1) if len(z) else finite
+    return fit_quadratic(z[rows], y[rows], mask, full=full), fit_active

@@ -1,29 +1,65 @@
-"""From a fitted quadratic to new rates: acceptance, clipping and smoothing (spec section 4)."""
+"""From fitted probes to new rates: pure rule functions on plain numbers (spec section 4).
+
+A refresh decides each group's rate in four stages, each a function here:
+
+1. :func:`newton_decisions`: the fitted quadratic's Newton rate per group, or why the group keeps
+   its rate (acceptance);
+2. :func:`joint_multiples` and :func:`joint_scale`: a line along the combined Newton step, and the
+   common factor that keeps coupled groups from overshooting together;
+3. :func:`momentum_factor`: the correction for the momentum that keeps moving along the update;
+4. :func:`settle`: clip the change of a rate and smooth it across refreshes (:func:`clip_rate`,
+   :func:`smooth`), the only place either happens.
+
+The options of all rules live in one :class:`RuleConfig`; the wrapper only measures (moves weights,
+calls the probe) and records.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 
-from hidlr.optim.quadfit import QuadFit
+from hidlr.optim.qp import nonneg_quadratic_min
+from hidlr.optim.quadfit import QuadFit, fit_line
+from hidlr.optim.records import GroupDecision
 
 
-@dataclass
-class Proposal:
-    """Per-group outcome of one refresh, in rate multiples of the current rate.
+@dataclass(frozen=True)
+class RuleConfig:
+    """Options of the rate rules.
 
-    ``multiple[k]`` is the proposed rate divided by the current one (NaN where rejected); ``reason[k]``
-    is None when accepted, else why the group keeps its rate.
+    Attributes:
+        mode: ``"diag"`` (Newton rate ``b_k / A_kk`` per group) or ``"full"`` (minimiser of the fitted
+            quadratic over non-negative rates).
+        ema: smoothing of rates across refreshes, in [0, 1) (0: none).
+        clip: bounds (lo, hi) on the change of a rate per refresh, as multiples; None: no bound.
+        min_r2: smallest accepted coefficient of determination of a fit, in [0, 1].
+        horizon: momentum correction exponent in [0, 1] (see :func:`momentum_factor`).
+        joint: scale all rates down together when the combined step overshoots.
+        max_multiple: the largest multiple of its current rate a group is probed at or proposed
+            when its curvature is below the loss's resolution.
+        resolution_factor: a fitted term below this many units of the loss's rounding is noise.
     """
 
-    multiple: list[float]
-    reason: list[str | None]
+    mode: str = "diag"
+    ema: float = 0.3
+    clip: tuple[float, float] | None = (0.5, 2.0)
+    min_r2: float = 0.9
+    horizon: float = 0.5
+    joint: bool = True
+    max_multiple: float = 100.0
+    resolution_factor: float = 16.0
 
 
-def _diag_reasons(fit: QuadFit, k: int, min_r2: float) -> str | None:
-    a, b, r2 = float(fit.A[k, k]), float(fit.b[k]), float(fit.r2[k])
+# ------------------------------------------------------------------------------- acceptance
+def diag_rejection(a: float, b: float, r2: float, min_r2: float) -> str | None:
+    """Why a one-group fit ``-b z + a z^2 / 2`` gives no Newton rate, or None when it does.
+
+    ``r2`` may be NaN (no probes of the group's own): the fit-quality test is then skipped.
+    """
     if not (math.isfinite(a) and math.isfinite(b)):
         return "non-finite fit"
     if a <= 0:
@@ -35,11 +71,27 @@ def _diag_reasons(fit: QuadFit, k: int, min_r2: float) -> str | None:
     return None
 
 
-def propose(fit: QuadFit, active: list[bool], mode: str, min_r2: float) -> Proposal:
-    """Newton multiples: diag ``b_k / A_kk`` per group; full ``A^-1 b`` over the active groups.
+def unresolved(a: float, b: float, span: float, resolution: float,
+               max_multiple: float) -> tuple[float, str | None] | None:
+    """The rule for fits below the loss's rounding (``resolution``, in loss units), probed up to
+    multiple ``span``: None when the curvature term is resolved (the Newton rule applies); else
+    ``(max_multiple, None)`` when the slope is resolved (the minimum lies far beyond the probes:
+    grow the rate, the clip bounds by how much), or ``(nan, reason)`` when neither is."""
+    if 0.5 * abs(a) * span**2 > resolution:
+        return None
+    if b * span > resolution:
+        return max_multiple, None
+    return float("nan"), "loss does not change measurably along the update"
 
-    Full mode falls back to the diagonal rule when the active block of A is not positive definite or
-    the joint fit is poor; groups whose full-mode multiple is not positive keep their rate.
+
+def newton_multiples(fit: QuadFit, active: Sequence[bool], mode: str,
+                     min_r2: float) -> tuple[list[float], list[str | None]]:
+    """Newton multiples of the current rates and the rejection reason per group (None: accepted).
+
+    diag: ``b_k / A_kk`` per group. full: the minimiser of ``-b^T z + z^T A z / 2`` over ``z >= 0``
+    on the active groups; a group at the bound 0 keeps its rate ("full-mode rate not positive").
+    Full mode falls back to the diagonal rule when the active block of A is not positive definite
+    or the joint fit is poor.
     """
     k = len(active)
     multiple = [float("nan")] * k
@@ -47,31 +99,128 @@ def propose(fit: QuadFit, active: list[bool], mode: str, min_r2: float) -> Propo
     idx = [g for g in range(k) if active[g]]
     if mode == "full" and len(idx) > 1:
         block = fit.A[idx][:, idx]
-        chol, info = torch.linalg.cholesky_ex(block)
-        if int(info) == 0 and fit.r2_all >= min_r2:
-            z = torch.cholesky_solve(fit.b[idx].unsqueeze(1), chol).squeeze(1)
+        finite = bool(torch.isfinite(block).all()) and bool(torch.isfinite(fit.b[idx]).all())
+        info = int(torch.linalg.cholesky_ex(block)[1]) if finite else 1
+        if info == 0 and fit.r2_all >= min_r2:
+            z = nonneg_quadratic_min(block, fit.b[idx])
             for j, g in enumerate(idx):
-                if float(z[j]) > 0 and math.isfinite(float(z[j])):
+                if float(z[j]) > 0:
                     multiple[g], reason[g] = float(z[j]), None
                 else:
                     reason[g] = "full-mode rate not positive"
-            return Proposal(multiple, reason)
-        fallback = ("A not positive definite" if int(info) != 0
-                    else f"poor joint fit (R^2 = {fit.r2_all:.3f})")
-        prop = propose(fit, active, "diag", min_r2)
-        prop.reason = [r if r is None or not active[g] else f"{fallback}; {r}"
-                       for g, r in enumerate(prop.reason)]
-        return prop
+            return multiple, reason
+        fallback = "A not positive definite" if info != 0 else f"poor joint fit (R^2 = {fit.r2_all:.3f})"
+        multiple, reason = newton_multiples(fit, active, "diag", min_r2)
+        return multiple, [r if r is None or not active[g] else f"{fallback}; {r}" for g, r in enumerate(reason)]
     for g in idx:
-        reason[g] = _diag_reasons(fit, g, min_r2)
+        reason[g] = diag_rejection(float(fit.A[g, g]), float(fit.b[g]), float(fit.r2[g]), min_r2)
         if reason[g] is None:
             multiple[g] = float(fit.b[g] / fit.A[g, g])
-    return Proposal(multiple, reason)
+    return multiple, reason
 
 
-def smooth(previous: float, proposed: float, clip: tuple[float, float] | None, ema: float) -> float:
-    """Clip ``proposed`` to ``[clip[0] * previous, clip[1] * previous]``, then ``ema * previous +
-    (1 - ema) * clipped``."""
-    if clip is not None:
-        proposed = min(max(proposed, clip[0] * previous), clip[1] * previous)
-    return ema * previous + (1.0 - ema) * proposed
+def newton_decisions(fit: QuadFit, active: Sequence[bool], fit_active: Sequence[bool],
+                     rates: Sequence[float], estimates: Sequence[float], names: Sequence[str],
+                     config: RuleConfig, span: float, resolution: float) -> list[GroupDecision]:
+    """Stage 1: one decision per group from the fit (in rate multiples of ``rates``, the rates the
+    probes were taken at). ``active``: the group moved and was probed; ``fit_active``: its probes
+    were finite. ``span``: the largest probe multiple; ``resolution``: the loss's rounding."""
+    multiple, reason = newton_multiples(fit, fit_active, config.mode, config.min_r2)
+    out = []
+    for k in range(len(rates)):
+        a, b, h = float(fit.A[k, k]), float(fit.b[k]), rates[k]
+        if fit_active[k]:
+            rule = unresolved(a, b, span, resolution, config.max_multiple)
+            if rule is not None:
+                multiple[k], reason[k] = rule
+        why = reason[k]
+        if active[k] and not fit_active[k]:
+            why = "non-finite probe loss"
+        elif not active[k]:
+            why = "frozen" if h == 0 else "no gradients"
+        r2 = float(fit.r2[k])
+        out.append(GroupDecision(
+            name=names[k], rate=h, estimate=estimates[k],
+            newton_rate=multiple[k] * h if why is None else None,
+            a=a / h**2 if h > 0 else None, b=b / h if h > 0 else None,
+            r2=None if math.isnan(r2) else r2, accepted=why is None, reason=why))
+    return out
+
+
+# ----------------------------------------------------------------------------- joint line
+def joint_multiples(decisions: Sequence[GroupDecision], active: Sequence[bool],
+                    max_multiple: float) -> list[float]:
+    """Stage 2a: the combined Newton step, as multiples of the current rates: accepted groups at
+    their Newton rates (at most ``max_multiple``: far beyond it, moving float32 weights out and back
+    loses their low bits), the other active groups at their current rates, inactive ones at 0."""
+    return [(min(d.newton_rate / d.rate, max_multiple) if d.accepted else 1.0) if active[k] else 0.0
+            for k, d in enumerate(decisions)]
+
+
+def joint_scale(s: Sequence[float], y: Sequence[float]) -> float | None:
+    """Stage 2b: the factor for the Newton rates from loss changes ``y`` at multiples ``s`` of the
+    combined step: the 1-D Newton step ``beta / alpha`` when below 1, else 1; None when the line is
+    not a descent direction or a loss is not finite."""
+    st = torch.as_tensor(s, dtype=torch.float64)
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    if not bool(torch.isfinite(yt).all()):
+        return None
+    beta, alpha, _ = fit_line(st, yt)
+    if not beta > 0:
+        return None
+    return 1.0 if alpha <= 0 else min(1.0, beta / alpha)
+
+
+def apply_joint_scale(decisions: Sequence[GroupDecision], scale: float | None) -> list[GroupDecision]:
+    """Multiply accepted Newton rates by ``scale``; with None, reject them."""
+    out = []
+    for d in decisions:
+        if not d.accepted:
+            out.append(d)
+        elif scale is None:
+            out.append(replace(d, accepted=False, reason="combined step not a descent direction",
+                               newton_rate=d.newton_rate))
+        else:
+            out.append(replace(d, newton_rate=d.newton_rate * scale))
+    return out
+
+
+# ------------------------------------------------------------------------- momentum, settle
+def momentum_factor(beta: float, horizon: float) -> float:
+    """Momentum keeps moving along the update for about ``1 / (1 - beta)`` steps, so the one-step
+    Newton rate overshoots: ``(1 - beta) ** horizon`` (0: no correction, 1: the whole carry)."""
+    return (1.0 - beta) ** horizon
+
+
+def clip_rate(previous: float, proposed: float, clip: tuple[float, float] | None) -> float:
+    """``proposed`` within ``[clip[0] * previous, clip[1] * previous]`` (unchanged for None)."""
+    if clip is None:
+        return proposed
+    return min(max(proposed, clip[0] * previous), clip[1] * previous)
+
+
+def smooth(previous: float, target: float, ema: float) -> float:
+    """``ema * previous + (1 - ema) * target``."""
+    return ema * previous + (1.0 - ema) * target
+
+
+def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
+           config: RuleConfig) -> list[GroupDecision]:
+    """Stage 3-4: each accepted group's target (Newton rate times the momentum correction, within
+    the clip of its estimate) and new estimate (smoothed towards the target); others unchanged."""
+    out = []
+    for d, beta in zip(decisions, betas):
+        if not d.accepted:
+            out.append(d)
+            continue
+        target = clip_rate(d.estimate, d.newton_rate * momentum_factor(beta, config.horizon), config.clip)
+        out.append(replace(d, target=target, estimate=smooth(d.estimate, target, config.ema)))
+    return out
+
+
+# ------------------------------------------------------------------------------- schedule
+def next_period(period: int, forwards: int, max_every: int | None) -> int:
+    """The auto schedule: the period doubles after each refresh, up to ``max_every`` (None: 4 times
+    the forward passes of the last refresh, which keeps the probes a bounded share of training)."""
+    cap = max_every or 4 * forwards
+    return min(cap, 2 * period)

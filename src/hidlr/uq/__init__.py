@@ -5,7 +5,7 @@ from hidlr.uq.distributions import GaussianMixture
 
 __all__ = ["GaussianMixture", "calibration", "data", "metrics"]
 
-from hidlr.uq.models import (  # noqa: E402
+from hidlr.uq.models import (
     BNN,
     MDN,
     BayesianLinear,

@@ -363,9 +363,9 @@ class GaussianMixture(Distribution):
 
 def _check_level(level: float) -> float:
     """Validate a central-interval level in ``(0, 1)``."""
-    if isinstance(level, bool) or not isinstance(level, (int, float)) and not (
+    if isinstance(level, bool) or (not isinstance(level, (int, float)) and not (
         isinstance(level, Tensor) and level.numel() == 1
-    ):
+    )):
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     level = float(level)
     if not (0.0 < level < 1.0):  # also rejects NaN

@@ -8,13 +8,13 @@ run's record and the summary), ``report.md`` and PNG plots into ``out_dir``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hidlr.bench import harness
 from hidlr.bench.lr import methods as methods_mod
 from hidlr.bench.lr import workloads as workloads_mod
 from hidlr.bench.lr.environment import environment
@@ -75,15 +75,14 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
                              "hidlr_options": m.hidlr_options} for m in ms},
     }
     # Written as the run goes, so that an interrupted run keeps what it measured (see combine).
-    (out_dir / "meta.json").write_text(json.dumps(_clean(results), indent=1))
-    partial = out_dir / "records.jsonl"
-    partial.write_text("")
+    journal = harness.Journal(out_dir, "meta.json", "records.jsonl")
+    journal.start(results)
     records: list[dict[str, Any]] = []
     base_runs: dict[tuple[int, str, float], dict[str, Any]] = {}
     jobs = [(s, w, m) for s in seed_list for w in wls for m in ms
             if m.family != "ablation" or s < ablation_seeds]
     try:
-        with _progress(progress, len(jobs)) as advance:
+        with harness.progress("bench lr", len(jobs), enabled=progress) as advance:
             for seed, wl, m in jobs:
                 steps = wl.quick_steps if quick else wl.steps
                 if max_steps is not None:
@@ -100,8 +99,7 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
                         base_runs[(seed, wl.name, key)] = rec
                 rec["wall_s"] = time.perf_counter() - t_run
                 records.append(rec)
-                with partial.open("a") as fh:
-                    fh.write(json.dumps(_clean(rec)) + "\n")
+                journal.append(rec)
                 advance(f"{wl.name} / {m.name} / seed {seed}")
     finally:
         torch.set_num_threads(threads)
@@ -117,7 +115,7 @@ def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True) ->
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results["plots"] = []
-    (out_dir / "results.json").write_text(json.dumps(_clean(results), indent=1))  # first: plots may fail
+    harness.write_json(out_dir / "results.json", results)  # first: plots may fail
     if plots:
         from hidlr.bench.lr.plots import write_plots
         results["plots"] = write_plots(results, out_dir)
@@ -132,9 +130,9 @@ def load_part(src: Path) -> dict[str, Any]:
         return json.loads((src / "results.json").read_text())
     if not (src / "meta.json").exists():
         raise FileNotFoundError(f"{src} holds neither results.json nor meta.json")
-    part = json.loads((src / "meta.json").read_text())
-    lines = (src / "records.jsonl").read_text().splitlines() if (src / "records.jsonl").exists() else []
-    part["records"] = [json.loads(line) for line in lines if line.strip()]
+    journal = harness.Journal(src, "meta.json", "records.jsonl")
+    part = journal.header()
+    part["records"] = journal.entries()
     part["duration_s"] = sum(r.get("wall_s") or 0.0 for r in part["records"])
     part["interrupted"] = True
     return part
@@ -185,39 +183,3 @@ def _base_run_key(wl: workloads_mod.Workload, m: methods_mod.Method) -> float | 
         i = int(m.name.removeprefix("grid"))
         return wl.grid[i] if i < len(wl.grid) else None
     return None
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
-class _progress:
-    """A rich progress bar (or nothing); ``advance(description)`` marks one job done."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total, self.bar, self.task = enabled, total, None, None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-            self.bar = Progress(TextColumn("[bold]bench lr"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
-            self.bar.__enter__()
-            self.task = self.bar.add_task("", total=self.total)
-        return self.advance
-
-    def advance(self, description: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=description)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)

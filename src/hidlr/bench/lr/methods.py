@@ -8,8 +8,9 @@ Third-party optimizers are imported lazily: a missing package makes the method *
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -9,7 +9,7 @@ from typing import Any
 
 from hidlr.bench.lr.scores import performance_profile
 
-TAUS = [2 ** (i / 8) for i in range(0, 41)]  # 1 .. 32
+TAUS = [2 ** (i / 8) for i in range(41)]  # 1 .. 32
 HIGHLIGHT = {"hidlr-diag": "C3", "hidlr-full": "C1", "gen": "C2", "tuned": "k", "default": "C0"}
 
 

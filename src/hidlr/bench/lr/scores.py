@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from statistics import median
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 INF = math.inf
 

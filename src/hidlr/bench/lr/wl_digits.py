@@ -16,8 +16,16 @@ import torch
 from torch import nn
 
 from hidlr.bench.lr.workloads import (
-    ADAM_GRID, SGD_GRID, Task, Workload, by_predicate, ce_loss, classification_eval, register,
-    sampler, split_data,
+    ADAM_GRID,
+    SGD_GRID,
+    Task,
+    Workload,
+    by_predicate,
+    ce_loss,
+    classification_eval,
+    register,
+    sampler,
+    split_data,
 )
 
 N_VAL = 397

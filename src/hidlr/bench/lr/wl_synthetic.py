@@ -14,13 +14,20 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from hidlr.bench.lr.workloads import (
-    ADAM_GRID, Task, Workload, by_predicate, log_grid, register, sampler, split_data,
+    ADAM_GRID,
+    Task,
+    Workload,
+    by_predicate,
+    log_grid,
+    register,
+    sampler,
+    split_data,
 )
 
 # The noise floor favours small rates: this grid (3.2e-5 .. 3.2e-2) brackets the best one.

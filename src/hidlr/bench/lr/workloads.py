@@ -7,11 +7,14 @@ benchmark sees the same model, data stream and step budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
+
+from hidlr import groups as groups_mod
 
 Batch = Any
 
@@ -116,26 +119,17 @@ def _load() -> None:
 
 
 def check_partition(model: nn.Module, groups: list[dict[str, Any]]) -> None:
-    """Raise ValueError unless ``groups`` partitions the model's trainable parameters exactly."""
-    seen: dict[int, str] = {}
+    """:func:`hidlr.groups.check_partition`, and stricter for a workload: every group has a unique
+    name and at least one parameter, and none holds a frozen parameter. Raises ValueError."""
     names = [g.get("name") for g in groups]
     if len(set(names)) != len(names) or any(n is None for n in names):
         raise ValueError(f"group names must be present and unique, got {names}")
     for g in groups:
         if not g["params"]:
             raise ValueError(f"group {g['name']!r} is empty")
-        for p in g["params"]:
-            if id(p) in seen:
-                raise ValueError(f"a parameter is in groups {seen[id(p)]!r} and {g['name']!r}")
-            if not p.requires_grad:
-                raise ValueError(f"group {g['name']!r} holds a frozen parameter")
-            seen[id(p)] = g["name"]
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    missing = [p for p in trainable if id(p) not in seen]
-    if missing:
-        raise ValueError(f"{len(missing)} trainable parameter(s) are in no group")
-    if len(seen) != len(trainable):
-        raise ValueError("a group holds a parameter that is not part of the model")
+        if any(not p.requires_grad for p in g["params"]):
+            raise ValueError(f"group {g['name']!r} holds a frozen parameter")
+    groups_mod.check_partition(model, groups)
 
 
 def split_data(n: int, n_val: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

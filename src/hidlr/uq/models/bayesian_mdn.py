@@ -187,7 +187,8 @@ class BayesianMDN(Estimator):
         if not isinstance(module, BayesianMDNNet):
             raise TypeError(f"param_groups expects a BayesianMDNNet, got {type(module).__name__}")
         groups = []
-        for name, part in (("trunk", module.trunk), ("logits", module.logits), ("loc", module.loc), ("scale", module.scale)):
+        parts = (("trunk", module.trunk), ("logits", module.logits), ("loc", module.loc), ("scale", module.scale))
+        for name, part in parts:
             groups.append({"name": name, "params": posterior_groups(part)[0]})
         groups.append({"name": "posterior_scales", "params": posterior_groups(module)[1]})
         return groups

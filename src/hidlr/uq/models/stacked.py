@@ -67,7 +67,8 @@ class StackedNets(nn.Module):
         names = [n for n, _ in nets[0].named_parameters()]
         for i, net in enumerate(nets[1:], start=1):
             if [n for n, _ in net.named_parameters()] != names:
-                raise ValueError(f"net {i} does not have the same parameters as net 0; members must share one architecture")
+                raise ValueError(f"net {i} does not have the same parameters as net 0; "
+                                 "members must share one architecture")
         params, buffers = stack_module_state(nets)
         scales = torch.ones(len(nets)) if lr_scales is None else torch.as_tensor(lr_scales, dtype=torch.float64)
         if scales.shape != (len(nets),) or not bool((scales > 0).all() and torch.isfinite(scales).all()):
@@ -102,7 +103,8 @@ class StackedNets(nn.Module):
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
         """Sum over members of ``member_i.loss(x[i], y[i])``; ``x: (M, b, d)``, ``y: (M, b)``."""
         if x.shape[0] != self.members or y.shape[0] != self.members:
-            raise ValueError(f"expected a leading member axis of {self.members}, got x {tuple(x.shape)}, y {tuple(y.shape)}")
+            raise ValueError(f"expected a leading member axis of {self.members}, "
+                             f"got x {tuple(x.shape)}, y {tuple(y.shape)}")
         params = {n: self.stacked(n) for n in self.param_names}
         if self.lr_scales is not None:
             params = {n: p * _along(self.lr_scales, p) for n, p in params.items()}
@@ -130,7 +132,8 @@ class StackedNets(nn.Module):
             try:
                 params = [self.stacked(name_of[id(p)]) for p in g["params"]]
             except KeyError:
-                raise ValueError(f"group {g.get('name', '?')!r} holds a tensor that is not a parameter of the member net") from None
+                raise ValueError(f"group {g.get('name', '?')!r} holds a tensor that is not a parameter "
+                                 "of the member net") from None
             out.append({**g, "params": params})
         return out
 
@@ -172,7 +175,8 @@ def fit_side_by_side(
     estimators = list(estimators)
     kinds = {type(est) for est in estimators}
     if len(kinds) > 1:
-        raise ValueError(f"side-by-side training needs estimators of one class, got {sorted(k.__name__ for k in kinds)}")
+        names = sorted(k.__name__ for k in kinds)
+        raise ValueError(f"side-by-side training needs estimators of one class, got {names}")
     if len(seeds) != len(estimators):
         raise ValueError(f"got {len(seeds)} seeds for {len(estimators)} estimators")
     lead = estimators[0]

@@ -188,7 +188,8 @@ class _Probe:
 
     def __init__(self, net: nn.Module, xs: Tensor, ys: Tensor, batch_size: int, gen: torch.Generator,
                  stochastic: bool, members: int | None = None):
-        self.net, self.xs, self.ys, self.batch_size, self.gen, self.stochastic = net, xs, ys, batch_size, gen, stochastic
+        self.net, self.xs, self.ys, self.batch_size = net, xs, ys, batch_size
+        self.gen, self.stochastic = gen, stochastic
         self.shape = (batch_size,) if members is None else (members, batch_size)
         self.batch: tuple[Tensor, Tensor] | None = None
         self.seed = 0

@@ -1,0 +1,96 @@
+"""``hidlr bench finetune``: fine-tuning a pretrained encoder on the VADER lexicon's rating
+distributions, every method with an MDN head and a Gaussian head.
+
+Methods: full fine-tuning (tuned Adam grid), head only, BitFit, LoRA (tuned) and LoRA+ (``peft``),
+Hi-DLR grouped by block, Hi-DLR on LoRA, automatic freezing by influence at several budgets,
+Prodigy and Schedule-Free. Writes ``results.json``, ``report.md`` and plots to the output folder.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hidlr.bench.finetune import methods as M
+from hidlr.bench.finetune.data import Workload, quick_workload, real_workload
+from hidlr.bench.finetune.report import goals, markdown, plots, summarize
+from hidlr.bench.finetune.runner import measure_costs, run_freezing, run_lineup
+from hidlr.bench.harness import progress as progress_bar
+from hidlr.bench.harness import run_metadata, write_json
+
+__all__ = ["run"]
+
+
+def _plan_json(plan) -> dict[str, Any]:
+    return {"kept_groups": list(plan.kept_groups), "trainable_params": plan.trainable_params,
+            "total_params": plan.total_params, "budget": plan.budget}
+
+
+def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list[str] | None = None,
+        methods: list[str] | None = None, steps: int | None = None, batch_size: int = 32,
+        budgets: list[float] | None = None, costs: bool = True, progress: bool = True,
+        split_seed: int = 0, workload: Workload | None = None) -> dict[str, Any]:
+    """Run the benchmark and write its files into ``out``; returns the results. ``workload``
+    replaces the built-in one (tests pass a small one)."""
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+    table = M.method_table(quick)
+    names = list(table) if methods is None else [m for m in methods if m != "freeze"]
+    unknown = [m for m in names if m not in table]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; methods: {', '.join(table)}, freeze")
+    do_freeze = methods is None or "freeze" in methods
+    heads = heads or list(M.HEADS)
+    bad = [h for h in heads if h not in M.HEADS]
+    if bad:
+        raise ValueError(f"unknown head(s) {', '.join(bad)}; heads: {', '.join(M.HEADS)}")
+    seeds = seeds or (2 if quick else 1)
+    steps = steps or (150 if quick else 100)
+    wl = workload or (quick_workload(split_seed) if quick else real_workload(split_seed, probe_size=48))
+    total = sum(p.numel() for p in M.new_model(wl, heads[0], 0).parameters())
+    budget_map = {f"freeze-{100 * b:g}%": b for b in (budgets or M.FREEZE_BUDGETS)}
+    if do_freeze and "lora" in names:  # a budget matched to LoRA's trainable parameters
+        lora_model = M.add_lora(M.new_model(wl, heads[0], 0))
+        budget_map["freeze-lora-size"] = sum(p.numel() for p in lora_model.parameters() if p.requires_grad) / total
+    runs_per = sum(len(table[n].grid) or 1 for n in names) + (len(budget_map) + 0.1 if do_freeze else 0)
+    n_steps = int(seeds * len(heads) * runs_per * steps) + (3 * (len(budget_map) + 3) * 6 if costs else 0)
+    meta = {**run_metadata(list(range(seeds))), "mode": "quick" if quick else "real", "workload": wl.description,
+            "steps": steps, "batch_size": batch_size, "heads": heads, "split_seed": split_seed,
+            "total_params": total, "command": "hidlr " + " ".join(sys.argv[1:]) if sys.argv else "",
+            "methods": {n: table[n].description for n in names}}
+    if do_freeze:
+        short = max(3, steps // 10)
+        meta["methods"].update({k: f"Hi-DLR influence run over per-module groups ({short} steps, 2 refreshes), "
+                                f"then freeze to {100 * b:.2f}% of the parameters (head kept), Hi-DLR continues"
+                                for k, b in budget_map.items()})
+    results: dict[str, Any] = {"meta": meta, "runs": [], "influence": []}
+    out.mkdir(parents=True, exist_ok=True)
+
+    def emit(record: dict[str, Any]) -> None:
+        results["runs"].append(record)
+        write_json(out / "results.json", results)
+
+    with progress_bar("fine-tuning", n_steps, enabled=progress) as tick:
+        for seed in range(seeds):
+            for head in heads:
+                run_lineup(wl, table, names, head, seed, steps, batch_size, emit, tick)
+                if do_freeze:
+                    info = run_freezing(wl, head, seed, steps, batch_size, budget_map, emit, tick, quick)
+                    plans = info.pop("plans")
+                    info["plans"] = {k: _plan_json(p) for k, p in plans.items()}
+                    results["influence"].append(info)
+                    if seed == 0 and head == heads[0]:
+                        first_plans = plans
+        if costs and do_freeze:
+            results["costs"] = measure_costs(wl, first_plans, batch_size, tick=tick)
+    results["summary"] = summarize(results["runs"])
+    results["goals"] = goals(results["summary"], heads, list(budget_map), total)
+    meta["wall_seconds"] = time.perf_counter() - t_start
+    results["plots"] = plots(results, out)
+    write_json(out / "results.json", results)
+    (out / "report.md").write_text(markdown(results))
+    return results

@@ -1,0 +1,411 @@
+"""The UCI regression protocol (Hernández-Lobato & Adams 2015) for the uncertainty-aware models.
+
+For every set and standard split: one hidden layer of 50 ReLU units; each model once with Hi-DLR
+(the models' default) and once with Adam. Hyperparameters (Adam's rate, the number of epochs, the
+dropout rate, the number of mixture components) are chosen on a validation part carved out of the
+split's training rows only; the model is then refitted on the whole training split with the chosen
+values and scored once on the test rows, in the target's original units.
+
+Entry point: :func:`run`. Results: ``results.json``, ``report.md`` and reliability plots.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hidlr.bench import harness
+from hidlr.bench import reporting as rep
+from hidlr.bench.uci.models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
+
+SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
+LEVELS = tuple(float(v) for v in np.round(np.linspace(0.05, 0.95, 19), 2))
+PARTIAL, HEADER = "partial.jsonl", "run_header.json"
+#: Monte Carlo passes of the stochastic models' validation NLL, computed after every tuning epoch
+#: (test scores use each model's default, 50-100). With 100 passes the per-epoch validation of MC
+#: dropout on kin8nm took about 3x its training time. On kin8nm split 0, 5 passes instead of 20
+#: chose the same rate and epoch for MC dropout and the Bayesian MDN (one epoch apart for the BNN)
+#: in 35-40% less time; 10 is the compromise.
+VALIDATION_SAMPLES = 10
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training budget for one set: minibatch size, maximum epochs, fraction held out to tune."""
+
+    batch_size: int
+    max_epochs: int
+    val_frac: float = 0.2
+
+
+def budget_for(n_train: int, quick: bool) -> Budget:
+    """Batch size and epoch cap scaled by the training-set size.
+
+    Small sets get small batches and many epochs, large ones large batches and fewer epochs: about
+    800 optimizer steps at the cap on the fit part for sets under 3000 rows, 1600 above (each
+    step of these small nets costs about the same whatever the batch); ``quick`` divides by 20.
+    """
+    if n_train < 1:
+        raise ValueError("budget_for: empty training set")
+    batch = 32 if n_train < 1200 else (64 if n_train < 3000 else 128)
+    steps = 800 if n_train < 3000 else 1600
+    fit_rows = max(1, int(round(n_train * 0.8)))
+    per_epoch = math.ceil(fit_rows / batch)
+    epochs = int(min(400, max(10, round(steps / per_epoch))))
+    if quick:
+        epochs = max(3, epochs // 20)
+    return Budget(batch_size=batch, max_epochs=epochs)
+
+
+def carve_validation(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
+                     frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit_idx, val_idx)``: a validation part of ``frac`` of the training rows, the rest to fit.
+
+    Uses the library's :meth:`UCISplit.validation_split`, which shuffles the training indices only,
+    so the validation part cannot overlap the test part.
+    """
+    from hidlr.uq.data.uci import UCISplit
+
+    split = UCISplit.from_indices(X, y, np.asarray(train_idx), np.asarray(test_idx))
+    val = split.validation_split(frac, seed=seed)
+    return val.train_idx, val.test_idx
+
+
+def _score(dist: Any, y: np.ndarray) -> dict[str, Any]:
+    """Test metrics of a predictive mixture in original units (per point)."""
+    import torch
+
+    from hidlr.uq import metrics
+
+    yt = torch.as_tensor(y, dtype=dist.loc.dtype)
+    out = {
+        "ll": -float(metrics.nll(dist, yt)),
+        "rmse": float(metrics.rmse(dist, yt)),
+        "crps": float(metrics.crps(dist, yt)),
+        "cov90": float(metrics.coverage(dist, yt, 0.9)),
+        "cov95": float(metrics.coverage(dist, yt, 0.95)),
+        "width90": float(metrics.interval_width(dist, 0.9)),
+        "width95": float(metrics.interval_width(dist, 0.95)),
+    }
+    _, observed = metrics.reliability(dist, yt, list(LEVELS), kind="central")
+    out["reliability"] = [float(v) for v in observed]
+    out["calibration_error"] = float(metrics.calibration_error(dist, yt))
+    return out
+
+
+def _val_curve(est: Any) -> list[float]:
+    return [float(h["val_nll"]) for h in est.history_]
+
+
+_FIT_ERRORS = (FloatingPointError, RuntimeError, ValueError)
+
+
+def tune_candidates(key: str, optimizer: str, quick: bool, budget: Budget, Xf: np.ndarray, yf: np.ndarray,
+                    Xv: np.ndarray, yv: np.ndarray,
+                    seed: int) -> list[tuple[dict[str, Any], list[float] | None, str | None]]:
+    """Train every candidate of :func:`tuning_grid` on the fit part; ``(hp, validation curve, error)`` each.
+
+    Candidates that differ only in learning rate train side by side as one stacked net
+    (:func:`~hidlr.uq.models.stacked.fit_side_by_side` with learning-rate scales; the same
+    initial weights and minibatches as separate fits, and with Adam the same trajectories up to
+    its ``eps``). If a stacked fit fails, its candidates are retried one by one.
+    """
+    from hidlr.uq.models.stacked import fit_side_by_side
+
+    by_rest: dict[tuple, list[dict[str, Any]]] = {}
+    for hp in tuning_grid(key, optimizer, quick):
+        by_rest.setdefault(tuple(sorted((k, v) for k, v in hp.items() if k != "lr")), []).append(hp)
+    fit = {"epochs": budget.max_epochs, "batch_size": budget.batch_size, "optimizer": optimizer,
+           "validation_data": (Xv, yv), "validation_samples": VALIDATION_SAMPLES}
+    out: list[tuple[dict[str, Any], list[float] | None, str | None]] = []
+    for hps in by_rest.values():
+        if len(hps) > 1:  # a single candidate trains on its own: stacking one net only adds overhead
+            lr0 = hps[0]["lr"]
+            try:
+                ests = fit_side_by_side([build_model(key, hp, budget.batch_size) for hp in hps], Xf, yf,
+                                        seeds=[seed] * len(hps), lr_scales=[hp["lr"] / lr0 for hp in hps], lr=lr0,
+                                        **fit)
+                out += [(hp, _val_curve(est), None) for hp, est in zip(hps, ests)]
+                continue
+            except _FIT_ERRORS:
+                pass  # retried one by one below, so that one diverging rate does not sink the others
+        for hp in hps:
+            try:
+                est = build_model(key, hp, budget.batch_size).fit(Xf, yf, lr=hp["lr"], seed=seed, **fit)
+                out.append((hp, _val_curve(est), None))
+            except _FIT_ERRORS as err:
+                out.append((hp, None, f"{type(err).__name__}: {err}"))
+    return out
+
+
+def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, split: int,
+              models: Sequence[str], optimizer: str, quick: bool) -> list[dict[str, Any]]:
+    """Tune on the validation part, refit on the training split, score on the test split.
+
+    X: (n, d), y: (n,) original units. Returns one record per model.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    budget = budget_for(train_idx.size, quick)
+    fit_idx, val_idx = carve_validation(X, y, train_idx, test_idx, budget.val_frac, split)
+    if np.intersect1d(val_idx, test_idx).size or np.intersect1d(train_idx, test_idx).size:
+        raise RuntimeError("validation or training rows overlap the test rows")
+    Xf, yf, Xv, yv = X[fit_idx], y[fit_idx], X[val_idx], y[val_idx]
+    tuned: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
+    records = []
+    for model in models:
+        t0, c0 = time.perf_counter(), time.process_time()
+        key = TUNE_AS[model]
+        tune_s = 0.0
+        if key not in tuned:
+            best: tuple[float, dict[str, Any], dict[str, Any]] | None = None
+            trials = []
+            for hp, curve, error in tune_candidates(key, optimizer, quick, budget, Xf, yf, Xv, yv, split):
+                finite = [(v, i) for i, v in enumerate(curve or []) if math.isfinite(v)]
+                if error is None and not finite:
+                    error = "no finite validation NLL"
+                if error is not None:
+                    trials.append({"hp": hp, "val_nll": None, "epochs": None, "error": error})
+                    continue
+                v_best, i_best = min(finite)
+                trials.append({"hp": hp, "val_nll": v_best, "epochs": i_best + 1})
+                if best is None or v_best < best[0]:
+                    best = (v_best, hp, {"epochs": i_best + 1, "val_nll": v_best})
+            tuned[key] = (None, {"trials": trials}) if best is None else (best[1], {**best[2], "trials": trials})
+            tune_s = time.perf_counter() - t0
+        hp, chosen = tuned[key]
+        rec: dict[str, Any] = {"split": split, "model": model, "optimizer": optimizer, "hp": hp,
+                               "epochs": chosen.get("epochs"), "val_nll": chosen.get("val_nll"), "tuned_as": key,
+                               "trials": chosen["trials"] if tune_s > 0 else None, "budget": asdict(budget),
+                               "tune_s": tune_s, "fit_s": 0.0, "metrics": None, "error": None}
+        if hp is None:
+            rec["error"] = "every tuning candidate failed"
+            rec["cpu_s"] = time.process_time() - c0
+            records.append(rec)
+            continue
+        t1 = time.perf_counter()
+        try:
+            est = build_model(model, hp, budget.batch_size)
+            est.fit(X[train_idx], y[train_idx], epochs=chosen["epochs"], batch_size=budget.batch_size,
+                    optimizer=optimizer, lr=hp.get("lr"), seed=split)
+            hist = getattr(getattr(est, "optimizer_", None), "history", None)
+            if hist is not None:  # Hi-DLR: how many refreshes (probe rounds) the final fit made
+                rec["refreshes"] = len(hist)
+                rec["steps"] = chosen["epochs"] * math.ceil(train_idx.size / budget.batch_size)
+            scores = _score(est.predict_proba(X[test_idx]), y[test_idx])
+            if not all(math.isfinite(v) for k, v in scores.items() if k != "reliability"):
+                raise FloatingPointError(f"non-finite test metrics {scores}")
+            rec["metrics"] = scores
+        except _FIT_ERRORS as err:
+            rec["error"] = f"{type(err).__name__}: {err}"
+        rec["fit_s"] = time.perf_counter() - t1
+        rec["cpu_s"] = time.process_time() - c0  # tuning (if done here) + final fit, this process only
+        records.append(rec)
+    return records
+
+
+def _job(args: tuple) -> tuple[str, list[dict[str, Any]], float, float]:
+    name, X, y, tr, te, split, models, opt, quick = args
+    t0, c0 = time.perf_counter(), time.process_time()
+    recs = run_split(X, y, tr, te, split, models, opt, quick)
+    for r in recs:
+        r["set"] = name
+    return name, recs, time.perf_counter() - t0, time.process_time() - c0
+
+
+def load_set(name_or_path: str,
+             root: Path | str | None) -> tuple[str, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """``(name, X (n, d), y (n,), splits)`` for a set name under ``root`` or a folder path.
+
+    ``splits``: the 20 standard ``(train_idx, test_idx)`` pairs. The estimators z-score inputs and
+    targets with their own training rows and predict in original units, so raw arrays go in.
+    """
+    from hidlr.uq.data.uci import load_uci
+
+    ds = load_uci(name_or_path, root)
+    return ds.name, ds.X, ds.y, ds.split_indices(20)
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """set -> model -> optimizer -> metric -> mean ± s.e. over splits (and pooled reliability)."""
+    out: dict[str, Any] = {}
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    failed: dict[tuple[str, str, str], int] = {}
+    for r in records:
+        k = (r["set"], r["model"], r["optimizer"])
+        if r.get("metrics") is None:
+            failed[k] = failed.get(k, 0) + 1
+            groups.setdefault(k, [])
+        else:
+            groups.setdefault(k, []).append(r)
+    for (s, m, o), rs in sorted(groups.items()):
+        if not rs:
+            continue
+        stats: dict[str, Any] = {"failed": failed.get((s, m, o), 0)}
+        for k in ("ll", "rmse", "crps", "cov90", "cov95", "width90", "width95", "calibration_error"):
+            stats[k] = rep.mean_se([r["metrics"][k] for r in rs])
+        stats["reliability"] = np.mean([r["metrics"]["reliability"] for r in rs], axis=0).tolist()
+        stats["time_s"] = float(sum(r["tune_s"] + r["fit_s"] for r in rs))  # successful runs only
+        stats["epochs"] = rep.mean_se([r["epochs"] for r in rs])
+        out.setdefault(s, {}).setdefault(m, {})[o] = stats
+    return out
+
+
+def _paired_by_split(records: Sequence[dict[str, Any]], field: str, a: str, b: str, within: str,
+                     metric: str) -> dict[str, Any]:
+    """Per set and value of ``within``: ``metric`` of records with ``field == a`` minus those with
+    ``field == b``, paired by split (mean ± s.e.); splits missing either side are left out."""
+    by: dict[tuple[str, str, int], dict[str, float]] = {}
+    for r in records:
+        if r.get("metrics") is not None and r[field] in (a, b):
+            by.setdefault((r["set"], r[within], r["split"]), {})[r[field]] = r["metrics"][metric]
+    diffs: dict[tuple[str, str], list[float]] = {}
+    for (s, w, _), d in by.items():
+        if a in d and b in d:
+            diffs.setdefault((s, w), []).append(d[a] - d[b])
+    out: dict[str, Any] = {}
+    for (s, w), v in sorted(diffs.items()):
+        out.setdefault(s, {})[w] = rep.mean_se(v)
+    return out
+
+
+def paired_difference(records: Sequence[dict[str, Any]], metric: str = "ll") -> dict[str, Any]:
+    """Per set and model: Hi-DLR minus Adam on ``metric``, paired by split (mean ± s.e.)."""
+    return _paired_by_split(records, "optimizer", "hidlr", "adam", "model", metric)
+
+
+#: (a, b) model pairs whose paired difference bears on the paper's claims: likelihood-based
+#: mixtures against the variational BNN, with and without ensembling or Bayesian weights.
+CONTRASTS = (("mdn", "bnn"), ("mdn_ensemble", "bnn"), ("bayesian_mdn", "bnn"), ("bayesian_mdn", "mdn"))
+
+
+def model_contrast(records: Sequence[dict[str, Any]], a: str, b: str, metric: str = "ll") -> dict[str, Any]:
+    """Per set and optimizer: model ``a`` minus model ``b`` on ``metric``, paired by split (mean ± s.e.)."""
+    return _paired_by_split(records, "model", a, b, "optimizer", metric)
+
+
+def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
+        sets: Sequence[str] | None = None, models: Sequence[str] | None = None,
+        splits: int | Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
+        root: str | Path | None = None, progress: bool = True, workers: int = 2) -> dict[str, Any]:
+    """Run the protocol and write ``results.json``, ``report.md`` and reliability PNGs to ``out_dir``.
+
+    sets: names under ``root`` or folder paths (default: the five standard sets); models: subset of
+    :data:`MODELS`; splits: a count (first k of the 20) or explicit indices (default 20, quick 2);
+    optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default: found by the loader);
+    workers: processes running splits side by side (1 = in this process). Returns the results dict.
+    """
+    from hidlr.bench.uci.report import write_report
+
+    sets = list(sets or SETS)
+    models = list(models or MODELS)
+    optimizers = list(optimizers or OPTIMIZERS)
+    for m in models:
+        if m not in MODELS:
+            raise ValueError(f"unknown model {m!r}; choose from {MODELS}")
+    for o in optimizers:
+        if o not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {o!r}; choose from {OPTIMIZERS}")
+    if splits is None:
+        splits = 2 if quick else 20
+    split_ids = list(range(splits)) if isinstance(splits, int) else [int(s) for s in splits]
+    out_dir = Path(out_dir)
+    jobs, weights, data_info = [], [], {}
+    loaded = {}
+    for s in sets:
+        name, X, y, all_splits = load_set(s, root)
+        bad = [i for i in split_ids if not 0 <= i < len(all_splits)]
+        if bad:
+            raise ValueError(f"{name}: split indices {bad} out of range 0..{len(all_splits) - 1}")
+        data_info[name] = {"rows": int(X.shape[0]), "features": int(X.shape[1]),
+                           "budget": asdict(budget_for(all_splits[0][0].size, quick)),
+                           "discrete_target": bool(np.all(y == np.round(y)) and np.unique(y).size <= 20)}
+        loaded[name] = (X, y, all_splits)
+    for i in split_ids:  # split-major order: a run stopped early still covers every set evenly
+        for name, (X, y, all_splits) in loaded.items():
+            tr, te = all_splits[i]
+            for o in optimizers:
+                jobs.append((name, X, y, tr, te, i, models, o, quick))
+                weights.append(tr.size * data_info[name]["budget"]["max_epochs"] * (2 if o == "adam" else 1))
+    header = {"meta": harness.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}"), "quick": quick,
+              "sets": data_info, "models": models, "optimizers": optimizers, "splits_requested": split_ids,
+              "workers": workers, "t_start": time.time()}
+    journal = harness.Journal(out_dir, HEADER, PARTIAL)
+    journal.start(header)
+    entries: list[dict[str, Any]] = []
+
+    def done(name: str, recs: list[dict[str, Any]], dt: float, dc: float) -> None:
+        entry = {"set": name, "split": recs[0]["split"], "optimizer": recs[0]["optimizer"], "seconds": dt,
+                 "cpu_seconds": dc, "records": recs}
+        entries.append(entry)
+        journal.append(entry)
+
+    t0 = time.perf_counter()
+    with harness.progress("UCI protocol", float(sum(weights)), enabled=progress) as tick:
+        wmap = {(j[0], j[5], j[7]): w for j, w in zip(jobs, weights)}
+        if workers <= 1:
+            it = map(_job, jobs)
+        else:
+            import multiprocessing as mp
+
+            pool = mp.get_context("spawn").Pool(workers)
+            it = pool.imap_unordered(_job, jobs)
+        try:
+            for name, recs, dt, dc in it:
+                done(name, recs, dt, dc)
+                split, opt = recs[0]["split"], recs[0]["optimizer"]
+                tick(f"{name} split {split} {opt}", wmap[(name, split, opt)])
+        finally:
+            if workers > 1:
+                pool.close()
+                pool.join()
+    result = assemble(header, entries, time.perf_counter() - t0)
+    write_report(result, out_dir)
+    return result
+
+
+def assemble(header: dict[str, Any], entries: Sequence[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """The results dict from the run header and the finished jobs (each: records and times)."""
+    records = [r for e in entries for r in e["records"]]
+    job_times = [{k: e[k] for k in ("set", "split", "optimizer", "seconds", "cpu_seconds")} for e in entries]
+    return {
+        **header, "splits": sorted({e["split"] for e in entries}), "wall_seconds": wall,
+        "process_seconds": float(sum(j["seconds"] for j in job_times)),
+        "cpu_seconds": float(sum(j["cpu_seconds"] for j in job_times)), "job_times": job_times,
+        "levels": list(LEVELS), "records": records, "summary": summarize(records),
+        "hidlr_minus_adam_ll": paired_difference(records, "ll"),
+        "hidlr_minus_adam_rmse": paired_difference(records, "rmse"),
+        "model_contrasts_ll": {f"{a}-{b}": model_contrast(records, a, b, "ll") for a, b in CONTRASTS},
+    }
+
+
+def wall_until_last_job(out_dir: Path, header: dict[str, Any]) -> float:
+    """Seconds from the run's start to the last write of its ``partial.jsonl`` (its last finished job)."""
+    return harness.Journal(out_dir, HEADER, PARTIAL).wall_until_last(header["t_start"])
+
+
+def finish(out_dir: str | Path, stopped_early: bool = True, note: str = "") -> dict[str, Any]:
+    """Write the report from the jobs a stopped run finished (``partial.jsonl`` in ``out_dir``).
+
+    ``note``: a sentence for the report saying how the jobs in ``partial.jsonl`` came about (for
+    example when the lines of two runs of the same code were put together).
+    """
+    from hidlr.bench.uci.report import write_report
+
+    out_dir = Path(out_dir)
+    journal = harness.Journal(out_dir, HEADER, PARTIAL)
+    header, entries = journal.header(), journal.entries()
+    if not entries:
+        raise ValueError(f"no finished jobs in {out_dir / PARTIAL}")
+    result = assemble(header, entries, wall_until_last_job(out_dir, header))
+    result["stopped_early"] = stopped_early
+    result["note"] = note
+    write_report(result, out_dir)
+    return result

@@ -1,0 +1,251 @@
+"""Freezing plans: which groups stay trainable under a parameter budget, chosen by influence.
+
+A plan keeps the set of groups with the largest total influence whose sizes fit the budget (an
+exact 0/1 knapsack: value = influence, weight = group size) and freezes the rest. Applying a plan
+freezes for real: ``requires_grad=False`` (autograd computes no gradient for those tensors and the
+backward pass stops where nothing upstream trains), the gradient and the base optimizer's state
+are dropped, and a HiDLR wrapper then spends no probes on those groups. A plan names parameters, so
+it transfers to another model of the same family (:func:`apply_plan`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from hidlr.influence.scores import group_names, group_sizes
+
+
+def knapsack(values: Sequence[float], weights: Sequence[int], capacity: int) -> list[int]:
+    """Indices of the items of largest total value with total weight ``<= capacity`` (exact).
+
+    Dynamic programming over the Pareto frontier of (weight, value) pairs: exact for any integer
+    weights, and small when many items share a size (layers of one architecture). Items with a
+    value ``<= 0`` are never taken. Returns sorted indices.
+    """
+    if len(values) != len(weights):
+        raise ValueError(f"values and weights differ in length: {len(values)} and {len(weights)}")
+    if any((not isinstance(w, int)) or w < 0 for w in weights):
+        raise ValueError("weights must be non-negative ints")
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError("values must be finite")
+    frontier: list[tuple[int, float, int]] = [(0, 0.0, 0)]  # (weight, value, item mask), value increasing
+    for i, (v, w) in enumerate(zip(values, weights)):
+        if v <= 0 or w > capacity:
+            continue
+        grown = [(fw + w, fv + v, m | (1 << i)) for fw, fv, m in frontier if fw + w <= capacity]
+        merged = sorted(frontier + grown, key=lambda t: (t[0], -t[1]))
+        frontier = []
+        for entry in merged:
+            if not frontier or entry[1] > frontier[-1][1]:
+                frontier.append(entry)
+    mask = frontier[-1][2]
+    return [i for i in range(len(values)) if mask >> i & 1]
+
+
+@dataclass(frozen=True)
+class FreezePlan:
+    """Which groups (and, when known, which named parameters) stay trainable.
+
+    ``budget`` is the fraction of the planned parameters allowed to train (or None), ``max_groups``
+    the number of groups (or None); ``trainable_params <= budget * total_params`` holds exactly.
+    """
+
+    kept_groups: tuple[str, ...]
+    frozen_groups: tuple[str, ...]
+    trainable_params: int
+    total_params: int
+    influence: dict[str, float]
+    sizes: dict[str, int]
+    budget: float | None = None
+    max_groups: int | None = None
+    trainable: tuple[str, ...] = ()  # parameter names kept trainable (empty when unknown)
+    frozen: tuple[str, ...] = ()  # parameter names frozen
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        """Trainable parameters over planned parameters."""
+        return self.trainable_params / self.total_params
+
+    @property
+    def has_names(self) -> bool:
+        return bool(self.trainable or self.frozen)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> FreezePlan:
+        d = json.loads(text)
+        for key in ("kept_groups", "frozen_groups", "trainable", "frozen"):
+            d[key] = tuple(d.get(key, ()))
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> FreezePlan:
+        return cls.from_json(Path(path).read_text())
+
+
+def plan_from_scores(names: Sequence[str], influence: Sequence[float], sizes: Sequence[int], *,
+                     budget: float | None = None, max_groups: int | None = None,
+                     keep: Sequence[str] = ()) -> FreezePlan:
+    """A plan from plain numbers: keep the groups of largest total influence within the budget.
+
+    Args:
+        names, influence, sizes: per group (equal lengths, unique names).
+        budget: fraction in (0, 1] of ``sum(sizes)`` allowed to stay trainable, or
+        max_groups: number of groups allowed to stay trainable (exactly one of the two).
+        keep: groups that stay trainable whatever their influence (their size counts).
+    """
+    if not (len(names) == len(influence) == len(sizes)):
+        raise ValueError(f"names, influence and sizes differ in length: {len(names)}, {len(influence)}, {len(sizes)}")
+    if len(set(names)) != len(names):
+        raise ValueError("group names must be unique")
+    if not names:
+        raise ValueError("no groups to plan")
+    if (budget is None) == (max_groups is None):
+        raise ValueError("give exactly one of budget (a fraction of the parameters) and max_groups")
+    unknown = [k for k in keep if k not in names]
+    if unknown:
+        raise ValueError(f"keep names unknown groups: {', '.join(unknown)}; groups: {', '.join(names)}")
+    total = int(sum(sizes))
+    if total == 0:
+        raise ValueError("the groups hold no parameters")
+    infl = [float(v) for v in influence]
+    forced = [i for i, n in enumerate(names) if n in keep]
+    free = [i for i in range(len(names)) if names[i] not in keep]
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
+            raise ValueError(f"budget must be a fraction in (0, 1], got {budget!r}")
+        capacity = math.floor(budget * total + 1e-9)
+        if capacity < 1:
+            raise ValueError(f"budget {budget} of {total:,} parameters is empty (under one parameter)")
+        capacity -= sum(sizes[i] for i in forced)
+        if capacity < 0:
+            raise ValueError(f"the groups in keep alone exceed the budget {budget} ({total:,} parameters)")
+        smallest = min((sizes[i] for i in free), default=0)
+        if not forced and smallest > capacity:
+            raise ValueError(f"budget {budget} allows {capacity:,} parameters, less than the smallest "
+                             f"group ({smallest:,}): the plan would train nothing")
+        chosen = [free[j] for j in knapsack([infl[i] for i in free], [int(sizes[i]) for i in free], capacity)]
+    else:
+        if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
+            raise ValueError(f"max_groups must be a positive int, got {max_groups!r}")
+        if len(forced) > max_groups:
+            raise ValueError(f"keep names {len(forced)} groups, more than max_groups={max_groups}")
+        ranked = sorted(free, key=lambda i: (-infl[i], names[i]))
+        chosen = [i for i in ranked[:max_groups - len(forced)] if infl[i] > 0]
+    kept = set(chosen) | set(forced)
+    return FreezePlan(kept_groups=tuple(names[i] for i in range(len(names)) if i in kept),
+                      frozen_groups=tuple(names[i] for i in range(len(names)) if i not in kept),
+                      trainable_params=int(sum(sizes[i] for i in kept)), total_params=total,
+                      influence=dict(zip(names, infl)), sizes={n: int(s) for n, s in zip(names, sizes)},
+                      budget=None if budget is None else float(budget), max_groups=max_groups)
+
+
+def _param_names(model: nn.Module | None, param_groups: Sequence[dict]) -> list[list[str]] | None:
+    if model is None:
+        return None
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    out = []
+    for g in param_groups:
+        missing = [tuple(p.shape) for p in g["params"] if id(p) not in by_id]
+        if missing:
+            raise ValueError(f"group {g.get('name', '?')!r} holds tensors of shapes {missing} that are not "
+                             "parameters of the model")
+        out.append([by_id[id(p)] for p in g["params"]])
+    return out
+
+
+def plan_for(opt: Any, *, budget: float | None = None, max_groups: int | None = None,
+             model: nn.Module | None = None, keep: Sequence[str] = ()) -> FreezePlan:
+    """A plan from a running HiDLR's influence (see :func:`plan_from_scores`), over the groups that
+    are trainable now; with ``model``, the plan also names the parameters (needed to transfer it)."""
+    if not hasattr(opt, "influence"):
+        raise TypeError(f"opt must be a HiDLR with refresh history, got {type(opt).__name__}")
+    if not opt.history:
+        raise ValueError("the optimizer has not refreshed yet: run a few steps before planning")
+    groups = list(opt.param_groups)
+    infl = list(opt.influence)
+    live = [k for k, g in enumerate(groups) if any(p.requires_grad for p in g["params"])]
+    names, sizes = group_names(groups), group_sizes(groups)
+    plan = plan_from_scores([names[k] for k in live], [infl[k] for k in live], [sizes[k] for k in live],
+                            budget=budget, max_groups=max_groups, keep=keep)
+    pnames = _param_names(model, groups)
+    if pnames is None:
+        return plan
+    kept = set(plan.kept_groups)
+    trainable = tuple(n for k in live if names[k] in kept for n in pnames[k])
+    frozen = tuple(n for k in live if names[k] not in kept for n in pnames[k])
+    return FreezePlan(**{**asdict(plan), "trainable": trainable, "frozen": frozen})
+
+
+def freeze_groups(opt: Any, group_names_to_freeze: Sequence[str]) -> int:
+    """Freeze the named param groups of ``opt`` for real; returns the number of parameters frozen.
+
+    Each parameter gets ``requires_grad=False``, its gradient and its base-optimizer state are
+    dropped; the group then has no gradients, so HiDLR neither steps nor probes it.
+    """
+    names = group_names(opt.param_groups)
+    unknown = [n for n in group_names_to_freeze if n not in names]
+    if unknown:
+        raise ValueError(f"no param group named {', '.join(map(repr, unknown))}; groups: {', '.join(names)}")
+    count = 0
+    for g, name in zip(opt.param_groups, names):
+        if name in group_names_to_freeze:
+            for p in g["params"]:
+                count += p.numel() if p.requires_grad else 0
+                p.requires_grad_(False)
+                p.grad = None
+                opt.state.pop(p, None)
+    return count
+
+
+def freeze(opt: Any, budget: float = 0.1, *, max_groups: int | None = None, model: nn.Module | None = None,
+           keep: Sequence[str] = ()) -> FreezePlan:
+    """Freeze the lowest-influence groups of a running HiDLR until the trainable parameters are at
+    most ``budget`` (a fraction of those trainable now; or give ``max_groups``), and return the plan."""
+    plan = plan_for(opt, budget=None if max_groups is not None else budget, max_groups=max_groups,
+                    model=model, keep=keep)
+    freeze_groups(opt, plan.frozen_groups)
+    return plan
+
+
+def apply_plan(model: nn.Module, plan: FreezePlan, *, strict: bool = True) -> int:
+    """Freeze ``model``'s parameters that ``plan`` freezes, by name (transfer to a model of the same
+    family); returns the number of parameters frozen.
+
+    Every name in the plan must be a parameter of ``model``; with ``strict``, every trainable
+    parameter of ``model`` must be named by the plan (kept or frozen).
+    """
+    if not plan.has_names:
+        raise ValueError("the plan names no parameters (it was made without model=): it cannot be transferred")
+    params = dict(model.named_parameters())
+    unknown = [n for n in (*plan.trainable, *plan.frozen) if n not in params]
+    if unknown:
+        head = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ValueError(f"the plan names {len(unknown)} parameters the model lacks: {head}")
+    if strict:
+        named = set(plan.trainable) | set(plan.frozen)
+        extra = [n for n, p in params.items() if p.requires_grad and n not in named]
+        if extra:
+            head = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            raise ValueError(f"the model has {len(extra)} trainable parameters the plan does not name: {head} "
+                             "(strict=False leaves them trainable)")
+    count = 0
+    for n in plan.frozen:
+        p = params[n]
+        count += p.numel() if p.requires_grad else 0
+        p.requires_grad_(False)
+        p.grad = None
+    return count

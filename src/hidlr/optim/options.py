@@ -1,0 +1,101 @@
+"""Validation of HiDLR's constructor arguments: each bad value refused with an error naming it."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+
+def _real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    out = float(value)
+    if math.isnan(out):
+        raise ValueError(f"{name} must not be NaN")
+    return out
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_every(every: Any) -> int | str:
+    if isinstance(every, str):
+        if every != "auto":
+            raise ValueError(f"every must be a positive int or 'auto', got {every!r}")
+        return every
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral):
+        raise TypeError(f"every must be a positive int or 'auto', got {type(every).__name__} {every!r}")
+    if every < 1:
+        raise ValueError(f"every must be a positive int or 'auto', got {every!r}")
+    return int(every)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def check_probes(probes: Any) -> tuple[float, ...]:
+    if isinstance(probes, (str, bytes)) or not isinstance(probes, Sequence):
+        raise TypeError(f"probes must be a sequence of numbers, got {type(probes).__name__} {probes!r}")
+    points = tuple(_real("probes entries", p) for p in probes)
+    if len(set(points)) < 3 or any(p == 0 or not math.isfinite(p) for p in points):
+        raise ValueError("probes needs at least 3 distinct, finite, non-zero multiples "
+                         f"(2 unknowns per group plus a residual), got {tuple(probes)}")
+    return points
+
+
+def check_clip(clip: Any) -> tuple[float, float] | None:
+    if clip is None:
+        return None
+    if isinstance(clip, (str, bytes)) or not isinstance(clip, Sequence) or len(clip) != 2:
+        raise TypeError(f"clip must be None or a pair (lo, hi), got {clip!r}")
+    lo, hi = _real("clip[0]", clip[0]), _real("clip[1]", clip[1])
+    if not (0 < lo <= 1.0 <= hi < math.inf):
+        raise ValueError(f"clip must be None or (lo, hi) with 0 < lo <= 1 <= hi < inf, got {tuple(clip)}")
+    return lo, hi
+
+
+def check_unit(name: str, value: Any, closed_top: bool = True) -> float:
+    out = _real(name, value)
+    if not (0.0 <= out <= 1.0 if closed_top else 0.0 <= out < 1.0):
+        raise ValueError(f"{name} must be in [0, 1{']' if closed_top else ')'}, got {value}")
+    return out
+
+
+def check_options(*, every: Any, mode: Any, probes: Any, design: Any, joint: Any, ema: Any, clip: Any,
+                  min_r2: Any, max_every: Any, probe: Any, seed: Any, check_finite: Any, rollback: Any,
+                  horizon: Any, history_size: Any) -> dict[str, Any]:
+    """All of HiDLR's options checked and normalised (``joint`` and ``horizon`` resolved from their
+    None defaults). Raises TypeError or ValueError naming the argument."""
+    out: dict[str, Any] = {
+        "every": check_every(every), "mode": check_choice("mode", mode, ("diag", "full")),
+        "probes": check_probes(probes), "design": check_choice("design", design, ("lines", "random")),
+        "ema": check_unit("ema", ema, closed_top=False), "clip": check_clip(clip),
+        "min_r2": check_unit("min_r2", min_r2),
+        "max_every": None if max_every is None else _count("max_every", max_every, 1),
+        "seed": _count("seed", seed, 0), "check_finite": _flag("check_finite", check_finite),
+        "rollback": _flag("rollback", rollback), "history_size": _count("history_size", history_size, 0),
+    }
+    if out["seed"] >= 2**32:
+        raise ValueError(f"seed must be < 2**32, got {seed}")
+    if probe is not None and not callable(probe):
+        raise TypeError(f"probe must be None or a callable returning the loss, got {type(probe).__name__}")
+    raw = out["ema"] == 0.0 and out["clip"] is None
+    out["joint"] = (not raw) if joint is None else _flag("joint", joint)
+    out["horizon"] = (0.0 if raw else 0.5) if horizon is None else check_unit("horizon", horizon)
+    return out

@@ -1,0 +1,47 @@
+import json
+
+from typer.testing import CliRunner
+
+from hidlr.bench.finetune import run
+from hidlr.bench.finetune.report import _select
+from hidlr.cli import app
+from hidlr.influence import FreezePlan
+
+
+def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_path):
+    res = run(tmp_path, quick=True, seeds=1, steps=4, batch_size=16, progress=False, workload=small_workload,
+              methods=["full-adam", "lora", "lora-plus", "hidlr-lora", "freeze"], budgets=[0.05])
+    for f in ("results.json", "report.md", "influence_per_layer.png", "rates_over_time.png"):
+        assert (tmp_path / f).is_file()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"].keys() == res["summary"].keys()
+    expected = {f"{m}/{h}" for m in ("full-adam", "lora", "lora-plus", "hidlr-lora", "freeze-5%", "freeze-lora-size")
+                for h in ("mdn", "gaussian")}
+    assert set(res["summary"]) == expected
+    assert res["summary"]["full-adam/mdn"]["runs_spent"] == 3
+    total = res["meta"]["total_params"]
+    for r in res["runs"]:
+        if "budget" in r:
+            assert r["result"]["trainable_params"] <= r["budget"] * total
+    costs = res["costs"]
+    assert costs["freeze-5%"]["memory"]["grads"] < costs["full"]["memory"]["grads"]
+    assert costs["freeze-5%"]["memory_ratio"] < 1
+    assert any(g.startswith("Hi-DLR on LoRA") for g in res["goals"])
+    assert "## Goals (measured)" in (tmp_path / "report.md").read_text()
+
+
+def test_select_takes_the_best_validation_run_and_counts_runs():
+    rec = lambda lr, val: {"method": "m", "head": "mdn", "seed": 0, "lr": lr,
+                           "result": {"val": {"nll": val}}}
+    chosen = _select([rec(1e-3, 2.0), rec(1e-4, 1.5), rec(1e-5, 1.7)])
+    assert chosen[("m", "mdn")][0]["lr"] == 1e-4 and chosen[("m", "mdn")][0]["runs_spent"] == 3
+
+
+def test_influence_command_prints_the_table_and_writes_a_plan(small_workload, tmp_path, monkeypatch):
+    monkeypatch.setattr("hidlr.bench.finetune.data.quick_workload", lambda seed=0: small_workload)
+    out = tmp_path / "plan.json"
+    result = CliRunner().invoke(app, ["influence", "--plan-out", str(out), "--budget", "0.5", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "| rank | group |" in result.output and "head.out" in result.output
+    plan = FreezePlan.load(out)
+    assert plan.trainable_params <= 0.5 * plan.total_params and plan.has_names

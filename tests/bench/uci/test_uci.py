@@ -1,0 +1,175 @@
+"""UCI runner: validation carving, aggregation over splits, goals, report and a quick smoke run."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hidlr.bench import uci
+from hidlr.bench.uci.report import goals, write_report
+
+UCI_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "uci"
+
+
+def test_carve_validation_is_inside_training_rows_only():
+    X, y = np.random.default_rng(0).normal(size=(120, 2)), np.arange(120.0)
+    train, test = np.arange(10, 100), np.concatenate([np.arange(10), np.arange(100, 120)])
+    fit, val = uci.carve_validation(X, y, train, test, 0.2, seed=3)
+    assert val.size == 18 and fit.size == 72
+    assert np.intersect1d(fit, val).size == 0 and np.intersect1d(val, test).size == 0
+    assert np.array_equal(np.sort(np.concatenate([fit, val])), train)
+    # deterministic per seed, different across seeds
+    assert np.array_equal(uci.carve_validation(X, y, train, test, 0.2, 3)[1], val)
+    assert not np.array_equal(uci.carve_validation(X, y, train, test, 0.2, 4)[1], val)
+
+
+def test_carve_validation_errors():
+    X, y = np.zeros((10, 1)), np.arange(10.0)
+    with pytest.raises(ValueError, match="fraction"):
+        uci.carve_validation(X, y, np.arange(8), np.arange(8, 10), 1.5, 0)
+
+
+@pytest.mark.skipif(not UCI_ROOT.exists(), reason="UCI data folder not present")
+@pytest.mark.parametrize("name", uci.SETS)
+def test_validation_never_overlaps_test_on_standard_splits(name):
+    _, X, y, splits = uci.load_set(name, UCI_ROOT)
+    assert len(splits) == 20
+    for i, (tr, te) in enumerate(splits):
+        b = uci.budget_for(tr.size, quick=False)
+        fit, val = uci.carve_validation(X, y, tr, te, b.val_frac, i)
+        assert np.intersect1d(val, te).size == 0
+        assert np.intersect1d(fit, te).size == 0
+        assert np.union1d(fit, val).size == tr.size
+
+
+def test_budget_scales_with_size():
+    small, big = uci.budget_for(277, False), uci.budget_for(7373, False)
+    assert small.batch_size < big.batch_size and small.max_epochs > big.max_epochs
+    assert uci.budget_for(277, True).max_epochs < small.max_epochs
+    with pytest.raises(ValueError, match="empty"):
+        uci.budget_for(0, False)
+
+
+def _record(s, m, o, split, ll, rmse=1.0):
+    metrics = {"ll": ll, "rmse": rmse, "crps": 0.5, "cov90": 0.9, "cov95": 0.95, "width90": 2.0,
+               "width95": 2.5, "calibration_error": 0.01, "reliability": list(np.linspace(0.05, 0.95, 19))}
+    return {"set": s, "model": m, "optimizer": o, "split": split, "epochs": 10, "tune_s": 1.0,
+            "fit_s": 2.0, "metrics": metrics}
+
+
+def test_summarize_mean_and_standard_error_over_splits():
+    lls = [-3.0, -2.0, -2.5, -3.5]
+    recs = [_record("concrete", "mdn", "hidlr", i, v) for i, v in enumerate(lls)]
+    st = uci.summarize(recs)["concrete"]["mdn"]["hidlr"]
+    assert st["ll"]["mean"] == pytest.approx(-2.75)
+    assert st["ll"]["se"] == pytest.approx(np.std(lls, ddof=1) / 2)
+    assert st["ll"]["n"] == 4
+    assert st["time_s"] == pytest.approx(12.0)
+
+
+def test_paired_difference_by_split():
+    recs = [_record("yacht", "bnn", "hidlr", 0, -1.0), _record("yacht", "bnn", "adam", 0, -1.5),
+            _record("yacht", "bnn", "hidlr", 1, -2.0), _record("yacht", "bnn", "adam", 1, -1.0)]
+    d = uci.paired_difference(recs)["yacht"]["bnn"]
+    assert d["mean"] == pytest.approx(-0.25)  # (0.5 + -1.0) / 2
+    assert d["se"] == pytest.approx(np.std([0.5, -1.0], ddof=1) / math.sqrt(2))
+
+
+def test_goals_against_published_numbers():
+    recs = []
+    for i in range(3):  # deep ensembles: concrete -3.06, yacht -1.18; VI: concrete -3.39, yacht -3.44
+        recs += [_record("concrete", "mdn_ensemble", "hidlr", i, -3.00), _record("concrete", "bnn", "hidlr", i, -3.20),
+                 _record("yacht", "mdn_ensemble", "hidlr", i, -1.30), _record("yacht", "bnn", "hidlr", i, -3.50)]
+    g = goals(uci.summarize(recs))
+    assert g["best_vs_deep_ensembles"]["concrete"]["beats"] is True
+    assert g["best_vs_deep_ensembles"]["yacht"]["beats"] is False
+    assert g["best_beats_de_count"] == 1
+    assert g["bnn_vs_vi"]["concrete"]["hidlr"]["beats"] is True
+    assert g["bnn_vs_vi"]["yacht"]["hidlr"]["beats"] is False
+    assert g["bnn_beats_vi"]["hidlr"] == 1
+
+
+def _check_result_schema(res, out):
+    for key in ("meta", "records", "summary", "goals", "timing", "wall_seconds", "splits", "sets"):
+        assert key in res
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["splits"] == res["splits"]
+    for r in on_disk["records"]:
+        for k in ("ll", "rmse", "crps", "cov90", "cov95", "reliability"):
+            assert k in r["metrics"]
+        assert r["hp"]["lr"] > 0 and r["epochs"] >= 1
+    report = (out / "report.md").read_text()
+    for heading in ("## Duration", "## Goals", "## Ours beside the published numbers", "## Per set", "## Calibration"):
+        assert heading in report
+    assert (out / "reliability.png").stat().st_size > 1000
+    return report
+
+
+def test_report_from_records(tmp_path):
+    recs = [_record(s, m, o, i, -1.0 - 0.1 * i) for s in ("concrete", "yacht") for m in ("mdn", "bnn")
+            for o in ("hidlr", "adam") for i in range(2)]
+    for r in recs:
+        r.update(hp={"lr": 1e-3}, trials=None, val_nll=1.0)
+    res = {"meta": {"machine": "m", "cpu_count": 2, "python": "3", "torch": "2", "started": "now"},
+           "quick": True, "sets": {s: {"rows": 10, "features": 2, "budget": {"batch_size": 32, "max_epochs": 5}}
+                                   for s in ("concrete", "yacht")},
+           "models": ["mdn", "bnn"], "optimizers": ["hidlr", "adam"], "splits": [0, 1], "workers": 1,
+           "wall_seconds": 5.0, "cpu_seconds": 10.0, "levels": list(uci.LEVELS), "records": recs,
+           "job_times": [{"set": s, "split": i, "optimizer": o, "seconds": 2.0, "cpu_seconds": 1.25}
+                         for s in ("concrete", "yacht") for o in ("hidlr", "adam") for i in range(2)],
+           "summary": uci.summarize(recs), "hidlr_minus_adam_ll": uci.paired_difference(recs, "ll"),
+           "hidlr_minus_adam_rmse": uci.paired_difference(recs, "rmse"),
+           "model_contrasts_ll": {"mdn-bnn": uci.model_contrast(recs, "mdn", "bnn")}}
+    write_report(res, tmp_path)
+    report = _check_result_schema(res, tmp_path)
+    assert "## Mixtures against the variational BNN" in report and "MDN − BNN (VI)" in report
+    assert "higher by more than two standard errors in **0** of 4" in report  # equal LLs: no difference
+    assert "-3.06" in report  # published deep-ensembles LL for concrete sits beside ours
+    assert "Extrapolation, not a measurement" in report
+    # 1.25 CPU-seconds per (set, optimizer) split -> 4 x 25 = 100 for 20 splits, on 2 cores 50 s
+    assert res["timing"]["extrapolated_full_2core_s"] == pytest.approx(10.0 * 20 / 2 / 2)
+
+
+@pytest.mark.skipif(not UCI_ROOT.exists(), reason="UCI data folder not present")
+def test_quick_smoke_run_on_a_folder_by_path(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.normal(size=80)
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    np.savetxt(folder / "data.txt", np.column_stack([X, y]))
+    out = tmp_path / "out"
+    res = uci.run(out, quick=True, sets=[str(folder)], models=["mdn", "mc_dropout", "deep_ensemble"],
+                  splits=1, optimizers=["adam"], progress=False, workers=1)
+    report = _check_result_schema(res, out)
+    assert "toy" in res["summary"] and set(res["summary"]["toy"]) == {"mdn", "mc_dropout", "deep_ensemble"}
+    # the deep ensemble is tuned through its single Gaussian member
+    de = [r for r in res["records"] if r["model"] == "deep_ensemble"][0]
+    assert de["tuned_as"] == "gaussian"
+    assert "Deep ensemble (5)" in report
+    for r in res["records"]:
+        assert math.isfinite(r["metrics"]["ll"]) and 0.0 <= r["metrics"]["cov90"] <= 1.0
+    # a stopped run can be reported from the jobs it finished
+    again = uci.finish(out)
+    assert again["stopped_early"] and "stopped early" in (out / "report.md").read_text()
+    ll_again, ll_first = (r["summary"]["toy"]["mdn"]["adam"]["ll"]["mean"] for r in (again, res))
+    assert ll_again == pytest.approx(ll_first)
+
+
+def test_goals_leave_integer_target_sets_out_of_the_continuous_count():
+    recs = [_record("wine-quality-red", "mdn", "adam", i, 2.5) for i in range(2)]  # spikes on integer scores
+    recs += [_record("concrete", "mdn", "adam", i, -3.2) for i in range(2)]
+    g = goals(uci.summarize(recs))
+    assert g["best_beats_de_count"] == 1 and g["best_beats_de_count_continuous_only"] == 0
+
+
+def test_model_contrast_pairs_models_by_split_and_optimizer():
+    recs = [_record("yacht", "mdn", "adam", 0, -1.0), _record("yacht", "bnn", "adam", 0, -1.5),
+            _record("yacht", "mdn", "adam", 1, -0.5), _record("yacht", "bnn", "adam", 1, -2.0),
+            _record("yacht", "mdn", "hidlr", 0, -1.0), _record("yacht", "bnn", "hidlr", 1, -1.0)]
+    d = uci.model_contrast(recs, "mdn", "bnn")
+    assert d["yacht"]["adam"]["mean"] == pytest.approx(1.0)  # (0.5 + 1.5) / 2
+    assert d["yacht"]["adam"]["se"] == pytest.approx(np.std([0.5, 1.5], ddof=1) / math.sqrt(2))
+    assert "hidlr" not in d["yacht"]  # no split has both models under Hi-DLR

@@ -1,0 +1,134 @@
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from hidlr import HiDLR, groups
+from hidlr.influence import (
+    FreezePlan,
+    apply_plan,
+    freeze,
+    knapsack,
+    plan_for,
+    plan_from_scores,
+)
+
+
+def test_knapsack_is_exact_against_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        n = 7
+        values = (torch.rand(n, generator=gen) * 10 - 1).tolist()  # some items worthless
+        weights = torch.randint(1, 20, (n,), generator=gen).tolist()
+        cap = int(torch.randint(0, 60, (1,), generator=gen))
+        best = max((sum(values[i] for i in s), s) for r in range(n + 1) for s in itertools.combinations(range(n), r)
+                   if sum(weights[i] for i in s) <= cap and all(values[i] > 0 for i in s))
+        chosen = knapsack(values, weights, cap)
+        assert sum(weights[i] for i in chosen) <= cap
+        assert sum(values[i] for i in chosen) == pytest.approx(best[0])
+
+
+@pytest.mark.parametrize("budget", [0.01, 0.05, 0.2, 0.5, 1.0])
+def test_plans_respect_the_budget_exactly(budget):
+    gen = torch.Generator().manual_seed(1)
+    sizes = torch.randint(1, 5000, (40,), generator=gen).tolist()
+    infl = torch.rand(40, generator=gen).tolist()
+    names = [f"g{k}" for k in range(40)]
+    plan = plan_from_scores(names, infl, sizes, budget=budget)
+    assert plan.trainable_params <= budget * sum(sizes)
+    assert plan.trainable_params == sum(sizes[names.index(n)] for n in plan.kept_groups)
+    assert set(plan.kept_groups) | set(plan.frozen_groups) == set(names)
+    # nothing frozen would still fit: the knapsack does not waste budget on a better-valued group
+    room = budget * sum(sizes) - plan.trainable_params
+    assert all(sizes[names.index(n)] > room for n in plan.frozen_groups)
+
+
+def test_plan_by_number_of_groups_and_errors():
+    names, infl, sizes = ["a", "b", "c", "d"], [3.0, 0.0, 2.0, 1.0], [10, 10, 10, 10]
+    assert plan_from_scores(names, infl, sizes, max_groups=2).kept_groups == ("a", "c")
+    assert plan_from_scores(names, infl, sizes, max_groups=4).kept_groups == ("a", "c", "d")  # b is worthless
+    assert plan_from_scores(names, infl, sizes, max_groups=1, keep=["d"]).kept_groups == ("d",)
+    with pytest.raises(ValueError, match="empty"):
+        plan_from_scores(names, infl, sizes, budget=0.001)
+    with pytest.raises(ValueError, match="smallest group"):
+        plan_from_scores(names, infl, sizes, budget=0.2)
+    with pytest.raises(ValueError, match="budget"):
+        plan_from_scores(names, infl, sizes, budget=0.0)
+    with pytest.raises(ValueError, match="exactly one"):
+        plan_from_scores(names, infl, sizes, budget=0.5, max_groups=1)
+    with pytest.raises(ValueError, match="unknown groups"):
+        plan_from_scores(names, infl, sizes, budget=0.5, keep=["zz"])
+
+
+def _net():
+    return nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
+
+
+def _short_run(model, steps=12):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(128, 6, generator=gen), torch.randn(128, 1, generator=gen)
+
+    def loss():
+        return ((model(x) - y) ** 2).mean()
+
+    opt = HiDLR(torch.optim.Adam(groups.by_layer(model), lr=1e-2), every=2, probe=loss)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    return opt, loss
+
+
+def test_freeze_for_real_no_gradient_no_state_no_probes():
+    torch.manual_seed(0)
+    model = _net()
+    opt, loss = _short_run(model)
+    total = sum(p.numel() for p in model.parameters())
+    plan = freeze(opt, budget=0.1, model=model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == plan.trainable_params <= 0.1 * total
+    assert plan.frozen_groups and plan.kept_groups
+    frozen = [p for g in opt.param_groups if g["name"] in plan.frozen_groups for p in g["params"]]
+    assert all(not p.requires_grad and p.grad is None and p not in opt.state for p in frozen)
+    before = [p.detach().clone() for p in frozen]
+    n_kept = len(plan.kept_groups)
+    for _ in range(4):
+        opt.zero_grad()
+        loss().backward()
+        assert all(p.grad is None for p in frozen)
+        opt.step()
+    assert all(torch.equal(a, p) for a, p in zip(before, frozen))
+    last = opt.history[-1]
+    assert last["step"] > 12
+    probed = [g for g in last["groups"] if g["reason"] != "no gradients"]
+    assert len(probed) == n_kept
+    assert last["forwards"] <= 1 + 4 * n_kept + 3  # line probes plus the joint check, kept groups only
+
+
+def test_plan_transfer_by_names_and_clear_errors(tmp_path):
+    torch.manual_seed(0)
+    source = _net()
+    opt, _ = _short_run(source)
+    plan = plan_for(opt, max_groups=1, model=source)
+    path = tmp_path / "plan.json"
+    plan.save(path)
+    loaded = FreezePlan.load(path)
+    assert loaded == plan
+    target = _net()
+    frozen = apply_plan(target, loaded)
+    assert frozen == sum(p.numel() for n, p in target.named_parameters() if n in plan.frozen)
+    assert [n for n, p in target.named_parameters() if p.requires_grad] == list(plan.trainable)
+    other = nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Linear(32, 1))
+    with pytest.raises(ValueError, match="lacks"):
+        apply_plan(other, plan)
+    bigger = nn.Sequential(*_net(), nn.Linear(1, 1))
+    with pytest.raises(ValueError, match="does not name"):
+        apply_plan(bigger, plan)
+    apply_plan(bigger, plan, strict=False)
+    assert bigger[5].weight.requires_grad
+    with pytest.raises(ValueError, match="names no parameters"):
+        apply_plan(target, plan_for(opt, max_groups=1))
+    with pytest.raises(ValueError, match="empty"):
+        freeze(opt, budget=1e-9)
+    assert all(p.requires_grad for p in source.parameters())  # a refused plan changes nothing

@@ -1,0 +1,166 @@
+"""The rate rules on plain numbers: acceptance, Newton multiples, joint line, momentum, clip and EMA."""
+
+import math
+
+import pytest
+import torch
+
+from hidlr.optim import rules
+from hidlr.optim.quadfit import QuadFit
+from hidlr.optim.records import GroupDecision
+from hidlr.optim.rules import RuleConfig
+
+
+def _fit(b, a, r2=None, r2_all=1.0):
+    b = torch.tensor(b, dtype=torch.float64)
+    a = torch.tensor(a, dtype=torch.float64)
+    r2 = torch.ones(len(b), dtype=torch.float64) if r2 is None else torch.tensor(r2, dtype=torch.float64)
+    return QuadFit(b, a, r2, r2_all)
+
+
+def _decision(rate=0.1, estimate=0.1, newton=0.2, accepted=True, name="g"):
+    return GroupDecision(name=name, rate=rate, estimate=estimate, newton_rate=newton if accepted else None,
+                         a=1.0, b=1.0, r2=1.0, accepted=accepted, reason=None if accepted else "x")
+
+
+@pytest.mark.parametrize("a, b, r2, expected", [
+    (2.0, 1.0, 0.99, None),
+    (2.0, 1.0, float("nan"), None),  # no own probes: fit quality not tested
+    (0.0, 1.0, 1.0, "not convex"),
+    (-1.0, 1.0, 1.0, "not convex"),
+    (2.0, 0.0, 1.0, "not a descent direction"),
+    (2.0, 1.0, 0.5, "poor quadratic fit"),
+    (float("inf"), 1.0, 1.0, "non-finite fit"),
+    (2.0, float("nan"), 1.0, "non-finite fit"),
+])
+def test_diag_rejection(a, b, r2, expected):
+    why = rules.diag_rejection(a, b, r2, min_r2=0.9)
+    assert why is None if expected is None else expected in why
+
+
+def test_diag_newton_multiples_are_b_over_a():
+    fit = _fit([1.0, 3.0, -1.0], [[2.0, 5.0, 0.0], [5.0, 4.0, 0.0], [0.0, 0.0, 1.0]])
+    mult, why = rules.newton_multiples(fit, [True, True, True], "diag", 0.9)
+    assert mult[:2] == [0.5, 0.75] and math.isnan(mult[2])
+    assert why[:2] == [None, None] and "descent" in why[2]
+
+
+def test_full_newton_multiples_solve_the_system_when_positive():
+    a = [[4.0, 1.0], [1.0, 3.0]]
+    fit = _fit([1.0, 2.0], a)
+    mult, why = rules.newton_multiples(fit, [True, True], "full", 0.9)
+    expected = torch.linalg.solve(torch.tensor(a, dtype=torch.float64), torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert mult == pytest.approx(expected.tolist(), rel=1e-12) and why == [None, None]
+
+
+def test_full_mode_minimises_over_non_negative_rates():
+    # unconstrained A^-1 b = (-0.4545.., 1.1818..): the first group at its bound 0, the second
+    # then minimises alone: b_2 / A_22 = 4 / 3, not the 1.18 that assumed the first one moved
+    fit = _fit([-1.0, 4.0], [[4.0, 2.0], [2.0, 3.0]])
+    mult, why = rules.newton_multiples(fit, [True, True], "full", 0.9)
+    assert "not positive" in why[0] and math.isnan(mult[0])
+    assert why[1] is None and mult[1] == pytest.approx(4.0 / 3.0, rel=1e-12)
+
+
+def test_full_mode_falls_back_to_diag_when_not_positive_definite_or_poor():
+    fit = _fit([1.0, 1.0], [[1.0, 2.0], [2.0, 1.0]])
+    mult, why = rules.newton_multiples(fit, [True, True], "full", 0.9)
+    assert mult == [1.0, 1.0] and why == [None, None]
+    poor = _fit([1.0, -1.0], [[1.0, 0.0], [0.0, 1.0]], r2_all=0.5)
+    mult, why = rules.newton_multiples(poor, [True, True], "full", 0.9)
+    assert mult[0] == 1.0 and "poor joint fit" in why[1] and "descent" in why[1]
+
+
+def test_inactive_groups_get_no_multiple():
+    fit = _fit([1.0, 1.0], [[1.0, 0.0], [0.0, 1.0]])
+    mult, why = rules.newton_multiples(fit, [True, False], "diag", 0.9)
+    assert mult[0] == 1.0 and math.isnan(mult[1]) and why[1] is not None
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    (1.0, 1.0, None),          # curvature resolved: the Newton rule applies
+    (1e-20, 1.0, (100.0, None)),   # slope resolved, curvature not: grow the rate
+])
+def test_unresolved_rule(a, b, expected):
+    assert rules.unresolved(a, b, span=2.0, resolution=1e-10, max_multiple=100.0) == expected
+
+
+def test_unresolved_rule_when_nothing_is_measurable():
+    mult, why = rules.unresolved(1e-20, 1e-20, span=2.0, resolution=1e-10, max_multiple=100.0)
+    assert math.isnan(mult) and "does not change measurably" in why
+
+
+def test_newton_decisions_records_units_and_reasons():
+    fit = _fit([0.2, 0.3, 0.0], [[0.4, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.0]])
+    out = rules.newton_decisions(fit, active=[True, True, False], fit_active=[True, False, False],
+                                 rates=[0.1, 0.2, 0.0], estimates=[0.1, 0.2, 0.0], names=["a", "b", "c"],
+                                 config=RuleConfig(), span=2.0, resolution=0.0)
+    a, b, c = out
+    assert a.accepted and a.newton_rate == pytest.approx(0.05) and a.a == pytest.approx(40.0)
+    assert a.b == pytest.approx(2.0)
+    assert not b.accepted and b.reason == "non-finite probe loss" and b.newton_rate is None
+    assert c.reason == "frozen" and c.a is None and c.b is None
+
+
+def test_joint_multiples_cap_and_inactive():
+    ds = [_decision(newton=0.25), _decision(newton=1000.0), _decision(accepted=False), _decision()]
+    assert rules.joint_multiples(ds, [True, True, True, False], max_multiple=100.0) == [2.5, 100.0, 1.0, 0.0]
+
+
+def test_joint_scale_is_the_1d_newton_step_below_one():
+    s = [0.5, 1.0, 1.5]
+    beta, alpha = 2.0, 8.0  # y = -beta s + alpha s^2 / 2, minimum at s = 0.25
+    y = [-beta * x + alpha * x * x / 2 for x in s]
+    assert rules.joint_scale(s, y) == pytest.approx(0.25, rel=1e-12)
+    assert rules.joint_scale(s, [-beta * x + 1.0 * x * x / 2 for x in s]) == 1.0  # undershoot: keep
+    assert rules.joint_scale(s, [-beta * x - x * x for x in s]) == 1.0  # concave: keep
+    assert rules.joint_scale(s, [x + x * x for x in s]) is None  # ascent
+    assert rules.joint_scale(s, [0.0, float("nan"), 1.0]) is None
+
+
+def test_apply_joint_scale():
+    ds = [_decision(newton=0.4), _decision(accepted=False)]
+    scaled = rules.apply_joint_scale(ds, 0.5)
+    assert scaled[0].newton_rate == pytest.approx(0.2) and scaled[1] == ds[1]
+    rejected = rules.apply_joint_scale(ds, None)
+    assert not rejected[0].accepted and "combined step" in rejected[0].reason
+
+
+@pytest.mark.parametrize("beta, horizon, expected", [(0.9, 0.0, 1.0), (0.9, 1.0, 0.1), (0.9, 0.5, 0.1 ** 0.5),
+                                                     (0.0, 0.5, 1.0)])
+def test_momentum_factor(beta, horizon, expected):
+    assert rules.momentum_factor(beta, horizon) == pytest.approx(expected, rel=1e-12)
+
+
+def test_clip_and_smooth():
+    assert rules.clip_rate(1.0, 5.0, (0.5, 2.0)) == 2.0
+    assert rules.clip_rate(1.0, 0.1, (0.5, 2.0)) == 0.5
+    assert rules.clip_rate(1.0, 1.3, (0.5, 2.0)) == 1.3
+    assert rules.clip_rate(1.0, 5.0, None) == 5.0
+    assert rules.smooth(1.0, 3.0, 0.25) == pytest.approx(0.25 + 0.75 * 3.0)
+    assert rules.smooth(1.0, 3.0, 0.0) == 3.0
+
+
+def test_settle_clips_the_corrected_newton_rate_then_smooths():
+    ds = [_decision(estimate=0.1, newton=1.0), _decision(accepted=False, estimate=0.3)]
+    cfg = RuleConfig(ema=0.5, clip=(0.5, 2.0), horizon=1.0)
+    out = rules.settle(ds, betas=[0.9, 0.9], config=cfg)
+    # 1.0 * (1 - 0.9) = 0.1 -> within clip -> smoothed 0.5 * 0.1 + 0.5 * 0.1
+    assert out[0].target == pytest.approx(0.1) and out[0].estimate == pytest.approx(0.1)
+    out = rules.settle(ds, betas=[0.0, 0.0], config=cfg)
+    assert out[0].target == pytest.approx(0.2) and out[0].estimate == pytest.approx(0.15)
+    assert out[1] == ds[1] and out[1].target is None
+
+
+def test_next_period_doubles_up_to_the_cap():
+    assert rules.next_period(1, forwards=8, max_every=None) == 2
+    assert rules.next_period(32, forwards=8, max_every=None) == 32
+    assert rules.next_period(4, forwards=8, max_every=5) == 5
+
+
+def test_rule_config_is_swappable():
+    cfg = RuleConfig()
+    other = RuleConfig(ema=0.0, clip=None, joint=False)
+    assert cfg != other and other.clip is None
+    with pytest.raises(AttributeError):
+        cfg.ema = 0.5  # frozen: a config is replaced, not mutated
