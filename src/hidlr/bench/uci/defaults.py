@@ -7,7 +7,7 @@ RMSE, and coverage and width of the 90% central intervals. Beside each figure, t
 protocol's result for the same model, set and splits (from ``benchmarks/results/uci/results.json``,
 with the model's default optimizer), paired by split.
 
-Entry point: :func:`run` (``python -m hidlr.bench.uci_defaults --help``).
+Entry point: :func:`run` (``python -m hidlr.bench.uci.defaults --help``).
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--splits", type=int, default=3)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     a = p.parse_args(argv)
-    cmd = "python -m hidlr.bench.uci_defaults " + " ".join(sys.argv[1:] if argv is None else argv)
+    cmd = "python -m hidlr.bench.uci.defaults " + " ".join(sys.argv[1:] if argv is None else argv)
     res = run(a.out, a.sets, a.models, a.splits, a.variants, command=cmd)
     print((Path(a.out) / "defaults.md").read_text()[:4000])
     if not math.isfinite(res["wall_seconds"]):
