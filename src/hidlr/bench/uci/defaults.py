@@ -188,6 +188,10 @@ def run(out_dir: str | Path = "benchmarks/results/uci", sets: Sequence[str] = SE
             raise ValueError(f"unknown variant {v!r}; choose from {VARIANTS}")
     split_ids = list(range(splits)) if isinstance(splits, int) else [int(s) for s in splits]
     records: list[dict[str, Any]] = []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "defaults.partial.jsonl"  # one line per finished fit: a stopped run keeps its work
+    partial.write_text("")
     t0 = time.perf_counter()
     jobs = len(sets) * len(split_ids) * len(models) * len(variants)
     with rep.make_progress(progress) as bar:
@@ -200,6 +204,8 @@ def run(out_dir: str | Path = "benchmarks/results/uci", sets: Sequence[str] = SE
                         rec = fit_one(m, v, X, y, train, test, split)
                         rec["set"] = s
                         records.append(rec)
+                        with partial.open("a") as f:
+                            f.write(json.dumps(rec, default=float) + "\n")
                         bar.update(task, advance=1, description=f"{s} split {split} {m} {v}")
     result = {"meta": rep.run_metadata(seeds="random_state = split index"), "sets": list(sets), "models": list(models),
               "splits": split_ids, "variants": list(variants), "command": command,
