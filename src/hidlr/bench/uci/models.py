@@ -38,12 +38,16 @@ def tuning_grid(model: str, optimizer: str, quick: bool) -> list[dict[str, Any]]
     return [{"lr": lr, **e} for lr in lrs for e in extra]
 
 
-def build_model(model: str, hp: dict[str, Any], batch_size: int) -> Any:
-    """A fresh, unfitted estimator for ``model`` with hyperparameters ``hp``."""
+def build_model(model: str, hp: dict[str, Any], batch_size: int, patience: int | None = None) -> Any:
+    """A fresh, unfitted estimator for ``model`` with hyperparameters ``hp``.
+
+    ``patience``: stop early on the validation data given to ``fit`` and keep the best epoch (the
+    fits on the fit part); ``None``: train every epoch asked for (the final fits).
+    """
     from hidlr.uq import models as M
 
-    # the protocol tunes epochs on its own validation part: no early stopping inside fit
-    common = {"hidden": HIDDEN, "batch_size": batch_size, "early_stopping": False}
+    common = {"hidden": HIDDEN, "batch_size": batch_size, "early_stopping": patience is not None,
+              "patience": patience}
     k = int(hp.get("components", 3))
     if model == "gaussian":
         return M.MDN(components=1, **common)
@@ -54,7 +58,7 @@ def build_model(model: str, hp: dict[str, Any], batch_size: int) -> Any:
     if model == "mc_dropout":
         return M.MCDropout(dropout=float(hp.get("dropout", 0.05)), **common)
     if model == "deep_ensemble":
-        return M.DeepEnsemble(lambda: M.MDN(components=1, **common), members=MEMBERS)
+        return M.DeepEnsemble(M.MDN(components=1, **common), members=MEMBERS)
     if model == "mdn_ensemble":
         return M.MDNEnsemble(components=k, members=MEMBERS, **common)
     if model == "bayesian_mdn":
