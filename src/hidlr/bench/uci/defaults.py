@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hidlr.bench import harness
 from hidlr.bench import reporting as rep
 
 SETS = ("diabetes", "concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
@@ -138,7 +139,7 @@ def summarize(records: Sequence[dict[str, Any]], tuned: dict[tuple[str, str, int
 def write_report(result: dict[str, Any], out_dir: Path) -> None:
     """``defaults.json`` and ``defaults.md`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rep.write_json(out_dir / "defaults.json", result)
+    harness.write_json(out_dir / "defaults.json", result)
     meta = result["meta"]
     rows = [[r["set"], r["model"], r["variant"], f"{r['splits']}/{r['splits'] + r['failed']}",
              rep.fmt_mean_se(r["ll"], 3), rep.fmt_mean_se(r["ll_minus_tuned"], 3), rep.fmt_mean_se(r["cov90"], 3),
@@ -194,8 +195,7 @@ def run(out_dir: str | Path = "benchmarks/results/uci", sets: Sequence[str] = SE
     partial.write_text("")
     t0 = time.perf_counter()
     jobs = len(sets) * len(split_ids) * len(models) * len(variants)
-    with rep.make_progress(progress) as bar:
-        task = bar.add_task("default fits", total=jobs)
+    with harness.progress("default fits", jobs, enabled=progress) as tick:
         for s in sets:
             X, y, idx = load(s, split_ids)
             for split, (train, test) in zip(split_ids, idx):
@@ -206,9 +206,9 @@ def run(out_dir: str | Path = "benchmarks/results/uci", sets: Sequence[str] = SE
                         records.append(rec)
                         with partial.open("a") as f:
                             f.write(json.dumps(rec, default=float) + "\n")
-                        bar.update(task, advance=1, description=f"{s} split {split} {m} {v}")
-    result = {"meta": rep.run_metadata(seeds="random_state = split index"), "sets": list(sets), "models": list(models),
-              "splits": split_ids, "variants": list(variants), "command": command,
+                        tick(f"{s} split {split} {m} {v}")
+    result = {"meta": harness.run_metadata(seeds="random_state = split index"), "sets": list(sets),
+              "models": list(models), "splits": split_ids, "variants": list(variants), "command": command,
               "wall_seconds": time.perf_counter() - t0, "records": records,
               "summary": summarize(records, tuned_records())}
     write_report(result, Path(out_dir))
