@@ -27,23 +27,28 @@ from hidlr.bench import reporting as rep
 
 SETS = ("diabetes", "concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
 MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
-VARIANTS = ("early-stop", "early-stop+refit")
+VARIANTS = ("early-stop", "early-stop+refit", "early-stop+robust")
 #: the optimizer each model trains with by default (to pick the matching tuned-protocol records)
 DEFAULT_OPTIMIZER = {"mdn": "adam", "bnn": "hidlr", "mc_dropout": "hidlr", "deep_ensemble": "adam",
                      "mdn_ensemble": "adam", "bayesian_mdn": "hidlr"}
 TUNED_RESULTS = Path("benchmarks/results/uci/results.json")
 
 
-def default_model(name: str, refit: bool, seed: int) -> Any:
-    """The model ``name`` with its defaults (``refit`` and ``random_state`` aside)."""
+def default_model(name: str, variant: str, seed: int) -> Any:
+    """The model ``name`` with its defaults, ``random_state=seed`` and the options of ``variant``
+    (``"early-stop"``: none; ``"+refit"``: ``refit=True``; ``"+robust"``: ``target_scaling="robust"``)."""
     from hidlr.uq import models as M
 
-    opts = {"refit": refit, "random_state": seed}
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    member = {"refit": variant.endswith("refit"), "target_scaling": "robust" if variant.endswith("robust") else
+              "standard"}
+    opts = {**member, "random_state": seed}
     makers: dict[str, Callable[[], Any]] = {
         "mdn": lambda: M.MDN(**opts),
         "bnn": lambda: M.BNN(**opts),
         "mc_dropout": lambda: M.MCDropout(**opts),
-        "deep_ensemble": lambda: M.DeepEnsemble(M.MDN(components=1, refit=refit), random_state=seed),
+        "deep_ensemble": lambda: M.DeepEnsemble(M.MDN(components=1, **member), random_state=seed),
         "mdn_ensemble": lambda: M.MDNEnsemble(**opts),
         "bayesian_mdn": lambda: M.BayesianMDN(**opts),
     }
@@ -91,7 +96,7 @@ def fit_one(model: str, variant: str, X: np.ndarray, y: np.ndarray, train: np.nd
     c0 = time.process_time()
     rec: dict[str, Any] = {"model": model, "variant": variant, "split": split}
     try:
-        est = default_model(model, variant.endswith("refit"), split)
+        est = default_model(model, variant, split)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             est.fit(X[train], y[train])
@@ -152,7 +157,7 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     lines = [
         "# Default fits, no tuning", "",
         ("Each model with its defaults (`Model(random_state=split).fit(X_train, y_train)`; the refit variant "
-         "adds `refit=True`): a validation part of 10% carved from the training rows, early stopping on its "
+         "adds `refit=True`, the robust one `target_scaling='robust'`): a validation part of 10% carved from the training rows, early stopping on its "
          "NLL, the best epoch's weights. Diabetes: scikit-learn's `load_diabetes`, random 75/25 splits (331 "
          "training rows) seeded by the split index; UCI sets: their standard splits. LL = mean test log "
          "predictive density in the target's units; `Δ LL vs tuned` = LL minus the tuned UCI protocol's LL "
