@@ -27,7 +27,8 @@ def _task(n, seed):
         "overconfident, biased": GaussianMixture.from_normal(torch.sin(3 * x) + 0.1, 0.5 * sd),
         "underconfident": GaussianMixture.from_normal(torch.sin(3 * x), 2.0 * sd),
         "bimodal around a unimodal truth": GaussianMixture(
-            torch.zeros(n, 2, dtype=torch.float64), torch.stack([torch.sin(3 * x) - 2 * sd, torch.sin(3 * x) + 2 * sd], 1),
+            torch.zeros(n, 2, dtype=torch.float64),
+            torch.stack([torch.sin(3 * x) - 2 * sd, torch.sin(3 * x) + 2 * sd], 1),
             torch.stack([0.3 * sd, 0.3 * sd], 1)),
     }
     return y, models

@@ -10,7 +10,8 @@ Estimators (NumPy arrays, pandas frames or tensors in): :class:`MDN`, :class:`BN
 :class:`MCDropout`, :class:`BayesianMDN`, and the ensembles :class:`DeepEnsemble` (of any
 estimator) and :class:`MDNEnsemble`. They train with Hi-DLR around Adam by default, over param
 groups that fit each model (``estimator.param_groups(net)``), except :class:`MDN` (and so
-:class:`MDNEnsemble`), which defaults to Adam; ``optimizer="adam"``, ``"hidlr"`` or a callable ``groups -> optimizer`` choose
+:class:`MDNEnsemble`), which defaults to Adam; ``optimizer="adam"``, ``"hidlr"`` or a callable
+``groups -> optimizer`` choose
 explicitly. Ensembles train their members side by side as one stacked net (``vectorize=True``), and
 :func:`fit_side_by_side` trains several fresh estimators, for instance one per learning rate, the
 same way.

@@ -28,9 +28,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an int ``>= minimum``; bools and non-integral numbers are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
+    if isinstance(value, bool) or (not isinstance(value, (int, np.integer)) and not (
         isinstance(value, float) and value.is_integer()
-    ):
+    )):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
@@ -49,6 +49,13 @@ def check_float(name: str, value: Any, *, low: float = 0.0, high: float = math.i
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
         raise ValueError(f"{name} must lie in {lo}{low:g}, {high:g}{hi}, got {value!r}")
     return v
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: an int ``>= 0``, or ``None`` for a fresh random one (the fit is then not reproducible)."""
+    if value is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    return check_int(name, value, minimum=0)
 
 
 def check_hidden(hidden: int | Sequence[int]) -> tuple[int, ...]:
@@ -113,7 +120,8 @@ def check_x(X: Any) -> tuple[Tensor, torch.dtype, torch.device | None]:
         raise ValueError(f"X has 0 feature(s) (shape={tuple(Xt.shape)}) while a minimum of 1 is required.")
     bad = ~torch.isfinite(Xt)
     if bad.any():
-        raise ValueError(f"X contains {int(bad.sum())} NaN or inf value(s) (first at row {int(bad.any(1).nonzero()[0])})")
+        first = int(bad.any(1).nonzero()[0])
+        raise ValueError(f"X contains {int(bad.sum())} NaN or inf value(s) (first at row {first})")
     return Xt, dtype, device
 
 

@@ -58,7 +58,7 @@ class ConformalRegressor(ProbabilisticRegressor):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
         frac = checks.check_float("calibration_fraction", self.calibration_fraction, high=1.0)
-        seed = checks.check_int("random_state", self.random_state, minimum=0)
+        seed = checks.check_seed("random_state", self.random_state)
         Xt, yt, _, _ = checks.check_xy(X, y)
         n = Xt.shape[0]
         n_cal = round(frac * n)
@@ -74,7 +74,8 @@ class ConformalRegressor(ProbabilisticRegressor):
         dist_cal = est.predict_proba(_rows(X, cal_rows))
         y_cal = yt[torch.as_tensor(cal_rows)].cpu()
         self.calibrator_ = METHODS[self.method]().fit(dist_cal, y_cal)
-        self.recalibration_ = self.calibrator_ if self.method == "recalibrate" else PITRecalibration().fit(dist_cal, y_cal)
+        self.recalibration_ = (self.calibrator_ if self.method == "recalibrate"
+                               else PITRecalibration().fit(dist_cal, y_cal))
         self.estimator_ = est
         self.n_features_in_ = est.n_features_in_
         self.target_name_ = getattr(est, "target_name_", None)

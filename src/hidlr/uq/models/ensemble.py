@@ -63,7 +63,8 @@ class DeepEnsemble(ProbabilisticRegressor):
     def fit(self, X: Any, y: Any, *, seed: int | None = None, progress: bool = False, **kwargs: Any) -> DeepEnsemble:
         """Fit every member on ``X: (n, d)``, ``y: (n,)``; returns ``self`` (unchanged if a fit fails)."""
         estimators = self._new_members()
-        seed = checks.check_int("random_state", self.random_state if seed is None else seed, minimum=0)
+        seed = checks.check_seed("random_state", self.random_state) if seed is None else checks.check_int(
+            "seed", seed, minimum=0)
         seeds = [seed + i for i in range(len(estimators))]
         if self.vectorize and len(estimators) > 1:
             fit_side_by_side(estimators, X, y, seeds=seeds, progress=progress, **kwargs)

@@ -79,7 +79,8 @@ class Estimator(ProbabilisticRegressor):
         patience: epochs without improvement before stopping; ``None``: ``max(10, epochs // 10)``.
         refit: after early stopping, train again on all rows for the best number of epochs.
         target_scaling: ``"standard"`` (mean, std) or ``"robust"`` (median, IQR / 1.349) for X and y.
-        random_state: seed of initialisation, minibatch order, the carved split and Monte Carlo draws.
+        random_state: seed of initialisation, minibatch order, the carved split and Monte Carlo draws
+            (``None``: a fresh one per fit).
     """
 
     target_steps: int = 3000
@@ -142,13 +143,15 @@ class Estimator(ProbabilisticRegressor):
             checks.check_int("patience", self.patience)
         if self.target_scaling not in SCALINGS:
             raise ValueError(f"target_scaling must be one of {SCALINGS}, got {self.target_scaling!r}")
-        checks.check_int("random_state", self.random_state, minimum=0)
+        if self.random_state is not None:
+            checks.check_int("random_state", self.random_state, minimum=0)
         self._check_model_params()
         if self.stochastic:
             self._samples()
         return {"optimizer": self.optimizer}
 
-    def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]],
+                        lr: float) -> torch.optim.Optimizer:
         groups = [g for g in groups if len(g["params"]) > 0]
         if optimizer is None:
             optimizer = self.optimizer if self.optimizer is not None else self.default_optimizer
@@ -159,7 +162,7 @@ class Estimator(ProbabilisticRegressor):
         if optimizer == "adam":
             return fused_adam(groups, lr)
         if isinstance(optimizer, str):  # a string, but not a known name: a wrong value
-            raise ValueError(  # noqa: TRY004
+            raise ValueError(
                 f"unknown optimizer {optimizer!r}; use 'hidlr', 'adam' or a callable groups -> optimizer")
         if isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
@@ -207,7 +210,8 @@ class Estimator(ProbabilisticRegressor):
         return the standardized data and resolved options. Changes nothing on ``self``."""
         self._check_params()
         Xt, yt, dtype, _ = checks.check_xy(X, y)
-        seed = self.random_state if seed is None else checks.check_int("seed", seed, minimum=0)
+        seed = checks.check_seed("random_state", self.random_state) if seed is None else checks.check_int(
+            "seed", seed, minimum=0)
         n_all, d = Xt.shape
         stop_early = bool(self.early_stopping)
         val, fit_rows = None, None

@@ -185,7 +185,8 @@ def fit_side_by_side(
     if plan.refit is not None:
         options = {k: v for k, v in fit_options.items() if k not in ("validation_data", "validation_samples", "epochs")}
         full = lead.prepare_fit(X, y, seed=seeds[0], epochs=max(max(best), 1), carve=False, **options)
-        modules, opt, _, _ = _train_stacked(lead, full, seeds, lr_scales, optimizer, progress, [max(b, 1) for b in best])
+        keep_at = [max(b, 1) for b in best]
+        modules, opt, _, _ = _train_stacked(lead, full, seeds, lr_scales, optimizer, progress, keep_at)
     for est, module, history, b, s in zip(estimators, modules, histories, best, seeds):
         plan.seed = s
         est._finish(module, opt, history, plan, b, X, y)
@@ -193,7 +194,8 @@ def fit_side_by_side(
 
 
 def _train_stacked(lead: Estimator, plan: Any, seeds: Sequence[int], lr_scales: Sequence[float] | None,
-                   optimizer: OptimizerSpec, progress: bool, keep_at: list[int] | None) -> tuple[list[Any], Any, list[list[dict[str, float]]], list[int]]:
+                   optimizer: OptimizerSpec, progress: bool,
+                   keep_at: list[int] | None) -> tuple[list[Any], Any, list[list[dict[str, float]]], list[int]]:
     """One stacked training run. ``keep_at``: member ``i`` keeps its weights after epoch ``keep_at[i]``."""
     modules = [lead.new_module(plan, s) for s in seeds]
     nets = [m.net for m in modules]
