@@ -146,10 +146,13 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     harness.write_json(out_dir / "defaults.json", result)
     meta = result["meta"]
+    order = {name: i for i, name in enumerate((*SETS, *MODELS, *VARIANTS))}
+    summary = sorted(result["summary"], key=lambda r: (order.get(r["set"], 99), order.get(r["model"], 99),
+                                                       order.get(r["variant"], 99)))
     rows = [[r["set"], r["model"], r["variant"], f"{r['splits']}/{r['splits'] + r['failed']}",
              rep.fmt_mean_se(r["ll"], 3), rep.fmt_mean_se(r["ll_minus_tuned"], 3), rep.fmt_mean_se(r["cov90"], 3),
              rep.fmt_mean_se(r["tuned_cov90"], 3), rep.fmt_mean_se(r["rmse"], 3),
-             rep.fmt_mean_se(r["best_epoch"], 0), rep.fmt_mean_se(r["cpu_s"], 0)] for r in result["summary"]]
+             rep.fmt_mean_se(r["best_epoch"], 0), rep.fmt_mean_se(r["cpu_s"], 0)] for r in summary]
     goal_cov = [r for r in result["summary"] if r["cov90"] is not None]
     inside = sum(0.85 <= r["cov90"]["mean"] <= 0.95 for r in goal_cov)
     close = [r for r in result["summary"] if r["ll_minus_tuned"] is not None]
@@ -217,6 +220,24 @@ def run(out_dir: str | Path = "benchmarks/results/uci", sets: Sequence[str] = SE
               "models": list(models), "splits": split_ids, "variants": list(variants), "command": command,
               "wall_seconds": time.perf_counter() - t0, "records": records,
               "summary": summarize(records, tuned_records())}
+    write_report(result, Path(out_dir))
+    return result
+
+
+def finish(out_dir: str | Path, partials: Sequence[str | Path], commands: Sequence[str],
+           note: str = "") -> dict[str, Any]:
+    """Write the report from the finished fits in one or more ``defaults.partial.jsonl`` files
+    (runs stopped early, or runs of different variants put together); ``commands``: what made them."""
+    records = [json.loads(line) for p in partials for line in Path(p).read_text().splitlines() if line.strip()]
+    if not records:
+        raise ValueError(f"no finished fits in {list(partials)}")
+    result = {"meta": harness.run_metadata(seeds="random_state = split index"),
+              "sets": list(dict.fromkeys(r["set"] for r in records)),
+              "models": list(dict.fromkeys(r["model"] for r in records)),
+              "splits": sorted({r["split"] for r in records}),
+              "variants": list(dict.fromkeys(r["variant"] for r in records)),
+              "command": "; ".join(commands) + (f" ({note})" if note else ""), "wall_seconds": math.nan,
+              "records": records, "summary": summarize(records, tuned_records())}
     write_report(result, Path(out_dir))
     return result
 
