@@ -12,9 +12,10 @@ from hidlr.uq.models import (
     BayesianMDN,
     ConformalRegressor,
     DeepEnsemble,
+    LastLayerLaplace,
     MCDropout,
     MDNEnsemble,
 )
 
-__all__ += ["BNN", "MDN", "BayesianLinear", "BayesianMDN", "ConformalRegressor", "DeepEnsemble", "MCDropout",
-            "MDNEnsemble"]
+__all__ += ["BNN", "MDN", "BayesianLinear", "BayesianMDN", "ConformalRegressor", "DeepEnsemble", "LastLayerLaplace",
+            "MCDropout", "MDNEnsemble"]

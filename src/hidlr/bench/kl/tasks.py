@@ -62,6 +62,8 @@ def build(model: str, batch_size: int) -> Any:
         return M.DeepEnsemble(lambda: M.MDN(components=1, **common), members=5)
     if model == "mdn_ensemble":
         return M.MDNEnsemble(components=COMPONENTS, members=5, **common)
+    if model == "laplace":
+        return M.LastLayerLaplace(**common)
     if model == "bayesian_mdn":
         return M.BayesianMDN(components=COMPONENTS, **common)
     raise ValueError(f"unknown model {model!r}")

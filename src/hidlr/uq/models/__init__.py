@@ -36,6 +36,7 @@ from hidlr.uq.models.dropout import MCDropout, MCDropoutNet
 from hidlr.uq.models.ensemble import DeepEnsemble, MDNEnsemble
 from hidlr.uq.models.estimator import Estimator
 from hidlr.uq.models.interface import NotFittedError, ProbabilisticRegressor
+from hidlr.uq.models.laplace import LastLayerLaplace
 from hidlr.uq.models.layers import BayesianLinear, bayesian_kl
 from hidlr.uq.models.mdn import MDN, MDNNet
 from hidlr.uq.models.scaling import ScaledNet
@@ -54,6 +55,7 @@ __all__ = [
     "MCDropout",
     "MCDropoutNet",
     "MDNEnsemble",
+    "LastLayerLaplace",
     "MDNNet",
     "NotFittedError",
     "ProbabilisticRegressor",
