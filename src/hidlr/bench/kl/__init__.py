@@ -39,7 +39,7 @@ from hidlr.bench.kl.tasks import (
 )
 
 KL_MODELS = ("mdn", "bnn")
-GAP_MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
+GAP_MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn", "laplace")
 SIZES = (250, 500, 1000, 2000, 4000)
 QUICK_SIZES = (100, 200)
 EVAL_N = 4000

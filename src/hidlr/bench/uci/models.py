@@ -12,7 +12,8 @@ from typing import Any
 MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
 OPTIMIZERS = ("hidlr", "adam")
 LABELS = {"mdn": "MDN", "bnn": "BNN (VI)", "mc_dropout": "MC dropout", "deep_ensemble": "Deep ensemble (5)",
-          "mdn_ensemble": "MDN ensemble (5)", "bayesian_mdn": "Bayesian MDN", "gaussian": "Gaussian net"}
+          "mdn_ensemble": "MDN ensemble (5)", "bayesian_mdn": "Bayesian MDN", "gaussian": "Gaussian net",
+          "laplace": "Last-layer Laplace"}
 MEMBERS = 5
 HIDDEN = (50,)
 
