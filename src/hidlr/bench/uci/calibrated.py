@@ -64,6 +64,15 @@ def coverage_band(level: float, n_cal: float, n_test: float, splits: int, sigmas
     return level - sigmas * se, level + 2 / (n_cal + 1) + sigmas * se
 
 
+def _mean_se_or_inf(values: Sequence[float | None], missing: float = math.inf) -> dict[str, float]:
+    """Mean ± s.e.; an infinite value (an interval end beyond the calibration rows' reach, or a
+    log-likelihood of -inf; stored as ``None`` in JSON, read as ``missing``) makes the mean infinite."""
+    vals = [missing if v is None else float(v) for v in values]
+    if all(math.isfinite(v) for v in vals):
+        return rep.mean_se(vals)
+    return {"mean": sum(vals) / len(vals), "se": math.nan, "n": len(vals)}
+
+
 def summarize_calibration(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """set -> model -> optimizer -> calibrator -> level -> coverage and width (mean ± s.e.) and band."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -75,14 +84,15 @@ def summarize_calibration(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         n_cal = float(np.mean([c["n_cal"] for c in cs]))
         n_test = float(np.mean([c["n_test"] for c in cs]))
         entry: dict[str, Any] = {"splits": len(cs), "n_cal": n_cal,
-                                 "raw_ll": rep.mean_se([c["raw_ll"] for c in cs]),
-                                 "recalibrated_ll": rep.mean_se([c["recalibrated_ll"] for c in cs])}
+                                 "raw_ll": _mean_se_or_inf([c["raw_ll"] for c in cs], -math.inf),
+                                 "recalibrated_ll": _mean_se_or_inf([c["recalibrated_ll"] for c in cs], -math.inf)}
         for name in ("raw", *CALIBRATORS):
             entry[name] = {}
             for lvl in LEVELS:
                 cov = rep.mean_se([c[name][str(lvl)]["cov"] for c in cs])
                 lo, hi = coverage_band(lvl, n_cal, n_test, len(cs))
-                entry[name][str(lvl)] = {"cov": cov, "width": rep.mean_se([c[name][str(lvl)]["width"] for c in cs]),
+                widths = [c[name][str(lvl)]["width"] for c in cs]
+                entry[name][str(lvl)] = {"cov": cov, "width": _mean_se_or_inf(widths),
                                          "band": [lo, hi], "in_band": lo <= cov["mean"] <= hi}
         out.setdefault(s, {}).setdefault(m, {})[o] = entry
     return out
