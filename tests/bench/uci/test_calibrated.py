@@ -41,3 +41,18 @@ def test_band_and_best_published_goal():
     assert goal["sets"]["yacht"]["beats"] and not goal["sets"]["concrete"]["beats"]  # 0.10 < 0.16; 2.90 > 2.83
     assert goal["beaten_continuous"] == 1 and goal["continuous_sets"] == 2
     assert "0.16 (WGBoost)" in "\n".join(best_published_lines(goal))
+
+
+def test_infinite_widths_and_log_likelihoods_are_summarized_as_such():
+    from hidlr.bench.uci.calibrated import summarize_calibration
+
+    def cal(width95):
+        lv = {"0.9": {"cov": 0.9, "width": 2.0}, "0.95": {"cov": 1.0, "width": width95}}
+        return {"n_cal": 14, "n_test": 31, "raw": lv, "pit": lv, "cqr": lv, "recalibrate": lv,
+                "raw_ll": -1.0, "recalibrated_ll": None}
+
+    recs = [{"set": "yacht", "model": "mdn", "optimizer": "adam", "calibrated": cal(w)} for w in (3.0, None)]
+    e = summarize_calibration(recs)["yacht"]["mdn"]["adam"]
+    assert e["recalibrate"]["0.95"]["width"]["mean"] == float("inf")
+    assert e["recalibrate"]["0.9"]["width"]["mean"] == pytest.approx(2.0)
+    assert e["recalibrated_ll"]["mean"] == float("-inf") and e["raw_ll"]["mean"] == pytest.approx(-1.0)
