@@ -22,3 +22,17 @@ def test_uq_quickstart_mdn_beats_bnn_on_a_bimodal_truth():
     scores = runpy.run_path(str(EXAMPLES / "uq_quickstart.py"))["main"](n=800, epochs=25)
     assert scores["MDN"]["kl_to_truth"] < scores["BNN"]["kl_to_truth"]
     assert 0.8 < scores["MDN"]["coverage90"] < 0.97
+
+
+def test_lightning_example_logs_the_applied_rates_once_per_group(tmp_path):
+    out = runpy.run_path(str(EXAMPLES / "lightning_example.py"))["main"](steps=30, log_dir=str(tmp_path))
+    assert out["columns"] == ["lr-HiDLR/body", "lr-HiDLR/head"]
+    assert out["refreshes"] >= 3 and out["lrs"] != [1e-3, 1e-3]
+    assert list(out["last_logged"].values()) == out["lrs"]  # no refresh after the last logged batch start
+
+
+def test_transformers_example_logs_the_applied_rates_per_group():
+    out = runpy.run_path(str(EXAMPLES / "transformers_example.py"))["main"](steps=30)
+    last = out["logged"][-1]
+    assert out["refreshes"] >= 3 and last["learning_rate"] == out["lrs"][0]
+    assert [last["learning_rate/body"], last["learning_rate/head"]] == out["lrs"] != [1e-4, 1e-4]

@@ -68,13 +68,34 @@ def bench_lr(out: Path = typer.Option(Path("results/lr"), help="Output folder.")
              quick: bool = typer.Option(False, help="Short budgets, one seed, a method subset (< 5 min)."),
              seeds: int = typer.Option(None, help="Seeds (default 3; quick 1)."),
              workloads: list[str] = typer.Option(None, help="Workload names (default: all)."),
-             methods: list[str] = typer.Option(None, help="Method names (default: all)."),
+             methods: list[str] = typer.Option(None, help="Method names (default: all); "
+                                               "<method>@lr0=<rate> starts Hi-DLR or GeN at another rate."),
+             lr0: list[float] = typer.Option(None, help="Also run every named Hi-DLR/GeN method from this "
+                                             "start rate (repeatable)."),
+             first_seed: int = typer.Option(0, help="Seeds start here."),
+             store: Path = typer.Option(None, help="A result store (e.g. benchmarks/results/lr): write the run "
+                                        "into STORE/parts/PART and rebuild STORE's report from all its parts."),
+             part: str = typer.Option(None, help="The part's folder name (with --store)."),
+             rebuild: bool = typer.Option(False, help="Only rebuild --store's report from its parts."),
              progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
-    """Hi-DLR against tuned sweeps and learning-rate-free optimizers on ten workloads."""
-    from hidlr.bench.lr import run
+    """Hi-DLR against tuned sweeps and learning-rate-free optimizers on small workloads."""
+    from hidlr.bench import lr
 
-    run(out, quick=quick, seeds=seeds, workloads=workloads or None, methods=methods or None,
-        progress=progress)
+    if rebuild or part is not None:
+        if store is None:
+            raise typer.BadParameter("--rebuild and --part need --store")
+    if store is not None and rebuild:
+        lr.rebuild(store)
+        out = store
+    elif store is not None:
+        if not part:
+            raise typer.BadParameter("--store needs --part (or --rebuild)")
+        lr.run_into_store(store, part, quick=quick, seeds=seeds, workloads=workloads or None,
+                          methods=methods or None, lr0s=lr0 or None, first_seed=first_seed, progress=progress)
+        out = store
+    else:
+        lr.run(out, quick=quick, seeds=seeds, workloads=workloads or None, methods=methods or None,
+               lr0s=lr0 or None, first_seed=first_seed, progress=progress)
     typer.echo(f"report: {out / 'report.md'}")
 
 
@@ -136,10 +157,17 @@ def bench_finetune(out: Path = typer.Option(Path("benchmarks/results/finetune"),
                    steps: int = typer.Option(None, help="Training steps per run (default: 100; quick 150)."),
                    batch_size: int = typer.Option(32, help="Tokens per batch (each with its ten ratings)."),
                    costs: bool = typer.Option(True, help="Measure what frozen groups cost, side by side."),
-                   progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
+                   progress: bool = typer.Option(True, help="Show a progress bar."),
+                   report_only: str = typer.Option(None, help="Only rebuild the report from OUT/results.json "
+                                                   "(e.g. of an interrupted run); the text is noted on top.")) -> None:
     """Fine-tune a pretrained encoder on the VADER lexicon's rating distributions: full, head-only,
     BitFit, LoRA, LoRA+, Hi-DLR, automatic freezing, Prodigy, Schedule-Free; MDN and Gaussian heads."""
-    from hidlr.bench.finetune import run
+    from hidlr.bench.finetune import rebuild_report, run
+
+    if report_only is not None:
+        rebuild_report(out, note=report_only or None)
+        typer.echo(f"report: {out / 'report.md'}")
+        return
 
     run(out, quick=quick, seeds=seeds, heads=heads or None, methods=methods or None, steps=steps,
         batch_size=batch_size, costs=costs, progress=progress)

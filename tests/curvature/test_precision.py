@@ -40,6 +40,12 @@ def test_float64_inside_restored_outside():
     opt.step()  # the optimizer still holds the same, float32 parameters
 
 
+def test_submodule_called_directly_gets_float64_inputs():
+    model = nn.Sequential(nn.Linear(3, 2))
+    with curvature.in_float64(model):
+        assert model[0](torch.randn(4, 3)).dtype == torch.float64
+
+
 def test_rejects_non_module():
     with pytest.raises(TypeError, match="nn.Module"), curvature.in_float64(torch.zeros(2)):
         pass

@@ -41,7 +41,7 @@ def test_step_zero_applies_the_refreshed_rate_and_the_explanation_says_why(small
     for name, g in zip(run.group_names, rec["groups"]):
         if g["accepted"]:  # the smoothing rule the text states, checked on the record itself
             assert g["estimate"] == pytest.approx(run.ema * g["rate"] + (1 - run.ema) * g["target"])
-            assert f"{name}: Newton rate {g['newton_rate']:.2e}" in text
+            assert f"{name}: Newton {g['newton_rate']:.2e}, target {g['target']:.2e}" in text
         assert f"{g['estimate']:.2e}" in text
     assert any(v != 1e-3 for v in step0)  # the reason the explanation exists
     assert "refresh" in text and "lr0 = 1.00e-03" in text

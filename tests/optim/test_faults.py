@@ -135,6 +135,8 @@ def test_non_finite_gradient_is_refused_before_any_weight_changes():
     ({"probes": (1.0, 2.0)}, "at least 3 distinct"), ({"probes": (0.0, 1.0, 2.0)}, "non-zero"),
     ({"ema": 1.0}, "ema must be"), ({"clip": (2.0, 3.0)}, "clip must be"),
     ({"design": "grid"}, "design must be"), ({"horizon": 2.0}, "horizon must be"),
+    ({"shrink": 1.5}, "shrink must be"), ({"shrink": "half"}, "shrink must be"),
+    ({"first_clip": (2.0, 3.0)}, "clip must be"),
 ])
 def test_bad_options_are_clear_errors(kwargs, match):
     q = make_quadratic([2])

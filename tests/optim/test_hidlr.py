@@ -1,5 +1,4 @@
 import copy
-import io
 import itertools
 import warnings
 
@@ -61,6 +60,25 @@ def test_one_group_is_gen_three_point_rule():
         gen = h / 2 * (lp - lm) / (lp + lm - 2 * l0) * -1
     assert opt.lrs[0] == pytest.approx(float(gen), rel=1e-6)
 
+
+
+@pytest.mark.parametrize("shrink", [0.0, 0.5, 1.0])
+def test_shrink_interpolates_between_one_group_and_per_group_newton_rates(shrink):
+    q = make_quadratic([3, 2], seed=5)
+    h = 0.05
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, ema=0.0, clip=None, joint=False, horizon=0.0,
+                shrink=shrink)
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    w1 = q.flat()
+    b, a = q.newton(w0, w1, opt.lrs)  # per unit rate along each group's direction d_k
+    per_group = b / torch.diag(a)  # diag Newton rates
+    m0 = float(b.sum() * h) / float(a.sum() * h * h)  # one-group multiple of the step at rate h
+    expected = h * m0 * (per_group / (h * m0)) ** shrink
+    torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64), expected, rtol=1e-4, atol=0)
+    assert opt.history[-1]["forwards"] == 1 + 2 * 4 + 3  # L(w), two lines, the one-group line
 
 @settings(max_examples=25, deadline=None)
 @given(sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4), seed=st.integers(0, 10_000),
@@ -176,6 +194,38 @@ def test_auto_period_grows_while_rates_are_settled():
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
 
+
+def test_travel_refreshes_every_step_while_the_clip_binds():
+    def run(travel):
+        q = make_quadratic([4], seed=2)
+        opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=travel, horizon=0.0)
+        for _ in range(80):
+            opt.zero_grad()
+            q.loss().backward()
+            opt.step(probe=q.loss)
+        return opt
+    slow, fast = run(False), run(True)
+    assert [r["step"] for r in slow.history][:5] == [0, 2, 6, 14, 30]
+    steps = [r["step"] for r in fast.history]
+    assert steps[:10] == list(range(10))  # 1e-6 is far below the Newton rate: one refresh a step
+    assert fast.lrs[0] > 20 * slow.lrs[0]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
+    assert gaps[-1] > 1  # travel stays within the probe credit
+
+
+def test_first_clip_lets_the_first_refresh_jump_then_travel_checks_it():
+    q = make_quadratic([4], seed=2)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=True, horizon=0.0,
+                first_clip=(0.01, 100.0))
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    b, a = q.newton(w0, q.flat(), opt.lrs)
+    assert opt.lrs[0] == pytest.approx(1e-4)  # the Newton rate is far above 100x: cut at 100x, not smoothed
+    assert float(b[0] / a[0, 0]) > 1e-4
+    assert opt.is_refresh_step()  # the usual clip still binds: travel refreshes at the next step
+
 def test_frozen_group_costs_no_probes_and_stays_put():
     q = make_quadratic([3, 2], seed=1)
     groups = _groups(q)
@@ -237,49 +287,6 @@ def test_cosine_scheduler_keeps_its_own_recursion():
         assert opt.lrs == pytest.approx([e * factor for e in opt.estimates])
 
 
-# ------------------------------------------------------------------------------ checkpoints
-def _train(q, opt, steps, gen):
-    for _ in range(steps):
-        noise = torch.randn(q.g.shape, generator=gen, dtype=torch.float64) * 0.1
-        opt.zero_grad()
-        (q.loss() + noise @ torch.cat([p.reshape(-1) for p in q.params])).backward()
-        opt.step(probe=q.loss)
-
-
-@pytest.mark.parametrize("every", [3, "auto"])
-def test_resume_from_checkpoint_follows_the_same_trajectory_bitwise(every):
-    q = make_quadratic([3, 4, 2], seed=11)
-    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=every)
-    gen = torch.Generator().manual_seed(0)
-    _train(q, opt, 5, gen)
-    buf = io.BytesIO()
-    torch.save({"params": [p.detach().clone() for p in q.params], "opt": opt.state_dict(),
-                "gen": gen.get_state()}, buf)
-    _train(q, opt, 9, gen)
-
-    buf.seek(0)
-    ckpt = torch.load(buf, weights_only=False)
-    q2 = make_quadratic([3, 4, 2], seed=11)
-    with torch.no_grad():
-        for p, v in zip(q2.params, ckpt["params"]):
-            p.copy_(v)
-    opt2 = HiDLR(torch.optim.Adam(_groups(q2), lr=0.01), every=every)
-    opt2.load_state_dict(ckpt["opt"])
-    gen2 = torch.Generator()
-    gen2.set_state(ckpt["gen"])
-    _train(q2, opt2, 9, gen2)
-    for p, p2 in zip(q.params, q2.params):
-        assert torch.equal(p, p2)
-    assert opt.lrs == opt2.lrs and opt.history == opt2.history
-
-
-def test_loading_a_bare_optimizer_state_is_a_clear_error():
-    q = make_quadratic([2])
-    opt = HiDLR(torch.optim.Adam(q.params, lr=0.01))
-    with pytest.raises(ValueError, match="not a HiDLR state dict"):
-        opt.load_state_dict(torch.optim.Adam(q.params).state_dict())
-
-
 def test_add_param_group_extends_the_rates():
     q = make_quadratic([2, 3])
     opt = HiDLR(torch.optim.SGD([{"params": [q.params[0]]}], lr=0.1))
@@ -333,3 +340,63 @@ def test_full_mode_rates_minimise_the_quadratic_over_non_negative_rates():
         else:
             assert not g["accepted"] and "not positive" in g["reason"] and opt.lrs[k] == h
     assert (z == 0).any() and (z > 0).any()
+
+
+def test_groups_per_refresh_probes_groups_in_turn_and_leaves_the_others_at_their_rates():
+    q = make_quadratic([2, 2, 2, 2, 2], seed=13)
+    ref_q = copy.deepcopy(q)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.02), every=1, groups_per_refresh=2)
+    ref = torch.optim.SGD(_groups(ref_q), lr=0.02)
+    probed_sets = []
+    for _ in range(4):
+        before = list(opt.lrs)
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+        rec = opt.history[-1]
+        probed = [k for k, g in enumerate(rec["groups"]) if g["a"] is not None]
+        probed_sets.append(probed)
+        # L(w_t), the fit origin, two lines, the one-group line (shrink), the joint line
+        assert rec["forwards"] == 1 + 1 + 4 * 2 + 3 + 3
+        for k, g in enumerate(rec["groups"]):
+            if k not in probed:
+                assert g["reason"].startswith("not probed") and opt.lrs[k] == before[k]
+        # every group moved as plain SGD at the rate the step applied to it
+        for g, r in zip(ref.param_groups, opt.lrs):
+            g["lr"] = r
+        ref.zero_grad()
+        ref_q.loss().backward()
+        ref.step()
+        torch.testing.assert_close(q.flat(), ref_q.flat(), rtol=1e-10, atol=1e-12)
+    assert probed_sets == [[0, 1], [2, 3], [0, 4], [1, 2]]
+
+
+def test_a_huge_but_finite_gradient_is_not_refused():
+    w = torch.nn.Parameter(torch.ones(4))
+    opt = HiDLR(torch.optim.SGD([w], lr=1e-30), every=10**6)
+    opt.step(probe=lambda: w.sum()) if False else None
+    w.grad = torch.full((4,), 1e30)  # its squared norm overflows float32
+    opt._next_refresh = 1  # a plain step
+    opt.step()
+    assert torch.all(w.detach() < 1.0)
+
+
+def test_probed_groups_take_the_newton_rate_at_the_others_new_position():
+    """With some groups not probed, the fit's origin is the weights after their step: a probed
+    group's raw rate is b_k / a_k there."""
+    q = make_quadratic([2, 3, 2], seed=21)
+    h = 0.03
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, groups_per_refresh=1, ema=0.0, clip=None)
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    grad = q.H @ w0 - q.g
+    opt.step(probe=q.loss)
+    origin = w0.clone()
+    origin[2:] -= h * grad[2:]  # groups 1 and 2 took their plain step
+    d = torch.zeros(7, dtype=torch.float64)
+    d[:2] = grad[:2]
+    b = (q.H @ origin - q.g) @ d
+    a = d @ q.H @ d
+    assert opt.history[-1]["groups"][0]["accepted"]
+    assert opt.lrs[0] == pytest.approx(float(b / a), rel=1e-6) and opt.lrs[1:] == [h, h]

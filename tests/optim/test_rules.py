@@ -152,10 +152,33 @@ def test_settle_clips_the_corrected_newton_rate_then_smooths():
     assert out[1] == ds[1] and out[1].target is None
 
 
-def test_next_period_doubles_up_to_the_cap():
-    assert rules.next_period(1, forwards=8, max_every=None) == 2
-    assert rules.next_period(32, forwards=8, max_every=None) == 32
-    assert rules.next_period(4, forwards=8, max_every=5) == 5
+def test_next_refresh_doubles_the_period_up_to_max_every():
+    cfg = RuleConfig()
+    assert rules.next_refresh(0, 1, forwards=8, spent=8, max_every=None, config=cfg) == (2, 2)
+    assert rules.next_refresh(10, 4, forwards=8, spent=900, max_every=5, config=cfg) == (15, 5)  # no budget
+
+
+def test_next_refresh_caps_the_period_at_the_probe_share():
+    cfg = RuleConfig(probe_share=0.05, probe_credit=1e9)
+    # refreshes of 30 forwards every 200 steps use 30 / (3 * 200) = 5% of the compute
+    assert rules.next_refresh(1000, 128, forwards=30, spent=30, max_every=None, config=cfg) == (1200, 200)
+
+
+def test_next_refresh_waits_for_the_probe_budget():
+    cfg = RuleConfig(probe_share=0.05, probe_credit=100)
+    # 300 spent, 50 more: allowed once 100 + 0.15 * t >= 350, at t = 1667
+    assert rules.next_refresh(10, 2, forwards=50, spent=300, max_every=None, config=cfg) == (1667, 4)
+    assert rules.next_refresh(10, 2, forwards=50, spent=50, max_every=None, config=cfg) == (14, 4)
+
+
+@pytest.mark.parametrize("forwards", [8, 21, 37, 260])
+def test_probe_forwards_stay_within_the_budget_whatever_their_cost(forwards):
+    cfg = RuleConfig()
+    t, period, spent = 0, 1, 0
+    while t < 1000:
+        spent += forwards
+        assert spent <= max(forwards, cfg.probe_credit + 3 * cfg.probe_share * t)
+        t, period = rules.next_refresh(t, period, forwards, spent, None, cfg)
 
 
 def test_rule_config_is_swappable():
@@ -164,3 +187,67 @@ def test_rule_config_is_swappable():
     assert cfg != other and other.clip is None
     with pytest.raises(AttributeError):
         cfg.ema = 0.5  # frozen: a config is replaced, not mutated
+
+
+def test_one_group_multiple_is_the_1d_newton_step():
+    s = list(rules.ONE_GROUP_LINE)
+    beta, alpha = 3.0, 2.0  # minimum at 1.5
+    assert rules.one_group_multiple(s, [-beta * x + alpha * x * x / 2 for x in s]) == pytest.approx(1.5, rel=1e-12)
+    assert rules.one_group_multiple(s, [-beta * x - x * x for x in s]) is None  # concave
+    assert rules.one_group_multiple(s, [x + x * x for x in s]) is None  # ascent
+    assert rules.one_group_multiple(s, [0.0, float("inf"), 1.0]) is None
+
+
+def test_shrink_to_one_group_interpolates_in_log_space():
+    ds = [_decision(rate=0.1, newton=0.8), _decision(rate=0.2, newton=0.1), _decision(accepted=False),
+          _decision(accepted=False)]
+    active = [True, True, True, False]
+    m0 = 2.0
+    full = rules.shrink_to_one_group(ds, active, m0, 1.0)
+    assert full[0].newton_rate == pytest.approx(0.8) and full[1].newton_rate == pytest.approx(0.1)
+    one = rules.shrink_to_one_group(ds, active, m0, 0.0)
+    assert one[0].newton_rate == pytest.approx(0.2) and one[1].newton_rate == pytest.approx(0.4)
+    half = rules.shrink_to_one_group(ds, active, m0, 0.5)
+    # multiples 8 and 0.5 against m0 = 2: geometric means 4 and 1
+    assert half[0].newton_rate == pytest.approx(0.4) and half[1].newton_rate == pytest.approx(0.2)
+    assert half[2] == ds[2]  # rejected: keeps its rate
+    assert half[3] == ds[3]  # inactive: untouched
+    assert rules.shrink_to_one_group(ds, active, None, 0.5) == ds
+
+
+def test_shrink_leaves_groups_with_non_finite_probes_alone():
+    d = GroupDecision(name="g", rate=0.1, estimate=0.1, newton_rate=None, a=None, b=None, r2=None,
+                      accepted=False, reason="non-finite probe loss")
+    assert rules.shrink_to_one_group([d], [True], 2.0, 0.5) == [d]
+
+
+def test_clipped_says_whether_a_target_is_cut():
+    cfg = RuleConfig(clip=(0.5, 2.0), horizon=0.0)
+    inside = [_decision(estimate=0.1, newton=0.15)]
+    above = [_decision(estimate=0.1, newton=0.5)]
+    below = [_decision(estimate=0.1, newton=0.01)]
+    assert not rules.clipped(inside, [0.9], cfg)
+    assert rules.clipped(above, [0.9], cfg) and rules.clipped(below, [0.9], cfg)
+    assert not rules.clipped([_decision(accepted=False)], [0.9], cfg)
+    assert not rules.clipped(above, [0.9], RuleConfig(clip=None))
+    # the momentum correction is applied before the comparison: 0.6 * (1 - 0.9) = 0.06 is inside
+    assert not rules.clipped([_decision(estimate=0.1, newton=0.6)], [0.9], RuleConfig(clip=(0.5, 2.0), horizon=1.0))
+
+
+def test_first_refresh_config_widens_the_clip_and_drops_the_smoothing():
+    cfg = RuleConfig(first_clip=(0.01, 100.0))
+    first = rules.first_refresh_config(cfg)
+    assert first.clip == (0.01, 100.0) and first.ema == 0.0 and first.horizon == cfg.horizon
+    assert rules.first_refresh_config(RuleConfig()) == RuleConfig()
+    out = rules.settle([_decision(estimate=1e-5, newton=1e-2)], [0.0], first)
+    assert out[0].estimate == pytest.approx(1e-3)  # clipped at 100x, not smoothed
+
+def test_probe_order_takes_turns():
+    active = [True, True, False, True, True]
+    assert rules.probe_order(active, [-1] * 5, None) == active
+    assert rules.probe_order(active, [-1] * 5, 4) == active
+    first = rules.probe_order(active, [-1] * 5, 2)
+    assert first == [True, True, False, False, False]
+    last = [0, 0, -1, -1, -1]
+    assert rules.probe_order(active, last, 2) == [False, False, False, True, True]
+    assert rules.probe_order(active, [1, 0, -1, 1, 2], 2) == [True, True, False, False, False]

@@ -84,7 +84,8 @@ def render(browser: str, page: Path, tmp: Path) -> tuple[dict, list[str], np.nda
     check = json.loads(html.unescape(found.group(1)))
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
     shot = tmp / "shot.png"
-    res = _chromium(browser, tmp, "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri())
+    res = _chromium(browser, tmp, "--virtual-time-budget=10000", "--window-size=1280,1600", f"--screenshot={shot}",
+                    page.as_uri())
     assert shot.is_file(), f"no screenshot; chromium exit {res.returncode}: {res.stderr[-2000:]}"
     import matplotlib.image
 
@@ -123,13 +124,21 @@ def test_demo_page_renders_with_every_plot(browser, demo_page, tmp_path):
     assert check["title"] == "hidlr demo"
 
 
-@pytest.mark.parametrize("name", ["lr", "uci", "kl"])
+RESULTS = sorted(p.name for p in (ROOT / "benchmarks" / "results").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("name", RESULTS)
 def test_committed_benchmark_pages_render(browser, name, tmp_path):
+    """Every committed results folder (lr, uci, kl, and any added later) gets a page that renders."""
     folder = ROOT / "benchmarks" / "results" / name
     pngs = len(list(folder.glob("*.png")))
-    page = build_results_page(folder).write(tmp_path / "report.html")
-    check = assert_renders(browser, page, tmp_path, ["report", "tables"], min_images=pngs)
-    assert check["title"] == (folder / "report.md").read_text().splitlines()[0].removeprefix("# ")
+    built = build_results_page(folder)
+    page = built.write(tmp_path / "report.html")
+    check = assert_renders(browser, page, tmp_path, [s.anchor for s in built.sections], min_images=pngs)
+    has_markdown = any((folder / n).is_file() for n in ("report.md", "overhead.md"))
+    assert ("report" in check["sections"]) == has_markdown
+    assert len(check["images"]) == pngs  # every plot in the folder is on the page, once
+    assert check["title"] == built.title
 
 
 def test_a_broken_page_is_caught(browser, tmp_path):

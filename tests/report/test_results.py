@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_fmt_value():
-    assert fmt_value({"mean": 1.23456, "se": 0.01, "n": 3}) == "1.235 ± 0.01"
+    assert fmt_value({"mean": 1.23456, "se": 0.01234, "n": 3}) == "1.235 ± 0.012"
+    assert fmt_value({"mean": -2.04878, "se": 0.0324}) == "-2.049 ± 0.032"
+    assert fmt_value({"mean": 41.7, "se": 3.3}) == "41.7 ± 3.3"
     assert fmt_value({"mean": 2.0, "se": float("nan")}) == "2"
     assert fmt_value({"median": 3.5, "n": 10}) == "3.5 (n=10)"
     assert fmt_value(None) == "—" and fmt_value(float("inf")) == "—"
@@ -22,7 +24,8 @@ def test_fmt_value():
 def test_flatten_and_pivot_hand_made():
     obj = {"a": {"x": 1, "y": {"mean": 2.0, "se": 0.5}, "long": [1, 2, 3, 4, 5]}, "b": {"x": 3}}
     assert flatten(obj) == [(("a", "x"), 1), (("a", "y"), {"mean": 2.0, "se": 0.5}), (("b", "x"), 3)]
-    assert pivot(obj) == (["", "x", "y"], [["a", "1", "2 ± 0.5"], ["b", "3", ""]])
+    assert pivot(obj) == (["", "x", "y"], [["a", "1", "2.00 ± 0.50"], ["b", "3", ""]])
+    assert pivot(obj, columns=["y", "nope"]) == (["", "y"], [["a", "2.00 ± 0.50"], ["b", ""]])
     assert pivot({"k": 1.5}) == (["key", "value"], [["k", "1.5"]])
     assert pivot(None) == ([], [])
 
@@ -59,7 +62,7 @@ def test_folder_page_shows_report_unreferenced_figures_and_key_tables(tmp_path):
     assert page.title == "My run"
     assert [s.anchor for s in page.sections] == ["report", "figures", "tables"]
     assert text.count("<img ") == 2 and "<figcaption>extra.png</figcaption>" in text
-    assert "abc123" in text and "-0.7 ± 0.02" in text and "Slopes of log KL" in text
+    assert "abc123" in text and "-0.700 ± 0.020" in text and "Slopes of log KL" in text
 
 
 def test_missing_or_empty_folder_is_a_clear_error(tmp_path):

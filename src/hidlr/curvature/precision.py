@@ -17,8 +17,8 @@ def _cast_inputs(module: nn.Module, args: tuple) -> tuple:
 @contextlib.contextmanager
 def in_float64(model: nn.Module) -> Iterator[nn.Module]:
     """Inside the block ``model``'s floating parameters and buffers are float64 and its floating
-    inputs are cast to float64; on exit every parameter and buffer gets back its original tensor
-    (dtype and values exactly: running statistics updated inside are discarded), and parameters keep
+    inputs (to it or any submodule) are cast to float64; on exit every parameter and buffer gets back
+    its original tensor (dtype and values exactly: running statistics updated inside are discarded), and parameters keep
     their identity, so optimizers stay valid.
 
     Curvature computed inside (:func:`hidlr.curvature.along` etc.) is then free of float32
@@ -36,11 +36,13 @@ def in_float64(model: nn.Module) -> Iterator[nn.Module]:
     for m, name, b, _ in saved_buffers:
         if b.is_floating_point():
             setattr(m, name, b.to(torch.float64))
-    handle = model.register_forward_pre_hook(_cast_inputs)
+    # every submodule casts its inputs: models whose loss calls a submodule directly work too
+    handles = [m.register_forward_pre_hook(_cast_inputs) for m in model.modules()]
     try:
         yield model
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
         for p, data in saved_params:
             p.data = data
         for m, name, b, copy in saved_buffers:

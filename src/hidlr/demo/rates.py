@@ -134,17 +134,16 @@ def explain_step_zero(run: RunResult) -> str:
     if rec is None:
         return f"{run.name}: no refresh was recorded."
     keep = f"{run.ema:g} x old + {1 - run.ema:g} x target"
-    clip = f"between {run.clip[0]:g}x and {run.clip[1]:g}x per refresh (clip)" if run.clip else "unclipped"
+    clip = f"between {run.clip[0]:g}x and {run.clip[1]:g}x the current rate (clip)" if run.clip else "unclipped"
     lines = [f"Step 0 is a refresh step (every=\"auto\" refreshes at steps 0, 2, 6, 14, 30, ...): before the "
-             "first update is applied, Hi-DLR probes the loss along each group's update, fits a quadratic "
-             f"and moves the group's rate from lr0 = {run.lr0:.2e} towards the fitted Newton rate, {clip}, "
-             f"smoothed (ema {run.ema:g}: new = {keep}). So the rate applied in step 0 is already the "
-             f"refreshed one. In {run.name}:"]
+             "first update is applied, Hi-DLR probes the loss along each group's update, fits a quadratic, "
+             "takes its Newton rate (times a momentum correction) as the target, keeps the target "
+             f"{clip}, and moves the rate from lr0 = {run.lr0:.2e} towards it, smoothed (ema {run.ema:g}: "
+             f"new = {keep}). So the rate applied in step 0 is already the refreshed one. In {run.name}:"]
     for name, g in zip(run.group_names, rec["groups"]):
         if g.get("accepted"):
-            lines.append(f"  {name}: Newton rate {g['newton_rate']:.2e} -> target {g['target']:.2e} (momentum "
-                         f"correction, clip) -> applied {g['estimate']:.2e} = {run.ema:g} x {g['rate']:.2e} + "
-                         f"{1 - run.ema:g} x {g['target']:.2e}")
+            lines.append(f"  {name}: Newton {g['newton_rate']:.2e}, target {g['target']:.2e}, applied "
+                         f"{g['estimate']:.2e} = {run.ema:g} x {g['rate']:.2e} + {1 - run.ema:g} x {g['target']:.2e}")
         else:
             lines.append(f"  {name}: kept {g['estimate']:.2e} ({g.get('reason') or 'fit not accepted'})")
     return "\n".join(lines)

@@ -69,7 +69,7 @@ def refresh_decreases(record: Any, probe_span: float = 2.0) -> list[float | None
         elif not (math.isfinite(a) and math.isfinite(b)):
             out.append(None)
         else:
-            bounded = float(a) <= 0 or (isinstance(reason, str) and reason.startswith("poor"))
+            bounded = float(a) <= 0 or (isinstance(reason, str) and "poor" in reason)
             span = (probe_span if bounded else MAX_STEP_MULTIPLE) * float(rate)
             out.append(predicted_decrease(float(a), float(b), span=span))
     return out

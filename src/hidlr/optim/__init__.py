@@ -1,5 +1,6 @@
-"""The Hi-DLR engine: the optimizer wrapper, probe designs, quadratic fits and rate rules."""
+"""The Hi-DLR engine: the optimizer wrapper, probe designs, quadratic fits, rate rules, checkpoints."""
 
+from hidlr.optim.checkpoint import save_checkpoint
 from hidlr.optim.hidlr import HiDLR, ProbeError
 
-__all__ = ["HiDLR", "ProbeError"]
+__all__ = ["HiDLR", "ProbeError", "save_checkpoint"]

@@ -63,15 +63,18 @@ def _values(g: torch.Tensor) -> torch.Tensor:
 
 
 def all_finite(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """One bool tensor (on the tensors' device, no host sync): whether every entry of every tensor
-    is finite. One fused max-abs reduction per device and dtype (``torch._foreach_norm``), NaN and
-    inf propagate through it; sparse tensors contribute their stored values."""
+    """One bool tensor (no host sync): False when some entry of some tensor is NaN or infinite.
+
+    One fused 2-norm per device and dtype (``torch._foreach_norm``): NaN and inf propagate into
+    the norm. A finite tensor whose norm overflows also gives False, so a False is confirmed with
+    :func:`first_non_finite`. Sparse tensors contribute their stored values.
+    """
     by_device: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     for t in tensors:
         v = _values(t)
         if v.numel():
             by_device.setdefault((v.device, v.dtype), []).append(v)
-    flags = [torch.isfinite(torch.stack(torch._foreach_norm(vs, float("inf"))).amax()) for vs in by_device.values()]
+    flags = [torch.isfinite(torch.stack(torch._foreach_norm(vs))).all() for vs in by_device.values()]
     if not flags:
         return torch.tensor(True)
     if len({f.device for f in flags}) > 1:

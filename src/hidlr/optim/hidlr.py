@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from hidlr.optim import rules
+from hidlr.distributed import mean_across_ranks, refuse_sharded_parameters, same_on_every_rank
+from hidlr.optim import checkpoint, rules
 from hidlr.optim.designs import line_design, pair_design, random_design
 from hidlr.optim.guards import (
     ProbeError,
@@ -25,6 +25,7 @@ from hidlr.optim.quadfit import fit_finite_probes
 from hidlr.optim.records import RefreshRecord
 from hidlr.optim.rollback import restore, snapshot
 from hidlr.optim.rules import RuleConfig
+from hidlr.probes import probe_for_step
 
 Probe = Callable[[], Any]
 
@@ -86,6 +87,21 @@ class HiDLR(torch.optim.Optimizer):
         max_every: longest refresh period under ``every="auto"``; None: 4 times the forward
             passes of the last refresh, which keeps the probes a bounded share of the training
             compute whatever the number of groups.
+        shrink: hierarchical rates, in [0, 1]: a line along the current combined step gives the
+            one-group (GeN) Newton multiple, and each group's multiple is shrunk towards it
+            (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);
+            costs 3 forward passes a refresh (with two or more probed groups). None: off. "auto"
+            (default): 0.5, unless ``ema=0`` and ``clip=None``, then off (see docs/diagnosis.md).
+        travel: under ``every="auto"``, refresh again at the next step (within the probe credit)
+            while any group's target is cut by the clip (a rate far from where the fit points
+            travels a clip step per step), until the first refresh whose targets all lie inside
+            the clip; from then on the period doubles as usual, so that late growth is not
+            accelerated. None (default): off (it helps a far too small start rate but hurt at the
+            default start on workloads that overfit; see docs/diagnosis.md).
+        first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
+            smoothed: the start rate is a guess, and before training has adapted the curvature to
+            it the Newton rate says how far off it is. None (default): the first refresh is like
+            the others.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: refuse non-finite gradients before any weight changes (one fused reduction
@@ -106,7 +122,8 @@ class HiDLR(torch.optim.Optimizer):
     and non-negative: a negative rate (by hand or from a scheduler) raises ValueError before the
     step. A parameter may appear once, in one group.
 
-    ``ema=0, clip=None`` (with ``joint`` and ``horizon`` left at None) give the plain Newton rates
+    ``ema=0, clip=None`` (with ``joint``, ``horizon`` and ``shrink`` at their defaults)
+    give the plain Newton rates
     of the fitted model: ``b_k / A_kk`` (diag) or ``A^-1 b`` (full).
 
     A scheduler attached to this optimizer multiplies the estimated rates: the rate applied to group k
@@ -120,15 +137,19 @@ class HiDLR(torch.optim.Optimizer):
                  clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
                  max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
                  check_finite: bool = True, rollback: bool = True, horizon: float | None = None,
-                 history_size: int = 500) -> None:
+                 history_size: int = 500, groups_per_refresh: int | None = 8,
+                 shrink: float | str | None = "auto", travel: bool | None = None,
+                 first_clip: tuple[float, float] | None = None) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
             raise TypeError("HiDLR cannot wrap another HiDLR")
+        refuse_sharded_parameters(optimizer)
         opts = check_options(every=every, mode=mode, probes=probes, design=design, joint=joint, ema=ema,
                              clip=clip, min_r2=min_r2, max_every=max_every, probe=probe, seed=seed,
                              check_finite=check_finite, rollback=rollback, horizon=horizon,
-                             history_size=history_size)
+                             history_size=history_size, groups_per_refresh=groups_per_refresh,
+                             shrink=shrink, travel=travel, first_clip=first_clip)
         check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
         # needs a non-empty parameter list, so it gets a placeholder that is dropped right after.
@@ -138,13 +159,20 @@ class HiDLR(torch.optim.Optimizer):
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
         self.rules = RuleConfig(mode=opts["mode"], ema=opts["ema"], clip=opts["clip"], min_r2=opts["min_r2"],
-                                horizon=opts["horizon"], joint=opts["joint"])
+                                horizon=opts["horizon"], joint=opts["joint"], shrink=opts["shrink"],
+                                travel=opts["travel"], first_clip=opts["first_clip"])
         self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
         self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]
         self.check_finite, self.rollback = opts["check_finite"], opts["rollback"]
         self.history_size = opts["history_size"]
         self._loss_eps = 0.0  # the rounding unit of the probe's loss dtype (largest seen)
         self._refreshes = 0
+        self._probe_forwards = 0  # all refreshes' probe forward passes
+        self._last_forwards = 0
+        self.groups_per_refresh = opts["groups_per_refresh"]
+        self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
+        self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
+        self._arrived = False  # a refresh has had every target inside the clip
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -214,52 +242,44 @@ class HiDLR(torch.optim.Optimizer):
         lr = self._group_lr(self.param_groups[-1])
         self._estimates.append(lr)
         self._wrap_lrs.append(lr)
+        self._last_probed.append(-1)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base": self.optimizer.state_dict(),
-                "hidlr": {"estimates": list(self._estimates), "wrap_lrs": list(self._wrap_lrs),
-                          "t": self._t, "period": self._period, "next_refresh": self._next_refresh,
-                          "refreshes": self._refreshes, "loss_eps": self._loss_eps,
-                          "history": copy.deepcopy(self.history)}}
+        """``{"base": <the base optimizer's state dict>, "hidlr": <format version, configuration and
+        running state, the last history_size refresh records>}`` (see :mod:`hidlr.optim.checkpoint`)."""
+        return {"base": self.optimizer.state_dict(), "hidlr": checkpoint.build_state(self)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if set(state_dict) != {"base", "hidlr"}:
-            raise ValueError("not a HiDLR state dict (expected keys 'base' and 'hidlr'); to load a "
-                             "bare optimizer's state, use .optimizer.load_state_dict")
-        own = state_dict["hidlr"]
-        if len(own["estimates"]) != len(self.param_groups):
-            raise ValueError(f"state dict has {len(own['estimates'])} groups, optimizer has "
-                             f"{len(self.param_groups)}")
-        self.optimizer.load_state_dict(state_dict["base"])
-        self.param_groups = self.optimizer.param_groups
-        self.state = self.optimizer.state
-        self._estimates = [float(x) for x in own["estimates"]]
-        self._wrap_lrs = [float(x) for x in own["wrap_lrs"]]
-        self._t, self._period = int(own["t"]), int(own["period"])
-        self._next_refresh = int(own["next_refresh"])
-        self.history = copy.deepcopy(own["history"])
-        self._refreshes = int(own.get("refreshes", len(self.history)))
-        self._loss_eps = float(own.get("loss_eps", 0.0))
+        """Load a :meth:`state_dict` after validating all of it (nothing changes when it is refused):
+        other param groups are an error, other options a warning. Reads the previous format too."""
+        checkpoint.load(self, state_dict)
 
     # ------------------------------------------------------------------------------------ step
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
         """One optimizer step; on refresh steps (see :meth:`is_refresh_step`) ``probe`` (or the
         default probe) is called under ``torch.no_grad`` and must return the scalar loss at the
-        current weights, the same value for the same weights (a fixed batch, no dropout noise)."""
+        current weights, the same value for the same weights (a fixed batch, no dropout noise).
+        With neither, a given ``closure`` is the probe: it is re-evaluated like ``LBFGS`` does
+        (:class:`hidlr.probes.ClosureProbe`). Under ``torch.distributed`` the probe losses are
+        averaged over the ranks (:mod:`hidlr.distributed`)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        probe = probe if probe is not None else self.default_probe
+        probe = probe_for_step(self, probe, closure)
         factors = self._factors()
         applied = [e * f for e, f in zip(self._estimates, factors)]
         check_rates(applied, self.param_groups, self._t)
         params = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
         active = [applied[k] > 0 and len(params[k]) > 0 for k in range(len(applied))]
+        if self.is_refresh_step():
+            active = same_on_every_rank(active)  # every rank takes the same probe path
         refresh = self.is_refresh_step() and any(active)
         if refresh and probe is None:
             raise ValueError(f"step {self._t} is a refresh step and needs a probe: call "
-                             "opt.step(probe=lambda: loss_fn(model(x), y)) or pass probe= to HiDLR")
+                             "opt.step(probe=lambda: loss_fn(model(x), y)), opt.step(closure), or pass probe= "
+                             "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe); in Lightning or the Transformers "
+                             "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers")
         with torch.no_grad():
             if self.check_finite:
                 self._check_gradients(params)
@@ -277,7 +297,9 @@ class HiDLR(torch.optim.Optimizer):
         if bool(all_finite([p.grad for ps in params for p in ps])):
             return
         bad = first_non_finite(params)
-        k, i = bad if bad is not None else (0, 0)
+        if bad is None:  # finite, only so large that the fused norm overflowed
+            return
+        k, i = bad
         raise FloatingPointError(
             f"non-finite gradient in param group {group_name(self.param_groups[k], k)!r}, parameter {i} "
             f"(shape {tuple(params[k][i].shape)}) at step {self._t}; nothing was changed")
@@ -297,10 +319,12 @@ class HiDLR(torch.optim.Optimizer):
         if self.every != "auto":
             self._next_refresh = self._t + int(self.every)
             return
-        last = self.history[-1] if refreshed and self.history else None
-        if last is not None:
-            self._period = rules.next_period(self._period, last["forwards"], self.max_every)
-        self._next_refresh = self._t + self._period
+        if not refreshed:  # nothing to refresh (all groups frozen or without gradients): look again soon
+            self._next_refresh = self._t + self._period
+            return
+        self._next_refresh, self._period = rules.next_refresh(self._t, self._period, self._last_forwards,
+                                                              self._probe_forwards, self.max_every, self.rules,
+                                                              travelling=self._travelling)
 
     # --------------------------------------------------------------------------------- refresh
     def _call_probe(self, probe: Probe) -> torch.Tensor:
@@ -314,7 +338,7 @@ class HiDLR(torch.optim.Optimizer):
             self._loss_eps = max(self._loss_eps, torch.finfo(raw.dtype).eps)
         elif not isinstance(raw, torch.Tensor):
             self._loss_eps = max(self._loss_eps, torch.finfo(torch.get_default_dtype()).eps)
-        return value
+        return mean_across_ranks(value)  # the same on every rank
 
     def _refresh(self, probe: Probe, params: list[list[torch.Tensor]], applied: list[float],
                  factors: list[float], active: list[bool]) -> None:
@@ -325,7 +349,11 @@ class HiDLR(torch.optim.Optimizer):
             self._loss_eps = eps
             raise ProbeError(f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                              "the gradient was finite; nothing was changed")
-        deltas = [[p.detach().clone() for p in params[k]] if active[k] else [] for k in range(k_groups)]
+        probed = rules.probe_order(active, self._last_probed, self.groups_per_refresh)
+        # the update is kept for the groups that move: the probed ones, and without rollback every
+        # active one (to move back along it when a probe raises)
+        movable = probed if self.rollback else active
+        deltas = [[p.detach().clone() for p in params[k]] if movable[k] else [] for k in range(k_groups)]
         saved = snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]]) \
             if self.rollback else None
         self._base_step(applied)
@@ -333,17 +361,17 @@ class HiDLR(torch.optim.Optimizer):
 
         def move(target: Sequence[float]) -> None:
             for k in range(k_groups):
-                if active[k] and target[k] != offset[k]:
+                if movable[k] and target[k] != offset[k]:
                     torch._foreach_add_(params[k], deltas[k], alpha=offset[k] - target[k])
                     offset[k] = target[k]
 
         try:
             for k in range(k_groups):
-                if active[k]:
+                if movable[k]:
                     torch._foreach_sub_(deltas[k], params[k])  # delta_k = w_t - w_{t+1}
-            record = self._decide(probe, move, loss0, applied, active)
+            record = self._decide(probe, move, loss0, applied, active, probed)
             new = [d.estimate for d in record.groups]
-            move([new[k] * factors[k] / applied[k] if active[k] else 1.0 for k in range(k_groups)])
+            move([new[k] * factors[k] / applied[k] if probed[k] else 1.0 for k in range(k_groups)])
         except BaseException:
             self._loss_eps = eps
             if saved is not None:
@@ -352,6 +380,9 @@ class HiDLR(torch.optim.Optimizer):
                 move([0.0] * k_groups)  # weights back along the update, up to rounding
             raise
         self._estimates = new
+        self._last_forwards = record.forwards
+        self._probe_forwards += record.forwards
+        self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
         self._refreshes += 1
         self.history.append(record.as_dict())
         if len(self.history) > self.history_size:
@@ -367,32 +398,56 @@ class HiDLR(torch.optim.Optimizer):
         return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
 
     def _decide(self, probe: Probe, move: Callable[[Sequence[float]], None], loss0: torch.Tensor,
-                applied: list[float], active: list[bool]) -> RefreshRecord:
-        """Probe, fit and apply the rules (:mod:`hidlr.optim.rules`); returns the refresh's record."""
+                applied: list[float], active: list[bool], probed: list[bool]) -> RefreshRecord:
+        """Probe, fit and apply the rules (:mod:`hidlr.optim.rules`); returns the refresh's record.
+        Groups not probed stay at the base step's position (multiple 1) throughout."""
         cfg = self.rules
-        z = self._design(active)
-        y = self._probe_along(probe, move, z, loss0)
-        loss0_finite = bool(torch.isfinite(loss0))
-        fit, fit_active = fit_finite_probes(z, y, loss0_finite, active, full=cfg.mode == "full")
-        if any(a and not f for a, f in zip(active, fit_active)):
+        z = self._design(probed)
+        held = [k for k in range(len(probed)) if active[k] and not probed[k]]
+        z_moves = z.clone()
+        z_moves[:, held] = 1.0
+        base = loss0  # the fit's origin: the probed groups unmoved, the others where the base step put them
+        if held:
+            move([0.0 if probed[k] else 1.0 for k in range(len(probed))])
+            base = self._call_probe(probe)
+        y = self._probe_along(probe, move, z_moves, base)
+        fit, fit_active = fit_finite_probes(z, y, True, probed, full=cfg.mode == "full")
+        if any(a and not f for a, f in zip(probed, fit_active)):
             warnings.warn(f"HiDLR: non-finite probe loss at step {self._t}; affected groups keep "
                           "their rates", RuntimeWarning, stacklevel=4)
-        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
+        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(base)), 1e-30)
         names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
         decisions = rules.newton_decisions(fit, active, fit_active, applied, self._estimates, names, cfg,
-                                           span=max(abs(m) for m in self.probes), resolution=resolution)
-        forwards, scale = 1 + len(z), None
-        if cfg.joint and loss0_finite and any(d.accepted for d in decisions):
-            c = rules.joint_multiples(decisions, active, cfg.max_multiple)
+                                           span=max(abs(m) for m in self.probes), resolution=resolution,
+                                           probed=probed)
+        forwards, scale = 1 + bool(held) + len(z), None
+        if cfg.shrink is not None and sum(probed) > 1:
+            s1 = rules.ONE_GROUP_LINE
+            line = torch.tensor([[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1],
+                                dtype=torch.float64)
+            y_one = self._probe_along(probe, move, line, base)
+            forwards += len(s1)
+            m0 = rules.one_group_multiple(s1, y_one)
+            decisions = rules.shrink_to_one_group(decisions, probed, m0, cfg.shrink)
+        if cfg.joint and any(d.accepted for d in decisions):
+            c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
             s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
-            y_line = self._probe_along(probe, move, s.unsqueeze(1) * torch.tensor(c, dtype=torch.float64), loss0)
+            line = torch.tensor([[si * ck if probed[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE],
+                                dtype=torch.float64)
+            y_line = self._probe_along(probe, move, line, base)
             forwards += len(s)
             if not bool(torch.isfinite(y_line).all()):
                 warnings.warn(f"HiDLR: non-finite loss along the combined step at step {self._t}; "
                               "all groups keep their rates", RuntimeWarning, stacklevel=4)
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
-        decisions = rules.settle(decisions, [self._momentum(k) for k in range(len(applied))], cfg)
+        betas = [self._momentum(k) for k in range(len(applied))]
+        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
+        self._travelling = cfg.travel and clipped and not self._arrived
+        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if self._refreshes == 0:
+            cfg = rules.first_refresh_config(cfg)
+        decisions = rules.settle(decisions, betas, cfg)
         return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale,
                              groups=decisions)
 

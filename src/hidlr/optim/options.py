@@ -79,9 +79,10 @@ def check_unit(name: str, value: Any, closed_top: bool = True) -> float:
 
 def check_options(*, every: Any, mode: Any, probes: Any, design: Any, joint: Any, ema: Any, clip: Any,
                   min_r2: Any, max_every: Any, probe: Any, seed: Any, check_finite: Any, rollback: Any,
-                  horizon: Any, history_size: Any) -> dict[str, Any]:
-    """All of HiDLR's options checked and normalised (``joint`` and ``horizon`` resolved from their
-    None defaults). Raises TypeError or ValueError naming the argument."""
+                  horizon: Any, history_size: Any, groups_per_refresh: Any, shrink: Any = None,
+                  travel: Any = False, first_clip: Any = None) -> dict[str, Any]:
+    """All of HiDLR's options checked and normalised (``joint``, ``horizon``, ``shrink`` and ``travel``
+    resolved from their defaults). Raises TypeError or ValueError naming the argument."""
     out: dict[str, Any] = {
         "every": check_every(every), "mode": check_choice("mode", mode, ("diag", "full")),
         "probes": check_probes(probes), "design": check_choice("design", design, ("lines", "random")),
@@ -90,6 +91,8 @@ def check_options(*, every: Any, mode: Any, probes: Any, design: Any, joint: Any
         "max_every": None if max_every is None else _count("max_every", max_every, 1),
         "seed": _count("seed", seed, 0), "check_finite": _flag("check_finite", check_finite),
         "rollback": _flag("rollback", rollback), "history_size": _count("history_size", history_size, 0),
+        "groups_per_refresh": None if groups_per_refresh is None else _count("groups_per_refresh",
+                                                                             groups_per_refresh, 1),
     }
     if out["seed"] >= 2**32:
         raise ValueError(f"seed must be < 2**32, got {seed}")
@@ -98,4 +101,12 @@ def check_options(*, every: Any, mode: Any, probes: Any, design: Any, joint: Any
     raw = out["ema"] == 0.0 and out["clip"] is None
     out["joint"] = (not raw) if joint is None else _flag("joint", joint)
     out["horizon"] = (0.0 if raw else 0.5) if horizon is None else check_unit("horizon", horizon)
+    if isinstance(shrink, str):
+        if shrink != "auto":
+            raise ValueError(f"shrink must be 'auto', None or in [0, 1], got {shrink!r}")
+        out["shrink"] = None if raw else 0.5
+    else:
+        out["shrink"] = None if shrink is None else check_unit("shrink", shrink)
+    out["travel"] = False if travel is None else _flag("travel", travel)
+    out["first_clip"] = None if first_clip is None else check_clip(first_clip)
     return out

@@ -26,6 +26,8 @@ from hidlr.optim.qp import nonneg_quadratic_min
 from hidlr.optim.quadfit import QuadFit, fit_line
 from hidlr.optim.records import GroupDecision
 
+NOT_PROBED = "not probed at this refresh (groups_per_refresh)"
+
 
 @dataclass(frozen=True)
 class RuleConfig:
@@ -42,6 +44,17 @@ class RuleConfig:
         max_multiple: the largest multiple of its current rate a group is probed at or proposed
             when its curvature is below the loss's resolution.
         resolution_factor: a fitted term below this many units of the loss's rounding is noise.
+        probe_share: the share of the training compute the automatic schedule gives the probes.
+        probe_credit: probe forward passes the automatic schedule may spend ahead of that share
+            (fast early refreshes).
+        shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
+            (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
+            the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
+        travel: refresh again at the next step (within the probe credit) while any group's target
+            is cut by the clip, instead of doubling the period, until the rates first arrive (a
+            refresh with every target inside the clip).
+        first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
+            guess, not an estimate worth averaging with); None: the first refresh is like the others.
     """
 
     mode: str = "diag"
@@ -52,6 +65,11 @@ class RuleConfig:
     joint: bool = True
     max_multiple: float = 100.0
     resolution_factor: float = 16.0
+    probe_share: float = 0.05
+    probe_credit: float = 96.0
+    shrink: float | None = None
+    travel: bool = False
+    first_clip: tuple[float, float] | None = None
 
 
 # ------------------------------------------------------------------------------- acceptance
@@ -121,10 +139,13 @@ def newton_multiples(fit: QuadFit, active: Sequence[bool], mode: str,
 
 def newton_decisions(fit: QuadFit, active: Sequence[bool], fit_active: Sequence[bool],
                      rates: Sequence[float], estimates: Sequence[float], names: Sequence[str],
-                     config: RuleConfig, span: float, resolution: float) -> list[GroupDecision]:
+                     config: RuleConfig, span: float, resolution: float,
+                     probed: Sequence[bool] | None = None) -> list[GroupDecision]:
     """Stage 1: one decision per group from the fit (in rate multiples of ``rates``, the rates the
-    probes were taken at). ``active``: the group moved and was probed; ``fit_active``: its probes
-    were finite. ``span``: the largest probe multiple; ``resolution``: the loss's rounding."""
+    probes were taken at). ``active``: the group moved; ``probed``: it was probed at this refresh
+    (default: every active group); ``fit_active``: its probes were finite. ``span``: the largest
+    probe multiple; ``resolution``: the loss's rounding."""
+    probed = active if probed is None else probed
     multiple, reason = newton_multiples(fit, fit_active, config.mode, config.min_r2)
     out = []
     for k in range(len(rates)):
@@ -134,15 +155,18 @@ def newton_decisions(fit: QuadFit, active: Sequence[bool], fit_active: Sequence[
             if rule is not None:
                 multiple[k], reason[k] = rule
         why = reason[k]
-        if active[k] and not fit_active[k]:
-            why = "non-finite probe loss"
-        elif not active[k]:
+        if not active[k]:
             why = "frozen" if h == 0 else "no gradients"
+        elif not probed[k]:
+            why = NOT_PROBED
+        elif not fit_active[k]:
+            why = "non-finite probe loss"
+        measured = probed[k] and h > 0
         r2 = float(fit.r2[k])
         out.append(GroupDecision(
             name=names[k], rate=h, estimate=estimates[k],
             newton_rate=multiple[k] * h if why is None else None,
-            a=a / h**2 if h > 0 else None, b=b / h if h > 0 else None,
+            a=a / h**2 if measured else None, b=b / h if measured else None,
             r2=None if math.isnan(r2) else r2, accepted=why is None, reason=why))
     return out
 
@@ -185,6 +209,37 @@ def apply_joint_scale(decisions: Sequence[GroupDecision], scale: float | None) -
     return out
 
 
+# ------------------------------------------------------------------------ hierarchical rates
+ONE_GROUP_LINE = (-1.0, 1.0, 2.0)
+
+
+def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
+    """The one-group (GeN) Newton multiple from loss changes ``y`` at multiples ``s`` of the current
+    combined step; None when the line is not a convex descent or a loss is not finite."""
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    if not bool(torch.isfinite(yt).all()):
+        return None
+    beta, alpha, _ = fit_line(torch.as_tensor(s, dtype=torch.float64), yt)
+    return beta / alpha if beta > 0 and alpha > 0 else None
+
+
+def shrink_to_one_group(decisions: Sequence[GroupDecision], active: Sequence[bool], m0: float | None,
+                        shrink: float) -> list[GroupDecision]:
+    """Each accepted group's Newton multiple shrunk towards the one-group multiple ``m0``:
+    ``m0 * (m_k / m0) ** shrink``. Rejected groups keep their decision (a group whose own line
+    rises or does not resolve is not moved by the others' curvature). Unchanged when ``m0`` is None."""
+    if m0 is None:
+        return list(decisions)
+    out = []
+    for d, act in zip(decisions, active):
+        if act and d.accepted and d.rate > 0:
+            m = d.newton_rate / d.rate
+            out.append(replace(d, newton_rate=d.rate * m0 * (m / m0) ** shrink))
+        else:
+            out.append(d)
+    return out
+
+
 # ------------------------------------------------------------------------- momentum, settle
 def momentum_factor(beta: float, horizon: float) -> float:
     """Momentum keeps moving along the update for about ``1 / (1 - beta)`` steps, so the one-step
@@ -204,6 +259,26 @@ def smooth(previous: float, target: float, ema: float) -> float:
     return ema * previous + (1.0 - ema) * target
 
 
+def first_refresh_config(config: RuleConfig) -> RuleConfig:
+    """The rules of the first refresh: ``first_clip`` and no smoothing (unchanged without ``first_clip``)."""
+    if config.first_clip is None:
+        return config
+    return replace(config, clip=config.first_clip, ema=0.0)
+
+
+def clipped(decisions: Sequence[GroupDecision], betas: Sequence[float], config: RuleConfig) -> bool:
+    """Whether any accepted group's corrected Newton rate lies outside the clip of its estimate
+    (before :func:`settle`): its rate is still travelling."""
+    if config.clip is None:
+        return False
+    for d, beta in zip(decisions, betas):
+        if d.accepted:
+            raw = d.newton_rate * momentum_factor(beta, config.horizon)
+            if raw != clip_rate(d.estimate, raw, config.clip):
+                return True
+    return False
+
+
 def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
            config: RuleConfig) -> list[GroupDecision]:
     """Stage 3-4: each accepted group's target (Newton rate times the momentum correction, within
@@ -219,8 +294,33 @@ def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
 
 
 # ------------------------------------------------------------------------------- schedule
-def next_period(period: int, forwards: int, max_every: int | None) -> int:
-    """The auto schedule: the period doubles after each refresh, up to ``max_every`` (None: 4 times
-    the forward passes of the last refresh, which keeps the probes a bounded share of training)."""
-    cap = max_every or 4 * forwards
-    return min(cap, 2 * period)
+def next_refresh(t: int, period: int, forwards: int, spent: int, max_every: int | None,
+                 config: RuleConfig, travelling: bool = False) -> tuple[int, int]:
+    """The auto schedule after a refresh at step ``t`` that cost ``forwards`` probe forward passes
+    (``spent``: all refreshes' so far, this one included). Returns (next refresh step, new period).
+
+    The period doubles, up to ``max_every``, or (None) to the period at which refreshes of this
+    cost use ``probe_share`` of the training compute (a training step costs about 3 forward
+    passes). With ``max_every`` None, a refresh also waits until the probe forwards so far stay
+    within ``probe_credit + 3 * probe_share * step``: early refreshes come fast while the credit
+    lasts, and the probes' share of the first steps is bounded whatever their cost (the number of
+    groups). ``travelling`` (see ``RuleConfig.travel``): the period restarts at 1, within that credit.
+    """
+    rate = 3.0 * config.probe_share
+    cap = max_every or max(1, math.ceil(forwards / rate))
+    period = 1 if travelling else min(cap, 2 * period)
+    step = t + period
+    if max_every is None:
+        step = max(step, math.ceil((spent + forwards - config.probe_credit) / rate))
+    return step, period
+
+
+def probe_order(active: Sequence[bool], last_probed: Sequence[int], limit: int | None) -> list[bool]:
+    """Which active groups a refresh probes: all when ``limit`` is None or not smaller than their
+    number, else the ``limit`` probed longest ago (``last_probed``: the refresh that last probed
+    each group, -1 for never; ties by group order), so every group takes its turn."""
+    idx = [k for k in range(len(active)) if active[k]]
+    if limit is None or len(idx) <= limit:
+        return list(map(bool, active))
+    chosen = set(sorted(idx, key=lambda k: (last_probed[k], k))[:limit])
+    return [k in chosen for k in range(len(active))]

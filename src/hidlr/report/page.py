@@ -46,7 +46,7 @@ table { border-collapse: collapse; margin: 10px 0 16px; font-size: 14px; display
 th, td { border: 1px solid var(--line); padding: 4px 9px; text-align: left; vertical-align: top; }
 th { background: var(--soft); }
 tr:nth-child(even) td { background: #fafbfd; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 pre, code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 pre { background: var(--soft); padding: 10px 12px; overflow-x: auto; border-radius: 4px; white-space: pre-wrap; }
 footer { color: var(--muted); font-size: 13px; padding: 16px 0 40px; }

@@ -18,19 +18,20 @@ from typing import Any
 from hidlr.report.markdown import split_title
 from hidlr.report.page import Page
 
-#: benchmark kind -> (table title, path of keys into the results JSON)
-KEY_TABLES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
-    "lr": [("Median rank among single-run methods", ("summary", "median_rank_single")),
-           ("Median rank including the tuned grid", ("summary", "median_rank_with_tuned"))],
-    "uci": [("Test scores per set, model and optimizer (mean ± s.e. over splits)", ("summary",)),
-            ("Hi-DLR minus Adam, test log likelihood, paired by split", ("hidlr_minus_adam_ll",))],
-    "kl": [("Slopes of log KL against log n", ("slopes",)),
-           ("Gap experiment", ("gap_summary",))],
-    "overhead": [("Time per step against Adam", ("time_ratio_vs_adam",)),
-                 ("Extra peak memory, in parameter copies", ("extra_memory_param_copies",))],
-    "uq_speed": [("Throughput ratios", ("ratios",)), ("Paired ratios", ("paired_ratios",))],
-    "finetune": [("Summary", ("summary",))],
-    "other": [("Summary", ("summary",))],
+#: benchmark kind -> (table title, path of keys into the results JSON, columns to show or None for all)
+KEY_TABLES: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...] | None]]] = {
+    "lr": [("Median rank among single-run methods", ("summary", "median_rank_single"), None),
+           ("Median rank including the tuned grid", ("summary", "median_rank_with_tuned"), None)],
+    "uci": [("Test scores per set, model and optimizer (mean ± s.e. over splits)", ("summary",),
+             ("ll", "rmse", "crps", "cov90", "calibration_error", "failed")),
+            ("Hi-DLR minus Adam, test log likelihood, paired by split", ("hidlr_minus_adam_ll",), None)],
+    "kl": [("Slopes of log KL against log n", ("slopes",), ("pooled_slope", "per_seed", "boot_ci95", "clipped")),
+           ("Gap experiment", ("gap_summary",), None)],
+    "overhead": [("Time per step against Adam", ("time_ratio_vs_adam",), None),
+                 ("Extra peak memory, in parameter copies", ("extra_memory_param_copies",), None)],
+    "uq_speed": [("Throughput ratios", ("ratios",), None), ("Paired ratios", ("paired_ratios",), ("median",))],
+    "finetune": [("Summary", ("summary",), None)],
+    "other": [("Summary", ("summary",), None)],
 }
 
 MAX_ROWS = 80
@@ -62,13 +63,17 @@ def _results_file(folder: Path) -> Path | None:
 
 
 def fmt_value(v: Any) -> str:
-    """A table cell: mean ± s.e. for ``{"mean", "se"}``, 4 significant digits for floats, short
-    lists inline, '—' for None/NaN."""
+    """A table cell: mean ± s.e. for ``{"mean", "se"}`` (the s.e. to 2 significant digits, the mean
+    to the same decimals), 4 significant digits for other floats, short lists inline, '—' for
+    None/NaN."""
     if isinstance(v, dict) and "mean" in v and "se" in v:
         m, s = v["mean"], v["se"]
-        if s is None or (isinstance(s, float) and not math.isfinite(s)):
+        if s is None or (isinstance(s, float) and not math.isfinite(s)) or m is None:
             return fmt_value(m)
-        return f"{fmt_value(m)} ± {fmt_value(s)}"
+        if s <= 0:
+            return f"{fmt_value(m)} ± 0"
+        decimals = min(8, max(0, 1 - math.floor(math.log10(s))))
+        return f"{m:.{decimals}f} ± {s:.{decimals}f}"
     if isinstance(v, dict) and set(v) <= {"median", "n"} and "median" in v:
         return fmt_value(v["median"]) + (f" (n={v['n']})" if "n" in v else "")
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -98,11 +103,12 @@ def flatten(obj: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...],
     return out
 
 
-def pivot(obj: Any) -> tuple[list[str], list[list[str]]]:
+def pivot(obj: Any, columns: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
     """A nested dict as a table: the leading keys as row labels, the last key as columns.
 
     ``{"a": {"x": 1, "y": 2}}`` -> header ``["", "x", "y"]``, rows ``[["a", "1", "2"]]``.
     Leaves at different depths share the table: shorter paths leave their first cells empty.
+    ``columns``: the last keys to show, in this order (default: all, in order of appearance).
     """
     pairs = flatten(obj) if obj is not None else []
     if not pairs:
@@ -110,7 +116,7 @@ def pivot(obj: Any) -> tuple[list[str], list[list[str]]]:
     depth = max(len(p) for p, _ in pairs)
     if depth <= 1:
         return ["key", "value"], [[p[0] if p else "", fmt_value(v)] for p, v in pairs]
-    columns: list[str] = []
+    keep, columns = columns, []
     rows: dict[tuple[str, ...], dict[str, str]] = {}
     for p, v in pairs:
         p = ("",) * (depth - len(p)) + p
@@ -118,6 +124,8 @@ def pivot(obj: Any) -> tuple[list[str], list[list[str]]]:
         if col not in columns:
             columns.append(col)
         rows.setdefault(p[:-1], {})[col] = fmt_value(v)
+    if keep is not None:
+        columns = [c for c in keep if c in columns]
     header = [""] * (depth - 1) + columns
     return header, [[*label, *(cells.get(c, "") for c in columns)] for label, cells in rows.items()]
 
@@ -179,8 +187,8 @@ def build_results_page(folder: str | Path) -> Page:
         prov = provenance(results)
         if prov:
             sec.heading("Provenance").table(["", "value"], prov)
-        for caption, path in KEY_TABLES[kind]:
-            header, rows = pivot(_dig(results, path))
+        for caption, path, cols in KEY_TABLES[kind]:
+            header, rows = pivot(_dig(results, path), cols)
             if not rows:
                 continue
             sec.heading(caption)

@@ -45,3 +45,17 @@ def test_influence_command_prints_the_table_and_writes_a_plan(small_workload, tm
     assert "| rank | group |" in result.output and "head.out" in result.output
     plan = FreezePlan.load(out)
     assert plan.trainable_params <= 0.5 * plan.total_params and plan.has_names
+
+
+def test_report_can_be_rebuilt_from_an_interrupted_run(small_workload, tmp_path):
+    from hidlr.bench.finetune import rebuild_report
+
+    run(tmp_path, quick=True, seeds=1, steps=2, batch_size=16, progress=False, workload=small_workload,
+        methods=["last-layer"], heads=["gaussian"], costs=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    del saved["summary"], saved["meta"]["wall_seconds"]
+    (tmp_path / "results.json").write_text(json.dumps(saved))
+    res = rebuild_report(tmp_path, note="Interrupted after 2 runs")
+    assert set(res["summary"]) == {"last-layer/gaussian"}
+    text = (tmp_path / "report.md").read_text()
+    assert "Interrupted after 2 runs" in text and "not recorded (interrupted)" in text

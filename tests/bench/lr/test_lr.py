@@ -38,7 +38,7 @@ def test_files_and_json_schema(quick):
 def test_report_contains_the_tables(quick):
     out, _ = quick
     text = (out / "report.md").read_text()
-    assert "| workload | tuned (lr) | default | hidlr-diag |" in text
+    assert "| workload | tuned (lr) | default | default-wcos | hidlr-diag |" in text
     assert "| digits-mlp-bias |" in text and "| noisy-quadratic |" in text
     assert "### Median rank over workloads among single-run methods" in text
     assert "![performance_profile.png](performance_profile.png)" in text

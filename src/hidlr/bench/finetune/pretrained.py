@@ -41,13 +41,16 @@ def load_minilm(path: str | Path | None = None, dropout: bool = False) -> Any:
     from transformers import BertModel
     from transformers.utils import logging
 
-    verbosity = logging.get_verbosity()
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()  # the unused pooler weights would print a load report
+    logging.disable_progress_bar()
     try:
         return BertModel.from_pretrained(str(path or minilm_path()), local_files_only=True, add_pooling_layer=False,
                                          **({} if dropout else _NO_DROPOUT))
     finally:
         logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def minilm_config(**overrides: Any) -> Any:

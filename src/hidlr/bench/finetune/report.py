@@ -128,15 +128,20 @@ def markdown(results: dict[str, Any]) -> str:
              f"{meta['split_seed']}); test scores against the ten held-out raters' individual ratings.")
     setup = (f"Steps per run: {meta['steps']}, batch {meta['batch_size']} tokens (all ten ratings each); seeds "
              f"{meta['seeds']}; rates in a grid tuned on validation NLL. Command: `{meta['command']}`; commit "
-             f"{meta.get('git_commit')}; wall clock {format_seconds(meta['wall_seconds'])} on "
+             f"{meta.get('git_commit')}; wall clock "
+             f"{format_seconds(meta['wall_seconds']) if meta.get('wall_seconds') else 'not recorded (interrupted)'} on "
              f"{meta['cpu_count']} CPU cores shared with other work (load average at start "
              f"{meta.get('load_average_at_start')}); torch threads {meta['torch_threads']}.")
     legend = ("Columns: medians over seeds, [min, max] when several. NLL: -log of the predicted mass of each "
               "rating's unit interval (nats per rating). Coverage: share of individual ratings in the central 90% "
               "interval. TV: total variation to each token's ten-rating distribution. Step: median wall-clock "
-              "of a training step without probes. Memory: parameters + gradients + optimizer state + activations "
-              "saved for backward, at the last step.")
-    lines = [f"# Fine-tuning benchmark ({meta['mode']})", "", intro, setup, "", legend, ""]
+              "of a training step without probes; runs were made one after another under varying machine "
+              "load, so compare times only in the side-by-side cost table below. Memory: parameters + gradients "
+              "+ optimizer state + activations saved for backward, at the last step.")
+    lines = [f"# Fine-tuning benchmark ({meta['mode']})", ""]
+    if meta.get("note"):
+        lines += [f"**{meta['note']}**", ""]
+    lines += [intro, setup, "", legend, ""]
     for head in meta["heads"]:
         rows = []
         for name, r in summary.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +85,9 @@ def run_freezing(wl: Workload, head: str, seed: int, steps: int, batch_size: int
     for label, budget in budgets.items():
         m2 = copy.deepcopy(model)
         opt = HiDLR(torch.optim.Adam(M.module_groups(m2), lr=lr))
-        opt.load_state_dict(copy.deepcopy(state))  # Adam moments, rates and refresh history of the influence run
+        with warnings.catch_warnings():  # the refresh schedule changes on purpose: fixed -> "auto"
+            warnings.filterwarnings("ignore", message="HiDLR checkpoint made under other options")
+            opt.load_state_dict(copy.deepcopy(state))  # Adam moments, rates and refresh history of the influence run
         plan = freeze(opt, budget=budget, model=m2, keep=M.head_group_names(opt.param_groups))
         res = run_training(Setup(m2, opt, lr=lr), wl, steps - prefix, batch_size, seed, tick=tick, start=prefix)
         res["train_seconds_with_prefix"] = res["train_seconds"] + pre["train_seconds"]

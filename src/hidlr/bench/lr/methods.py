@@ -1,5 +1,10 @@
-"""Methods of the learning-rate benchmark: the base optimizer (grid and default), learning-rate-free
-baselines at their published defaults, GeN, a fixed-ratio differential rate and Hi-DLR (+ ablations).
+"""Methods of the learning-rate benchmark: the base optimizer (grid, default, and default with linear
+warm-up and cosine decay), learning-rate-free baselines at their published defaults, GeN (our
+one-group rule and the official ``gen-optim`` package), a fixed-ratio differential rate and Hi-DLR
+(+ ablations).
+
+Methods that start from a rate (Hi-DLR, GeN) also exist as start-rate variants,
+``<method>@lr0=<rate>`` (family ``"start-rate"``): the same method started from another rate.
 
 Third-party optimizers are imported lazily: a missing package makes the method *unavailable*
 (reported as skipped), never a crash.
@@ -8,8 +13,9 @@ Third-party optimizers are imported lazily: a missing package makes the method *
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -46,15 +52,44 @@ class Setup:
 
 
 @dataclass(frozen=True)
+class RunSpec:
+    """What a method needs to know about the run: its length, its seed and the start rate
+    (``lr0`` None: the workload's default rate)."""
+
+    steps: int
+    seed: int
+    lr0: float | None = None
+
+
+Builder = Callable[[Workload, Task, RunSpec], Setup]
+
+
+@dataclass(frozen=True)
 class Method:
-    """A named method. ``family``: "grid" (one point of the sweep), "single" (one run, no tuning)
-    or "ablation" (a Hi-DLR variant)."""
+    """A named method.
+
+    Attributes:
+        family: "grid" (one point of the sweep), "single" (one run, no tuning), "ablation" (a
+            Hi-DLR variant) or "start-rate" (a method started from another rate than the default).
+        build: ``build(workload, task, spec) -> Setup``; ``spec.lr0`` None means the workload's
+            default rate (only methods with ``takes_lr0`` receive another).
+        takes_lr0: the method starts from a rate that it then adapts (it has start-rate variants).
+        lr0: the start rate of a start-rate variant (None: the workload's default).
+        varies: the method a start-rate variant is a variant of.
+    """
 
     name: str
     family: str
     description: str
-    build: Callable[[Workload, Task], Setup]
+    build: Builder
     hidlr_options: dict[str, Any] = field(default_factory=dict)
+    takes_lr0: bool = False
+    lr0: float | None = None
+    varies: str | None = None
+
+    def setup(self, wl: Workload, task: Task, steps: int, seed: int) -> Setup:
+        """The method instantiated on ``task`` for a run of ``steps`` steps with seed ``seed``."""
+        return self.build(wl, task, RunSpec(steps, seed, self.lr0))
 
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -80,39 +115,39 @@ def _import(module: str, attr: str) -> Any:
         raise Unavailable(f"{module}.{attr} is not available ({exc.__class__.__name__}: {exc})") from None
 
 
-def _grid(i: int) -> Callable[[Workload, Task], Setup]:
-    def build(wl: Workload, task: Task) -> Setup:
+def _grid(i: int) -> Builder:
+    def build(wl: Workload, task: Task, spec: RunSpec) -> Setup:
         if i >= len(wl.grid):
             raise Unavailable(f"grid has {len(wl.grid)} points")
         return Setup(base_optimizer(wl, task.groups, wl.grid[i]), lr=wl.grid[i])
     return build
 
 
-def _default(wl: Workload, task: Task) -> Setup:
+def _default(wl: Workload, task: Task, spec: RunSpec) -> Setup:
     return Setup(base_optimizer(wl, task.groups, wl.default_lr), lr=wl.default_lr)
 
 
-def _fixed_ratio(wl: Workload, task: Task) -> Setup:
+def _fixed_ratio(wl: Workload, task: Task, spec: RunSpec) -> Setup:
     if not wl.ratios:
         raise Unavailable("the workload has no conventional fixed ratio between its groups")
     return Setup(base_optimizer(wl, task.groups, wl.default_lr, wl.ratios), lr=wl.default_lr)
 
 
-def _prodigy(wl: Workload, task: Task) -> Setup:
+def _prodigy(wl: Workload, task: Task, spec: RunSpec) -> Setup:
     return Setup(_import("prodigyopt", "Prodigy")(trainable(task.model), lr=1.0))
 
 
-def _dadapt(wl: Workload, task: Task) -> Setup:
+def _dadapt(wl: Workload, task: Task, spec: RunSpec) -> Setup:
     return Setup(_import("dadaptation", "DAdaptAdam")(trainable(task.model), lr=1.0))
 
 
-def _schedulefree(wl: Workload, task: Task) -> Setup:
+def _schedulefree(wl: Workload, task: Task, spec: RunSpec) -> Setup:
     opt = _import("schedulefree", "AdamWScheduleFree")(trainable(task.model))  # lr=0.0025 by default
     opt.train()
     return Setup(opt, before_eval=opt.eval, after_eval=opt.train)
 
 
-def _ldog(wl: Workload, task: Task) -> Setup:
+def _ldog(wl: Workload, task: Task, spec: RunSpec) -> Setup:
     ldog = _import("dog", "LDoG")
     averager = _import("dog", "PolynomialDecayAverager")
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in task.model.modules())
@@ -122,15 +157,46 @@ def _ldog(wl: Workload, task: Task) -> Setup:
     return Setup(opt, eval_model=avg.averaged_model, after_step=avg.step)
 
 
+def warmup_cosine(step: int, steps: int, warmup: int) -> float:
+    """Rate multiplier after ``step`` completed steps of ``steps``: linear warm-up from 0 over
+    ``warmup`` steps, then cosine decay to 0 (as ``transformers.get_cosine_schedule_with_warmup``)."""
+    if step < warmup:
+        return step / max(1, warmup)
+    progress = (step - warmup) / max(1, steps - warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+WARMUP_FRACTION = 0.05
+
+
+def _warmup_cosine(wl: Workload, task: Task, spec: RunSpec) -> Setup:
+    opt = base_optimizer(wl, task.groups, wl.default_lr)
+    warmup = round(WARMUP_FRACTION * spec.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, spec.steps, warmup))
+    return Setup(opt, after_step=sched.step, lr=wl.default_lr)
+
+
+def _gen_optim(wl: Workload, task: Task, spec: RunSpec) -> Setup:
+    from hidlr.bench.lr.runner import frozen_norm_stats  # runner imports this module
+
+    stepper_cls = _import("hidlr.bench.lr.published_gen", "GenOptimStepper")
+    _import("GeN", "lr_parabola")      # Unavailable when the package is missing
+    lr = wl.default_lr if spec.lr0 is None else spec.lr0
+    draw_gen = torch.Generator().manual_seed(spec.seed * 7919 + 3)    # GeN's own stream of fresh batches
+    opt = stepper_cls(task.model, base_optimizer(wl, task.groups, lr), task.loss, lambda: task.batch(draw_gen),
+                      guard=lambda: frozen_norm_stats(task.model))
+    return Setup(opt, lr=lr)
+
+
 def _hidlr(options: dict[str, Any], probe: str = "same", one_group: bool = False,
-           max_k: int | None = None) -> Callable[[Workload, Task], Setup]:
-    def build(wl: Workload, task: Task) -> Setup:
+           max_k: int | None = None) -> Builder:
+    def build(wl: Workload, task: Task, spec: RunSpec) -> Setup:
         groups = ([{"name": "all", "params": trainable(task.model)}] if one_group else task.groups)
         if max_k is not None and len(groups) > max_k:
             raise Unavailable(f"K={len(groups)} groups > {max_k}")
         hidlr = _import("hidlr", "HiDLR")
-        return Setup(hidlr(base_optimizer(wl, groups, wl.default_lr), **options), probe=probe,
-                     lr=wl.default_lr)
+        lr = wl.default_lr if spec.lr0 is None else spec.lr0
+        return Setup(hidlr(base_optimizer(wl, groups, lr), **options), probe=probe, lr=lr)
     return build
 
 
@@ -141,16 +207,21 @@ def _make_registry() -> dict[str, Method]:
     ms = [Method(f"grid{i}", "grid", f"base optimizer at grid point {i} of 7", _grid(i)) for i in range(7)]
     ms += [
         Method("default", "single", "base optimizer at its common default rate", _default),
+        Method("default-wcos", "single", "base optimizer at its default rate, linear warm-up over the first "
+               f"{WARMUP_FRACTION:.0%} of the steps, cosine decay to 0", _warmup_cosine),
         Method("prodigy", "single", "Prodigy (prodigyopt), lr=1.0", _prodigy),
         Method("dadapt-adam", "single", "D-Adaptation Adam (dadaptation), lr=1.0", _dadapt),
         Method("sf-adamw", "single", "Schedule-Free AdamW (schedulefree), package defaults", _schedulefree),
         Method("ldog", "single", "L-DoG (dog-optimizer) with polynomial-decay iterate averaging", _ldog),
         Method("fixed-ratio", "single", "base default rate x a fixed per-group ratio", _fixed_ratio),
-        Method("gen", "single", "GeN: Hi-DLR with all parameters in one group", _hidlr({}, one_group=True)),
+        Method("gen-optim", "single", "official GeN package (gen-optim): lr_parabola at its defaults every "
+               "4 steps on the base optimizer, started at the default rate", _gen_optim, takes_lr0=True),
+        Method("gen", "single", "GeN: Hi-DLR with all parameters in one group", _hidlr({}, one_group=True),
+               takes_lr0=True),
         Method("hidlr-diag", "single", "Hi-DLR, diagonal mode, engine defaults", _hidlr({"mode": "diag"}),
-               {"mode": "diag"}),
+               {"mode": "diag"}, takes_lr0=True),
         Method("hidlr-full", "single", f"Hi-DLR, full mode (K <= {FULL_MAX_K}), engine defaults",
-               _hidlr({"mode": "full"}, max_k=FULL_MAX_K), {"mode": "full"}),
+               _hidlr({"mode": "full"}, max_k=FULL_MAX_K), {"mode": "full"}, takes_lr0=True),
     ]
     ablations: list[tuple[str, str, dict[str, Any], str]] = [
         ("hidlr-probe-sep", "probe on a separate batch", {"mode": "diag"}, "separate"),
@@ -166,7 +237,8 @@ def _make_registry() -> dict[str, Method]:
          {"mode": "diag", "clip": (0.8, 1.25)}, "same"),
         ("hidlr-horizon1", "full momentum correction (horizon=1)", {"mode": "diag", "horizon": 1.0}, "same"),
     ]
-    ms += [Method(n, "ablation", f"Hi-DLR diag, {d}", _hidlr(o, probe=p), o) for n, d, o, p in ablations]
+    ms += [Method(n, "ablation", f"Hi-DLR diag, {d}", _hidlr(o, probe=p), o, takes_lr0=True)
+           for n, d, o, p in ablations]
     return {m.name: m for m in ms}
 
 
@@ -175,11 +247,40 @@ METHODS: dict[str, Method] = _make_registry()
 QUICK_METHODS = ["default", "grid2", "grid3", "grid4", "prodigy", "gen", "hidlr-diag"]
 
 
-def get(names: list[str] | None = None) -> list[Method]:
-    """The methods named (all when None); an unknown name is an error."""
-    if names is None:
-        return list(METHODS.values())
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
-    return [METHODS[n] for n in names]
+START_RATES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+LR0_TAG = "@lr0="
+
+
+def start_rate_variant(method: Method, lr0: float) -> Method:
+    """``method`` started from ``lr0`` instead of the workload's default rate."""
+    if not method.takes_lr0 or method.varies is not None:
+        raise ValueError(f"method {method.name!r} has no start rate to vary")
+    if not (isinstance(lr0, (int, float)) and math.isfinite(lr0) and lr0 > 0):
+        raise ValueError(f"lr0 must be a positive finite number, got {lr0!r}")
+    return replace(method, name=f"{method.name}{LR0_TAG}{lr0:g}", family="start-rate", lr0=float(lr0),
+                   varies=method.name, description=f"{method.description}; started at lr0={lr0:g}")
+
+
+def _lookup(name: str) -> Method:
+    if name in METHODS:
+        return METHODS[name]
+    base, tag, rate = name.partition(LR0_TAG)
+    if tag and base in METHODS:
+        try:
+            return start_rate_variant(METHODS[base], float(rate))
+        except ValueError as exc:
+            raise ValueError(f"method {name!r}: {exc}") from None
+    raise ValueError(f"unknown method {name!r}; known: {list(METHODS)}, and <method>{LR0_TAG}<rate> for "
+                     f"{[m.name for m in METHODS.values() if m.takes_lr0]}")
+
+
+def get(names: list[str] | None = None, lr0s: list[float] | None = None) -> list[Method]:
+    """The methods named (all when None; ``<method>@lr0=<rate>`` names a start-rate variant), plus,
+    for each rate in ``lr0s``, the start-rate variant of every named method that takes one.
+    An unknown name is an error."""
+    ms = list(METHODS.values()) if names is None else [_lookup(n) for n in names]
+    for lr0 in lr0s or []:
+        ms += [start_rate_variant(m, lr0) for m in list(ms) if m.takes_lr0 and m.varies is None
+               and m.family != "ablation"]
+    seen: set[str] = set()
+    return [m for m in ms if not (m.name in seen or seen.add(m.name))]

@@ -10,7 +10,8 @@ from typing import Any
 from hidlr.bench.lr.scores import performance_profile
 
 TAUS = [2 ** (i / 8) for i in range(41)]  # 1 .. 32
-HIGHLIGHT = {"hidlr-diag": "C3", "hidlr-full": "C1", "gen": "C2", "tuned": "k", "default": "C0"}
+HIGHLIGHT = {"hidlr-diag": "C3", "hidlr-full": "C1", "gen": "C2", "gen-optim": "C4", "tuned": "k", "default": "C0",
+             "default-wcos": "C9"}
 
 
 def _mpl():
@@ -143,6 +144,47 @@ def lrs_plot(results: dict[str, Any], path: Path, method: str = "hidlr-diag") ->
     return True
 
 
+def start_rate_plot(results: dict[str, Any], path: Path) -> bool:
+    """Median final loss against the start rate (Hi-DLR, GeN) beside the grid's loss against its
+    fixed rate, one panel per workload; False when no method ran from several start rates."""
+    table = results["summary"].get("start_rate") or {}
+    if not table:
+        return False
+    plt = _mpl()
+    names = list(table)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    for ax, wl in zip(axes.flat, names):
+        for m, row in sorted(table[wl].items()):
+            pts = [(lr0, v) for lr0, v in sorted((float(k), v) for k, v in row["by_lr0"].items())]
+            ax.plot([p[0] for p in pts], [p[1] if p[1] is not None and math.isfinite(p[1]) else math.nan
+                                          for p in pts], marker="o", label=f"{m} (start rate)", **_style(m))
+        grid = [(row["lr"], row["loss"]["median"]) for m, row in results["summary"]["workloads"][wl]["table"].items()
+                if row["family"] == "grid" and row["lr"] is not None]
+        if grid:
+            grid.sort()
+            ax.plot([g[0] for g in grid], [g[1] if math.isfinite(g[1]) else math.nan for g in grid], color="k",
+                    ls="--", marker=".", label="grid (fixed rate)")
+        ax.set_xscale("log")
+        ys = [v for line in ax.get_lines() for v in line.get_ydata() if math.isfinite(v)]
+        if ys and min(ys) > 0:
+            ax.set_yscale("log")
+        ax.set_title(wl, fontsize=10)
+        ax.set_xlabel("rate (start rate or fixed rate)")
+        ax.set_ylabel("final validation loss (median)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+    return True
+
+
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[str]:
     """Write the PNGs into ``out_dir``; the file names written."""
     out_dir = Path(out_dir)
@@ -153,4 +195,6 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[str]:
     names.append("loss_curves.png")
     if lrs_plot(results, out_dir / "hidlr_lrs.png"):
         names.append("hidlr_lrs.png")
+    if start_rate_plot(results, out_dir / "start_rates.png"):
+        names.append("start_rates.png")
     return names

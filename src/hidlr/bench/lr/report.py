@@ -42,8 +42,8 @@ def headline(results: dict[str, Any]) -> list[str]:
              "`gap to tuned`: (hidlr-diag - tuned) / |tuned|. "
              "`within 1%`: Hi-DLR diag's median loss <= tuned + 1% of |tuned|. "
              "`rank`: Hi-DLR diag's rank among the single-run methods (1 = best).", ""]
-    header = ["workload", "tuned (lr)", "default", "hidlr-diag", "gap to tuned", "hidlr-full", "gen",
-              "fixed-ratio", "best LR-free", "within 1%", "rank"]
+    header = ["workload", "tuned (lr)", "default", "default-wcos", "hidlr-diag", "gap to tuned", "hidlr-full",
+              "gen", "gen-optim", "fixed-ratio", "best LR-free", "within 1%", "rank"]
     rows, wins, total = [], 0, 0
     for wl, w in summ["workloads"].items():
         t = w["table"]
@@ -64,8 +64,9 @@ def headline(results: dict[str, Any]) -> list[str]:
             h, b = t["hidlr-diag"]["loss"]["median"], t["tuned"]["loss"]["median"]
             pct = 100 * (h - b) / abs(b) if math.isfinite(h) and math.isfinite(b) and b else None
             gap = "—" if pct is None else (f"{pct:+.1f}%" if abs(pct) < 1000 else f"{pct:+.1e}%")
-        rows.append([wl, tuned, med("default"), med("hidlr-diag"), gap, med("hidlr-full"), med("gen"),
-                     med("fixed-ratio"), best_free, {True: "yes", False: "no", None: "n/a"}[within],
+        rows.append([wl, tuned, med("default"), med("default-wcos"), med("hidlr-diag"), gap, med("hidlr-full"),
+                     med("gen"), med("gen-optim"), med("fixed-ratio"), best_free,
+                     {True: "yes", False: "no", None: "n/a"}[within],
                      _num(rank, 3) if rank is not None else "n/a"])
     lines += _table(header, rows)
     lines += ["", f"Hi-DLR diag within 1% of the tuned grid (or better) on **{wins} of {total}** workloads.", ""]
@@ -89,6 +90,64 @@ def headline(results: dict[str, Any]) -> list[str]:
                   *_table(["method", "median rank", "workloads"],
                           [[m, _num(v["median"], 3), str(v["n"])] for m, v in mt.items()]), ""]
     return lines
+
+
+def goal_lines(results: dict[str, Any]) -> list[str]:
+    """The goals of the benchmark for Hi-DLR diag, one measured line each."""
+    gs = results["summary"].get("goals") or []
+    if not gs:
+        return []
+    mark = {True: "**met**", False: "**not met**", None: "not measured"}
+    return ["## Goals (Hi-DLR diag, one default configuration)", "",
+            *[f"- {g['goal']}: " + (f"{g['measured']} — {mark[g['met']]}." if g["met"] is not None
+                                     else "not measured.") for g in gs], ""]
+
+
+def start_rate_section(results: dict[str, Any]) -> list[str]:
+    """Final loss against the start rate: per workload and method, the median loss at each start
+    rate, the gap between the worst and the best, and the failed runs."""
+    table = results["summary"].get("start_rate") or {}
+    if not table:
+        return []
+    rates = sorted({float(r) for w in table.values() for m in w.values() for r in m["by_lr0"]})
+    lines = ["## Start-rate invariance", "",
+             "Median final validation loss over seeds from each start rate lr0 (a method's own run counts at "
+             "the workload's default rate). `gap`: (worst - best) / |best| over the start rates; `within 2%`: "
+             "worst <= best + 2% of |best|; `failed`: runs (any seed and start rate) that diverged or failed; "
+             "— = every run from that rate failed (median).", ""]
+    header = ["workload", "method"] + [f"lr0={r:g}" for r in rates] + ["gap", "within 2%", "failed"]
+    rows = []
+    for wl, methods in table.items():
+        for m, row in sorted(methods.items()):
+            by = {float(k): v for k, v in row["by_lr0"].items()}
+            gap = row["gap"]
+            gap_s = "—" if gap is None or not math.isfinite(gap) else f"{100 * gap:.1f}%"
+            rows.append([wl, m] + [_num(by[r]) if r in by else "" for r in rates]
+                        + [gap_s, "yes" if row["within"] else "no", f"{row['failed']} of {row['runs']}"])
+    lines += _table(header, rows)
+    by_method: dict[str, list[bool]] = {}
+    for methods in table.values():
+        for m, row in methods.items():
+            by_method.setdefault(m, []).append(bool(row["within"]))
+    lines += ["", *[f"{m}: within 2% over its start rates on {sum(v)} of {len(v)} workloads." for m, v in
+                    sorted(by_method.items())], ""]
+    return lines
+
+
+def commits(results: dict[str, Any]) -> list[str]:
+    """Which runs ran at which commit (methods and workloads per commit)."""
+    by: dict[str, dict[str, Any]] = {}
+    for r in results["records"]:
+        c = by.setdefault(str(r.get("commit")), {"runs": 0, "methods": set(), "workloads": set()})
+        c["runs"] += 1
+        c["methods"].add(r["method"])
+        c["workloads"].add(r["workload"])
+    if len(by) < 2:
+        return []
+    rows = [[c, str(v["runs"]), ", ".join(sorted(v["methods"])), str(len(v["workloads"]))] for c, v in by.items()]
+    return ["## Runs by commit", "", "The stored runs were made at different commits (each run records its own; "
+            "`+dirty`: uncommitted source changes).", "",
+            *_table(["commit", "runs", "methods", "workloads"], rows), ""]
 
 
 def overhead(results: dict[str, Any]) -> list[str]:
@@ -170,17 +229,24 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     """Write the Markdown report to ``path``."""
     env = results["environment"]
     pk = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    parts = results.get("parts", [])
+    first = "; the first part's" if parts else ""
     lines = [
         "# Learning-rate benchmark" + (" (quick mode)" if results["quick"] else ""), "",
-        f"- Started {results['started']}; duration {results['duration_s']:.0f} s; seeds {results['seeds']}.",
-        f"- Machine: {env['cpu']} ({env['cpu_count']} logical CPUs, shared), {env['platform']}; "
+        f"- Started {results['started']}; duration {results['duration_s']:.0f} s"
+        + (" (all parts)" if parts else "") + f"; seeds {results['seeds']}.",
+        f"- Machine{first}: {env['cpu']} ({env['cpu_count']} logical CPUs, shared), {env['platform']}; "
         f"torch threads {env['torch_threads']}; load average at start {env['load_average_at_start']}.",
-        f"- Python {env['python']}; hidlr {env['hidlr']} (commit {env['git_commit']}); {pk}.",
+        f"- Python {env['python']}; hidlr {env['hidlr']}"
+        + ("" if parts else f" (commit {env['git_commit']})") + f"; {pk}"
+        + (" (versions of the first part; every part's commit below)" if parts else "") + ".",
         f"- Methods: {', '.join(results['methods'])}.",
         *[f"- Part {i + 1}: methods {', '.join(p['methods'])}; seeds {p['seeds']}; started {p['started']}; "
-          f"{p['duration_s']:.0f} s; {p.get('runs', '?')} runs; commit {p.get('commit')}"
+          f"{p['duration_s']:.0f} s; {p.get('runs', '?')} runs"
+          + (f" ({p['runs_kept']} not replaced by a later part)" if p.get("runs_kept", p.get("runs")) != p.get("runs")
+             else "") + f"; commit {p.get('commit')}"
           + (" (interrupted: the runs it completed)" if p.get("interrupted") else "") + "."
-          for i, p in enumerate(results.get("parts", []))], "",
+          for i, p in enumerate(parts)], "",
         "Raw per-run records (curves, per-group learning rates) are in `results.json`.", "",
     ]
     lines += ["## Workloads", "", *_table(
@@ -189,10 +255,13 @@ def write_report(results: dict[str, Any], path: Path) -> None:
           ", ".join(f"{k}×{v:g}" for k, v in list(w["ratios"].items())[:3])
           + (" …" if len(w["ratios"]) > 3 else "") or "—"] for n, w in results["workloads"].items()]), ""]
     lines += headline(results)
+    lines += goal_lines(results)
+    lines += start_rate_section(results)
     lines += overhead(results)
     lines += ablations(results)
     for name in results.get("plots", []):
         lines += [f"![{name}]({name})", ""]
     lines += workload_tables(results)
+    lines += commits(results)
     lines += skipped(results)
     path.write_text("\n".join(lines) + "\n")

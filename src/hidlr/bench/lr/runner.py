@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 from hidlr.bench.lr.methods import Method, Setup, Unavailable
 from hidlr.bench.lr.scores import time_to_target
 from hidlr.bench.lr.workloads import Task, Workload
-
-
-@contextlib.contextmanager
-def frozen_norm_stats(model: nn.Module) -> Iterator[None]:
-    """Forward passes inside leave BatchNorm running statistics untouched (momentum 0), so that
-    curvature probes at perturbed weights do not leak into the model's evaluation statistics."""
-    saved = []
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-            nbt = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
-            saved.append((m, m.momentum, nbt))
-            m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, mom, nbt in saved:
-            m.momentum = mom
-            if nbt is not None:
-                m.num_batches_tracked.copy_(nbt)
+from hidlr.probes import frozen_norm_stats, probe_context  # noqa: F401  (frozen_norm_stats: re-exported)
 
 
 def make_probe(task: Task, batch: Any, mode: str, probe_gen: torch.Generator,
@@ -51,10 +31,7 @@ def make_probe(task: Task, batch: Any, mode: str, probe_gen: torch.Generator,
     def probe() -> torch.Tensor:
         if not cache:
             cache.append(batch if mode == "same" else task.batch(probe_gen))
-        with frozen_norm_stats(task.model), contextlib.ExitStack() as stack:
-            if task.stochastic:
-                stack.enter_context(torch.random.fork_rng(devices=[]))
-                torch.manual_seed(crn_seed)
+        with probe_context(task.model, eval_mode=False, seed=crn_seed if task.stochastic else None):
             return task.loss(task.model, cache[0])
 
     return probe
@@ -113,13 +90,14 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     Training time excludes validation.
     """
     rec: dict[str, Any] = {"workload": wl.name, "method": method.name, "family": method.family,
-                           "seed": seed, "steps": steps, "status": "ok", "reason": None,
+                           "varies": method.varies, "lr0": method.lr0, "seed": seed, "steps": steps,
+                           "status": "ok", "reason": None,
                            "final_loss": None, "final_acc": None, "steps_to_target": None,
                            "time_to_target": None, "step_time": None, "lr": None}
     torch.manual_seed(seed)
     task = wl.build(seed)
     try:
-        setup = method.build(wl, task)
+        setup = method.setup(wl, task, steps, seed)
     except Unavailable as exc:
         return dict(rec, status="skipped", reason=str(exc))
     opt = setup.optimizer
@@ -181,6 +159,8 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     rec["step_time"] = t_train / done if done else None
     rec["curve"], rec["lr_trace"] = curve, lr_trace
     rec["hidlr"] = _history_summary(opt)
+    if callable(getattr(opt, "stats", None)):
+        rec["optimizer_stats"] = opt.stats()
     if rec["status"] == "ok":
         rec["final_loss"], rec["final_acc"] = curve["loss"][-1], curve["acc"][-1]
     rec["steps_to_target"], rec["time_to_target"] = time_to_target(

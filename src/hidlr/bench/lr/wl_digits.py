@@ -40,7 +40,7 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.long)
 
 
-def _split(seed: int) -> tuple[torch.Tensor, ...]:
+def digits_split(seed: int) -> tuple[torch.Tensor, ...]:
     """Train/val split of digits, features z-scored with training statistics."""
     x, y = _digits()
     tr, va = split_data(len(y), N_VAL, seed)
@@ -60,7 +60,7 @@ def _mlp(widths: list[int], norm: bool = False) -> nn.Sequential:
 
 
 def _build_mlp_bias(seed: int) -> Task:
-    xtr, ytr, xva, yva = _split(seed)
+    xtr, ytr, xva, yva = digits_split(seed)
     torch.manual_seed(seed)
     model = _mlp([64, 128, 128, 10])
     groups = by_predicate(model, [("bias", lambda n, p: n.endswith("bias"))], rest="weight")
@@ -83,7 +83,7 @@ class _ConvNet(nn.Module):
 
 
 def _build_cnn_bn(seed: int) -> Task:
-    xtr, ytr, xva, yva = _split(seed)
+    xtr, ytr, xva, yva = digits_split(seed)
     torch.manual_seed(seed)
     model = _ConvNet()
     norm_ids = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
@@ -92,7 +92,7 @@ def _build_cnn_bn(seed: int) -> Task:
 
 
 def _build_mlp_head_sgd(seed: int) -> Task:
-    xtr, ytr, xva, yva = _split(seed)
+    xtr, ytr, xva, yva = digits_split(seed)
     torch.manual_seed(seed)
     model = _mlp([64, 128, 128, 10], norm=True)
     head = model[-1]
@@ -124,7 +124,7 @@ class LoRALinear(nn.Module):
 @functools.lru_cache(maxsize=8)
 def _pretrained(seed: int) -> dict[str, torch.Tensor]:
     """Weights of an MLP (64-128-128-10) trained with Adam on the source task (plain digits)."""
-    xtr, ytr, _, _ = _split(seed)
+    xtr, ytr, _, _ = digits_split(seed)
     torch.manual_seed(1000 + seed)
     model = _mlp([64, 128, 128, 10])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -146,7 +146,7 @@ def _shift(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _build_lora(seed: int) -> Task:
-    xtr, ytr, xva, yva = _split(seed)
+    xtr, ytr, xva, yva = digits_split(seed)
     xtr, ytr = _shift(xtr[:500], ytr[:500])
     xva, yva = _shift(xva, yva)
     base = _mlp([64, 128, 128, 10])

@@ -16,7 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from hidlr.bench.lr.workloads import ADAM_GRID, Task, Workload, register, sampler, split_data
+from hidlr.bench.lr.workloads import (
+    ADAM_GRID,
+    Task,
+    Workload,
+    register,
+    sampler,
+    split_data,
+)
 from hidlr.uq.models import BNN, MDN
 
 

@@ -7,6 +7,7 @@ benchmark sees the same model, data stream and step budget.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,13 @@ def register(workload: Workload) -> Workload:
     return workload
 
 
+def registered(name: str) -> Workload:
+    """A workload registered so far (for building variants of it); an unknown name is an error."""
+    if name not in _REGISTRY:
+        raise ValueError(f"no workload {name!r} is registered yet; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
 def all_workloads() -> dict[str, Workload]:
     """All registered workloads by name, in registration order."""
     _load()
@@ -113,9 +121,14 @@ def get(names: list[str] | None = None) -> list[Workload]:
     return [reg[n] for n in names]
 
 
+# Importing a module registers its workloads; this order is the order of the reports.
+WORKLOAD_MODULES = ("wl_digits", "wl_regression", "wl_synthetic", "wl_vision", "wl_language", "wl_finetune",
+                    "wl_long")
+
+
 def _load() -> None:
-    # Importing the modules registers their workloads.
-    from hidlr.bench.lr import wl_digits, wl_regression, wl_synthetic  # noqa: F401
+    for module in WORKLOAD_MODULES:
+        importlib.import_module(f"hidlr.bench.lr.{module}")
 
 
 def check_partition(model: nn.Module, groups: list[dict[str, Any]]) -> None:

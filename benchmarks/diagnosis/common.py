@@ -1,0 +1,70 @@
+"""Shared pieces of the rate diagnosis: Hi-DLR variants as benchmark methods from any start rate,
+and a parallel-free runner that writes one JSON line per run (so runs can be resumed and merged)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hidlr import HiDLR
+from hidlr.bench.lr.methods import Method, Setup, base_optimizer, trainable
+from hidlr.bench.lr.runner import run_one
+from hidlr.bench.lr.workloads import Task, Workload
+from hidlr.bench.lr.workloads import get as get_workloads
+
+LOSING = ["digits-lora", "digits-cnn-bn", "digits-mlp-head-sgd", "digits-mlp-bias", "multitask-heads", "mdn"]
+START_RATES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def hidlr_method(name: str, options: dict[str, Any], lr0_factor: float = 1.0, one_group: bool = False,
+                 probe: str = "same") -> Method:
+    """Hi-DLR with ``options`` started at ``lr0_factor`` times the workload's default rate."""
+
+    def build(wl: Workload, task: Task) -> Setup:
+        groups = [{"name": "all", "params": trainable(task.model)}] if one_group else task.groups
+        lr0 = wl.default_lr * lr0_factor
+        return Setup(HiDLR(base_optimizer(wl, groups, lr0), **options), probe=probe, lr=lr0)
+
+    return Method(name, "ablation", name, build, options)
+
+
+def fixed_method(lr: float) -> Method:
+    def build(wl: Workload, task: Task) -> Setup:
+        return Setup(base_optimizer(wl, task.groups, lr), lr=lr)
+    return Method(f"fixed-{lr:g}", "grid", f"base optimizer at {lr:g}", build)
+
+
+def run_logged(out: Path, wl_name: str, method: Method, seed: int, tag: dict[str, Any],
+               steps: int | None = None) -> dict[str, Any]:
+    """Run (or reuse from ``out``, a JSON-lines file) one method on one workload and seed."""
+    key = {"workload": wl_name, "method": method.name, "seed": seed, **tag}
+    if out.exists():
+        for line in out.read_text().splitlines():
+            rec = json.loads(line)
+            if all(rec.get(k) == v for k, v in key.items()):
+                return rec
+    torch.set_num_threads(1)
+    wl = get_workloads([wl_name])[0]
+    rec = run_one(wl, method, seed, steps or wl.steps)
+    slim = {**key, "status": rec["status"], "final_loss": rec["final_loss"], "reason": rec["reason"],
+            "lr_trace": rec["lr_trace"], "curve_loss": rec["curve"]["loss"], "step_time": rec["step_time"],
+            "groups": rec.get("groups")}
+    with out.open("a") as f:
+        f.write(json.dumps(slim) + "\n")
+    print(f"{wl_name:22s} {method.name:28s} seed {seed} {tag} -> {rec['status']} {rec['final_loss']}",
+          file=sys.stderr)
+    return slim
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def median_loss(recs: list[dict[str, Any]]) -> float:
+    vals = [r["final_loss"] if r["status"] == "ok" else float("inf") for r in recs]
+    return statistics.median(vals) if vals else float("nan")

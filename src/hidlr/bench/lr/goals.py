@@ -1,0 +1,129 @@
+"""Start-rate invariance and the benchmark's goals, measured from run records and the summary.
+
+Pure functions over plain data (:func:`hidlr.bench.lr.scores.summarize` output and run records).
+Losses are compared with :func:`~hidlr.bench.lr.scores.within` (``value <= best + rel * |best|``,
+failures never within), medians over seeds count a failed run as +inf.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import median
+from typing import Any
+
+from hidlr.bench.lr.scores import finite_or_inf, within
+
+HIDLR = "hidlr-diag"
+ONE_GROUP = "gen"
+BLOWUP = 1e3               # a finite final loss this many times max(1, |initial loss|) counts as diverged
+WITHIN_TUNED = 0.01        # "within 1% of the best grid point"
+INVARIANCE = 0.02          # "within 2% of the best start rate"
+SHARE = 0.75               # "on at least 75% of the workloads"
+
+
+def failed(rec: dict[str, Any]) -> bool:
+    """The run did not end "ok", or its final validation loss blew up: above :data:`BLOWUP` times
+    max(1, |initial validation loss|) although finite."""
+    if rec["status"] != "ok":
+        return True
+    curve = rec.get("curve") or {}
+    first = (curve.get("loss") or [None])[0]
+    final = rec.get("final_loss")
+    if first is None or final is None:
+        return False
+    return final > BLOWUP * max(1.0, abs(first))
+
+
+def start_rates(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Final loss against the start rate, per workload and rate-adapting method.
+
+    A method's runs enter at their start rate: a start-rate variant (``varies`` set) at its
+    ``lr0``, the method itself at its nominal rate ``lr`` (the workload's default); a variant at
+    the default rate and the method's own run are the same run and enter once per seed.
+
+    Returns ``{workload: {method: {"by_lr0": {lr0: median loss}, "best", "worst", "gap", "within",
+    "failed", "runs"}}}`` for methods measured at two or more start rates; ``gap`` is
+    (worst - best) / |best| (inf when a rate's median failed), ``within`` whether worst is within
+    :data:`INVARIANCE` of best, ``failed`` the runs that :func:`failed`.
+    """
+    runs: dict[tuple[str, str], dict[float, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r["status"] == "skipped":
+            continue
+        if r.get("varies"):
+            method, lr0 = r["varies"], r["lr0"]
+        elif r.get("lr") is not None:
+            method, lr0 = r["method"], r["lr"]
+        else:
+            continue
+        runs[(r["workload"], method)][float(lr0)].setdefault(r["seed"], r)
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (wl, method), by_rate in runs.items():
+        if len(by_rate) < 2 or not any(r.get("varies") for seeds in by_rate.values() for r in seeds.values()):
+            continue
+        meds = {lr0: median(finite_or_inf(r["final_loss"]) for r in seeds.values())
+                for lr0, seeds in sorted(by_rate.items())}
+        best, worst = min(meds.values()), max(meds.values())
+        gap = (worst - best) / abs(best) if best not in (0.0, float("inf")) and worst != float("inf") else float("inf")
+        out[wl][method] = {
+            "by_lr0": meds, "best": best, "worst": worst, "gap": gap,
+            "within": within(worst, best, INVARIANCE),
+            "failed": sum(failed(r) for seeds in by_rate.values() for r in seeds.values()),
+            "runs": sum(len(seeds) for seeds in by_rate.values()),
+        }
+    return dict(out)
+
+
+def _goal(name: str, measured: str, met: bool | None, count: int | None = None, of: int | None = None) -> dict:
+    return {"goal": name, "measured": measured, "met": met, "count": count, "of": of}
+
+
+def _share(name: str, hits: list[bool]) -> dict[str, Any]:
+    n, k = len(hits), sum(hits)
+    if not n:
+        return _goal(name, "not measured", None)
+    return _goal(name, f"{k} of {n} workloads ({100 * k / n:.0f}%)", k >= SHARE * n, k, n)
+
+
+def goals(summary: dict[str, Any], records: list[dict[str, Any]], method: str = HIDLR) -> list[dict[str, Any]]:
+    """The goals of the benchmark for ``method``, each ``{"goal", "measured", "met", "count", "of"}``
+    (``met`` None when nothing was measured).
+
+    1. within 1% of the best grid point (or better) on at least 75% of the workloads;
+    2. better (lower median loss) than the one-group rule on at least 75% of the workloads;
+    3. median rank 1 among the single-run methods;
+    4. start-rate invariance: on every workload the worst start rate's median loss is within 2%
+       of the best's;
+    5. no run of the method (any workload, seed or start rate) diverges, blows up or fails.
+    """
+    wls = summary["workloads"]
+    tuned_hits = [within(w["table"][method]["loss"]["median"], w["table"]["tuned"]["loss"]["median"], WITHIN_TUNED)
+                  for w in wls.values() if method in w["table"] and "tuned" in w["table"]]
+    one_group_hits = [finite_or_inf(w["table"][method]["loss"]["median"])
+                      < finite_or_inf(w["table"][ONE_GROUP]["loss"]["median"])
+                      for w in wls.values() if method in w["table"] and ONE_GROUP in w["table"]]
+    out = [_share(f"{method} within {WITHIN_TUNED:.0%} of the best grid point (or better) on >= {SHARE:.0%} "
+                  "of the workloads", tuned_hits),
+           _share(f"{method} better than the one-group rule ({ONE_GROUP}) on >= {SHARE:.0%} of the workloads",
+                  one_group_hits)]
+    mr = summary.get("median_rank_single", {}).get(method)
+    if mr is None:
+        out.append(_goal("median rank 1 among the single-run methods", "not measured", None))
+    else:
+        out.append(_goal("median rank 1 among the single-run methods",
+                         f"median rank {mr['median']:g} over {mr['n']} workloads", mr["median"] == 1))
+    inv = start_rates(records)
+    inv_hits = [inv[wl][method]["within"] for wl in wls if method in inv.get(wl, {})]
+    name = f"start-rate invariance: worst start rate within {INVARIANCE:.0%} of the best on every workload"
+    if inv_hits:
+        out.append(_goal(name, f"within on {sum(inv_hits)} of the {len(inv_hits)} workloads measured at several "
+                         f"start rates ({len(wls)} workloads in all)",
+                         all(inv_hits) and len(inv_hits) == len(wls), sum(inv_hits), len(inv_hits)))
+    else:
+        out.append(_goal(name, "not measured", None))
+    mine = [r for r in records if r["status"] != "skipped" and (r["method"] == method or r.get("varies") == method)]
+    bad = [r for r in mine if failed(r)]
+    out.append(_goal(f"no run of {method} diverges (any workload, seed, start rate)",
+                     f"{len(bad)} of {len(mine)} runs failed" if mine else "not measured",
+                     (not bad) if mine else None, len(bad), len(mine)))
+    return out

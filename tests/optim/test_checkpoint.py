@@ -1,0 +1,250 @@
+"""Checkpoints: resume bitwise, bounded history, validation before any change, atomic saves."""
+
+import copy
+import io
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+import torch
+
+import hidlr
+from hidlr import HiDLR
+from tests.optim.conftest import make_quadratic
+
+
+def _groups(q):
+    return [{"params": [p], "name": f"g{i}"} for i, p in enumerate(q.params)]
+
+
+
+def _train(q, opt, steps, gen):
+    for _ in range(steps):
+        noise = torch.randn(q.g.shape, generator=gen, dtype=torch.float64) * 0.1
+        opt.zero_grad()
+        (q.loss() + noise @ torch.cat([p.reshape(-1) for p in q.params])).backward()
+        opt.step(probe=q.loss)
+
+
+@pytest.mark.parametrize("every, design", [(3, "lines"), ("auto", "lines"), (2, "random")])
+def test_resume_from_checkpoint_follows_the_same_trajectory_bitwise(every, design):
+    q = make_quadratic([3, 4, 2], seed=11)
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=every, design=design)
+    gen = torch.Generator().manual_seed(0)
+    _train(q, opt, 5, gen)
+    buf = io.BytesIO()
+    torch.save({"params": [p.detach().clone() for p in q.params], "opt": opt.state_dict(),
+                "gen": gen.get_state()}, buf)
+    _train(q, opt, 9, gen)
+
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    q2 = make_quadratic([3, 4, 2], seed=11)
+    with torch.no_grad():
+        for p, v in zip(q2.params, ckpt["params"]):
+            p.copy_(v)
+    opt2 = HiDLR(torch.optim.Adam(_groups(q2), lr=0.01), every=every, design=design)
+    opt2.load_state_dict(ckpt["opt"])
+    gen2 = torch.Generator()
+    gen2.set_state(ckpt["gen"])
+    _train(q2, opt2, 9, gen2)
+    for p, p2 in zip(q.params, q2.params):
+        assert torch.equal(p, p2)
+    assert opt.lrs == opt2.lrs and opt.history == opt2.history
+
+
+def test_loading_a_bare_optimizer_state_is_a_clear_error():
+    q = make_quadratic([2])
+    opt = HiDLR(torch.optim.Adam(q.params, lr=0.01))
+    with pytest.raises(ValueError, match="not a HiDLR state dict"):
+        opt.load_state_dict(torch.optim.Adam(q.params).state_dict())
+
+
+
+
+def _trained(steps=6, **kw):
+    q = make_quadratic([3, 2], seed=2)
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=1, **kw)
+    _train(q, opt, steps, torch.Generator().manual_seed(1))
+    return q, opt
+
+
+def test_history_is_bounded_and_counted():
+    _, opt = _trained(steps=9, history_size=3)
+    assert len(opt.history) == 3 and opt.refresh_count == 9
+    assert [r["step"] for r in opt.history] == [6, 7, 8]
+    sd = opt.state_dict()
+    assert len(sd["hidlr"]["history"]) == 3 and sd["hidlr"]["refreshes"] == 9
+    _, none_kept = _trained(steps=4, history_size=0)
+    assert none_kept.history == [] and none_kept.refresh_count == 4
+
+
+def test_state_dict_holds_version_configuration_and_all_running_state():
+    _, opt = _trained(design="random", mode="full")
+    own = opt.state_dict()["hidlr"]
+    assert own["format"] == 2 and own["loss_eps"] == torch.finfo(torch.float64).eps
+    assert own["refreshes"] == 6 and own["config"]["rules"]["mode"] == "full"
+    assert own["config"]["design"] == "random" and own["config"]["every"] == 1
+    assert own["config"]["groups"] == [{"name": "g0", "params": 1, "size": 3}, {"name": "g1", "params": 1, "size": 2}]
+    own["history"].append("changed")  # a copy: the optimizer's history is not touched
+    assert "changed" not in opt.history
+
+
+def _fresh(**kw):
+    q = make_quadratic([3, 2], seed=5)
+    return q, HiDLR(torch.optim.Adam(_groups(q), lr=0.02), every=1, **kw)
+
+
+def _unchanged(opt, before):
+    now = opt.state_dict()
+    assert now["hidlr"] == before["hidlr"] and now["base"]["param_groups"] == before["base"]["param_groups"]
+    assert now["base"]["state"].keys() == before["base"]["state"].keys()
+
+
+def _corrupt_missing(sd):
+    del sd["hidlr"]["loss_eps"]
+
+
+def _corrupt_groups(sd):
+    sd["hidlr"]["estimates"].append(0.1)
+
+
+def _corrupt_rate(sd):
+    sd["hidlr"]["estimates"][0] = -1.0
+
+
+def _corrupt_step(sd):
+    sd["hidlr"]["t"] = "five"
+
+
+def _corrupt_version(sd):
+    sd["hidlr"]["format"] = 99
+
+
+def _corrupt_base_shape(sd):
+    sd["base"]["state"][0]["exp_avg"] = torch.zeros(7)
+
+
+def _corrupt_base_groups(sd):
+    sd["base"]["param_groups"].pop()
+
+
+def _corrupt_names(sd):
+    sd["hidlr"]["config"]["groups"][1]["name"] = "head"
+
+
+def _corrupt_sizes(sd):
+    sd["hidlr"]["config"]["groups"][0]["size"] = 30
+
+
+@pytest.mark.parametrize("corrupt, match", [
+    (_corrupt_missing, "missing 'loss_eps'"), (_corrupt_groups, "groups in 'estimates'"),
+    (_corrupt_rate, "finite rates >= 0"), (_corrupt_step, "'t' must be"), (_corrupt_version, "format 99"),
+    (_corrupt_base_shape, "shape"), (_corrupt_base_groups, "param groups"), (_corrupt_names, "other param groups"),
+    (_corrupt_sizes, "other param groups"),
+])
+def test_bad_checkpoints_are_refused_before_anything_changes(corrupt, match):
+    _, src = _trained()
+    sd = copy.deepcopy(src.state_dict())
+    corrupt(sd)
+    q, opt = _fresh()
+    _train(q, opt, 2, torch.Generator().manual_seed(3))
+    before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(sd)
+    _unchanged(opt, before)
+
+
+def test_other_options_warn_and_load():
+    _, src = _trained(ema=0.5)
+    _, opt = _fresh()
+    with pytest.warns(UserWarning, match="other options.*rules"):
+        opt.load_state_dict(src.state_dict())
+    assert opt.lrs == src.lrs and opt.step_count == src.step_count
+
+
+def test_same_options_load_silently():
+    _, src = _trained()
+    _, opt = _fresh()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.load_state_dict(src.state_dict())
+
+
+def test_previous_format_loads():
+    _, src = _trained()
+    sd = src.state_dict()
+    old = {k: v for k, v in sd["hidlr"].items() if k in ("estimates", "wrap_lrs", "t", "period", "next_refresh",
+                                                          "history")}
+    _, opt = _fresh()
+    opt.load_state_dict({"base": sd["base"], "hidlr": old})
+    assert opt.lrs == src.lrs and opt.refresh_count == len(src.history) and opt.step_count == src.step_count
+
+
+def test_loading_trims_history_to_this_optimizers_size():
+    _, src = _trained(steps=6)
+    _, opt = _fresh(history_size=2)
+    opt.load_state_dict(src.state_dict())
+    assert [r["step"] for r in opt.history] == [4, 5] and opt.refresh_count == 6
+
+
+# ------------------------------------------------------------------------------ atomic save
+def test_save_checkpoint_round_trip(tmp_path):
+    _, opt = _trained()
+    path = tmp_path / "ckpt.pt"
+    hidlr.save_checkpoint({"opt": opt.state_dict()}, path)
+    hidlr.save_checkpoint({"opt": opt.state_dict(), "again": 1}, path)
+    loaded = torch.load(path, weights_only=False)
+    assert loaded["again"] == 1 and loaded["opt"]["hidlr"] == opt.state_dict()["hidlr"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+_SLOW_WRITER = """
+import sys, time, torch
+from hidlr import save_checkpoint
+
+class Slow:
+    def __reduce__(self):
+        print("writing", flush=True)
+        time.sleep(60)
+        return (int, (0,))
+
+save_checkpoint({"big": torch.zeros(1_000_000), "slow": Slow()}, sys.argv[1])
+"""
+
+
+def test_a_killed_writer_leaves_the_previous_checkpoint_loadable(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    hidlr.save_checkpoint({"version": "previous", "w": torch.arange(5)}, path)
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"  # mid-save: the temporary file is open
+        assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+        child.kill()
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["version"] == "previous" and torch.equal(loaded["w"], torch.arange(5))
+
+
+def test_plain_torch_save_would_lose_it(tmp_path):
+    """The failure the helper prevents: a writer killed inside torch.save(obj, path) leaves a file
+    that does not load."""
+    path = tmp_path / "ckpt.pt"
+    torch.save({"version": "previous"}, path)
+    code = _SLOW_WRITER.replace("save_checkpoint({", "torch.save({")
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        time.sleep(0.2)
+        child.kill()
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    with pytest.raises(Exception):  # noqa: B017 - whatever torch raises on a truncated file
+        torch.load(path, weights_only=True)
