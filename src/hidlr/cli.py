@@ -40,16 +40,20 @@ def report(results: Path = typer.Argument(..., help="A benchmark's results folde
 
 
 @bench_app.command("overhead")
-def bench_overhead(out: Path = typer.Option(Path("results/overhead"), help="Output folder."),
-                   repeats: int = typer.Option(5, help="Repeats (medians are over these)."),
-                   steps: int = typer.Option(200, help="Steps per run."),
+def bench_overhead(out: Path = typer.Option(Path("benchmarks/results/overhead"), help="Output folder."),
+                   repeats: int = typer.Option(3, help="Repeats (medians are over these)."),
+                   steps: int = typer.Option(1000, help="Steps per run, from the start of training."),
+                   groups: str = typer.Option("1,4,16,64", help="Numbers of param groups K, comma-separated."),
+                   memory: bool = typer.Option(True, help="Also measure peak memory (fresh processes)."),
                    device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
-                   threads: int = typer.Option(None, help="torch threads (default: torch's).")) -> None:
-    """Per-step time and peak memory of HiDLR(Adam) against Adam on a ~1M-parameter MLP."""
+                   threads: int = typer.Option(1, help="torch threads.")) -> None:
+    """Per-step time (all steps and non-refresh steps) and peak memory of HiDLR(Adam) against Adam
+    on a 32-layer MLP, for several numbers of groups, side by side in one process."""
     from hidlr.bench.overhead import run
 
-    run(out, repeats=repeats, steps=steps, device=device, threads=threads)
-    typer.echo((out / "overhead.md").read_text())
+    ks = tuple(int(k) for k in groups.split(","))
+    run(out, repeats=repeats, steps=steps, groups=ks, device=device, threads=threads, memory=memory)
+    typer.echo((out / "report.md").read_text())
 
 
 @bench_app.command("uq-speed")

@@ -180,14 +180,15 @@ def test_add_param_group_refuses_duplicates_and_changes_nothing():
 
 
 # ------------------------------------------------------------------------------ rollback
-@pytest.mark.parametrize("base", ["adam", "momentum"])
-@pytest.mark.parametrize("mode", ["diag", "full"])
-def test_retried_steps_after_raising_probes_follow_the_clean_run_bitwise(base, mode):
+@pytest.mark.parametrize("base, mode, per_refresh", [("adam", "diag", None), ("adam", "full", None),
+                                                      ("momentum", "diag", None), ("momentum", "full", None),
+                                                      ("adam", "diag", 1)])
+def test_retried_steps_after_raising_probes_follow_the_clean_run_bitwise(base, mode, per_refresh):
     make = {"adam": lambda g: torch.optim.Adam(g, lr=0.01),
             "momentum": lambda g: torch.optim.SGD(g, lr=0.02, momentum=0.9)}[base]
     clean_q, flaky_q = make_quadratic([3, 2, 2], seed=4), make_quadratic([3, 2, 2], seed=4)
-    clean = HiDLR(make(_groups(clean_q)), every=1, mode=mode)
-    flaky = HiDLR(make(_groups(flaky_q)), every=1, mode=mode)
+    clean = HiDLR(make(_groups(clean_q)), every=1, mode=mode, groups_per_refresh=per_refresh)
+    flaky = HiDLR(make(_groups(flaky_q)), every=1, mode=mode, groups_per_refresh=per_refresh)
     calls = [0]
 
     def flaky_probe():
@@ -211,9 +212,10 @@ def test_retried_steps_after_raising_probes_follow_the_clean_run_bitwise(base, m
     assert clean.lrs == flaky.lrs
 
 
-def test_without_rollback_a_raising_probe_restores_weights_up_to_rounding():
+@pytest.mark.parametrize("per_refresh", [None, 1])
+def test_without_rollback_a_raising_probe_restores_weights_up_to_rounding(per_refresh):
     q = make_quadratic([3, 2], seed=3)
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, rollback=False)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, rollback=False, groups_per_refresh=per_refresh)
     _warm(q, opt, 1)
     opt.zero_grad()
     q.loss().backward()

@@ -400,3 +400,16 @@ def test_probed_groups_take_the_newton_rate_at_the_others_new_position():
     a = d @ q.H @ d
     assert opt.history[-1]["groups"][0]["accepted"]
     assert opt.lrs[0] == pytest.approx(float(b / a), rel=1e-6) and opt.lrs[1:] == [h, h]
+
+
+def test_tensor_rates_are_read_and_restored():
+    q = make_quadratic([2, 3], seed=4)
+    groups = _groups(q)
+    base = torch.optim.Adam(groups, lr=torch.tensor(0.01))
+    opt = HiDLR(base, every=2)
+    for _ in range(4):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+    assert all(isinstance(g["lr"], torch.Tensor) for g in opt.param_groups)  # the user's tensors kept
+    assert opt.refresh_count == 2 and all(r > 0 for r in opt.lrs)

@@ -64,9 +64,8 @@ class HiDLR(torch.optim.Optimizer):
         optimizer: the base optimizer; each of its param groups is one Hi-DLR group, and its ``lr``
             is the group's starting rate (0 freezes the group: no updates, no probes).
         every: refresh period in steps (steps 0, every, 2*every, ... refresh), or ``"auto"``:
-            refresh at steps 0, 2, 6, 14, 30, ... (the period doubles after each refresh) until the
-            period reaches ``max_every``, then every ``max_every`` steps: fast adaptation early,
-            bounded overhead later.
+            refresh at steps 0, 2, 6, 14, 30, ... (the period doubles after each refresh) up to
+            ``max_every``; fast adaptation early, bounded overhead later.
         mode: ``"diag"`` (one Newton step per group, O(K) probes) or ``"full"`` (cross terms too,
             O(K^2) probes, for small K).
         probes: multiples of the current rate at which each group is probed (at least 3 distinct
@@ -84,9 +83,13 @@ class HiDLR(torch.optim.Optimizer):
         ema: smoothing of rates across refreshes (0 turns it off).
         clip: bounds (lo, hi) on the change of a rate per refresh, as multiples; None turns it off.
         min_r2: smallest accepted coefficient of determination of a group's quadratic fit, in [0, 1].
-        max_every: longest refresh period under ``every="auto"``; None: 4 times the forward
-            passes of the last refresh, which keeps the probes a bounded share of the training
-            compute whatever the number of groups.
+        max_every: longest refresh period under ``every="auto"``. None (default): a probe budget
+            decides (:func:`hidlr.optim.rules.next_refresh`): the period grows to where the probes
+            take ``rules.probe_share`` of the training compute, and a refresh waits while the probe
+            forwards so far exceed ``rules.probe_credit`` plus that share, so the overhead does not
+            grow with the number of groups (larger K: each group is refreshed less often).
+        groups_per_refresh: at most this many groups are probed at one refresh, those probed
+            longest ago first; the others keep their rates until their turn. None: all.
         shrink: hierarchical rates, in [0, 1]: a line along the current combined step gives the
             one-group (GeN) Newton multiple, and each group's multiple is shrunk towards it
             (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);

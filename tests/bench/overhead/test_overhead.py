@@ -1,24 +1,46 @@
 import json
 
-from hidlr.bench.overhead import METHODS, make_model, measure_memory, run
+import pytest
+
+from hidlr.bench.overhead import run
+from hidlr.bench.overhead.memory import measure_memory
+from hidlr.bench.overhead.timing import deep_mlp, ratios, split_groups, timed_run
 
 
-def test_make_model_has_about_a_million_parameters_at_default_width():
-    n = sum(p.numel() for p in make_model().parameters())
-    assert 0.9e6 < n < 1.1e6
+def test_workload_has_64_tensors_and_about_half_a_million_parameters():
+    model = deep_mlp()
+    params = list(model.parameters())
+    assert len(params) == 64 and 0.5e6 < sum(p.numel() for p in params) < 0.55e6
+    groups = split_groups(model, 16)
+    assert len(groups) == 16 and all(len(g["params"]) == 4 for g in groups)
+    with pytest.raises(ValueError, match="must divide"):
+        split_groups(model, 5)
+
+
+def test_timed_run_records_refresh_steps():
+    out = timed_run(4, {}, steps=8, batch=4, width=8)
+    assert len(out["seconds"]) == 8 and out["refreshed"][0] and out["refreshes"] == sum(out["refreshed"])
+    assert out["probe_forwards"] > 0
+
+
+def test_ratios_separate_refresh_steps():
+    hidlr = {"seconds": [3.0, 1.0, 1.0, 2.0], "refreshed": [True, False, False, True]}
+    adam = {"seconds": [1.0, 1.0, 0.5, 1.0]}
+    r = ratios(hidlr, adam)
+    assert r["all_steps"] == pytest.approx(7.0 / 3.5) and r["non_refresh_steps"] == pytest.approx(2.0 / 1.5)
 
 
 def test_overhead_report_is_complete(tmp_path):
-    res = run(tmp_path, repeats=1, steps=3, width=32, device="cpu", progress=False, memory=False)
+    res = run(tmp_path, repeats=1, steps=4, groups=(1, 4), batch=4, width=8, device="cpu", progress=False,
+              memory=False, threads=None)
     saved = json.loads((tmp_path / "overhead.json").read_text())
-    assert set(saved["time_ratio_vs_adam"]) == set(METHODS)
-    assert saved["time_ratio_vs_adam"]["adam"] == 1.0
-    assert all(v > 0 for v in res["median_step_seconds"].values())
-    report = (tmp_path / "overhead.md").read_text()
-    assert all(f"| {m} |" in report for m in METHODS)
+    assert set(saved["per_groups"]) == {"1", "4"} and saved["metadata"]["git_commit"] is not None
+    assert all(v["ratio_all_steps"] > 0 for v in res["per_groups"].values())
+    report = (tmp_path / "report.md").read_text()
+    assert "| 1 |" in report and "| 4 |" in report and "non-refresh" in report
 
 
 def test_memory_is_measured_in_a_fresh_process():
-    out = measure_memory("hidlr-default", 3, 8, 32, "cpu")
-    n_params = sum(p.numel() for p in make_model(32).parameters())
+    out = measure_memory(4, {}, 3, 8, "cpu")
+    n_params = sum(p.numel() for p in deep_mlp(width=8).parameters())
     assert out["param_bytes"] == 4 * n_params and out["peak"] >= 0

@@ -1,151 +1,127 @@
 """Per-step time and memory overhead of HiDLR(Adam) against Adam, measured side by side.
 
-Workload: an MLP of about one million parameters (256-1024-512-256-10) on random data, one
-Hi-DLR group per layer, HiDLR at its default settings (and at ``every=4`` for comparison).
-Time: each repeat trains every method from the same initial weights for ``steps`` steps (forward,
-backward, step; probes on a second batch), in interleaved order; the figure is the mean step
-time of a run, summarised by the median over repeats, and the ratio to Adam is taken per repeat.
-Memory: each method runs in a fresh subprocess and reports its peak resident memory (CPU) or
-peak allocated device memory (CUDA); the overhead is the difference to Adam's, in copies of the
-parameters.
+Time (:mod:`~hidlr.bench.overhead.timing`): for each number of groups K, Adam and HiDLR(Adam) at
+its defaults train the same deep MLP from the same weights on the same batches, in one process,
+interleaved (the order alternates between repeats, so load on a shared machine hits both alike).
+Figures per K: the ratio of total time over all steps and over the steps that did not refresh,
+per repeat, summarised by the median over repeats. Memory (:mod:`~hidlr.bench.overhead.memory`):
+each configuration in a fresh process, peak memory above Adam's in copies of the parameters.
+``run(out_dir)`` writes ``overhead.json`` and ``report.md``.
 """
 
 from __future__ import annotations
 
-import json
-import resource
+import shlex
 import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from hidlr import HiDLR, groups
 from hidlr.bench import harness
+from hidlr.bench.overhead.memory import measure_memory
+from hidlr.bench.overhead.timing import DEPTH, WIDTH, deep_mlp, ratios, timed_run
 
-METHODS: dict[str, dict[str, Any] | None] = {
-    "adam": None,
-    "hidlr-default": {},
-    "hidlr-every4": {"every": 4},
-    "hidlr-default-no-rollback": {"rollback": False},
+GROUPS = (1, 4, 16, 64)
+MEMORY_CONFIGS: dict[str, dict[str, Any] | None] = {
+    "adam": None, "hidlr-default": {}, "hidlr-no-rollback": {"rollback": False},
 }
+GOALS = {"all_steps": 1.10, "non_refresh_steps": 1.02, "extra_param_copies": 1.0}
 
 
-def make_model(width: int = 1024, seed: int = 0) -> nn.Sequential:
-    """256 -> width -> width/2 -> width/4 -> 10 MLP (about 0.95M parameters at width 1024)."""
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(256, width), nn.ReLU(), nn.Linear(width, width // 2), nn.ReLU(),
-                         nn.Linear(width // 2, width // 4), nn.ReLU(), nn.Linear(width // 4, 10))
-
-
-def _run(method: str, steps: int, batch: int, width: int, device: str, seed: int = 0) -> float:
-    """Train ``steps`` steps; returns the mean seconds per step."""
-    model = make_model(width, seed).to(device)
-    loss_fn = nn.CrossEntropyLoss()
-    base = torch.optim.Adam(groups.by_layer(model), lr=1e-3)
-    cfg = METHODS[method]
-    opt = base if cfg is None else HiDLR(base, **cfg)
-    gen = torch.Generator().manual_seed(seed)
-    xs = torch.randn(8, batch, 256, generator=gen).to(device)
-    ys = torch.randint(10, (8, batch), generator=gen).to(device)
-    sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    for t in range(steps):
-        x, y = xs[t % 8], ys[t % 8]
-        xp, yp = xs[(t + 1) % 8], ys[(t + 1) % 8]
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        if cfg is None:
-            opt.step()
-        else:
-            opt.step(probe=lambda: loss_fn(model(xp), yp))
-    sync()
-    return (time.perf_counter() - start) / steps
-
-
-def _peak_memory_child(method: str, steps: int, batch: int, width: int, device: str) -> None:
-    """Subprocess body: run, then print the peak memory (bytes) above what the process held before
-    training started, and the parameter bytes, as JSON."""
-    n_bytes = sum(p.numel() * p.element_size() for p in make_model(width).parameters())
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    _run(method, steps, batch, width, device)
-    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    print(json.dumps({"peak": peak - before, "param_bytes": n_bytes}))
-
-
-def measure_memory(method: str, steps: int, batch: int, width: int, device: str) -> dict[str, int]:
-    code = ("import sys; from hidlr.bench.overhead import _peak_memory_child as f; "
-            f"f({method!r}, {steps}, {batch}, {width}, {device!r})")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def run(out_dir: Path, repeats: int = 5, steps: int = 200, batch: int = 128, width: int = 1024,
-        device: str | None = None, threads: int | None = None, progress: bool = True,
-        memory_width: int = 4096, memory: bool = True) -> dict[str, Any]:
-    """Measure and write ``overhead.json`` and ``overhead.md`` into ``out_dir``; returns the results.
-
-    Memory is measured on a wider MLP (``memory_width``; about 11.5M parameters at 4096) so that a
-    copy of the parameters stands well above the allocator's noise (``memory=False`` skips it)."""
+def run(out_dir: Path, repeats: int = 3, steps: int = 1000, groups: tuple[int, ...] = GROUPS,
+        batch: int = 128, device: str | None = None, threads: int | None = 1, progress: bool = True,
+        memory: bool = True, memory_width: int = 512, memory_steps: int = 12,
+        width: int = WIDTH) -> dict[str, Any]:
+    """Measure and write ``overhead.json`` and ``report.md`` into ``out_dir``; returns the results."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if threads:
         torch.set_num_threads(threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    n_params = sum(p.numel() for p in make_model(width).parameters())
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
-    with harness.progress("overhead", repeats * len(METHODS) + len(METHODS) * memory, enabled=progress) as tick:
-        _run("hidlr-default", 20, batch, width, device)  # warm-up
+    meta = harness.run_metadata(seeds="one (seed 0; the repeats re-run the same training)")
+    runs: dict[int, list[dict[str, Any]]] = {k: [] for k in groups}
+    mem_jobs = [(k, name) for k in (min(groups), max(groups)) for name in MEMORY_CONFIGS] if memory else []
+    with harness.progress("overhead", repeats * len(groups) * 2 + len(mem_jobs), enabled=progress) as tick:
+        timed_run(groups[0], {}, 20, batch, device, width)  # warm-up
         for r in range(repeats):
-            order = list(METHODS) if r % 2 == 0 else list(reversed(METHODS))
-            for m in order:
-                times[m].append(_run(m, steps, batch, width, device))
-                tick(m)
-        peaks = {}
-        for m in METHODS if memory else []:
-            peaks[m] = measure_memory(m, 40, batch, memory_width, device)
-            tick(f"memory {m}")
-    ratios = {m: statistics.median(t / a for t, a in zip(times[m], times["adam"])) for m in METHODS}
-    param_bytes = peaks["adam"]["param_bytes"] if memory else 0
-    extra = {m: (peaks[m]["peak"] - peaks["adam"]["peak"]) / param_bytes if memory else None
-             for m in METHODS}
-    result = {
-        "workload": {"model": f"MLP 256-{width}-{width // 2}-{width // 4}-10", "params": n_params,
-                     "batch": batch, "steps": steps, "repeats": repeats, "groups": "one per layer (4)"},
-        "machine": {**harness.run_metadata(), "device": device, "threads": torch.get_num_threads()},
-        "methods": METHODS,
-        "step_seconds": times,
-        "median_step_seconds": {m: statistics.median(v) for m, v in times.items()},
-        "time_ratio_vs_adam": ratios,
-        "peak_memory_bytes": {m: peaks[m]["peak"] for m in peaks},
-        "extra_memory_param_copies": extra,
-        "memory_workload": {"model": f"MLP 256-{memory_width}-{memory_width // 2}-{memory_width // 4}-10",
-                            "params": param_bytes // 4, "steps": 40},
-    }
+            for k in groups:
+                order = ["adam", "hidlr"] if (r + k) % 2 == 0 else ["hidlr", "adam"]
+                pair = {}
+                for name in order:
+                    pair[name] = timed_run(k, None if name == "adam" else {}, steps, batch, device, width)
+                    tick(f"K={k} {name} (repeat {r + 1})")
+                runs[k].append({"ratios": ratios(pair["hidlr"], pair["adam"]),
+                                "adam_ms": 1e3 * statistics.mean(pair["adam"]["seconds"]),
+                                "hidlr_ms": 1e3 * statistics.mean(pair["hidlr"]["seconds"]),
+                                "refreshes": pair["hidlr"]["refreshes"],
+                                "probe_forwards": pair["hidlr"]["probe_forwards"]})
+        peaks: dict[str, dict[str, int]] = {}
+        for k, name in mem_jobs:
+            peaks[f"K={k} {name}"] = measure_memory(k, MEMORY_CONFIGS[name], memory_steps, memory_width, device)
+            tick(f"memory K={k} {name}")
+    result = _summarise(runs, peaks, meta, dict(repeats=repeats, steps=steps, batch=batch, device=device,
+                                                width=width, memory_width=memory_width, memory_steps=memory_steps))
     harness.write_json(out_dir / "overhead.json", result, indent=2)
-    lines = ["# HiDLR(Adam) overhead against Adam\n",
-             f"{result['workload']['model']} ({n_params:,} parameters), batch {batch}, {steps} steps "
-             f"x {repeats} repeats, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}.\n",
-             "| method | median s/step | time ratio vs Adam (median of per-repeat ratios) "
-             "| extra peak memory (parameter copies) |",
-             "|---|---|---|---|"]
-    for m in METHODS:
-        mem = f"{extra[m]:+.2f}" if memory else "not measured"
-        lines.append(f"| {m} | {result['median_step_seconds'][m]:.5f} | {ratios[m]:.3f} | {mem} |")
-    if memory:
-        lines.append(f"\nMemory: in a fresh process per method, the peak resident set (CPU) or peak allocated "
-                 f"device memory (CUDA) above what the process held before training, on "
-                     f"{result['memory_workload']['model']} ({param_bytes // 4:,} parameters, 40 steps "
-                     "covering 5 refreshes), minus Adam's, in copies of the parameters.")
-    (out_dir / "overhead.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "report.md").write_text(report(result))
     return result
+
+
+def _summarise(runs: dict[int, list[dict[str, Any]]], peaks: dict[str, dict[str, int]], meta: dict[str, Any],
+               settings: dict[str, Any]) -> dict[str, Any]:
+    per_k = {}
+    for k, reps in runs.items():
+        per_k[str(k)] = {
+            "ratio_all_steps": statistics.median(r["ratios"]["all_steps"] for r in reps),
+            "ratio_non_refresh_steps": statistics.median(r["ratios"]["non_refresh_steps"] for r in reps),
+            "adam_ms_per_step": statistics.median(r["adam_ms"] for r in reps),
+            "hidlr_ms_per_step": statistics.median(r["hidlr_ms"] for r in reps),
+            "refreshes": reps[0]["refreshes"], "probe_forwards": reps[0]["probe_forwards"], "repeats": reps,
+        }
+    memory = {}
+    for key, val in peaks.items():
+        k = key.split()[0]
+        adam = peaks[f"{k} adam"]
+        memory[key] = {"peak_bytes": val["peak"],
+                       "extra_param_copies": (val["peak"] - adam["peak"]) / val["param_bytes"]}
+    n_params = sum(p.numel() for p in deep_mlp(width=settings["width"]).parameters())
+    command = " ".join(["hidlr", *(shlex.quote(a) for a in sys.argv[1:])]) \
+        if Path(sys.argv[0]).name == "hidlr" else None
+    return {"command": command, "metadata": meta, "load_average_at_end": harness.load_average(),
+            "workload": {"model": f"MLP {DEPTH} x Linear({settings['width']}, {settings['width']}), "
+                                  f"{2 * DEPTH} tensors", "params": n_params, **settings,
+                         "threads": torch.get_num_threads()},
+            "goals": GOALS, "per_groups": per_k, "memory": memory}
+
+
+def report(result: dict[str, Any]) -> str:
+    """The markdown report of :func:`run`'s result."""
+    w, meta = result["workload"], result["metadata"]
+    lines = ["# HiDLR(Adam) overhead against Adam, by number of groups\n",
+             f"Workload: {w['model']} ({w['params']:,} parameters), batch {w['batch']}, {w['steps']} steps from "
+             f"the start of training, {w['repeats']} repeats, {w['device']}, {w['threads']} thread(s), torch "
+             f"{meta['torch']}, commit {meta['git_commit']}, started {meta['started']}.",
+             f"Command: `{result['command'] or 'hidlr.bench.overhead.run(...)'}`. Load average at start "
+             f"{meta['load_average_at_start']}, at end {result['load_average_at_end']} (a shared machine: "
+             "Adam and HiDLR run interleaved in one process, so ratios are valid, absolute times are not).\n",
+             "| K groups | Adam ms/step | HiDLR ms/step | time ratio, all steps | time ratio, non-refresh steps "
+             "| refreshes | probe forwards |",
+             "|---|---|---|---|---|---|---|"]
+    for k, v in result["per_groups"].items():
+        lines.append(f"| {k} | {v['adam_ms_per_step']:.2f} | {v['hidlr_ms_per_step']:.2f} | "
+                     f"{v['ratio_all_steps']:.3f} | {v['ratio_non_refresh_steps']:.3f} | {v['refreshes']} | "
+                     f"{v['probe_forwards']} |")
+    lines.append("\nRatios: medians over repeats of per-repeat ratios (total HiDLR time over total Adam time "
+                 "of the same run; non-refresh: the steps that did not refresh, against Adam's same steps). "
+                 f"Goals: at most {GOALS['all_steps']:.2f}x over all steps, {GOALS['non_refresh_steps']:.2f}x "
+                 "on non-refresh steps, flat in K.")
+    per_rep = "; ".join(f"K={k}: " + ", ".join(f"{r['ratios']['all_steps']:.3f}/{r['ratios']['non_refresh_steps']:.3f}"
+                                              for r in v["repeats"]) for k, v in result["per_groups"].items())
+    lines.append(f"Per repeat (all/non-refresh): {per_rep}.")
+    if result["memory"]:
+        lines += ["\n| configuration | extra peak memory (parameter copies) |", "|---|---|"]
+        lines += [f"| {key} | {v['extra_param_copies']:+.2f} |" for key, v in result["memory"].items()]
+        lines.append(f"\nMemory: each configuration in a fresh process, {w['memory_steps']} steps of the same MLP at "
+                     f"width {w['memory_width']}, batch 32; peak resident set (CPU) or peak allocated device memory "
+                     "(CUDA) above what the process held before training, minus Adam's, in copies of the parameters.")
+    return "\n".join(lines) + "\n"

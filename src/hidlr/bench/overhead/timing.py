@@ -1,0 +1,87 @@
+"""The overhead workload and its timed runs: a deep MLP split into K param groups, trained by Adam or
+HiDLR(Adam), every step timed on its own.
+
+Workload: a 32-layer MLP of width 128 (64 parameter tensors, about 0.5M parameters), batch 128,
+regression on random data (8 fixed batches in turn; the probe evaluates the next batch). The 64
+tensors are split into K groups of consecutive tensors (K divides 64).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from hidlr import HiDLR
+
+WIDTH, DEPTH = 128, 32
+
+
+def deep_mlp(depth: int = DEPTH, width: int = WIDTH, seed: int = 0) -> nn.Sequential:
+    """``depth`` Linear(width, width) layers with ReLUs between: 2 * depth tensors."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers.append(nn.Linear(width, width))
+        if i < depth - 1:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def split_groups(model: nn.Module, k: int) -> list[dict[str, Any]]:
+    """The model's tensors in ``k`` groups of consecutive tensors (``k`` must divide their number)."""
+    params = list(model.parameters())
+    if k < 1 or len(params) % k:
+        raise ValueError(f"k must divide the number of tensors ({len(params)}), got {k}")
+    per = len(params) // k
+    return [{"params": params[i * per:(i + 1) * per], "name": f"g{i}"} for i in range(k)]
+
+
+def timed_run(k: int, options: dict[str, Any] | None, steps: int, batch: int = 128, device: str = "cpu",
+              width: int = WIDTH, seed: int = 0) -> dict[str, Any]:
+    """Train ``steps`` steps with Adam (``options`` None) or HiDLR(Adam, **options) on K groups.
+
+    Returns per-step seconds (forward, backward and step; a CUDA sync closes each step), whether
+    each step refreshed, and for HiDLR the refresh count and probe forward passes.
+    """
+    model = deep_mlp(width=width, seed=seed).to(device)
+    loss_fn = nn.MSELoss()
+    base = torch.optim.Adam(split_groups(model, k), lr=1e-3)
+    opt = base if options is None else HiDLR(base, **options)
+    gen = torch.Generator().manual_seed(seed)
+    xs = torch.randn(8, batch, width, generator=gen).to(device)
+    ys = torch.randn(8, batch, width, generator=gen).to(device)
+    sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    seconds, refreshed = [], []
+    sync()
+    for t in range(steps):
+        x, y = xs[t % 8], ys[t % 8]
+        xp, yp = xs[(t + 1) % 8], ys[(t + 1) % 8]
+        start = time.perf_counter()
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        if options is None:
+            refreshed.append(False)
+            opt.step()
+        else:
+            refreshed.append(opt.is_refresh_step())
+            opt.step(probe=lambda xp=xp, yp=yp: loss_fn(model(xp), yp))
+        sync()
+        seconds.append(time.perf_counter() - start)
+    out: dict[str, Any] = {"seconds": seconds, "refreshed": refreshed}
+    if isinstance(opt, HiDLR):
+        out["refreshes"] = opt.refresh_count
+        out["probe_forwards"] = opt._probe_forwards
+    return out
+
+
+def ratios(hidlr_run: dict[str, Any], adam_run: dict[str, Any]) -> dict[str, float]:
+    """Time ratios of a HiDLR run to an Adam run of the same steps: over all steps (total time),
+    and over the steps that did not refresh (their total against Adam's on the same steps)."""
+    h, a, r = hidlr_run["seconds"], adam_run["seconds"], hidlr_run["refreshed"]
+    plain = [i for i in range(len(h)) if not r[i]]
+    return {"all_steps": sum(h) / sum(a),
+            "non_refresh_steps": sum(h[i] for i in plain) / sum(a[i] for i in plain) if plain else float("nan")}
