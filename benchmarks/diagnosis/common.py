@@ -25,7 +25,7 @@ def hidlr_method(name: str, options: dict[str, Any], lr0_factor: float = 1.0, on
                  probe: str = "same") -> Method:
     """Hi-DLR with ``options`` started at ``lr0_factor`` times the workload's default rate."""
 
-    def build(wl: Workload, task: Task) -> Setup:
+    def build(wl: Workload, task: Task, spec: object = None) -> Setup:
         groups = [{"name": "all", "params": trainable(task.model)}] if one_group else task.groups
         lr0 = wl.default_lr * lr0_factor
         return Setup(HiDLR(base_optimizer(wl, groups, lr0), **options), probe=probe, lr=lr0)
@@ -34,7 +34,7 @@ def hidlr_method(name: str, options: dict[str, Any], lr0_factor: float = 1.0, on
 
 
 def fixed_method(lr: float) -> Method:
-    def build(wl: Workload, task: Task) -> Setup:
+    def build(wl: Workload, task: Task, spec: object = None) -> Setup:
         return Setup(base_optimizer(wl, task.groups, lr), lr=lr)
     return Method(f"fixed-{lr:g}", "grid", f"base optimizer at {lr:g}", build)
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from hidlr.demo import run_demo
 from hidlr.demo.page import takeaway
 from hidlr.demo.rates import RunResult, explain_step_zero, run_rates, train_digits
-from hidlr.demo.uncertainty import ModelResult, UncertaintyDemo, predictive
+from hidlr.demo.uncertainty import ModelResult, UncertaintyDemo
 
 
 @pytest.fixture(scope="module")
@@ -80,18 +80,3 @@ def test_takeaway_states_what_was_measured():
              _run("Hi-DLR(Adam)", 1e-2, 0.1)]
     assert "(not less sensitive" in takeaway(shaky, u)
 
-
-def test_predictive_prefers_predict_proba():
-    class Both:
-        def predict(self, X):
-            return "point"
-
-        def predict_proba(self, X):
-            return "distribution"
-
-    class Old:
-        def predict(self, X):
-            return "distribution"
-
-    assert predictive(Both(), None) == "distribution"
-    assert predictive(Old(), None) == "distribution"

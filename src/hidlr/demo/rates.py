@@ -110,7 +110,10 @@ def train_digits(name: str, lr: float, use_hidlr: bool, steps: int, seed: int, b
         res.val_loss = float(loss_fn(logits, yva))
         res.val_acc = float((logits.argmax(1) == yva).float().mean())
     if use_hidlr and opt.history:
-        res.first_refresh, res.ema, res.clip = opt.history[0], opt.rules.ema, opt.rules.clip
+        rules = opt.rules  # the first refresh uses first_clip without smoothing when that is set
+        first = getattr(rules, "first_clip", None) is not None
+        res.first_refresh = opt.history[0]
+        res.ema, res.clip = (0.0, rules.first_clip) if first else (rules.ema, rules.clip)
     return res
 
 
@@ -135,7 +138,8 @@ def explain_step_zero(run: RunResult) -> str:
         return f"{run.name}: no refresh was recorded."
     keep = f"{run.ema:g} x old + {1 - run.ema:g} x target"
     clip = f"between {run.clip[0]:g}x and {run.clip[1]:g}x the current rate (clip)" if run.clip else "unclipped"
-    lines = [f"Step 0 is a refresh step (every=\"auto\" refreshes at steps 0, 2, 6, 14, 30, ...): before the "
+    steps = ", ".join(str(t) for t in run.refresh_steps[:6]) + (", ..." if len(run.refresh_steps) > 6 else "")
+    lines = [f"Step 0 is a refresh step (this run refreshed at steps {steps}): before the "
              "first update is applied, Hi-DLR probes the loss along each group's update, fits a quadratic, "
              "takes its Newton rate (times a momentum correction) as the target, keeps the target "
              f"{clip}, and moves the rate from lr0 = {run.lr0:.2e} towards it, smoothed (ema {run.ema:g}: "

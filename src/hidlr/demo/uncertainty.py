@@ -54,14 +54,6 @@ class UncertaintyDemo:
     models: list[ModelResult] = field(default_factory=list)
 
 
-def predictive(estimator: Any, X: Any) -> Any:
-    """The predictive distribution (a ``GaussianMixture``) of a fitted ``hidlr.uq`` estimator:
-    ``predict_proba`` where the estimator has it (``predict`` then gives point predictions),
-    else ``predict``."""
-    fn = getattr(estimator, "predict_proba", None)
-    return fn(X) if fn is not None else estimator.predict(X)
-
-
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy()
 
@@ -70,19 +62,19 @@ def _score(name: str, est: Any, seconds: float, task: Any, x_test: torch.Tensor,
            y_grid: np.ndarray) -> ModelResult:
     from hidlr.uq import metrics
 
-    dist = predictive(est, x_test)
+    dist = est.predict_proba(x_test)
     levels = np.linspace(0.05, 0.95, 19)
     scores = {"nll": metrics.nll(dist, y_test), "crps": metrics.crps(dist, y_test),
               "coverage90": metrics.coverage(dist, y_test, 0.9), "width90": metrics.interval_width(dist, 0.9),
               "calibration_error": metrics.calibration_error(dist, y_test),
               "kl_to_truth": metrics.kl_to_truth(dist, y_test, task.log_prob(x_test, y_test))}
     grid = np.linspace(*X_RANGE, 161)
-    g = predictive(est, grid.reshape(-1, 1))
+    g = est.predict_proba(grid.reshape(-1, 1))
     lo, hi = g.interval(0.9)
     has_epi = g.members > 1
     dens = {}
     for x0 in SLICES:
-        d = predictive(est, np.full((y_grid.size, 1), x0))
+        d = est.predict_proba(np.full((y_grid.size, 1), x0))
         dens[x0] = np.exp(_np(d.log_prob(torch.as_tensor(y_grid, dtype=d.loc.dtype))))
     return ModelResult(name, seconds, {k: float(v) for k, v in scores.items()}, grid, _np(g.mean), _np(lo), _np(hi),
                        np.sqrt(_np(g.aleatoric_variance)),

@@ -151,6 +151,13 @@ def test_quick_smoke_run_on_a_folder_by_path(tmp_path):
     assert "Deep ensemble (5)" in report
     for r in res["records"]:
         assert math.isfinite(r["metrics"]["ll"]) and 0.0 <= r["metrics"]["cov90"] <= 1.0
+        # the fit-part model: its validation LL and its calibrated intervals on the test rows
+        assert math.isfinite(r["val_ll"]) and r["calibrated"]["n_cal"] == 7
+        for name in ("raw", "pit", "cqr", "recalibrate"):
+            assert 0.0 <= r["calibrated"][name]["0.9"]["cov"] <= 1.0
+    assert "Calibrated intervals beside the raw ones" in report
+    assert set(res["calibration"]["toy"]) == {"mdn", "mc_dropout", "deep_ensemble"}
+    assert sum(res["chosen_by_validation"]["toy"]["choices"].values()) == 1
     # a stopped run can be reported from the jobs it finished
     again = uci.finish(out)
     assert again["stopped_early"] and "stopped early" in (out / "report.md").read_text()

@@ -54,13 +54,13 @@ def test_learns_bimodal_conditional():
     y = np.where(rng.random(400) < 0.5, x, -x) + 0.05 * rng.normal(size=400)
     m = BayesianMDN(components=2, hidden=(16,)).fit(x[:, None], y, optimizer="adam", epochs=40, batch_size=50, lr=1e-2)
     xt = torch.tensor([[0.8], [1.2]])
-    d = m.predict(xt)
+    d = m.predict_proba(xt)
     branch = d.log_prob(torch.tensor([0.8, 1.2])).exp()
     middle = d.log_prob(torch.zeros(2)).exp()
     # exact density on a branch: 0.5 * N(0; 0, 0.05^2) ~ 4.0; between them it is ~0
     assert torch.all(branch > 1.0)
     assert torch.all(middle < 0.05)
-    assert torch.allclose(d.cdf(torch.zeros(2)), torch.full((2,), 0.5), atol=0.1)
+    assert torch.allclose(d.cdf(torch.zeros(2)), torch.full((2,), 0.5, dtype=torch.float64), atol=0.1)
     assert math.isclose(float(d.weights.sum(-1)[0]), 1.0, rel_tol=1e-5)
 
 

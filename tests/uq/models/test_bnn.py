@@ -52,8 +52,8 @@ def test_kl_term_weight_follows_dataset_size(tiny_net):
 def test_fitted_bnn_scales_kl_by_training_points_not_batches():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(50, 2)), rng.normal(size=50)
-    m = BNN(hidden=(4,)).fit(X, y, optimizer="adam", epochs=1, batch_size=8)
-    assert m.module.dataset_size == 50
+    m = BNN(hidden=(4,), early_stopping=False).fit(X, y, optimizer="adam", epochs=1, batch_size=8)
+    assert m.module_.net.dataset_size == 50
 
 
 def test_predictive_is_mixture_of_weight_samples():
@@ -80,12 +80,12 @@ def test_epistemic_variance_grows_away_from_data():
     x = np.concatenate([rng.uniform(-1, -0.4, n // 2), rng.uniform(0.4, 1, n // 2)])
     y = np.sin(3 * x) + 0.1 * rng.normal(size=n)
     m = BNN().fit(x[:, None], y, optimizer="adam", epochs=100, lr=1e-2)
-    near = m.predict(np.array([[-0.7], [0.7]])).epistemic_variance
-    far = m.predict(np.array([[-3.0], [3.0]])).epistemic_variance
+    near = m.predict_proba(np.array([[-0.7], [0.7]])).epistemic_variance
+    far = m.predict_proba(np.array([[-3.0], [3.0]])).epistemic_variance
     # Far outside the data the spread of the sampled functions must dominate: a factor 10 is far
     # above Monte Carlo noise (100 samples) and far below what a working posterior gives (~100x).
     assert torch.all(far > 10 * near.max())
-    d = m.predict(np.array([[0.0], [3.0]]))
+    d = m.predict_proba(np.array([[0.0], [3.0]]))
     assert torch.allclose(d.epistemic_variance + d.aleatoric_variance, d.variance, rtol=1e-5)
 
 

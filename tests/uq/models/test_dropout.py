@@ -49,10 +49,10 @@ def test_estimator_groups_and_prediction_members():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(40, 2)), rng.normal(size=40)
     m = MCDropout(dropout=0.1, samples=30, hidden=(8,)).fit(X, y, optimizer="adam", epochs=2)
-    groups = m.param_groups(m.module)
+    groups = m.param_groups(m.module_.net)
     assert [g["name"] for g in groups] == ["trunk", "loc", "noise"]
-    assert sum(len(g["params"]) for g in groups) == len(list(m.module.parameters()))
-    d = m.predict(X[:3])
+    assert sum(len(g["params"]) for g in groups) == len(list(m.module_.net.parameters()))
+    d = m.predict_proba(X[:3])
     assert d.members == 30
-    assert torch.equal(d.loc, m.predict(X[:3]).loc)  # repeatable: seeded from the fit seed
-    assert not torch.equal(d.loc, m.predict(X[:3], seed=99).loc)
+    assert torch.equal(d.loc, m.predict_proba(X[:3]).loc)  # repeatable: seeded from the fit seed
+    assert not torch.equal(d.loc, m.predict_proba(X[:3], seed=99).loc)

@@ -18,9 +18,10 @@ def data():
 
 def test_members_are_seeded_fits_and_prediction_is_their_mixture(data):
     X, y = data
-    ens = MDNEnsemble(components=2, members=3, hidden=(8,)).fit(X, y, seed=10, **FAST)
-    solo = [MDN(2, hidden=(8,)).fit(X, y, seed=10 + i, **FAST).predict(X) for i in range(3)]
-    dist = ens.predict(X)
+    ens = MDNEnsemble(components=2, members=3, hidden=(8,), early_stopping=False).fit(X, y, seed=10, **FAST)
+    solo = [MDN(2, hidden=(8,), early_stopping=False).fit(X, y, seed=10 + i, **FAST).predict_proba(X)
+            for i in range(3)]
+    dist = ens.predict_proba(X)
     assert dist.members == 3 and dist.loc.shape == (48, 6)
     means = torch.stack([d.mean for d in solo])  # (3, n)
     assert torch.allclose(dist.mean, means.mean(0), atol=1e-6)
@@ -33,17 +34,22 @@ def test_members_are_seeded_fits_and_prediction_is_their_mixture(data):
 def test_ensemble_of_bnns_keeps_all_samples_as_members(data):
     X, y = data
     ens = DeepEnsemble(lambda: BNN(hidden=(4,), samples=10), members=2).fit(X, y, **FAST)
-    assert ens.predict(X[:5]).members == 20
-    assert ens.predict(X[:5], samples=3).members == 6
+    assert ens.predict_proba(X[:5]).members == 20
+    assert ens.predict_proba(X[:5], samples=3).members == 6
 
 
 def test_ensemble_errors(data):
     X, y = data
-    with pytest.raises(RuntimeError, match="not fitted"):
-        DeepEnsemble(MDN, 2).predict(X)
+    with pytest.raises(ValueError, match="not fitted"):
+        DeepEnsemble(MDN, 2).predict_proba(X)
     with pytest.raises(ValueError, match="members"):
-        DeepEnsemble(MDN, 0)
-    with pytest.raises(ValueError, match="not a hidlr.uq estimator"):
+        DeepEnsemble(MDN, 0).fit(X, y)
+    with pytest.raises(TypeError, match="not a hidlr.uq estimator"):
         DeepEnsemble(lambda: "nope", 2).fit(X, y)
     with pytest.raises(ValueError, match="components"):
-        MDNEnsemble(components=0)
+        MDNEnsemble(components=0).fit(X, y)
+    bad = MDNEnsemble(components=2, members=2, hidden=(4,)).fit(X, y, **FAST)
+    before = bad.predict(X)
+    with pytest.raises(ValueError, match="NaN"):
+        bad.fit(np.full_like(X, np.nan), y)
+    assert np.array_equal(bad.predict(X), before)  # a failed re-fit keeps the fitted members

@@ -28,7 +28,7 @@ FAST = {"epochs": 2, "batch_size": 16, "optimizer": "adam"}
         (np.ones(3), np.ones(3), "X must be 2-D"),
         (np.ones((3, 2)), np.ones((3, 2)), r"y must have shape \(n,\) or \(n, 1\)"),
         (np.ones((0, 2)), np.ones(0), "empty"),
-        (np.ones((3, 0)), np.ones(3), "0 features"),
+        (np.ones((3, 0)), np.ones(3), r"0 feature\(s\)"),
         ([["a", "b"]], [1.0], "numeric"),
     ],
 )
@@ -41,40 +41,46 @@ def test_bad_options(data):
     X, y = data
     with pytest.raises(ValueError, match="unknown optimizer"):
         MDN().fit(X, y, optimizer="sgdd")
-    with pytest.raises(ValueError, match="callable"):
+    with pytest.raises(TypeError, match="callable"):
         MDN().fit(X, y, optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
     with pytest.raises(ValueError, match="epochs"):
         MDN().fit(X, y, epochs=0, optimizer="adam")
     with pytest.raises(ValueError, match="lr"):
         MDN().fit(X, y, lr=-1.0, optimizer="adam")
     with pytest.raises(ValueError, match="components"):
-        MDN(components=0)
+        MDN(components=0).fit(X, y, **FAST)
     with pytest.raises(ValueError, match="hidden"):
-        MDN(hidden=(0,))
+        MDN(hidden=(0,)).fit(X, y, **FAST)
     with pytest.raises(ValueError, match="activation"):
-        MDN(activation="swishy")
+        MDN(activation="swishy").fit(X, y, **FAST)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        MDN(validation_fraction=1.5).fit(X, y, **FAST)
+    with pytest.raises(ValueError, match="target_scaling"):
+        MDN(target_scaling="minmax").fit(X, y, **FAST)
+    with pytest.raises(TypeError, match="early_stopping"):
+        MDN(early_stopping="yes").fit(X, y, **FAST)
     with pytest.raises(ValueError, match="validation X has 2 features"):
         MDN().fit(X, y, validation_data=(np.ones((4, 2)), np.ones(4)), **FAST)
 
 
 def test_predict_errors(data):
     X, y = data
-    with pytest.raises(RuntimeError, match="not fitted"):
-        MDN().predict(X)
+    with pytest.raises(ValueError, match="not fitted"):
+        MDN().predict_proba(X)
     m = BNN(hidden=(4,)).fit(X, y, **FAST)
-    with pytest.raises(ValueError, match="fitted with 3"):
-        m.predict(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="expecting 3 features"):
+        m.predict_proba(np.ones((2, 4)))
     with pytest.raises(ValueError, match="NaN"):
-        m.predict(np.array([[0.0, np.nan, 1.0]]))
+        m.predict_proba(np.array([[0.0, np.nan, 1.0]]))
     with pytest.raises(ValueError, match="samples"):
-        m.predict(X, samples=0)
+        m.predict_proba(X, samples=0)
 
 
 def test_predictions_are_in_original_units(data):
     """z-scoring inside fit makes training invariant to an affine change of y; predict undoes it."""
     X, y = data
-    a = MDN(components=2).fit(X, y, seed=1, **FAST).predict(X)
-    b = MDN(components=2).fit(X, 1000.0 * y - 7.0, seed=1, **FAST).predict(X)
+    a = MDN(components=2).fit(X, y, seed=1, **FAST).predict_proba(X)
+    b = MDN(components=2).fit(X, 1000.0 * y - 7.0, seed=1, **FAST).predict_proba(X)
     assert torch.allclose(b.mean, 1000.0 * a.mean - 7.0, rtol=1e-4, atol=1e-2)
     assert torch.allclose(b.stddev, 1000.0 * a.stddev, rtol=1e-4)
     yt = torch.as_tensor(y, dtype=torch.float32)
@@ -85,10 +91,10 @@ def test_same_seed_same_model_and_global_rng_untouched(data):
     X, y = data
     torch.manual_seed(123)
     state = torch.random.get_rng_state()
-    p1 = BNN(hidden=(8,)).fit(X, y, seed=5, **FAST).predict(X)
+    p1 = BNN(hidden=(8,)).fit(X, y, seed=5, **FAST).predict_proba(X)
     assert torch.equal(torch.random.get_rng_state(), state)
-    p2 = BNN(hidden=(8,)).fit(X, y, seed=5, **FAST).predict(X)
-    p3 = BNN(hidden=(8,)).fit(X, y, seed=6, **FAST).predict(X)
+    p2 = BNN(hidden=(8,)).fit(X, y, seed=5, **FAST).predict_proba(X)
+    p3 = BNN(hidden=(8,)).fit(X, y, seed=6, **FAST).predict_proba(X)
     assert torch.equal(p1.loc, p2.loc) and torch.equal(p1.scale, p2.scale)
     assert not torch.allclose(p1.loc, p3.loc)
 
@@ -97,10 +103,11 @@ def test_dtype_and_tensor_input_are_followed(data):
     X, y = data
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)[:, None]  # float64 tensors, y as a column
     m = MDN(components=2).fit(Xt, yt, **FAST)
-    assert all(p.dtype == torch.float64 for p in m.module.parameters())
-    assert m.predict(Xt).loc.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in m.module_.net.parameters())
     m32 = MDN(components=2).fit(X, y, **FAST)  # NumPy: the default dtype
-    assert m32.predict(X).loc.dtype == torch.get_default_dtype()
+    assert all(p.dtype == torch.get_default_dtype() for p in m32.module_.net.parameters())
+    # predictions are float64 whatever the net's dtype (targets with an offset keep their digits)
+    assert m.predict_proba(Xt).loc.dtype == torch.float64 and m32.predict_proba(X).loc.dtype == torch.float64
 
 
 def test_user_optimizer_gets_named_groups(data):
@@ -111,34 +118,35 @@ def test_user_optimizer_gets_named_groups(data):
         seen["names"] = [g["name"] for g in groups]
         return torch.optim.SGD(groups, lr=0.0)
 
-    m = MDN(components=2).fit(X, y, optimizer=make, epochs=1, batch_size=16, seed=3)
+    m = MDN(components=2, early_stopping=False).fit(X, y, optimizer=make, epochs=1, batch_size=16, seed=3)
     assert seen["names"] == ["trunk", "logits", "loc", "scale"]
     assert isinstance(m.optimizer_, torch.optim.SGD)
     # lr = 0: the weights are exactly the initial ones, built from the same seed
     with seeded(3, torch.device("cpu")):
-        yt = torch.as_tensor(y, dtype=torch.float32)
-        ys = (yt - yt.mean()) / yt.std(unbiased=False)  # the statistics fit uses
+        yt = torch.as_tensor(y, dtype=torch.float64)
+        ys = ((yt - yt.mean()) / yt.std(unbiased=False)).float()  # the statistics fit uses, in float64
         init = m.build(3, ys, len(y))
-    for p, q in zip(m.module.parameters(), init.parameters()):
+    for p, q in zip(m.module_.net.parameters(), init.parameters()):
         assert torch.equal(p, q)
     moved = MDN(components=2).fit(X, y, optimizer=lambda g: torch.optim.SGD(g, lr=0.1), epochs=1, batch_size=16, seed=3)
-    assert not torch.equal(moved.module.loc.weight, init.loc.weight)
+    assert not torch.equal(moved.module_.net.loc.weight, init.loc.weight)
 
 
 def test_validation_history(data):
     X, y = data
-    m = MDN(components=2).fit(X[:48], y[:48], validation_data=(X[48:], y[48:]), **FAST)
+    m = MDN(components=2, early_stopping=False).fit(X[:48], y[:48], validation_data=(X[48:], y[48:]), **FAST)
     assert [r["epoch"] for r in m.history_] == [1, 2]
-    expected = float(-m.predict(X[48:]).log_prob(torch.as_tensor(y[48:], dtype=torch.float32)).mean())
+    expected = float(-m.predict_proba(X[48:]).log_prob(torch.as_tensor(y[48:], dtype=torch.float32)).mean())
     assert m.history_[-1]["val_nll"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_validation_samples_set_the_monte_carlo_passes_of_the_validation_nll(data):
     X, y = data
     yv = torch.as_tensor(y[48:], dtype=torch.float32)
-    m = BNN(hidden=(8,), samples=40).fit(X[:48], y[:48], validation_data=(X[48:], y[48:]), validation_samples=3, **FAST)
-    three = float(-m.predict(X[48:], samples=3).log_prob(yv).mean())
-    forty = float(-m.predict(X[48:]).log_prob(yv).mean())
+    m = BNN(hidden=(8,), samples=40, early_stopping=False).fit(X[:48], y[:48], validation_data=(X[48:], y[48:]),
+                                                               validation_samples=3, **FAST)
+    three = float(-m.predict_proba(X[48:], samples=3).log_prob(yv).mean())
+    forty = float(-m.predict_proba(X[48:]).log_prob(yv).mean())
     assert m.history_[-1]["val_nll"] == pytest.approx(three, rel=1e-6)
     assert three != pytest.approx(forty, rel=1e-6)
     with pytest.raises(ValueError, match="validation_samples"):
@@ -166,9 +174,9 @@ def test_chunked_prediction_equals_one_pass(data):
     one-pass prediction of those rows, the chunks are joined in order, and results stay repeatable."""
     X, y = data
     m = BNN(hidden=(8,), samples=5).fit(X, y, **FAST)
-    first = m.predict(X[:10])
-    m.predict_chunk = 5 * 8 * 10  # 10 rows per chunk
-    chunked = m.predict(X)
+    first = m.predict_proba(X[:10])
+    m.module_.chunk = 5 * 8 * 10  # 10 rows per chunk
+    chunked = m.predict_proba(X)
     assert chunked.members == 5 and chunked.loc.shape == (64, 5)
     assert torch.equal(chunked.loc[:10], first.loc) and torch.equal(chunked.scale[:10], first.scale)
-    assert torch.equal(chunked.loc, m.predict(X).loc)
+    assert torch.equal(chunked.loc, m.predict_proba(X).loc)

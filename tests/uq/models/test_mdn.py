@@ -33,7 +33,7 @@ def test_mdn_learns_two_component_mixture():
     Xt, yt = _sample(20_000, rng)
     m = MDN(components=2).fit(X, y, optimizer="adam", epochs=60, batch_size=128, lr=1e-2, seed=0)
     log_p0 = _true_log_density(Xt, yt)
-    kl = log_p0 - m.predict(Xt).log_prob(torch.as_tensor(yt, dtype=torch.float32)).double().numpy()
+    kl = log_p0 - m.predict_proba(Xt).log_prob(torch.as_tensor(yt, dtype=torch.float32)).double().numpy()
     # Reference: the best any single Gaussian can do is the moment-matched one (exact moments).
     x = Xt[:, 0]
     mean = 0.4 * (-1 + 0.5 * x) + 0.6 * (0.8 - 0.5 * x)

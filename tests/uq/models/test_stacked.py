@@ -51,17 +51,17 @@ def test_vectorized_adam_ensemble_equals_sequential_members(data):
     X, y = data
     opts = {"optimizer": "adam", "epochs": 4, "batch_size": 8, "seed": 3}
     Xd, yd = torch.as_tensor(X), torch.as_tensor(y)  # float64 end to end
-    fast = MDNEnsemble(components=2, members=3, hidden=(8,)).fit(Xd, yd, **opts)
-    slow = MDNEnsemble(components=2, members=3, hidden=(8,), vectorize=False).fit(Xd, yd, **opts)
+    fast = MDNEnsemble(components=2, members=3, hidden=(8,), early_stopping=False).fit(Xd, yd, **opts)
+    slow = MDNEnsemble(components=2, members=3, hidden=(8,), vectorize=False, early_stopping=False).fit(Xd, yd, **opts)
     for a, b in zip(fast.estimators_, slow.estimators_):
-        for pa, pb in zip(a.module.parameters(), b.module.parameters()):
+        for pa, pb in zip(a.module_.net.parameters(), b.module_.net.parameters()):
             assert torch.allclose(pa, pb, rtol=1e-9, atol=1e-11)
         assert [h["loss"] for h in a.history_] == pytest.approx([h["loss"] for h in b.history_], rel=1e-9)
 
 
 def test_validation_history_per_member(data):
     X, y = data
-    ens = DeepEnsemble(lambda: MDN(1, hidden=(4,)), members=2).fit(
+    ens = DeepEnsemble(lambda: MDN(1, hidden=(4,), early_stopping=False), members=2).fit(
         X[:40], y[:40], optimizer="adam", epochs=3, validation_data=(X[40:], y[40:]))
     for est in ens.estimators_:
         assert [h["epoch"] for h in est.history_] == [1, 2, 3]
@@ -76,9 +76,9 @@ def test_stochastic_members_and_hidlr_share_one_optimizer(data):
     ens = DeepEnsemble(lambda: BNN(hidden=(4,), samples=5), members=3).fit(X, y, optimizer="hidlr", epochs=3)
     opt = ens.estimators_[0].optimizer_
     assert isinstance(opt, HiDLR) and all(e.optimizer_ is opt for e in ens.estimators_)
-    loc = ens.predict(X[:7]).loc
+    loc = ens.predict_proba(X[:7]).loc
     assert loc.shape == (7, 15) and torch.isfinite(loc).all()
-    first = [e.module.out.weight_mu.detach() for e in ens.estimators_]
+    first = [e.module_.net.out.weight_mu.detach() for e in ens.estimators_]
     assert not torch.equal(first[0], first[1])
 
 
@@ -96,6 +96,9 @@ class _UnvectorizableEstimator(Estimator):
 
     def build(self, in_features, y_std, dataset_size):
         return _Unvectorizable(in_features)
+
+    def __init__(self):
+        super().__init__(early_stopping=False)
 
 
 def test_a_loss_vmap_cannot_batch_names_the_way_out(data):
@@ -129,9 +132,9 @@ def test_lr_scales_train_each_member_at_its_own_rate(data):
                             lr_scales=[lr / lrs[0] for lr in lrs], optimizer=adam(lrs[0]), **opts)
     for lr, est in zip(lrs, grid):
         alone = MDN(2, hidden=(6,)).fit(Xd, yd, seed=5, optimizer=adam(lr), **opts)
-        for pa, pb in zip(est.module.parameters(), alone.module.parameters()):
+        for pa, pb in zip(est.module_.net.parameters(), alone.module_.net.parameters()):
             assert torch.allclose(pa, pb, rtol=1e-9, atol=1e-12)
-    assert not torch.allclose(grid[0].module.loc.bias, grid[2].module.loc.bias)
+    assert not torch.allclose(grid[0].module_.net.loc.bias, grid[2].module_.net.loc.bias)
 
 
 def test_side_by_side_checks_its_inputs(data):
@@ -143,7 +146,7 @@ def test_side_by_side_checks_its_inputs(data):
     with pytest.raises(ValueError, match="lr_scales"):
         fit_side_by_side([MDN(2) for _ in range(2)], X, y, seeds=[0, 1], lr_scales=[1.0, -2.0])
     one = fit_side_by_side([MDN(2, hidden=(4,))], X, y, seeds=[0], epochs=1, optimizer="adam")
-    assert torch.isfinite(one[0].predict(X).loc).all()
+    assert torch.isfinite(one[0].predict_proba(X).loc).all()
 
 
 def test_readme_rate_grid_example_picks_a_fitted_model(data):
@@ -155,5 +158,5 @@ def test_readme_rate_grid_example_picks_a_fitted_model(data):
     fits = exported([MDN(components=3) for _ in lrs], X, y, seeds=[0] * 3, optimizer="adam",
                     lr=lrs[0], lr_scales=[lr / lrs[0] for lr in lrs], validation_data=(X_val, y_val), epochs=5)
     best = min(fits, key=lambda m: min(h["val_nll"] for h in m.history_))
-    assert len({id(f.module) for f in fits}) == 3 and best in fits
-    assert torch.isfinite(best.predict(X_val).loc).all()
+    assert len({id(f.module_.net) for f in fits}) == 3 and best in fits
+    assert torch.isfinite(best.predict_proba(X_val).loc).all()

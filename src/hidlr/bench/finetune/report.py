@@ -191,7 +191,7 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
                color=["C1" if r["name"].startswith("head") else "C0" for r in table])
         ax.set_yscale("log")
         ax.set_xticks(range(len(table)), [r["name"].replace("encoder.", "") for r in table], rotation=90, fontsize=6)
-        ax.set_ylabel("predicted decrease b²/2a (nats)")
+        ax.set_ylabel("predicted decrease b²/2a (nats; 0 drawn at 1e-12)")
         ax.set_title(f"Influence per module ({infl[0]['head']} head, after {infl[0]['prefix_steps']} steps)")
         fig.tight_layout()
         fig.savefig(out / "influence_per_layer.png", dpi=130)

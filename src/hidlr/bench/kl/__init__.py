@@ -39,7 +39,7 @@ from hidlr.bench.kl.tasks import (
 )
 
 KL_MODELS = ("mdn", "bnn")
-GAP_MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
+GAP_MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn", "laplace")
 SIZES = (250, 500, 1000, 2000, 4000)
 QUICK_SIZES = (100, 200)
 EVAL_N = 4000
@@ -108,7 +108,7 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
         try:
             est = build(model, batch)
             est.fit(X, y, epochs=epochs, batch_size=batch, seed=s, optimizer=optimizer)
-            scores = _score(est.predict(xe), task, xe, ye)
+            scores = _score(est.predict_proba(xe), task, xe, ye)
             if not math.isfinite(scores["kl"]):
                 raise FloatingPointError("non-finite KL")
         except FAILURES as err:
@@ -144,7 +144,7 @@ def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str
             if epochs is None:
                 epochs = GAP_EPOCHS_QUICK if quick else GAP_EPOCHS
             est.fit(X, y, epochs=epochs, batch_size=16, seed=s, optimizer=optimizer)
-            d = est.predict(grid.reshape(-1, 1))
+            d = est.predict_proba(grid.reshape(-1, 1))
         except FAILURES as err:
             out.append({"seed": s, "error": f"{type(err).__name__}: {err}"})
             continue

@@ -22,6 +22,7 @@ import numpy as np
 
 from hidlr.bench import harness
 from hidlr.bench import reporting as rep
+from hidlr.bench.uci.calibrated import calibrated_scores, chosen_by_validation, split_validation, summarize_calibration
 from hidlr.bench.uci.models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
 
 SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
@@ -106,10 +107,16 @@ def _val_curve(est: Any) -> list[float]:
 _FIT_ERRORS = (FloatingPointError, RuntimeError, ValueError)
 
 
+def patience_for(budget: Budget) -> int:
+    """Early-stopping patience (epochs) of the fits on the fit part: a fifth of the epoch cap, at least 10."""
+    return max(10, budget.max_epochs // 5)
+
+
 def tune_candidates(key: str, optimizer: str, quick: bool, budget: Budget, Xf: np.ndarray, yf: np.ndarray,
                     Xv: np.ndarray, yv: np.ndarray,
-                    seed: int) -> list[tuple[dict[str, Any], list[float] | None, str | None]]:
-    """Train every candidate of :func:`tuning_grid` on the fit part; ``(hp, validation curve, error)`` each.
+                    seed: int) -> list[tuple[dict[str, Any], list[float] | None, str | None, Any]]:
+    """Train every candidate of :func:`tuning_grid` on the fit part, stopping early on the validation
+    rows and keeping each one's best epoch; ``(hp, validation curve, error, fitted estimator)`` each.
 
     Candidates that differ only in learning rate train side by side as one stacked net
     (:func:`~hidlr.uq.models.stacked.fit_side_by_side` with learning-rate scales; the same
@@ -123,32 +130,35 @@ def tune_candidates(key: str, optimizer: str, quick: bool, budget: Budget, Xf: n
         by_rest.setdefault(tuple(sorted((k, v) for k, v in hp.items() if k != "lr")), []).append(hp)
     fit = {"epochs": budget.max_epochs, "batch_size": budget.batch_size, "optimizer": optimizer,
            "validation_data": (Xv, yv), "validation_samples": VALIDATION_SAMPLES}
-    out: list[tuple[dict[str, Any], list[float] | None, str | None]] = []
+    out: list[tuple[dict[str, Any], list[float] | None, str | None, Any]] = []
+    patience = patience_for(budget)
     for hps in by_rest.values():
         if len(hps) > 1:  # a single candidate trains on its own: stacking one net only adds overhead
             lr0 = hps[0]["lr"]
             try:
-                ests = fit_side_by_side([build_model(key, hp, budget.batch_size) for hp in hps], Xf, yf,
+                ests = fit_side_by_side([build_model(key, hp, budget.batch_size, patience) for hp in hps], Xf, yf,
                                         seeds=[seed] * len(hps), lr_scales=[hp["lr"] / lr0 for hp in hps], lr=lr0,
                                         **fit)
-                out += [(hp, _val_curve(est), None) for hp, est in zip(hps, ests)]
+                out += [(hp, _val_curve(est), None, est) for hp, est in zip(hps, ests)]
                 continue
             except _FIT_ERRORS:
                 pass  # retried one by one below, so that one diverging rate does not sink the others
         for hp in hps:
             try:
-                est = build_model(key, hp, budget.batch_size).fit(Xf, yf, lr=hp["lr"], seed=seed, **fit)
-                out.append((hp, _val_curve(est), None))
+                est = build_model(key, hp, budget.batch_size, patience).fit(Xf, yf, lr=hp["lr"], seed=seed, **fit)
+                out.append((hp, _val_curve(est), None, est))
             except _FIT_ERRORS as err:
-                out.append((hp, None, f"{type(err).__name__}: {err}"))
+                out.append((hp, None, f"{type(err).__name__}: {err}", None))
     return out
 
 
 def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, split: int,
               models: Sequence[str], optimizer: str, quick: bool) -> list[dict[str, Any]]:
-    """Tune on the validation part, refit on the training split, score on the test split.
+    """Tune on half of the validation part, calibrate on the other half, refit on the training
+    split, score on the test split.
 
-    X: (n, d), y: (n,) original units. Returns one record per model.
+    X: (n, d), y: (n,) original units. Returns one record per model: test metrics of the refitted
+    model, the validation log-likelihood and calibrated scores of the model trained on the fit part.
     """
     import torch
 
@@ -157,17 +167,18 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
     fit_idx, val_idx = carve_validation(X, y, train_idx, test_idx, budget.val_frac, split)
     if np.intersect1d(val_idx, test_idx).size or np.intersect1d(train_idx, test_idx).size:
         raise RuntimeError("validation or training rows overlap the test rows")
-    Xf, yf, Xv, yv = X[fit_idx], y[fit_idx], X[val_idx], y[val_idx]
-    tuned: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
+    tune_idx, cal_idx = split_validation(val_idx, split)
+    Xf, yf, Xv, yv = X[fit_idx], y[fit_idx], X[tune_idx], y[tune_idx]
+    tuned: dict[str, tuple[dict[str, Any] | None, dict[str, Any], Any]] = {}
     records = []
     for model in models:
         t0, c0 = time.perf_counter(), time.process_time()
         key = TUNE_AS[model]
         tune_s = 0.0
         if key not in tuned:
-            best: tuple[float, dict[str, Any], dict[str, Any]] | None = None
+            best: tuple[float, dict[str, Any], dict[str, Any], Any] | None = None
             trials = []
-            for hp, curve, error in tune_candidates(key, optimizer, quick, budget, Xf, yf, Xv, yv, split):
+            for hp, curve, error, fitted in tune_candidates(key, optimizer, quick, budget, Xf, yf, Xv, yv, split):
                 finite = [(v, i) for i, v in enumerate(curve or []) if math.isfinite(v)]
                 if error is None and not finite:
                     error = "no finite validation NLL"
@@ -177,10 +188,11 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
                 v_best, i_best = min(finite)
                 trials.append({"hp": hp, "val_nll": v_best, "epochs": i_best + 1})
                 if best is None or v_best < best[0]:
-                    best = (v_best, hp, {"epochs": i_best + 1, "val_nll": v_best})
-            tuned[key] = (None, {"trials": trials}) if best is None else (best[1], {**best[2], "trials": trials})
+                    best = (v_best, hp, {"epochs": i_best + 1, "val_nll": v_best}, fitted)
+            tuned[key] = (None, {"trials": trials}, None) if best is None else \
+                (best[1], {**best[2], "trials": trials}, best[3])
             tune_s = time.perf_counter() - t0
-        hp, chosen = tuned[key]
+        hp, chosen, part = tuned[key]
         rec: dict[str, Any] = {"split": split, "model": model, "optimizer": optimizer, "hp": hp,
                                "epochs": chosen.get("epochs"), "val_nll": chosen.get("val_nll"), "tuned_as": key,
                                "trials": chosen["trials"] if tune_s > 0 else None, "budget": asdict(budget),
@@ -190,6 +202,16 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
             rec["cpu_s"] = time.process_time() - c0
             records.append(rec)
             continue
+        try:  # the model trained on the fit part (for an ensemble: trained now), scored and calibrated
+            if model != key:
+                part = build_model(model, hp, budget.batch_size, patience_for(budget)).fit(
+                    Xf, yf, epochs=budget.max_epochs, batch_size=budget.batch_size, optimizer=optimizer,
+                    lr=hp.get("lr"), seed=split, validation_data=(Xv, yv), validation_samples=VALIDATION_SAMPLES)
+            rec["val_ll"] = part.score(Xv, yv)
+            rec["calibrated"] = calibrated_scores(part, X[cal_idx], y[cal_idx], X[test_idx], y[test_idx])
+        except _FIT_ERRORS as err:
+            rec["calibration_failure"] = f"{type(err).__name__}: {err}"
+        rec["calibrate_s"] = time.perf_counter() - t0 - tune_s
         t1 = time.perf_counter()
         try:
             est = build_model(model, hp, budget.batch_size)
@@ -199,7 +221,7 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
             if hist is not None:  # Hi-DLR: how many refreshes (probe rounds) the final fit made
                 rec["refreshes"] = len(hist)
                 rec["steps"] = chosen["epochs"] * math.ceil(train_idx.size / budget.batch_size)
-            scores = _score(est.predict(X[test_idx]), y[test_idx])
+            scores = _score(est.predict_proba(X[test_idx]), y[test_idx])
             if not all(math.isfinite(v) for k, v in scores.items() if k != "reliability"):
                 raise FloatingPointError(f"non-finite test metrics {scores}")
             rec["metrics"] = scores
@@ -383,6 +405,7 @@ def assemble(header: dict[str, Any], entries: Sequence[dict[str, Any]], wall: fl
         "hidlr_minus_adam_ll": paired_difference(records, "ll"),
         "hidlr_minus_adam_rmse": paired_difference(records, "rmse"),
         "model_contrasts_ll": {f"{a}-{b}": model_contrast(records, a, b, "ll") for a, b in CONTRASTS},
+        "calibration": summarize_calibration(records), "chosen_by_validation": chosen_by_validation(records),
     }
 
 

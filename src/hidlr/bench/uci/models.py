@@ -12,7 +12,8 @@ from typing import Any
 MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
 OPTIMIZERS = ("hidlr", "adam")
 LABELS = {"mdn": "MDN", "bnn": "BNN (VI)", "mc_dropout": "MC dropout", "deep_ensemble": "Deep ensemble (5)",
-          "mdn_ensemble": "MDN ensemble (5)", "bayesian_mdn": "Bayesian MDN", "gaussian": "Gaussian net"}
+          "mdn_ensemble": "MDN ensemble (5)", "bayesian_mdn": "Bayesian MDN", "gaussian": "Gaussian net",
+          "laplace": "Last-layer Laplace"}
 MEMBERS = 5
 HIDDEN = (50,)
 
@@ -38,11 +39,16 @@ def tuning_grid(model: str, optimizer: str, quick: bool) -> list[dict[str, Any]]
     return [{"lr": lr, **e} for lr in lrs for e in extra]
 
 
-def build_model(model: str, hp: dict[str, Any], batch_size: int) -> Any:
-    """A fresh, unfitted estimator for ``model`` with hyperparameters ``hp``."""
+def build_model(model: str, hp: dict[str, Any], batch_size: int, patience: int | None = None) -> Any:
+    """A fresh, unfitted estimator for ``model`` with hyperparameters ``hp``.
+
+    ``patience``: stop early on the validation data given to ``fit`` and keep the best epoch (the
+    fits on the fit part); ``None``: train every epoch asked for (the final fits).
+    """
     from hidlr.uq import models as M
 
-    common = {"hidden": HIDDEN, "batch_size": batch_size}
+    common = {"hidden": HIDDEN, "batch_size": batch_size, "early_stopping": patience is not None,
+              "patience": patience}
     k = int(hp.get("components", 3))
     if model == "gaussian":
         return M.MDN(components=1, **common)
@@ -53,7 +59,7 @@ def build_model(model: str, hp: dict[str, Any], batch_size: int) -> Any:
     if model == "mc_dropout":
         return M.MCDropout(dropout=float(hp.get("dropout", 0.05)), **common)
     if model == "deep_ensemble":
-        return M.DeepEnsemble(lambda: M.MDN(components=1, **common), members=MEMBERS)
+        return M.DeepEnsemble(M.MDN(components=1, **common), members=MEMBERS)
     if model == "mdn_ensemble":
         return M.MDNEnsemble(components=k, members=MEMBERS, **common)
     if model == "bayesian_mdn":

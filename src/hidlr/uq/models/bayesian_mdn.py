@@ -12,10 +12,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hidlr.uq.distributions import GaussianMixture
-from hidlr.uq.models.bnn import posterior_groups
-from hidlr.uq.models.estimator import Estimator, activation_module, check_hidden, spread_quantiles
-from hidlr.uq.models.layers import BayesianLinear, apply_layer, bayesian_kl, inverse_softplus, posterior_kl
-from hidlr.uq.models.mdn import mixture_collapse_penalty
+from hidlr.uq.models import checks
+from hidlr.uq.models.blocks import (
+    bayesian_trunk,
+    mixture_collapse_penalty,
+    posterior_groups,
+    spread_quantiles,
+)
+from hidlr.uq.models.estimator import Estimator, OptimizerSpec
+from hidlr.uq.models.layers import (
+    BayesianLinear,
+    apply_layer,
+    bayesian_kl,
+    inverse_softplus,
+    posterior_kl,
+)
 
 
 class BayesianMDNNet(nn.Module):
@@ -56,12 +67,9 @@ class BayesianMDNNet(nn.Module):
         self.scale_floor = float(scale_floor)
         self.collapse_penalty = float(collapse_penalty)
         opts = {"prior_sigma": prior_sigma, "posterior_scale": posterior_scale}
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in check_hidden(hidden):
-            layers += [BayesianLinear(width, h, **opts), activation_module(activation)]
-            width = h
-        self.trunk = nn.ModuleList(layers)
+        widths = checks.check_hidden(hidden)
+        self.trunk = bayesian_trunk(in_features, widths, activation, **opts)
+        width = widths[-1]
         self.logits = BayesianLinear(width, components, **opts)
         self.loc = BayesianLinear(width, components, **opts)
         self.scale = BayesianLinear(width, components, **opts)
@@ -129,51 +137,55 @@ class BayesianMDN(Estimator):
     multimodal) and the spread between weight samples (epistemic). Hi-DLR param groups: ``trunk``,
     ``logits``, ``loc``, ``scale`` (posterior means of each part) and ``posterior_scales`` (all ``rho``).
 
-    Trains with Hi-DLR by default (``hidlr_options``: ``ema=0.9``; in short trials the engine's
-    default smoothing did clearly worse).
+    Trains with Hi-DLR by default (``hidlr_options``: ``ema=0.9``).
+    Args: ``components``, ``prior_sigma``, ``posterior_scale``, ``scale_floor``, ``collapse_penalty``
+    as in :class:`BayesianMDNNet`; ``samples``: weight draws at prediction; the others: see
+    :class:`~hidlr.uq.models.estimator.Estimator`.
     """
 
     stochastic = True
 
-    def __init__(
-        self,
-        components: int = 5,
-        *,
-        prior_sigma: float = 1.0,
-        posterior_scale: float | None = None,
-        scale_floor: float = 1e-3,
-        collapse_penalty: float = 1e-2,
-        samples: int = 50,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if int(components) != components or components < 1:
-            raise ValueError(f"components must be a positive integer, got {components!r}")
-        if prior_sigma <= 0 or scale_floor <= 0 or collapse_penalty < 0 or samples < 1:
-            raise ValueError("need prior_sigma > 0, scale_floor > 0, collapse_penalty >= 0, samples >= 1")
-        self.components = int(components)
+    def __init__(self, components: int = 5, *, prior_sigma: float = 1.0, posterior_scale: float | None = None,
+                 scale_floor: float = 1e-3, collapse_penalty: float = 1e-2, samples: int = 50,
+                 hidden: int | Sequence[int] = (50,), activation: str | Callable[[], nn.Module] = "relu",
+                 epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3, optimizer: OptimizerSpec = None,
+                 early_stopping: bool = True, validation_fraction: float = 0.1, patience: int | None = None,
+                 refit: bool = False, target_scaling: str = "standard", random_state: int = 0) -> None:
+        super().__init__(hidden=hidden, activation=activation, epochs=epochs, batch_size=batch_size, lr=lr,
+                         optimizer=optimizer, early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         patience=patience, refit=refit, target_scaling=target_scaling, random_state=random_state)
+        self.components = components
         self.prior_sigma = prior_sigma
         self.posterior_scale = posterior_scale
         self.scale_floor = scale_floor
         self.collapse_penalty = collapse_penalty
-        self.default_samples = samples
+        self.samples = samples
+
+    def _check_model_params(self) -> None:
+        checks.check_int("components", self.components)
+        checks.check_float("prior_sigma", self.prior_sigma)
+        if self.posterior_scale is not None:
+            checks.check_float("posterior_scale", self.posterior_scale)
+        checks.check_float("scale_floor", self.scale_floor)
+        checks.check_float("collapse_penalty", self.collapse_penalty, low_open=False)
 
     def build(self, in_features: int, y_std: Tensor, dataset_size: int) -> BayesianMDNNet:
         return BayesianMDNNet(
             in_features,
-            self.components,
+            int(self.components),
             dataset_size,
-            hidden=self.hidden,
+            hidden=checks.check_hidden(self.hidden),
             activation=self.activation,
             prior_sigma=self.prior_sigma,
             posterior_scale=self.posterior_scale,
             scale_floor=self.scale_floor,
             collapse_penalty=self.collapse_penalty,
-            init_loc=spread_quantiles(y_std, self.components).cpu(),
+            init_loc=spread_quantiles(y_std, int(self.components)).cpu(),
         )
 
     def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
-        assert isinstance(module, BayesianMDNNet)
+        if not isinstance(module, BayesianMDNNet):
+            raise TypeError(f"param_groups expects a BayesianMDNNet, got {type(module).__name__}")
         groups = []
         parts = (("trunk", module.trunk), ("logits", module.logits), ("loc", module.loc), ("scale", module.scale))
         for name, part in parts:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,15 +10,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hidlr.uq.distributions import GaussianMixture
-from hidlr.uq.models.estimator import Estimator, activation_module, check_hidden
-from hidlr.uq.models.layers import BayesianLinear, apply_layer, bayesian_kl, inverse_softplus, posterior_kl
-
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def gaussian_log_lik(y: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-    """Elementwise ``log N(y; loc, scale^2)`` (broadcasting)."""
-    return -0.5 * ((y - loc) / scale).square() - scale.log() - _LOG_SQRT_2PI
+from hidlr.uq.models import checks
+from hidlr.uq.models.blocks import bayesian_trunk, gaussian_log_lik, posterior_groups
+from hidlr.uq.models.estimator import Estimator, OptimizerSpec
+from hidlr.uq.models.layers import (
+    BayesianLinear,
+    apply_layer,
+    bayesian_kl,
+    inverse_softplus,
+    posterior_kl,
+)
 
 
 class BNNNet(nn.Module):
@@ -68,12 +68,9 @@ class BNNNet(nn.Module):
         self.heteroscedastic = heteroscedastic
         self.noise_floor = float(noise_floor)
         opts = {"prior_sigma": prior_sigma, "posterior_scale": posterior_scale}
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in check_hidden(hidden):
-            layers += [BayesianLinear(width, h, **opts), activation_module(activation)]
-            width = h
-        self.hidden = nn.ModuleList(layers)
+        widths = checks.check_hidden(hidden)
+        self.hidden = bayesian_trunk(in_features, widths, activation, **opts)
+        width = widths[-1]
         self.out = BayesianLinear(width, 1, **opts)
         rho0 = inverse_softplus(noise_init - self.noise_floor)
         if heteroscedastic:
@@ -126,22 +123,8 @@ class BNNNet(nn.Module):
         return self.predictive(x)
 
 
-def posterior_groups(module: nn.Module, exclude: Sequence[nn.Module] = ()) -> tuple[list[Tensor], list[Tensor]]:
-    """Posterior means (``*_mu``) and posterior scales (``*_rho``) of every ``BayesianLinear``
-    in ``module`` that is not inside one of ``exclude``."""
-    skip = {id(p) for m in exclude for p in m.parameters()}
-    means, scales = [], []
-    for m in module.modules():
-        if isinstance(m, BayesianLinear):
-            for name, p in m.named_parameters(recurse=False):
-                if id(p) in skip:
-                    continue
-                (means if name.endswith("_mu") else scales).append(p)
-    return means, scales
-
-
 class BNN(Estimator):
-    """Variational BNN estimator: ``BNN().fit(X, y).predict(X_test)``.
+    """Variational BNN estimator: ``BNN().fit(X, y).predict_proba(X_test)``.
 
     Bayes by Backprop with local reparameterisation (see :class:`BNNNet`). Prediction draws
     ``samples`` (default 100) weight samples; the result is a mixture with ``members = samples``
@@ -151,41 +134,40 @@ class BNN(Estimator):
     Args:
         prior_sigma, posterior_scale, heteroscedastic, noise_init, noise_floor: see :class:`BNNNet`.
         samples: default Monte Carlo samples at prediction.
-        hidden, activation, epochs, batch_size, lr: see :class:`~hidlr.uq.models.estimator.Estimator`.
+        The others: see :class:`~hidlr.uq.models.estimator.Estimator`.
     """
 
     stochastic = True
 
-    def __init__(
-        self,
-        *,
-        prior_sigma: float = 1.0,
-        posterior_scale: float | None = None,
-        heteroscedastic: bool = False,
-        noise_init: float = 0.5,
-        noise_floor: float = 1e-3,
-        samples: int = 100,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if prior_sigma <= 0:
-            raise ValueError(f"prior_sigma must be positive, got {prior_sigma}")
-        if posterior_scale is not None and posterior_scale <= 0:
-            raise ValueError(f"posterior_scale must be positive, got {posterior_scale}")
-        if samples < 1:
-            raise ValueError(f"samples must be positive, got {samples}")
+    def __init__(self, *, prior_sigma: float = 1.0, posterior_scale: float | None = None,
+                 heteroscedastic: bool = False, noise_init: float = 0.5, noise_floor: float = 1e-3,
+                 samples: int = 100,
+                 hidden: int | Sequence[int] = (50,), activation: str | Callable[[], nn.Module] = "relu",
+                 epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3, optimizer: OptimizerSpec = None,
+                 early_stopping: bool = True, validation_fraction: float = 0.1, patience: int | None = None,
+                 refit: bool = False, target_scaling: str = "standard", random_state: int = 0) -> None:
+        super().__init__(hidden=hidden, activation=activation, epochs=epochs, batch_size=batch_size, lr=lr,
+                         optimizer=optimizer, early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         patience=patience, refit=refit, target_scaling=target_scaling, random_state=random_state)
         self.prior_sigma = prior_sigma
         self.posterior_scale = posterior_scale
         self.heteroscedastic = heteroscedastic
         self.noise_init = noise_init
         self.noise_floor = noise_floor
-        self.default_samples = samples
+        self.samples = samples
+
+    def _check_model_params(self) -> None:
+        checks.check_float("prior_sigma", self.prior_sigma)
+        if self.posterior_scale is not None:
+            checks.check_float("posterior_scale", self.posterior_scale)
+        checks.check_float("noise_floor", self.noise_floor)
+        checks.check_float("noise_init", self.noise_init, low=self.noise_floor)
 
     def build(self, in_features: int, y_std: Tensor, dataset_size: int) -> BNNNet:
         return BNNNet(
             in_features,
             dataset_size,
-            hidden=self.hidden,
+            hidden=checks.check_hidden(self.hidden),
             activation=self.activation,
             prior_sigma=self.prior_sigma,
             posterior_scale=self.posterior_scale,
@@ -195,7 +177,8 @@ class BNN(Estimator):
         )
 
     def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
-        assert isinstance(module, BNNNet)
+        if not isinstance(module, BNNNet):
+            raise TypeError(f"param_groups expects a BNNNet, got {type(module).__name__}")
         noise_mod = [module.noise] if module.heteroscedastic else []
         means, scales = posterior_groups(module, exclude=noise_mod)
         noise = list(module.noise.parameters()) if module.heteroscedastic else [module.noise_rho]

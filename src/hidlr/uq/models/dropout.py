@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hidlr.uq.distributions import GaussianMixture
-from hidlr.uq.models.bnn import gaussian_log_lik
-from hidlr.uq.models.estimator import Estimator, activation_module, check_hidden
+from hidlr.uq.models import checks
+from hidlr.uq.models.blocks import gaussian_log_lik
+from hidlr.uq.models.estimator import Estimator, OptimizerSpec
 from hidlr.uq.models.layers import inverse_softplus
 
 
@@ -48,13 +49,13 @@ class MCDropoutNet(nn.Module):
         self.p = float(dropout)
         self.heteroscedastic = heteroscedastic
         self.noise_floor = float(noise_floor)
-        widths = check_hidden(hidden)
+        widths = checks.check_hidden(hidden)
         self.layers = nn.ModuleList()
         self.acts = nn.ModuleList()
         width = in_features
         for h in widths:
             self.layers.append(nn.Linear(width, h))
-            self.acts.append(activation_module(activation))
+            self.acts.append(checks.activation_module(activation))
             width = h
         self.loc = nn.Linear(width, 1)
         rho0 = inverse_softplus(noise_init - self.noise_floor)
@@ -91,7 +92,7 @@ class MCDropoutNet(nn.Module):
 
 
 class MCDropout(Estimator):
-    """MC-dropout regressor: ``MCDropout(dropout=0.05).fit(X, y).predict(X_test)``.
+    """MC-dropout regressor: ``MCDropout(dropout=0.05).fit(X, y).predict_proba(X_test)``.
 
     Prediction averages ``samples`` (default 100) dropout passes into a mixture with
     ``members = samples`` (epistemic = spread of the pass means, aleatoric = learned noise). Hi-DLR
@@ -100,31 +101,30 @@ class MCDropout(Estimator):
 
     stochastic = True
 
-    def __init__(
-        self,
-        *,
-        dropout: float = 0.05,
-        heteroscedastic: bool = False,
-        noise_init: float = 0.5,
-        noise_floor: float = 1e-3,
-        samples: int = 100,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if samples < 1:
-            raise ValueError(f"samples must be positive, got {samples}")
+    def __init__(self, *, dropout: float = 0.05, heteroscedastic: bool = False, noise_init: float = 0.5,
+                 noise_floor: float = 1e-3, samples: int = 100,
+                 hidden: int | Sequence[int] = (50,), activation: str | Callable[[], nn.Module] = "relu",
+                 epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3, optimizer: OptimizerSpec = None,
+                 early_stopping: bool = True, validation_fraction: float = 0.1, patience: int | None = None,
+                 refit: bool = False, target_scaling: str = "standard", random_state: int = 0) -> None:
+        super().__init__(hidden=hidden, activation=activation, epochs=epochs, batch_size=batch_size, lr=lr,
+                         optimizer=optimizer, early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         patience=patience, refit=refit, target_scaling=target_scaling, random_state=random_state)
         self.dropout = dropout
         self.heteroscedastic = heteroscedastic
         self.noise_init = noise_init
         self.noise_floor = noise_floor
-        self.default_samples = samples
+        self.samples = samples
+
+    def _check_model_params(self) -> None:
+        checks.check_float("dropout", self.dropout, low_open=False)
+        checks.check_float("noise_floor", self.noise_floor)
+        checks.check_float("noise_init", self.noise_init, low=self.noise_floor)
 
     def build(self, in_features: int, y_std: Tensor, dataset_size: int) -> MCDropoutNet:
         return MCDropoutNet(
             in_features,
-            hidden=self.hidden,
+            hidden=checks.check_hidden(self.hidden),
             activation=self.activation,
             dropout=self.dropout,
             heteroscedastic=self.heteroscedastic,
@@ -133,7 +133,8 @@ class MCDropout(Estimator):
         )
 
     def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
-        assert isinstance(module, MCDropoutNet)
+        if not isinstance(module, MCDropoutNet):
+            raise TypeError(f"param_groups expects an MCDropoutNet, got {type(module).__name__}")
         noise = list(module.noise.parameters()) if module.heteroscedastic else [module.noise_rho]
         return [
             {"name": "trunk", "params": list(module.layers.parameters())},

@@ -2,98 +2,141 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from torch import nn
+
 from hidlr.uq.distributions import GaussianMixture
-from hidlr.uq.models.estimator import Estimator
+from hidlr.uq.models import checks
+from hidlr.uq.models.estimator import Estimator, OptimizerSpec
+from hidlr.uq.models.interface import ProbabilisticRegressor, not_fitted
 from hidlr.uq.models.mdn import MDN
 from hidlr.uq.models.stacked import fit_side_by_side
 
 
-class DeepEnsemble:
+class DeepEnsemble(ProbabilisticRegressor):
     """``M`` independently initialised and trained copies of an estimator; the prediction is their
     equal-weight mixture (``GaussianMixture.concat``), so its ``epistemic_variance`` is the spread
     of the members' means (for members that are themselves mixtures of samples, e.g. BNNs, the
     members of the result are all their samples).
 
     Args:
-        factory: zero-argument callable returning a fresh, unfitted estimator
-            (e.g. ``lambda: MDN(components=3)`` or the class ``BNN``).
+        estimator: an unfitted estimator to copy (its parameters are copied into every member), or
+            a zero-argument callable returning a fresh one (e.g. ``lambda: MDN(components=3)``).
         members: ``M``.
         vectorize: train the members side by side as one stacked net
-            (:class:`~hidlr.uq.models.stacked.StackedNets`, faster for small nets) instead
-            of one after another. Member ``i`` gets the same initial weights and minibatches either
-            way, so with Adam (or any per-coordinate optimizer) both give the same members up to
-            rounding; random draws inside stochastic losses differ. Under Hi-DLR a stacked
-            ensemble shares each group's learning rate across members (one curvature estimate of
-            the summed loss per group) where sequential members each get their own.
+            (:class:`~hidlr.uq.models.stacked.StackedNets`, several times faster for small nets)
+            instead of one after another. Member ``i`` gets the same initial weights and minibatches
+            either way, so with Adam (or any per-coordinate optimizer) both give the same members up
+            to rounding; random draws inside stochastic losses differ. Under Hi-DLR a stacked
+            ensemble shares each group's learning rate across members. Side by side, the members
+            share one carved validation part (the first member's).
+        random_state: member ``i`` is fitted with seed ``random_state + i``.
 
-    ``fit(X, y, seed=s, **kwargs)`` fits member ``i`` with ``seed = s + i`` and the other keyword
-    arguments of :meth:`Estimator.fit`; fitted members are ``self.estimators_``.
+    ``fit(X, y, seed=s, **kwargs)`` overrides ``random_state`` and passes the other keyword
+    arguments to :meth:`Estimator.fit`; fitted members are ``self.estimators_``.
     """
 
-    def __init__(self, factory: Callable[[], Estimator], members: int = 5, *, vectorize: bool = True) -> None:
-        if not callable(factory):
-            raise ValueError(f"factory must be a callable returning an estimator, got {type(factory).__name__}")
-        if int(members) != members or members < 1:
-            raise ValueError(f"members must be a positive integer, got {members!r}")
-        self.factory = factory
-        self.members = int(members)
-        self.vectorize = bool(vectorize)
-        self.estimators_: list[Estimator] = []
+    def __init__(self, estimator: Estimator | Callable[[], Estimator], members: int = 5, *, vectorize: bool = True,
+                 random_state: int = 0) -> None:
+        self.estimator = estimator
+        self.members = members
+        self.vectorize = vectorize
+        self.random_state = random_state
 
     def _new_members(self) -> list[Estimator]:
-        estimators = [self.factory() for _ in range(self.members)]
+        m = checks.check_int("members", self.members)
+        base = self.estimator
+        if isinstance(base, Estimator):
+            params = base.get_params(deep=False)
+            estimators = [type(base)(**params) for _ in range(m)]
+        elif callable(base):
+            estimators = [base() for _ in range(m)]
+        else:
+            raise TypeError(f"estimator must be an estimator or a callable returning one, got {type(base).__name__}")
         for est in estimators:
             if not isinstance(est, Estimator):
-                raise ValueError(f"factory returned {type(est).__name__}, not a hidlr.uq estimator")
+                raise TypeError(f"estimator factory returned {type(est).__name__}, not a hidlr.uq estimator")
         return estimators
 
-    def fit(self, X: Any, y: Any, *, seed: int = 0, progress: bool = False, **kwargs: Any) -> DeepEnsemble:
-        """Fit every member on the full data ``X: (n, d)``, ``y: (n,)``; returns ``self``."""
+    def fit(self, X: Any, y: Any, *, seed: int | None = None, progress: bool = False, **kwargs: Any) -> DeepEnsemble:
+        """Fit every member on ``X: (n, d)``, ``y: (n,)``; returns ``self`` (unchanged if a fit fails)."""
         estimators = self._new_members()
-        if self.vectorize and self.members > 1:
-            seeds = [seed + i for i in range(self.members)]
-            self.estimators_ = fit_side_by_side(estimators, X, y, seeds=seeds, progress=progress, **kwargs)
-            return self
-        bar = None
-        if progress:
-            from rich.progress import Progress
+        seed = checks.check_seed("random_state", self.random_state) if seed is None else checks.check_int(
+            "seed", seed, minimum=0)
+        seeds = [seed + i for i in range(len(estimators))]
+        if self.vectorize and len(estimators) > 1:
+            fit_side_by_side(estimators, X, y, seeds=seeds, progress=progress, **kwargs)
+        else:
+            bar = None
+            if progress:
+                from rich.progress import Progress
 
-            bar = Progress()
-            task = bar.add_task("ensemble members", total=self.members)
-            bar.start()
-        try:
-            for i, est in enumerate(estimators):
-                est.fit(X, y, seed=seed + i, **kwargs)
+                bar = Progress()
+                task = bar.add_task("ensemble members", total=len(estimators))
+                bar.start()
+            try:
+                for est, s in zip(estimators, seeds):
+                    est.fit(X, y, seed=s, **kwargs)
+                    if bar is not None:
+                        bar.update(task, advance=1)
+            finally:
                 if bar is not None:
-                    bar.update(task, advance=1)
-        finally:
-            if bar is not None:
-                bar.stop()
+                    bar.stop()
         self.estimators_ = estimators
+        self.n_features_in_ = estimators[0].n_features_in_
+        self.target_name_ = estimators[0].target_name_
+        if hasattr(estimators[0], "feature_names_in_"):
+            self.feature_names_in_ = estimators[0].feature_names_in_
         return self
 
-    def predict(self, X: Any, **kwargs: Any) -> GaussianMixture:
+    def _is_fitted(self) -> bool:
+        return hasattr(self, "estimators_")
+
+    def predict_proba(self, X: Any, **kwargs: Any) -> GaussianMixture:
         """Equal-weight mixture of the members' predictions for ``X: (n, d)`` (original units)."""
-        if not self.estimators_:
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(X, y) before predict")
-        return GaussianMixture.concat([est.predict(X, **kwargs) for est in self.estimators_])
+        if not self._is_fitted():
+            raise not_fitted(self)
+        return GaussianMixture.concat([est.predict_proba(X, **kwargs) for est in self.estimators_])
+
+    def predict(self, X: Any, **kwargs: Any) -> Any:
+        """Predictive means for ``X: (n, d)``: a NumPy array ``(n,)``."""
+        return self.predict_proba(X, **kwargs).mean.cpu().numpy()
 
 
 class MDNEnsemble(DeepEnsemble):
     """Deep ensemble of ``members`` MDNs with ``components`` each: multimodal aleatoric uncertainty
-    from each MDN, epistemic uncertainty from their disagreement. ``vectorize``: see
-    :class:`DeepEnsemble`; other keyword arguments go to :class:`MDN`.
+    from each MDN, epistemic uncertainty from their disagreement. ``vectorize``, ``random_state``:
+    see :class:`DeepEnsemble`; the other parameters are the members' (see :class:`MDN`).
     """
 
-    def __init__(self, components: int = 5, members: int = 5, *, vectorize: bool = True, **mdn_kwargs: Any) -> None:
-        MDN(components, **mdn_kwargs)  # validate the options now, not at fit time
+    def __init__(self, components: int = 5, members: int = 5, *, vectorize: bool = True, random_state: int = 0,
+                 scale_floor: float = 1e-3, collapse_penalty: float = 1e-2, hidden: int | Sequence[int] = (50,),
+                 activation: str | Callable[[], nn.Module] = "relu", epochs: int | None = None, batch_size: int = 32,
+                 lr: float = 3e-3, optimizer: OptimizerSpec = None, early_stopping: bool = True,
+                 validation_fraction: float = 0.1, patience: int | None = None, refit: bool = False,
+                 target_scaling: str = "standard") -> None:
         self.components = components
-        self.mdn_kwargs = mdn_kwargs
-        super().__init__(self._make, members, vectorize=vectorize)
+        self.scale_floor = scale_floor
+        self.collapse_penalty = collapse_penalty
+        self.hidden = hidden
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.refit = refit
+        self.target_scaling = target_scaling
+        self.members = members
+        self.vectorize = vectorize
+        self.random_state = random_state
 
-    def _make(self) -> MDN:
-        return MDN(self.components, **self.mdn_kwargs)
-
+    @property
+    def estimator(self) -> MDN:
+        """The member template, built from this ensemble's parameters."""
+        names = set(MDN._get_param_names()) - {"random_state"}
+        return MDN(**{k: getattr(self, k) for k in names})

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from hidlr.uq.models.estimator import Estimator, OptimizerSpec
-from hidlr.uq.models.training import seeded, train_epochs
+from hidlr.uq.models.estimator import PREDICT_SEED_OFFSET, Estimator, OptimizerSpec
+from hidlr.uq.models.scaling import nll
+from hidlr.uq.models.training import EarlyStopping, seeded, train_epochs
 
 
 def _key(name: str) -> str:
@@ -163,11 +164,13 @@ def fit_side_by_side(
     """Fit fresh estimators of one class side by side as a :class:`StackedNets`; returns them.
 
     Estimator ``i`` is initialised and shuffled with ``seeds[i]`` exactly as ``fit(seed=seeds[i])``
-    would, and trains at ``lr_scales[i]`` times the learning rate (default: all 1).
-    ``fit_options``: ``epochs``, ``batch_size``, ``lr``, ``validation_data``, ``validation_samples``,
-    ``probe_batch_size`` as in :meth:`Estimator.fit`; with validation data every estimator gets its
-    own ``history_``.
-    One optimizer (``optimizer_`` of each) trains them all.
+    would, and trains at ``lr_scales[i]`` times the learning rate (default: all 1). The data, the
+    carved validation part and the options are the first estimator's (``fit_options``: ``epochs``,
+    ``batch_size``, ``lr``, ``validation_data``, ``validation_samples``, ``probe_batch_size`` as in
+    :meth:`Estimator.fit`). Each member keeps its own ``history_``, stops early on its own (its
+    weights are those of its best epoch; training ends when every member has stopped) and, with
+    ``refit``, is refitted for its own best number of epochs. One optimizer (``optimizer_`` of each)
+    trains them all. Nothing is stored on the estimators unless every step succeeds.
     """
     estimators = list(estimators)
     kinds = {type(est) for est in estimators}
@@ -176,34 +179,62 @@ def fit_side_by_side(
         raise ValueError(f"side-by-side training needs estimators of one class, got {names}")
     if len(seeds) != len(estimators):
         raise ValueError(f"got {len(seeds)} seeds for {len(estimators)} estimators")
-    # every estimator keeps its own z-scoring statistics, seed and history; the data are the same
-    plan = [est.prepare_fit(X, y, seed=s, **fit_options) for est, s in zip(estimators, seeds)][0]
     lead = estimators[0]
-    device, dtype = plan.xs.device, plan.xs.dtype
-    nets = []
-    for est, s in zip(estimators, seeds):
-        with seeded(s, device):
-            est.module = est.build(plan.d, plan.ys, plan.n).to(device=device, dtype=dtype)
-        nets.append(est.module)
+    plan = lead.prepare_fit(X, y, seed=seeds[0], **fit_options)
+    modules, opt, histories, best = _train_stacked(lead, plan, seeds, lr_scales, optimizer, progress, None)
+    if plan.refit is not None:
+        options = {k: v for k, v in fit_options.items() if k not in ("validation_data", "validation_samples", "epochs")}
+        full = lead.prepare_fit(X, y, seed=seeds[0], epochs=max(max(best), 1), carve=False, **options)
+        keep_at = [max(b, 1) for b in best]
+        modules, opt, _, _ = _train_stacked(lead, full, seeds, lr_scales, optimizer, progress, keep_at)
+    for est, module, history, b, s in zip(estimators, modules, histories, best, seeds):
+        plan.seed = s
+        est._finish(module, opt, history, plan, b, X, y)
+    return estimators
+
+
+def _train_stacked(lead: Estimator, plan: Any, seeds: Sequence[int], lr_scales: Sequence[float] | None,
+                   optimizer: OptimizerSpec, progress: bool,
+                   keep_at: list[int] | None) -> tuple[list[Any], Any, list[list[dict[str, float]]], list[int]]:
+    """One stacked training run. ``keep_at``: member ``i`` keeps its weights after epoch ``keep_at[i]``."""
+    modules = [lead.new_module(plan, s) for s in seeds]
+    nets = [m.net for m in modules]
     stack = StackedNets(nets, lr_scales)
-    with seeded(seeds[0], device):
+    histories: list[list[dict[str, float]]] = [[] for _ in seeds]
+    stoppers = [EarlyStopping(plan.patience) for _ in seeds] if plan.patience is not None else None
+    kept = [EarlyStopping(1) for _ in seeds] if keep_at is not None else None
+    with seeded(seeds[0], plan.xs.device):
         opt = lead._make_optimizer(optimizer, stack.param_groups(lead.param_groups(nets[0]), nets[0]), plan.lr)
 
         def after_epoch(epoch: int, losses: Tensor) -> str:
-            if plan.val is not None:
+            if plan.val is not None or keep_at is not None:
                 stack.unstack(nets)
-            for i, est in enumerate(estimators):
+            for i, (module, s) in enumerate(zip(modules, seeds)):
                 record = {"epoch": epoch + 1, "loss": float(losses[i])}
                 if plan.val is not None:
-                    record["val_nll"] = est._nll(*plan.val, samples=plan.val_samples)
+                    record["val_nll"] = nll(module, *plan.val, plan.val_samples, s + PREDICT_SEED_OFFSET)
                     nets[i].train()
-                est.history_.append(record)
+                    if stoppers is not None and not stoppers[i].stop:
+                        stoppers[i].update(epoch + 1, record["val_nll"], nets[i])
+                if kept is not None and keep_at[i] == epoch + 1:
+                    kept[i].update(epoch + 1, 0.0, nets[i])
+                histories[i].append(record)
             return f"mean member loss {float(losses.mean()):.4f}"
 
+        def stop() -> bool:
+            if kept is not None:
+                return all(k.state is not None for k in kept)
+            return stoppers is not None and all(st.stop for st in stoppers)
+
         train_epochs(stack, opt, plan, seeds, stochastic=lead.stochastic, after_epoch=after_epoch, stacked=True,
-                     progress=progress)
+                     progress=progress, stop=stop)
     stack.unstack(nets)
-    for est, net in zip(estimators, nets):
+    for i, net in enumerate(nets):
+        for tracker in (stoppers, kept):
+            if tracker is not None:
+                tracker[i].restore(net)
         net.eval()
-        est.optimizer_ = opt
-    return estimators
+    best = [st.best_epoch for st in stoppers] if stoppers is not None else [plan.epochs] * len(seeds)
+    for m in modules:
+        m.eval()
+    return modules, opt, histories, best

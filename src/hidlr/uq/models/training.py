@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -62,8 +62,11 @@ def _accepts_probe(opt: torch.optim.Optimizer) -> bool:
 class FitPlan:
     """Standardized training data and resolved options of one fit (see :meth:`Estimator.prepare_fit`).
 
-    ``xs: (n, d)``, ``ys: (n,)``; ``val``: raw validation ``(X (m, d), y (m,))`` or ``None``;
-    ``val_samples``: Monte Carlo passes for its NLL (``None``: the model's default).
+    ``xs: (n, d)``, ``ys: (n,)`` in the working dtype; ``val``: validation ``(X (m, d), y (m,))``
+    in user units, float64, or ``None``; ``val_samples``: Monte Carlo passes for its NLL (``None``:
+    deterministic net); ``scaling``: the fitted maps (see :func:`~hidlr.uq.models.scaling.fit_scaling`);
+    ``patience``: early-stopping patience in epochs (``None``: train every epoch); ``refit``: train
+    again on every row afterwards.
     """
 
     xs: Tensor
@@ -74,6 +77,10 @@ class FitPlan:
     lr: float
     val: tuple[Tensor, Tensor] | None
     val_samples: int | None = None
+    scaling: dict[str, Tensor] = field(default_factory=dict)
+    seed: int = 0
+    patience: int | None = None
+    refit: bool | None = None
 
     @property
     def n(self) -> int:
@@ -94,6 +101,7 @@ def train_epochs(
     after_epoch: Callable[[int, Tensor], str],
     stacked: bool = False,
     progress: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     """The minibatch loop shared by single nets and stacked ensembles.
 
@@ -102,7 +110,8 @@ def train_epochs(
     member ``i`` follows the order
     of ``seeds[i]`` and ``net.loss`` gets ``x: (M, b, d)``, ``y: (M, b)``, so every member sees
     exactly the batches it would see alone. ``after_epoch(epoch, losses)`` gets the epoch's mean
-    training loss (a scalar, or ``(M,)`` per member) and returns a progress-bar description.
+    training loss (a scalar, or ``(M,)`` per member) and returns a progress-bar description;
+    ``stop()``, asked after every epoch, ends training early when it returns True.
     """
     n, b, device = plan.n, plan.batch_size, plan.xs.device
     shuffles = [torch.Generator().manual_seed(s) for s in seeds]
@@ -133,9 +142,43 @@ def train_epochs(
             description = after_epoch(epoch, total / n)
             if bar is not None:
                 bar[0].update(bar[1], advance=1, description=description)
+            if stop is not None and stop():
+                break
     finally:
         if bar is not None:
             bar[0].stop()
+
+
+class EarlyStopping:
+    """Tracks a validation loss per epoch; keeps a copy of the weights at the best epoch so far.
+
+    ``update(epoch, value, net)`` after every epoch; ``stop`` is True once ``patience`` epochs in a
+    row did not improve on the best; ``restore(net)`` loads the best weights back.
+    """
+
+    def __init__(self, patience: int) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience = patience
+        self.best = math.inf
+        self.best_epoch = 0
+        self.wait = 0
+        self.state: dict[str, Tensor] | None = None
+
+    def update(self, epoch: int, value: float, net: nn.Module) -> None:
+        if value < self.best:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            self.wait += 1
+
+    @property
+    def stop(self) -> bool:
+        return self.wait >= self.patience
+
+    def restore(self, net: nn.Module) -> None:
+        if self.state is not None:
+            net.load_state_dict(self.state)
 
 
 class _Probe:
@@ -166,7 +209,13 @@ class _Probe:
 def _progress(enabled: bool, total: int):
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     task = bar.add_task("training", total=total)

@@ -1,0 +1,164 @@
+"""The one place where the estimators check their options and their data.
+
+Option checks raise ``ValueError`` (a wrong value) or ``TypeError`` (a wrong kind of object) naming
+the option. :func:`check_xy` is the only validator of ``X`` and ``y``: NumPy arrays, lists, pandas
+frames and series, or tensors in; ``X: (n, d)`` and ``y: (n,)`` float64 tensors out (so z-scoring
+happens in float64 whatever the working dtype), plus the working dtype and device.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+}
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``; bools and non-integral numbers are refused."""
+    if isinstance(value, bool) or (not isinstance(value, (int, np.integer)) and not (
+        isinstance(value, float) and value.is_integer()
+    )):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, *, low: float = 0.0, high: float = math.inf, low_open: bool = True,
+                high_open: bool = True) -> float:
+    """``value`` as a finite float in the interval from ``low`` to ``high`` (open ends by default)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    below = v <= low if low_open else v < low
+    above = v >= high if high_open else v > high
+    if math.isnan(v) or below or above:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{name} must lie in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+    return v
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: an int ``>= 0``, or ``None`` for a fresh random one (the fit is then not reproducible)."""
+    if value is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    return check_int(name, value, minimum=0)
+
+
+def check_hidden(hidden: int | Sequence[int]) -> tuple[int, ...]:
+    """Trunk widths: ``50`` or ``(50,)`` or ``(100, 50)`` -> tuple of positive ints."""
+    widths = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+    if not widths or any(isinstance(w, bool) or int(w) != w or w < 1 for w in widths):
+        raise ValueError(f"hidden must be one or more positive integer widths, got {hidden!r}")
+    return tuple(int(w) for w in widths)
+
+
+def activation_module(activation: str | Callable[[], nn.Module]) -> nn.Module:
+    """A fresh activation module from a name (``"relu"``, ``"tanh"``, ...) or a zero-argument factory."""
+    if callable(activation) and not isinstance(activation, str):
+        module = activation()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"activation factory returned {type(module).__name__}, not an nn.Module")
+        return module
+    try:
+        return ACTIVATIONS[str(activation).lower()]()
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} or pass a factory"
+        ) from None
+
+
+def _as_float64(a: Any, name: str) -> tuple[Tensor, torch.dtype, torch.device | None]:
+    """``a`` as a float64 tensor, and the working dtype and device it implies.
+
+    Tensors keep their device, and their dtype when floating; everything else becomes a NumPy
+    float64 array first (pandas included) and works in ``torch.get_default_dtype()`` on the CPU.
+    """
+    if a is None:
+        raise ValueError(f"{name} is None: this estimator requires y to be passed, but the target y is None"
+                         if name == "y" else f"{name} is None")
+    if hasattr(a, "toarray") or hasattr(a, "tocsr"):
+        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
+    if isinstance(a, Tensor):
+        t = a.detach()
+        if t.is_complex():
+            raise ValueError(f"{name} is complex: Complex data not supported")
+        dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
+        return t.to(torch.float64), dtype, t.device
+    arr = np.asarray(a.to_numpy() if hasattr(a, "to_numpy") else a)
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} is complex: Complex data not supported")
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError) as err:  # keep the kind: a dict in an object array is a TypeError
+        raise type(err)(f"{name} must be numeric array-like: {err}") from None
+    return torch.from_numpy(np.ascontiguousarray(arr)), torch.get_default_dtype(), None
+
+
+def check_x(X: Any) -> tuple[Tensor, torch.dtype, torch.device | None]:
+    """``X: (n, d)`` as float64, with the working dtype and device; clear errors for bad input."""
+    Xt, dtype, device = _as_float64(X, "X")
+    if Xt.ndim != 2:
+        hint = " (Reshape your data with X.reshape(-1, 1) for a single feature)" if Xt.ndim == 1 else ""
+        raise ValueError(f"X must be 2-D with shape (n, d), got shape {tuple(Xt.shape)}{hint}")
+    if Xt.shape[0] == 0:
+        raise ValueError(f"X is empty: 0 sample(s) (shape={tuple(Xt.shape)}) while a minimum of 1 is required.")
+    if Xt.shape[1] == 0:
+        raise ValueError(f"X has 0 feature(s) (shape={tuple(Xt.shape)}) while a minimum of 1 is required.")
+    bad = ~torch.isfinite(Xt)
+    if bad.any():
+        first = int(bad.any(1).nonzero()[0])
+        raise ValueError(f"X contains {int(bad.sum())} NaN or inf value(s) (first at row {first})")
+    return Xt, dtype, device
+
+
+def check_xy(X: Any, y: Any) -> tuple[Tensor, Tensor, torch.dtype, torch.device | None]:
+    """``X: (n, d)`` and ``y: (n,)`` (``y`` may be a column ``(n, 1)``) as float64 tensors on the
+    device of ``X``, with the working dtype and device."""
+    Xt, dtype, device = check_x(X)
+    yt, _, _ = _as_float64(y, "y")
+    yt = yt.to(Xt.device)
+    if yt.ndim == 2 and yt.shape[1] == 1:
+        if not hasattr(y, "columns"):  # a pandas frame with one column is how skpro passes y
+            _column_warning()
+        yt = yt[:, 0]
+    if yt.ndim != 1:
+        raise ValueError(f"y must have shape (n,) or (n, 1), got shape {tuple(yt.shape)}")
+    if yt.shape[0] != Xt.shape[0]:
+        raise ValueError(f"X and y have different lengths: X has {Xt.shape[0]} rows, y has {yt.shape[0]}")
+    bad = ~torch.isfinite(yt)
+    if bad.any():
+        raise ValueError(f"y contains {int(bad.sum())} NaN or inf value(s) (first at row {int(bad.nonzero()[0])})")
+    return Xt, yt, dtype, device
+
+
+def _column_warning() -> None:
+    """scikit-learn's warning for a column-vector ``y`` (its ``DataConversionWarning`` if installed)."""
+    try:
+        from sklearn.exceptions import DataConversionWarning as category
+    except ImportError:
+        category = UserWarning
+    warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as shape (n,)",
+                  category, stacklevel=4)
+
+
+def feature_names(X: Any) -> np.ndarray | None:
+    """Column names of a pandas frame whose names are all strings, else ``None`` (scikit-learn's rule)."""
+    cols = getattr(X, "columns", None)
+    if cols is None:
+        return None
+    names = np.asarray(cols, dtype=object)
+    return names if all(isinstance(c, str) for c in names) else None

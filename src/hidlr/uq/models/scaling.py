@@ -1,0 +1,172 @@
+"""Fitted scaling of inputs and targets, computed in float64 and kept as buffers of a module.
+
+:func:`fit_scaling` computes the affine maps (mean and standard deviation, or median and a
+robust spread) from float64 data; :class:`ScaledNet` wraps a net that works in standardized units
+together with those maps as float64 buffers, so the module alone (saved with ``torch.save`` or its
+``state_dict``) predicts in the user's units: ``ScaledNet(X) -> GaussianMixture`` over ``y``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hidlr.uq.distributions import GaussianMixture
+from hidlr.uq.models.layers import BayesianLinear
+
+#: Targets further than this many robust standard deviations (1.4826 MAD) from the median are
+#: reported by :func:`fit_scaling`'s warning.
+OUTLIER_Z = 20.0
+SCALINGS = ("standard", "robust")
+_STATS = ("x_shift", "x_scale", "y_shift", "y_scale")
+
+
+def _robust(t: Tensor) -> tuple[Tensor, Tensor]:
+    """Median and ``IQR / 1.349`` along dim 0 (equal to the standard deviation for a Gaussian)."""
+    q = torch.quantile(t, torch.tensor([0.25, 0.5, 0.75], dtype=t.dtype, device=t.device), dim=0)
+    return q[1], (q[2] - q[0]) / 1.3489795003921634
+
+
+def _shift_scale(t: Tensor, kind: str) -> tuple[Tensor, Tensor]:
+    """Shift and scale along dim 0 of a float64 tensor; a zero (or undefined) scale becomes 1."""
+    if kind == "robust":
+        shift, scale = _robust(t)
+        std = t.std(0, unbiased=False)
+        scale = torch.where(scale > 0, scale, std)  # a feature with few distinct values: fall back
+    else:
+        shift = t.mean(0)
+        scale = t.std(0, unbiased=False) if t.shape[0] > 1 else torch.ones_like(shift)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return shift, scale
+
+
+def outlier_rows(y: Tensor, threshold: float = OUTLIER_Z) -> Tensor:
+    """Indices of the targets ``y: (n,)`` further than ``threshold`` robust standard deviations
+    (``1.4826 * MAD``) from the median; empty when the MAD is zero."""
+    med = y.median()
+    mad = 1.482602218505602 * (y - med).abs().median()
+    if not mad > 0:
+        return torch.zeros(0, dtype=torch.long, device=y.device)
+    return ((y - med).abs() > threshold * mad).nonzero().flatten()
+
+
+def fit_scaling(X: Tensor, y: Tensor, kind: str = "standard", *, warn: bool = True) -> dict[str, Tensor]:
+    """Affine maps of ``X: (n, d)`` and ``y: (n,)`` (float64): ``{x_shift (d,), x_scale (d,),
+    y_shift (), y_scale ()}``.
+
+    ``kind``: ``"standard"`` (mean, standard deviation) or ``"robust"`` (median, IQR / 1.349).
+    With ``warn``, targets far from the rest (see :func:`outlier_rows`) raise a ``UserWarning``
+    naming their rows: a few such rows can dominate the fitted scale and the likelihood.
+    """
+    if kind not in SCALINGS:
+        raise ValueError(f"target_scaling must be one of {SCALINGS}, got {kind!r}")
+    if X.dtype != torch.float64 or y.dtype != torch.float64:
+        raise TypeError("fit_scaling works on float64 tensors (the data are scaled before any rounding)")
+    x_shift, x_scale = _shift_scale(X, kind)
+    y_shift, y_scale = _shift_scale(y, kind)
+    if warn:
+        rows = outlier_rows(y)
+        if rows.numel():
+            shown = ", ".join(str(int(i)) for i in rows[:10]) + (", ..." if rows.numel() > 10 else "")
+            warnings.warn(
+                f"y has {rows.numel()} value(s) more than {OUTLIER_Z:g} robust standard deviations from its "
+                f"median, at row(s) {shown}; they can dominate the fit. Check them, drop them, or pass "
+                "target_scaling='robust'", UserWarning, stacklevel=3)
+    return {"x_shift": x_shift, "x_scale": x_scale, "y_shift": y_shift, "y_scale": y_scale}
+
+
+def _widest(net: nn.Module) -> int:
+    widths = [m.out_features for m in net.modules() if isinstance(m, (nn.Linear, BayesianLinear))]
+    return max(widths, default=1)
+
+
+class ScaledNet(nn.Module):
+    """A net in standardized units together with the fitted scaling, as one module.
+
+    ``forward(X: (n, d))`` standardizes ``X`` in float64, runs the net in its own dtype and returns
+    the predictive :class:`GaussianMixture` over ``y`` in the user's units, in float64 (a float32
+    net predicting targets with a large offset would round them). ``loss(X, y)`` is the net's loss
+    on the standardized data. The four maps are float64 buffers and stay float64 when the module
+    is moved to another dtype.
+
+    Args:
+        net: a module with ``loss(x, y)`` and ``forward(x) -> GaussianMixture`` in standardized
+            units; stochastic nets also have ``predictive(x, samples)``.
+        scaling: ``{x_shift (d,), x_scale (d,), y_shift (), y_scale ()}`` from :func:`fit_scaling`.
+        chunk: bound on ``samples * rows * width`` activations held at once by a Monte Carlo prediction.
+    """
+
+    def __init__(self, net: nn.Module, scaling: dict[str, Tensor], chunk: int = 2**24) -> None:
+        super().__init__()
+        self.net = net
+        for name in _STATS:
+            self.register_buffer(name, scaling[name].detach().to(torch.float64).clone())
+        self.chunk = int(chunk)
+        self.width = _widest(net)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> ScaledNet:
+        kept = {name: getattr(self, name) for name in _STATS}
+        super()._apply(fn, recurse)
+        for name, old in kept.items():  # follow the device, keep float64
+            setattr(self, name, old.to(device=getattr(self, name).device, dtype=torch.float64))
+        return self
+
+    @property
+    def dtype(self) -> torch.dtype:
+        p = next(self.net.parameters(), None)
+        return torch.get_default_dtype() if p is None else p.dtype
+
+    def standardize(self, X: Tensor) -> Tensor:
+        """``X: (n, d)`` in user units -> the net's dtype and device, standardized in float64."""
+        X = torch.as_tensor(X).to(device=self.x_shift.device, dtype=torch.float64)
+        return ((X - self.x_shift) / self.x_scale).to(self.dtype)
+
+    def standardize_y(self, y: Tensor) -> Tensor:
+        """``y: (n,)`` in user units -> standardized, in the net's dtype."""
+        y = torch.as_tensor(y).to(device=self.y_shift.device, dtype=torch.float64)
+        return ((y - self.y_shift) / self.y_scale).to(self.dtype)
+
+    def to_user_units(self, dist: GaussianMixture) -> GaussianMixture:
+        """A mixture over standardized ``y`` -> the same law in user units, float64."""
+        d64 = GaussianMixture(dist.logits.double(), dist.loc.double(), dist.scale.double(), members=dist.members,
+                              validate_args=False)
+        return d64.to_units(self.y_shift, self.y_scale)
+
+    def loss(self, X: Tensor, y: Tensor) -> Tensor:
+        """The net's training loss on the standardized batch ``X: (b, d)``, ``y: (b,)``."""
+        return self.net.loss(self.standardize(X), self.standardize_y(y))
+
+    def forward(self, X: Tensor, samples: int | None = None) -> GaussianMixture:
+        """Predictive mixture over ``y`` (user units, float64) for ``X: (n, d)`` (user units).
+
+        ``samples``: Monte Carlo passes of a stochastic net (default: the net's own); rows go
+        through in chunks so that at most ``chunk`` activations are held at once.
+        """
+        xs = self.standardize(X)
+        if samples is None or not hasattr(self.net, "predictive"):
+            return self.to_user_units(self.net(xs))
+        rows = max(1, self.chunk // (samples * self.width))
+        parts = [self.net.predictive(xs[i: i + rows], samples=samples) for i in range(0, xs.shape[0], rows)]
+        dist = parts[0] if len(parts) == 1 else GaussianMixture(
+            torch.cat([p.logits for p in parts]), torch.cat([p.loc for p in parts]),
+            torch.cat([p.scale for p in parts]), members=parts[0].members, validate_args=False)
+        return self.to_user_units(dist)
+
+
+def nll(module: ScaledNet, X: Tensor, y: Tensor, samples: int | None, seed: int) -> float:
+    """Mean negative log predictive density of ``y: (n,)`` given ``X: (n, d)`` (user units), with
+    the Monte Carlo draws seeded by ``seed``; ``inf`` when it is not finite."""
+    from hidlr.uq.models.training import seeded
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad(), seeded(seed, module.x_shift.device):
+            value = float(-module(X, samples=samples).log_prob(y.to(module.x_shift.device, torch.float64)).mean())
+    finally:
+        module.train(was_training)
+    return value if math.isfinite(value) else math.inf

@@ -1,0 +1,31 @@
+"""Default-fit benchmark: records, pairing with the tuned protocol, report."""
+
+import math
+
+import pytest
+
+from hidlr.bench.uci import defaults
+
+
+def test_summary_pairs_with_tuned_records_by_split():
+    recs = [{"set": "yacht", "model": "mdn", "variant": "early-stop", "split": s, "ll": ll, "rmse": 1.0,
+             "cov90": 0.9, "width90": 2.0, "cpu_s": 1.0, "best_epoch": 10.0} for s, ll in ((0, -1.0), (1, -2.0))]
+    recs.append({"set": "yacht", "model": "mdn", "variant": "early-stop", "split": 2, "error": "ValueError: x"})
+    tuned = {("yacht", "mdn", 0): {"ll": -0.5, "cov90": 0.8}, ("yacht", "mdn", 1): {"ll": -2.5, "cov90": 1.0}}
+    (row,) = defaults.summarize(recs, tuned)
+    assert row["splits"] == 2 and row["failed"] == 1
+    assert row["ll"]["mean"] == pytest.approx(-1.5)
+    assert row["ll_minus_tuned"]["mean"] == pytest.approx(0.0)  # (-0.5 + 0.5) / 2
+    assert row["tuned_cov90"]["mean"] == pytest.approx(0.9)
+
+
+def test_smoke_run_on_diabetes(tmp_path):
+    res = defaults.run(tmp_path, sets=["diabetes"], models=["mdn"], splits=1, variants=["early-stop"],
+                       progress=False, command="test")
+    (rec,) = res["records"]
+    assert math.isfinite(rec["ll"]) and 0.0 <= rec["cov90"] <= 1.0 and rec["best_epoch"] >= 1
+    report = (tmp_path / "defaults.md").read_text()
+    assert "| diabetes | mdn | early-stop | 1/1 |" in report
+    assert (tmp_path / "defaults.partial.jsonl").read_text().count("\n") == 1
+    with pytest.raises(ValueError, match="variant"):
+        defaults.default_model("mdn", "late-stop", 0)

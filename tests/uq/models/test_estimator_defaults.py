@@ -1,0 +1,87 @@
+"""Default fits: a carved validation part, early stopping at the best epoch, refit, safe re-fits."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hidlr.uq.models import BNN, MDN
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 2))
+    return X, np.sin(2 * X[:, 0]) + 0.2 * rng.normal(size=150)
+
+
+def test_early_stopping_keeps_the_best_epoch_of_the_carved_part(data):
+    X, y = data
+    m = MDN(3, hidden=(32,), lr=3e-2, epochs=200, patience=5).fit(X, y)
+    curve = [h["val_nll"] for h in m.history_]
+    assert m.best_epoch_ == int(np.argmin(curve)) + 1
+    assert len(curve) == m.best_epoch_ + 5 < 200  # stopped five epochs after the best one
+    val = np.random.default_rng(0).permutation(150)[:15]  # the carved rows (seed = random_state)
+    assert -m.score(X[val], y[val]) == pytest.approx(min(curve), rel=1e-9)
+
+
+def test_refit_trains_again_on_every_row_for_the_best_epoch_count(data):
+    X, y = data
+    m = BNN(hidden=(8,), epochs=20, patience=3, refit=True, optimizer="adam").fit(X, y)
+    assert m.module_.net.dataset_size == 150
+    assert 1 <= m.best_epoch_ <= 20
+    kept = BNN(hidden=(8,), epochs=20, patience=3, optimizer="adam").fit(X, y)
+    assert kept.module_.net.dataset_size == 135 and kept.best_epoch_ == m.best_epoch_
+
+
+def test_a_failed_refit_keeps_the_fitted_model(data):
+    X, y = data
+    m = MDN(2, hidden=(8,), epochs=5).fit(X, y)
+    module, before = m.module_, m.predict(X)
+
+    class Boom(torch.optim.SGD):
+        def step(self, closure=None):
+            if self.state.get("calls", 0) >= 3:
+                raise FloatingPointError("diverged")
+            self.state["calls"] = self.state.get("calls", 0) + 1
+            return super().step(closure)
+
+    with pytest.raises(FloatingPointError):
+        m.fit(X, y, optimizer=lambda groups: Boom(groups, lr=0.1))
+    with pytest.raises(ValueError, match="y contains"):
+        m.fit(X, np.full(150, np.nan))
+    assert m.module_ is module
+    np.testing.assert_array_equal(m.predict(X), before)
+
+
+def test_pandas_in_and_skpro_frames_out(data):
+    X, y = data
+    Xf = pd.DataFrame(X, columns=["a", "b"], index=np.arange(100, 250))
+    ys = pd.Series(y, name="target", index=Xf.index)
+    m = MDN(2, hidden=(8,), epochs=5).fit(Xf, ys)
+    assert list(m.feature_names_in_) == ["a", "b"]
+    pred = m.predict(Xf)
+    assert isinstance(pred, np.ndarray) and pred.shape == (150,)
+    iv = m.predict_interval(Xf.iloc[:4], coverage=[0.5, 0.9])
+    assert list(iv.columns) == [("target", c, b) for c in (0.5, 0.9) for b in ("lower", "upper")]
+    assert list(iv.index) == [100, 101, 102, 103]
+    dist = m.predict_proba(Xf.iloc[:4])
+    lo, hi = dist.interval(0.9)
+    np.testing.assert_allclose(iv[("target", 0.9, "lower")], lo.numpy())
+    np.testing.assert_allclose(iv[("target", 0.9, "upper")], hi.numpy())
+    q = m.predict_quantiles(Xf.iloc[:4], alpha=[0.1, 0.5])
+    assert list(q.columns) == [("target", 0.1), ("target", 0.5)]
+    np.testing.assert_allclose(q[("target", 0.5)], dist.icdf(torch.full((4,), 0.5, dtype=torch.float64)).numpy())
+    assert np.all(iv[("target", 0.5, "lower")] >= iv[("target", 0.9, "lower")])
+    assert m.score(Xf, ys) == pytest.approx(float(m.predict_proba(Xf).log_prob(torch.as_tensor(y)).mean()))
+    with pytest.raises(ValueError, match="coverage"):
+        m.predict_interval(Xf, coverage=1.5)
+    with pytest.raises(ValueError, match="alpha"):
+        m.predict_quantiles(Xf, alpha=[0.0])
+
+
+def test_tiny_data_train_without_carving_and_say_so():
+    X, y = np.arange(12.0)[:, None], np.arange(12.0)
+    with pytest.warns(UserWarning, match="too few to carve"):
+        m = MDN(1, hidden=(4,), epochs=3).fit(X, y)
+    assert m.best_epoch_ == 3 and "val_nll" not in m.history_[0]
