@@ -74,13 +74,14 @@ def test_goal_lines_on_known_answers():
     assert (runs["count"], runs["of"], runs["met"]) == (1, 7, False)
 
 
-def test_a_finite_blow_up_counts_as_failed():
+def test_ending_above_the_initial_loss_counts_as_failed():
     from hidlr.bench.lr.goals import failed
 
-    base = rec("w", "gen", 0, 5.0)
-    assert not failed(dict(base, curve={"loss": [2.0, 5.0]}))
-    assert failed(dict(base, final_loss=2001.0, curve={"loss": [2.0, 2001.0]}))      # > 1000 x max(1, 2)
-    assert not failed(dict(base, final_loss=999.0, curve={"loss": [-0.5, 999.0]}))   # <= 1000 x max(1, 0.5)
+    base = rec("w", "gen", 0, 2.0)
+    assert not failed(dict(base, curve={"loss": [2.3, 2.0]}))
+    assert failed(dict(base, final_loss=2.35, curve={"loss": [2.3, 0.1, 2.35]}))    # collapsed back to chance
+    assert failed(dict(base, final_loss=1e19, curve={"loss": [1600.0, 1e19]}))       # finite blow-up
+    assert not failed(dict(base, final_loss=-0.6, curve={"loss": [-0.5, -0.6]}))     # negative losses
     assert failed(dict(base, status="diverged"))
     assert not failed(base)                                                           # no curve: not judged
 

@@ -113,7 +113,8 @@ def start_rate_section(results: dict[str, Any]) -> list[str]:
     lines = ["## Start-rate invariance", "",
              "Median final validation loss over seeds from each start rate lr0 (a method's own run counts at "
              "the workload's default rate). `gap`: (worst - best) / |best| over the start rates; `within 2%`: "
-             "worst <= best + 2% of |best|; `failed`: runs (any seed and start rate) that diverged or failed; "
+             "worst <= best + 2% of |best|; `failed`: runs (any seed and start rate) that diverged or ended above "
+             "their initial validation loss; "
              "— = every run from that rate failed (median).", ""]
     header = ["workload", "method"] + [f"lr0={r:g}" for r in rates] + ["gap", "within 2%", "failed"]
     rows = []
