@@ -93,9 +93,9 @@ def train_digits(name: str, lr: float, use_hidlr: bool, steps: int, seed: int, b
         loss = loss_fn(model(xtr[idx]), ytr[idx])
         loss.backward()
         if use_hidlr:
-            refreshes = len(opt.history)
+            refreshes = opt.refresh_count
             opt.step(probe=lambda: loss_fn(model(xtr[pidx]), ytr[pidx]))
-            if len(opt.history) > refreshes:
+            if opt.refresh_count > refreshes:
                 res.refresh_steps.append(t)
             res.rates.append((t, list(opt.lrs)))  # the rates applied in step t (set by its refresh, if any)
         else:

@@ -44,3 +44,10 @@ def test_memory_is_measured_in_a_fresh_process():
     out = measure_memory(4, {}, 3, 8, "cpu")
     n_params = sum(p.numel() for p in deep_mlp(width=8).parameters())
     assert out["param_bytes"] == 4 * n_params and out["peak"] >= 0
+
+
+def test_paired_run_steps_both_in_lockstep():
+    from hidlr.bench.overhead.timing import paired_run
+    hidlr_run, adam_run = paired_run(4, {}, steps=6, batch=4, width=8)
+    assert len(hidlr_run["seconds"]) == len(adam_run["seconds"]) == 6
+    assert hidlr_run["refreshed"][0] and not any(adam_run["refreshed"]) and "refreshes" not in adam_run

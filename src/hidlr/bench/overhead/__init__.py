@@ -1,8 +1,9 @@
 """Per-step time and memory overhead of HiDLR(Adam) against Adam, measured side by side.
 
 Time (:mod:`~hidlr.bench.overhead.timing`): for each number of groups K, Adam and HiDLR(Adam) at
-its defaults train the same deep MLP from the same weights on the same batches, in one process,
-interleaved (the order alternates between repeats, so load on a shared machine hits both alike).
+its defaults train the same deep MLP from the same weights on the same batches, in one process, in
+lockstep (step t of one right after step t of the other, the order alternating), so that load on
+a shared machine hits both alike.
 Figures per K: the ratio of total time over all steps and over the steps that did not refresh,
 per repeat, summarised by the median over repeats. Memory (:mod:`~hidlr.bench.overhead.memory`):
 each configuration in a fresh process, peak memory above Adam's in copies of the parameters.
@@ -21,7 +22,7 @@ import torch
 
 from hidlr.bench import harness
 from hidlr.bench.overhead.memory import measure_memory
-from hidlr.bench.overhead.timing import DEPTH, WIDTH, deep_mlp, ratios, timed_run
+from hidlr.bench.overhead.timing import DEPTH, WIDTH, deep_mlp, paired_run, ratios, timed_run
 
 GROUPS = (1, 4, 16, 64)
 MEMORY_CONFIGS: dict[str, dict[str, Any] | None] = {
@@ -46,16 +47,13 @@ def run(out_dir: Path, repeats: int = 3, steps: int = 1000, groups: tuple[int, .
         timed_run(groups[0], {}, 20, batch, device, width)  # warm-up
         for r in range(repeats):
             for k in groups:
-                order = ["adam", "hidlr"] if (r + k) % 2 == 0 else ["hidlr", "adam"]
-                pair = {}
-                for name in order:
-                    pair[name] = timed_run(k, None if name == "adam" else {}, steps, batch, device, width)
-                    tick(f"K={k} {name} (repeat {r + 1})")
-                runs[k].append({"ratios": ratios(pair["hidlr"], pair["adam"]),
-                                "adam_ms": 1e3 * statistics.mean(pair["adam"]["seconds"]),
-                                "hidlr_ms": 1e3 * statistics.mean(pair["hidlr"]["seconds"]),
-                                "refreshes": pair["hidlr"]["refreshes"],
-                                "probe_forwards": pair["hidlr"]["probe_forwards"]})
+                hidlr_run, adam_run = paired_run(k, {}, steps, batch, device, width)
+                tick(f"K={k} (repeat {r + 1})", 2)
+                runs[k].append({"ratios": ratios(hidlr_run, adam_run),
+                                "adam_ms": 1e3 * statistics.mean(adam_run["seconds"]),
+                                "hidlr_ms": 1e3 * statistics.mean(hidlr_run["seconds"]),
+                                "refreshes": hidlr_run["refreshes"],
+                                "probe_forwards": hidlr_run["probe_forwards"]})
         peaks: dict[str, dict[str, int]] = {}
         for k, name in mem_jobs:
             peaks[f"K={k} {name}"] = measure_memory(k, MEMORY_CONFIGS[name], memory_steps, memory_width, device)
@@ -103,7 +101,7 @@ def report(result: dict[str, Any]) -> str:
              f"{meta['torch']}, commit {meta['git_commit']}, started {meta['started']}.",
              f"Command: `{result['command'] or 'hidlr.bench.overhead.run(...)'}`. Load average at start "
              f"{meta['load_average_at_start']}, at end {result['load_average_at_end']} (a shared machine: "
-             "Adam and HiDLR run interleaved in one process, so ratios are valid, absolute times are not).\n",
+             "Adam and HiDLR run in lockstep in one process, so ratios are valid, absolute times are not).\n",
              "| K groups | Adam ms/step | HiDLR ms/step | time ratio, all steps | time ratio, non-refresh steps "
              "| refreshes | probe forwards |",
              "|---|---|---|---|---|---|---|"]

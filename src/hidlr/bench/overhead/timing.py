@@ -40,13 +40,9 @@ def split_groups(model: nn.Module, k: int) -> list[dict[str, Any]]:
     return [{"params": params[i * per:(i + 1) * per], "name": f"g{i}"} for i in range(k)]
 
 
-def timed_run(k: int, options: dict[str, Any] | None, steps: int, batch: int = 128, device: str = "cpu",
-              width: int = WIDTH, seed: int = 0) -> dict[str, Any]:
-    """Train ``steps`` steps with Adam (``options`` None) or HiDLR(Adam, **options) on K groups.
-
-    Returns per-step seconds (forward, backward and step; a CUDA sync closes each step), whether
-    each step refreshed, and for HiDLR the refresh count and probe forward passes.
-    """
+def _trainer(k: int, options: dict[str, Any] | None, batch: int, device: str, width: int,
+             seed: int) -> Callable[[int], tuple[float, bool]]:
+    """A closure that takes training step ``t`` and returns (seconds, whether it refreshed)."""
     model = deep_mlp(width=width, seed=seed).to(device)
     loss_fn = nn.MSELoss()
     base = torch.optim.Adam(split_groups(model, k), lr=1e-3)
@@ -55,27 +51,59 @@ def timed_run(k: int, options: dict[str, Any] | None, steps: int, batch: int = 1
     xs = torch.randn(8, batch, width, generator=gen).to(device)
     ys = torch.randn(8, batch, width, generator=gen).to(device)
     sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    seconds, refreshed = [], []
-    sync()
-    for t in range(steps):
+
+    def step(t: int) -> tuple[float, bool]:
         x, y = xs[t % 8], ys[t % 8]
         xp, yp = xs[(t + 1) % 8], ys[(t + 1) % 8]
+        sync()
         start = time.perf_counter()
         opt.zero_grad()
         loss_fn(model(x), y).backward()
-        if options is None:
-            refreshed.append(False)
-            opt.step()
+        refresh = isinstance(opt, HiDLR) and opt.is_refresh_step()
+        if isinstance(opt, HiDLR):
+            opt.step(probe=lambda: loss_fn(model(xp), yp))
         else:
-            refreshed.append(opt.is_refresh_step())
-            opt.step(probe=lambda xp=xp, yp=yp: loss_fn(model(xp), yp))
+            opt.step()
         sync()
-        seconds.append(time.perf_counter() - start)
+        return time.perf_counter() - start, refresh
+
+    step.optimizer = opt  # type: ignore[attr-defined]
+    return step
+
+
+def _result(seconds: list[float], refreshed: list[bool], opt: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"seconds": seconds, "refreshed": refreshed}
     if isinstance(opt, HiDLR):
         out["refreshes"] = opt.refresh_count
         out["probe_forwards"] = opt._probe_forwards
     return out
+
+
+def timed_run(k: int, options: dict[str, Any] | None, steps: int, batch: int = 128, device: str = "cpu",
+              width: int = WIDTH, seed: int = 0) -> dict[str, Any]:
+    """Train ``steps`` steps with Adam (``options`` None) or HiDLR(Adam, **options) on K groups.
+
+    Returns per-step seconds (forward, backward and step; a CUDA sync closes each step), whether
+    each step refreshed, and for HiDLR the refresh count and probe forward passes.
+    """
+    step = _trainer(k, options, batch, device, width, seed)
+    timed = [step(t) for t in range(steps)]
+    return _result([s for s, _ in timed], [r for _, r in timed], step.optimizer)  # type: ignore[attr-defined]
+
+
+def paired_run(k: int, options: dict[str, Any], steps: int, batch: int = 128, device: str = "cpu",
+               width: int = WIDTH, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Adam and HiDLR(Adam, **options) trained in lockstep, step t of one right after step t of the
+    other (the order alternating), so that the load of a shared machine hits both alike at the
+    scale of one step. Returns (HiDLR's :func:`timed_run`-like result, Adam's)."""
+    runs = {"hidlr": _trainer(k, options, batch, device, width, seed),
+            "adam": _trainer(k, None, batch, device, width, seed)}
+    timed: dict[str, list[tuple[float, bool]]] = {"hidlr": [], "adam": []}
+    for t in range(steps):
+        for name in (("hidlr", "adam") if t % 2 == 0 else ("adam", "hidlr")):
+            timed[name].append(runs[name](t))
+    return tuple(_result([s for s, _ in timed[n]], [r for _, r in timed[n]], runs[n].optimizer)  # type: ignore[return-value,attr-defined]
+                 for n in ("hidlr", "adam"))
 
 
 def ratios(hidlr_run: dict[str, Any], adam_run: dict[str, Any]) -> dict[str, float]:
