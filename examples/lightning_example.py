@@ -34,8 +34,10 @@ class Regressor(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        groups = [{"params": self.body.parameters(), "name": "body"},
-                  {"params": self.head.parameters(), "name": "head"}]
+        groups = [
+            {"params": self.body.parameters(), "name": "body"},
+            {"params": self.head.parameters(), "name": "head"},
+        ]
         return HiDLR(torch.optim.AdamW(groups, lr=1e-3))
 
 
@@ -48,9 +50,17 @@ def main(steps: int = 200, log_dir: str | None = None) -> dict:
     model = Regressor()
     with tempfile.TemporaryDirectory() as tmp:
         logger = CSVLogger(log_dir or tmp, name="lightning_example")
-        trainer = L.Trainer(max_steps=steps, logger=logger, log_every_n_steps=10, accelerator="auto", devices=1,
-                            callbacks=[HiDLRCallback(), LearningRateMonitor(logging_interval="step")],
-                            enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+        trainer = L.Trainer(
+            max_steps=steps,
+            logger=logger,
+            log_every_n_steps=10,
+            accelerator="auto",
+            devices=1,
+            callbacks=[HiDLRCallback(), LearningRateMonitor(logging_interval="step")],
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+        )
         trainer.fit(model, data)
         with open(Path(logger.log_dir) / "metrics.csv") as f:
             rows = list(csv.DictReader(f))

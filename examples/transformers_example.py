@@ -34,18 +34,41 @@ class MarkerTokens(Dataset):
 def main(steps: int = 150) -> dict:
     """Trains for ``steps`` steps; returns the final rates and the logged learning-rate entries."""
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32, num_labels=2)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
     model = BertForSequenceClassification(config)
     opt = HiDLR(torch.optim.AdamW(groups.head_body(model, head="classifier"), lr=1e-4))
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=32, logging_steps=10,
-                                 report_to="none", save_strategy="no", disable_tqdm=True, seed=0)
-        trainer = Trainer(model=model, args=args, train_dataset=MarkerTokens(2048, seed=0), optimizers=(opt, None),
-                          callbacks=[HiDLRCallback()])
+        args = TrainingArguments(
+            output_dir=tmp,
+            max_steps=steps,
+            per_device_train_batch_size=32,
+            logging_steps=10,
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            seed=0,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=MarkerTokens(2048, seed=0),
+            optimizers=(opt, None),
+            callbacks=[HiDLRCallback()],
+        )
         trainer.train()
-    logged = [{k: v for k, v in row.items() if k.startswith(("learning_rate", "loss"))}
-              for row in trainer.state.log_history if "learning_rate" in row]
+    logged = [
+        {k: v for k, v in row.items() if k.startswith(("learning_rate", "loss"))}
+        for row in trainer.state.log_history
+        if "learning_rate" in row
+    ]
     for row in logged[-3:]:
         print({k: f"{v:.3e}" for k, v in row.items()})
     print("rates after training:", [f"{r:.2e}" for r in opt.lrs], f"({len(opt.history)} refreshes)")

@@ -18,7 +18,7 @@ def main(n: int = 2000, epochs: int | None = None) -> dict[str, dict[str, float]
     scores = {}
     for name, model in {"MDN": MDN(components=3, epochs=epochs), "BNN": BNN(epochs=epochs)}.items():
         model.fit(X, y)
-        dist = model.predict_proba(X_test)              # the predictive GaussianMixture per row
+        dist = model.predict_proba(X_test)  # the predictive GaussianMixture per row
         lo, hi = dist.interval(0.9)
         scores[name] = {
             "nll": metrics.nll(dist, y_test),

@@ -9,8 +9,9 @@ from hidlr.cli import app
 
 def test_bench_gap_runs_the_long_training_check(tmp_path):
     out = tmp_path / "gap.json"
-    res = CliRunner().invoke(app, ["bench", "gap", "--out", str(out), "--models", "bnn", "--epochs", "2",
-                                   "--seeds", "1", "--workers", "1"])
+    res = CliRunner().invoke(
+        app, ["bench", "gap", "--out", str(out), "--models", "bnn", "--epochs", "2", "--seeds", "1", "--workers", "1"]
+    )
     assert res.exit_code == 0, res.output
     assert "bnn: epistemic variance gap / near =" in res.output
     assert json.loads(out.read_text())["epochs"] == 2

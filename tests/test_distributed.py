@@ -23,9 +23,11 @@ def _model() -> nn.Sequential:
 
 
 def _optimizer(model: nn.Sequential) -> HiDLR:
-    groups = [{"params": list(model[0].parameters()), "lr": 0.02},
-              {"params": [model[2].weight], "lr": 0.02},
-              {"params": [model[2].bias], "lr": 0.0}]  # frozen: never probed, on any rank
+    groups = [
+        {"params": list(model[0].parameters()), "lr": 0.02},
+        {"params": [model[2].weight], "lr": 0.02},
+        {"params": [model[2].bias], "lr": 0.0},
+    ]  # frozen: never probed, on any rank
     return HiDLR(torch.optim.Adam(groups), every=2)
 
 
@@ -50,13 +52,17 @@ def _train(model: nn.Module, trained: nn.Module, rows: slice) -> HiDLR:
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
     try:
         model = _model()
         opt = _train(model, nn.parallel.DistributedDataParallel(model), slice(rank * HALF, (rank + 1) * HALF))
-        result = {"lrs": opt.lrs, "refreshes": len(opt.history),
-                  "weights": [p.detach().clone() for p in model.parameters()]}
+        result = {
+            "lrs": opt.lrs,
+            "refreshes": len(opt.history),
+            "weights": [p.detach().clone() for p in model.parameters()],
+        }
 
         # group 1 has gradients on rank 0 only (no DDP to synchronize them): both ranks must still make
         # the same probe calls (the group is probed on no rank), or the all-reduces would deadlock

@@ -35,7 +35,7 @@ def python_blocks(path: Path) -> list[tuple[int, str, str | None]]:
         before = text[: m.start()].rstrip("\n").splitlines()
         skip = SKIP.search(before[-1]) if before else None
         indent = m.group("indent")
-        code = "\n".join(s[len(indent):] if s.startswith(indent) else s for s in m.group("body").splitlines())
+        code = "\n".join(s[len(indent) :] if s.startswith(indent) else s for s in m.group("body").splitlines())
         out.append((line, code, skip.group("reason").strip() if skip else None))
     return out
 
@@ -50,13 +50,18 @@ def test_the_docs_have_code_to_check():
 
 def test_block_finder_reads_indented_fences_and_skip_markers(tmp_path):
     md = tmp_path / "x.md"
-    md.write_text("text\n\n  ```python\n  a = 1\n  ```\n\n<!-- docs-test: skip takes hours -->\n```python\nb = 2\n```\n"
-                  "```bash\nls\n```\n")
+    md.write_text(
+        "text\n\n  ```python\n  a = 1\n  ```\n\n<!-- docs-test: skip takes hours -->\n```python\nb = 2\n```\n"
+        "```bash\nls\n```\n"
+    )
     assert python_blocks(md) == [(3, "a = 1", None), (8, "b = 2", "takes hours")]
 
 
-@pytest.mark.parametrize(("path", "line", "code", "skip"), BLOCKS,
-                         ids=[f"{p.relative_to(ROOT).as_posix()}:{line}" for p, line, _, _ in BLOCKS])
+@pytest.mark.parametrize(
+    ("path", "line", "code", "skip"),
+    BLOCKS,
+    ids=[f"{p.relative_to(ROOT).as_posix()}:{line}" for p, line, _, _ in BLOCKS],
+)
 def test_code_block_runs_as_written(path, line, code, skip, tmp_path, monkeypatch):
     if skip is not None:
         pytest.skip(skip)

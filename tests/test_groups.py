@@ -24,9 +24,12 @@ def test_single_and_by_layer():
     m = Net()
     assert _names(m, groups.single(m)) == {"all": sorted(n for n, _ in m.named_parameters())}
     assert _names(m, groups.by_layer(m)) == {
-        "body.0": ["body.0.bias", "body.0.weight"], "body.1": ["body.1.bias", "body.1.weight"],
-        "body.3": ["body.3.bias", "body.3.weight"], "body.4": ["body.4.bias", "body.4.weight"],
-        "head": ["head.bias", "head.weight"]}
+        "body.0": ["body.0.bias", "body.0.weight"],
+        "body.1": ["body.1.bias", "body.1.weight"],
+        "body.3": ["body.3.bias", "body.3.weight"],
+        "body.4": ["body.4.bias", "body.4.weight"],
+        "head": ["head.bias", "head.weight"],
+    }
     assert set(_names(m, groups.by_layer(m, depth=1))) == {"body", "head"}
 
 
@@ -48,8 +51,14 @@ def test_head_body_by_name_or_module():
 
 
 def test_patterns_and_lora():
-    m = nn.ModuleDict({"base": nn.Linear(4, 4), "lora_A": nn.Linear(4, 2, bias=False),
-                       "lora_B": nn.Linear(2, 4, bias=False), "head": nn.Linear(4, 1)})
+    m = nn.ModuleDict(
+        {
+            "base": nn.Linear(4, 4),
+            "lora_A": nn.Linear(4, 2, bias=False),
+            "lora_B": nn.Linear(2, 4, bias=False),
+            "head": nn.Linear(4, 1),
+        }
+    )
     m["base"].requires_grad_(False)
     named = _names(m, groups.lora(m))
     assert named == {"lora_A": ["lora_A.weight"], "lora_B": ["lora_B.weight"], "rest": ["head.bias", "head.weight"]}
@@ -90,8 +99,10 @@ def test_lora_recognises_peft_layers_by_type():
     for p in m["head"].parameters():
         p.requires_grad_(True)
     named = _names(m, groups.lora(m, rest="head"))
-    assert named == {"lora_A": ["body.0.lora_A.default.weight", "body.2.lora_A.default.weight"],
-                     "lora_B": ["body.0.lora_B.default.weight", "body.2.lora_B.default.weight"],
-                     "head": ["head.bias", "head.weight"]}
+    assert named == {
+        "lora_A": ["body.0.lora_A.default.weight", "body.2.lora_A.default.weight"],
+        "lora_B": ["body.0.lora_B.default.weight", "body.2.lora_B.default.weight"],
+        "head": ["head.bias", "head.weight"],
+    }
     with pytest.raises(ValueError, match="outside the LoRA layers"):
         groups.lora(m, rest=None)

@@ -8,8 +8,20 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "hidlr"
 #: top to bottom; a module may import its own layer and the layers below it
-LAYERS = ["cli", "demo", "report", "integrations", "bench", "uq", "influence", "curvature", "optim", "groups",
-          "probes", "distributed"]
+LAYERS = [
+    "cli",
+    "demo",
+    "report",
+    "integrations",
+    "bench",
+    "uq",
+    "influence",
+    "curvature",
+    "optim",
+    "groups",
+    "probes",
+    "distributed",
+]
 #: names the package root re-exports, by the layer that defines them
 ROOT_NAMES = {"HiDLR": "optim", "ProbeError": "optim", "save_checkpoint": "optim"}
 ALLOWED = {("src/hidlr/optim/hidlr.py", "influence")}
@@ -37,8 +49,11 @@ def imported_layers(path: Path) -> set[str]:
 
 
 def test_every_module_belongs_to_a_layer():
-    tops = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
-            if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    tops = {
+        p.stem if p.is_file() else p.name
+        for p in SRC.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())
+    }
     assert tops == set(LAYERS), "a new top-level module needs a place in LAYERS and in the README's table"
 
 

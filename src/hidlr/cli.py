@@ -6,18 +6,23 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Hessian-informed differential learning rates, and uncertainty-aware regression.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Hessian-informed differential learning rates, and uncertainty-aware regression.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 bench_app = typer.Typer(help="Benchmarks (separate from the tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
 @app.command()
-def demo(steps: int = typer.Option(300, help="Training steps per digits run."),
-         seed: int = typer.Option(0, help="Random seed."),
-         n: int = typer.Option(1000, help="Training points for the MDN and the BNN."),
-         epochs: int = typer.Option(60, help="Epochs for the MDN and the BNN."),
-         out: Path = typer.Option(Path("results/demo/demo.html"), help="Where to write the HTML page.")) -> None:
+def demo(
+    steps: int = typer.Option(300, help="Training steps per digits run."),
+    seed: int = typer.Option(0, help="Random seed."),
+    n: int = typer.Option(1000, help="Training points for the MDN and the BNN."),
+    epochs: int = typer.Option(60, help="Epochs for the MDN and the BNN."),
+    out: Path = typer.Option(Path("results/demo/demo.html"), help="Where to write the HTML page."),
+) -> None:
     """Hi-DLR against Adam from several starting rates, an MDN and a BNN on a two-mode task; writes
     one self-contained HTML page."""
     import torch
@@ -29,9 +34,12 @@ def demo(steps: int = typer.Option(300, help="Training steps per digits run."),
 
 
 @app.command()
-def report(results: Path = typer.Argument(..., help="A benchmark's results folder (lr, uci, kl, overhead, "
-                                          "uq-speed, finetune)."),
-           out: Path = typer.Option(None, help="The HTML file (default: RESULTS/report.html).")) -> None:
+def report(
+    results: Path = typer.Argument(
+        ..., help="A benchmark's results folder (lr, uci, kl, overhead, uq-speed, finetune)."
+    ),
+    out: Path = typer.Option(None, help="The HTML file (default: RESULTS/report.html)."),
+) -> None:
     """Build one self-contained HTML page from a benchmark's results folder."""
     from hidlr.report import build_results_page
 
@@ -40,13 +48,15 @@ def report(results: Path = typer.Argument(..., help="A benchmark's results folde
 
 
 @bench_app.command("overhead")
-def bench_overhead(out: Path = typer.Option(Path("benchmarks/results/overhead"), help="Output folder."),
-                   repeats: int = typer.Option(3, help="Repeats (medians are over these)."),
-                   steps: int = typer.Option(1000, help="Steps per run, from the start of training."),
-                   groups: str = typer.Option("1,4,16,64", help="Numbers of param groups K, comma-separated."),
-                   memory: bool = typer.Option(True, help="Also measure peak memory (fresh processes)."),
-                   device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
-                   threads: int = typer.Option(1, help="torch threads.")) -> None:
+def bench_overhead(
+    out: Path = typer.Option(Path("benchmarks/results/overhead"), help="Output folder."),
+    repeats: int = typer.Option(3, help="Repeats (medians are over these)."),
+    steps: int = typer.Option(1000, help="Steps per run, from the start of training."),
+    groups: str = typer.Option("1,4,16,64", help="Numbers of param groups K, comma-separated."),
+    memory: bool = typer.Option(True, help="Also measure peak memory (fresh processes)."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    threads: int = typer.Option(1, help="torch threads."),
+) -> None:
     """Per-step time (all steps and non-refresh steps) and peak memory of HiDLR(Adam) against Adam
     on a 32-layer MLP, for several numbers of groups, side by side in one process."""
     from hidlr.bench.overhead import run
@@ -57,9 +67,11 @@ def bench_overhead(out: Path = typer.Option(Path("benchmarks/results/overhead"),
 
 
 @bench_app.command("uq-speed")
-def bench_uq_speed(out: Path = typer.Option(Path("results/uq-speed"), help="Output folder."),
-                   repeats: int = typer.Option(5, help="Repeats (medians and per-repeat ratios)."),
-                   quick: bool = typer.Option(False, help="Small settings for a smoke run.")) -> None:
+def bench_uq_speed(
+    out: Path = typer.Option(Path("results/uq-speed"), help="Output folder."),
+    repeats: int = typer.Option(5, help="Repeats (medians and per-repeat ratios)."),
+    quick: bool = typer.Option(False, help="Small settings for a smoke run."),
+) -> None:
     """BNN training throughput against bayesian-torch and Pyro; time to score 1e6 points."""
     from hidlr.bench.uq_speed import run
 
@@ -68,20 +80,27 @@ def bench_uq_speed(out: Path = typer.Option(Path("results/uq-speed"), help="Outp
 
 
 @bench_app.command("lr")
-def bench_lr(out: Path = typer.Option(Path("results/lr"), help="Output folder."),
-             quick: bool = typer.Option(False, help="Short budgets, one seed, a method subset (< 5 min)."),
-             seeds: int = typer.Option(None, help="Seeds (default 3; quick 1)."),
-             workloads: list[str] = typer.Option(None, help="Workload names (default: all)."),
-             methods: list[str] = typer.Option(None, help="Method names (default: all); "
-                                               "<method>@lr0=<rate> starts Hi-DLR or GeN at another rate."),
-             lr0: list[float] = typer.Option(None, help="Also run every named Hi-DLR/GeN method from this "
-                                             "start rate (repeatable)."),
-             first_seed: int = typer.Option(0, help="Seeds start here."),
-             store: Path = typer.Option(None, help="A result store (e.g. benchmarks/results/lr): write the run "
-                                        "into STORE/parts/PART and rebuild STORE's report from all its parts."),
-             part: str = typer.Option(None, help="The part's folder name (with --store)."),
-             rebuild: bool = typer.Option(False, help="Only rebuild --store's report from its parts."),
-             progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
+def bench_lr(
+    out: Path = typer.Option(Path("results/lr"), help="Output folder."),
+    quick: bool = typer.Option(False, help="Short budgets, one seed, a method subset (< 5 min)."),
+    seeds: int = typer.Option(None, help="Seeds (default 3; quick 1)."),
+    workloads: list[str] = typer.Option(None, help="Workload names (default: all)."),
+    methods: list[str] = typer.Option(
+        None, help="Method names (default: all); <method>@lr0=<rate> starts Hi-DLR or GeN at another rate."
+    ),
+    lr0: list[float] = typer.Option(
+        None, help="Also run every named Hi-DLR/GeN method from this start rate (repeatable)."
+    ),
+    first_seed: int = typer.Option(0, help="Seeds start here."),
+    store: Path = typer.Option(
+        None,
+        help="A result store (e.g. benchmarks/results/lr): write the run "
+        "into STORE/parts/PART and rebuild STORE's report from all its parts.",
+    ),
+    part: str = typer.Option(None, help="The part's folder name (with --store)."),
+    rebuild: bool = typer.Option(False, help="Only rebuild --store's report from its parts."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
     """Hi-DLR against tuned sweeps and learning-rate-free optimizers on small workloads."""
     from hidlr.bench import lr
 
@@ -94,40 +113,70 @@ def bench_lr(out: Path = typer.Option(Path("results/lr"), help="Output folder.")
     elif store is not None:
         if not part:
             raise typer.BadParameter("--store needs --part (or --rebuild)")
-        lr.run_into_store(store, part, quick=quick, seeds=seeds, workloads=workloads or None,
-                          methods=methods or None, lr0s=lr0 or None, first_seed=first_seed, progress=progress)
+        lr.run_into_store(
+            store,
+            part,
+            quick=quick,
+            seeds=seeds,
+            workloads=workloads or None,
+            methods=methods or None,
+            lr0s=lr0 or None,
+            first_seed=first_seed,
+            progress=progress,
+        )
         out = store
     else:
-        lr.run(out, quick=quick, seeds=seeds, workloads=workloads or None, methods=methods or None,
-               lr0s=lr0 or None, first_seed=first_seed, progress=progress)
+        lr.run(
+            out,
+            quick=quick,
+            seeds=seeds,
+            workloads=workloads or None,
+            methods=methods or None,
+            lr0s=lr0 or None,
+            first_seed=first_seed,
+            progress=progress,
+        )
     typer.echo(f"report: {out / 'report.md'}")
 
 
 @bench_app.command("uci")
-def bench_uci(out: Path = typer.Option(Path("results/uci"), help="Output folder."),
-              quick: bool = typer.Option(False, help="Few splits and epochs (smoke run)."),
-              sets: list[str] = typer.Option(None, help="Set names or folders (default: the five)."),
-              models: list[str] = typer.Option(None, help="mdn, bnn, mc_dropout, deep_ensemble, "
-                                               "mdn_ensemble, bayesian_mdn (default: all)."),
-              splits: int = typer.Option(None, help="First k of the 20 standard splits."),
-              optimizers: list[str] = typer.Option(None, help="hidlr, adam (default: both)."),
-              root: Path = typer.Option(None, help="UCI data folder (default: found automatically)."),
-              workers: int = typer.Option(2, help="Processes side by side.")) -> None:
+def bench_uci(
+    out: Path = typer.Option(Path("results/uci"), help="Output folder."),
+    quick: bool = typer.Option(False, help="Few splits and epochs (smoke run)."),
+    sets: list[str] = typer.Option(None, help="Set names or folders (default: the five)."),
+    models: list[str] = typer.Option(
+        None, help="mdn, bnn, mc_dropout, deep_ensemble, mdn_ensemble, bayesian_mdn (default: all)."
+    ),
+    splits: int = typer.Option(None, help="First k of the 20 standard splits."),
+    optimizers: list[str] = typer.Option(None, help="hidlr, adam (default: both)."),
+    root: Path = typer.Option(None, help="UCI data folder (default: found automatically)."),
+    workers: int = typer.Option(2, help="Processes side by side."),
+) -> None:
     """The UCI regression protocol: 20 splits, six models, Hi-DLR and tuned Adam."""
     from hidlr.bench import uci
 
-    uci.run(out, quick=quick, sets=sets or None, models=models or None, splits=splits,
-            optimizers=optimizers or None, root=root, progress=True, workers=workers)
+    uci.run(
+        out,
+        quick=quick,
+        sets=sets or None,
+        models=models or None,
+        splits=splits,
+        optimizers=optimizers or None,
+        root=root,
+        progress=True,
+        workers=workers,
+    )
     typer.echo(f"report: {out / 'report.md'}")
 
 
 @bench_app.command("kl")
-def bench_kl(out: Path = typer.Option(Path("results/kl"), help="Output folder."),
-             quick: bool = typer.Option(False, help="Small sizes and seeds (smoke run)."),
-             tasks: list[str] = typer.Option(None, help="Synthetic tasks (default: bimodal, "
-                                             "heteroscedastic, bishop)."),
-             seeds: int = typer.Option(None, help="Seeds per size (default 5)."),
-             workers: int = typer.Option(2, help="Processes side by side.")) -> None:
+def bench_kl(
+    out: Path = typer.Option(Path("results/kl"), help="Output folder."),
+    quick: bool = typer.Option(False, help="Small sizes and seeds (smoke run)."),
+    tasks: list[str] = typer.Option(None, help="Synthetic tasks (default: bimodal, heteroscedastic, bishop)."),
+    seeds: int = typer.Option(None, help="Seeds per size (default 5)."),
+    workers: int = typer.Option(2, help="Processes side by side."),
+) -> None:
     """KL to the true conditional density against n, slopes, coverage, and the gap experiment."""
     from hidlr.bench import kl
 
@@ -136,11 +185,13 @@ def bench_kl(out: Path = typer.Option(Path("results/kl"), help="Output folder.")
 
 
 @bench_app.command("gap")
-def bench_gap(out: Path = typer.Option(Path("results/kl/gap_long_training.json"), help="Output JSON file."),
-              models: list[str] = typer.Option(None, help="Models (default: bnn, bayesian_mdn)."),
-              epochs: int = typer.Option(2000, help="Training epochs (the KL study's gap runs use 400)."),
-              seeds: int = typer.Option(5, help="Seeds."),
-              workers: int = typer.Option(2, help="Processes side by side.")) -> None:
+def bench_gap(
+    out: Path = typer.Option(Path("results/kl/gap_long_training.json"), help="Output JSON file."),
+    models: list[str] = typer.Option(None, help="Models (default: bnn, bayesian_mdn)."),
+    epochs: int = typer.Option(2000, help="Training epochs (the KL study's gap runs use 400)."),
+    seeds: int = typer.Option(5, help="Seeds."),
+    workers: int = typer.Option(2, help="Processes side by side."),
+) -> None:
     """The limited-data gap experiment alone, with longer training (a robustness check)."""
     from hidlr.bench import kl
 
@@ -152,18 +203,21 @@ def bench_gap(out: Path = typer.Option(Path("results/kl/gap_long_training.json")
 
 
 @bench_app.command("finetune")
-def bench_finetune(out: Path = typer.Option(Path("benchmarks/results/finetune"), help="Output folder."),
-                   quick: bool = typer.Option(False, help="A small BERT pretrained here instead of MiniLM (minutes)."),
-                   seeds: int = typer.Option(None, help="Seeds (default: 1; quick 2)."),
-                   heads: list[str] = typer.Option(None, help="mdn, gaussian (default: both)."),
-                   methods: list[str] = typer.Option(None, help="Method names, 'freeze' for the freezing family "
-                                                     "(default: all)."),
-                   steps: int = typer.Option(None, help="Training steps per run (default: 100; quick 150)."),
-                   batch_size: int = typer.Option(32, help="Tokens per batch (each with its ten ratings)."),
-                   costs: bool = typer.Option(True, help="Measure what frozen groups cost, side by side."),
-                   progress: bool = typer.Option(True, help="Show a progress bar."),
-                   report_only: str = typer.Option(None, help="Only rebuild the report from OUT/results.json "
-                                                   "(e.g. of an interrupted run); the text is noted on top.")) -> None:
+def bench_finetune(
+    out: Path = typer.Option(Path("benchmarks/results/finetune"), help="Output folder."),
+    quick: bool = typer.Option(False, help="A small BERT pretrained here instead of MiniLM (minutes)."),
+    seeds: int = typer.Option(None, help="Seeds (default: 1; quick 2)."),
+    heads: list[str] = typer.Option(None, help="mdn, gaussian (default: both)."),
+    methods: list[str] = typer.Option(None, help="Method names, 'freeze' for the freezing family (default: all)."),
+    steps: int = typer.Option(None, help="Training steps per run (default: 100; quick 150)."),
+    batch_size: int = typer.Option(32, help="Tokens per batch (each with its ten ratings)."),
+    costs: bool = typer.Option(True, help="Measure what frozen groups cost, side by side."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    report_only: str = typer.Option(
+        None,
+        help="Only rebuild the report from OUT/results.json (e.g. of an interrupted run); the text is noted on top.",
+    ),
+) -> None:
     """Fine-tune a pretrained encoder on the VADER lexicon's rating distributions: full, head-only,
     BitFit, LoRA, LoRA+, Hi-DLR, automatic freezing, Prodigy, Schedule-Free; MDN and Gaussian heads."""
     from hidlr.bench.finetune import rebuild_report, run
@@ -173,19 +227,30 @@ def bench_finetune(out: Path = typer.Option(Path("benchmarks/results/finetune"),
         typer.echo(f"report: {out / 'report.md'}")
         return
 
-    run(out, quick=quick, seeds=seeds, heads=heads or None, methods=methods or None, steps=steps,
-        batch_size=batch_size, costs=costs, progress=progress)
+    run(
+        out,
+        quick=quick,
+        seeds=seeds,
+        heads=heads or None,
+        methods=methods or None,
+        steps=steps,
+        batch_size=batch_size,
+        costs=costs,
+        progress=progress,
+    )
     typer.echo(f"report: {out / 'report.md'}")
 
 
 @app.command()
-def influence(plan_out: Path = typer.Option(Path("plan.json"), help="Where to write the freezing plan (JSON)."),
-              budget: float = typer.Option(0.05, help="Fraction of the parameters left trainable."),
-              quick: bool = typer.Option(True, help="The small BERT pretrained here (--no-quick: MiniLM)."),
-              head: str = typer.Option("mdn", help="mdn or gaussian."),
-              steps: int = typer.Option(10, help="Steps of the short Hi-DLR run."),
-              refreshes: int = typer.Option(2, help="Curvature refreshes during those steps."),
-              seed: int = typer.Option(0, help="Random seed.")) -> None:
+def influence(
+    plan_out: Path = typer.Option(Path("plan.json"), help="Where to write the freezing plan (JSON)."),
+    budget: float = typer.Option(0.05, help="Fraction of the parameters left trainable."),
+    quick: bool = typer.Option(True, help="The small BERT pretrained here (--no-quick: MiniLM)."),
+    head: str = typer.Option("mdn", help="mdn or gaussian."),
+    steps: int = typer.Option(10, help="Steps of the short Hi-DLR run."),
+    refreshes: int = typer.Option(2, help="Curvature refreshes during those steps."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
     """Rank a pretrained encoder's modules by influence after a short Hi-DLR run on the lexicon
     task, and write the freezing plan for a parameter budget (the head always trains)."""
     import torch
@@ -202,8 +267,10 @@ def influence(plan_out: Path = typer.Option(Path("plan.json"), help="Where to wr
     typer.echo(format_table(influence_table(opt)))
     plan = plan_for(opt, budget=budget, model=model, keep=M.head_group_names(opt.param_groups))
     plan.save(plan_out)
-    typer.echo(f"plan: {len(plan.kept_groups)} of {len(opt.param_groups)} groups, {plan.trainable_params:,} of "
-               f"{plan.total_params:,} parameters ({100 * plan.fraction:.2f}%) trainable; written: {plan_out}")
+    typer.echo(
+        f"plan: {len(plan.kept_groups)} of {len(opt.param_groups)} groups, {plan.trainable_params:,} of "
+        f"{plan.total_params:,} parameters ({100 * plan.fraction:.2f}%) trainable; written: {plan_out}"
+    )
 
 
 if __name__ == "__main__":

@@ -76,4 +76,5 @@ def refuse_sharded_parameters(optimizer: torch.optim.Optimizer) -> None:
                     raise TypeError(
                         f"optimizer: param group {k} holds {what}; HiDLR does not support sharded parameters "
                         "(each rank would measure only its own shard's update). Use DistributedDataParallel, "
-                        "which keeps whole parameters on every rank")
+                        "which keeps whole parameters on every rank"
+                    )

@@ -38,11 +38,11 @@ def check_partition(model: nn.Module, groups: Sequence[Mapping]) -> None:
         gname = g.get("name", "?")
         for p in params:
             if id(p) not in names:
-                raise ValueError(f"group {gname!r} holds a tensor of shape {tuple(p.shape)} that is "
-                                 "not a parameter of the model")
+                raise ValueError(
+                    f"group {gname!r} holds a tensor of shape {tuple(p.shape)} that is not a parameter of the model"
+                )
             if id(p) in seen:
-                raise ValueError(f"parameter {names[id(p)]!r} is in two groups: {seen[id(p)]!r} "
-                                 f"and {gname!r}")
+                raise ValueError(f"parameter {names[id(p)]!r} is in two groups: {seen[id(p)]!r} and {gname!r}")
             seen[id(p)] = gname
     missing = [n for n, p in _trainable(model) if id(p) not in seen]
     if missing:
@@ -67,8 +67,7 @@ def by_layer(model: nn.Module, depth: int | None = None) -> list[dict]:
 
 def by_kind(model: nn.Module) -> list[dict]:
     """Three groups: weights, biases, and normalisation-layer parameters ("norm")."""
-    norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES)
-                for p in m.parameters(recurse=False)}
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
     named: dict[str, list[nn.Parameter]] = {"weight": [], "bias": [], "norm": []}
     for pname, p in _trainable(model):
         if id(p) in norm_ids:
@@ -94,16 +93,21 @@ def head_body(model: nn.Module, head: str | nn.Module | Iterable[str | nn.Module
     if not head_ids:
         raise ValueError("the head has no parameters")
     trainable = _trainable(model)
-    return _build(model, {"body": [p for _, p in trainable if id(p) not in head_ids],
-                          "head": [p for _, p in trainable if id(p) in head_ids]})
+    return _build(
+        model,
+        {
+            "body": [p for _, p in trainable if id(p) not in head_ids],
+            "head": [p for _, p in trainable if id(p) in head_ids],
+        },
+    )
 
 
-def by_pattern(model: nn.Module, patterns: Mapping[str, str | Sequence[str]],
-               rest: str | None = "rest") -> list[dict]:
+def by_pattern(model: nn.Module, patterns: Mapping[str, str | Sequence[str]], rest: str | None = "rest") -> list[dict]:
     """Groups by regular expressions on parameter names (``re.search``), first match wins; the
     parameters no pattern matches go to ``rest`` (or, with ``rest=None``, are an error)."""
-    compiled = {name: [re.compile(p) for p in ([pats] if isinstance(pats, str) else pats)]
-                for name, pats in patterns.items()}
+    compiled = {
+        name: [re.compile(p) for p in ([pats] if isinstance(pats, str) else pats)] for name, pats in patterns.items()
+    }
     named: dict[str, list[nn.Parameter]] = {name: [] for name in compiled}
     unmatched = []
     for pname, p in _trainable(model):
@@ -135,8 +139,12 @@ def _peft_lora_ids(model: nn.Module) -> tuple[set[int], set[int]]:
     b_ids: set[int] = set()
     for m in model.modules():
         if isinstance(m, LoraLayer):
-            for attr, ids in (("lora_A", a_ids), ("lora_embedding_A", a_ids), ("lora_B", b_ids),
-                              ("lora_embedding_B", b_ids)):
+            for attr, ids in (
+                ("lora_A", a_ids),
+                ("lora_embedding_A", a_ids),
+                ("lora_B", b_ids),
+                ("lora_embedding_B", b_ids),
+            ):
                 sub = getattr(m, attr, None)
                 if sub is not None:
                     ids |= {id(p) for p in sub.parameters()}

@@ -80,8 +80,9 @@ def common_random_numbers(seed: int, devices: Iterable[torch.device] = ()) -> It
 
 
 @contextlib.contextmanager
-def probe_context(model: nn.Module | None, *, eval_mode: bool = True, seed: int | None = None,
-                  devices: Iterable[torch.device] = ()) -> Iterator[None]:
+def probe_context(
+    model: nn.Module | None, *, eval_mode: bool = True, seed: int | None = None, devices: Iterable[torch.device] = ()
+) -> Iterator[None]:
     """The rules of one probe call (module docstring): eval mode for dropout (``eval_mode``),
     frozen running statistics, common random numbers (``seed``; None: the generators are left
     alone), all restored on exit. ``model`` None applies the random-number rule only."""
@@ -120,8 +121,14 @@ class Probe:
             seed in every call (for a probe built anew each step).
     """
 
-    def __init__(self, model: nn.Module | None = None, *, eval_mode: bool = True, seed: int | None = None,
-                 fixed_seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        *,
+        eval_mode: bool = True,
+        seed: int | None = None,
+        fixed_seed: int | None = None,
+    ) -> None:
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
         if seed is not None and fixed_seed is not None:
@@ -148,8 +155,10 @@ class Probe:
         raise NotImplementedError
 
     def __call__(self) -> Tensor:
-        with torch.no_grad(), probe_context(self.model, eval_mode=self.eval_mode, seed=self._step_seed,
-                                            devices=self._devices):
+        with (
+            torch.no_grad(),
+            probe_context(self.model, eval_mode=self.eval_mode, seed=self._step_seed, devices=self._devices),
+        ):
             return self.loss()
 
 
@@ -178,8 +187,10 @@ def loss_of_output(output: Any) -> Tensor:
     if value is None:
         value = output
     if not isinstance(value, Tensor) or value.numel() != 1:
-        raise TypeError(f"the model's output holds no scalar loss (got {type(output).__name__}); give the "
-                        "probe a loss= function of the output, or pass labels so that the model returns .loss")
+        raise TypeError(
+            f"the model's output holds no scalar loss (got {type(output).__name__}); give the "
+            "probe a loss= function of the output, or pass labels so that the model returns .loss"
+        )
     return value
 
 
@@ -254,8 +265,9 @@ class ClosureProbe(Probe):
         return value.detach() if isinstance(value, Tensor) else value
 
 
-def probe_for_step(optimizer: Any, probe: Callable[[], Any] | None,
-                   closure: Callable[[], Any] | None) -> Callable[[], Any] | None:
+def probe_for_step(
+    optimizer: Any, probe: Callable[[], Any] | None, closure: Callable[[], Any] | None
+) -> Callable[[], Any] | None:
     """The probe a HiDLR step uses: ``probe`` if given, else the optimizer's ``default_probe``, else
     on refresh steps a :class:`ClosureProbe` of ``closure`` (None when there is none of these).
     :class:`Probe` instances get :meth:`Probe.begin_step` with the step number and the closure."""
@@ -265,4 +277,3 @@ def probe_for_step(optimizer: Any, probe: Callable[[], Any] | None,
     if isinstance(chosen, Probe):
         chosen.begin_step(optimizer.step_count, closure)
     return chosen
-

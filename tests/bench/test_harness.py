@@ -16,8 +16,9 @@ def test_write_json_nan_becomes_null(tmp_path):
 
 
 def test_clean_json_numpy_tuples_keys_and_infinities():
-    got = harness.clean_json({1: (np.int64(3), np.float32(0.5), -math.inf), "a": np.array([1.0, np.nan]),
-                              "b": np.bool_(True), "c": "text"})
+    got = harness.clean_json(
+        {1: (np.int64(3), np.float32(0.5), -math.inf), "a": np.array([1.0, np.nan]), "b": np.bool_(True), "c": "text"}
+    )
     assert got == {"1": [3, 0.5, None], "a": [1.0, None], "b": True, "c": "text"}
     assert type(got["1"][0]) is int
     json.dumps(got, allow_nan=False)  # standard JSON: raises on NaN or infinity
@@ -25,8 +26,19 @@ def test_clean_json_numpy_tuples_keys_and_infinities():
 
 def test_run_metadata_names_machine_software_and_packages():
     meta = harness.run_metadata(seeds=[0, 1], packages=("numpy", "no-such-package-xyz"))
-    for key in ("machine", "platform", "cpu", "cpu_count", "python", "torch", "numpy", "torch_threads",
-                "git_commit", "started", "load_average_at_start"):
+    for key in (
+        "machine",
+        "platform",
+        "cpu",
+        "cpu_count",
+        "python",
+        "torch",
+        "numpy",
+        "torch_threads",
+        "git_commit",
+        "started",
+        "load_average_at_start",
+    ):
         assert key in meta
     assert meta["seeds"] == [0, 1]
     assert meta["packages"]["numpy"] == np.__version__

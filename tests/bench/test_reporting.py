@@ -41,7 +41,7 @@ def test_loglog_slope_hand_computed():
 
 def test_loglog_slope_exact_power_law():
     n = np.array([250, 500, 1000, 2000, 4000], dtype=float)
-    b, a = rep.loglog_slope(n, 3.0 * n ** -0.7)
+    b, a = rep.loglog_slope(n, 3.0 * n**-0.7)
     assert b == pytest.approx(-0.7) and a == pytest.approx(math.log(3.0))
 
 
@@ -56,7 +56,7 @@ def test_loglog_slope_rejects_bad_input():
 
 def test_slope_summary_two_seeds():
     n = np.array([10.0, 100.0, 1000.0])
-    per_seed = [n ** -1.0, 10.0 * n ** -2.0]
+    per_seed = [n**-1.0, 10.0 * n**-2.0]
     s = rep.slope_summary(n, per_seed, n_boot=200)
     assert s["per_seed_slopes"] == pytest.approx([-1.0, -2.0])
     assert s["per_seed"]["mean"] == pytest.approx(-1.5)
@@ -76,4 +76,3 @@ def test_slope_summary_clips_nonpositive_kl():
 def test_markdown_table():
     t = rep.markdown_table(["a", "b"], [[1, 2]])
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
-

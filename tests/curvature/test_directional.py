@@ -41,7 +41,7 @@ def test_quadratic_closed_form():
     d = torch.zeros(sum(sizes), len(sizes), dtype=torch.float64)
     start = 0
     for k, s in enumerate(sizes):
-        d[start:start + s, k] = dirs[k][0]
+        d[start : start + s, k] = dirs[k][0]
         start += s
     torch.testing.assert_close(out.b, d.T @ grad)
     torch.testing.assert_close(out.A, d.T @ h @ d)

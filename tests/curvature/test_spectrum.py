@@ -72,6 +72,6 @@ def test_hutchinson_within_its_standard_error_of_dense_trace():
 def test_bad_arguments():
     w = torch.ones(2, requires_grad=True)
     with pytest.raises(ValueError, match="iters"):
-        curvature.top_eigenvalues(lambda: (w ** 2).sum(), [[w]], iters=0)
+        curvature.top_eigenvalues(lambda: (w**2).sum(), [[w]], iters=0)
     with pytest.raises(ValueError, match="samples"):
-        curvature.hutchinson_traces(lambda: (w ** 2).sum(), [[w]], samples=0)
+        curvature.hutchinson_traces(lambda: (w**2).sum(), [[w]], samples=0)

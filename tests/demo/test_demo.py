@@ -19,8 +19,14 @@ def small():
 
 def test_demo_runs_both_optimizers_from_every_rate(small):
     names = [r.name for r in small.runs]
-    assert names == ["Adam from lr=0.0001", "Hi-DLR(Adam) from lr=0.0001", "Adam from lr=0.001",
-                     "Hi-DLR(Adam) from lr=0.001", "Adam from lr=0.01", "Hi-DLR(Adam) from lr=0.01"]
+    assert names == [
+        "Adam from lr=0.0001",
+        "Hi-DLR(Adam) from lr=0.0001",
+        "Adam from lr=0.001",
+        "Hi-DLR(Adam) from lr=0.001",
+        "Adam from lr=0.01",
+        "Hi-DLR(Adam) from lr=0.01",
+    ]
     for r in small.runs:
         assert [t for t, _ in r.rates] == list(range(12))  # a rate for every step
         assert len(r.train_loss) == 12 and r.val_steps[0] == 0 and r.val_steps[-1] == 12
@@ -71,12 +77,19 @@ def _model(name: str, kl: float) -> ModelResult:
 
 def test_takeaway_states_what_was_measured():
     u = UncertaintyDemo(10, np.zeros(1), np.zeros(1), np.zeros(1), {}, [_model("MDN", 0.1), _model("BNN", 1.2)])
-    steady = [_run("Adam", 1e-4, 1.3), _run("Hi-DLR(Adam)", 1e-4, 0.13), _run("Adam", 1e-2, 0.12),
-              _run("Hi-DLR(Adam)", 1e-2, 0.12)]
+    steady = [
+        _run("Adam", 1e-4, 1.3),
+        _run("Hi-DLR(Adam)", 1e-4, 0.13),
+        _run("Adam", 1e-2, 0.12),
+        _run("Hi-DLR(Adam)", 1e-2, 0.12),
+    ]
     line = takeaway(steady, u)
     assert "0.120-0.130 against Adam's 0.120-1.300 (less sensitive" in line
     assert "the MDN is closer to the true density than the BNN (KL 0.100 vs 1.200 nats)" in line
-    shaky = [_run("Adam", 1e-4, 0.2), _run("Hi-DLR(Adam)", 1e-4, 0.9), _run("Adam", 1e-2, 0.2),
-             _run("Hi-DLR(Adam)", 1e-2, 0.1)]
+    shaky = [
+        _run("Adam", 1e-4, 0.2),
+        _run("Hi-DLR(Adam)", 1e-4, 0.9),
+        _run("Adam", 1e-2, 0.2),
+        _run("Hi-DLR(Adam)", 1e-2, 0.1),
+    ]
     assert "(not less sensitive" in takeaway(shaky, u)
-

@@ -22,8 +22,12 @@ def test_knapsack_is_exact_against_brute_force():
         values = (torch.rand(n, generator=gen) * 10 - 1).tolist()  # some items worthless
         weights = torch.randint(1, 20, (n,), generator=gen).tolist()
         cap = int(torch.randint(0, 60, (1,), generator=gen))
-        best = max((sum(values[i] for i in s), s) for r in range(n + 1) for s in itertools.combinations(range(n), r)
-                   if sum(weights[i] for i in s) <= cap and all(values[i] > 0 for i in s))
+        best = max(
+            (sum(values[i] for i in s), s)
+            for r in range(n + 1)
+            for s in itertools.combinations(range(n), r)
+            if sum(weights[i] for i in s) <= cap and all(values[i] > 0 for i in s)
+        )
         chosen = knapsack(values, weights, cap)
         assert sum(weights[i] for i in chosen) <= cap
         assert sum(values[i] for i in chosen) == pytest.approx(best[0])

@@ -75,9 +75,11 @@ def test_a_group_that_cannot_change_the_loss_ranks_last():
     def loss():
         return ((net(x) - y) ** 2).mean() + 0.0 * dead.sum()
 
-    groups = [{"params": list(net[0].parameters()), "name": "first"},
-              {"params": list(net[2].parameters()), "name": "last"},
-              {"params": [dead], "name": "dead"}]
+    groups = [
+        {"params": list(net[0].parameters()), "name": "first"},
+        {"params": list(net[2].parameters()), "name": "last"},
+        {"params": [dead], "name": "dead"},
+    ]
     opt = HiDLR(torch.optim.Adam(groups, lr=1e-2), every=3, probe=loss)
     for _ in range(10):
         opt.zero_grad()
@@ -102,8 +104,10 @@ def test_predicted_decrease_cases():
 def test_history_reading_skips_unmeasured_groups_and_checks_sizes():
     rec = lambda groups: {"groups": groups}
     g = lambda a, b, reason=None, rate=0.1: {"a": a, "b": b, "rate": rate, "reason": reason}
-    hist = [rec([g(2.0, 2.0), g(1.0, 1.0, "frozen"), g(0.0, 0.0, "loss does not change measurably along the update")]),
-            rec([g(4.0, 2.0), g(1.0, 1.0), g(1.0, 1.0, "no gradients")])]
+    hist = [
+        rec([g(2.0, 2.0), g(1.0, 1.0, "frozen"), g(0.0, 0.0, "loss does not change measurably along the update")]),
+        rec([g(4.0, 2.0), g(1.0, 1.0), g(1.0, 1.0, "no gradients")]),
+    ]
     assert influence_from_history(hist, 3) == pytest.approx([(1.0 + 0.5) / 2, 0.5, 0.0])
     with pytest.raises(ValueError, match="groups"):
         influence_from_history(hist, 2)

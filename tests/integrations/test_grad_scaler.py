@@ -11,8 +11,9 @@ from hidlr import HiDLR
 def _setup():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-    opt = HiDLR(torch.optim.Adam([{"params": model[0].parameters()}, {"params": model[2].parameters()}], lr=1e-2),
-                every=2)
+    opt = HiDLR(
+        torch.optim.Adam([{"params": model[0].parameters()}, {"params": model[2].parameters()}], lr=1e-2), every=2
+    )
     gen = torch.Generator().manual_seed(1)
     batches = [(torch.randn(16, 4, generator=gen), torch.randn(16, 1, generator=gen)) for _ in range(8)]
     return model, opt, batches

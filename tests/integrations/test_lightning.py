@@ -36,8 +36,15 @@ class _Net(L.LightningModule):
         return super().log(*args, **kwargs)
 
     def configure_optimizers(self):
-        opt = HiDLR(torch.optim.Adam([{"params": self.body.parameters(), "name": "body"},
-                                      {"params": self.head.parameters(), "name": "head"}], lr=1e-3))
+        opt = HiDLR(
+            torch.optim.Adam(
+                [
+                    {"params": self.body.parameters(), "name": "body"},
+                    {"params": self.head.parameters(), "name": "head"},
+                ],
+                lr=1e-3,
+            )
+        )
         if self.scheduler_factor is None:
             return opt
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.scheduler_factor)
@@ -56,9 +63,16 @@ def _fit(tmp_path, net, callbacks):
     torch.manual_seed(0)
     x = torch.randn(256, 4)
     data = DataLoader(TensorDataset(x, x.sum(1, keepdim=True).sin()), batch_size=32)
-    trainer = L.Trainer(max_steps=STEPS, logger=CSVLogger(tmp_path), log_every_n_steps=1, accelerator="cpu",
-                        callbacks=callbacks, enable_progress_bar=False, enable_checkpointing=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=STEPS,
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=1,
+        accelerator="cpu",
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     trainer.fit(net, data)
     return trainer.optimizers[0]
 

@@ -27,13 +27,28 @@ class _Tokens(Dataset):
 
 def _trainer(tmp_path, callbacks, scheduler=None):
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=16, num_labels=2)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
     model = BertForSequenceClassification(config)
     opt = HiDLR(torch.optim.AdamW(groups.head_body(model, head="classifier"), lr=1e-3), every=2)
     sched = scheduler(opt) if scheduler else None
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=STEPS, per_device_train_batch_size=16,
-                             logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, seed=0)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=STEPS,
+        per_device_train_batch_size=16,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=_Tokens(), optimizers=(opt, sched), callbacks=callbacks)
     return trainer, opt
 

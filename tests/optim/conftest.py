@@ -30,7 +30,7 @@ class Quadratic:
         d = torch.zeros(w0.numel(), k, dtype=torch.float64)
         o = 0
         for j, m in enumerate(self.sizes):
-            d[o:o + m, j] = (w0[o:o + m] - w1[o:o + m]) / rates[j]
+            d[o : o + m, j] = (w0[o : o + m] - w1[o : o + m]) / rates[j]
             o += m
         grad = self.H @ w0 - self.g
         return d.T @ grad, d.T @ self.H @ d

@@ -19,7 +19,6 @@ def _groups(q):
     return [{"params": [p], "name": f"g{i}"} for i, p in enumerate(q.params)]
 
 
-
 def _train(q, opt, steps, gen):
     for _ in range(steps):
         noise = torch.randn(q.g.shape, generator=gen, dtype=torch.float64) * 0.1
@@ -35,8 +34,7 @@ def test_resume_from_checkpoint_follows_the_same_trajectory_bitwise(every, desig
     gen = torch.Generator().manual_seed(0)
     _train(q, opt, 5, gen)
     buf = io.BytesIO()
-    torch.save({"params": [p.detach().clone() for p in q.params], "opt": opt.state_dict(),
-                "gen": gen.get_state()}, buf)
+    torch.save({"params": [p.detach().clone() for p in q.params], "opt": opt.state_dict(), "gen": gen.get_state()}, buf)
     _train(q, opt, 9, gen)
 
     buf.seek(0)
@@ -60,8 +58,6 @@ def test_loading_a_bare_optimizer_state_is_a_clear_error():
     opt = HiDLR(torch.optim.Adam(q.params, lr=0.01))
     with pytest.raises(ValueError, match="not a HiDLR state dict"):
         opt.load_state_dict(torch.optim.Adam(q.params).state_dict())
-
-
 
 
 def _trained(steps=6, **kw):
@@ -139,12 +135,20 @@ def _corrupt_sizes(sd):
     sd["hidlr"]["config"]["groups"][0]["size"] = 30
 
 
-@pytest.mark.parametrize("corrupt, match", [
-    (_corrupt_missing, "missing 'loss_eps'"), (_corrupt_groups, "groups in 'estimates'"),
-    (_corrupt_rate, "finite rates >= 0"), (_corrupt_step, "'t' must be"), (_corrupt_version, "format 99"),
-    (_corrupt_base_shape, "shape"), (_corrupt_base_groups, "param groups"), (_corrupt_names, "other param groups"),
-    (_corrupt_sizes, "other param groups"),
-])
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (_corrupt_missing, "missing 'loss_eps'"),
+        (_corrupt_groups, "groups in 'estimates'"),
+        (_corrupt_rate, "finite rates >= 0"),
+        (_corrupt_step, "'t' must be"),
+        (_corrupt_version, "format 99"),
+        (_corrupt_base_shape, "shape"),
+        (_corrupt_base_groups, "param groups"),
+        (_corrupt_names, "other param groups"),
+        (_corrupt_sizes, "other param groups"),
+    ],
+)
 def test_bad_checkpoints_are_refused_before_anything_changes(corrupt, match):
     _, src = _trained()
     sd = copy.deepcopy(src.state_dict())
@@ -176,8 +180,9 @@ def test_same_options_load_silently():
 def test_previous_format_loads():
     _, src = _trained()
     sd = src.state_dict()
-    old = {k: v for k, v in sd["hidlr"].items() if k in ("estimates", "wrap_lrs", "t", "period", "next_refresh",
-                                                          "history")}
+    old = {
+        k: v for k, v in sd["hidlr"].items() if k in ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
+    }
     _, opt = _fresh()
     opt.load_state_dict({"base": sd["base"], "hidlr": old})
     assert opt.lrs == src.lrs and opt.refresh_count == len(src.history) and opt.step_count == src.step_count

@@ -13,6 +13,7 @@ from tests.optim.conftest import make_quadratic
 def _groups(q):
     return [{"params": [p], "name": f"g{i}"} for i, p in enumerate(q.params)]
 
+
 def _snapshot(q, opt):
     return q.flat(), copy.deepcopy(opt.state_dict())
 
@@ -77,6 +78,7 @@ def test_probe_that_raises_leaves_weights_and_state_as_before(fail_at):
         if len(calls) == fail_at:
             raise KeyError("data ran out")
         return q.loss()
+
     with pytest.raises(KeyError, match="data ran out"):
         opt.step(probe=probe)
     _assert_unchanged(q, opt, snap)  # bitwise: the weights are restored from a copy
@@ -104,6 +106,7 @@ def test_non_finite_probe_loss_skips_that_group_and_completes_at_previous_rates(
     def probe():  # call 1 is L(w); calls 2-5 probe group 0, 6-9 group 1
         calls.append(1)
         return torch.tensor(float("nan")) if len(calls) == 7 else q.loss()
+
     q.loss().backward()
     with pytest.warns(RuntimeWarning, match="non-finite probe loss"):
         opt.step(probe=probe)
@@ -130,14 +133,22 @@ def test_non_finite_gradient_is_refused_before_any_weight_changes():
     _assert_unchanged(q, opt, snap)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"mode": "lbfgs"}, "mode must be"), ({"every": 0}, "every must be"),
-    ({"probes": (1.0, 2.0)}, "at least 3 distinct"), ({"probes": (0.0, 1.0, 2.0)}, "non-zero"),
-    ({"ema": 1.0}, "ema must be"), ({"clip": (2.0, 3.0)}, "clip must be"),
-    ({"design": "grid"}, "design must be"), ({"horizon": 2.0}, "horizon must be"),
-    ({"shrink": 1.5}, "shrink must be"), ({"shrink": "half"}, "shrink must be"),
-    ({"first_clip": (2.0, 3.0)}, "clip must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "lbfgs"}, "mode must be"),
+        ({"every": 0}, "every must be"),
+        ({"probes": (1.0, 2.0)}, "at least 3 distinct"),
+        ({"probes": (0.0, 1.0, 2.0)}, "non-zero"),
+        ({"ema": 1.0}, "ema must be"),
+        ({"clip": (2.0, 3.0)}, "clip must be"),
+        ({"design": "grid"}, "design must be"),
+        ({"horizon": 2.0}, "horizon must be"),
+        ({"shrink": 1.5}, "shrink must be"),
+        ({"shrink": "half"}, "shrink must be"),
+        ({"first_clip": (2.0, 3.0)}, "clip must be"),
+    ],
+)
 def test_bad_options_are_clear_errors(kwargs, match):
     q = make_quadratic([2])
     with pytest.raises(ValueError, match=match):
@@ -156,7 +167,6 @@ def test_parameter_in_two_groups_is_an_error():
     q = make_quadratic([2])
     with pytest.raises(ValueError, match="more than one parameter group"):
         HiDLR(torch.optim.SGD([{"params": q.params}, {"params": q.params}], lr=0.1))
-
 
 
 # ------------------------------------------------------------------------- duplicate params
@@ -180,12 +190,21 @@ def test_add_param_group_refuses_duplicates_and_changes_nothing():
 
 
 # ------------------------------------------------------------------------------ rollback
-@pytest.mark.parametrize("base, mode, per_refresh", [("adam", "diag", None), ("adam", "full", None),
-                                                      ("momentum", "diag", None), ("momentum", "full", None),
-                                                      ("adam", "diag", 1)])
+@pytest.mark.parametrize(
+    "base, mode, per_refresh",
+    [
+        ("adam", "diag", None),
+        ("adam", "full", None),
+        ("momentum", "diag", None),
+        ("momentum", "full", None),
+        ("adam", "diag", 1),
+    ],
+)
 def test_retried_steps_after_raising_probes_follow_the_clean_run_bitwise(base, mode, per_refresh):
-    make = {"adam": lambda g: torch.optim.Adam(g, lr=0.01),
-            "momentum": lambda g: torch.optim.SGD(g, lr=0.02, momentum=0.9)}[base]
+    make = {
+        "adam": lambda g: torch.optim.Adam(g, lr=0.01),
+        "momentum": lambda g: torch.optim.SGD(g, lr=0.02, momentum=0.9),
+    }[base]
     clean_q, flaky_q = make_quadratic([3, 2, 2], seed=4), make_quadratic([3, 2, 2], seed=4)
     clean = HiDLR(make(_groups(clean_q)), every=1, mode=mode, groups_per_refresh=per_refresh)
     flaky = HiDLR(make(_groups(flaky_q)), every=1, mode=mode, groups_per_refresh=per_refresh)
@@ -196,6 +215,7 @@ def test_retried_steps_after_raising_probes_follow_the_clean_run_bitwise(base, m
         if calls[0] in (3, 25, 26, 60):
             raise RuntimeError("transient")
         return flaky_q.loss()
+
     for _ in range(12):
         clean.zero_grad()
         clean_q.loss().backward()
@@ -227,6 +247,7 @@ def test_without_rollback_a_raising_probe_restores_weights_up_to_rounding(per_re
         if len(calls) == 3:
             raise KeyError("boom")
         return q.loss()
+
     with pytest.raises(KeyError):
         opt.step(probe=probe)
     torch.testing.assert_close(q.flat(), w, rtol=0, atol=1e-14)
@@ -278,13 +299,13 @@ def _sparse_model():
 
     def loss():
         return ((head(emb(idx)) - target) ** 2).mean()
+
     return emb, head, loss
 
 
 def test_sparse_gradients_are_stepped_and_checked():
     emb, head, loss = _sparse_model()
-    opt = HiDLR(torch.optim.SGD([{"params": emb.parameters()}, {"params": head.parameters()}], lr=0.05),
-                every=1)
+    opt = HiDLR(torch.optim.SGD([{"params": emb.parameters()}, {"params": head.parameters()}], lr=0.05), every=1)
     first = float(loss().detach())
     for _ in range(5):
         opt.zero_grad()
@@ -293,8 +314,9 @@ def test_sparse_gradients_are_stepped_and_checked():
     assert float(loss().detach()) < first and len(opt.history) == 5
     opt.zero_grad()
     loss().backward()
-    emb.weight.grad = torch.sparse_coo_tensor(torch.tensor([[1]]), torch.full((1, 4), float("nan")), (10, 4),
-                                              check_invariants=True)
+    emb.weight.grad = torch.sparse_coo_tensor(
+        torch.tensor([[1]]), torch.full((1, 4), float("nan")), (10, 4), check_invariants=True
+    )
     w = emb.weight.detach().clone()
     with pytest.raises(FloatingPointError, match="param group '0'"):
         opt.step(probe=loss)
@@ -302,10 +324,19 @@ def test_sparse_gradients_are_stepped_and_checked():
 
 
 # ------------------------------------------------------------------------------ bad probes
-@pytest.mark.parametrize("value, shown", [
-    (None, "None"), ("0.3", "str"), (torch.ones(3), "shape (3,)"), (torch.tensor(float("nan")), "nan"),
-    (float("inf"), "inf"), (True, "bool"), ([0.1], "list"), (torch.tensor(1 + 2j), "complex"),
-])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (None, "None"),
+        ("0.3", "str"),
+        (torch.ones(3), "shape (3,)"),
+        (torch.tensor(float("nan")), "nan"),
+        (float("inf"), "inf"),
+        (True, "bool"),
+        ([0.1], "list"),
+        (torch.tensor(1 + 2j), "complex"),
+    ],
+)
 def test_bad_probe_values_are_probe_errors_that_change_nothing(value, shown):
     q = make_quadratic([2, 3])
     opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=1)
@@ -322,6 +353,7 @@ def test_bad_probe_values_are_probe_errors_that_change_nothing(value, shown):
 
 def test_probe_returning_a_python_float_or_numpy_scalar_is_accepted():
     import numpy as np
+
     q = make_quadratic([2])
     opt = HiDLR(torch.optim.SGD(q.params, lr=0.01), every=1)
     for wrap in (float, np.float32):
@@ -333,22 +365,52 @@ def test_probe_returning_a_python_float_or_numpy_scalar_is_accepted():
 
 # ------------------------------------------------------------------------------ bad options
 BAD_OPTIONS = [
-    ("probes", "abc", TypeError), ("probes", 3, TypeError), ("probes", (1.0, "x", 2.0), TypeError),
-    ("probes", (1.0, float("nan"), 2.0, 3.0), ValueError), ("probes", (1.0, 2.0), ValueError),
-    ("clip", 2.0, TypeError), ("clip", (0.5,), TypeError), ("clip", (0.5, "2"), TypeError),
-    ("clip", (0.5, float("nan")), ValueError), ("clip", (0.5, float("inf")), ValueError),
-    ("clip", (2.0, 3.0), ValueError), ("ema", "0.3", TypeError), ("ema", True, TypeError),
-    ("ema", float("nan"), ValueError), ("ema", -0.1, ValueError), ("ema", 1.0, ValueError),
-    ("min_r2", 1.5, ValueError), ("min_r2", -0.1, ValueError), ("min_r2", float("nan"), ValueError),
-    ("min_r2", "0.9", TypeError), ("horizon", 2.0, ValueError), ("horizon", float("nan"), ValueError),
-    ("horizon", "half", TypeError), ("seed", 1.5, TypeError), ("seed", -1, ValueError),
-    ("seed", True, TypeError), ("seed", 2**40, ValueError), ("every", True, TypeError),
-    ("every", 0, ValueError), ("every", 2.0, TypeError), ("every", "often", ValueError),
-    ("max_every", 0, ValueError), ("max_every", 2.5, TypeError), ("max_every", False, TypeError),
-    ("joint", 1, TypeError), ("joint", "yes", TypeError), ("check_finite", 1, TypeError),
-    ("check_finite", None, TypeError), ("rollback", "no", TypeError), ("mode", "lbfgs", ValueError),
-    ("mode", None, ValueError), ("design", "grid", ValueError), ("design", 1, ValueError),
-    ("probe", 3, TypeError), ("history_size", -1, ValueError), ("history_size", 1.0, TypeError),
+    ("probes", "abc", TypeError),
+    ("probes", 3, TypeError),
+    ("probes", (1.0, "x", 2.0), TypeError),
+    ("probes", (1.0, float("nan"), 2.0, 3.0), ValueError),
+    ("probes", (1.0, 2.0), ValueError),
+    ("clip", 2.0, TypeError),
+    ("clip", (0.5,), TypeError),
+    ("clip", (0.5, "2"), TypeError),
+    ("clip", (0.5, float("nan")), ValueError),
+    ("clip", (0.5, float("inf")), ValueError),
+    ("clip", (2.0, 3.0), ValueError),
+    ("ema", "0.3", TypeError),
+    ("ema", True, TypeError),
+    ("ema", float("nan"), ValueError),
+    ("ema", -0.1, ValueError),
+    ("ema", 1.0, ValueError),
+    ("min_r2", 1.5, ValueError),
+    ("min_r2", -0.1, ValueError),
+    ("min_r2", float("nan"), ValueError),
+    ("min_r2", "0.9", TypeError),
+    ("horizon", 2.0, ValueError),
+    ("horizon", float("nan"), ValueError),
+    ("horizon", "half", TypeError),
+    ("seed", 1.5, TypeError),
+    ("seed", -1, ValueError),
+    ("seed", True, TypeError),
+    ("seed", 2**40, ValueError),
+    ("every", True, TypeError),
+    ("every", 0, ValueError),
+    ("every", 2.0, TypeError),
+    ("every", "often", ValueError),
+    ("max_every", 0, ValueError),
+    ("max_every", 2.5, TypeError),
+    ("max_every", False, TypeError),
+    ("joint", 1, TypeError),
+    ("joint", "yes", TypeError),
+    ("check_finite", 1, TypeError),
+    ("check_finite", None, TypeError),
+    ("rollback", "no", TypeError),
+    ("mode", "lbfgs", ValueError),
+    ("mode", None, ValueError),
+    ("design", "grid", ValueError),
+    ("design", 1, ValueError),
+    ("probe", 3, TypeError),
+    ("history_size", -1, ValueError),
+    ("history_size", 1.0, TypeError),
 ]
 
 
@@ -359,9 +421,21 @@ def test_bad_arguments_are_refused_naming_the_argument(name, value, error):
         HiDLR(torch.optim.SGD(q.params, lr=0.1), **{name: value})
 
 
-@pytest.mark.parametrize("name, value", [("min_r2", 0), ("min_r2", 1), ("ema", 0), ("every", 5),
-                                         ("max_every", None), ("joint", False), ("horizon", 1),
-                                         ("probes", [1, 2, 3]), ("clip", [0.25, 4]), ("seed", 7)])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("min_r2", 0),
+        ("min_r2", 1),
+        ("ema", 0),
+        ("every", 5),
+        ("max_every", None),
+        ("joint", False),
+        ("horizon", 1),
+        ("probes", [1, 2, 3]),
+        ("clip", [0.25, 4]),
+        ("seed", 7),
+    ],
+)
 def test_good_arguments_are_accepted(name, value):
     q = make_quadratic([2])
     HiDLR(torch.optim.SGD(q.params, lr=0.1), **{name: value})

@@ -54,20 +54,20 @@ def test_one_group_is_gen_three_point_rule():
     grad = q.params[0].grad.clone()
     opt.step(probe=q.loss)
     with torch.no_grad():
+
         def at(w):
             return 0.5 * w @ q.H @ w - q.g @ w
+
         lp, lm, l0 = at(w0 - h * grad), at(w0 + h * grad), at(w0)
         gen = h / 2 * (lp - lm) / (lp + lm - 2 * l0) * -1
     assert opt.lrs[0] == pytest.approx(float(gen), rel=1e-6)
-
 
 
 @pytest.mark.parametrize("shrink", [0.0, 0.5, 1.0])
 def test_shrink_interpolates_between_one_group_and_per_group_newton_rates(shrink):
     q = make_quadratic([3, 2], seed=5)
     h = 0.05
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, ema=0.0, clip=None, joint=False, horizon=0.0,
-                shrink=shrink)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, ema=0.0, clip=None, joint=False, horizon=0.0, shrink=shrink)
     w0 = q.flat()
     opt.zero_grad()
     q.loss().backward()
@@ -80,10 +80,15 @@ def test_shrink_interpolates_between_one_group_and_per_group_newton_rates(shrink
     torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64), expected, rtol=1e-4, atol=0)
     assert opt.history[-1]["forwards"] == 1 + 2 * 4 + 3  # L(w), two lines, the one-group line
 
+
 @settings(max_examples=25, deadline=None)
-@given(sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4), seed=st.integers(0, 10_000),
-       base=st.sampled_from(["sgd", "adam", "momentum"]), mode=st.sampled_from(["diag", "full"]),
-       design=st.sampled_from(["lines", "random"]))
+@given(
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    seed=st.integers(0, 10_000),
+    base=st.sampled_from(["sgd", "adam", "momentum"]),
+    mode=st.sampled_from(["diag", "full"]),
+    design=st.sampled_from(["lines", "random"]),
+)
 def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, design):
     # a random design's diagonal fit treats cross terms as noise: exact only without coupling
     q = make_quadratic(sizes, seed=seed, coupling=0.0 if (design, mode) == ("random", "diag") else 1.0)
@@ -99,8 +104,9 @@ def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, desig
                 assert float(newton[k]) <= 0
     else:
         if all(g["accepted"] for g in rec):
-            torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64),
-                                       torch.linalg.solve(a, b), rtol=1e-4, atol=1e-10)
+            torch.testing.assert_close(
+                torch.tensor(opt.lrs, dtype=torch.float64), torch.linalg.solve(a, b), rtol=1e-4, atol=1e-10
+            )
 
 
 def test_joint_scale_is_the_newton_step_along_the_combined_update():
@@ -110,7 +116,7 @@ def test_joint_scale_is_the_newton_step_along_the_combined_update():
     grad = q.H @ w0 - q.g
     d = torch.zeros(9, 3, dtype=torch.float64)
     for j in range(3):
-        d[3 * j:3 * j + 3, j] = grad[3 * j:3 * j + 3]
+        d[3 * j : 3 * j + 3, j] = grad[3 * j : 3 * j + 3]
     b, a = d.T @ grad, d.T @ q.H @ d
     u = b / torch.diag(a)
     scale = min(1.0, float(b @ u / (u @ a @ u)))
@@ -194,7 +200,6 @@ def test_auto_period_grows_while_rates_are_settled():
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
 
-
 def test_travel_refreshes_every_step_while_the_clip_binds():
     def run(travel):
         q = make_quadratic([4], seed=2)
@@ -204,6 +209,7 @@ def test_travel_refreshes_every_step_while_the_clip_binds():
             q.loss().backward()
             opt.step(probe=q.loss)
         return opt
+
     slow, fast = run(False), run(True)
     assert [r["step"] for r in slow.history][:5] == [0, 2, 6, 14, 30]
     steps = [r["step"] for r in fast.history]
@@ -215,8 +221,7 @@ def test_travel_refreshes_every_step_while_the_clip_binds():
 
 def test_first_clip_lets_the_first_refresh_jump_then_travel_checks_it():
     q = make_quadratic([4], seed=2)
-    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=True, horizon=0.0,
-                first_clip=(0.01, 100.0))
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=True, horizon=0.0, first_clip=(0.01, 100.0))
     w0 = q.flat()
     opt.zero_grad()
     q.loss().backward()
@@ -225,6 +230,7 @@ def test_first_clip_lets_the_first_refresh_jump_then_travel_checks_it():
     assert opt.lrs[0] == pytest.approx(1e-4)  # the Newton rate is far above 100x: cut at 100x, not smoothed
     assert float(b[0] / a[0, 0]) > 1e-4
     assert opt.is_refresh_step()  # the usual clip still binds: travel refreshes at the next step
+
 
 def test_frozen_group_costs_no_probes_and_stays_put():
     q = make_quadratic([3, 2], seed=1)
@@ -237,6 +243,7 @@ def test_frozen_group_costs_no_probes_and_stays_put():
     def probe():
         calls.append(1)
         return q.loss()
+
     opt.zero_grad()
     q.loss().backward()
     opt.step(probe=probe)
@@ -305,6 +312,7 @@ def test_unresolved_curvature_is_rejected_and_moves_nothing_far():
 
     def loss():
         return 0.5 * w0 @ h @ w0 + 1000.0 + 1e-4 * w1.sum()
+
     opt = HiDLR(torch.optim.Adam([{"params": [w0]}, {"params": [w1]}], lr=1e-3), every=1)
     before = w1.detach().clone()
     loss().backward()
@@ -318,13 +326,14 @@ def test_full_mode_rates_minimise_the_quadratic_over_non_negative_rates():
     """Where ``A^-1 b`` has a negative entry, that group keeps its rate and the others take the
     minimiser with it held at 0 (the non-negative QP), not the rates solved as if it moved."""
     from hidlr.optim.qp import nonneg_quadratic_min
+
     for seed in range(200):
         q = make_quadratic([2, 2, 2], seed=seed, coupling=6.0)
         w0 = q.flat()
         grad = q.H @ w0 - q.g
         d = torch.zeros(6, 3, dtype=torch.float64)
         for j in range(3):
-            d[2 * j:2 * j + 2, j] = grad[2 * j:2 * j + 2]
+            d[2 * j : 2 * j + 2, j] = grad[2 * j : 2 * j + 2]
         b, a = d.T @ grad, d.T @ q.H @ d
         if (torch.linalg.solve(a, b) < 0).any():
             break

@@ -51,8 +51,14 @@ def test_matches_scipy_nnls_on_random_quadratics(k, seed, negative):
 
 def test_matches_scipy_bounded_minimize():
     a, b = _random_problem(4, 99, True)
-    ref = scipy.optimize.minimize(lambda z: _objective(a, b, z), np.ones(4), jac=lambda z: a @ z - b,
-                                  bounds=[(0, None)] * 4, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12})
+    ref = scipy.optimize.minimize(
+        lambda z: _objective(a, b, z),
+        np.ones(4),
+        jac=lambda z: a @ z - b,
+        bounds=[(0, None)] * 4,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-12},
+    )
     z = nonneg_quadratic_min(torch.from_numpy(a), torch.from_numpy(b)).numpy()
     np.testing.assert_allclose(z, ref.x, atol=1e-6)
 

@@ -19,20 +19,32 @@ def _fit(b, a, r2=None, r2_all=1.0):
 
 
 def _decision(rate=0.1, estimate=0.1, newton=0.2, accepted=True, name="g"):
-    return GroupDecision(name=name, rate=rate, estimate=estimate, newton_rate=newton if accepted else None,
-                         a=1.0, b=1.0, r2=1.0, accepted=accepted, reason=None if accepted else "x")
+    return GroupDecision(
+        name=name,
+        rate=rate,
+        estimate=estimate,
+        newton_rate=newton if accepted else None,
+        a=1.0,
+        b=1.0,
+        r2=1.0,
+        accepted=accepted,
+        reason=None if accepted else "x",
+    )
 
 
-@pytest.mark.parametrize("a, b, r2, expected", [
-    (2.0, 1.0, 0.99, None),
-    (2.0, 1.0, float("nan"), None),  # no own probes: fit quality not tested
-    (0.0, 1.0, 1.0, "not convex"),
-    (-1.0, 1.0, 1.0, "not convex"),
-    (2.0, 0.0, 1.0, "not a descent direction"),
-    (2.0, 1.0, 0.5, "poor quadratic fit"),
-    (float("inf"), 1.0, 1.0, "non-finite fit"),
-    (2.0, float("nan"), 1.0, "non-finite fit"),
-])
+@pytest.mark.parametrize(
+    "a, b, r2, expected",
+    [
+        (2.0, 1.0, 0.99, None),
+        (2.0, 1.0, float("nan"), None),  # no own probes: fit quality not tested
+        (0.0, 1.0, 1.0, "not convex"),
+        (-1.0, 1.0, 1.0, "not convex"),
+        (2.0, 0.0, 1.0, "not a descent direction"),
+        (2.0, 1.0, 0.5, "poor quadratic fit"),
+        (float("inf"), 1.0, 1.0, "non-finite fit"),
+        (2.0, float("nan"), 1.0, "non-finite fit"),
+    ],
+)
 def test_diag_rejection(a, b, r2, expected):
     why = rules.diag_rejection(a, b, r2, min_r2=0.9)
     assert why is None if expected is None else expected in why
@@ -77,10 +89,13 @@ def test_inactive_groups_get_no_multiple():
     assert mult[0] == 1.0 and math.isnan(mult[1]) and why[1] is not None
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    (1.0, 1.0, None),          # curvature resolved: the Newton rule applies
-    (1e-20, 1.0, (100.0, None)),   # slope resolved, curvature not: grow the rate
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (1.0, 1.0, None),  # curvature resolved: the Newton rule applies
+        (1e-20, 1.0, (100.0, None)),  # slope resolved, curvature not: grow the rate
+    ],
+)
 def test_unresolved_rule(a, b, expected):
     assert rules.unresolved(a, b, span=2.0, resolution=1e-10, max_multiple=100.0) == expected
 
@@ -92,9 +107,17 @@ def test_unresolved_rule_when_nothing_is_measurable():
 
 def test_newton_decisions_records_units_and_reasons():
     fit = _fit([0.2, 0.3, 0.0], [[0.4, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.0]])
-    out = rules.newton_decisions(fit, active=[True, True, False], fit_active=[True, False, False],
-                                 rates=[0.1, 0.2, 0.0], estimates=[0.1, 0.2, 0.0], names=["a", "b", "c"],
-                                 config=RuleConfig(), span=2.0, resolution=0.0)
+    out = rules.newton_decisions(
+        fit,
+        active=[True, True, False],
+        fit_active=[True, False, False],
+        rates=[0.1, 0.2, 0.0],
+        estimates=[0.1, 0.2, 0.0],
+        names=["a", "b", "c"],
+        config=RuleConfig(),
+        span=2.0,
+        resolution=0.0,
+    )
     a, b, c = out
     assert a.accepted and a.newton_rate == pytest.approx(0.05) and a.a == pytest.approx(40.0)
     assert a.b == pytest.approx(2.0)
@@ -126,8 +149,9 @@ def test_apply_joint_scale():
     assert not rejected[0].accepted and "combined step" in rejected[0].reason
 
 
-@pytest.mark.parametrize("beta, horizon, expected", [(0.9, 0.0, 1.0), (0.9, 1.0, 0.1), (0.9, 0.5, 0.1 ** 0.5),
-                                                     (0.0, 0.5, 1.0)])
+@pytest.mark.parametrize(
+    "beta, horizon, expected", [(0.9, 0.0, 1.0), (0.9, 1.0, 0.1), (0.9, 0.5, 0.1**0.5), (0.0, 0.5, 1.0)]
+)
 def test_momentum_factor(beta, horizon, expected):
     assert rules.momentum_factor(beta, horizon) == pytest.approx(expected, rel=1e-12)
 
@@ -199,8 +223,12 @@ def test_one_group_multiple_is_the_1d_newton_step():
 
 
 def test_shrink_to_one_group_interpolates_in_log_space():
-    ds = [_decision(rate=0.1, newton=0.8), _decision(rate=0.2, newton=0.1), _decision(accepted=False),
-          _decision(accepted=False)]
+    ds = [
+        _decision(rate=0.1, newton=0.8),
+        _decision(rate=0.2, newton=0.1),
+        _decision(accepted=False),
+        _decision(accepted=False),
+    ]
     active = [True, True, True, False]
     m0 = 2.0
     full = rules.shrink_to_one_group(ds, active, m0, 1.0)
@@ -216,8 +244,17 @@ def test_shrink_to_one_group_interpolates_in_log_space():
 
 
 def test_shrink_leaves_groups_with_non_finite_probes_alone():
-    d = GroupDecision(name="g", rate=0.1, estimate=0.1, newton_rate=None, a=None, b=None, r2=None,
-                      accepted=False, reason="non-finite probe loss")
+    d = GroupDecision(
+        name="g",
+        rate=0.1,
+        estimate=0.1,
+        newton_rate=None,
+        a=None,
+        b=None,
+        r2=None,
+        accepted=False,
+        reason="non-finite probe loss",
+    )
     assert rules.shrink_to_one_group([d], [True], 2.0, 0.5) == [d]
 
 
@@ -241,6 +278,7 @@ def test_first_refresh_config_widens_the_clip_and_drops_the_smoothing():
     assert rules.first_refresh_config(RuleConfig()) == RuleConfig()
     out = rules.settle([_decision(estimate=1e-5, newton=1e-2)], [0.0], first)
     assert out[0].estimate == pytest.approx(1e-3)  # clipped at 100x, not smoothed
+
 
 def test_probe_order_takes_turns():
     active = [True, True, False, True, True]

@@ -27,8 +27,7 @@ from hidlr.report import build_results_page
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-DEMO_SECTIONS = ["summary", "loss-curves", "rates", "densities", "intervals", "epistemic", "calibration",
-                 "provenance"]
+DEMO_SECTIONS = ["summary", "loss-curves", "rates", "densities", "intervals", "epistemic", "calibration", "provenance"]
 
 PROBE = """<script>
 window.__errors = [];
@@ -69,8 +68,19 @@ def browser() -> str:
 
 
 def _chromium(browser: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-           "--hide-scrollbars", f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0", *args]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -84,8 +94,9 @@ def render(browser: str, page: Path, tmp: Path) -> tuple[dict, list[str], np.nda
     check = json.loads(html.unescape(found.group(1)))
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
     shot = tmp / "shot.png"
-    res = _chromium(browser, tmp, "--virtual-time-budget=10000", "--window-size=1280,1600", f"--screenshot={shot}",
-                    page.as_uri())
+    res = _chromium(
+        browser, tmp, "--virtual-time-budget=10000", "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri()
+    )
     assert shot.is_file(), f"no screenshot; chromium exit {res.returncode}: {res.stderr[-2000:]}"
     import matplotlib.image
 
@@ -144,8 +155,10 @@ def test_committed_benchmark_pages_render(browser, name, tmp_path):
 def test_a_broken_page_is_caught(browser, tmp_path):
     """The check can fail: a missing image and a script error are both reported."""
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html><head></head><body><section id="x" data-section="x"></section>'
-                   '<img src="missing.png" alt="gone"><script>noSuchFunction()</script></body></html>')
+    bad.write_text(
+        '<!DOCTYPE html><html><head></head><body><section id="x" data-section="x"></section>'
+        '<img src="missing.png" alt="gone"><script>noSuchFunction()</script></body></html>'
+    )
     check, console, _ = render(browser, bad, tmp_path)
     assert check["sections"] == ["x"]
     assert check["images"][0]["width"] == 0

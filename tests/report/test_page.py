@@ -40,7 +40,7 @@ def test_page_has_sections_nav_and_escapes_text(tmp_path):
     assert '<section id="first-part"' in text and '<section id="two"' in text
     assert '<a href="#first-part">First part</a>' in text
     assert "Title &lt;b&gt;" in text and "x &lt; y &amp; z" in text
-    assert '<td class=num>1.5</td><td>text</td>' in text
+    assert "<td class=num>1.5</td><td>text</td>" in text
     assert "http" not in text  # nothing to fetch
 
 
@@ -62,8 +62,11 @@ def test_page_errors_name_the_problem():
 def test_markdown_inlines_local_png_and_drops_other_images(tmp_path):
     png = _png()
     (tmp_path / "plot.png").write_bytes(png)
-    out = render_markdown("# Head\n\n![plot](plot.png) ![gone](missing.png) ![web](http://x/y.png)\n\n"
-                          "| a | b |\n|---|---|\n| 1 | 2 |\n\n<script>alert(1)</script>", images=tmp_path)
+    out = render_markdown(
+        "# Head\n\n![plot](plot.png) ![gone](missing.png) ![web](http://x/y.png)\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n<script>alert(1)</script>",
+        images=tmp_path,
+    )
     assert data_uri(png) in out
     assert "[image not included: gone]" in out and "[image not included: web]" in out
     assert "missing.png" not in out.split("[image not included")[0]

@@ -53,10 +53,15 @@ def test_folder_page_shows_report_unreferenced_figures_and_key_tables(tmp_path):
         ax.plot([0, 1])
         (tmp_path / name).write_bytes(png_bytes(fig))
     (tmp_path / "report.md").write_text("# My run\n\nSome text.\n\n![shown](shown.png)\n")
-    (tmp_path / "results.json").write_text(json.dumps({
-        "meta": {"git_commit": "abc123", "started": "today", "cpu_count": 2},
-        "slopes": {"bimodal": {"mdn": {"pooled_slope": -0.7, "per_seed": {"mean": -0.7, "se": 0.02}}}},
-        "jobs": []}))
+    (tmp_path / "results.json").write_text(
+        json.dumps(
+            {
+                "meta": {"git_commit": "abc123", "started": "today", "cpu_count": 2},
+                "slopes": {"bimodal": {"mdn": {"pooled_slope": -0.7, "per_seed": {"mean": -0.7, "se": 0.02}}}},
+                "jobs": [],
+            }
+        )
+    )
     page = build_results_page(tmp_path)
     text = page.render()
     assert page.title == "My run"

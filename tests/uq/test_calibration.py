@@ -29,7 +29,8 @@ def _task(n, seed):
         "bimodal around a unimodal truth": GaussianMixture(
             torch.zeros(n, 2, dtype=torch.float64),
             torch.stack([torch.sin(3 * x) - 2 * sd, torch.sin(3 * x) + 2 * sd], 1),
-            torch.stack([0.3 * sd, 0.3 * sd], 1)),
+            torch.stack([0.3 * sd, 0.3 * sd], 1),
+        ),
     }
     return y, models
 
@@ -69,7 +70,7 @@ def test_marginal_coverage_over_many_small_calibration_sets(calibrator):
     hits = 0
     for b in range(blocks):
         s = b * m
-        lo, hi = calibrator().fit(dist[s:s + m - 1], y[s:s + m - 1]).interval(dist[s + m - 1:s + m], 0.9)
+        lo, hi = calibrator().fit(dist[s : s + m - 1], y[s : s + m - 1]).interval(dist[s + m - 1 : s + m], 0.9)
         hits += bool((y[s + m - 1] >= lo[0]) & (y[s + m - 1] <= hi[0]))
     assert abs(hits / blocks - 0.9) <= 4 * math.sqrt(0.09 / blocks)
 
@@ -85,8 +86,9 @@ def test_ranks_and_recalibrated_distribution_against_hand_computed_values():
     y = torch.as_tensor(stats.norm.ppf(p))
     dist = GaussianMixture.from_normal(torch.zeros(9, dtype=torch.float64), torch.ones(9, dtype=torch.float64))
     rec = PITRecalibration().fit(dist, y)
-    np.testing.assert_allclose(rec.recalibrate(torch.tensor([0.1, 0.15, 0.9, 0.95])).numpy(),
-                               [0.1, 0.15, 0.9, 0.95], atol=1e-12)  # knots (k/10, k/10): identity
+    np.testing.assert_allclose(
+        rec.recalibrate(torch.tensor([0.1, 0.15, 0.9, 0.95])).numpy(), [0.1, 0.15, 0.9, 0.95], atol=1e-12
+    )  # knots (k/10, k/10): identity
     one = dist[:1]
     d = rec.distribution(one)
     np.testing.assert_allclose(d.cdf(torch.tensor([0.3])).numpy(), stats.norm.cdf(0.3), atol=1e-12)

@@ -16,8 +16,9 @@ from hidlr.uq import GaussianMixture
 D64 = torch.float64
 
 
-def random_mixture(n: int, k: int, seed: int, spread: float = 3.0, members: int = 1,
-                   min_scale: float = 0.05) -> GaussianMixture:
+def random_mixture(
+    n: int, k: int, seed: int, spread: float = 3.0, members: int = 1, min_scale: float = 0.05
+) -> GaussianMixture:
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(n, k, generator=g, dtype=D64)
     loc = spread * torch.randn(n, k, generator=g, dtype=D64)
@@ -64,7 +65,7 @@ def test_log_prob_broadcasts_over_sample_dims_and_columns():
 
 def test_cdf_keeps_relative_accuracy_in_the_lower_tail():
     d = random_mixture(3, 3, seed=13)
-    y = d.loc.min(-1).values - 9.0 * d.scale.max(-1).values      # CDF around 1e-19 or smaller
+    y = d.loc.min(-1).values - 9.0 * d.scale.max(-1).values  # CDF around 1e-19 or smaller
     _, ref = scipy_pdf_cdf(d, y.numpy())
     assert np.all(ref > 0)
     np.testing.assert_allclose(d.cdf(y).numpy(), ref, rtol=1e-10)
@@ -73,8 +74,9 @@ def test_cdf_keeps_relative_accuracy_in_the_lower_tail():
 
 
 def test_log_prob_is_stable_far_in_the_tail():
-    d = GaussianMixture(torch.zeros(1, 2, dtype=D64), torch.tensor([[0.0, 1.0]], dtype=D64),
-                        torch.tensor([[1.0, 1.0]], dtype=D64))
+    d = GaussianMixture(
+        torch.zeros(1, 2, dtype=D64), torch.tensor([[0.0, 1.0]], dtype=D64), torch.tensor([[1.0, 1.0]], dtype=D64)
+    )
     y = torch.tensor([200.0], dtype=D64)
     # exact: log(0.5 N(200;0,1) + 0.5 N(200;1,1))
     a = stats.norm.logpdf(200.0, 0, 1)
@@ -90,9 +92,7 @@ def test_log_prob_gradient_reaches_parameters():
     scale = torch.rand(4, 3, dtype=D64).add(0.5).requires_grad_()
     d = GaussianMixture(logits, loc, scale)
     y = torch.randn(4, dtype=D64)
-    assert torch.autograd.gradcheck(
-        lambda a, b, c: GaussianMixture(a, b, c).log_prob(y), (logits, loc, scale)
-    )
+    assert torch.autograd.gradcheck(lambda a, b, c: GaussianMixture(a, b, c).log_prob(y), (logits, loc, scale))
     d.log_prob(y).sum().backward()
     assert loc.grad is not None and torch.all(loc.grad != 0)
 
@@ -112,16 +112,18 @@ def test_quantiles_invert_cdf_and_match_brentq(seed):
 
 def test_quantiles_on_hard_mixtures():
     levels = torch.tensor([1e-9, 1e-4, 0.005, 0.25, 0.5, 0.75, 0.995, 1 - 1e-4, 1 - 1e-9], dtype=D64)
-    x = HARD.icdf(levels[:, None])                       # (9, 4)
+    x = HARD.icdf(levels[:, None])  # (9, 4)
     assert x.shape == (9, 4)
     w, m, s = HARD.weights.numpy(), HARD.loc.numpy(), HARD.scale.numpy()
     for i in range(4):
         for j, q in enumerate(levels.tolist()):
             lower = q <= 0.5
+
             def f(t):
                 if lower:
                     return float((w[i] * stats.norm.cdf(t, m[i], s[i])).sum() - q)
                 return float((1 - q) - (w[i] * stats.norm.sf(t, m[i], s[i])).sum())
+
             ref = optimize.brentq(f, -2000, 2000, xtol=1e-13, rtol=1e-15, maxiter=500)
             # relative accuracy ~1e-6 of the interval's scale
             assert x[j, i].item() == pytest.approx(ref, rel=1e-6, abs=1e-9), (i, q)
@@ -171,9 +173,11 @@ def test_mean_variance_closed_form_and_samples():
     np.testing.assert_allclose(draws.var(0).numpy(), d.variance.numpy(), rtol=0.03)
     # samples follow the CDF: KS test per input
     for i in range(6):
+
         def cdf_i(t, i=i):
             t = np.asarray(t)
             return (w[i] * stats.norm.cdf(t[:, None], m[i], s[i])).sum(-1)
+
         assert stats.kstest(draws[:5000, i].numpy(), cdf_i).pvalue > 1e-3
 
 
@@ -195,8 +199,8 @@ def test_concat_and_epistemic_aleatoric_split_by_hand():
     assert c.members == 2 and c.num_components == 2
     torch.testing.assert_close(c.weights, torch.tensor([[0.5, 0.5]], dtype=D64))
     assert c.mean.item() == pytest.approx(1.0)
-    assert c.epistemic_variance.item() == pytest.approx(1.0)      # var of {0, 2}
-    assert c.aleatoric_variance.item() == pytest.approx(2.5)      # mean of {1, 4}
+    assert c.epistemic_variance.item() == pytest.approx(1.0)  # var of {0, 2}
+    assert c.aleatoric_variance.item() == pytest.approx(2.5)  # mean of {1, 4}
     assert c.variance.item() == pytest.approx(3.5)
     assert a.epistemic_variance.item() == 0.0
     assert a.aleatoric_variance.item() == pytest.approx(a.variance.item())

@@ -34,8 +34,14 @@ def test_nll_rmse_mae_by_hand():
     expected_nll = -np.mean(stats.norm.logpdf(y, [0, 1, -1], [1, 2, 0.5]))
     assert metrics.nll(d, y) == pytest.approx(expected_nll, rel=1e-12)
     assert metrics.nll(d, y) == pytest.approx(
-        (0.5 * math.log(2 * math.pi) + (0.5 * math.log(2 * math.pi) + math.log(2) + 0.5)
-         + (0.5 * math.log(2 * math.pi) + math.log(0.5) + 0.5)) / 3, rel=1e-12)
+        (
+            0.5 * math.log(2 * math.pi)
+            + (0.5 * math.log(2 * math.pi) + math.log(2) + 0.5)
+            + (0.5 * math.log(2 * math.pi) + math.log(0.5) + 0.5)
+        )
+        / 3,
+        rel=1e-12,
+    )
     assert metrics.rmse(d, y) == pytest.approx(math.sqrt((0 + 4 + 0.25) / 3))
     assert metrics.mae(d, y) == pytest.approx((0 + 2 + 0.5) / 3)
     # tensors and columns are accepted alike
@@ -56,10 +62,12 @@ def _crps_by_quadrature(w, m, s, y):
     cdf = lambda z: float((w * stats.norm.cdf(z, m, s)).sum())
     lo, hi = min((m - 12 * s).min(), y), max((m + 12 * s).max(), y)
     pts = sorted(set(list(m) + [y]))
-    left = integrate.quad(lambda z: cdf(z) ** 2, lo, y, points=[p for p in pts if lo < p < y],
-                          limit=500, epsabs=1e-12)[0]
-    right = integrate.quad(lambda z: (1 - cdf(z)) ** 2, y, hi, points=[p for p in pts if y < p < hi],
-                           limit=500, epsabs=1e-12)[0]
+    left = integrate.quad(lambda z: cdf(z) ** 2, lo, y, points=[p for p in pts if lo < p < y], limit=500, epsabs=1e-12)[
+        0
+    ]
+    right = integrate.quad(
+        lambda z: (1 - cdf(z)) ** 2, y, hi, points=[p for p in pts if y < p < hi], limit=500, epsabs=1e-12
+    )[0]
     return left + right
 
 
@@ -96,8 +104,9 @@ def test_crps_float32_agrees_with_float64():
     d = random_mixture(300, 4, seed=9)
     y = np.random.default_rng(9).normal(size=300)
     d32 = GaussianMixture(d.logits.float(), d.loc.float(), d.scale.float())
-    np.testing.assert_allclose(metrics.crps_values(d32, y).numpy(), metrics.crps_values(d, y).numpy(),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        metrics.crps_values(d32, y).numpy(), metrics.crps_values(d, y).numpy(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_coverage_matches_quantile_intervals():
@@ -128,8 +137,7 @@ def test_pit_calibration_and_reliability_by_hand():
     exp, obs = metrics.reliability(d, y, levels=[0.1, 0.5, 0.9])
     np.testing.assert_allclose(exp, [0.1, 0.5, 0.9])
     np.testing.assert_allclose(obs, [1 / 8, 4 / 8, 7 / 8])
-    assert metrics.calibration_error(d, y, levels=[0.1, 0.5, 0.9]) == pytest.approx(
-        (0.025 + 0.0 + 0.025) / 3)
+    assert metrics.calibration_error(d, y, levels=[0.1, 0.5, 0.9]) == pytest.approx((0.025 + 0.0 + 0.025) / 3)
     # central intervals: [0.25, 0.75] in PIT holds 4 of 8, [0.05, 0.95] holds 6 of 8
     _, obs_c = metrics.reliability(d, y, levels=[0.5, 0.9], kind="central")
     np.testing.assert_allclose(obs_c, [4 / 8, 6 / 8])
@@ -145,7 +153,7 @@ def test_pit_calibration_and_reliability_by_hand():
 def test_kl_to_truth_matches_gaussian_closed_form():
     rng = np.random.default_rng(1)
     n = 100_000
-    y = rng.normal(size=n)                      # truth N(0, 1)
+    y = rng.normal(size=n)  # truth N(0, 1)
     true_lp = stats.norm.logpdf(y)
     d = normal(np.full(n, 0.5), np.full(n, 1.5))
     exact = math.log(1.5) + (1 + 0.25) / (2 * 1.5**2) - 0.5

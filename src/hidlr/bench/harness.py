@@ -27,8 +27,14 @@ import numpy as np
 def git_commit() -> str | None:
     """The commit of the source tree this package runs from (None outside a git checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -70,11 +76,20 @@ def run_metadata(seeds: Any = None, packages: Iterable[str] = ()) -> dict[str, A
     import torch
 
     return {
-        "machine": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "torch": torch.__version__, "numpy": np.__version__, "hidlr": package_version("hidlr"),
-        "torch_threads": torch.get_num_threads(), "torch_device": str(torch.empty(0).device),
-        "git_commit": git_commit(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seeds": seeds,
+        "machine": platform.node(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "hidlr": package_version("hidlr"),
+        "torch_threads": torch.get_num_threads(),
+        "torch_device": str(torch.empty(0).device),
+        "git_commit": git_commit(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "seeds": seeds,
         "load_average_at_start": load_average(),
         "packages": {p: package_version(p) for p in packages},
     }
@@ -113,8 +128,9 @@ class Journal:
     ``lines_name`` (one JSON object per line).
     """
 
-    def __init__(self, out_dir: str | Path, header_name: str = "run_header.json",
-                 lines_name: str = "partial.jsonl") -> None:
+    def __init__(
+        self, out_dir: str | Path, header_name: str = "run_header.json", lines_name: str = "partial.jsonl"
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.header_path = self.out_dir / header_name
         self.lines_path = self.out_dir / lines_name
@@ -173,7 +189,14 @@ def progress(label: str, total: float, enabled: bool = True) -> Iterator[Ticker]
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"))
+    columns = (
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+    )
     with Progress(*columns, disable=not enabled, transient=False) as bar:
         yield Ticker(bar, bar.add_task("", total=total))

@@ -55,8 +55,9 @@ def loglog_slope(n: Sequence[float], values: Sequence[float]) -> tuple[float, fl
     return float(b), float(a)
 
 
-def slope_summary(sizes: Sequence[float], per_seed: Sequence[Sequence[float]], n_boot: int = 1000,
-                  seed: int = 0) -> dict[str, Any]:
+def slope_summary(
+    sizes: Sequence[float], per_seed: Sequence[Sequence[float]], n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Slope of log KL against log n with its spread.
 
     per_seed: (seeds, sizes) values (e.g. KL for each seed at each size). Values <= 0 (a Monte
@@ -79,8 +80,14 @@ def slope_summary(sizes: Sequence[float], per_seed: Sequence[Sequence[float]], n
         idx = rng.integers(0, seeds, seeds)
         boots.append(loglog_slope(np.tile(sz, seeds), vals[idx].reshape(-1))[0])
     lo, hi = np.percentile(boots, [2.5, 97.5]) if seeds > 1 else (float("nan"), float("nan"))
-    out = {"pooled_slope": pooled, "intercept": icpt, "per_seed_slopes": per,
-           "per_seed": mean_se(per), "boot_ci95": [float(lo), float(hi)], "clipped": clipped}
+    out = {
+        "pooled_slope": pooled,
+        "intercept": icpt,
+        "per_seed_slopes": per,
+        "per_seed": mean_se(per),
+        "boot_ci95": [float(lo), float(hi)],
+        "clipped": clipped,
+    }
     return out
 
 

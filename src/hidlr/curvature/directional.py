@@ -64,8 +64,9 @@ def as_groups(groups: Sequence[Any]) -> list[list[torch.Tensor]]:
     return out
 
 
-def check_directions(groups: list[list[torch.Tensor]], directions: Sequence[Sequence[torch.Tensor]]
-                     ) -> list[list[torch.Tensor]]:
+def check_directions(
+    groups: list[list[torch.Tensor]], directions: Sequence[Sequence[torch.Tensor]]
+) -> list[list[torch.Tensor]]:
     """Directions shaped like the groups, cast to each parameter's dtype and device."""
     if len(directions) != len(groups):
         raise ValueError(f"directions has {len(directions)} groups, groups has {len(groups)}")
@@ -73,8 +74,10 @@ def check_directions(groups: list[list[torch.Tensor]], directions: Sequence[Sequ
     for k, (ps, ds) in enumerate(zip(groups, directions)):
         ds = [ds] if isinstance(ds, torch.Tensor) else list(ds)
         if len(ds) != len(ps) or any(d.shape != p.shape for p, d in zip(ps, ds)):
-            raise ValueError(f"directions[{k}] must match the shapes of groups[{k}]: "
-                             f"{[tuple(p.shape) for p in ps]}, got {[tuple(d.shape) for d in ds]}")
+            raise ValueError(
+                f"directions[{k}] must match the shapes of groups[{k}]: "
+                f"{[tuple(p.shape) for p in ps]}, got {[tuple(d.shape) for d in ds]}"
+            )
         out.append([d.detach().to(dtype=p.dtype, device=p.device) for p, d in zip(ps, ds)])
     return out
 
@@ -84,16 +87,20 @@ def scalar_loss(loss_fn: LossFn) -> torch.Tensor:
     with torch.enable_grad():
         loss = loss_fn()
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise ValueError(f"loss_fn must return a scalar tensor, got {type(loss).__name__}"
-                         f"{'' if not isinstance(loss, torch.Tensor) else ' of shape ' + str(tuple(loss.shape))}")
+        raise ValueError(
+            f"loss_fn must return a scalar tensor, got {type(loss).__name__}"
+            f"{'' if not isinstance(loss, torch.Tensor) else ' of shape ' + str(tuple(loss.shape))}"
+        )
     if not loss.requires_grad:
         raise ValueError("loss_fn returned a loss that does not depend on the groups' parameters")
     return loss.reshape(())
 
 
 def _dot(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.Tensor:
-    return sum(((x.to(torch.float64) * y.to(torch.float64)).sum() for x, y in zip(xs, ys)),
-               torch.zeros((), dtype=torch.float64, device=xs[0].device))
+    return sum(
+        ((x.to(torch.float64) * y.to(torch.float64)).sum() for x, y in zip(xs, ys)),
+        torch.zeros((), dtype=torch.float64, device=xs[0].device),
+    )
 
 
 def gradients(loss_fn: LossFn, groups: list[list[torch.Tensor]]) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
@@ -104,13 +111,17 @@ def gradients(loss_fn: LossFn, groups: list[list[torch.Tensor]]) -> tuple[torch.
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(flat, grads)]
     out, i = [], 0
     for ps in groups:
-        out.append(grads[i:i + len(ps)])
+        out.append(grads[i : i + len(ps)])
         i += len(ps)
     return loss, out
 
 
-def hvp(grads: list[list[torch.Tensor]], groups: list[list[torch.Tensor]], vectors: list[list[torch.Tensor]],
-        wrt: Sequence[int] | None = None) -> list[list[torch.Tensor]]:
+def hvp(
+    grads: list[list[torch.Tensor]],
+    groups: list[list[torch.Tensor]],
+    vectors: list[list[torch.Tensor]],
+    wrt: Sequence[int] | None = None,
+) -> list[list[torch.Tensor]]:
     """``H v`` restricted to the groups ``wrt`` (all when None), for a vector ``v`` given per group
     (groups absent from ``v`` count as zero: pass an empty list). ``grads`` from :func:`gradients`."""
     pairs = [(g, v) for gs, vs in zip(grads, vectors) for g, v in zip(gs, vs)]
@@ -123,7 +134,7 @@ def hvp(grads: list[list[torch.Tensor]], groups: list[list[torch.Tensor]], vecto
     hv = [torch.zeros_like(p) if h is None else h for p, h in zip(flat, hv)]
     out, i = [], 0
     for k in wrt:
-        out.append(list(hv[i:i + len(groups[k])]))
+        out.append(list(hv[i : i + len(groups[k])]))
         i += len(groups[k])
     return out
 

@@ -10,8 +10,7 @@ from torch import nn
 
 
 def _cast_inputs(module: nn.Module, args: tuple) -> tuple:
-    return tuple(a.to(torch.float64) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                 for a in args)
+    return tuple(a.to(torch.float64) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
 
 
 @contextlib.contextmanager
@@ -28,8 +27,9 @@ def in_float64(model: nn.Module) -> Iterator[nn.Module]:
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     saved_params = [(p, p.data) for p in model.parameters()]
     # buffers come back as they were: forward passes inside (BatchNorm in train mode) leave no trace
-    saved_buffers = [(m, name, b, b.clone()) for m in model.modules()
-                     for name, b in m.named_buffers(recurse=False) if b is not None]
+    saved_buffers = [
+        (m, name, b, b.clone()) for m in model.modules() for name, b in m.named_buffers(recurse=False) if b is not None
+    ]
     for p, data in saved_params:
         if data.is_floating_point():
             p.data = data.to(torch.float64)

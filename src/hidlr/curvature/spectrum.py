@@ -28,7 +28,7 @@ def _flat(vs: Sequence[torch.Tensor]) -> torch.Tensor:
 def _unflat(x: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     out, i = [], 0
     for p in like:
-        out.append(x[i:i + p.numel()].reshape(p.shape).to(dtype=p.dtype, device=p.device))
+        out.append(x[i : i + p.numel()].reshape(p.shape).to(dtype=p.dtype, device=p.device))
         i += p.numel()
     return out
 
@@ -66,7 +66,7 @@ def lanczos_top(apply, n: int, iters: int, generator: torch.Generator, device) -
         basis.append(w / nb)
     t = torch.diag(torch.tensor(alpha, dtype=torch.float64))
     if len(alpha) > 1:
-        off = torch.tensor(beta[:len(alpha) - 1], dtype=torch.float64)
+        off = torch.tensor(beta[: len(alpha) - 1], dtype=torch.float64)
         t = t + torch.diag(off, 1) + torch.diag(off, -1)
     return float(torch.linalg.eigvalsh(t)[-1])
 

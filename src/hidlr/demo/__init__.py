@@ -44,9 +44,16 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
-def run_demo(steps: int = 300, seed: int = 0, lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2), n: int = 1000,
-             epochs: int = 60, out: str | Path | None = DEFAULT_OUT, console: Console | None = None,
-             progress: bool = True) -> DemoResult:
+def run_demo(
+    steps: int = 300,
+    seed: int = 0,
+    lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2),
+    n: int = 1000,
+    epochs: int = 60,
+    out: str | Path | None = DEFAULT_OUT,
+    console: Console | None = None,
+    progress: bool = True,
+) -> DemoResult:
     """Run both parts, print the summary and the takeaway, write the page to ``out`` (None: no page).
 
     ``steps``: training steps per digits run; ``lrs``: Adam's starting rates (each run once with
@@ -60,15 +67,23 @@ def run_demo(steps: int = 300, seed: int = 0, lrs: tuple[float, ...] = (1e-4, 1e
     console = console or Console()
     t0 = time.perf_counter()
     meta = harness.run_metadata(seeds=[seed])
-    console.print(f"[bold]hidlr demo[/]: Hi-DLR(Adam) against Adam from lr0 in {list(lrs)} (MLP on digits, "
-                  f"{steps} steps), then an MDN and a BNN on a two-mode task ({n} points, {epochs} epochs)")
+    console.print(
+        f"[bold]hidlr demo[/]: Hi-DLR(Adam) against Adam from lr0 in {list(lrs)} (MLP on digits, "
+        f"{steps} steps), then an MDN and a BNN on a two-mode task ({n} points, {epochs} epochs)"
+    )
     with harness.progress("demo", 2 * len(lrs) + 2, enabled=progress and not console.quiet) as tick:
         runs = run_rates(lrs, steps, seed, tick=tick)
         unc = run_uncertainty(n=n, epochs=epochs, seed=seed, tick=tick)
-    console.print(_table("Digits MLP: final validation loss and accuracy (same data, seed and steps)",
-                         RUN_HEADER, run_rows(runs)))
-    console.print(_table("Two-mode regression, 2000 test points (NLL, CRPS: lower is better; coverage: 0.9 "
-                         "is calibrated)", UQ_HEADER, uq_rows(unc)))
+    console.print(
+        _table("Digits MLP: final validation loss and accuracy (same data, seed and steps)", RUN_HEADER, run_rows(runs))
+    )
+    console.print(
+        _table(
+            "Two-mode regression, 2000 test points (NLL, CRPS: lower is better; coverage: 0.9 is calibrated)",
+            UQ_HEADER,
+            uq_rows(unc),
+        )
+    )
     hidlr_runs = [r for r in runs if r.first_refresh is not None]  # the one nearest lr0 = 1e-3 explains step 0
     first = min(hidlr_runs, key=lambda r: abs(math.log10(r.lr0) + 3), default=None)
     step_zero = explain_step_zero(first) if first is not None else ""

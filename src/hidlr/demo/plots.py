@@ -108,8 +108,14 @@ def intervals(u: UncertaintyDemo) -> Any:
         ax.scatter(u.x_train, u.y_train, s=4, color="0.55", alpha=0.5, label="training data")
         inside = np.abs(m.grid) <= 1
         for sign in (1, -1):
-            ax.plot(m.grid[inside], sign * np.sin(3 * m.grid[inside]), color="k", lw=1, ls=":",
-                    label="true modes" if sign == 1 else None)
+            ax.plot(
+                m.grid[inside],
+                sign * np.sin(3 * m.grid[inside]),
+                color="k",
+                lw=1,
+                ls=":",
+                label="true modes" if sign == 1 else None,
+            )
         c = MODEL_COLORS.get(m.name)
         ax.fill_between(m.grid, m.lo90, m.hi90, color=c, alpha=0.2, label="90% interval")
         ax.plot(m.grid, m.mean, color=c, lw=1.8, label="predictive mean")
@@ -150,8 +156,15 @@ def calibration(u: UncertaintyDemo) -> Any:
     ax.plot([0, 1], [0, 1], color="k", ls=":", lw=1, label="calibrated")
     for m in u.models:
         exp, obs = m.reliability
-        ax.plot(exp, obs, marker="o", ms=3, color=MODEL_COLORS.get(m.name), lw=1.8,
-                label=f"{m.name} (error {m.scores['calibration_error']:.3f})")
+        ax.plot(
+            exp,
+            obs,
+            marker="o",
+            ms=3,
+            color=MODEL_COLORS.get(m.name),
+            lw=1.8,
+            label=f"{m.name} (error {m.scores['calibration_error']:.3f})",
+        )
     ax.set_xlabel("predicted quantile level")
     ax.set_ylabel("observed fraction below")
     ax.set_title("calibration")

@@ -60,8 +60,9 @@ def make_mlp(seed: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
-def train_digits(name: str, lr: float, use_hidlr: bool, steps: int, seed: int, batch_size: int = 64,
-                 val_every: int = 10) -> RunResult:
+def train_digits(
+    name: str, lr: float, use_hidlr: bool, steps: int, seed: int, batch_size: int = 64, val_every: int = 10
+) -> RunResult:
     """Train the MLP with Adam (optionally wrapped in HiDLR, one group per layer) from rate ``lr``.
 
     Probes use a second batch drawn from the training set. Every run sees the same initial weights
@@ -75,8 +76,15 @@ def train_digits(name: str, lr: float, use_hidlr: bool, steps: int, seed: int, b
     param_groups = groups.by_layer(model)
     base = torch.optim.Adam(param_groups, lr=lr)
     opt = HiDLR(base) if use_hidlr else base
-    res = RunResult(name, "Hi-DLR(Adam)" if use_hidlr else "Adam", lr, float("nan"), float("nan"), 0.0,
-                    group_names=[f"layer {g['name']}" for g in param_groups])
+    res = RunResult(
+        name,
+        "Hi-DLR(Adam)" if use_hidlr else "Adam",
+        lr,
+        float("nan"),
+        float("nan"),
+        0.0,
+        group_names=[f"layer {g['name']}" for g in param_groups],
+    )
     gen = torch.Generator().manual_seed(seed)
 
     def validate(step: int) -> None:
@@ -117,8 +125,9 @@ def train_digits(name: str, lr: float, use_hidlr: bool, steps: int, seed: int, b
     return res
 
 
-def run_rates(lrs: tuple[float, ...], steps: int, seed: int,
-              tick: Callable[[str], None] | None = None) -> list[RunResult]:
+def run_rates(
+    lrs: tuple[float, ...], steps: int, seed: int, tick: Callable[[str], None] | None = None
+) -> list[RunResult]:
     """Adam and Hi-DLR(Adam) from each starting rate in ``lrs``: ``2 * len(lrs)`` runs."""
     out = []
     for lr in lrs:
@@ -139,15 +148,19 @@ def explain_step_zero(run: RunResult) -> str:
     keep = f"{run.ema:g} x old + {1 - run.ema:g} x target"
     clip = f"between {run.clip[0]:g}x and {run.clip[1]:g}x the current rate (clip)" if run.clip else "unclipped"
     steps = ", ".join(str(t) for t in run.refresh_steps[:6]) + (", ..." if len(run.refresh_steps) > 6 else "")
-    lines = [f"Step 0 is a refresh step (this run refreshed at steps {steps}): before the "
-             "first update is applied, Hi-DLR probes the loss along each group's update, fits a quadratic, "
-             "takes its Newton rate (times a momentum correction) as the target, keeps the target "
-             f"{clip}, and moves the rate from lr0 = {run.lr0:.2e} towards it, smoothed (ema {run.ema:g}: "
-             f"new = {keep}). So the rate applied in step 0 is already the refreshed one. In {run.name}:"]
+    lines = [
+        f"Step 0 is a refresh step (this run refreshed at steps {steps}): before the "
+        "first update is applied, Hi-DLR probes the loss along each group's update, fits a quadratic, "
+        "takes its Newton rate (times a momentum correction) as the target, keeps the target "
+        f"{clip}, and moves the rate from lr0 = {run.lr0:.2e} towards it, smoothed (ema {run.ema:g}: "
+        f"new = {keep}). So the rate applied in step 0 is already the refreshed one. In {run.name}:"
+    ]
     for name, g in zip(run.group_names, rec["groups"]):
         if g.get("accepted"):
-            lines.append(f"  {name}: Newton {g['newton_rate']:.2e}, target {g['target']:.2e}, applied "
-                         f"{g['estimate']:.2e} = {run.ema:g} x {g['rate']:.2e} + {1 - run.ema:g} x {g['target']:.2e}")
+            lines.append(
+                f"  {name}: Newton {g['newton_rate']:.2e}, target {g['target']:.2e}, applied "
+                f"{g['estimate']:.2e} = {run.ema:g} x {g['rate']:.2e} + {1 - run.ema:g} x {g['target']:.2e}"
+            )
         else:
             lines.append(f"  {name}: kept {g['estimate']:.2e} ({g.get('reason') or 'fit not accepted'})")
     return "\n".join(lines)

@@ -58,16 +58,21 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy()
 
 
-def _score(name: str, est: Any, seconds: float, task: Any, x_test: torch.Tensor, y_test: torch.Tensor,
-           y_grid: np.ndarray) -> ModelResult:
+def _score(
+    name: str, est: Any, seconds: float, task: Any, x_test: torch.Tensor, y_test: torch.Tensor, y_grid: np.ndarray
+) -> ModelResult:
     from hidlr.uq import metrics
 
     dist = est.predict_proba(x_test)
     levels = np.linspace(0.05, 0.95, 19)
-    scores = {"nll": metrics.nll(dist, y_test), "crps": metrics.crps(dist, y_test),
-              "coverage90": metrics.coverage(dist, y_test, 0.9), "width90": metrics.interval_width(dist, 0.9),
-              "calibration_error": metrics.calibration_error(dist, y_test),
-              "kl_to_truth": metrics.kl_to_truth(dist, y_test, task.log_prob(x_test, y_test))}
+    scores = {
+        "nll": metrics.nll(dist, y_test),
+        "crps": metrics.crps(dist, y_test),
+        "coverage90": metrics.coverage(dist, y_test, 0.9),
+        "width90": metrics.interval_width(dist, 0.9),
+        "calibration_error": metrics.calibration_error(dist, y_test),
+        "kl_to_truth": metrics.kl_to_truth(dist, y_test, task.log_prob(x_test, y_test)),
+    }
     grid = np.linspace(*X_RANGE, 161)
     g = est.predict_proba(grid.reshape(-1, 1))
     lo, hi = g.interval(0.9)
@@ -76,14 +81,25 @@ def _score(name: str, est: Any, seconds: float, task: Any, x_test: torch.Tensor,
     for x0 in SLICES:
         d = est.predict_proba(np.full((y_grid.size, 1), x0))
         dens[x0] = np.exp(_np(d.log_prob(torch.as_tensor(y_grid, dtype=d.loc.dtype))))
-    return ModelResult(name, seconds, {k: float(v) for k, v in scores.items()}, grid, _np(g.mean), _np(lo), _np(hi),
-                       np.sqrt(_np(g.aleatoric_variance)),
-                       np.sqrt(_np(g.epistemic_variance)) if has_epi else np.zeros_like(grid),
-                       dens, metrics.reliability(dist, y_test, levels), has_epi)
+    return ModelResult(
+        name,
+        seconds,
+        {k: float(v) for k, v in scores.items()},
+        grid,
+        _np(g.mean),
+        _np(lo),
+        _np(hi),
+        np.sqrt(_np(g.aleatoric_variance)),
+        np.sqrt(_np(g.epistemic_variance)) if has_epi else np.zeros_like(grid),
+        dens,
+        metrics.reliability(dist, y_test, levels),
+        has_epi,
+    )
 
 
-def run_uncertainty(n: int = 1000, epochs: int = 60, seed: int = 0,
-                    tick: Callable[[str], None] | None = None) -> UncertaintyDemo:
+def run_uncertainty(
+    n: int = 1000, epochs: int = 60, seed: int = 0, tick: Callable[[str], None] | None = None
+) -> UncertaintyDemo:
     """Fit an MDN (3 components) and a BNN on ``n`` draws of the bimodal task and score both on
     2000 fresh draws against the true density."""
     from hidlr.uq import BNN, MDN

@@ -28,7 +28,16 @@ from hidlr.influence.scores import (
 )
 
 __all__ = [
-    "FreezePlan", "InfluenceRow", "apply_plan", "format_table", "freeze", "freeze_groups",
-    "influence_from_history", "influence_table", "knapsack", "plan_for", "plan_from_scores",
+    "FreezePlan",
+    "InfluenceRow",
+    "apply_plan",
+    "format_table",
+    "freeze",
+    "freeze_groups",
+    "influence_from_history",
+    "influence_table",
+    "knapsack",
+    "plan_for",
+    "plan_from_scores",
     "predicted_decrease",
 ]

@@ -96,9 +96,15 @@ class FreezePlan:
         return cls.from_json(Path(path).read_text())
 
 
-def plan_from_scores(names: Sequence[str], influence: Sequence[float], sizes: Sequence[int], *,
-                     budget: float | None = None, max_groups: int | None = None,
-                     keep: Sequence[str] = ()) -> FreezePlan:
+def plan_from_scores(
+    names: Sequence[str],
+    influence: Sequence[float],
+    sizes: Sequence[int],
+    *,
+    budget: float | None = None,
+    max_groups: int | None = None,
+    keep: Sequence[str] = (),
+) -> FreezePlan:
     """A plan from plain numbers: keep the groups of largest total influence within the budget.
 
     Args:
@@ -135,8 +141,10 @@ def plan_from_scores(names: Sequence[str], influence: Sequence[float], sizes: Se
             raise ValueError(f"the groups in keep alone exceed the budget {budget} ({total:,} parameters)")
         smallest = min((sizes[i] for i in free), default=0)
         if not forced and smallest > capacity:
-            raise ValueError(f"budget {budget} allows {capacity:,} parameters, less than the smallest "
-                             f"group ({smallest:,}): the plan would train nothing")
+            raise ValueError(
+                f"budget {budget} allows {capacity:,} parameters, less than the smallest "
+                f"group ({smallest:,}): the plan would train nothing"
+            )
         chosen = [free[j] for j in knapsack([infl[i] for i in free], [int(sizes[i]) for i in free], capacity)]
     else:
         if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
@@ -144,13 +152,18 @@ def plan_from_scores(names: Sequence[str], influence: Sequence[float], sizes: Se
         if len(forced) > max_groups:
             raise ValueError(f"keep names {len(forced)} groups, more than max_groups={max_groups}")
         ranked = sorted(free, key=lambda i: (-infl[i], names[i]))
-        chosen = [i for i in ranked[:max_groups - len(forced)] if infl[i] > 0]
+        chosen = [i for i in ranked[: max_groups - len(forced)] if infl[i] > 0]
     kept = set(chosen) | set(forced)
-    return FreezePlan(kept_groups=tuple(names[i] for i in range(len(names)) if i in kept),
-                      frozen_groups=tuple(names[i] for i in range(len(names)) if i not in kept),
-                      trainable_params=int(sum(sizes[i] for i in kept)), total_params=total,
-                      influence=dict(zip(names, infl)), sizes={n: int(s) for n, s in zip(names, sizes)},
-                      budget=None if budget is None else float(budget), max_groups=max_groups)
+    return FreezePlan(
+        kept_groups=tuple(names[i] for i in range(len(names)) if i in kept),
+        frozen_groups=tuple(names[i] for i in range(len(names)) if i not in kept),
+        trainable_params=int(sum(sizes[i] for i in kept)),
+        total_params=total,
+        influence=dict(zip(names, infl)),
+        sizes={n: int(s) for n, s in zip(names, sizes)},
+        budget=None if budget is None else float(budget),
+        max_groups=max_groups,
+    )
 
 
 def _param_names(model: nn.Module | None, param_groups: Sequence[dict]) -> list[list[str]] | None:
@@ -161,14 +174,21 @@ def _param_names(model: nn.Module | None, param_groups: Sequence[dict]) -> list[
     for g in param_groups:
         missing = [tuple(p.shape) for p in g["params"] if id(p) not in by_id]
         if missing:
-            raise ValueError(f"group {g.get('name', '?')!r} holds tensors of shapes {missing} that are not "
-                             "parameters of the model")
+            raise ValueError(
+                f"group {g.get('name', '?')!r} holds tensors of shapes {missing} that are not parameters of the model"
+            )
         out.append([by_id[id(p)] for p in g["params"]])
     return out
 
 
-def plan_for(opt: Any, *, budget: float | None = None, max_groups: int | None = None,
-             model: nn.Module | None = None, keep: Sequence[str] = ()) -> FreezePlan:
+def plan_for(
+    opt: Any,
+    *,
+    budget: float | None = None,
+    max_groups: int | None = None,
+    model: nn.Module | None = None,
+    keep: Sequence[str] = (),
+) -> FreezePlan:
     """A plan from a running HiDLR's influence (see :func:`plan_from_scores`), over the groups that
     are trainable now; with ``model``, the plan also names the parameters (needed to transfer it)."""
     if not hasattr(opt, "influence"):
@@ -179,8 +199,14 @@ def plan_for(opt: Any, *, budget: float | None = None, max_groups: int | None = 
     infl = list(opt.influence)
     live = [k for k, g in enumerate(groups) if any(p.requires_grad for p in g["params"])]
     names, sizes = group_names(groups), group_sizes(groups)
-    plan = plan_from_scores([names[k] for k in live], [infl[k] for k in live], [sizes[k] for k in live],
-                            budget=budget, max_groups=max_groups, keep=keep)
+    plan = plan_from_scores(
+        [names[k] for k in live],
+        [infl[k] for k in live],
+        [sizes[k] for k in live],
+        budget=budget,
+        max_groups=max_groups,
+        keep=keep,
+    )
     pnames = _param_names(model, groups)
     if pnames is None:
         return plan
@@ -211,12 +237,19 @@ def freeze_groups(opt: Any, group_names_to_freeze: Sequence[str]) -> int:
     return count
 
 
-def freeze(opt: Any, budget: float = 0.1, *, max_groups: int | None = None, model: nn.Module | None = None,
-           keep: Sequence[str] = ()) -> FreezePlan:
+def freeze(
+    opt: Any,
+    budget: float = 0.1,
+    *,
+    max_groups: int | None = None,
+    model: nn.Module | None = None,
+    keep: Sequence[str] = (),
+) -> FreezePlan:
     """Freeze the lowest-influence groups of a running HiDLR until the trainable parameters are at
     most ``budget`` (a fraction of those trainable now; or give ``max_groups``), and return the plan."""
-    plan = plan_for(opt, budget=None if max_groups is not None else budget, max_groups=max_groups,
-                    model=model, keep=keep)
+    plan = plan_for(
+        opt, budget=None if max_groups is not None else budget, max_groups=max_groups, model=model, keep=keep
+    )
     freeze_groups(opt, plan.frozen_groups)
     return plan
 
@@ -240,8 +273,10 @@ def apply_plan(model: nn.Module, plan: FreezePlan, *, strict: bool = True) -> in
         extra = [n for n, p in params.items() if p.requires_grad and n not in named]
         if extra:
             head = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-            raise ValueError(f"the model has {len(extra)} trainable parameters the plan does not name: {head} "
-                             "(strict=False leaves them trainable)")
+            raise ValueError(
+                f"the model has {len(extra)} trainable parameters the plan does not name: {head} "
+                "(strict=False leaves them trainable)"
+            )
     count = 0
     for n in plan.frozen:
         p = params[n]

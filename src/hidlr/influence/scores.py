@@ -120,17 +120,29 @@ def influence_table(opt: Any) -> list[InfluenceRow]:
     trainable = [any(p.requires_grad for p in g["params"]) for g in opt.param_groups]
     total = sum(v for v in infl if math.isfinite(v))
     order = sorted(range(len(infl)), key=lambda k: (-infl[k], names[k]))
-    return [InfluenceRow(rank=r + 1, name=names[k], params=sizes[k], influence=infl[k],
-                         per_param=2.0 * infl[k] / sizes[k] if sizes[k] else 0.0,
-                         share=infl[k] / total if total > 0 else 0.0, trainable=trainable[k])
-            for r, k in enumerate(order)]
+    return [
+        InfluenceRow(
+            rank=r + 1,
+            name=names[k],
+            params=sizes[k],
+            influence=infl[k],
+            per_param=2.0 * infl[k] / sizes[k] if sizes[k] else 0.0,
+            share=infl[k] / total if total > 0 else 0.0,
+            trainable=trainable[k],
+        )
+        for r, k in enumerate(order)
+    ]
 
 
 def format_table(rows: Sequence[InfluenceRow]) -> str:
     """A Markdown table of an influence ranking."""
-    lines = ["| rank | group | params | influence (loss) | per param | share | trainable |",
-             "|---:|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| rank | group | params | influence (loss) | per param | share | trainable |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.rank} | {r.name} | {r.params:,} | {r.influence:.3e} | {r.per_param:.3e} | "
-                     f"{100 * r.share:.1f}% | {'yes' if r.trainable else 'no'} |")
+        lines.append(
+            f"| {r.rank} | {r.name} | {r.params:,} | {r.influence:.3e} | {r.per_param:.3e} | "
+            f"{100 * r.share:.1f}% | {'yes' if r.trainable else 'no'} |"
+        )
     return "\n".join(lines)

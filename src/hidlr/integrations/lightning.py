@@ -116,8 +116,9 @@ class HiDLRCallback(pl.Callback):
                 opt.default_probe = self._probe
                 self._installed.append(opt)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._probe is not None:
             self._probe.batch, self._probe.batch_idx = batch, batch_idx
 
@@ -136,8 +137,9 @@ class LearningRateMonitor(_StockMonitor):
     batch, so a refresh in that batch's step shows at the next one). Other optimizers are logged as
     the stock monitor logs them; the same arguments."""
 
-    def _find_names_from_optimizers(self, optimizers: list[Any], seen_optimizers: list[torch.optim.Optimizer],
-                                    seen_optimizer_types: Any) -> tuple[list[list[str]], list[torch.optim.Optimizer]]:
+    def _find_names_from_optimizers(
+        self, optimizers: list[Any], seen_optimizers: list[torch.optim.Optimizer], seen_optimizer_types: Any
+    ) -> tuple[list[list[str]], list[torch.optim.Optimizer]]:
         # the stock monitor unwraps any ``.optimizer`` attribute (meant for DeepSpeed), which turns a
         # HiDLR into its base optimizer: logged a second time, with the scheduler's value
         names, without_scheduler = [], []
@@ -147,8 +149,9 @@ class LearningRateMonitor(_StockMonitor):
             if optimizer in seen_optimizers:
                 continue
             name = "lr-" + optimizer.__class__.__name__
-            names.append(self._check_duplicates_and_update_name(
-                optimizer, name, seen_optimizers, seen_optimizer_types, None))
+            names.append(
+                self._check_duplicates_and_update_name(optimizer, name, seen_optimizers, seen_optimizer_types, None)
+            )
             without_scheduler.append(optimizer)
         return names, without_scheduler
 

@@ -68,12 +68,22 @@ class HiDLRCallback(TrainerCallback):
         self._opt: HiDLR | None = None
         self._probe: LatestBatchProbe | None = None
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
-                       lr_scheduler: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        model: Any = None,
+        optimizer: Any = None,
+        lr_scheduler: Any = None,
+        **kwargs: Any,
+    ) -> None:
         opt = find_hidlr(optimizer)
         if opt is None:
-            raise TypeError(f"HiDLRCallback: the Trainer's optimizer is {type(optimizer).__name__}, not a HiDLR; "
-                            "pass optimizers=(HiDLR(...), None) to the Trainer")
+            raise TypeError(
+                f"HiDLRCallback: the Trainer's optimizer is {type(optimizer).__name__}, not a HiDLR; "
+                "pass optimizers=(HiDLR(...), None) to the Trainer"
+            )
         self._opt = opt
         if opt.default_probe is None:
             self._probe = LatestBatchProbe(model, loss=self.loss, eval_mode=self.eval_mode)
@@ -85,31 +95,35 @@ class HiDLRCallback(TrainerCallback):
         if scheduler is None:
             return
         if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            raise ValueError(f"HiDLRCallback(schedule='constant') holds only LambdaLR schedules constant, got "
-                             f"{type(scheduler).__name__}; pass schedule='keep' to let it multiply HiDLR's rates")
+            raise ValueError(
+                f"HiDLRCallback(schedule='constant') holds only LambdaLR schedules constant, got "
+                f"{type(scheduler).__name__}; pass schedule='keep' to let it multiply HiDLR's rates"
+            )
         ends = [0, max(int(state.max_steps), 1)]
         factors = [float(f(t)) for f in scheduler.lr_lambdas for t in ends]
         if all(f == 1.0 for f in factors):
             return
         kind = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
-        warnings.warn(f"HiDLRCallback: the learning-rate schedule (lr_scheduler_type={kind!r}) "
-                      f"would multiply HiDLR's rates by factors from {factors[0]:.3g} to {factors[1]:.3g}; it is "
-                      "held at 1 so that the rates apply as HiDLR chooses them (HiDLRCallback(schedule='keep') "
-                      "keeps the schedule)", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"HiDLRCallback: the learning-rate schedule (lr_scheduler_type={kind!r}) "
+            f"would multiply HiDLR's rates by factors from {factors[0]:.3g} to {factors[1]:.3g}; it is "
+            "held at 1 so that the rates apply as HiDLR chooses them (HiDLRCallback(schedule='keep') "
+            "keeps the schedule)",
+            UserWarning,
+            stacklevel=2,
+        )
         scheduler.lr_lambdas = [_one] * len(scheduler.lr_lambdas)
         for group, base in zip(opt.param_groups, scheduler.base_lrs):
             group["lr"] = base
         scheduler._last_lr = [group["lr"] for group in opt.param_groups]
 
-    def on_optimizer_step(self, args: Any, state: Any, control: Any, lr_scheduler: Any = None,
-                          **kwargs: Any) -> None:
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, lr_scheduler: Any = None, **kwargs: Any) -> None:
         # the Trainer logs ``lr_scheduler.get_last_lr()[0]`` read right after this event
         if self._opt is not None and lr_scheduler is not None and hasattr(lr_scheduler, "get_last_lr"):
             scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)
             scheduler._last_lr = list(self._opt.lrs)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self._opt is None or logs is None or "learning_rate" not in logs:
             return
         rates = self._opt.lrs

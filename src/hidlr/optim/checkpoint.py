@@ -33,86 +33,121 @@ _RUNNING = ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
 def _config(opt: HiDLR) -> dict[str, Any]:
     rules = dataclasses.asdict(opt.rules)
     rules["clip"] = None if rules["clip"] is None else list(rules["clip"])
-    return {"every": opt.every, "design": opt.design, "probes": list(opt.probes), "seed": opt.seed,
-            "max_every": opt.max_every, "groups_per_refresh": opt.groups_per_refresh, "rules": rules,
-            "groups": [{"name": str(g.get("name", k)), "params": len(g["params"]),
-                        "size": sum(p.numel() for p in g["params"])} for k, g in enumerate(opt.param_groups)]}
+    return {
+        "every": opt.every,
+        "design": opt.design,
+        "probes": list(opt.probes),
+        "seed": opt.seed,
+        "max_every": opt.max_every,
+        "groups_per_refresh": opt.groups_per_refresh,
+        "rules": rules,
+        "groups": [
+            {"name": str(g.get("name", k)), "params": len(g["params"]), "size": sum(p.numel() for p in g["params"])}
+            for k, g in enumerate(opt.param_groups)
+        ],
+    }
 
 
 def build_state(opt: HiDLR) -> dict[str, Any]:
     """The ``hidlr`` part of :meth:`HiDLR.state_dict` (a deep copy: later steps do not change it)."""
-    return {"format": FORMAT_VERSION, "config": _config(opt),
-            "estimates": list(opt._estimates), "wrap_lrs": list(opt._wrap_lrs), "t": opt._t,
-            "period": opt._period, "next_refresh": opt._next_refresh, "refreshes": opt._refreshes,
-            "loss_eps": opt._loss_eps, "last_probed": list(opt._last_probed),
-            "probe_forwards": opt._probe_forwards, "last_forwards": opt._last_forwards,
-            "travelling": opt._travelling, "arrived": opt._arrived,
-            "history": copy.deepcopy(opt.history[-opt.history_size:] if opt.history_size else [])}
+    return {
+        "format": FORMAT_VERSION,
+        "config": _config(opt),
+        "estimates": list(opt._estimates),
+        "wrap_lrs": list(opt._wrap_lrs),
+        "t": opt._t,
+        "period": opt._period,
+        "next_refresh": opt._next_refresh,
+        "refreshes": opt._refreshes,
+        "loss_eps": opt._loss_eps,
+        "last_probed": list(opt._last_probed),
+        "probe_forwards": opt._probe_forwards,
+        "last_forwards": opt._last_forwards,
+        "travelling": opt._travelling,
+        "arrived": opt._arrived,
+        "history": copy.deepcopy(opt.history[-opt.history_size :] if opt.history_size else []),
+    }
 
 
 def _number(own: dict[str, Any], key: str, integral: bool) -> None:
     v = own[key]
     kind = numbers.Integral if integral else numbers.Real
     if isinstance(v, bool) or not isinstance(v, kind) or (not integral and not math.isfinite(v)) or v < 0:
-        raise ValueError(f"HiDLR state dict: {key!r} must be a non-negative {'int' if integral else 'number'}, "
-                         f"got {v!r}; nothing was loaded")
+        raise ValueError(
+            f"HiDLR state dict: {key!r} must be a non-negative {'int' if integral else 'number'}, "
+            f"got {v!r}; nothing was loaded"
+        )
 
 
 def _check_base(opt: HiDLR, base: Any) -> None:
     """The base optimizer's part: the same groups with the same parameter counts, and per-parameter
     state tensors shaped like their parameters."""
     if not isinstance(base, dict) or not {"state", "param_groups"} <= set(base):
-        raise ValueError("HiDLR state dict: 'base' is not an optimizer state dict (keys 'state' and "
-                         "'param_groups'); nothing was loaded")
+        raise ValueError(
+            "HiDLR state dict: 'base' is not an optimizer state dict (keys 'state' and "
+            "'param_groups'); nothing was loaded"
+        )
     groups = base["param_groups"]
     if len(groups) != len(opt.param_groups):
-        raise ValueError(f"HiDLR state dict: the base optimizer has {len(groups)} param groups, this one "
-                         f"{len(opt.param_groups)}; nothing was loaded")
+        raise ValueError(
+            f"HiDLR state dict: the base optimizer has {len(groups)} param groups, this one "
+            f"{len(opt.param_groups)}; nothing was loaded"
+        )
     params = []
     for k, (saved, live) in enumerate(zip(groups, opt.param_groups)):
         if len(saved.get("params", ())) != len(live["params"]):
-            raise ValueError(f"HiDLR state dict: param group {k} has {len(saved.get('params', ()))} parameters "
-                             f"in the checkpoint, {len(live['params'])} here; nothing was loaded")
+            raise ValueError(
+                f"HiDLR state dict: param group {k} has {len(saved.get('params', ()))} parameters "
+                f"in the checkpoint, {len(live['params'])} here; nothing was loaded"
+            )
         params += list(zip(saved["params"], live["params"]))
     by_id = dict(params)
     for pid, st in base["state"].items():
         if pid not in by_id:
-            raise ValueError(f"HiDLR state dict: the base state names parameter {pid!r}, which no group "
-                             "holds; nothing was loaded")
+            raise ValueError(
+                f"HiDLR state dict: the base state names parameter {pid!r}, which no group holds; nothing was loaded"
+            )
         p = by_id[pid]
         for name, v in st.items():
             if isinstance(v, torch.Tensor) and v.numel() > 1 and v.shape != p.shape:
-                raise ValueError(f"HiDLR state dict: base state {name!r} of parameter {pid} has shape "
-                                 f"{tuple(v.shape)}, the parameter {tuple(p.shape)}; nothing was loaded")
+                raise ValueError(
+                    f"HiDLR state dict: base state {name!r} of parameter {pid} has shape "
+                    f"{tuple(v.shape)}, the parameter {tuple(p.shape)}; nothing was loaded"
+                )
 
 
 def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
     """Check a whole state dict against ``opt`` without changing anything; returns its ``hidlr``
     part. Raises ValueError naming the problem; warns about configuration that differs harmlessly."""
     if not isinstance(state_dict, dict) or set(state_dict) != {"base", "hidlr"}:
-        raise ValueError("not a HiDLR state dict (expected keys 'base' and 'hidlr'); to load a "
-                         "bare optimizer's state, use .optimizer.load_state_dict")
+        raise ValueError(
+            "not a HiDLR state dict (expected keys 'base' and 'hidlr'); to load a "
+            "bare optimizer's state, use .optimizer.load_state_dict"
+        )
     own = state_dict["hidlr"]
     if not isinstance(own, dict):
         raise ValueError("HiDLR state dict: 'hidlr' must be a dict; nothing was loaded")
     version = own.get("format", 1)
     if version not in (1, FORMAT_VERSION):
-        raise ValueError(f"HiDLR state dict: format {version!r} is not one this version reads (1, "
-                         f"{FORMAT_VERSION}); nothing was loaded")
-    missing = [k for k in _RUNNING + (("config", "refreshes", "loss_eps") if version >= 2 else ())
-               if k not in own]
+        raise ValueError(
+            f"HiDLR state dict: format {version!r} is not one this version reads (1, "
+            f"{FORMAT_VERSION}); nothing was loaded"
+        )
+    missing = [k for k in _RUNNING + (("config", "refreshes", "loss_eps") if version >= 2 else ()) if k not in own]
     if missing:
         raise ValueError(f"HiDLR state dict: missing {', '.join(map(repr, missing))}; nothing was loaded")
     k_groups = len(opt.param_groups)
     for key in ("estimates", "wrap_lrs"):
         vals = own[key]
         if not isinstance(vals, (list, tuple)) or len(vals) != k_groups:
-            raise ValueError(f"HiDLR state dict has {len(vals) if isinstance(vals, (list, tuple)) else '?'} "
-                             f"groups in {key!r}, the optimizer {k_groups}; nothing was loaded")
-        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0
-               for v in vals):
-            raise ValueError(f"HiDLR state dict: {key!r} must hold finite rates >= 0, got {list(vals)}; "
-                             "nothing was loaded")
+            raise ValueError(
+                f"HiDLR state dict has {len(vals) if isinstance(vals, (list, tuple)) else '?'} "
+                f"groups in {key!r}, the optimizer {k_groups}; nothing was loaded"
+            )
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0 for v in vals):
+            raise ValueError(
+                f"HiDLR state dict: {key!r} must hold finite rates >= 0, got {list(vals)}; nothing was loaded"
+            )
     for key in ("t", "period", "next_refresh") + (("refreshes",) if version >= 2 else ()):
         _number(own, key, integral=True)
     if version >= 2:
@@ -121,10 +156,14 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
             if key in own:
                 _number(own, key, integral=True)
     last = own.get("last_probed", [-1] * k_groups)
-    if not isinstance(last, (list, tuple)) or len(last) != k_groups or \
-            any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < -1 for v in last):
-        raise ValueError(f"HiDLR state dict: 'last_probed' must hold {k_groups} ints >= -1, got {last!r}; "
-                         "nothing was loaded")
+    if (
+        not isinstance(last, (list, tuple))
+        or len(last) != k_groups
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < -1 for v in last)
+    ):
+        raise ValueError(
+            f"HiDLR state dict: 'last_probed' must hold {k_groups} ints >= -1, got {last!r}; nothing was loaded"
+        )
     if not isinstance(own["history"], list):
         raise ValueError("HiDLR state dict: 'history' must be a list; nothing was loaded")
     if version >= 2:
@@ -140,14 +179,21 @@ def _check_config(opt: HiDLR, saved: Any) -> None:
     mine = [(g["name"], g["params"], g["size"]) for g in here["groups"]]
     theirs = [(g.get("name"), g.get("params"), g.get("size")) for g in saved["groups"]]
     if mine != theirs:
-        raise ValueError("HiDLR state dict was saved for other param groups (name, parameters, size): "
-                         f"{theirs}, this optimizer has {mine}; nothing was loaded")
-    differ = [f"{key} {saved.get(key)!r} -> {here[key]!r}"
-              for key in ("every", "design", "probes", "seed", "max_every", "groups_per_refresh", "rules")
-              if saved.get(key) != here[key]]
+        raise ValueError(
+            "HiDLR state dict was saved for other param groups (name, parameters, size): "
+            f"{theirs}, this optimizer has {mine}; nothing was loaded"
+        )
+    differ = [
+        f"{key} {saved.get(key)!r} -> {here[key]!r}"
+        for key in ("every", "design", "probes", "seed", "max_every", "groups_per_refresh", "rules")
+        if saved.get(key) != here[key]
+    ]
     if differ:
-        warnings.warn("HiDLR checkpoint made under other options, continuing with this optimizer's: "
-                      + "; ".join(differ), UserWarning, stacklevel=5)
+        warnings.warn(
+            "HiDLR checkpoint made under other options, continuing with this optimizer's: " + "; ".join(differ),
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 def load(opt: HiDLR, state_dict: Any) -> None:
@@ -160,11 +206,12 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._wrap_lrs = [float(x) for x in own["wrap_lrs"]]
     opt._t, opt._period, opt._next_refresh = int(own["t"]), int(own["period"]), int(own["next_refresh"])
     history = copy.deepcopy(own["history"])
-    opt.history = history[-opt.history_size:] if opt.history_size else []
+    opt.history = history[-opt.history_size :] if opt.history_size else []
     opt._refreshes = int(own.get("refreshes", len(history)))
     opt._loss_eps = float(own.get("loss_eps", 0.0))
-    opt._probe_forwards = int(own.get("probe_forwards", sum(r.get("forwards", 0) for r in history
-                                                           if isinstance(r, dict))))
+    opt._probe_forwards = int(
+        own.get("probe_forwards", sum(r.get("forwards", 0) for r in history if isinstance(r, dict)))
+    )
     opt._last_forwards = int(own.get("last_forwards", history[-1].get("forwards", 0) if history else 0))
     opt._last_probed = [int(v) for v in own.get("last_probed", [-1] * len(opt.param_groups))]
     opt._travelling = bool(own.get("travelling", False))

@@ -39,7 +39,7 @@ def pair_design(active: Sequence[bool], multiple: float = 1.0) -> torch.Tensor:
     idx = [g for g in range(k) if active[g]]
     rows = []
     for i, g in enumerate(idx):
-        for h in idx[i + 1:]:
+        for h in idx[i + 1 :]:
             row = torch.zeros(k, dtype=torch.float64)
             row[g] = multiple
             row[h] = multiple
@@ -47,8 +47,9 @@ def pair_design(active: Sequence[bool], multiple: float = 1.0) -> torch.Tensor:
     return torch.stack(rows) if rows else torch.zeros(0, k, dtype=torch.float64)
 
 
-def random_design(active: Sequence[bool], n_probes: int, points: Sequence[float],
-                  generator: torch.Generator) -> torch.Tensor:
+def random_design(
+    active: Sequence[bool], n_probes: int, points: Sequence[float], generator: torch.Generator
+) -> torch.Tensor:
     """``n_probes`` probes that perturb every active group at once, each by a multiple drawn from ``points``.
 
     Cross terms then act as noise in a diagonal fit. Returns Z of shape (n_probes, K), float64.

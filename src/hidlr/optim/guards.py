@@ -27,18 +27,20 @@ def check_unique_params(groups: Sequence[dict[str, Any]], new: Iterable[torch.Te
     for k, g in enumerate(groups):
         for p in g["params"]:
             if id(p) in owner:
-                where = f"twice in param group {k}" if owner[id(p)] == k else \
-                    f"in param groups {owner[id(p)]} and {k}"
-                raise ValueError(f"a parameter of shape {tuple(p.shape)} appears {where}; each parameter "
-                                 "may belong to one group, once")
+                where = f"twice in param group {k}" if owner[id(p)] == k else f"in param groups {owner[id(p)]} and {k}"
+                raise ValueError(
+                    f"a parameter of shape {tuple(p.shape)} appears {where}; each parameter "
+                    "may belong to one group, once"
+                )
             owner[id(p)] = k
     seen: set[int] = set()
     for p in new or ():
         if id(p) in seen:
             raise ValueError(f"a parameter of shape {tuple(p.shape)} appears twice in the new param group")
         if id(p) in owner:
-            raise ValueError(f"a parameter of shape {tuple(p.shape)} of the new param group is already in "
-                             f"param group {owner[id(p)]}")
+            raise ValueError(
+                f"a parameter of shape {tuple(p.shape)} of the new param group is already in param group {owner[id(p)]}"
+            )
         seen.add(id(p))
 
 
@@ -48,9 +50,11 @@ def check_rates(rates: Sequence[float], groups: Sequence[dict[str, Any]], step: 
     for k, r in enumerate(rates):
         if not math.isfinite(r) or r < 0:
             kind = "negative" if r < 0 else "non-finite"
-            raise ValueError(f"param group {group_name(groups[k], k)!r} has a {kind} rate {r} at step {step} "
-                             "(group['lr'] times the estimate over group['initial_lr']); set a rate >= 0 "
-                             "(0 freezes the group); nothing was changed")
+            raise ValueError(
+                f"param group {group_name(groups[k], k)!r} has a {kind} rate {r} at step {step} "
+                "(group['lr'] times the estimate over group['initial_lr']); set a rate >= 0 "
+                "(0 freezes the group); nothing was changed"
+            )
 
 
 def _values(g: torch.Tensor) -> torch.Tensor:
@@ -102,6 +106,7 @@ def probe_value(value: Any) -> torch.Tensor:
             raise ProbeError(f"probe must return a real scalar loss, got a {value.dtype} tensor")
         return value.detach().reshape(()).to(torch.float64)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ProbeError(f"probe must return a scalar loss (a tensor or a real number), got "
-                         f"{type(value).__name__} {value!r:.60}")
+        raise ProbeError(
+            f"probe must return a scalar loss (a tensor or a real number), got {type(value).__name__} {value!r:.60}"
+        )
     return torch.tensor(float(value), dtype=torch.float64)

@@ -30,7 +30,6 @@ from hidlr.probes import probe_for_step
 Probe = Callable[[], Any]
 
 
-
 def _as_floats(values: Sequence[Any]) -> list[float]:
     """Python floats of numbers and 0-d tensors; the tensors of one device come over in one transfer."""
     out = list(values)
@@ -134,25 +133,56 @@ class HiDLR(torch.optim.Optimizer):
     therefore keeps the scheduler's value; read the applied rates from :attr:`lrs`.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, *, every: int | str = "auto",
-                 mode: str = "diag", probes: Sequence[float] = (-2.0, -1.0, 1.0, 2.0),
-                 design: str = "lines", joint: bool | None = None, ema: float = 0.3,
-                 clip: tuple[float, float] | None = (0.5, 2.0), min_r2: float = 0.9,
-                 max_every: int | None = None, probe: Probe | None = None, seed: int = 0,
-                 check_finite: bool = True, rollback: bool = True, horizon: float | None = None,
-                 history_size: int = 500, groups_per_refresh: int | None = 8,
-                 shrink: float | str | None = "auto", travel: bool | None = None,
-                 first_clip: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        every: int | str = "auto",
+        mode: str = "diag",
+        probes: Sequence[float] = (-2.0, -1.0, 1.0, 2.0),
+        design: str = "lines",
+        joint: bool | None = None,
+        ema: float = 0.3,
+        clip: tuple[float, float] | None = (0.5, 2.0),
+        min_r2: float = 0.9,
+        max_every: int | None = None,
+        probe: Probe | None = None,
+        seed: int = 0,
+        check_finite: bool = True,
+        rollback: bool = True,
+        horizon: float | None = None,
+        history_size: int = 500,
+        groups_per_refresh: int | None = 8,
+        shrink: float | str | None = "auto",
+        travel: bool | None = None,
+        first_clip: tuple[float, float] | None = None,
+    ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
             raise TypeError("HiDLR cannot wrap another HiDLR")
         refuse_sharded_parameters(optimizer)
-        opts = check_options(every=every, mode=mode, probes=probes, design=design, joint=joint, ema=ema,
-                             clip=clip, min_r2=min_r2, max_every=max_every, probe=probe, seed=seed,
-                             check_finite=check_finite, rollback=rollback, horizon=horizon,
-                             history_size=history_size, groups_per_refresh=groups_per_refresh,
-                             shrink=shrink, travel=travel, first_clip=first_clip)
+        opts = check_options(
+            every=every,
+            mode=mode,
+            probes=probes,
+            design=design,
+            joint=joint,
+            ema=ema,
+            clip=clip,
+            min_r2=min_r2,
+            max_every=max_every,
+            probe=probe,
+            seed=seed,
+            check_finite=check_finite,
+            rollback=rollback,
+            horizon=horizon,
+            history_size=history_size,
+            groups_per_refresh=groups_per_refresh,
+            shrink=shrink,
+            travel=travel,
+            first_clip=first_clip,
+        )
         check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
         # needs a non-empty parameter list, so it gets a placeholder that is dropped right after.
@@ -161,9 +191,17 @@ class HiDLR(torch.optim.Optimizer):
         self.defaults = optimizer.defaults
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
-        self.rules = RuleConfig(mode=opts["mode"], ema=opts["ema"], clip=opts["clip"], min_r2=opts["min_r2"],
-                                horizon=opts["horizon"], joint=opts["joint"], shrink=opts["shrink"],
-                                travel=opts["travel"], first_clip=opts["first_clip"])
+        self.rules = RuleConfig(
+            mode=opts["mode"],
+            ema=opts["ema"],
+            clip=opts["clip"],
+            min_r2=opts["min_r2"],
+            horizon=opts["horizon"],
+            joint=opts["joint"],
+            shrink=opts["shrink"],
+            travel=opts["travel"],
+            first_clip=opts["first_clip"],
+        )
         self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
         self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]
         self.check_finite, self.rollback = opts["check_finite"], opts["rollback"]
@@ -279,10 +317,12 @@ class HiDLR(torch.optim.Optimizer):
             active = same_on_every_rank(active)  # every rank takes the same probe path
         refresh = self.is_refresh_step() and any(active)
         if refresh and probe is None:
-            raise ValueError(f"step {self._t} is a refresh step and needs a probe: call "
-                             "opt.step(probe=lambda: loss_fn(model(x), y)), opt.step(closure), or pass probe= "
-                             "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe); in Lightning or the Transformers "
-                             "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers")
+            raise ValueError(
+                f"step {self._t} is a refresh step and needs a probe: call "
+                "opt.step(probe=lambda: loss_fn(model(x), y)), opt.step(closure), or pass probe= "
+                "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe); in Lightning or the Transformers "
+                "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers"
+            )
         with torch.no_grad():
             if self.check_finite:
                 self._check_gradients(params)
@@ -305,7 +345,8 @@ class HiDLR(torch.optim.Optimizer):
         k, i = bad
         raise FloatingPointError(
             f"non-finite gradient in param group {group_name(self.param_groups[k], k)!r}, parameter {i} "
-            f"(shape {tuple(params[k][i].shape)}) at step {self._t}; nothing was changed")
+            f"(shape {tuple(params[k][i].shape)}) at step {self._t}; nothing was changed"
+        )
 
     def _base_step(self, applied: list[float]) -> None:
         """The base optimizer's step at the applied rates; ``group["lr"]`` keeps the scheduler's value."""
@@ -325,9 +366,15 @@ class HiDLR(torch.optim.Optimizer):
         if not refreshed:  # nothing to refresh (all groups frozen or without gradients): look again soon
             self._next_refresh = self._t + self._period
             return
-        self._next_refresh, self._period = rules.next_refresh(self._t, self._period, self._last_forwards,
-                                                              self._probe_forwards, self.max_every, self.rules,
-                                                              travelling=self._travelling)
+        self._next_refresh, self._period = rules.next_refresh(
+            self._t,
+            self._period,
+            self._last_forwards,
+            self._probe_forwards,
+            self.max_every,
+            self.rules,
+            travelling=self._travelling,
+        )
 
     # --------------------------------------------------------------------------------- refresh
     def _call_probe(self, probe: Probe) -> torch.Tensor:
@@ -343,22 +390,33 @@ class HiDLR(torch.optim.Optimizer):
             self._loss_eps = max(self._loss_eps, torch.finfo(torch.get_default_dtype()).eps)
         return mean_across_ranks(value)  # the same on every rank
 
-    def _refresh(self, probe: Probe, params: list[list[torch.Tensor]], applied: list[float],
-                 factors: list[float], active: list[bool]) -> None:
+    def _refresh(
+        self,
+        probe: Probe,
+        params: list[list[torch.Tensor]],
+        applied: list[float],
+        factors: list[float],
+        active: list[bool],
+    ) -> None:
         k_groups = len(applied)
         eps = self._loss_eps
         loss0 = self._call_probe(probe)  # before anything moves: a raising probe changes nothing
         if not bool(torch.isfinite(loss0)):
             self._loss_eps = eps
-            raise ProbeError(f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
-                             "the gradient was finite; nothing was changed")
+            raise ProbeError(
+                f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
+                "the gradient was finite; nothing was changed"
+            )
         probed = rules.probe_order(active, self._last_probed, self.groups_per_refresh)
         # the update is kept for the groups that move: the probed ones, and without rollback every
         # active one (to move back along it when a probe raises)
         movable = probed if self.rollback else active
         deltas = [[p.detach().clone() for p in params[k]] if movable[k] else [] for k in range(k_groups)]
-        saved = snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]]) \
-            if self.rollback else None
+        saved = (
+            snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]])
+            if self.rollback
+            else None
+        )
         self._base_step(applied)
         offset = [1.0] * k_groups  # weights of group k are w_t - offset[k] * delta_k
 
@@ -389,10 +447,11 @@ class HiDLR(torch.optim.Optimizer):
         self._refreshes += 1
         self.history.append(record.as_dict())
         if len(self.history) > self.history_size:
-            del self.history[:len(self.history) - self.history_size]
+            del self.history[: len(self.history) - self.history_size]
 
-    def _probe_along(self, probe: Probe, move: Callable[[Sequence[float]], None], z: torch.Tensor,
-                     loss0: torch.Tensor) -> torch.Tensor:
+    def _probe_along(
+        self, probe: Probe, move: Callable[[Sequence[float]], None], z: torch.Tensor, loss0: torch.Tensor
+    ) -> torch.Tensor:
         """Loss changes (J,) at the rows of ``z`` (J, K): multiples of each group's update."""
         losses = []
         for row in z.tolist():
@@ -400,8 +459,15 @@ class HiDLR(torch.optim.Optimizer):
             losses.append(self._call_probe(probe))
         return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
 
-    def _decide(self, probe: Probe, move: Callable[[Sequence[float]], None], loss0: torch.Tensor,
-                applied: list[float], active: list[bool], probed: list[bool]) -> RefreshRecord:
+    def _decide(
+        self,
+        probe: Probe,
+        move: Callable[[Sequence[float]], None],
+        loss0: torch.Tensor,
+        applied: list[float],
+        active: list[bool],
+        probed: list[bool],
+    ) -> RefreshRecord:
         """Probe, fit and apply the rules (:mod:`hidlr.optim.rules`); returns the refresh's record.
         Groups not probed stay at the base step's position (multiple 1) throughout."""
         cfg = self.rules
@@ -416,18 +482,31 @@ class HiDLR(torch.optim.Optimizer):
         y = self._probe_along(probe, move, z_moves, base)
         fit, fit_active = fit_finite_probes(z, y, True, probed, full=cfg.mode == "full")
         if any(a and not f for a, f in zip(probed, fit_active)):
-            warnings.warn(f"HiDLR: non-finite probe loss at step {self._t}; affected groups keep "
-                          "their rates", RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"HiDLR: non-finite probe loss at step {self._t}; affected groups keep their rates",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(base)), 1e-30)
         names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
-        decisions = rules.newton_decisions(fit, active, fit_active, applied, self._estimates, names, cfg,
-                                           span=max(abs(m) for m in self.probes), resolution=resolution,
-                                           probed=probed)
+        decisions = rules.newton_decisions(
+            fit,
+            active,
+            fit_active,
+            applied,
+            self._estimates,
+            names,
+            cfg,
+            span=max(abs(m) for m in self.probes),
+            resolution=resolution,
+            probed=probed,
+        )
         forwards, scale = 1 + bool(held) + len(z), None
         if cfg.shrink is not None and sum(probed) > 1:
             s1 = rules.ONE_GROUP_LINE
-            line = torch.tensor([[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1],
-                                dtype=torch.float64)
+            line = torch.tensor(
+                [[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1], dtype=torch.float64
+            )
             y_one = self._probe_along(probe, move, line, base)
             forwards += len(s1)
             m0 = rules.one_group_multiple(s1, y_one)
@@ -435,13 +514,17 @@ class HiDLR(torch.optim.Optimizer):
         if cfg.joint and any(d.accepted for d in decisions):
             c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
             s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
-            line = torch.tensor([[si * ck if probed[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE],
-                                dtype=torch.float64)
+            line = torch.tensor(
+                [[si * ck if probed[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE], dtype=torch.float64
+            )
             y_line = self._probe_along(probe, move, line, base)
             forwards += len(s)
             if not bool(torch.isfinite(y_line).all()):
-                warnings.warn(f"HiDLR: non-finite loss along the combined step at step {self._t}; "
-                              "all groups keep their rates", RuntimeWarning, stacklevel=4)
+                warnings.warn(
+                    f"HiDLR: non-finite loss along the combined step at step {self._t}; all groups keep their rates",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
         betas = [self._momentum(k) for k in range(len(applied))]
@@ -451,8 +534,7 @@ class HiDLR(torch.optim.Optimizer):
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)
         decisions = rules.settle(decisions, betas, cfg)
-        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale,
-                             groups=decisions)
+        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
 
     def _design(self, active: list[bool]) -> torch.Tensor:
         full = self.rules.mode == "full"

@@ -54,8 +54,10 @@ def check_probes(probes: Any) -> tuple[float, ...]:
         raise TypeError(f"probes must be a sequence of numbers, got {type(probes).__name__} {probes!r}")
     points = tuple(_real("probes entries", p) for p in probes)
     if len(set(points)) < 3 or any(p == 0 or not math.isfinite(p) for p in points):
-        raise ValueError("probes needs at least 3 distinct, finite, non-zero multiples "
-                         f"(2 unknowns per group plus a residual), got {tuple(probes)}")
+        raise ValueError(
+            "probes needs at least 3 distinct, finite, non-zero multiples "
+            f"(2 unknowns per group plus a residual), got {tuple(probes)}"
+        )
     return points
 
 
@@ -77,22 +79,46 @@ def check_unit(name: str, value: Any, closed_top: bool = True) -> float:
     return out
 
 
-def check_options(*, every: Any, mode: Any, probes: Any, design: Any, joint: Any, ema: Any, clip: Any,
-                  min_r2: Any, max_every: Any, probe: Any, seed: Any, check_finite: Any, rollback: Any,
-                  horizon: Any, history_size: Any, groups_per_refresh: Any, shrink: Any = None,
-                  travel: Any = False, first_clip: Any = None) -> dict[str, Any]:
+def check_options(
+    *,
+    every: Any,
+    mode: Any,
+    probes: Any,
+    design: Any,
+    joint: Any,
+    ema: Any,
+    clip: Any,
+    min_r2: Any,
+    max_every: Any,
+    probe: Any,
+    seed: Any,
+    check_finite: Any,
+    rollback: Any,
+    horizon: Any,
+    history_size: Any,
+    groups_per_refresh: Any,
+    shrink: Any = None,
+    travel: Any = False,
+    first_clip: Any = None,
+) -> dict[str, Any]:
     """All of HiDLR's options checked and normalised (``joint``, ``horizon``, ``shrink`` and ``travel``
     resolved from their defaults). Raises TypeError or ValueError naming the argument."""
     out: dict[str, Any] = {
-        "every": check_every(every), "mode": check_choice("mode", mode, ("diag", "full")),
-        "probes": check_probes(probes), "design": check_choice("design", design, ("lines", "random")),
-        "ema": check_unit("ema", ema, closed_top=False), "clip": check_clip(clip),
+        "every": check_every(every),
+        "mode": check_choice("mode", mode, ("diag", "full")),
+        "probes": check_probes(probes),
+        "design": check_choice("design", design, ("lines", "random")),
+        "ema": check_unit("ema", ema, closed_top=False),
+        "clip": check_clip(clip),
         "min_r2": check_unit("min_r2", min_r2),
         "max_every": None if max_every is None else _count("max_every", max_every, 1),
-        "seed": _count("seed", seed, 0), "check_finite": _flag("check_finite", check_finite),
-        "rollback": _flag("rollback", rollback), "history_size": _count("history_size", history_size, 0),
-        "groups_per_refresh": None if groups_per_refresh is None else _count("groups_per_refresh",
-                                                                             groups_per_refresh, 1),
+        "seed": _count("seed", seed, 0),
+        "check_finite": _flag("check_finite", check_finite),
+        "rollback": _flag("rollback", rollback),
+        "history_size": _count("history_size", history_size, 0),
+        "groups_per_refresh": None
+        if groups_per_refresh is None
+        else _count("groups_per_refresh", groups_per_refresh, 1),
     }
     if out["seed"] >= 2**32:
         raise ValueError(f"seed must be < 2**32, got {seed}")

@@ -67,11 +67,11 @@ def fit_quadratic(z: torch.Tensor, y: torch.Tensor, active: torch.Tensor, full: 
         raise ValueError(f"probe design has {x.shape[0]} probes for {x.shape[1]} unknowns")
     coef = torch.linalg.lstsq(x, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
     b_s = coef[:m]
-    a_s = torch.diag(coef[m:2 * m])
+    a_s = torch.diag(coef[m : 2 * m])
     if full and m > 1:
         iu = torch.triu_indices(m, m, offset=1)
-        a_s[iu[0], iu[1]] = coef[2 * m:]
-        a_s[iu[1], iu[0]] = coef[2 * m:]
+        a_s[iu[0], iu[1]] = coef[2 * m :]
+        a_s[iu[1], iu[0]] = coef[2 * m :]
     pred = x @ coef
     b[idx] = b_s
     a[idx.unsqueeze(1), idx.unsqueeze(0)] = a_s
@@ -89,8 +89,9 @@ def fit_line(s: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
     return float(fit.b[0]), float(fit.A[0, 0]), r2
 
 
-def fit_finite_probes(z: torch.Tensor, y: torch.Tensor, loss0_finite: bool, active: list[bool],
-                      full: bool) -> tuple[QuadFit, list[bool]]:
+def fit_finite_probes(
+    z: torch.Tensor, y: torch.Tensor, loss0_finite: bool, active: list[bool], full: bool
+) -> tuple[QuadFit, list[bool]]:
     """Fit from the finite probes only. z: (J, K), y: (J,). A group any non-finite probe moved (every
     group, when the unmoved loss itself is not finite) is left out of the fit, and so are the
     probes that moved it. Returns the fit and, per group, whether it was fitted."""

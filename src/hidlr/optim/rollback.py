@@ -44,12 +44,19 @@ def restore(optimizer: torch.optim.Optimizer, snap: Snapshot) -> None:
             del now[k]
         for k, v in saved.items():
             cur = now.get(k)
-            if isinstance(v, torch.Tensor) and isinstance(cur, torch.Tensor) and cur.shape == v.shape \
-                    and cur.dtype == v.dtype:
+            if (
+                isinstance(v, torch.Tensor)
+                and isinstance(cur, torch.Tensor)
+                and cur.shape == v.shape
+                and cur.dtype == v.dtype
+            ):
                 cur.copy_(v)
             else:
-                now[k] = (v.to(cur.device, copy=True) if isinstance(cur, torch.Tensor) else v.clone()) \
-                    if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+                now[k] = (
+                    (v.to(cur.device, copy=True) if isinstance(cur, torch.Tensor) else v.clone())
+                    if isinstance(v, torch.Tensor)
+                    else copy.deepcopy(v)
+                )
     for g, saved_group in zip(optimizer.param_groups, snap.groups):
         g.update(copy.deepcopy(saved_group))
     with torch.no_grad():

@@ -89,8 +89,9 @@ def diag_rejection(a: float, b: float, r2: float, min_r2: float) -> str | None:
     return None
 
 
-def unresolved(a: float, b: float, span: float, resolution: float,
-               max_multiple: float) -> tuple[float, str | None] | None:
+def unresolved(
+    a: float, b: float, span: float, resolution: float, max_multiple: float
+) -> tuple[float, str | None] | None:
     """The rule for fits below the loss's rounding (``resolution``, in loss units), probed up to
     multiple ``span``: None when the curvature term is resolved (the Newton rule applies); else
     ``(max_multiple, None)`` when the slope is resolved (the minimum lies far beyond the probes:
@@ -102,8 +103,9 @@ def unresolved(a: float, b: float, span: float, resolution: float,
     return float("nan"), "loss does not change measurably along the update"
 
 
-def newton_multiples(fit: QuadFit, active: Sequence[bool], mode: str,
-                     min_r2: float) -> tuple[list[float], list[str | None]]:
+def newton_multiples(
+    fit: QuadFit, active: Sequence[bool], mode: str, min_r2: float
+) -> tuple[list[float], list[str | None]]:
     """Newton multiples of the current rates and the rejection reason per group (None: accepted).
 
     diag: ``b_k / A_kk`` per group. full: the minimiser of ``-b^T z + z^T A z / 2`` over ``z >= 0``
@@ -137,10 +139,18 @@ def newton_multiples(fit: QuadFit, active: Sequence[bool], mode: str,
     return multiple, reason
 
 
-def newton_decisions(fit: QuadFit, active: Sequence[bool], fit_active: Sequence[bool],
-                     rates: Sequence[float], estimates: Sequence[float], names: Sequence[str],
-                     config: RuleConfig, span: float, resolution: float,
-                     probed: Sequence[bool] | None = None) -> list[GroupDecision]:
+def newton_decisions(
+    fit: QuadFit,
+    active: Sequence[bool],
+    fit_active: Sequence[bool],
+    rates: Sequence[float],
+    estimates: Sequence[float],
+    names: Sequence[str],
+    config: RuleConfig,
+    span: float,
+    resolution: float,
+    probed: Sequence[bool] | None = None,
+) -> list[GroupDecision]:
     """Stage 1: one decision per group from the fit (in rate multiples of ``rates``, the rates the
     probes were taken at). ``active``: the group moved; ``probed``: it was probed at this refresh
     (default: every active group); ``fit_active``: its probes were finite. ``span``: the largest
@@ -163,22 +173,31 @@ def newton_decisions(fit: QuadFit, active: Sequence[bool], fit_active: Sequence[
             why = "non-finite probe loss"
         measured = probed[k] and h > 0
         r2 = float(fit.r2[k])
-        out.append(GroupDecision(
-            name=names[k], rate=h, estimate=estimates[k],
-            newton_rate=multiple[k] * h if why is None else None,
-            a=a / h**2 if measured else None, b=b / h if measured else None,
-            r2=None if math.isnan(r2) else r2, accepted=why is None, reason=why))
+        out.append(
+            GroupDecision(
+                name=names[k],
+                rate=h,
+                estimate=estimates[k],
+                newton_rate=multiple[k] * h if why is None else None,
+                a=a / h**2 if measured else None,
+                b=b / h if measured else None,
+                r2=None if math.isnan(r2) else r2,
+                accepted=why is None,
+                reason=why,
+            )
+        )
     return out
 
 
 # ----------------------------------------------------------------------------- joint line
-def joint_multiples(decisions: Sequence[GroupDecision], active: Sequence[bool],
-                    max_multiple: float) -> list[float]:
+def joint_multiples(decisions: Sequence[GroupDecision], active: Sequence[bool], max_multiple: float) -> list[float]:
     """Stage 2a: the combined Newton step, as multiples of the current rates: accepted groups at
     their Newton rates (at most ``max_multiple``: far beyond it, moving float32 weights out and back
     loses their low bits), the other active groups at their current rates, inactive ones at 0."""
-    return [(min(d.newton_rate / d.rate, max_multiple) if d.accepted else 1.0) if active[k] else 0.0
-            for k, d in enumerate(decisions)]
+    return [
+        (min(d.newton_rate / d.rate, max_multiple) if d.accepted else 1.0) if active[k] else 0.0
+        for k, d in enumerate(decisions)
+    ]
 
 
 def joint_scale(s: Sequence[float], y: Sequence[float]) -> float | None:
@@ -202,8 +221,9 @@ def apply_joint_scale(decisions: Sequence[GroupDecision], scale: float | None) -
         if not d.accepted:
             out.append(d)
         elif scale is None:
-            out.append(replace(d, accepted=False, reason="combined step not a descent direction",
-                               newton_rate=d.newton_rate))
+            out.append(
+                replace(d, accepted=False, reason="combined step not a descent direction", newton_rate=d.newton_rate)
+            )
         else:
             out.append(replace(d, newton_rate=d.newton_rate * scale))
     return out
@@ -223,8 +243,9 @@ def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
     return beta / alpha if beta > 0 and alpha > 0 else None
 
 
-def shrink_to_one_group(decisions: Sequence[GroupDecision], active: Sequence[bool], m0: float | None,
-                        shrink: float) -> list[GroupDecision]:
+def shrink_to_one_group(
+    decisions: Sequence[GroupDecision], active: Sequence[bool], m0: float | None, shrink: float
+) -> list[GroupDecision]:
     """Each accepted group's Newton multiple shrunk towards the one-group multiple ``m0``:
     ``m0 * (m_k / m0) ** shrink``. Rejected groups keep their decision (a group whose own line
     rises or does not resolve is not moved by the others' curvature). Unchanged when ``m0`` is None."""
@@ -279,8 +300,7 @@ def clipped(decisions: Sequence[GroupDecision], betas: Sequence[float], config: 
     return False
 
 
-def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
-           config: RuleConfig) -> list[GroupDecision]:
+def settle(decisions: Sequence[GroupDecision], betas: Sequence[float], config: RuleConfig) -> list[GroupDecision]:
     """Stage 3-4: each accepted group's target (Newton rate times the momentum correction, within
     the clip of its estimate) and new estimate (smoothed towards the target); others unchanged."""
     out = []
@@ -294,8 +314,9 @@ def settle(decisions: Sequence[GroupDecision], betas: Sequence[float],
 
 
 # ------------------------------------------------------------------------------- schedule
-def next_refresh(t: int, period: int, forwards: int, spent: int, max_every: int | None,
-                 config: RuleConfig, travelling: bool = False) -> tuple[int, int]:
+def next_refresh(
+    t: int, period: int, forwards: int, spent: int, max_every: int | None, config: RuleConfig, travelling: bool = False
+) -> tuple[int, int]:
     """The auto schedule after a refresh at step ``t`` that cost ``forwards`` probe forward passes
     (``spent``: all refreshes' so far, this one included). Returns (next refresh step, new period).
 

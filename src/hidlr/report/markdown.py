@@ -47,4 +47,3 @@ def render_markdown(text: str, images: Path | None = None, shift_headings: int =
                 child.attrs = {}
                 child.content = f"[image not included: {alt}]"
     return md.renderer.render(tokens, md.options, {})
-

@@ -119,8 +119,10 @@ class Section:
     def figure(self, figure: Any, caption: str, alt: str | None = None) -> Section:
         """An image (matplotlib Figure, PNG bytes or a .png path), inlined, with a caption."""
         src = data_uri(png_bytes(figure))
-        self.blocks.append(f'<figure><img src="{src}" alt="{html.escape(alt or caption)}">'
-                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        self.blocks.append(
+            f'<figure><img src="{src}" alt="{html.escape(alt or caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
         return self
 
     def table(self, header: Sequence[Any], rows: Sequence[Sequence[Any]], caption: str | None = None) -> Section:
@@ -131,15 +133,19 @@ class Section:
         for row in rows:
             if len(row) != len(header):
                 raise ValueError(f"table row has {len(row)} cells, the header {len(header)}: {row!r}")
-            cells = "".join(f'<td{" class=num" if _NUMBER.match(str(c)) else ""}>{html.escape(str(c))}</td>'
-                            for c in row)
+            cells = "".join(
+                f"<td{' class=num' if _NUMBER.match(str(c)) else ''}>{html.escape(str(c))}</td>" for c in row
+            )
             body.append(f"<tr>{cells}</tr>")
         self.blocks.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
         return self
 
     def render(self) -> str:
-        return (f'<section id="{self.anchor}" data-section="{self.anchor}"><h2>{html.escape(self.title)}</h2>'
-                + "\n".join(self.blocks) + "</section>")
+        return (
+            f'<section id="{self.anchor}" data-section="{self.anchor}"><h2>{html.escape(self.title)}</h2>'
+            + "\n".join(self.blocks)
+            + "</section>"
+        )
 
 
 class Page:
@@ -163,12 +169,15 @@ class Page:
         nav = "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in self.sections)
         sub = f"<p>{html.escape(self.subtitle)}</p>" if self.subtitle else ""
         foot = f"<footer><div class=wrap>{html.escape(self.footer)}</div></footer>" if self.footer else ""
-        return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-                '<meta name=viewport content="width=device-width, initial-scale=1">'
-                f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
-                f"<header><div class=wrap><h1>{html.escape(self.title)}</h1>{sub}</div></header>"
-                f"<nav><div class=wrap>{nav}</div></nav><main class=wrap>"
-                + "\n".join(s.render() for s in self.sections) + f"</main>{foot}</body></html>\n")
+        return (
+            "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            '<meta name=viewport content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
+            f"<header><div class=wrap><h1>{html.escape(self.title)}</h1>{sub}</div></header>"
+            f"<nav><div class=wrap>{nav}</div></nav><main class=wrap>"
+            + "\n".join(s.render() for s in self.sections)
+            + f"</main>{foot}</body></html>\n"
+        )
 
     def write(self, path: str | Path) -> Path:
         """Write the page to ``path`` (parent folders created); returns the absolute path."""

@@ -20,15 +20,26 @@ from hidlr.report.page import Page
 
 #: benchmark kind -> (table title, path of keys into the results JSON, columns to show or None for all)
 KEY_TABLES: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...] | None]]] = {
-    "lr": [("Median rank among single-run methods", ("summary", "median_rank_single"), None),
-           ("Median rank including the tuned grid", ("summary", "median_rank_with_tuned"), None)],
-    "uci": [("Test scores per set, model and optimizer (mean ± s.e. over splits)", ("summary",),
-             ("ll", "rmse", "crps", "cov90", "calibration_error", "failed")),
-            ("Hi-DLR minus Adam, test log likelihood, paired by split", ("hidlr_minus_adam_ll",), None)],
-    "kl": [("Slopes of log KL against log n", ("slopes",), ("pooled_slope", "per_seed", "boot_ci95", "clipped")),
-           ("Gap experiment", ("gap_summary",), None)],
-    "overhead": [("Time per step against Adam", ("time_ratio_vs_adam",), None),
-                 ("Extra peak memory, in parameter copies", ("extra_memory_param_copies",), None)],
+    "lr": [
+        ("Median rank among single-run methods", ("summary", "median_rank_single"), None),
+        ("Median rank including the tuned grid", ("summary", "median_rank_with_tuned"), None),
+    ],
+    "uci": [
+        (
+            "Test scores per set, model and optimizer (mean ± s.e. over splits)",
+            ("summary",),
+            ("ll", "rmse", "crps", "cov90", "calibration_error", "failed"),
+        ),
+        ("Hi-DLR minus Adam, test log likelihood, paired by split", ("hidlr_minus_adam_ll",), None),
+    ],
+    "kl": [
+        ("Slopes of log KL against log n", ("slopes",), ("pooled_slope", "per_seed", "boot_ci95", "clipped")),
+        ("Gap experiment", ("gap_summary",), None),
+    ],
+    "overhead": [
+        ("Time per step against Adam", ("time_ratio_vs_adam",), None),
+        ("Extra peak memory, in parameter copies", ("extra_memory_param_copies",), None),
+    ],
     "uq_speed": [("Throughput ratios", ("ratios",), None), ("Paired ratios", ("paired_ratios",), ("median",))],
     "finetune": [("Summary", ("summary",), None)],
     "other": [("Summary", ("summary",), None)],
@@ -142,13 +153,15 @@ def provenance(results: dict[str, Any]) -> list[list[str]]:
     """Rows (what, value) for when, where and from which commit a result was made."""
     meta = results.get("meta") or results.get("environment") or results.get("machine") or {}
     rows = []
-    for label, v in (("started", results.get("started") or meta.get("started")),
-                     ("code at commit", meta.get("git_commit")),
-                     ("machine", meta.get("cpu") or meta.get("machine") or meta.get("platform")),
-                     ("CPUs", meta.get("cpu_count") or meta.get("cores")),
-                     ("torch", meta.get("torch") or (meta.get("packages") or {}).get("torch")),
-                     ("wall clock (s)", results.get("wall_seconds") or results.get("duration_s")),
-                     ("quick (smoke) run", results.get("quick"))):
+    for label, v in (
+        ("started", results.get("started") or meta.get("started")),
+        ("code at commit", meta.get("git_commit")),
+        ("machine", meta.get("cpu") or meta.get("machine") or meta.get("platform")),
+        ("CPUs", meta.get("cpu_count") or meta.get("cores")),
+        ("torch", meta.get("torch") or (meta.get("packages") or {}).get("torch")),
+        ("wall clock (s)", results.get("wall_seconds") or results.get("duration_s")),
+        ("quick (smoke) run", results.get("quick")),
+    ):
         if v is not None:
             rows.append([label, fmt_value(v)])
     return rows
@@ -172,8 +185,11 @@ def build_results_page(folder: str | Path) -> Page:
     kind = detect_kind(results, folder) if isinstance(results, dict) else "other"
     md = md_path.read_text(encoding="utf-8") if md_path is not None else ""
     title, body = split_title(md)
-    page = Page(title or f"Results: {folder.name}", f"{kind} benchmark · {folder.resolve()}",
-                footer=f"Built by `hidlr report {folder}` from the files in that folder.")
+    page = Page(
+        title or f"Results: {folder.name}",
+        f"{kind} benchmark · {folder.resolve()}",
+        footer=f"Built by `hidlr report {folder}` from the files in that folder.",
+    )
     if body.strip():
         page.section("Report", "report").markdown(body, images=folder)
     shown = _referenced_images(md)

@@ -17,5 +17,14 @@ from hidlr.uq.models import (
     MDNEnsemble,
 )
 
-__all__ += ["BNN", "MDN", "BayesianLinear", "BayesianMDN", "ConformalRegressor", "DeepEnsemble", "LastLayerLaplace",
-            "MCDropout", "MDNEnsemble"]
+__all__ += [
+    "BNN",
+    "MDN",
+    "BayesianLinear",
+    "BayesianMDN",
+    "ConformalRegressor",
+    "DeepEnsemble",
+    "LastLayerLaplace",
+    "MCDropout",
+    "MDNEnsemble",
+]

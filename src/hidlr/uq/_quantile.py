@@ -22,8 +22,7 @@ def ndtr(z: Tensor) -> Tensor:
     return 0.5 * torch.special.erfc(-z * _SQRT1_2)
 
 
-def mixture_quantile(log_w: Tensor, loc: Tensor, scale: Tensor, q: Tensor,
-                     max_iter: int = 200) -> Tensor:
+def mixture_quantile(log_w: Tensor, loc: Tensor, scale: Tensor, q: Tensor, max_iter: int = 200) -> Tensor:
     """Solve ``F(x) = q`` for a Gaussian mixture, vectorised; all inputs float64.
 
     ``log_w, loc, scale``: ``(n, K)``; ``q`` in ``[0, 1]`` broadcastable to ``(*S, n)``; returns
@@ -35,12 +34,12 @@ def mixture_quantile(log_w: Tensor, loc: Tensor, scale: Tensor, q: Tensor,
     """
     n, k = loc.shape
     shape = torch.broadcast_shapes(q.shape, (n,))
-    qf = q.expand(shape).reshape(-1)                     # (N,) flat levels
+    qf = q.expand(shape).reshape(-1)  # (N,) flat levels
     rows = torch.arange(n, device=loc.device).expand(shape).reshape(-1)
     tiny = torch.finfo(torch.float64).tiny
     qc = qf.clamp(tiny, 1.0 - 1e-16)
     z = torch.special.ndtri(qc)
-    if k == 1:                                           # a single Gaussian: closed form
+    if k == 1:  # a single Gaussian: closed form
         x = loc[rows, 0] + scale[rows, 0] * z
     else:
         x = _solve_quantile(log_w.exp(), loc, scale, rows, qc, z, max_iter)
@@ -49,16 +48,15 @@ def mixture_quantile(log_w: Tensor, loc: Tensor, scale: Tensor, q: Tensor,
     return x.reshape(shape)
 
 
-def _solve_quantile(w: Tensor, loc: Tensor, scale: Tensor, rows: Tensor, q: Tensor, z: Tensor,
-                    max_iter: int) -> Tensor:
+def _solve_quantile(w: Tensor, loc: Tensor, scale: Tensor, rows: Tensor, q: Tensor, z: Tensor, max_iter: int) -> Tensor:
     """Safeguarded Newton on flat problems: ``q``, ``z = ndtri(q)``, ``rows`` all ``(N,)``.
 
     Converged problems leave the active set, so the cost follows the slowest few only.
     """
     upper = q > 0.5
-    target = torch.where(upper, 1.0 - q, q)               # probability in the tail we solve on
+    target = torch.where(upper, 1.0 - q, q)  # probability in the tail we solve on
     sign = torch.where(upper, -1.0, 1.0)
-    comp_q = loc[rows] + scale[rows] * z.unsqueeze(-1)    # (N, K) component quantiles
+    comp_q = loc[rows] + scale[rows] * z.unsqueeze(-1)  # (N, K) component quantiles
     lo = comp_q.min(-1).values
     hi = comp_q.max(-1).values
     del comp_q
@@ -82,10 +80,7 @@ def _solve_quantile(w: Tensor, loc: Tensor, scale: Tensor, rows: Tensor, q: Tens
         step = g / dens
         newton = x - step
         tol = 1e-13 * torch.clamp(x.abs(), min=1.0)
-        ok = (
-            torch.isfinite(newton) & (newton >= lo) & (newton <= hi)
-            & (step.abs() * 2.0 <= dx_old.abs())
-        )
+        ok = torch.isfinite(newton) & (newton >= lo) & (newton <= hi) & (step.abs() * 2.0 <= dx_old.abs())
         # converged: the Newton correction (or the bracket) is below tolerance
         finished = (g == 0) | (torch.isfinite(step) & (step.abs() <= tol)) | ((hi - lo) <= tol)
         x = torch.where(ok, newton, torch.where(finished, x, 0.5 * (lo + hi)))

@@ -160,8 +160,10 @@ class PITRecalibration:
     def interval(self, dist: Any, coverage: float) -> tuple[Tensor, Tensor]:
         p_lo, p_hi = self.level_bounds(coverage)
         n = dist.loc.shape[0]
-        return (_icdf(dist, torch.full((n,), p_lo, dtype=torch.float64)),
-                _icdf(dist, torch.full((n,), p_hi, dtype=torch.float64)))
+        return (
+            _icdf(dist, torch.full((n,), p_lo, dtype=torch.float64)),
+            _icdf(dist, torch.full((n,), p_hi, dtype=torch.float64)),
+        )
 
     def distribution(self, dist: Any) -> RecalibratedDistribution:
         """The recalibrated predictive distribution ``R(F(y))`` of each row of ``dist``."""

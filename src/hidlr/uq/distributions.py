@@ -150,9 +150,7 @@ class GaussianMixture(Distribution):
                 )
         log_l = math.log(len(mixtures))
         like = first.loc
-        logits = torch.cat(
-            [torch.log_softmax(m.logits.to(like), dim=-1) - log_l for m in mixtures], dim=-1
-        )
+        logits = torch.cat([torch.log_softmax(m.logits.to(like), dim=-1) - log_l for m in mixtures], dim=-1)
         loc = torch.cat([m.loc.to(like) for m in mixtures], dim=-1)
         scale = torch.cat([m.scale.to(like) for m in mixtures], dim=-1)
         members = sum(m.members for m in mixtures)
@@ -227,13 +225,15 @@ class GaussianMixture(Distribution):
         """The mixtures of the selected inputs (rows), as a new ``GaussianMixture``."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
-        return GaussianMixture(self._logits[index], self._loc[index], self._scale[index],
-                               members=self._members, validate_args=False)
+        return GaussianMixture(
+            self._logits[index], self._loc[index], self._scale[index], members=self._members, validate_args=False
+        )
 
     def detach(self) -> GaussianMixture:
         """The same mixture cut from the autograd graph."""
-        return GaussianMixture(self._logits.detach(), self._loc.detach(), self._scale.detach(),
-                               members=self._members, validate_args=False)
+        return GaussianMixture(
+            self._logits.detach(), self._loc.detach(), self._scale.detach(), members=self._members, validate_args=False
+        )
 
     # ------------------------------------------------------------------ moments
     @property
@@ -340,32 +340,34 @@ class GaussianMixture(Distribution):
         """Central interval ``(lo, hi)``, each ``(n,)``, holding probability ``level`` in ``(0, 1)``."""
         level = _check_level(level)
         n = self._loc.shape[0]
-        q = torch.tensor([[(1.0 - level) / 2.0], [(1.0 + level) / 2.0]], dtype=self._loc.dtype,
-                         device=self._loc.device).expand(2, n)  # explicit (2, n): no column ambiguity
+        q = torch.tensor(
+            [[(1.0 - level) / 2.0], [(1.0 + level) / 2.0]], dtype=self._loc.dtype, device=self._loc.device
+        ).expand(2, n)  # explicit (2, n): no column ambiguity
         lo_hi = self.icdf(q)
         return lo_hi[0], lo_hi[1]
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, sample_shape: torch.Size | Sequence[int] = torch.Size(),
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self, sample_shape: torch.Size | Sequence[int] = torch.Size(), generator: torch.Generator | None = None
+    ) -> Tensor:
         """Draw samples of shape ``(*sample_shape, n)``; ``generator`` makes them reproducible."""
         shape = torch.Size(sample_shape)
         count = max(int(shape.numel()), 1)
         n = self._loc.shape[0]
         with torch.no_grad():
             idx = torch.multinomial(self.weights.detach(), count, replacement=True, generator=generator)
-            loc = torch.gather(self._loc.detach(), 1, idx)          # (n, count)
+            loc = torch.gather(self._loc.detach(), 1, idx)  # (n, count)
             scale = torch.gather(self._scale.detach(), 1, idx)
             eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator)
-            draws = (loc + scale * eps).transpose(0, 1)              # (count, n)
+            draws = (loc + scale * eps).transpose(0, 1)  # (count, n)
         return draws.reshape(*shape, n)
 
 
 def _check_level(level: float) -> float:
     """Validate a central-interval level in ``(0, 1)``."""
-    if isinstance(level, bool) or (not isinstance(level, (int, float)) and not (
-        isinstance(level, Tensor) and level.numel() == 1
-    )):
+    if isinstance(level, bool) or (
+        not isinstance(level, (int, float)) and not (isinstance(level, Tensor) and level.numel() == 1)
+    ):
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     level = float(level)
     if not (0.0 < level < 1.0):  # also rejects NaN

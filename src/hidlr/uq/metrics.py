@@ -23,9 +23,21 @@ from torch import Tensor
 from hidlr.uq.distributions import GaussianMixture, _check_level
 
 __all__ = [
-    "nll", "rmse", "mae", "crps", "crps_values", "coverage", "interval_width", "pit",
-    "calibration_error", "reliability", "kl_to_truth", "kl_to_truth_estimate", "KLEstimate",
-    "evaluate", "DEFAULT_LEVELS",
+    "nll",
+    "rmse",
+    "mae",
+    "crps",
+    "crps_values",
+    "coverage",
+    "interval_width",
+    "pit",
+    "calibration_error",
+    "reliability",
+    "kl_to_truth",
+    "kl_to_truth_estimate",
+    "KLEstimate",
+    "evaluate",
+    "DEFAULT_LEVELS",
 ]
 
 #: Quantile levels used by :func:`calibration_error` and :func:`reliability` by default.
@@ -165,9 +177,12 @@ def interval_width(dist: GaussianMixture, level: float) -> float:
     return float((hi - lo).double().mean())
 
 
-def reliability(dist: GaussianMixture, y: object,
-                levels: Sequence[float] | np.ndarray | Tensor | None = None,
-                kind: str = "quantile") -> tuple[np.ndarray, np.ndarray]:
+def reliability(
+    dist: GaussianMixture,
+    y: object,
+    levels: Sequence[float] | np.ndarray | Tensor | None = None,
+    kind: str = "quantile",
+) -> tuple[np.ndarray, np.ndarray]:
     """Data for a reliability plot: ``(expected, observed)``, two float64 arrays ``(L,)``.
 
     ``kind="quantile"``: observed = fraction of points with ``F(y) <= p`` for each level ``p``
@@ -187,9 +202,12 @@ def reliability(dist: GaussianMixture, y: object,
     return p, observed
 
 
-def calibration_error(dist: GaussianMixture, y: object,
-                      levels: Sequence[float] | np.ndarray | Tensor | None = None,
-                      kind: str = "quantile") -> float:
+def calibration_error(
+    dist: GaussianMixture,
+    y: object,
+    levels: Sequence[float] | np.ndarray | Tensor | None = None,
+    kind: str = "quantile",
+) -> float:
     """PIT-based mean absolute calibration error: ``mean_p |observed(p) - p|`` over ``levels``.
 
     With the default 99 levels ``0.01 .. 0.99`` and ``kind="quantile"`` this is the discretised L1
@@ -236,11 +254,13 @@ def kl_to_truth(dist: GaussianMixture, y: object, true_log_prob: object) -> floa
     return kl_to_truth_estimate(dist, y, true_log_prob).value
 
 
-def evaluate(dist: GaussianMixture, y: object,
-             levels: Sequence[float] = (0.5, 0.9, 0.95)) -> dict[str, float]:
+def evaluate(dist: GaussianMixture, y: object, levels: Sequence[float] = (0.5, 0.9, 0.95)) -> dict[str, float]:
     """All point scores plus coverage/width at ``levels``, as a flat ``{name: float}`` dict."""
     out = {
-        "nll": nll(dist, y), "rmse": rmse(dist, y), "mae": mae(dist, y), "crps": crps(dist, y),
+        "nll": nll(dist, y),
+        "rmse": rmse(dist, y),
+        "mae": mae(dist, y),
+        "crps": crps(dist, y),
         "calibration_error": calibration_error(dist, y),
     }
     for level in _levels(levels):

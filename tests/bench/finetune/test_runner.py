@@ -9,14 +9,26 @@ from hidlr.influence import FreezePlan
 
 
 def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_path):
-    res = run(tmp_path, quick=True, seeds=1, steps=4, batch_size=16, progress=False, workload=small_workload,
-              methods=["full-adam", "lora", "lora-plus", "hidlr-lora", "freeze"], budgets=[0.05])
+    res = run(
+        tmp_path,
+        quick=True,
+        seeds=1,
+        steps=4,
+        batch_size=16,
+        progress=False,
+        workload=small_workload,
+        methods=["full-adam", "lora", "lora-plus", "hidlr-lora", "freeze"],
+        budgets=[0.05],
+    )
     for f in ("results.json", "report.md", "influence_per_layer.png", "rates_over_time.png"):
         assert (tmp_path / f).is_file()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"].keys() == res["summary"].keys()
-    expected = {f"{m}/{h}" for m in ("full-adam", "lora", "lora-plus", "hidlr-lora", "freeze-5%", "freeze-lora-size")
-                for h in ("mdn", "gaussian")}
+    expected = {
+        f"{m}/{h}"
+        for m in ("full-adam", "lora", "lora-plus", "hidlr-lora", "freeze-5%", "freeze-lora-size")
+        for h in ("mdn", "gaussian")
+    }
     assert set(res["summary"]) == expected
     assert res["summary"]["full-adam/mdn"]["runs_spent"] == 3
     total = res["meta"]["total_params"]
@@ -31,8 +43,7 @@ def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_p
 
 
 def test_select_takes_the_best_validation_run_and_counts_runs():
-    rec = lambda lr, val: {"method": "m", "head": "mdn", "seed": 0, "lr": lr,
-                           "result": {"val": {"nll": val}}}
+    rec = lambda lr, val: {"method": "m", "head": "mdn", "seed": 0, "lr": lr, "result": {"val": {"nll": val}}}
     chosen = _select([rec(1e-3, 2.0), rec(1e-4, 1.5), rec(1e-5, 1.7)])
     assert chosen[("m", "mdn")][0]["lr"] == 1e-4 and chosen[("m", "mdn")][0]["runs_spent"] == 3
 
@@ -50,8 +61,18 @@ def test_influence_command_prints_the_table_and_writes_a_plan(small_workload, tm
 def test_report_can_be_rebuilt_from_an_interrupted_run(small_workload, tmp_path):
     from hidlr.bench.finetune import rebuild_report
 
-    run(tmp_path, quick=True, seeds=1, steps=2, batch_size=16, progress=False, workload=small_workload,
-        methods=["last-layer"], heads=["gaussian"], costs=False)
+    run(
+        tmp_path,
+        quick=True,
+        seeds=1,
+        steps=2,
+        batch_size=16,
+        progress=False,
+        workload=small_workload,
+        methods=["last-layer"],
+        heads=["gaussian"],
+        costs=False,
+    )
     saved = json.loads((tmp_path / "results.json").read_text())
     del saved["summary"], saved["meta"]["wall_seconds"]
     (tmp_path / "results.json").write_text(json.dumps(saved))

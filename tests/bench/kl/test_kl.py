@@ -12,21 +12,42 @@ from hidlr.bench.kl.tasks import gap_regions
 
 
 def _job(task, model, n, kls):
-    return {"task": task, "model": model, "n": n, "epochs": 10, "epochs_cap": 20, "tune_s": 0.1, "density": None,
-            "seeds": [{"seed": s, "kl": v, "kl_mc_se": 0.001, "nll": 1.0, "fit_s": 0.1, "cov50": 0.5,
-                       "cov90": 0.9, "cov95": 0.95} for s, v in enumerate(kls)]}
+    return {
+        "task": task,
+        "model": model,
+        "n": n,
+        "epochs": 10,
+        "epochs_cap": 20,
+        "tune_s": 0.1,
+        "density": None,
+        "seeds": [
+            {"seed": s, "kl": v, "kl_mc_se": 0.001, "nll": 1.0, "fit_s": 0.1, "cov50": 0.5, "cov90": 0.9, "cov95": 0.95}
+            for s, v in enumerate(kls)
+        ],
+    }
 
 
 def _fake_result(sizes=(100, 1000, 10000)):
     jobs = []
     for n in sizes:
         # MDN: KL = n^-1 (seed 0) and 2 n^-1 (seed 1) -> slope -1; BNN: KL = 0.05 + small -> flat
-        jobs.append(_job("bimodal", "mdn", n, [n ** -1.0, 2 * n ** -1.0]))
-        jobs.append(_job("bimodal", "bnn", n, [0.5 * n ** -0.25, 0.6 * n ** -0.25]))
-    return {"meta": {"machine": "m", "cpu_count": 2, "python": "3", "torch": "2", "started": "now"},
-            "quick": True, "tasks": ["bimodal"], "sizes": list(sizes), "seeds": [0, 1], "models": ["mdn", "bnn"],
-            "gap_models": [], "eval_n": 100, "workers": 1, "wall_seconds": 1.0, "jobs": jobs, "gap": [],
-            "slopes": kl.slopes(jobs, list(sizes))}
+        jobs.append(_job("bimodal", "mdn", n, [n**-1.0, 2 * n**-1.0]))
+        jobs.append(_job("bimodal", "bnn", n, [0.5 * n**-0.25, 0.6 * n**-0.25]))
+    return {
+        "meta": {"machine": "m", "cpu_count": 2, "python": "3", "torch": "2", "started": "now"},
+        "quick": True,
+        "tasks": ["bimodal"],
+        "sizes": list(sizes),
+        "seeds": [0, 1],
+        "models": ["mdn", "bnn"],
+        "gap_models": [],
+        "eval_n": 100,
+        "workers": 1,
+        "wall_seconds": 1.0,
+        "jobs": jobs,
+        "gap": [],
+        "slopes": kl.slopes(jobs, list(sizes)),
+    }
 
 
 def test_slopes_from_jobs_match_the_power_laws():
@@ -57,11 +78,32 @@ def test_gap_regions_hand_example():
 
 
 def test_gap_summary_ratios():
-    g = [{"model": "bnn", "curves": None, "seeds": [
-        {"seed": 0, "epi_gap": 4.0, "epi_near": 1.0, "var_gap": 5.0, "var_near": 2.0, "epi_ratio": 4.0,
-         "var_ratio": 2.5},
-        {"seed": 1, "epi_gap": 2.0, "epi_near": 1.0, "var_gap": 3.0, "var_near": 2.0, "epi_ratio": 2.0,
-         "var_ratio": 1.5}]}]
+    g = [
+        {
+            "model": "bnn",
+            "curves": None,
+            "seeds": [
+                {
+                    "seed": 0,
+                    "epi_gap": 4.0,
+                    "epi_near": 1.0,
+                    "var_gap": 5.0,
+                    "var_near": 2.0,
+                    "epi_ratio": 4.0,
+                    "var_ratio": 2.5,
+                },
+                {
+                    "seed": 1,
+                    "epi_gap": 2.0,
+                    "epi_near": 1.0,
+                    "var_gap": 3.0,
+                    "var_near": 2.0,
+                    "epi_ratio": 2.0,
+                    "var_ratio": 1.5,
+                },
+            ],
+        }
+    ]
     s = gap_summary(g)["bnn"]
     assert s["epi_ratio"]["mean"] == pytest.approx(3.0)
     assert s["epi_ratio"]["se"] == pytest.approx(1.0)
@@ -87,8 +129,16 @@ def test_run_rejects_bad_arguments(tmp_path):
 
 
 def test_quick_smoke_run(tmp_path):
-    res = kl.run(tmp_path, quick=True, tasks=["bimodal"], sizes=[60, 120], seeds=2, models=["mdn", "bnn"],
-                 progress=False, workers=1)
+    res = kl.run(
+        tmp_path,
+        quick=True,
+        tasks=["bimodal"],
+        sizes=[60, 120],
+        seeds=2,
+        models=["mdn", "bnn"],
+        progress=False,
+        workers=1,
+    )
     assert {(j["model"], j["n"]) for j in res["jobs"]} == {(m, n) for m in ("mdn", "bnn") for n in (60, 120)}
     for j in res["jobs"]:
         assert len(j["seeds"]) == 2 and 1 <= j["epochs"] <= j["epochs_cap"]
@@ -104,7 +154,8 @@ def test_quick_smoke_run(tmp_path):
         assert (tmp_path / png).stat().st_size > 1000
     again = kl.finish(tmp_path)  # a stopped run is reported from its finished jobs
     assert again["stopped_early"] and again["slopes"]["bimodal"]["mdn"]["pooled_slope"] == pytest.approx(
-        res["slopes"]["bimodal"]["mdn"]["pooled_slope"])
+        res["slopes"]["bimodal"]["mdn"]["pooled_slope"]
+    )
 
 
 def test_gap_check_writes_ratios_per_model(tmp_path):

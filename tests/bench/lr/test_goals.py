@@ -9,31 +9,44 @@ from hidlr.bench.lr.scores import summarize
 
 
 def rec(wl, method, seed, loss, family="single", lr=None, varies=None, lr0=None, status="ok"):
-    return {"workload": wl, "method": method, "family": family, "seed": seed, "status": status,
-            "final_loss": loss if status == "ok" else None, "final_acc": None, "steps_to_target": None,
-            "time_to_target": None, "step_time": 1.0, "lr": lr, "varies": varies, "lr0": lr0}
+    return {
+        "workload": wl,
+        "method": method,
+        "family": family,
+        "seed": seed,
+        "status": status,
+        "final_loss": loss if status == "ok" else None,
+        "final_acc": None,
+        "steps_to_target": None,
+        "time_to_target": None,
+        "step_time": 1.0,
+        "lr": lr,
+        "varies": varies,
+        "lr0": lr0,
+    }
 
 
 def variant(wl, method, lr0, seed, loss, status="ok"):
-    return rec(wl, f"{method}@lr0={lr0:g}", seed, loss, family="start-rate", lr=lr0, varies=method, lr0=lr0,
-               status=status)
+    return rec(
+        wl, f"{method}@lr0={lr0:g}", seed, loss, family="start-rate", lr=lr0, varies=method, lr0=lr0, status=status
+    )
 
 
 def test_start_rates_medians_gap_and_failures():
     records = []
     for s in range(3):
-        records.append(rec("a", "hidlr-diag", s, 1.00 + 0.01 * s, lr=1e-3))          # median 1.01 at 1e-3
-        records.append(variant("a", "hidlr-diag", 1e-3, s, 9.0))                      # same run: ignored
-        records.append(variant("a", "hidlr-diag", 1e-5, s, [1.0, 1.03, 5.0][s]))      # median 1.03
+        records.append(rec("a", "hidlr-diag", s, 1.00 + 0.01 * s, lr=1e-3))  # median 1.01 at 1e-3
+        records.append(variant("a", "hidlr-diag", 1e-3, s, 9.0))  # same run: ignored
+        records.append(variant("a", "hidlr-diag", 1e-5, s, [1.0, 1.03, 5.0][s]))  # median 1.03
         records.append(variant("a", "hidlr-diag", 1e-1, s, 1.015, status="diverged" if s == 0 else "ok"))
-    records.append(rec("a", "default", 0, 2.0, lr=1e-3))                              # no variants: left out
+    records.append(rec("a", "default", 0, 2.0, lr=1e-3))  # no variants: left out
     table = start_rates(records)
     assert set(table) == {"a"} and set(table["a"]) == {"hidlr-diag"}
     t = table["a"]["hidlr-diag"]
     assert t["by_lr0"] == pytest.approx({1e-5: 1.03, 1e-3: 1.01, 1e-1: 1.015})
     assert t["best"] == pytest.approx(1.01) and t["worst"] == pytest.approx(1.03)
     assert t["gap"] == pytest.approx(0.02 / 1.01)
-    assert t["within"] is True                           # 1.03 <= 1.01 * 1.02 = 1.0302
+    assert t["within"] is True  # 1.03 <= 1.01 * 1.02 = 1.0302
     assert t["failed"] == 1 and t["runs"] == 9
     records.append(variant("a", "hidlr-diag", 1e-2, 0, 1.04))
     assert start_rates(records)["a"]["hidlr-diag"]["within"] is False
@@ -48,27 +61,36 @@ def test_start_rates_failed_median_is_infinite_gap():
 def _workload(wl, tuned, hidlr, gen, others, seeds=1):
     out = []
     for s in range(seeds):
-        out += [rec(wl, "grid0", s, tuned, family="grid", lr=1e-3), rec(wl, "grid1", s, tuned + 1.0, family="grid"),
-                rec(wl, "hidlr-diag", s, hidlr, lr=1e-3), rec(wl, "gen", s, gen, lr=1e-3)]
+        out += [
+            rec(wl, "grid0", s, tuned, family="grid", lr=1e-3),
+            rec(wl, "grid1", s, tuned + 1.0, family="grid"),
+            rec(wl, "hidlr-diag", s, hidlr, lr=1e-3),
+            rec(wl, "gen", s, gen, lr=1e-3),
+        ]
         out += [rec(wl, m, s, v) for m, v in others.items()]
     return out
 
 
 def test_goal_lines_on_known_answers():
-    records = (_workload("w1", 1.0, 1.005, 1.1, {"prodigy": 2.0})        # within 1%, beats gen, rank 1
-               + _workload("w2", 1.0, 1.02, 1.01, {"prodigy": 0.5})       # not within, loses to gen, rank 3
-               + _workload("w3", -2.0, -2.01, -1.0, {"prodigy": 0.0})     # negative losses: within, rank 1
-               + _workload("w4", 1.0, 0.9, 0.95, {"prodigy": 3.0}))       # better than tuned, rank 1
-    records += [variant("w1", "hidlr-diag", 1e-5, 0, 1.005 * 1.019), variant("w2", "hidlr-diag", 1e-5, 0, 1.5),
-                variant("w3", "hidlr-diag", 0.1, 0, None, status="diverged")]
+    records = (
+        _workload("w1", 1.0, 1.005, 1.1, {"prodigy": 2.0})  # within 1%, beats gen, rank 1
+        + _workload("w2", 1.0, 1.02, 1.01, {"prodigy": 0.5})  # not within, loses to gen, rank 3
+        + _workload("w3", -2.0, -2.01, -1.0, {"prodigy": 0.0})  # negative losses: within, rank 1
+        + _workload("w4", 1.0, 0.9, 0.95, {"prodigy": 3.0})
+    )  # better than tuned, rank 1
+    records += [
+        variant("w1", "hidlr-diag", 1e-5, 0, 1.005 * 1.019),
+        variant("w2", "hidlr-diag", 1e-5, 0, 1.5),
+        variant("w3", "hidlr-diag", 0.1, 0, None, status="diverged"),
+    ]
     within, better, rank, inv, runs = goals(summarize(records), records)
     assert "within 1% of the best grid point" in within["goal"]
-    assert (within["count"], within["of"], within["met"]) == (3, 4, True)          # 75% is enough
+    assert (within["count"], within["of"], within["met"]) == (3, 4, True)  # 75% is enough
     assert "better than the one-group rule" in better["goal"]
     assert (better["count"], better["of"], better["met"]) == (3, 4, True)
     assert rank["met"] is True and "median rank 1 over 4" in rank["measured"]
     assert inv["goal"].startswith("start-rate invariance")
-    assert (inv["count"], inv["of"], inv["met"]) == (1, 3, False)                  # w2 off by 47%, w3 failed
+    assert (inv["count"], inv["of"], inv["met"]) == (1, 3, False)  # w2 off by 47%, w3 failed
     assert "4 workloads in all" in inv["measured"]
     assert "diverges" in runs["goal"]
     assert (runs["count"], runs["of"], runs["met"]) == (1, 7, False)
@@ -79,11 +101,11 @@ def test_ending_above_the_initial_loss_counts_as_failed():
 
     base = rec("w", "gen", 0, 2.0)
     assert not failed(dict(base, curve={"loss": [2.3, 2.0]}))
-    assert failed(dict(base, final_loss=2.35, curve={"loss": [2.3, 0.1, 2.35]}))    # collapsed back to chance
-    assert failed(dict(base, final_loss=1e19, curve={"loss": [1600.0, 1e19]}))       # finite blow-up
-    assert not failed(dict(base, final_loss=-0.6, curve={"loss": [-0.5, -0.6]}))     # negative losses
+    assert failed(dict(base, final_loss=2.35, curve={"loss": [2.3, 0.1, 2.35]}))  # collapsed back to chance
+    assert failed(dict(base, final_loss=1e19, curve={"loss": [1600.0, 1e19]}))  # finite blow-up
+    assert not failed(dict(base, final_loss=-0.6, curve={"loss": [-0.5, -0.6]}))  # negative losses
     assert failed(dict(base, status="diverged"))
-    assert not failed(base)                                                           # no curve: not judged
+    assert not failed(base)  # no curve: not judged
 
 
 def test_goals_when_nothing_was_measured():

@@ -34,7 +34,7 @@ def test_a_short_run_trains(name):
     wl = W.get([name])[0]
     rec = run_one(wl, M.get(["default"])[0], seed=0, steps=12, n_evals=2)
     assert rec["status"] == "ok", rec["reason"]
-    assert rec["final_loss"] < rec["curve"]["loss"][0]      # 12 Adam steps at 1e-3 lower the loss
+    assert rec["final_loss"] < rec["curve"]["loss"][0]  # 12 Adam steps at 1e-3 lower the loss
 
 
 def test_resnet_shapes_and_groups():
@@ -48,7 +48,7 @@ def test_resnet_shapes_and_groups():
 
 
 def test_shifted_sampler_translates_with_zero_fill():
-    img = torch.arange(64, dtype=torch.float32).view(1, 64) + 1     # no zero pixel
+    img = torch.arange(64, dtype=torch.float32).view(1, 64) + 1  # no zero pixel
     draw = wl_vision.shifted_sampler(img, torch.tensor([3]), batch_size=200, max_shift=1)
     x, y = draw(torch.Generator().manual_seed(0))
     assert torch.equal(y, torch.full((200,), 3))
@@ -56,10 +56,10 @@ def test_shifted_sampler_translates_with_zero_fill():
     padded = torch.nn.functional.pad(grid, (1, 1, 1, 1))
     seen = set()
     for row in x.view(-1, 8, 8):
-        matches = [(dy, dx) for dy in range(3) for dx in range(3) if torch.equal(row, padded[dy:dy + 8, dx:dx + 8])]
+        matches = [(dy, dx) for dy in range(3) for dx in range(3) if torch.equal(row, padded[dy : dy + 8, dx : dx + 8])]
         assert len(matches) == 1
         seen.add(matches[0])
-    assert len(seen) == 9                                          # every shift in [-1, 1]^2 occurs
+    assert len(seen) == 9  # every shift in [-1, 1]^2 occurs
     plain = wl_vision.shifted_sampler(img, torch.tensor([3]), batch_size=4, max_shift=0)
     assert torch.equal(plain(torch.Generator())[0], img.expand(4, 64))
 
@@ -67,13 +67,13 @@ def test_shifted_sampler_translates_with_zero_fill():
 def test_char_corpus_and_model():
     text = wl_language.corpus()
     assert set(text) <= set(wl_language.ALPHABET) and len(text) > 50_000
-    assert "def wrap(" in text                                    # textwrap's source
+    assert "def wrap(" in text  # textwrap's source
     assert wl_language.corpus_digest() in W.get(["char-gpt"])[0].description
     train, val = wl_language.encoded()
     assert len(val) == pytest.approx(0.1 * (len(train) + len(val)), abs=1)
     x, y = wl_language.windows(train, torch.tensor([0, 10]))
     assert x.shape == y.shape == (2, wl_language.CONTEXT)
-    assert torch.equal(x[:, 1:], y[:, :-1])                       # targets are the inputs shifted by one
+    assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
     model = wl_language.CharGPT()
     assert model(x).shape == (2, wl_language.CONTEXT, len(wl_language.ALPHABET))
 
@@ -83,7 +83,7 @@ def test_char_gpt_is_causal():
     model = wl_language.CharGPT().eval()
     x = torch.randint(0, len(wl_language.ALPHABET), (1, 16))
     x2 = x.clone()
-    x2[0, 10:] = (x2[0, 10:] + 1) % len(wl_language.ALPHABET)     # change the future only
+    x2[0, 10:] = (x2[0, 10:] + 1) % len(wl_language.ALPHABET)  # change the future only
     with torch.no_grad():
         assert torch.allclose(model(x)[0, :10], model(x2)[0, :10], atol=1e-6)
         assert not torch.allclose(model(x)[0, 10:], model(x2)[0, 10:])

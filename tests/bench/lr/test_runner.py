@@ -39,6 +39,7 @@ def _stub_method(probe_mode):
         opt = ProbingSGD(task.groups, lr=0.01)
         opt._model = task.model
         return M.Setup(opt, probe=probe_mode, lr=0.01)
+
     return M.Method(f"stub-{probe_mode}", "single", "stub", build)
 
 
@@ -57,8 +58,8 @@ def test_probe_wiring_on_a_batchnorm_model(mode):
     rec = run_one(wl, method, seed=0, steps=4, n_evals=2)
     assert rec["status"] == "ok", rec["reason"]
     opt = seen["opt"]
-    assert all(v[0] == v[1] == v[2] for v in opt.values)     # one batch per step, same every call
-    assert all(opt.bn_unchanged)                             # probes leave BN statistics alone
+    assert all(v[0] == v[1] == v[2] for v in opt.values)  # one batch per step, same every call
+    assert all(opt.bn_unchanged)  # probes leave BN statistics alone
     assert rec["hidlr"]["refreshes"] == 4
     assert rec["lr_trace"]["lrs"][-1] == [0.01, 0.01]
     assert rec["groups"] == ["norm", "rest"]
@@ -81,7 +82,7 @@ def test_same_probe_uses_training_batch_and_separate_another():
 def test_stochastic_loss_probes_share_random_numbers():
     task = W.get(["bnn"])[0].build(0)
     with torch.no_grad():
-        for name, p in task.model.named_parameters():   # make the weight noise large
+        for name, p in task.model.named_parameters():  # make the weight noise large
             if name.endswith("_rho"):
                 p.fill_(-1.0)
         batch = task.batch(torch.Generator().manual_seed(0))
@@ -105,7 +106,7 @@ def test_frozen_norm_stats_restores_everything():
 def test_divergence_is_recorded_not_raised():
     wl = W.get(["noisy-quadratic"])[0]
     big = M.Method("sgd-lr1", "single", "", lambda w, t, s: M.Setup(M.base_optimizer(w, t.groups, 1.0)))
-    rec = run_one(wl, big, seed=0, steps=80, n_evals=4)   # SGD at lr 1 on eigenvalues up to 60
+    rec = run_one(wl, big, seed=0, steps=80, n_evals=4)  # SGD at lr 1 on eigenvalues up to 60
     assert rec["status"] == "diverged" and rec["final_loss"] is None
 
 
@@ -114,12 +115,13 @@ def test_failing_optimizer_is_recorded_as_error():
         opt = torch.optim.SGD(task.groups, lr=0.1)
         opt.step = lambda: (_ for _ in ()).throw(RuntimeError("boom"))
         return M.Setup(opt)
+
     rec = run_one(W.get(["noisy-quadratic"])[0], M.Method("bad", "single", "", build), seed=0, steps=5)
     assert rec["status"] == "error" and "boom" in rec["reason"]
 
 
 def test_missing_package_is_skipped(monkeypatch):
-    monkeypatch.setitem(sys.modules, "prodigyopt", None)      # import now fails
+    monkeypatch.setitem(sys.modules, "prodigyopt", None)  # import now fails
     rec = run_one(W.get(["noisy-quadratic"])[0], M.get(["prodigy"])[0], seed=0, steps=5)
     assert rec["status"] == "skipped" and "prodigyopt" in rec["reason"]
 

@@ -41,12 +41,26 @@ def test_combine_without_replace_refuses_duplicates_and_store_needs_parts(tmp_pa
 
 
 def test_records_without_commit_take_their_sub_part_commit(tmp_path):
-    part = {"benchmark": "lr", "quick": True, "seeds": [0, 1], "started": "t", "duration_s": 1.0,
-            "environment": {"git_commit": "ccc"}, "workloads": {}, "methods": {},
-            "parts": [{"methods": ["grid0"], "seeds": [0, 1], "commit": "aaa"},
-                      {"methods": ["gen"], "seeds": [1], "commit": "bbb"}],
-            "records": [{"method": "grid0", "seed": 1}, {"method": "gen", "seed": 1}, {"method": "gen", "seed": 0},
-                        {"method": "x", "seed": 0, "commit": "own"}]}
+    part = {
+        "benchmark": "lr",
+        "quick": True,
+        "seeds": [0, 1],
+        "started": "t",
+        "duration_s": 1.0,
+        "environment": {"git_commit": "ccc"},
+        "workloads": {},
+        "methods": {},
+        "parts": [
+            {"methods": ["grid0"], "seeds": [0, 1], "commit": "aaa"},
+            {"methods": ["gen"], "seeds": [1], "commit": "bbb"},
+        ],
+        "records": [
+            {"method": "grid0", "seed": 1},
+            {"method": "gen", "seed": 1},
+            {"method": "gen", "seed": 0},
+            {"method": "x", "seed": 0, "commit": "own"},
+        ],
+    }
     (tmp_path / "results.json").write_text(json.dumps(part))
     from hidlr.bench.lr import load_part
 

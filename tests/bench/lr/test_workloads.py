@@ -6,10 +6,23 @@ from torch import nn
 
 from hidlr.bench.lr import workloads as W
 
-EXPECTED_K = {"digits-mlp-bias": 2, "digits-cnn-bn": 2, "digits-mlp-head-sgd": 2, "digits-lora": 3,
-              "mdn": 4, "bnn": 3, "multitask-heads": 25, "nam": 9, "seq-transformer": 5,
-              "noisy-quadratic": 4, "digits-resnet-bn": 3, "char-gpt": 5, "digits-finetune": 3,
-              "digits-mlp-bias-long": 2, "noisy-quadratic-long": 4}
+EXPECTED_K = {
+    "digits-mlp-bias": 2,
+    "digits-cnn-bn": 2,
+    "digits-mlp-head-sgd": 2,
+    "digits-lora": 3,
+    "mdn": 4,
+    "bnn": 3,
+    "multitask-heads": 25,
+    "nam": 9,
+    "seq-transformer": 5,
+    "noisy-quadratic": 4,
+    "digits-resnet-bn": 3,
+    "char-gpt": 5,
+    "digits-finetune": 3,
+    "digits-mlp-bias-long": 2,
+    "noisy-quadratic-long": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +37,7 @@ def test_registry_has_the_workloads():
 @pytest.mark.parametrize("name", sorted(EXPECTED_K))
 def test_grouping_is_a_partition(tasks, name):
     task = tasks[name]
-    W.check_partition(task.model, task.groups)          # raises on any defect
+    W.check_partition(task.model, task.groups)  # raises on any defect
     assert len(task.groups) == EXPECTED_K[name]
     n_group = sum(p.numel() for g in task.groups for p in g["params"])
     assert n_group == sum(p.numel() for p in task.model.parameters() if p.requires_grad)
@@ -43,8 +56,8 @@ def test_loss_and_eval_are_finite_and_seeded(tasks, name):
         ev = task.evaluate(task.model)
     task.model.train()
     assert set(ev) == ({"loss", "acc"} if wl.has_acc else {"loss"})
-    assert ev["loss"] > wl.target           # the target is not met at initialisation
-    assert set(wl.ratios) <= {g["name"] for g in task.groups}   # fixed ratios name real groups
+    assert ev["loss"] > wl.target  # the target is not met at initialisation
+    assert set(wl.ratios) <= {g["name"] for g in task.groups}  # fixed ratios name real groups
     assert wl.default_lr in wl.grid
 
 

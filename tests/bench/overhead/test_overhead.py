@@ -31,8 +31,18 @@ def test_ratios_separate_refresh_steps():
 
 
 def test_overhead_report_is_complete(tmp_path):
-    res = run(tmp_path, repeats=1, steps=4, groups=(1, 4), batch=4, width=8, device="cpu", progress=False,
-              memory=False, threads=None)
+    res = run(
+        tmp_path,
+        repeats=1,
+        steps=4,
+        groups=(1, 4),
+        batch=4,
+        width=8,
+        device="cpu",
+        progress=False,
+        memory=False,
+        threads=None,
+    )
     saved = json.loads((tmp_path / "overhead.json").read_text())
     assert set(saved["per_groups"]) == {"1", "4"} and saved["metadata"]["git_commit"] is not None
     assert all(v["ratio_all_steps"] > 0 for v in res["per_groups"].values())
@@ -48,6 +58,7 @@ def test_memory_is_measured_in_a_fresh_process():
 
 def test_paired_run_steps_both_in_lockstep():
     from hidlr.bench.overhead.timing import paired_run
+
     hidlr_run, adam_run = paired_run(4, {}, steps=6, batch=4, width=8)
     assert len(hidlr_run["seconds"]) == len(adam_run["seconds"]) == 6
     assert hidlr_run["refreshed"][0] and not any(adam_run["refreshed"]) and "refreshes" not in adam_run

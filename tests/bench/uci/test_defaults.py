@@ -8,8 +8,21 @@ from hidlr.bench.uci import defaults
 
 
 def test_summary_pairs_with_tuned_records_by_split():
-    recs = [{"set": "yacht", "model": "mdn", "variant": "early-stop", "split": s, "ll": ll, "rmse": 1.0,
-             "cov90": 0.9, "width90": 2.0, "cpu_s": 1.0, "best_epoch": 10.0} for s, ll in ((0, -1.0), (1, -2.0))]
+    recs = [
+        {
+            "set": "yacht",
+            "model": "mdn",
+            "variant": "early-stop",
+            "split": s,
+            "ll": ll,
+            "rmse": 1.0,
+            "cov90": 0.9,
+            "width90": 2.0,
+            "cpu_s": 1.0,
+            "best_epoch": 10.0,
+        }
+        for s, ll in ((0, -1.0), (1, -2.0))
+    ]
     recs.append({"set": "yacht", "model": "mdn", "variant": "early-stop", "split": 2, "error": "ValueError: x"})
     tuned = {("yacht", "mdn", 0): {"ll": -0.5, "cov90": 0.8}, ("yacht", "mdn", 1): {"ll": -2.5, "cov90": 1.0}}
     (row,) = defaults.summarize(recs, tuned)
@@ -20,8 +33,9 @@ def test_summary_pairs_with_tuned_records_by_split():
 
 
 def test_smoke_run_on_diabetes(tmp_path):
-    res = defaults.run(tmp_path, sets=["diabetes"], models=["mdn"], splits=1, variants=["early-stop"],
-                       progress=False, command="test")
+    res = defaults.run(
+        tmp_path, sets=["diabetes"], models=["mdn"], splits=1, variants=["early-stop"], progress=False, command="test"
+    )
     (rec,) = res["records"]
     assert math.isfinite(rec["ll"]) and 0.0 <= rec["cov90"] <= 1.0 and rec["best_epoch"] >= 1
     report = (tmp_path / "defaults.md").read_text()

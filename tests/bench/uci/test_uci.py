@@ -53,10 +53,27 @@ def test_budget_scales_with_size():
 
 
 def _record(s, m, o, split, ll, rmse=1.0):
-    metrics = {"ll": ll, "rmse": rmse, "crps": 0.5, "cov90": 0.9, "cov95": 0.95, "width90": 2.0,
-               "width95": 2.5, "calibration_error": 0.01, "reliability": list(np.linspace(0.05, 0.95, 19))}
-    return {"set": s, "model": m, "optimizer": o, "split": split, "epochs": 10, "tune_s": 1.0,
-            "fit_s": 2.0, "metrics": metrics}
+    metrics = {
+        "ll": ll,
+        "rmse": rmse,
+        "crps": 0.5,
+        "cov90": 0.9,
+        "cov95": 0.95,
+        "width90": 2.0,
+        "width95": 2.5,
+        "calibration_error": 0.01,
+        "reliability": list(np.linspace(0.05, 0.95, 19)),
+    }
+    return {
+        "set": s,
+        "model": m,
+        "optimizer": o,
+        "split": split,
+        "epochs": 10,
+        "tune_s": 1.0,
+        "fit_s": 2.0,
+        "metrics": metrics,
+    }
 
 
 def test_summarize_mean_and_standard_error_over_splits():
@@ -70,8 +87,12 @@ def test_summarize_mean_and_standard_error_over_splits():
 
 
 def test_paired_difference_by_split():
-    recs = [_record("yacht", "bnn", "hidlr", 0, -1.0), _record("yacht", "bnn", "adam", 0, -1.5),
-            _record("yacht", "bnn", "hidlr", 1, -2.0), _record("yacht", "bnn", "adam", 1, -1.0)]
+    recs = [
+        _record("yacht", "bnn", "hidlr", 0, -1.0),
+        _record("yacht", "bnn", "adam", 0, -1.5),
+        _record("yacht", "bnn", "hidlr", 1, -2.0),
+        _record("yacht", "bnn", "adam", 1, -1.0),
+    ]
     d = uci.paired_difference(recs)["yacht"]["bnn"]
     assert d["mean"] == pytest.approx(-0.25)  # (0.5 + -1.0) / 2
     assert d["se"] == pytest.approx(np.std([0.5, -1.0], ddof=1) / math.sqrt(2))
@@ -80,8 +101,12 @@ def test_paired_difference_by_split():
 def test_goals_against_published_numbers():
     recs = []
     for i in range(3):  # deep ensembles: concrete -3.06, yacht -1.18; VI: concrete -3.39, yacht -3.44
-        recs += [_record("concrete", "mdn_ensemble", "hidlr", i, -3.00), _record("concrete", "bnn", "hidlr", i, -3.20),
-                 _record("yacht", "mdn_ensemble", "hidlr", i, -1.30), _record("yacht", "bnn", "hidlr", i, -3.50)]
+        recs += [
+            _record("concrete", "mdn_ensemble", "hidlr", i, -3.00),
+            _record("concrete", "bnn", "hidlr", i, -3.20),
+            _record("yacht", "mdn_ensemble", "hidlr", i, -1.30),
+            _record("yacht", "bnn", "hidlr", i, -3.50),
+        ]
     g = goals(uci.summarize(recs))
     assert g["best_vs_deep_ensembles"]["concrete"]["beats"] is True
     assert g["best_vs_deep_ensembles"]["yacht"]["beats"] is False
@@ -108,20 +133,40 @@ def _check_result_schema(res, out):
 
 
 def test_report_from_records(tmp_path):
-    recs = [_record(s, m, o, i, -1.0 - 0.1 * i) for s in ("concrete", "yacht") for m in ("mdn", "bnn")
-            for o in ("hidlr", "adam") for i in range(2)]
+    recs = [
+        _record(s, m, o, i, -1.0 - 0.1 * i)
+        for s in ("concrete", "yacht")
+        for m in ("mdn", "bnn")
+        for o in ("hidlr", "adam")
+        for i in range(2)
+    ]
     for r in recs:
         r.update(hp={"lr": 1e-3}, trials=None, val_nll=1.0)
-    res = {"meta": {"machine": "m", "cpu_count": 2, "python": "3", "torch": "2", "started": "now"},
-           "quick": True, "sets": {s: {"rows": 10, "features": 2, "budget": {"batch_size": 32, "max_epochs": 5}}
-                                   for s in ("concrete", "yacht")},
-           "models": ["mdn", "bnn"], "optimizers": ["hidlr", "adam"], "splits": [0, 1], "workers": 1,
-           "wall_seconds": 5.0, "cpu_seconds": 10.0, "levels": list(uci.LEVELS), "records": recs,
-           "job_times": [{"set": s, "split": i, "optimizer": o, "seconds": 2.0, "cpu_seconds": 1.25}
-                         for s in ("concrete", "yacht") for o in ("hidlr", "adam") for i in range(2)],
-           "summary": uci.summarize(recs), "hidlr_minus_adam_ll": uci.paired_difference(recs, "ll"),
-           "hidlr_minus_adam_rmse": uci.paired_difference(recs, "rmse"),
-           "model_contrasts_ll": {"mdn-bnn": uci.model_contrast(recs, "mdn", "bnn")}}
+    res = {
+        "meta": {"machine": "m", "cpu_count": 2, "python": "3", "torch": "2", "started": "now"},
+        "quick": True,
+        "sets": {
+            s: {"rows": 10, "features": 2, "budget": {"batch_size": 32, "max_epochs": 5}} for s in ("concrete", "yacht")
+        },
+        "models": ["mdn", "bnn"],
+        "optimizers": ["hidlr", "adam"],
+        "splits": [0, 1],
+        "workers": 1,
+        "wall_seconds": 5.0,
+        "cpu_seconds": 10.0,
+        "levels": list(uci.LEVELS),
+        "records": recs,
+        "job_times": [
+            {"set": s, "split": i, "optimizer": o, "seconds": 2.0, "cpu_seconds": 1.25}
+            for s in ("concrete", "yacht")
+            for o in ("hidlr", "adam")
+            for i in range(2)
+        ],
+        "summary": uci.summarize(recs),
+        "hidlr_minus_adam_ll": uci.paired_difference(recs, "ll"),
+        "hidlr_minus_adam_rmse": uci.paired_difference(recs, "rmse"),
+        "model_contrasts_ll": {"mdn-bnn": uci.model_contrast(recs, "mdn", "bnn")},
+    }
     write_report(res, tmp_path)
     report = _check_result_schema(res, tmp_path)
     assert "## Mixtures against the variational BNN" in report and "MDN − BNN (VI)" in report
@@ -141,8 +186,16 @@ def test_quick_smoke_run_on_a_folder_by_path(tmp_path):
     folder.mkdir()
     np.savetxt(folder / "data.txt", np.column_stack([X, y]))
     out = tmp_path / "out"
-    res = uci.run(out, quick=True, sets=[str(folder)], models=["mdn", "mc_dropout", "deep_ensemble"],
-                  splits=1, optimizers=["adam"], progress=False, workers=1)
+    res = uci.run(
+        out,
+        quick=True,
+        sets=[str(folder)],
+        models=["mdn", "mc_dropout", "deep_ensemble"],
+        splits=1,
+        optimizers=["adam"],
+        progress=False,
+        workers=1,
+    )
     report = _check_result_schema(res, out)
     assert "toy" in res["summary"] and set(res["summary"]["toy"]) == {"mdn", "mc_dropout", "deep_ensemble"}
     # the deep ensemble is tuned through its single Gaussian member
@@ -173,9 +226,14 @@ def test_goals_leave_integer_target_sets_out_of_the_continuous_count():
 
 
 def test_model_contrast_pairs_models_by_split_and_optimizer():
-    recs = [_record("yacht", "mdn", "adam", 0, -1.0), _record("yacht", "bnn", "adam", 0, -1.5),
-            _record("yacht", "mdn", "adam", 1, -0.5), _record("yacht", "bnn", "adam", 1, -2.0),
-            _record("yacht", "mdn", "hidlr", 0, -1.0), _record("yacht", "bnn", "hidlr", 1, -1.0)]
+    recs = [
+        _record("yacht", "mdn", "adam", 0, -1.0),
+        _record("yacht", "bnn", "adam", 0, -1.5),
+        _record("yacht", "mdn", "adam", 1, -0.5),
+        _record("yacht", "bnn", "adam", 1, -2.0),
+        _record("yacht", "mdn", "hidlr", 0, -1.0),
+        _record("yacht", "bnn", "hidlr", 1, -1.0),
+    ]
     d = uci.model_contrast(recs, "mdn", "bnn")
     assert d["yacht"]["adam"]["mean"] == pytest.approx(1.0)  # (0.5 + 1.5) / 2
     assert d["yacht"]["adam"]["se"] == pytest.approx(np.std([0.5, 1.5], ddof=1) / math.sqrt(2))

@@ -20,8 +20,13 @@ PUBLISHED = {
     "wine-quality-red": ([75, 1283, 408, 1281, 1118], [702, 834, 969, 376, 263]),
     "yacht": ([73, 304, 228, 238, 259], [122, 18, 305, 94, 132]),
 }
-SHAPES = {"concrete": (1030, 8), "energy": (768, 8), "kin8nm": (8192, 8),
-          "wine-quality-red": (1599, 11), "yacht": (308, 6)}
+SHAPES = {
+    "concrete": (1030, 8),
+    "energy": (768, 8),
+    "kin8nm": (8192, 8),
+    "wine-quality-red": (1599, 11),
+    "yacht": (308, 6),
+}
 
 
 def _root() -> Path:
@@ -70,7 +75,7 @@ def test_zscoring_uses_training_statistics():
 def test_constant_column_gets_unit_std_and_custom_target(tmp_path):
     data = np.column_stack([np.arange(30.0), np.full(30, 7.0), np.linspace(-1, 1, 30) ** 2])
     np.savetxt(tmp_path / "data.txt", data)
-    ds = load_uci(tmp_path)                          # a folder given by path; target = last column
+    ds = load_uci(tmp_path)  # a folder given by path; target = last column
     assert ds.name == tmp_path.name and ds.X.shape == (30, 2)
     sp = ds.splits(1)[0]
     assert sp.x_std[1] == 1.0 and np.all(sp.X_train[:, 1] == 0.0)
@@ -94,10 +99,12 @@ def test_metric_and_distribution_units_round_trip():
         raw = fn(dist_raw, sp.y_test_raw)
         assert sp.metric_to_units(name, z) == pytest.approx(raw, rel=1e-9), name
     assert sp.metric_to_units("log_likelihood", -metrics.nll(dist, sp.y_test)) == pytest.approx(
-        -metrics.nll(dist_raw, sp.y_test_raw), rel=1e-9)
+        -metrics.nll(dist_raw, sp.y_test_raw), rel=1e-9
+    )
     assert sp.metric_to_units("coverage@0.9", 0.87) == 0.87
     assert sp.metric_to_units("width@0.9", metrics.interval_width(dist, 0.9)) == pytest.approx(
-        metrics.interval_width(dist_raw, 0.9), rel=1e-9)
+        metrics.interval_width(dist_raw, 0.9), rel=1e-9
+    )
     with pytest.raises(ValueError, match="no unit rule"):
         sp.metric_to_units("bogus", 1.0)
 
@@ -120,7 +127,7 @@ def test_missing_folder_says_where_the_data_come_from(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="UCI Machine Learning Repository"):
         load_uci("concrete", root=tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="HIDLR_UCI_ROOT"):
-        load_uci("concrete", root=tmp_path)           # folder exists, set missing
+        load_uci("concrete", root=tmp_path)  # folder exists, set missing
     monkeypatch.setenv("HIDLR_UCI_ROOT", str(tmp_path / "absent"))
     with pytest.raises(FileNotFoundError, match="HIDLR_UCI_ROOT"):
         find_uci_root()

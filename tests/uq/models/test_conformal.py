@@ -17,10 +17,15 @@ def _data(n, seed):
 
 
 @pytest.mark.parametrize("method", ["pit", "cqr", "recalibrate"])
-@pytest.mark.parametrize("make", [lambda: MDN(components=2, hidden=(16,), epochs=15),
-                                  lambda: BNN(hidden=(16,), samples=20, epochs=15),
-                                  lambda: DeepEnsemble(MDN(components=1, hidden=(8,), epochs=10), members=2)],
-                         ids=["mdn", "bnn", "ensemble"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MDN(components=2, hidden=(16,), epochs=15),
+        lambda: BNN(hidden=(16,), samples=20, epochs=15),
+        lambda: DeepEnsemble(MDN(components=1, hidden=(8,), epochs=10), members=2),
+    ],
+    ids=["mdn", "bnn", "ensemble"],
+)
 def test_coverage_within_the_band_across_models_and_levels(make, method):
     X, y = _data(1000, 0)
     Xt, yt = _data(3000, 1)

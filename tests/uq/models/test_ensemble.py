@@ -19,8 +19,7 @@ def data():
 def test_members_are_seeded_fits_and_prediction_is_their_mixture(data):
     X, y = data
     ens = MDNEnsemble(components=2, members=3, hidden=(8,), early_stopping=False).fit(X, y, seed=10, **FAST)
-    solo = [MDN(2, hidden=(8,), early_stopping=False).fit(X, y, seed=10 + i, **FAST).predict_proba(X)
-            for i in range(3)]
+    solo = [MDN(2, hidden=(8,), early_stopping=False).fit(X, y, seed=10 + i, **FAST).predict_proba(X) for i in range(3)]
     dist = ens.predict_proba(X)
     assert dist.members == 3 and dist.loc.shape == (48, 6)
     means = torch.stack([d.mean for d in solo])  # (3, n)

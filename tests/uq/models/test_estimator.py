@@ -143,8 +143,9 @@ def test_validation_history(data):
 def test_validation_samples_set_the_monte_carlo_passes_of_the_validation_nll(data):
     X, y = data
     yv = torch.as_tensor(y[48:], dtype=torch.float32)
-    m = BNN(hidden=(8,), samples=40, early_stopping=False).fit(X[:48], y[:48], validation_data=(X[48:], y[48:]),
-                                                               validation_samples=3, **FAST)
+    m = BNN(hidden=(8,), samples=40, early_stopping=False).fit(
+        X[:48], y[:48], validation_data=(X[48:], y[48:]), validation_samples=3, **FAST
+    )
     three = float(-m.predict_proba(X[48:], samples=3).log_prob(yv).mean())
     forty = float(-m.predict_proba(X[48:]).log_prob(yv).mean())
     assert m.history_[-1]["val_nll"] == pytest.approx(three, rel=1e-6)

@@ -117,8 +117,10 @@ def test_posterior_kl_equals_the_per_tensor_sum_for_mixed_priors():
     from hidlr.uq.models.layers import posterior_kl
 
     torch.manual_seed(0)
-    parts = [(torch.randn(3, 4, dtype=torch.float64), torch.rand(3, 4, dtype=torch.float64) + 0.1, p)
-             for p in (1.0, 0.5, 1.0)]
+    parts = [
+        (torch.randn(3, 4, dtype=torch.float64), torch.rand(3, 4, dtype=torch.float64) + 0.1, p)
+        for p in (1.0, 0.5, 1.0)
+    ]
     expected = sum(float(gaussian_kl(mu, sigma, p)) for mu, sigma, p in parts)
     assert float(posterior_kl(parts)) == pytest.approx(expected, rel=1e-13)
     with pytest.raises(ValueError, match="at least one"):

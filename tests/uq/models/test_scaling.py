@@ -61,8 +61,9 @@ def test_saved_module_predicts_in_user_units(data):
     with torch.no_grad():
         np.testing.assert_allclose(loaded(torch.as_tensor(X)).mean.numpy(), m.predict(X), rtol=1e-12)
     # a state_dict carries the scaling too
-    fresh = ScaledNet(m.build(2, torch.zeros(5), 200), {k: torch.zeros(()) for k in
-                      ("x_shift", "x_scale", "y_shift", "y_scale")})
+    fresh = ScaledNet(
+        m.build(2, torch.zeros(5), 200), {k: torch.zeros(()) for k in ("x_shift", "x_scale", "y_shift", "y_scale")}
+    )
     fresh.x_shift, fresh.x_scale = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
     fresh.load_state_dict(m.module_.state_dict())
     with torch.no_grad():

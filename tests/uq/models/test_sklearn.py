@@ -15,20 +15,24 @@ from hidlr.uq.models import BNN, MDN, DeepEnsemble, MDNEnsemble
 FAST = {"hidden": (8,), "epochs": 5}
 
 #: Checks that cannot pass by design, with the reason (each is covered by a test of our own below).
-DISTRIBUTION_OUT = ("predict_proba returns the predictive GaussianMixture (skpro's convention, the pinned "
-                    "surface), which the check compares as if it were an array of class probabilities")
+DISTRIBUTION_OUT = (
+    "predict_proba returns the predictive GaussianMixture (skpro's convention, the pinned "
+    "surface), which the check compares as if it were an array of class probabilities"
+)
 EXPECTED = {
     "check_regressors_no_decision_function": "regressors here have predict_proba by design: it returns the "
-                                             "predictive distribution, as skpro's probabilistic regressors do",
+    "predictive distribution, as skpro's probabilistic regressors do",
     "check_regressors_train": "score is the mean log-likelihood (skpro's convention), not R^2, so the check's "
-                              "R^2 threshold of 0.5 does not apply (test_predictions_fit_the_check_data checks R^2)",
+    "R^2 threshold of 0.5 does not apply (test_predictions_fit_the_check_data checks R^2)",
     "check_estimators_pickle": DISTRIBUTION_OUT + " (test_pickle_round_trip checks both outputs)",
     "check_fit_idempotent": DISTRIBUTION_OUT + " (test_refit_is_idempotent checks both outputs)",
     "check_methods_subset_invariance": DISTRIBUTION_OUT + " (test_predictions_do_not_depend_on_other_rows)",
     "check_methods_sample_order_invariance": DISTRIBUTION_OUT + " (test_predictions_do_not_depend_on_other_rows)",
 }
-MONTE_CARLO = ("Monte Carlo predictions draw one noise tensor for all rows of a call, so a row's prediction "
-               "depends on the other rows in the call (repeatable for the same call)")
+MONTE_CARLO = (
+    "Monte Carlo predictions draw one noise tensor for all rows of a call, so a row's prediction "
+    "depends on the other rows in the call (repeatable for the same call)"
+)
 
 
 def expected_failures(estimator):
@@ -39,8 +43,12 @@ def expected_failures(estimator):
     return out
 
 
-ESTIMATORS = [MDN(components=2, **FAST), BNN(samples=5, **FAST), DeepEnsemble(MDN(components=1, **FAST), members=2),
-              MDNEnsemble(components=2, members=2, **FAST)]
+ESTIMATORS = [
+    MDN(components=2, **FAST),
+    BNN(samples=5, **FAST),
+    DeepEnsemble(MDN(components=1, **FAST), members=2),
+    MDNEnsemble(components=2, members=2, **FAST),
+]
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures)

@@ -62,12 +62,14 @@ def test_vectorized_adam_ensemble_equals_sequential_members(data):
 def test_validation_history_per_member(data):
     X, y = data
     ens = DeepEnsemble(lambda: MDN(1, hidden=(4,), early_stopping=False), members=2).fit(
-        X[:40], y[:40], optimizer="adam", epochs=3, validation_data=(X[40:], y[40:]))
+        X[:40], y[:40], optimizer="adam", epochs=3, validation_data=(X[40:], y[40:])
+    )
     for est in ens.estimators_:
         assert [h["epoch"] for h in est.history_] == [1, 2, 3]
         # the recorded validation NLL is the member's own at the end of the last epoch
-        assert est.history_[-1]["val_nll"] == pytest.approx(est._nll(torch.as_tensor(X[40:], dtype=torch.float32),
-                                                                     torch.as_tensor(y[40:], dtype=torch.float32)))
+        assert est.history_[-1]["val_nll"] == pytest.approx(
+            est._nll(torch.as_tensor(X[40:], dtype=torch.float32), torch.as_tensor(y[40:], dtype=torch.float32))
+        )
     assert ens.estimators_[0].history_ != ens.estimators_[1].history_
 
 
@@ -128,8 +130,15 @@ def test_lr_scales_train_each_member_at_its_own_rate(data):
     def adam(lr):  # a scale c turns Adam's eps into eps / c: a negligible eps makes the match exact
         return lambda groups: torch.optim.Adam(groups, lr=lr, eps=1e-30)
 
-    grid = fit_side_by_side([MDN(2, hidden=(6,)) for _ in lrs], Xd, yd, seeds=[5] * 3,
-                            lr_scales=[lr / lrs[0] for lr in lrs], optimizer=adam(lrs[0]), **opts)
+    grid = fit_side_by_side(
+        [MDN(2, hidden=(6,)) for _ in lrs],
+        Xd,
+        yd,
+        seeds=[5] * 3,
+        lr_scales=[lr / lrs[0] for lr in lrs],
+        optimizer=adam(lrs[0]),
+        **opts,
+    )
     for lr, est in zip(lrs, grid):
         alone = MDN(2, hidden=(6,)).fit(Xd, yd, seed=5, optimizer=adam(lr), **opts)
         for pa, pb in zip(est.module_.net.parameters(), alone.module_.net.parameters()):
@@ -155,8 +164,17 @@ def test_readme_rate_grid_example_picks_a_fitted_model(data):
     from hidlr.uq.models import fit_side_by_side as exported
 
     lrs = [1e-3, 3e-3, 1e-2]
-    fits = exported([MDN(components=3) for _ in lrs], X, y, seeds=[0] * 3, optimizer="adam",
-                    lr=lrs[0], lr_scales=[lr / lrs[0] for lr in lrs], validation_data=(X_val, y_val), epochs=5)
+    fits = exported(
+        [MDN(components=3) for _ in lrs],
+        X,
+        y,
+        seeds=[0] * 3,
+        optimizer="adam",
+        lr=lrs[0],
+        lr_scales=[lr / lrs[0] for lr in lrs],
+        validation_data=(X_val, y_val),
+        epochs=5,
+    )
     best = min(fits, key=lambda m: min(h["val_nll"] for h in m.history_))
     assert len({id(f.module_.net) for f in fits}) == 3 and best in fits
     assert torch.isfinite(best.predict_proba(X_val).loc).all()

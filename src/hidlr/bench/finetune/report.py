@@ -40,8 +40,14 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for (method, head), rs in _select(records).items():
         ok = [r for r in rs if "test" in r["result"]]
-        row: dict[str, Any] = {"method": method, "head": head, "seeds": len(rs), "diverged": len(rs) - len(ok),
-                               "lr": [r["lr"] for r in rs], "runs_spent": rs[0]["runs_spent"]}
+        row: dict[str, Any] = {
+            "method": method,
+            "head": head,
+            "seeds": len(rs),
+            "diverged": len(rs) - len(ok),
+            "lr": [r["lr"] for r in rs],
+            "runs_spent": rs[0]["runs_spent"],
+        }
         for m in METRICS:
             row[m] = _stat([r["result"]["test"][m] for r in ok])
         for m in ("nll", "crps"):
@@ -61,11 +67,13 @@ def _med(row: dict[str, Any] | None, key: str) -> float:
     return s["median"] if s else math.nan
 
 
-def goals(summary: dict[str, dict[str, Any]], heads: list[str], freeze_labels: list[str],
-          total_params: int) -> list[str]:
+def goals(
+    summary: dict[str, dict[str, Any]], heads: list[str], freeze_labels: list[str], total_params: int
+) -> list[str]:
     """The issue's goals, checked on the measured medians (one line each, whatever the outcome)."""
     lines = []
     for head in heads:
+
         def get(m: str, head: str = head) -> dict[str, Any] | None:
             return summary.get(f"{m}/{head}")
 
@@ -76,9 +84,13 @@ def goals(summary: dict[str, dict[str, Any]], heads: list[str], freeze_labels: l
                 continue
             nll = _med(row, "nll")
             frac = _med(row, "trainable_params") / total_params
-            parts = [(f"{label} ({100 * frac:.2f}% trainable), {head} head: test NLL {nll:.4f} vs full fine-tuning "
-                      f"{full:.4f} ({100 * (nll - full) / abs(full):+.2f}%; goal within +1%: "
-                      f"{'met' if nll <= full + 0.01 * abs(full) else 'not met'})")]
+            parts = [
+                (
+                    f"{label} ({100 * frac:.2f}% trainable), {head} head: test NLL {nll:.4f} vs full fine-tuning "
+                    f"{full:.4f} ({100 * (nll - full) / abs(full):+.2f}%; goal within +1%: "
+                    f"{'met' if nll <= full + 0.01 * abs(full) else 'not met'})"
+                )
+            ]
             for other in ("bitfit", "last-layer", "lora"):
                 o = _med(get(other), "nll")
                 if math.isfinite(o):
@@ -87,10 +99,12 @@ def goals(summary: dict[str, dict[str, Any]], heads: list[str], freeze_labels: l
             lines.append("; ".join(parts))
         hl, lp, lo = (_med(get(m), "nll") for m in ("hidlr-lora", "lora-plus", "lora"))
         if math.isfinite(hl):
-            lines.append(f"Hi-DLR on LoRA, {head} head (one run): test NLL {hl:.4f}; LoRA+ {lp:.4f} "
-                         f"({'beaten' if hl < lp else 'not beaten'}); tuned LoRA {lo:.4f} "
-                         f"({100 * (hl - lo) / abs(lo):+.2f}%; goal within +1%: "
-                         f"{'met' if hl <= lo + 0.01 * abs(lo) else 'not met'})")
+            lines.append(
+                f"Hi-DLR on LoRA, {head} head (one run): test NLL {hl:.4f}; LoRA+ {lp:.4f} "
+                f"({'beaten' if hl < lp else 'not beaten'}); tuned LoRA {lo:.4f} "
+                f"({100 * (hl - lo) / abs(lo):+.2f}%; goal within +1%: "
+                f"{'met' if hl <= lo + 0.01 * abs(lo) else 'not met'})"
+            )
     if "mdn" in heads and "gaussian" in heads:
         for key in ("disagree_nll", "disagree_crps", "agree_nll", "agree_crps"):
             wins, total, detail = 0, 0, []
@@ -103,11 +117,15 @@ def goals(summary: dict[str, dict[str, Any]], heads: list[str], freeze_labels: l
                 wins += _med(row, key) < _med(g, key)
                 if _med(row, key) >= _med(g, key):
                     detail.append(m)
-            where = ("raters disagree (rater sd above the test median)" if key.startswith("disagree")
-                     else "raters agree (rater sd at most the median)")
-            lines.append(f"MDN vs Gaussian head, test {key.split('_')[1].upper()} where {where}: "
-                         f"MDN better for {wins} of {total} methods"
-                         + (f"; not for {', '.join(detail)}" if detail else ""))
+            where = (
+                "raters disagree (rater sd above the test median)"
+                if key.startswith("disagree")
+                else "raters agree (rater sd at most the median)"
+            )
+            lines.append(
+                f"MDN vs Gaussian head, test {key.split('_')[1].upper()} where {where}: "
+                f"MDN better for {wins} of {total} methods" + (f"; not for {', '.join(detail)}" if detail else "")
+            )
     return lines
 
 
@@ -123,21 +141,27 @@ def _fmt(stat: dict[str, float] | None, digits: int = 4, scale: float = 1.0) -> 
 def markdown(results: dict[str, Any]) -> str:
     summary, meta = results["summary"], results["meta"]
     total = meta["total_params"]
-    intro = (f"Workload: {meta['workload']}. Task: from a token's text, the distribution of one rater's "
-             "score (-4..4) on the VADER lexicon; tokens split 70/10/20 (seed "
-             f"{meta['split_seed']}); test scores against the ten held-out raters' individual ratings.")
-    setup = (f"Steps per run: {meta['steps']}, batch {meta['batch_size']} tokens (all ten ratings each); seeds "
-             f"{meta['seeds']}; rates in a grid tuned on validation NLL. Command: `{meta['command']}`; commit "
-             f"{meta.get('git_commit')}; wall clock "
-             f"{format_seconds(meta['wall_seconds']) if meta.get('wall_seconds') else 'not recorded (interrupted)'} on "
-             f"{meta['cpu_count']} CPU cores shared with other work (load average at start "
-             f"{meta.get('load_average_at_start')}); torch threads {meta['torch_threads']}.")
-    legend = ("Columns: medians over seeds, [min, max] when several. NLL: -log of the predicted mass of each "
-              "rating's unit interval (nats per rating). Coverage: share of individual ratings in the central 90% "
-              "interval. TV: total variation to each token's ten-rating distribution. Step: median wall-clock "
-              "of a training step without probes; runs were made one after another under varying machine "
-              "load, so compare times only in the side-by-side cost table below. Memory: parameters + gradients "
-              "+ optimizer state + activations saved for backward, at the last step.")
+    intro = (
+        f"Workload: {meta['workload']}. Task: from a token's text, the distribution of one rater's "
+        "score (-4..4) on the VADER lexicon; tokens split 70/10/20 (seed "
+        f"{meta['split_seed']}); test scores against the ten held-out raters' individual ratings."
+    )
+    setup = (
+        f"Steps per run: {meta['steps']}, batch {meta['batch_size']} tokens (all ten ratings each); seeds "
+        f"{meta['seeds']}; rates in a grid tuned on validation NLL. Command: `{meta['command']}`; commit "
+        f"{meta.get('git_commit')}; wall clock "
+        f"{format_seconds(meta['wall_seconds']) if meta.get('wall_seconds') else 'not recorded (interrupted)'} on "
+        f"{meta['cpu_count']} CPU cores shared with other work (load average at start "
+        f"{meta.get('load_average_at_start')}); torch threads {meta['torch_threads']}."
+    )
+    legend = (
+        "Columns: medians over seeds, [min, max] when several. NLL: -log of the predicted mass of each "
+        "rating's unit interval (nats per rating). Coverage: share of individual ratings in the central 90% "
+        "interval. TV: total variation to each token's ten-rating distribution. Step: median wall-clock "
+        "of a training step without probes; runs were made one after another under varying machine "
+        "load, so compare times only in the side-by-side cost table below. Memory: parameters + gradients "
+        "+ optimizer state + activations saved for backward, at the last step."
+    )
     lines = [f"# Fine-tuning benchmark ({meta['mode']})", ""]
     if meta.get("note"):
         lines += [f"**{meta['note']}**", ""]
@@ -149,25 +173,72 @@ def markdown(results: dict[str, Any]) -> str:
             if h != head:
                 continue
             share = f"{_med(r, 'trainable_params'):,.0f} ({100 * _med(r, 'trainable_params') / total:.2f}%)"
-            rows.append([m, _fmt(r["nll"]), _fmt(r["crps"]), _fmt(r["coverage"], 3), _fmt(r["tv_empirical"], 3),
-                         _fmt(r["disagree_nll"]), share,
-                         _fmt(r["step_seconds"], 1, 1000), _fmt(r["memory_mb"], 0), r["runs_spent"],
-                         ", ".join(f"{x:g}" for x in r["lr"][:1])])
+            rows.append(
+                [
+                    m,
+                    _fmt(r["nll"]),
+                    _fmt(r["crps"]),
+                    _fmt(r["coverage"], 3),
+                    _fmt(r["tv_empirical"], 3),
+                    _fmt(r["disagree_nll"]),
+                    share,
+                    _fmt(r["step_seconds"], 1, 1000),
+                    _fmt(r["memory_mb"], 0),
+                    r["runs_spent"],
+                    ", ".join(f"{x:g}" for x in r["lr"][:1]),
+                ]
+            )
         rows.sort(key=lambda row: row[1])
-        lines += [f"## {head} head", "", markdown_table(
-            ["method", "test NLL", "CRPS", "cov. 90%", "TV", "NLL (raters disagree)", "trainable",
-             "step ms", "memory MB", "runs", "rate"], rows), ""]
+        lines += [
+            f"## {head} head",
+            "",
+            markdown_table(
+                [
+                    "method",
+                    "test NLL",
+                    "CRPS",
+                    "cov. 90%",
+                    "TV",
+                    "NLL (raters disagree)",
+                    "trainable",
+                    "step ms",
+                    "memory MB",
+                    "runs",
+                    "rate",
+                ],
+                rows,
+            ),
+            "",
+        ]
     lines += ["## Goals (measured)", ""] + [f"- {g}" for g in results["goals"]] + [""]
     cost = results.get("costs")
     if cost:
-        rows = [[c, f"{v['trainable_params']:,}", f"{100 * v['trainable_ratio']:.2f}%",
-                 f"{1000 * v['step_seconds']:.1f}", f"{v['time_ratio']:.2f}",
-                 f"{v['memory']['total'] / 2**20:.0f}", f"{v['memory_ratio']:.2f}"] for c, v in cost.items()]
-        note = ("Plain Adam steps on one fixed batch, configurations alternating in one process (ratios are "
-                "to the full model, measured side by side).")
-        lines += ["## What a frozen group costs", "", note, "",
-                  markdown_table(["configuration", "trainable", "share", "step ms", "time ratio", "memory MB",
-                                  "memory ratio"], rows), ""]
+        rows = [
+            [
+                c,
+                f"{v['trainable_params']:,}",
+                f"{100 * v['trainable_ratio']:.2f}%",
+                f"{1000 * v['step_seconds']:.1f}",
+                f"{v['time_ratio']:.2f}",
+                f"{v['memory']['total'] / 2**20:.0f}",
+                f"{v['memory_ratio']:.2f}",
+            ]
+            for c, v in cost.items()
+        ]
+        note = (
+            "Plain Adam steps on one fixed batch, configurations alternating in one process (ratios are "
+            "to the full model, measured side by side)."
+        )
+        lines += [
+            "## What a frozen group costs",
+            "",
+            note,
+            "",
+            markdown_table(
+                ["configuration", "trainable", "share", "step ms", "time ratio", "memory MB", "memory ratio"], rows
+            ),
+            "",
+        ]
     infl = results.get("influence")
     if infl:
         lines += ["## Influence ranking (first influence run)", "", infl[0]["table_md"], ""]
@@ -187,8 +258,11 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
     if infl:
         table = sorted(infl[0]["table"], key=lambda r: r["name"])
         fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(table)), 4))
-        ax.bar(range(len(table)), [max(r["influence"], 1e-12) for r in table],
-               color=["C1" if r["name"].startswith("head") else "C0" for r in table])
+        ax.bar(
+            range(len(table)),
+            [max(r["influence"], 1e-12) for r in table],
+            color=["C1" if r["name"].startswith("head") else "C0" for r in table],
+        )
         ax.set_yscale("log")
         ax.set_xticks(range(len(table)), [r["name"].replace("encoder.", "") for r in table], rotation=90, fontsize=6)
         ax.set_ylabel("predicted decrease b²/2a (nats; 0 drawn at 1e-12)")
@@ -197,8 +271,14 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
         fig.savefig(out / "influence_per_layer.png", dpi=130)
         plt.close(fig)
         written.append("influence_per_layer.png")
-    runs = [r for r in results["runs"] if r["method"] in ("hidlr-layers", "hidlr-lora") and r["seed"] == 0
-            and r["head"] == results["meta"]["heads"][0] and r["result"].get("rates")]
+    runs = [
+        r
+        for r in results["runs"]
+        if r["method"] in ("hidlr-layers", "hidlr-lora")
+        and r["seed"] == 0
+        and r["head"] == results["meta"]["heads"][0]
+        and r["result"].get("rates")
+    ]
     if runs:
         fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.5), squeeze=False)
         for ax, r in zip(axes[0], runs):

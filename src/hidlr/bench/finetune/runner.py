@@ -33,14 +33,31 @@ from hidlr.optim import HiDLR
 Record = dict[str, Any]
 
 
-def run_method(wl: Workload, method: M.Method, head: str, seed: int, lr: float, steps: int, batch_size: int,
-               tick: Callable[[], None] | None) -> dict[str, Any]:
+def run_method(
+    wl: Workload,
+    method: M.Method,
+    head: str,
+    seed: int,
+    lr: float,
+    steps: int,
+    batch_size: int,
+    tick: Callable[[], None] | None,
+) -> dict[str, Any]:
     model = M.new_model(wl, head, seed)
     return run_training(method.build(model, lr, steps), wl, steps, batch_size, seed, tick=tick)
 
 
-def run_lineup(wl: Workload, table: dict[str, M.Method], names: list[str], head: str, seed: int, steps: int,
-               batch_size: int, emit: Callable[[Record], None], tick: Callable[[], None] | None) -> dict[str, float]:
+def run_lineup(
+    wl: Workload,
+    table: dict[str, M.Method],
+    names: list[str],
+    head: str,
+    seed: int,
+    steps: int,
+    batch_size: int,
+    emit: Callable[[Record], None],
+    tick: Callable[[], None] | None,
+) -> dict[str, float]:
     """Every method in ``names`` (grids first, so that ``rate_from`` finds its tuned rate); returns
     the tuned rate per grid method."""
     tuned: dict[str, float] = {}
@@ -61,13 +78,31 @@ def run_lineup(wl: Workload, table: dict[str, M.Method], names: list[str], head:
             if lr is None:
                 raise ValueError(f"method {name!r} takes its rate from {m.rate_from!r}, which is not in the line-up")
             res = run_method(wl, m, head, seed, lr, steps, batch_size, tick)
-            emit({"method": name, "head": head, "seed": seed, "lr": lr, "grid": None, "result": res,
-                  "rate_from": m.rate_from})
+            emit(
+                {
+                    "method": name,
+                    "head": head,
+                    "seed": seed,
+                    "lr": lr,
+                    "grid": None,
+                    "result": res,
+                    "rate_from": m.rate_from,
+                }
+            )
     return tuned
 
 
-def run_freezing(wl: Workload, head: str, seed: int, steps: int, batch_size: int, budgets: dict[str, float],
-                 emit: Callable[[Record], None], tick: Callable[[], None] | None, quick: bool) -> dict[str, Any]:
+def run_freezing(
+    wl: Workload,
+    head: str,
+    seed: int,
+    steps: int,
+    batch_size: int,
+    budgets: dict[str, float],
+    emit: Callable[[Record], None],
+    tick: Callable[[], None] | None,
+    quick: bool,
+) -> dict[str, Any]:
     """One influence run (Hi-DLR over per-module groups, the first tenth of the steps, two
     refreshes), then for each budget: freeze by the plan (the head always trains) and continue with
     Hi-DLR for the remaining steps. Runs spent: one per budget (the influence run is shared)."""
@@ -79,8 +114,15 @@ def run_freezing(wl: Workload, head: str, seed: int, steps: int, batch_size: int
     pre = run_training(setup, wl, prefix, batch_size, seed, tick=tick, score=False)
     pre["wall_seconds"] = time.perf_counter() - t0
     table = influence_table(setup.optimizer)
-    info = {"head": head, "seed": seed, "prefix_steps": prefix, "prefix": pre, "groups": len(table),
-            "table": [vars(r) for r in table], "table_md": format_table(table)}
+    info = {
+        "head": head,
+        "seed": seed,
+        "prefix_steps": prefix,
+        "prefix": pre,
+        "groups": len(table),
+        "table": [vars(r) for r in table],
+        "table_md": format_table(table),
+    }
     state = copy.deepcopy(setup.optimizer.state_dict())  # load_state_dict may share tensors: copy per use
     for label, budget in budgets.items():
         m2 = copy.deepcopy(model)
@@ -91,10 +133,23 @@ def run_freezing(wl: Workload, head: str, seed: int, steps: int, batch_size: int
         plan = freeze(opt, budget=budget, model=m2, keep=M.head_group_names(opt.param_groups))
         res = run_training(Setup(m2, opt, lr=lr), wl, steps - prefix, batch_size, seed, tick=tick, start=prefix)
         res["train_seconds_with_prefix"] = res["train_seconds"] + pre["train_seconds"]
-        emit({"method": label, "head": head, "seed": seed, "lr": lr, "grid": None, "budget": budget,
-              "plan": {"kept_groups": list(plan.kept_groups), "trainable_params": plan.trainable_params,
-                       "total_params": plan.total_params, "fraction": plan.fraction},
-              "result": res})
+        emit(
+            {
+                "method": label,
+                "head": head,
+                "seed": seed,
+                "lr": lr,
+                "grid": None,
+                "budget": budget,
+                "plan": {
+                    "kept_groups": list(plan.kept_groups),
+                    "trainable_params": plan.trainable_params,
+                    "total_params": plan.total_params,
+                    "fraction": plan.fraction,
+                },
+                "result": res,
+            }
+        )
         info.setdefault("plans", {})[label] = plan
     return info
 
@@ -112,8 +167,14 @@ def _model_for_cost(
     return model, torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
 
-def measure_costs(wl: Workload, plans: dict[str, FreezePlan], batch_size: int, rounds: int = 3,
-                  steps: int = 5, tick: Callable[[], None] | None = None) -> dict[str, Any]:
+def measure_costs(
+    wl: Workload,
+    plans: dict[str, FreezePlan],
+    batch_size: int,
+    rounds: int = 3,
+    steps: int = 5,
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Step time and accounted memory of plain Adam steps, full model against frozen plans (applied
     by name to a fresh model), LoRA and the head alone; configurations alternate round by round in
     this process, so machine load hits all alike. Medians over rounds of each round's median."""
@@ -139,23 +200,41 @@ def measure_costs(wl: Workload, plans: dict[str, FreezePlan], batch_size: int, r
                 if i > 0:  # the first step allocates the optimizer state
                     per.append(time.perf_counter() - t0)
             grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
-            memory[config] = {"params": sum(p.numel() * p.element_size() for p in model.parameters()),
-                              "grads": grads, "optimizer_state": optimizer_state_bytes(opt),
-                              "activations": saved.bytes}
+            memory[config] = {
+                "params": sum(p.numel() * p.element_size() for p in model.parameters()),
+                "grads": grads,
+                "optimizer_state": optimizer_state_bytes(opt),
+                "activations": saved.bytes,
+            }
             memory[config]["total"] = sum(memory[config].values())
             times[config].append(statistics.median(per))
             del model, opt
             if tick is not None:
                 tick()
     full_t, full_m = statistics.median(times["full"]), memory["full"]["total"]
-    return {c: {"trainable_params": params[c], "step_seconds": statistics.median(times[c]),
-                "step_seconds_rounds": times[c], "time_ratio": statistics.median(times[c]) / full_t,
-                "memory": memory[c], "memory_ratio": memory[c]["total"] / full_m,
-                "trainable_ratio": params[c] / params["full"]} for c in configs}
+    return {
+        c: {
+            "trainable_params": params[c],
+            "step_seconds": statistics.median(times[c]),
+            "step_seconds_rounds": times[c],
+            "time_ratio": statistics.median(times[c]) / full_t,
+            "memory": memory[c],
+            "memory_ratio": memory[c]["total"] / full_m,
+            "trainable_ratio": params[c] / params["full"],
+        }
+        for c in configs
+    }
 
 
-def influence_run(wl: Workload, head: str = "mdn", steps: int = 10, refreshes: int = 2, batch_size: int = 32,
-                  seed: int = 0, lr: float = M.HIDLR_START) -> tuple[torch.nn.Module, HiDLR]:
+def influence_run(
+    wl: Workload,
+    head: str = "mdn",
+    steps: int = 10,
+    refreshes: int = 2,
+    batch_size: int = 32,
+    seed: int = 0,
+    lr: float = M.HIDLR_START,
+) -> tuple[torch.nn.Module, HiDLR]:
     """A short Hi-DLR(Adam) run over per-module groups refreshing ``refreshes`` times; returns the
     model and the optimizer (read ``opt.influence``, plan with :func:`hidlr.influence.plan_for`)."""
     if steps < 1 or refreshes < 1:

@@ -106,8 +106,16 @@ def evaluate(model: TokenDistributionModel, part: Part) -> dict[str, Any]:
     return out
 
 
-def run_training(setup: Setup, wl: Workload, steps: int, batch_size: int, seed: int,
-                 tick: Callable[[], None] | None = None, start: int = 0, score: bool = True) -> dict[str, Any]:
+def run_training(
+    setup: Setup,
+    wl: Workload,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    tick: Callable[[], None] | None = None,
+    start: int = 0,
+    score: bool = True,
+) -> dict[str, Any]:
     """Train for ``steps`` steps and score on validation and test (``score``); ``start``: the number
     of batches an earlier phase of the same run has used (this phase continues after them).
 
@@ -159,8 +167,12 @@ def run_training(setup: Setup, wl: Workload, steps: int, batch_size: int, seed: 
         losses.append(float(loss.detach()))
         if saved is not None:
             grads = _nbytes(p.grad for p in model.parameters() if p.grad is not None)
-            memory = {"params": _nbytes(model.parameters()), "grads": grads,
-                      "optimizer_state": optimizer_state_bytes(opt), "activations": saved.bytes}
+            memory = {
+                "params": _nbytes(model.parameters()),
+                "grads": grads,
+                "optimizer_state": optimizer_state_bytes(opt),
+                "activations": saved.bytes,
+            }
             memory["total"] = sum(memory.values())
             if device.type == "cuda":
                 memory["cuda_peak"] = int(torch.cuda.max_memory_allocated(device))
@@ -168,16 +180,21 @@ def run_training(setup: Setup, wl: Workload, steps: int, batch_size: int, seed: 
             tick()
     plain = [s for s, r in zip(times, refresh) if not r] or times
     out: dict[str, Any] = {
-        "steps": len(times), "diverged": diverged, "trainable_params": trainable_params(model),
-        "trainable_at": trainable_at, "train_seconds": sum(times),
+        "steps": len(times),
+        "diverged": diverged,
+        "trainable_params": trainable_params(model),
+        "trainable_at": trainable_at,
+        "train_seconds": sum(times),
         "step_seconds_median": float(torch.tensor(plain).median()) if plain else math.nan,
         "step_seconds_mean": sum(times) / len(times) if times else math.nan,
-        "refresh_steps": int(sum(refresh)), "memory_bytes": memory,
+        "refresh_steps": int(sum(refresh)),
+        "memory_bytes": memory,
         "train_loss_last": float(sum(losses[-10:]) / len(losses[-10:])) if losses else math.nan,
     }
     if isinstance(opt, HiDLR):
-        out["rates"] = [{"step": rec["step"], "rates": {g["name"]: g["estimate"] for g in rec["groups"]}}
-                        for rec in opt.history]
+        out["rates"] = [
+            {"step": rec["step"], "rates": {g["name"]: g["estimate"] for g in rec["groups"]}} for rec in opt.history
+        ]
         out["influence"] = dict(zip([str(g.get("name", k)) for k, g in enumerate(opt.param_groups)], opt.influence))
     if diverged or not score:
         return out

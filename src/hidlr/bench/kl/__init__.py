@@ -50,6 +50,7 @@ def batch_for(n: int) -> int:
     """Minibatch size growing with n (32 .. 256), so every n gets about the same number of steps."""
     return int(max(32, min(256, n // 16)))
 
+
 FAILURES = (FloatingPointError, RuntimeError, ValueError)
 PARTIAL, HEADER = "partial.jsonl", "run_header.json"
 GAP_EPOCHS, GAP_EPOCHS_QUICK = 400, 10  # 40 points in batches of 16: 3 steps per epoch
@@ -77,8 +78,9 @@ def _score(dist: Any, task: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]
     return out
 
 
-def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bool,
-             keep_density: bool, optimizer: str = "adam") -> dict[str, Any]:
+def fit_size(
+    task_name: str, n: int, model: str, seeds: Sequence[int], quick: bool, keep_density: bool, optimizer: str = "adam"
+) -> dict[str, Any]:
     """Tune epochs on seed 0's validation part, then fit and score every seed. One job."""
     import torch
 
@@ -93,8 +95,15 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
     tune_error = None
     try:
         est = build(model, batch)
-        est.fit(X0[:cut], y0[:cut], epochs=cap, batch_size=batch, seed=seeds[0], optimizer=optimizer,
-                validation_data=(X0[cut:], y0[cut:]))
+        est.fit(
+            X0[:cut],
+            y0[:cut],
+            epochs=cap,
+            batch_size=batch,
+            seed=seeds[0],
+            optimizer=optimizer,
+            validation_data=(X0[cut:], y0[cut:]),
+        )
         curve = [h["val_nll"] for h in est.history_]
     except FAILURES as err:  # keep going with the cap; the error is reported
         curve, tune_error = [], f"{type(err).__name__}: {err}"
@@ -112,19 +121,30 @@ def fit_size(task_name: str, n: int, model: str, seeds: Sequence[int], quick: bo
             if not math.isfinite(scores["kl"]):
                 raise FloatingPointError("non-finite KL")
         except FAILURES as err:
-            per_seed.append({"seed": s, "fit_s": time.perf_counter() - t1, "kl": None,
-                             "error": f"{type(err).__name__}: {err}"})
+            per_seed.append(
+                {"seed": s, "fit_s": time.perf_counter() - t1, "kl": None, "error": f"{type(err).__name__}: {err}"}
+            )
             continue
         per_seed.append({"seed": s, "fit_s": time.perf_counter() - t1, **scores})
         if keep_density and density is None:
             density = density_grid(task, est)
-    return {"task": task_name, "n": n, "model": model, "epochs": epochs, "epochs_cap": cap,
-            "tune_s": tune_s, "tune_error": tune_error, "seeds": per_seed, "density": density,
-            "cpu_s": time.process_time() - c0}
+    return {
+        "task": task_name,
+        "n": n,
+        "model": model,
+        "epochs": epochs,
+        "epochs_cap": cap,
+        "tune_s": tune_s,
+        "tune_error": tune_error,
+        "seeds": per_seed,
+        "density": density,
+        "cpu_s": time.process_time() - c0,
+    }
 
 
-def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str = "adam",
-                   epochs: int | None = None) -> dict[str, Any]:
+def gap_experiment(
+    model: str, seeds: Sequence[int], quick: bool, optimizer: str = "adam", epochs: int | None = None
+) -> dict[str, Any]:
     """Epistemic (and total) predictive variance inside the gap vs near the data, per seed.
 
     ``epochs``: training length (default :data:`GAP_EPOCHS`, quick :data:`GAP_EPOCHS_QUICK`).
@@ -150,21 +170,37 @@ def gap_experiment(model: str, seeds: Sequence[int], quick: bool, optimizer: str
             continue
         epi = d.epistemic_variance.detach().double().cpu().numpy()
         tot = d.variance.detach().double().cpu().numpy()
-        rec = {"seed": s, "epi_gap": float(epi[in_gap].mean()), "epi_near": float(epi[near].mean()),
-               "var_gap": float(tot[in_gap].mean()), "var_near": float(tot[near].mean())}
+        rec = {
+            "seed": s,
+            "epi_gap": float(epi[in_gap].mean()),
+            "epi_near": float(epi[near].mean()),
+            "var_gap": float(tot[in_gap].mean()),
+            "var_near": float(tot[near].mean()),
+        }
         has_epi = getattr(d, "members", 1) > 1  # a single net has no epistemic part
         rec["epi_ratio"] = rec["epi_gap"] / rec["epi_near"] if has_epi and rec["epi_near"] > 0 else None
         rec["var_ratio"] = rec["var_gap"] / rec["var_near"]
         out.append(rec)
         if curves is None:
-            curves = {"x": grid.tolist(), "mean": d.mean.detach().double().cpu().numpy().tolist(),
-                      "epistemic_sd": np.sqrt(epi).tolist(), "total_sd": np.sqrt(tot).tolist(),
-                      "train_x": np.asarray(X).reshape(-1).tolist(), "train_y": np.asarray(y).reshape(-1).tolist()}
+            curves = {
+                "x": grid.tolist(),
+                "mean": d.mean.detach().double().cpu().numpy().tolist(),
+                "epistemic_sd": np.sqrt(epi).tolist(),
+                "total_sd": np.sqrt(tot).tolist(),
+                "train_x": np.asarray(X).reshape(-1).tolist(),
+                "train_y": np.asarray(y).reshape(-1).tolist(),
+            }
     return {"model": model, "seeds": out, "curves": curves, "cpu_s": time.process_time() - c0}
 
 
-def gap_check(out_path: str | Path, models: Sequence[str] = ("bnn", "bayesian_mdn"), epochs: int = 2000,
-              seeds: int = 5, optimizer: str = "adam", workers: int = 2) -> dict[str, Any]:
+def gap_check(
+    out_path: str | Path,
+    models: Sequence[str] = ("bnn", "bayesian_mdn"),
+    epochs: int = 2000,
+    seeds: int = 5,
+    optimizer: str = "adam",
+    workers: int = 2,
+) -> dict[str, Any]:
     """The gap experiment alone, with longer training: does the epistemic ratio gap / near change?
 
     Writes ``{"what", "epochs", "runs": [gap_experiment(...) per model], "summary": model -> ratio
@@ -189,9 +225,15 @@ def gap_check(out_path: str | Path, models: Sequence[str] = ("bnn", "bayesian_md
     for r in runs:
         ratios = [x["epi_ratio"] for x in r["seeds"] if x.get("epi_ratio") is not None]
         summary[r["model"]] = rep.mean_se(ratios) if ratios else None
-    out = {"what": f"gap experiment with {epochs} epochs instead of {GAP_EPOCHS} ({optimizer}, seeds 0-{seeds - 1}), "
-                   "same runner function kl.gap_experiment", "epochs": epochs, "meta": meta,
-           "wall_s": time.perf_counter() - t0, "summary": summary, "runs": runs}
+    out = {
+        "what": f"gap experiment with {epochs} epochs instead of {GAP_EPOCHS} ({optimizer}, seeds 0-{seeds - 1}), "
+        "same runner function kl.gap_experiment",
+        "epochs": epochs,
+        "meta": meta,
+        "wall_s": time.perf_counter() - t0,
+        "summary": summary,
+        "runs": runs,
+    }
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     harness.write_json(path, out)
@@ -228,11 +270,19 @@ def slopes(jobs: Sequence[dict[str, Any]], sizes: Sequence[int]) -> dict[str, An
     return out
 
 
-def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
-        tasks: Sequence[str] | None = None, sizes: Sequence[int] | None = None,
-        seeds: int | Sequence[int] | None = None, models: Sequence[str] | None = None,
-        progress: bool = True, workers: int = 2, gap: bool = True, optimizer: str = "adam",
-        gap_models: Sequence[str] | None = None) -> dict[str, Any]:
+def run(
+    out_dir: str | Path = "benchmarks/results/kl",
+    quick: bool = False,
+    tasks: Sequence[str] | None = None,
+    sizes: Sequence[int] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    models: Sequence[str] | None = None,
+    progress: bool = True,
+    workers: int = 2,
+    gap: bool = True,
+    optimizer: str = "adam",
+    gap_models: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Run the KL study (and the gap experiment) and write results.json, report.md and PNGs.
 
     tasks: synthetic task names (default all of :data:`TASKS`); sizes: training-set sizes
@@ -272,9 +322,19 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
             items.append(("gap", (m, seed_ids, quick, optimizer)))
             epochs = GAP_EPOCHS_QUICK if quick else GAP_EPOCHS
             weights.append(epochs * 3 * len(seed_ids) * (5 if "ensemble" in m else 1))
-    header = {"meta": harness.run_metadata(seeds=seed_ids), "quick": quick, "optimizer": optimizer, "tasks": tasks,
-              "sizes": sizes, "seeds": seed_ids, "models": kl_models, "gap_models": gap_models if gap else [],
-              "eval_n": EVAL_N if not quick else 500, "workers": workers, "t_start": time.time()}
+    header = {
+        "meta": harness.run_metadata(seeds=seed_ids),
+        "quick": quick,
+        "optimizer": optimizer,
+        "tasks": tasks,
+        "sizes": sizes,
+        "seeds": seed_ids,
+        "models": kl_models,
+        "gap_models": gap_models if gap else [],
+        "eval_n": EVAL_N if not quick else 500,
+        "workers": workers,
+        "t_start": time.time(),
+    }
     out = Path(out_dir)
     journal = harness.Journal(out, HEADER, PARTIAL)
     journal.start(header)
@@ -303,11 +363,18 @@ def run(out_dir: str | Path = "benchmarks/results/kl", quick: bool = False,
     return result
 
 
-def assemble(header: dict[str, Any], kl_jobs: list[dict[str, Any]], gap_jobs: list[dict[str, Any]],
-             wall: float) -> dict[str, Any]:
+def assemble(
+    header: dict[str, Any], kl_jobs: list[dict[str, Any]], gap_jobs: list[dict[str, Any]], wall: float
+) -> dict[str, Any]:
     """The results dict from the run header and the finished jobs."""
-    return {**header, "wall_seconds": wall, "cpu_seconds": float(sum(j["cpu_s"] for j in kl_jobs + gap_jobs)),
-            "jobs": kl_jobs, "gap": gap_jobs, "slopes": slopes(kl_jobs, header["sizes"])}
+    return {
+        **header,
+        "wall_seconds": wall,
+        "cpu_seconds": float(sum(j["cpu_s"] for j in kl_jobs + gap_jobs)),
+        "jobs": kl_jobs,
+        "gap": gap_jobs,
+        "slopes": slopes(kl_jobs, header["sizes"]),
+    }
 
 
 def wall_until_last_job(out_dir: Path, header: dict[str, Any]) -> float:

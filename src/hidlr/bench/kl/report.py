@@ -25,8 +25,14 @@ def _kl_table(result: dict[str, Any]) -> str:
     for t in result["tasks"]:
         for m in result["models"]:
             sl = result["slopes"].get(t, {}).get(m)
-            slope = "—" if sl is None else (f"{sl['pooled_slope']:.2f} (seeds {rep.fmt_mean_se(sl['per_seed'], 2)}; "
-                                            f"95% boot [{sl['boot_ci95'][0]:.2f}, {sl['boot_ci95'][1]:.2f}])")
+            slope = (
+                "—"
+                if sl is None
+                else (
+                    f"{sl['pooled_slope']:.2f} (seeds {rep.fmt_mean_se(sl['per_seed'], 2)}; "
+                    f"95% boot [{sl['boot_ci95'][0]:.2f}, {sl['boot_ci95'][1]:.2f}])"
+                )
+            )
             rows.append([t, LABELS.get(m, m)] + [rep.fmt_mean_se(cell.get((t, m, n)), 3) for n in sizes] + [slope])
     return rep.markdown_table(["task", "model"] + [f"n={n}" for n in sizes] + ["slope of log KL vs log n"], rows)
 
@@ -41,8 +47,10 @@ def _coverage_table(result: dict[str, Any]) -> str:
         if not ok:
             continue
         keys = sorted(k for k in ok[0] if k.startswith("cov"))
-        rows.append([j["task"], LABELS.get(j["model"], j["model"])] +
-                    [rep.fmt_mean_se(rep.mean_se([r[k] for r in ok]), 3) for k in keys])
+        rows.append(
+            [j["task"], LABELS.get(j["model"], j["model"])]
+            + [rep.fmt_mean_se(rep.mean_se([r[k] for r in ok]), 3) for k in keys]
+        )
         head = ["task", "model"] + [f"coverage {k[3:]}%" for k in keys]
     if not rows:
         return "(none)"
@@ -104,55 +112,79 @@ def findings(result: dict[str, Any], uci: dict[str, Any] | None) -> list[str]:
             parts.append(f"{t}: MDN {rep.fmt_mean_se(km, 3)} vs BNN {rep.fmt_mean_se(kb, 3)} nats")
     gs = gap_summary(result["gap"]) if result["gap"] else {}
     bnn_gap = gs.get("bnn", {}).get("epi_ratio")
-    c1 = ("1. *MDNs model p(y|x) directly and capture multimodal and heteroscedastic responses; "
-          "BNNs capture epistemic uncertainty.* KL to the truth at n = " + str(n) + " (mean ± s.e. over "
-          "seeds): " + ("; ".join(parts) or "no MDN/BNN pair run") + ". ")
+    c1 = (
+        "1. *MDNs model p(y|x) directly and capture multimodal and heteroscedastic responses; "
+        "BNNs capture epistemic uncertainty.* KL to the truth at n = " + str(n) + " (mean ± s.e. over "
+        "seeds): " + ("; ".join(parts) or "no MDN/BNN pair run") + ". "
+    )
     if bnn_gap:
-        c1 += (f"BNN epistemic variance in the gap / near the data: {rep.fmt_mean_se(bnn_gap, 2)} "
-               f"({'> 1: grows in the gap' if bnn_gap['mean'] - 2 * bnn_gap['se'] > 1 else 'not clearly above 1'}).")
+        c1 += (
+            f"BNN epistemic variance in the gap / near the data: {rep.fmt_mean_se(bnn_gap, 2)} "
+            f"({'> 1: grows in the gap' if bnn_gap['mean'] - 2 * bnn_gap['se'] > 1 else 'not clearly above 1'})."
+        )
     lines += [c1, ""]
     # Claim 2: MDN's KL decreases faster in n than the VI-BNN's.
-    c2 = ["2. *The MDN's KL converges faster; the VI BNN carries an extra bias term.* Slopes of log KL "
-          "against log n (pooled fit; per-seed mean ± s.e.) and the paired per-seed difference MDN − BNN "
-          "(negative = MDN faster):"]
+    c2 = [
+        "2. *The MDN's KL converges faster; the VI BNN carries an extra bias term.* Slopes of log KL "
+        "against log n (pooled fit; per-seed mean ± s.e.) and the paired per-seed difference MDN − BNN "
+        "(negative = MDN faster):"
+    ]
     for t in result["tasks"]:
         sm = result["slopes"].get(t, {}).get("mdn")
         sb = result["slopes"].get(t, {}).get("bnn")
         if sm and sb:
             d = _paired_slope_diff(result, t, "mdn", "bnn")
-            c2.append(f"   - {t}: MDN {sm['pooled_slope']:.2f} ({rep.fmt_mean_se(sm['per_seed'], 2)}), BNN "
-                      f"{sb['pooled_slope']:.2f} ({rep.fmt_mean_se(sb['per_seed'], 2)}); difference "
-                      f"{rep.fmt_mean_se(d, 2)} → {_verdict(d)}.")
-    c2.append("   Caveat: on the multimodal tasks (bimodal, bishop) the BNN's Gaussian likelihood cannot "
-              "represent the truth at all, so a flat BNN curve there is misspecification, not the VI bias "
-              "term of claim 2; the heteroscedastic task (Gaussian truth, input-dependent noise, which the "
-              "BNN's noise head can represent) is the fair test of that part.")
+            c2.append(
+                f"   - {t}: MDN {sm['pooled_slope']:.2f} ({rep.fmt_mean_se(sm['per_seed'], 2)}), BNN "
+                f"{sb['pooled_slope']:.2f} ({rep.fmt_mean_se(sb['per_seed'], 2)}); difference "
+                f"{rep.fmt_mean_se(d, 2)} → {_verdict(d)}."
+            )
+    c2.append(
+        "   Caveat: on the multimodal tasks (bimodal, bishop) the BNN's Gaussian likelihood cannot "
+        "represent the truth at all, so a flat BNN curve there is misspecification, not the VI bias "
+        "term of claim 2; the heteroscedastic task (Gaussian truth, input-dependent noise, which the "
+        "BNN's noise head can represent) is the fair test of that part."
+    )
     lines += c2 + [""]
     # Claim 3: MDN better at multimodal / adaptive uncertainty; BNN's epistemic more interpretable with little data.
-    c3 = ["3. *Empirically MDNs capture multimodal responses and adaptive uncertainty better; BNNs give "
-          "more interpretable epistemic uncertainty with limited data.*"]
+    c3 = [
+        "3. *Empirically MDNs capture multimodal responses and adaptive uncertainty better; BNNs give "
+        "more interpretable epistemic uncertainty with limited data.*"
+    ]
     for t in result["tasks"]:
         km, kb = _kl_at(result, t, "mdn", n), _kl_at(result, t, "bnn", n)
         jm = next((j for j in result["jobs"] if j["task"] == t and j["model"] == "mdn" and j["n"] == n), None)
         jb = next((j for j in result["jobs"] if j["task"] == t and j["model"] == "bnn" and j["n"] == n), None)
         if km and kb and jm and jb:
-            pairs = [a["kl"] - b["kl"] for a, b in zip(jm["seeds"], jb["seeds"])
-                     if a.get("kl") is not None and b.get("kl") is not None]
+            pairs = [
+                a["kl"] - b["kl"]
+                for a, b in zip(jm["seeds"], jb["seeds"])
+                if a.get("kl") is not None and b.get("kl") is not None
+            ]
             d = rep.mean_se(pairs) if pairs else None
-            c3.append(f"   - {t}, n = {n}: KL MDN − BNN {rep.fmt_mean_se(d, 3)} (paired by seed) → "
-                      f"MDN better: {_verdict(d)}.")
+            c3.append(
+                f"   - {t}, n = {n}: KL MDN − BNN {rep.fmt_mean_se(d, 3)} (paired by seed) → MDN better: {_verdict(d)}."
+            )
     if gs:
-        c3.append("   - Gap experiment, epistemic variance in the gap / near the data (mean ± s.e. over seeds): " +
-                  "; ".join(f"{LABELS.get(m, m)} {rep.fmt_mean_se(v['epi_ratio'], 2)}" for m, v in gs.items()
-                            if v.get("epi_ratio") is not None) + ". The MDN has no epistemic part (a single net); "
-                  "its total variance ratio is "
-                  + (rep.fmt_mean_se(gs["mdn"].get("var_ratio"), 2) if "mdn" in gs else "—") + ".")
+        c3.append(
+            "   - Gap experiment, epistemic variance in the gap / near the data (mean ± s.e. over seeds): "
+            + "; ".join(
+                f"{LABELS.get(m, m)} {rep.fmt_mean_se(v['epi_ratio'], 2)}"
+                for m, v in gs.items()
+                if v.get("epi_ratio") is not None
+            )
+            + ". The MDN has no epistemic part (a single net); "
+            "its total variance ratio is "
+            + (rep.fmt_mean_se(gs["mdn"].get("var_ratio"), 2) if "mdn" in gs else "—")
+            + "."
+        )
     if uci:
         rows = []
         for s, ss in uci.get("summary", {}).items():
             if "mdn" in ss and "bnn" in ss and "hidlr" in ss["mdn"] and "hidlr" in ss["bnn"]:
-                rows.append(f"{s} MDN {ss['mdn']['hidlr']['ll']['mean']:.2f} "
-                            f"vs BNN {ss['bnn']['hidlr']['ll']['mean']:.2f}")
+                rows.append(
+                    f"{s} MDN {ss['mdn']['hidlr']['ll']['mean']:.2f} vs BNN {ss['bnn']['hidlr']['ll']['mean']:.2f}"
+                )
         if rows:
             c3.append("   - Real data (UCI, test LL with Hi-DLR, see ../uci/report.md): " + "; ".join(rows) + ".")
     lines += c3 + [""]
@@ -176,12 +208,25 @@ def _plots(result: dict[str, Any], out: Path) -> list[str]:
                 continue
             mean = np.array([s["mean"] for s in st])
             se = np.nan_to_num(np.array([s["se"] for s in st]))
-            ax.errorbar(sizes, np.maximum(mean, 1e-4), yerr=se, color=f"C{i}", marker="o", ms=3,
-                        label=LABELS.get(m, m), capsize=2)
+            ax.errorbar(
+                sizes,
+                np.maximum(mean, 1e-4),
+                yerr=se,
+                color=f"C{i}",
+                marker="o",
+                ms=3,
+                label=LABELS.get(m, m),
+                capsize=2,
+            )
             sl = result["slopes"].get(t, {}).get(m)
             if sl:
-                ax.plot(sizes, np.exp(sl["intercept"]) * np.asarray(sizes, float) ** sl["pooled_slope"],
-                        color=f"C{i}", ls=":", lw=1)
+                ax.plot(
+                    sizes,
+                    np.exp(sl["intercept"]) * np.asarray(sizes, float) ** sl["pooled_slope"],
+                    color=f"C{i}",
+                    ls=":",
+                    lw=1,
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(sizes, [str(n) for n in sizes], fontsize=7)
@@ -248,39 +293,73 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     uci = json.loads(uci_path.read_text()) if uci_path.exists() else None
     meta = result["meta"]
     lines = [
-        "# KL-convergence study on synthetic conditional densities" + (" (quick smoke run)" if result["quick"] else "")
+        "# KL-convergence study on synthetic conditional densities"
+        + (" (quick smoke run)" if result["quick"] else "")
         + (" — stopped early, partial results" if result.get("stopped_early") else ""),
         "",
         "KL(p0 ‖ p̂) = E_x E_{y~p0(·|x)}[log p0(y|x) − log p̂(y|x)], Monte Carlo over a fixed evaluation "
         f"sample of {result['eval_n']} draws per task (same for every model, size and seed). Each model "
         "has one hidden layer of 50 units and trains with "
         + {"hidlr": "Hi-DLR (the models' default)", "adam": "Adam at lr 3e-3"}.get(
-            result.get("optimizer", "hidlr"), str(result.get("optimizer")))
+            result.get("optimizer", "hidlr"), str(result.get("optimizer"))
+        )
         + "; the minibatch grows with n (n/16, from 32 to 256). The number of "
         "epochs for each (task, n, model) is chosen on the validation curve of seed 0 (80/20 split of "
-        "its own training sample) and reused for every seed. Mean ± s.e. over seeds.", "",
+        "its own training sample) and reused for every seed. Mean ± s.e. over seeds.",
+        "",
         f"Sizes {result['sizes']}, seeds {result['seeds']}, machine `{meta['machine']}` ({meta['cpu_count']} "
         f"CPUs, shared), Python {meta['python']}, torch {meta['torch']}, {result['workers']} worker(s), "
         f"started {meta['started']}, code at commit {meta.get('git_commit') or 'unknown'}; "
         f"wall clock {rep.format_seconds(result['wall_seconds'])} on a machine shared "
         f"with other work; the workers used {result.get('cpu_seconds', float('nan')):.0f} CPU-seconds "
-        f"(about {rep.format_seconds(result.get('cpu_seconds', 0.0) / 2)} on 2 dedicated cores).", "",
+        f"(about {rep.format_seconds(result.get('cpu_seconds', 0.0) / 2)} on 2 dedicated cores).",
+        "",
     ]
     if result.get("note"):
         lines += [f"Note: {result['note']}", ""]
     lines += findings(result, uci)
-    lines += ["## KL to the true conditional density (nats)", "", _kl_table(result), "",
-              "Slope: pooled least-squares fit of log KL on log n over all seeds; per-seed slopes as "
-              "mean ± s.e.; 95% interval from a bootstrap over seeds. A Monte Carlo KL estimate at or "
-              "below 1e-6 is clipped before the log (count in results.json).", "",
-              f"## Coverage of central intervals (n = {result['sizes'][-1]})", "", _coverage_table(result), ""]
+    lines += [
+        "## KL to the true conditional density (nats)",
+        "",
+        _kl_table(result),
+        "",
+        "Slope: pooled least-squares fit of log KL on log n over all seeds; per-seed slopes as "
+        "mean ± s.e.; 95% interval from a bootstrap over seeds. A Monte Carlo KL estimate at or "
+        "below 1e-6 is clipped before the log (count in results.json).",
+        "",
+        f"## Coverage of central intervals (n = {result['sizes'][-1]})",
+        "",
+        _coverage_table(result),
+        "",
+    ]
     if result["gap"]:
         gs = result["gap_summary"]
-        rows = [[LABELS.get(m, m), rep.fmt_mean_se(v.get("epi_gap"), 4), rep.fmt_mean_se(v.get("epi_near"), 4),
-                 rep.fmt_mean_se(v.get("epi_ratio"), 2), rep.fmt_mean_se(v.get("var_ratio"), 2), v["failed"]]
-                for m, v in gs.items()]
-        lines += ["## Limited data: a gap between two input clusters", "",
-                  rep.markdown_table(["model", "epistemic var. in gap", "epistemic var. near data",
-                                      "ratio gap / near", "total var. ratio", "failed seeds"], rows), ""]
+        rows = [
+            [
+                LABELS.get(m, m),
+                rep.fmt_mean_se(v.get("epi_gap"), 4),
+                rep.fmt_mean_se(v.get("epi_near"), 4),
+                rep.fmt_mean_se(v.get("epi_ratio"), 2),
+                rep.fmt_mean_se(v.get("var_ratio"), 2),
+                v["failed"],
+            ]
+            for m, v in gs.items()
+        ]
+        lines += [
+            "## Limited data: a gap between two input clusters",
+            "",
+            rep.markdown_table(
+                [
+                    "model",
+                    "epistemic var. in gap",
+                    "epistemic var. near data",
+                    "ratio gap / near",
+                    "total var. ratio",
+                    "failed seeds",
+                ],
+                rows,
+            ),
+            "",
+        ]
     lines += [f"![{f}]({f})" for f in files]
     (out / "report.md").write_text("\n".join(lines) + "\n")

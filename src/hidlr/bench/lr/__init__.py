@@ -25,10 +25,19 @@ from hidlr.bench.lr.scores import summarize
 __all__ = ["combine", "full_summary", "rebuild", "run", "run_into_store"]
 
 
-def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads: list[str] | None = None,
-        methods: list[str] | None = None, progress: bool = True, max_steps: int | None = None,
-        plots: bool = True, ablation_seeds: int = 1, first_seed: int = 0,
-        lr0s: list[float] | None = None) -> dict[str, Any]:
+def run(
+    out_dir: Path,
+    quick: bool = False,
+    seeds: int | None = None,
+    workloads: list[str] | None = None,
+    methods: list[str] | None = None,
+    progress: bool = True,
+    max_steps: int | None = None,
+    plots: bool = True,
+    ablation_seeds: int = 1,
+    first_seed: int = 0,
+    lr0s: list[float] | None = None,
+) -> dict[str, Any]:
     """Run the benchmark and write results.json, report.md and plots into ``out_dir``.
 
     Args:
@@ -71,12 +80,26 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
     seed_list = list(range(first_seed, first_seed + seeds))
     env = environment()
     results: dict[str, Any] = {
-        "benchmark": "lr", "quick": quick, "seeds": seed_list, "started": start, "duration_s": None,
+        "benchmark": "lr",
+        "quick": quick,
+        "seeds": seed_list,
+        "started": start,
+        "duration_s": None,
         "environment": env,
-        "workloads": {w.name: {"description": w.description, "base": w.base, "default_lr": w.default_lr,
-                               "grid": list(w.grid), "steps": w.quick_steps if quick else w.steps,
-                               "batch_size": w.batch_size, "target": w.target, "ratios": w.ratios,
-                               "has_acc": w.has_acc} for w in wls},
+        "workloads": {
+            w.name: {
+                "description": w.description,
+                "base": w.base,
+                "default_lr": w.default_lr,
+                "grid": list(w.grid),
+                "steps": w.quick_steps if quick else w.steps,
+                "batch_size": w.batch_size,
+                "target": w.target,
+                "ratios": w.ratios,
+                "has_acc": w.has_acc,
+            }
+            for w in wls
+        },
         "methods": {m.name: _method_spec(m) for m in ms},
     }
     # Written as the run goes, so that an interrupted run keeps what it measured (see combine).
@@ -84,8 +107,7 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
     journal.start(results)
     records: list[dict[str, Any]] = []
     base_runs: dict[tuple[int, str, tuple[str, float]], dict[str, Any]] = {}
-    jobs = [(s, w, m) for s in seed_list for w in wls for m in ms
-            if m.family != "ablation" or s < ablation_seeds]
+    jobs = [(s, w, m) for s in seed_list for w in wls for m in ms if m.family != "ablation" or s < ablation_seeds]
     try:
         with harness.progress("bench lr", len(jobs), enabled=progress) as advance:
             for seed, wl, m in jobs:
@@ -97,8 +119,14 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
                 if key is not None and (seed, wl.name, key) in base_runs:
                     # The same run under another name (a grid point at the default rate is "default";
                     # a start-rate variant at the default rate is its method): reuse it.
-                    rec = dict(base_runs[(seed, wl.name, key)], method=m.name, family=m.family, varies=m.varies,
-                               lr0=m.lr0, reused_from=base_runs[(seed, wl.name, key)]["method"])
+                    rec = dict(
+                        base_runs[(seed, wl.name, key)],
+                        method=m.name,
+                        family=m.family,
+                        varies=m.varies,
+                        lr0=m.lr0,
+                        reused_from=base_runs[(seed, wl.name, key)]["method"],
+                    )
                 else:
                     rec = run_one(wl, m, seed, steps, n_evals=10 if quick else 20)
                     if key is not None:
@@ -118,7 +146,7 @@ def run(out_dir: Path, quick: bool = False, seeds: int | None = None, workloads:
 def full_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """:func:`summarize` plus the start-rate table and the goals."""
     summary = summarize(records)
-    order = {name: i for i, name in enumerate(workloads_mod.all_workloads())}     # the registry's order
+    order = {name: i for i, name in enumerate(workloads_mod.all_workloads())}  # the registry's order
     summary["workloads"] = dict(sorted(summary["workloads"].items(), key=lambda kv: order.get(kv[0], len(order))))
     summary["start_rate"] = start_rates(records)
     summary["goals"] = goals(summary, records)
@@ -135,6 +163,7 @@ def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True) ->
     harness.write_json(out_dir / "results.json", results)  # first: plots may fail
     if plots:
         from hidlr.bench.lr.plots import write_plots
+
         results["plots"] = write_plots(results, out_dir)
     write_report(results, out_dir / "report.md")
 
@@ -219,11 +248,20 @@ def combine(sources: list[Path], out_dir: Path, plots: bool = True, replace: boo
         results["workloads"] = {**results["workloads"], **p["workloads"]}
         results["methods"] = {**results["methods"], **p["methods"]}
     kept = {id(r) for r in records}
-    results["parts"] = [{"source": str(s), "started": p["started"], "duration_s": p["duration_s"],
-                         "seeds": p["seeds"], "methods": list(p["methods"]), "runs": len(p["records"]),
-                         "runs_kept": sum(id(r) in kept for r in p["records"]),
-                         "commit": p["environment"].get("git_commit"),
-                         "interrupted": bool(p.get("interrupted"))} for s, p in zip(sources, parts)]
+    results["parts"] = [
+        {
+            "source": str(s),
+            "started": p["started"],
+            "duration_s": p["duration_s"],
+            "seeds": p["seeds"],
+            "methods": list(p["methods"]),
+            "runs": len(p["records"]),
+            "runs_kept": sum(id(r) in kept for r in p["records"]),
+            "commit": p["environment"].get("git_commit"),
+            "interrupted": bool(p.get("interrupted")),
+        }
+        for s, p in zip(sources, parts)
+    ]
     order = {name: i for i, name in enumerate(workloads_mod.all_workloads())}
     results["workloads"] = dict(sorted(results["workloads"].items(), key=lambda kv: order.get(kv[0], len(order))))
     results["summary"] = full_summary(records)
@@ -232,8 +270,13 @@ def combine(sources: list[Path], out_dir: Path, plots: bool = True, replace: boo
 
 
 def _method_spec(m: methods_mod.Method) -> dict[str, Any]:
-    return {"family": m.family, "description": m.description, "hidlr_options": m.hidlr_options,
-            "varies": m.varies, "lr0": m.lr0}
+    return {
+        "family": m.family,
+        "description": m.description,
+        "hidlr_options": m.hidlr_options,
+        "varies": m.varies,
+        "lr0": m.lr0,
+    }
 
 
 def _base_run_key(wl: workloads_mod.Workload, m: methods_mod.Method) -> tuple[str, float] | None:

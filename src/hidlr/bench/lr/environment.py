@@ -8,15 +8,31 @@ from typing import Any
 
 from hidlr.bench.harness import run_metadata
 
-PACKAGES = ("torch", "numpy", "scikit-learn", "matplotlib", "prodigyopt", "dadaptation", "schedulefree",
-            "dog-optimizer", "gen-optim", "rich")
+PACKAGES = (
+    "torch",
+    "numpy",
+    "scikit-learn",
+    "matplotlib",
+    "prodigyopt",
+    "dadaptation",
+    "schedulefree",
+    "dog-optimizer",
+    "gen-optim",
+    "rich",
+)
 
 
 def source_changed() -> bool:
     """Whether the source tree (``src/``) has changes that are not committed (False outside git)."""
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", "../../.."], capture_output=True, text=True,
-                             timeout=10, cwd=Path(__file__).resolve().parent, check=False)
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "../../.."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0 and bool(out.stdout.strip())

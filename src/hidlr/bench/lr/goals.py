@@ -15,9 +15,9 @@ from hidlr.bench.lr.scores import finite_or_inf, within
 
 HIDLR = "hidlr-diag"
 ONE_GROUP = "gen"
-WITHIN_TUNED = 0.01        # "within 1% of the best grid point"
-INVARIANCE = 0.02          # "within 2% of the best start rate"
-SHARE = 0.75               # "on at least 75% of the workloads"
+WITHIN_TUNED = 0.01  # "within 1% of the best grid point"
+INVARIANCE = 0.02  # "within 2% of the best start rate"
+SHARE = 0.75  # "on at least 75% of the workloads"
 
 
 def failed(rec: dict[str, Any]) -> bool:
@@ -58,12 +58,17 @@ def start_rates(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
     for (wl, method), by_rate in runs.items():
         if len(by_rate) < 2 or not any(r.get("varies") for seeds in by_rate.values() for r in seeds.values()):
             continue
-        meds = {lr0: median(finite_or_inf(r["final_loss"]) for r in seeds.values())
-                for lr0, seeds in sorted(by_rate.items())}
+        meds = {
+            lr0: median(finite_or_inf(r["final_loss"]) for r in seeds.values())
+            for lr0, seeds in sorted(by_rate.items())
+        }
         best, worst = min(meds.values()), max(meds.values())
         gap = (worst - best) / abs(best) if best not in (0.0, float("inf")) and worst != float("inf") else float("inf")
         out[wl][method] = {
-            "by_lr0": meds, "best": best, "worst": worst, "gap": gap,
+            "by_lr0": meds,
+            "best": best,
+            "worst": worst,
+            "gap": gap,
             "within": within(worst, best, INVARIANCE),
             "failed": sum(failed(r) for seeds in by_rate.values() for r in seeds.values()),
             "runs": sum(len(seeds) for seeds in by_rate.values()),
@@ -95,33 +100,61 @@ def goals(summary: dict[str, Any], records: list[dict[str, Any]], method: str = 
        ended above its initial validation loss.
     """
     wls = summary["workloads"]
-    tuned_hits = [within(w["table"][method]["loss"]["median"], w["table"]["tuned"]["loss"]["median"], WITHIN_TUNED)
-                  for w in wls.values() if method in w["table"] and "tuned" in w["table"]]
-    one_group_hits = [finite_or_inf(w["table"][method]["loss"]["median"])
-                      < finite_or_inf(w["table"][ONE_GROUP]["loss"]["median"])
-                      for w in wls.values() if method in w["table"] and ONE_GROUP in w["table"]]
-    out = [_share(f"{method} within {WITHIN_TUNED:.0%} of the best grid point (or better) on >= {SHARE:.0%} "
-                  "of the workloads", tuned_hits),
-           _share(f"{method} better than the one-group rule ({ONE_GROUP}) on >= {SHARE:.0%} of the workloads",
-                  one_group_hits)]
+    tuned_hits = [
+        within(w["table"][method]["loss"]["median"], w["table"]["tuned"]["loss"]["median"], WITHIN_TUNED)
+        for w in wls.values()
+        if method in w["table"] and "tuned" in w["table"]
+    ]
+    one_group_hits = [
+        finite_or_inf(w["table"][method]["loss"]["median"]) < finite_or_inf(w["table"][ONE_GROUP]["loss"]["median"])
+        for w in wls.values()
+        if method in w["table"] and ONE_GROUP in w["table"]
+    ]
+    out = [
+        _share(
+            f"{method} within {WITHIN_TUNED:.0%} of the best grid point (or better) on >= {SHARE:.0%} of the workloads",
+            tuned_hits,
+        ),
+        _share(
+            f"{method} better than the one-group rule ({ONE_GROUP}) on >= {SHARE:.0%} of the workloads", one_group_hits
+        ),
+    ]
     mr = summary.get("median_rank_single", {}).get(method)
     if mr is None:
         out.append(_goal("median rank 1 among the single-run methods", "not measured", None))
     else:
-        out.append(_goal("median rank 1 among the single-run methods",
-                         f"median rank {mr['median']:g} over {mr['n']} workloads", mr["median"] == 1))
+        out.append(
+            _goal(
+                "median rank 1 among the single-run methods",
+                f"median rank {mr['median']:g} over {mr['n']} workloads",
+                mr["median"] == 1,
+            )
+        )
     inv = start_rates(records)
     inv_hits = [inv[wl][method]["within"] for wl in wls if method in inv.get(wl, {})]
     name = f"start-rate invariance: worst start rate within {INVARIANCE:.0%} of the best on every workload"
     if inv_hits:
-        out.append(_goal(name, f"within on {sum(inv_hits)} of the {len(inv_hits)} workloads measured at several "
-                         f"start rates ({len(wls)} workloads in all)",
-                         all(inv_hits) and len(inv_hits) == len(wls), sum(inv_hits), len(inv_hits)))
+        out.append(
+            _goal(
+                name,
+                f"within on {sum(inv_hits)} of the {len(inv_hits)} workloads measured at several "
+                f"start rates ({len(wls)} workloads in all)",
+                all(inv_hits) and len(inv_hits) == len(wls),
+                sum(inv_hits),
+                len(inv_hits),
+            )
+        )
     else:
         out.append(_goal(name, "not measured", None))
     mine = [r for r in records if r["status"] != "skipped" and (r["method"] == method or r.get("varies") == method)]
     bad = [r for r in mine if failed(r)]
-    out.append(_goal(f"no run of {method} diverges or ends above its initial loss (any workload, seed, start rate)",
-                     f"{len(bad)} of {len(mine)} runs failed" if mine else "not measured",
-                     (not bad) if mine else None, len(bad), len(mine)))
+    out.append(
+        _goal(
+            f"no run of {method} diverges or ends above its initial loss (any workload, seed, start rate)",
+            f"{len(bad)} of {len(mine)} runs failed" if mine else "not measured",
+            (not bad) if mine else None,
+            len(bad),
+            len(mine),
+        )
+    )
     return out

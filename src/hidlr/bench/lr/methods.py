@@ -96,8 +96,9 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def base_optimizer(wl: Workload, groups: list[dict[str, Any]], lr: float,
-                   ratios: dict[str, float] | None = None) -> torch.optim.Optimizer:
+def base_optimizer(
+    wl: Workload, groups: list[dict[str, Any]], lr: float, ratios: dict[str, float] | None = None
+) -> torch.optim.Optimizer:
     """The workload's base optimizer over ``groups`` (copied), each at ``lr * ratios[name]``."""
     ratios = ratios or {}
     gs = [dict(g, params=list(g["params"]), lr=lr * ratios.get(g["name"], 1.0)) for g in groups]
@@ -120,6 +121,7 @@ def _grid(i: int) -> Builder:
         if i >= len(wl.grid):
             raise Unavailable(f"grid has {len(wl.grid)} points")
         return Setup(base_optimizer(wl, task.groups, wl.grid[i]), lr=wl.grid[i])
+
     return build
 
 
@@ -180,23 +182,28 @@ def _gen_optim(wl: Workload, task: Task, spec: RunSpec) -> Setup:
     from hidlr.bench.lr.runner import frozen_norm_stats  # runner imports this module
 
     stepper_cls = _import("hidlr.bench.lr.published_gen", "GenOptimStepper")
-    _import("GeN", "lr_parabola")      # Unavailable when the package is missing
+    _import("GeN", "lr_parabola")  # Unavailable when the package is missing
     lr = wl.default_lr if spec.lr0 is None else spec.lr0
-    draw_gen = torch.Generator().manual_seed(spec.seed * 7919 + 3)    # GeN's own stream of fresh batches
-    opt = stepper_cls(task.model, base_optimizer(wl, task.groups, lr), task.loss, lambda: task.batch(draw_gen),
-                      guard=lambda: frozen_norm_stats(task.model))
+    draw_gen = torch.Generator().manual_seed(spec.seed * 7919 + 3)  # GeN's own stream of fresh batches
+    opt = stepper_cls(
+        task.model,
+        base_optimizer(wl, task.groups, lr),
+        task.loss,
+        lambda: task.batch(draw_gen),
+        guard=lambda: frozen_norm_stats(task.model),
+    )
     return Setup(opt, lr=lr)
 
 
-def _hidlr(options: dict[str, Any], probe: str = "same", one_group: bool = False,
-           max_k: int | None = None) -> Builder:
+def _hidlr(options: dict[str, Any], probe: str = "same", one_group: bool = False, max_k: int | None = None) -> Builder:
     def build(wl: Workload, task: Task, spec: RunSpec) -> Setup:
-        groups = ([{"name": "all", "params": trainable(task.model)}] if one_group else task.groups)
+        groups = [{"name": "all", "params": trainable(task.model)}] if one_group else task.groups
         if max_k is not None and len(groups) > max_k:
             raise Unavailable(f"K={len(groups)} groups > {max_k}")
         hidlr = _import("hidlr", "HiDLR")
         lr = wl.default_lr if spec.lr0 is None else spec.lr0
         return Setup(hidlr(base_optimizer(wl, groups, lr), **options), probe=probe, lr=lr)
+
     return build
 
 
@@ -207,21 +214,45 @@ def _make_registry() -> dict[str, Method]:
     ms = [Method(f"grid{i}", "grid", f"base optimizer at grid point {i} of 7", _grid(i)) for i in range(7)]
     ms += [
         Method("default", "single", "base optimizer at its common default rate", _default),
-        Method("default-wcos", "single", "base optimizer at its default rate, linear warm-up over the first "
-               f"{WARMUP_FRACTION:.0%} of the steps, cosine decay to 0", _warmup_cosine),
+        Method(
+            "default-wcos",
+            "single",
+            "base optimizer at its default rate, linear warm-up over the first "
+            f"{WARMUP_FRACTION:.0%} of the steps, cosine decay to 0",
+            _warmup_cosine,
+        ),
         Method("prodigy", "single", "Prodigy (prodigyopt), lr=1.0", _prodigy),
         Method("dadapt-adam", "single", "D-Adaptation Adam (dadaptation), lr=1.0", _dadapt),
         Method("sf-adamw", "single", "Schedule-Free AdamW (schedulefree), package defaults", _schedulefree),
         Method("ldog", "single", "L-DoG (dog-optimizer) with polynomial-decay iterate averaging", _ldog),
         Method("fixed-ratio", "single", "base default rate x a fixed per-group ratio", _fixed_ratio),
-        Method("gen-optim", "single", "official GeN package (gen-optim): lr_parabola at its defaults every "
-               "4 steps on the base optimizer, started at the default rate", _gen_optim, takes_lr0=True),
-        Method("gen", "single", "GeN: Hi-DLR with all parameters in one group", _hidlr({}, one_group=True),
-               takes_lr0=True),
-        Method("hidlr-diag", "single", "Hi-DLR, diagonal mode, engine defaults", _hidlr({"mode": "diag"}),
-               {"mode": "diag"}, takes_lr0=True),
-        Method("hidlr-full", "single", f"Hi-DLR, full mode (K <= {FULL_MAX_K}), engine defaults",
-               _hidlr({"mode": "full"}, max_k=FULL_MAX_K), {"mode": "full"}, takes_lr0=True),
+        Method(
+            "gen-optim",
+            "single",
+            "official GeN package (gen-optim): lr_parabola at its defaults every "
+            "4 steps on the base optimizer, started at the default rate",
+            _gen_optim,
+            takes_lr0=True,
+        ),
+        Method(
+            "gen", "single", "GeN: Hi-DLR with all parameters in one group", _hidlr({}, one_group=True), takes_lr0=True
+        ),
+        Method(
+            "hidlr-diag",
+            "single",
+            "Hi-DLR, diagonal mode, engine defaults",
+            _hidlr({"mode": "diag"}),
+            {"mode": "diag"},
+            takes_lr0=True,
+        ),
+        Method(
+            "hidlr-full",
+            "single",
+            f"Hi-DLR, full mode (K <= {FULL_MAX_K}), engine defaults",
+            _hidlr({"mode": "full"}, max_k=FULL_MAX_K),
+            {"mode": "full"},
+            takes_lr0=True,
+        ),
     ]
     ablations: list[tuple[str, str, dict[str, Any], str]] = [
         ("hidlr-probe-sep", "probe on a separate batch", {"mode": "diag"}, "separate"),
@@ -233,12 +264,17 @@ def _make_registry() -> dict[str, Method]:
         # full momentum correction): candidates where the defaults misbehave.
         ("hidlr-r2-0.99", "fits accepted only with R^2 >= 0.99", {"mode": "diag", "min_r2": 0.99}, "same"),
         ("hidlr-ema-0.9", "smoothing ema=0.9", {"mode": "diag", "ema": 0.9}, "same"),
-        ("hidlr-clip-1.25", "rate change per refresh clipped to [0.8x, 1.25x]",
-         {"mode": "diag", "clip": (0.8, 1.25)}, "same"),
+        (
+            "hidlr-clip-1.25",
+            "rate change per refresh clipped to [0.8x, 1.25x]",
+            {"mode": "diag", "clip": (0.8, 1.25)},
+            "same",
+        ),
         ("hidlr-horizon1", "full momentum correction (horizon=1)", {"mode": "diag", "horizon": 1.0}, "same"),
     ]
-    ms += [Method(n, "ablation", f"Hi-DLR diag, {d}", _hidlr(o, probe=p), o, takes_lr0=True)
-           for n, d, o, p in ablations]
+    ms += [
+        Method(n, "ablation", f"Hi-DLR diag, {d}", _hidlr(o, probe=p), o, takes_lr0=True) for n, d, o, p in ablations
+    ]
     return {m.name: m for m in ms}
 
 
@@ -257,8 +293,14 @@ def start_rate_variant(method: Method, lr0: float) -> Method:
         raise ValueError(f"method {method.name!r} has no start rate to vary")
     if not (isinstance(lr0, (int, float)) and math.isfinite(lr0) and lr0 > 0):
         raise ValueError(f"lr0 must be a positive finite number, got {lr0!r}")
-    return replace(method, name=f"{method.name}{LR0_TAG}{lr0:g}", family="start-rate", lr0=float(lr0),
-                   varies=method.name, description=f"{method.description}; started at lr0={lr0:g}")
+    return replace(
+        method,
+        name=f"{method.name}{LR0_TAG}{lr0:g}",
+        family="start-rate",
+        lr0=float(lr0),
+        varies=method.name,
+        description=f"{method.description}; started at lr0={lr0:g}",
+    )
 
 
 def _lookup(name: str) -> Method:
@@ -270,8 +312,10 @@ def _lookup(name: str) -> Method:
             return start_rate_variant(METHODS[base], float(rate))
         except ValueError as exc:
             raise ValueError(f"method {name!r}: {exc}") from None
-    raise ValueError(f"unknown method {name!r}; known: {list(METHODS)}, and <method>{LR0_TAG}<rate> for "
-                     f"{[m.name for m in METHODS.values() if m.takes_lr0]}")
+    raise ValueError(
+        f"unknown method {name!r}; known: {list(METHODS)}, and <method>{LR0_TAG}<rate> for "
+        f"{[m.name for m in METHODS.values() if m.takes_lr0]}"
+    )
 
 
 def get(names: list[str] | None = None, lr0s: list[float] | None = None) -> list[Method]:
@@ -280,7 +324,8 @@ def get(names: list[str] | None = None, lr0s: list[float] | None = None) -> list
     An unknown name is an error."""
     ms = list(METHODS.values()) if names is None else [_lookup(n) for n in names]
     for lr0 in lr0s or []:
-        ms += [start_rate_variant(m, lr0) for m in list(ms) if m.takes_lr0 and m.varies is None
-               and m.family != "ablation"]
+        ms += [
+            start_rate_variant(m, lr0) for m in list(ms) if m.takes_lr0 and m.varies is None and m.family != "ablation"
+        ]
     seen: set[str] = set()
     return [m for m in ms if not (m.name in seen or seen.add(m.name))]

@@ -10,8 +10,15 @@ from typing import Any
 from hidlr.bench.lr.scores import performance_profile
 
 TAUS = [2 ** (i / 8) for i in range(41)]  # 1 .. 32
-HIGHLIGHT = {"hidlr-diag": "C3", "hidlr-full": "C1", "gen": "C2", "gen-optim": "C4", "tuned": "k", "default": "C0",
-             "default-wcos": "C9"}
+HIGHLIGHT = {
+    "hidlr-diag": "C3",
+    "hidlr-full": "C1",
+    "gen": "C2",
+    "gen-optim": "C4",
+    "tuned": "k",
+    "default": "C0",
+    "default-wcos": "C9",
+}
 
 
 def _mpl():
@@ -33,8 +40,10 @@ def profile_plot(results: dict[str, Any], path: Path) -> None:
     plt = _mpl()
     summ = results["summary"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, key, title in ((axes[0], "profile_costs_steps", "steps to target"),
-                           (axes[1], "profile_costs_time", "training time to target")):
+    for ax, key, title in (
+        (axes[0], "profile_costs_steps", "steps to target"),
+        (axes[1], "profile_costs_time", "training time to target"),
+    ):
         costs = {wl: row for wl, row in summ[key].items() if row}
         if not costs:
             ax.text(0.5, 0.5, "no single-run methods", ha="center", transform=ax.transAxes)
@@ -81,8 +90,11 @@ def curves_plot(results: dict[str, Any], path: Path) -> None:
             shown = {m: m for m in table}
         lo = math.inf
         for label, m in sorted(shown.items()):
-            runs = [r for r in results["records"] if r["workload"] == wl and r["method"] == m
-                    and r.get("curve") and r["curve"]["step"]]
+            runs = [
+                r
+                for r in results["records"]
+                if r["workload"] == wl and r["method"] == m and r.get("curve") and r["curve"]["step"]
+            ]
             if not runs:
                 continue
             steps, vals = _median_curve(runs)
@@ -102,7 +114,7 @@ def curves_plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("step")
         ax.set_ylabel("validation loss (median)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if labels:
@@ -114,8 +126,11 @@ def curves_plot(results: dict[str, Any], path: Path) -> None:
 
 def lrs_plot(results: dict[str, Any], path: Path, method: str = "hidlr-diag") -> bool:
     """Per-group learning rate over steps for ``method`` (first seed); False if no such runs."""
-    runs = {r["workload"]: r for r in results["records"] if r["method"] == method and r.get("lr_trace")
-            and r["seed"] == results["seeds"][0] and r["lr_trace"]["step"]}
+    runs = {
+        r["workload"]: r
+        for r in results["records"]
+        if r["method"] == method and r.get("lr_trace") and r["seed"] == results["seeds"][0] and r["lr_trace"]["step"]
+    }
     if not runs:
         return False
     plt = _mpl()
@@ -136,7 +151,7 @@ def lrs_plot(results: dict[str, Any], path: Path, method: str = "hidlr-diag") ->
         ax.grid(alpha=0.3)
         if len(groups) <= 6:
             ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(runs):]:
+    for ax in list(axes.flat)[len(runs) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=70)
@@ -158,14 +173,28 @@ def start_rate_plot(results: dict[str, Any], path: Path) -> bool:
     for ax, wl in zip(axes.flat, names):
         for m, row in sorted(table[wl].items()):
             pts = [(lr0, v) for lr0, v in sorted((float(k), v) for k, v in row["by_lr0"].items())]
-            ax.plot([p[0] for p in pts], [p[1] if p[1] is not None and math.isfinite(p[1]) else math.nan
-                                          for p in pts], marker="o", label=f"{m} (start rate)", **_style(m))
-        grid = [(row["lr"], row["loss"]["median"]) for m, row in results["summary"]["workloads"][wl]["table"].items()
-                if row["family"] == "grid" and row["lr"] is not None]
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] if p[1] is not None and math.isfinite(p[1]) else math.nan for p in pts],
+                marker="o",
+                label=f"{m} (start rate)",
+                **_style(m),
+            )
+        grid = [
+            (row["lr"], row["loss"]["median"])
+            for m, row in results["summary"]["workloads"][wl]["table"].items()
+            if row["family"] == "grid" and row["lr"] is not None
+        ]
         if grid:
             grid.sort()
-            ax.plot([g[0] for g in grid], [g[1] if math.isfinite(g[1]) else math.nan for g in grid], color="k",
-                    ls="--", marker=".", label="grid (fixed rate)")
+            ax.plot(
+                [g[0] for g in grid],
+                [g[1] if math.isfinite(g[1]) else math.nan for g in grid],
+                color="k",
+                ls="--",
+                marker=".",
+                label="grid (fixed rate)",
+            )
         ax.set_xscale("log")
         ys = [v for line in ax.get_lines() for v in line.get_ydata() if math.isfinite(v)]
         if ys and min(ys) > 0:
@@ -174,7 +203,7 @@ def start_rate_plot(results: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("rate (start rate or fixed rate)")
         ax.set_ylabel("final validation loss (median)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if labels:

@@ -45,8 +45,12 @@ class BatchBox:
 class LossNet(nn.Module):
     """``LossNet(model, loss)(BatchBox(b)) = loss(model, b)``; its parameters are the model's."""
 
-    def __init__(self, model: nn.Module, loss: Callable[[nn.Module, Any], torch.Tensor],
-                 guard: Callable[[], contextlib.AbstractContextManager] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: Callable[[nn.Module, Any], torch.Tensor],
+        guard: Callable[[], contextlib.AbstractContextManager] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
@@ -74,10 +78,15 @@ class GenOptimStepper:
         lazy_freq: call ``lr_parabola`` on steps ``lazy_freq, 2 lazy_freq, ...``.
     """
 
-    def __init__(self, model: nn.Module, base: torch.optim.Optimizer,
-                 loss: Callable[[nn.Module, Any], torch.Tensor], draw: Callable[[], Any],
-                 guard: Callable[[], contextlib.AbstractContextManager] | None = None,
-                 lazy_freq: int = LAZY_FREQ) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        base: torch.optim.Optimizer,
+        loss: Callable[[nn.Module, Any], torch.Tensor],
+        draw: Callable[[], Any],
+        guard: Callable[[], contextlib.AbstractContextManager] | None = None,
+        lazy_freq: int = LAZY_FREQ,
+    ) -> None:
         from GeN import lr_parabola  # the official package; ImportError when missing
 
         if lazy_freq < 1:
@@ -88,7 +97,7 @@ class GenOptimStepper:
         self._batches = _stream(draw)
         self.steps = 0
         self.calls = 0
-        self.fit_failures = 0       # lr_parabola caught an exception (it then halves the rates)
+        self.fit_failures = 0  # lr_parabola caught an exception (it then halves the rates)
         self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
     @property
@@ -105,8 +114,14 @@ class GenOptimStepper:
             # The package prints a failed fit's exception; SciPy warns on every exact 3-point fit.
             with contextlib.redirect_stdout(printed), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Covariance of the parameters could not be estimated")
-                self._lr_parabola(self.net, self.base, criterion=loss_as_criterion, tr_iter=self._batches,
-                                  device=self.device, task="image_cls")
+                self._lr_parabola(
+                    self.net,
+                    self.base,
+                    criterion=loss_as_criterion,
+                    tr_iter=self._batches,
+                    device=self.device,
+                    task="image_cls",
+                )
             self.calls += 1
             self.fit_failures += bool(printed.getvalue().strip())
         self.base.step()

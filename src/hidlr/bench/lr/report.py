@@ -37,13 +37,30 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def headline(results: dict[str, Any]) -> list[str]:
     """The per-workload comparison table and the goal check."""
     summ = results["summary"]
-    lines = ["## Headline: final validation loss, median over seeds", "",
-             "`tuned` is the best of the grid (7 runs per seed); every other column is one run per seed. "
-             "`gap to tuned`: (hidlr-diag - tuned) / |tuned|. "
-             "`within 1%`: Hi-DLR diag's median loss <= tuned + 1% of |tuned|. "
-             "`rank`: Hi-DLR diag's rank among the single-run methods (1 = best).", ""]
-    header = ["workload", "tuned (lr)", "default", "default-wcos", "hidlr-diag", "gap to tuned", "hidlr-full",
-              "gen", "gen-optim", "fixed-ratio", "best LR-free", "within 1%", "rank"]
+    lines = [
+        "## Headline: final validation loss, median over seeds",
+        "",
+        "`tuned` is the best of the grid (7 runs per seed); every other column is one run per seed. "
+        "`gap to tuned`: (hidlr-diag - tuned) / |tuned|. "
+        "`within 1%`: Hi-DLR diag's median loss <= tuned + 1% of |tuned|. "
+        "`rank`: Hi-DLR diag's rank among the single-run methods (1 = best).",
+        "",
+    ]
+    header = [
+        "workload",
+        "tuned (lr)",
+        "default",
+        "default-wcos",
+        "hidlr-diag",
+        "gap to tuned",
+        "hidlr-full",
+        "gen",
+        "gen-optim",
+        "fixed-ratio",
+        "best LR-free",
+        "within 1%",
+        "rank",
+    ]
     rows, wins, total = [], 0, 0
     for wl, w in summ["workloads"].items():
         t = w["table"]
@@ -51,7 +68,7 @@ def headline(results: dict[str, Any]) -> list[str]:
         def med(m: str) -> str:
             return _num(t[m]["loss"]["median"]) if m in t else "n/a"
 
-        tuned = (f"{med('tuned')} ({_num(t['tuned']['lr'], 2)})" if "tuned" in t else "n/a")
+        tuned = f"{med('tuned')} ({_num(t['tuned']['lr'], 2)})" if "tuned" in t else "n/a"
         free = [(t[m]["loss"]["median"], m) for m in LR_FREE if m in t]
         best_free = f"{_num(min(free)[0])} ({min(free)[1]})" if free else "n/a"
         within = w["hidlr_within_1pct_of_tuned"]
@@ -64,31 +81,62 @@ def headline(results: dict[str, Any]) -> list[str]:
             h, b = t["hidlr-diag"]["loss"]["median"], t["tuned"]["loss"]["median"]
             pct = 100 * (h - b) / abs(b) if math.isfinite(h) and math.isfinite(b) and b else None
             gap = "—" if pct is None else (f"{pct:+.1f}%" if abs(pct) < 1000 else f"{pct:+.1e}%")
-        rows.append([wl, tuned, med("default"), med("default-wcos"), med("hidlr-diag"), gap, med("hidlr-full"),
-                     med("gen"), med("gen-optim"), med("fixed-ratio"), best_free,
-                     {True: "yes", False: "no", None: "n/a"}[within],
-                     _num(rank, 3) if rank is not None else "n/a"])
+        rows.append(
+            [
+                wl,
+                tuned,
+                med("default"),
+                med("default-wcos"),
+                med("hidlr-diag"),
+                gap,
+                med("hidlr-full"),
+                med("gen"),
+                med("gen-optim"),
+                med("fixed-ratio"),
+                best_free,
+                {True: "yes", False: "no", None: "n/a"}[within],
+                _num(rank, 3) if rank is not None else "n/a",
+            ]
+        )
     lines += _table(header, rows)
     lines += ["", f"Hi-DLR diag within 1% of the tuned grid (or better) on **{wins} of {total}** workloads.", ""]
     mr = summ["median_rank_single"]
     if mr:
-        lines += ["### Median rank over workloads among single-run methods", "",
-                  *_table(["method", "median rank", "workloads"],
-                          [[m, _num(v["median"], 3), str(v["n"])] for m, v in mr.items()]), ""]
+        lines += [
+            "### Median rank over workloads among single-run methods",
+            "",
+            *_table(
+                ["method", "median rank", "workloads"], [[m, _num(v["median"], 3), str(v["n"])] for m, v in mr.items()]
+            ),
+            "",
+        ]
         best = min(v["median"] for v in mr.values())
         leaders = [m for m, v in mr.items() if v["median"] == best]
         lines += [f"Best median rank: {', '.join(leaders)} ({_num(best, 3)}).", ""]
     methods = list(mr)
     if methods:
-        lines += ["### Rank per workload among single-run methods (1 = lowest median final loss)", "",
-                  *_table(["workload"] + methods,
-                          [[wl] + [_num(w["rank_single"].get(m), 3) if m in w["rank_single"] else "n/a"
-                                   for m in methods] for wl, w in summ["workloads"].items()]), ""]
+        lines += [
+            "### Rank per workload among single-run methods (1 = lowest median final loss)",
+            "",
+            *_table(
+                ["workload"] + methods,
+                [
+                    [wl] + [_num(w["rank_single"].get(m), 3) if m in w["rank_single"] else "n/a" for m in methods]
+                    for wl, w in summ["workloads"].items()
+                ],
+            ),
+            "",
+        ]
     mt = summ["median_rank_with_tuned"]
     if mt:
-        lines += ["### Median rank including the tuned grid (which costs 7 runs)", "",
-                  *_table(["method", "median rank", "workloads"],
-                          [[m, _num(v["median"], 3), str(v["n"])] for m, v in mt.items()]), ""]
+        lines += [
+            "### Median rank including the tuned grid (which costs 7 runs)",
+            "",
+            *_table(
+                ["method", "median rank", "workloads"], [[m, _num(v["median"], 3), str(v["n"])] for m, v in mt.items()]
+            ),
+            "",
+        ]
     return lines
 
 
@@ -98,9 +146,15 @@ def goal_lines(results: dict[str, Any]) -> list[str]:
     if not gs:
         return []
     mark = {True: "**met**", False: "**not met**", None: "not measured"}
-    return ["## Goals (Hi-DLR diag, one default configuration)", "",
-            *[f"- {g['goal']}: " + (f"{g['measured']} — {mark[g['met']]}." if g["met"] is not None
-                                     else "not measured.") for g in gs], ""]
+    return [
+        "## Goals (Hi-DLR diag, one default configuration)",
+        "",
+        *[
+            f"- {g['goal']}: " + (f"{g['measured']} — {mark[g['met']]}." if g["met"] is not None else "not measured.")
+            for g in gs
+        ],
+        "",
+    ]
 
 
 def start_rate_section(results: dict[str, Any]) -> list[str]:
@@ -110,12 +164,16 @@ def start_rate_section(results: dict[str, Any]) -> list[str]:
     if not table:
         return []
     rates = sorted({float(r) for w in table.values() for m in w.values() for r in m["by_lr0"]})
-    lines = ["## Start-rate invariance", "",
-             "Median final validation loss over seeds from each start rate lr0 (a method's own run counts at "
-             "the workload's default rate). `gap`: (worst - best) / |best| over the start rates; `within 2%`: "
-             "worst <= best + 2% of |best|; `failed`: runs (any seed and start rate) that diverged or ended above "
-             "their initial validation loss; "
-             "— = every run from that rate failed (median).", ""]
+    lines = [
+        "## Start-rate invariance",
+        "",
+        "Median final validation loss over seeds from each start rate lr0 (a method's own run counts at "
+        "the workload's default rate). `gap`: (worst - best) / |best| over the start rates; `within 2%`: "
+        "worst <= best + 2% of |best|; `failed`: runs (any seed and start rate) that diverged or ended above "
+        "their initial validation loss; "
+        "— = every run from that rate failed (median).",
+        "",
+    ]
     header = ["workload", "method"] + [f"lr0={r:g}" for r in rates] + ["gap", "within 2%", "failed"]
     rows = []
     for wl, methods in table.items():
@@ -123,15 +181,24 @@ def start_rate_section(results: dict[str, Any]) -> list[str]:
             by = {float(k): v for k, v in row["by_lr0"].items()}
             gap = row["gap"]
             gap_s = "—" if gap is None or not math.isfinite(gap) else f"{100 * gap:.1f}%"
-            rows.append([wl, m] + [_num(by[r]) if r in by else "" for r in rates]
-                        + [gap_s, "yes" if row["within"] else "no", f"{row['failed']} of {row['runs']}"])
+            rows.append(
+                [wl, m]
+                + [_num(by[r]) if r in by else "" for r in rates]
+                + [gap_s, "yes" if row["within"] else "no", f"{row['failed']} of {row['runs']}"]
+            )
     lines += _table(header, rows)
     by_method: dict[str, list[bool]] = {}
     for methods in table.values():
         for m, row in methods.items():
             by_method.setdefault(m, []).append(bool(row["within"]))
-    lines += ["", *[f"{m}: within 2% over its start rates on {sum(v)} of {len(v)} workloads." for m, v in
-                    sorted(by_method.items())], ""]
+    lines += [
+        "",
+        *[
+            f"{m}: within 2% over its start rates on {sum(v)} of {len(v)} workloads."
+            for m, v in sorted(by_method.items())
+        ],
+        "",
+    ]
     return lines
 
 
@@ -146,9 +213,15 @@ def commits(results: dict[str, Any]) -> list[str]:
     if len(by) < 2:
         return []
     rows = [[c, str(v["runs"]), ", ".join(sorted(v["methods"])), str(len(v["workloads"]))] for c, v in by.items()]
-    return ["## Runs by commit", "", "The stored runs were made at different commits (each run records its own; "
-            "`+dirty`: uncommitted source changes).", "",
-            *_table(["commit", "runs", "methods", "workloads"], rows), ""]
+    return [
+        "## Runs by commit",
+        "",
+        "The stored runs were made at different commits (each run records its own; "
+        "`+dirty`: uncommitted source changes).",
+        "",
+        *_table(["commit", "runs", "methods", "workloads"], rows),
+        "",
+    ]
 
 
 def overhead(results: dict[str, Any]) -> list[str]:
@@ -156,10 +229,14 @@ def overhead(results: dict[str, Any]) -> list[str]:
     names = sorted({m for w in summ.values() for m in (w["overhead_vs_default"] or {})})
     if not names:
         return []
-    lines = ["## Time per training step against the base optimizer at its default", "",
-             "Median over seeds of (method's mean step time) / (base optimizer's mean step time), each "
-             "pair from the same seed, measured in this run (probe forward passes included, validation "
-             "excluded).", ""]
+    lines = [
+        "## Time per training step against the base optimizer at its default",
+        "",
+        "Median over seeds of (method's mean step time) / (base optimizer's mean step time), each "
+        "pair from the same seed, measured in this run (probe forward passes included, validation "
+        "excluded).",
+        "",
+    ]
     rows = [[wl] + [_num((w["overhead_vs_default"] or {}).get(m), 3) for m in names] for wl, w in summ.items()]
     return lines + _table(["workload"] + names, rows) + [""]
 
@@ -173,45 +250,85 @@ def ablations(results: dict[str, Any]) -> list[str]:
     if not names or not seeds:
         return []
     cols = ["hidlr-diag"] + names
-    lines = ["## Ablations of Hi-DLR diag", "",
-             f"Seeds {seeds} only (the ablations ran on these; hidlr-diag restricted to the same seeds). "
-             "Median final validation loss; in brackets the time per step relative to the base optimizer "
-             "at its default (paired by seed). Options: " + "; ".join(
-                 f"{m}: {results['methods'][m]['description']}" for m in names) + ".", ""]
+    lines = [
+        "## Ablations of Hi-DLR diag",
+        "",
+        f"Seeds {seeds} only (the ablations ran on these; hidlr-diag restricted to the same seeds). "
+        "Median final validation loss; in brackets the time per step relative to the base optimizer "
+        "at its default (paired by seed). Options: "
+        + "; ".join(f"{m}: {results['methods'][m]['description']}" for m in names)
+        + ".",
+        "",
+    ]
     rows = []
     for wl in results["summary"]["workloads"]:
         cell = []
-        base = {r["seed"]: r["step_time"] for r in recs
-                if r["workload"] == wl and r["method"] == "default" and r["seed"] in seeds}
+        base = {
+            r["seed"]: r["step_time"]
+            for r in recs
+            if r["workload"] == wl and r["method"] == "default" and r["seed"] in seeds
+        }
         for m in cols:
             runs = [r for r in recs if r["workload"] == wl and r["method"] == m and r["seed"] in seeds]
             if not runs:
                 cell.append("n/a")
                 continue
             loss = median(finite_or_inf(r["final_loss"]) for r in runs)
-            ratios = [r["step_time"] / base[r["seed"]] for r in runs
-                      if r["seed"] in base and r["step_time"] and base[r["seed"]]]
+            ratios = [
+                r["step_time"] / base[r["seed"]]
+                for r in runs
+                if r["seed"] in base and r["step_time"] and base[r["seed"]]
+            ]
             cell.append(f"{_num(loss)} ({_num(median(ratios), 2) if ratios else '—'}x)")
         rows.append([wl] + cell)
     return lines + _table(["workload"] + cols, rows) + [""]
 
 
 def workload_tables(results: dict[str, Any]) -> list[str]:
-    lines = ["## Per workload", "", "Loss and accuracy: median [min, max] over seeds. Steps/time to target: "
-             "median over seeds of the first evaluation at or below the target (— = not reached by the "
-             "median seed). Time is training time only, in seconds.", ""]
+    lines = [
+        "## Per workload",
+        "",
+        "Loss and accuracy: median [min, max] over seeds. Steps/time to target: "
+        "median over seeds of the first evaluation at or below the target (— = not reached by the "
+        "median seed). Time is training time only, in seconds.",
+        "",
+    ]
     for wl, w in results["summary"]["workloads"].items():
         spec = results["workloads"][wl]
-        lines += [f"### {wl}", "", f"{spec['description']}. Steps {spec['steps']}, batch {spec['batch_size']}, "
-                  f"target loss {spec['target']}, default lr {spec['default_lr']:g}.", ""]
-        header = ["method", "lr", "val loss", "val acc", "steps to target", "time to target (s)",
-                  "ms/step", "failed", "runs"]
+        lines += [
+            f"### {wl}",
+            "",
+            f"{spec['description']}. Steps {spec['steps']}, batch {spec['batch_size']}, "
+            f"target loss {spec['target']}, default lr {spec['default_lr']:g}.",
+            "",
+        ]
+        header = [
+            "method",
+            "lr",
+            "val loss",
+            "val acc",
+            "steps to target",
+            "time to target (s)",
+            "ms/step",
+            "failed",
+            "runs",
+        ]
         rows = []
         for m, row in sorted(w["table"].items(), key=lambda t: (t[1]["loss"]["median"], t[0])):
             name = m if m != "tuned" else f"tuned (= {row['tuned_from']})"
-            rows.append([name, _num(row["lr"], 3), _spread(row["loss"]), _spread(row["acc"], 3),
-                         _spread(row["steps_to_target"]), _spread(row["time_to_target"], 3),
-                         _num(row["step_time"]["median"] * 1e3, 3), str(row["failed"]), str(row["runs"])])
+            rows.append(
+                [
+                    name,
+                    _num(row["lr"], 3),
+                    _spread(row["loss"]),
+                    _spread(row["acc"], 3),
+                    _spread(row["steps_to_target"]),
+                    _spread(row["time_to_target"], 3),
+                    _num(row["step_time"]["median"] * 1e3, 3),
+                    str(row["failed"]),
+                    str(row["runs"]),
+                ]
+            )
         lines += _table(header, rows) + [""]
     return lines
 
@@ -233,28 +350,58 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     parts = results.get("parts", [])
     first = "; the first part's" if parts else ""
     lines = [
-        "# Learning-rate benchmark" + (" (quick mode)" if results["quick"] else ""), "",
+        "# Learning-rate benchmark" + (" (quick mode)" if results["quick"] else ""),
+        "",
         f"- Started {results['started']}; duration {results['duration_s']:.0f} s"
-        + (" (all parts)" if parts else "") + f"; seeds {results['seeds']}.",
+        + (" (all parts)" if parts else "")
+        + f"; seeds {results['seeds']}.",
         f"- Machine{first}: {env['cpu']} ({env['cpu_count']} logical CPUs, shared), {env['platform']}; "
         f"torch threads {env['torch_threads']}; load average at start {env['load_average_at_start']}.",
         f"- Python {env['python']}; hidlr {env['hidlr']}"
-        + ("" if parts else f" (commit {env['git_commit']})") + f"; {pk}"
-        + (" (versions of the first part; every part's commit below)" if parts else "") + ".",
+        + ("" if parts else f" (commit {env['git_commit']})")
+        + f"; {pk}"
+        + (" (versions of the first part; every part's commit below)" if parts else "")
+        + ".",
         f"- Methods: {', '.join(results['methods'])}.",
-        *[f"- Part {i + 1}: methods {', '.join(p['methods'])}; seeds {p['seeds']}; started {p['started']}; "
-          f"{p['duration_s']:.0f} s; {p.get('runs', '?')} runs"
-          + (f" ({p['runs_kept']} not replaced by a later part)" if p.get("runs_kept", p.get("runs")) != p.get("runs")
-             else "") + f"; commit {p.get('commit')}"
-          + (" (interrupted: the runs it completed)" if p.get("interrupted") else "") + "."
-          for i, p in enumerate(parts)], "",
-        "Raw per-run records (curves, per-group learning rates) are in `results.json`.", "",
+        *[
+            f"- Part {i + 1}: methods {', '.join(p['methods'])}; seeds {p['seeds']}; started {p['started']}; "
+            f"{p['duration_s']:.0f} s; {p.get('runs', '?')} runs"
+            + (
+                f" ({p['runs_kept']} not replaced by a later part)"
+                if p.get("runs_kept", p.get("runs")) != p.get("runs")
+                else ""
+            )
+            + f"; commit {p.get('commit')}"
+            + (" (interrupted: the runs it completed)" if p.get("interrupted") else "")
+            + "."
+            for i, p in enumerate(parts)
+        ],
+        "",
+        "Raw per-run records (curves, per-group learning rates) are in `results.json`.",
+        "",
     ]
-    lines += ["## Workloads", "", *_table(
-        ["workload", "description", "base", "steps", "batch", "target", "fixed ratio"],
-        [[n, w["description"], w["base"], str(w["steps"]), str(w["batch_size"]), _num(w["target"]),
-          ", ".join(f"{k}×{v:g}" for k, v in list(w["ratios"].items())[:3])
-          + (" …" if len(w["ratios"]) > 3 else "") or "—"] for n, w in results["workloads"].items()]), ""]
+    lines += [
+        "## Workloads",
+        "",
+        *_table(
+            ["workload", "description", "base", "steps", "batch", "target", "fixed ratio"],
+            [
+                [
+                    n,
+                    w["description"],
+                    w["base"],
+                    str(w["steps"]),
+                    str(w["batch_size"]),
+                    _num(w["target"]),
+                    ", ".join(f"{k}×{v:g}" for k, v in list(w["ratios"].items())[:3])
+                    + (" …" if len(w["ratios"]) > 3 else "")
+                    or "—",
+                ]
+                for n, w in results["workloads"].items()
+            ],
+        ),
+        "",
+    ]
     lines += headline(results)
     lines += goal_lines(results)
     lines += start_rate_section(results)

@@ -16,8 +16,9 @@ from hidlr.bench.lr.workloads import Task, Workload
 from hidlr.probes import frozen_norm_stats, probe_context  # noqa: F401  (frozen_norm_stats: re-exported)
 
 
-def make_probe(task: Task, batch: Any, mode: str, probe_gen: torch.Generator,
-               crn_seed: int) -> Callable[[], torch.Tensor]:
+def make_probe(
+    task: Task, batch: Any, mode: str, probe_gen: torch.Generator, crn_seed: int
+) -> Callable[[], torch.Tensor]:
     """The probe closure handed to ``HiDLR.step``.
 
     ``mode="same"`` probes on the training batch; ``"separate"`` on one extra batch drawn (once,
@@ -68,7 +69,7 @@ def _history_summary(opt: torch.optim.Optimizer) -> dict[str, Any] | None:
         reasons: dict[str, int] = {}
         for g in groups:
             if not g.get("accepted", True):
-                key = str(g.get("reason")).split(" (")[0]   # drop the figures, keep the rule
+                key = str(g.get("reason")).split(" (")[0]  # drop the figures, keep the rule
                 reasons[key] = reasons.get(key, 0) + 1
         out["accepted_fraction"] = sum(bool(g.get("accepted")) for g in groups) / len(groups)
         out["rejections"] = reasons
@@ -89,11 +90,23 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     and training time to the workload's target, the mean time per training step, per-group rates.
     Training time excludes validation.
     """
-    rec: dict[str, Any] = {"workload": wl.name, "method": method.name, "family": method.family,
-                           "varies": method.varies, "lr0": method.lr0, "seed": seed, "steps": steps,
-                           "status": "ok", "reason": None,
-                           "final_loss": None, "final_acc": None, "steps_to_target": None,
-                           "time_to_target": None, "step_time": None, "lr": None}
+    rec: dict[str, Any] = {
+        "workload": wl.name,
+        "method": method.name,
+        "family": method.family,
+        "varies": method.varies,
+        "lr0": method.lr0,
+        "seed": seed,
+        "steps": steps,
+        "status": "ok",
+        "reason": None,
+        "final_loss": None,
+        "final_acc": None,
+        "steps_to_target": None,
+        "time_to_target": None,
+        "step_time": None,
+        "lr": None,
+    }
     torch.manual_seed(seed)
     task = wl.build(seed)
     try:
@@ -103,7 +116,7 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     opt = setup.optimizer
     rec["lr"] = setup.lr
     rec["groups"] = [g.get("name", str(i)) for i, g in enumerate(opt.param_groups)]
-    gen = torch.Generator().manual_seed(seed * 7919 + 1)     # training stream: same for every method
+    gen = torch.Generator().manual_seed(seed * 7919 + 1)  # training stream: same for every method
     probe_gen = torch.Generator().manual_seed(seed * 7919 + 2)
     eval_every = max(1, steps // n_evals)
     curve: dict[str, list] = {"step": [], "time": [], "loss": [], "acc": [], "train_loss": []}
@@ -154,8 +167,7 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     except FloatingPointError as exc:  # non-finite gradients refused by the optimizer: diverged
         rec.update(status="diverged", reason=f"{exc.__class__.__name__}: {exc}")
     except Exception as exc:  # a failing method must not stop the benchmark
-        rec.update(status="error", reason=f"{exc.__class__.__name__}: {exc}",
-                   traceback=traceback.format_exc(limit=4))
+        rec.update(status="error", reason=f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc(limit=4))
     rec["step_time"] = t_train / done if done else None
     rec["curve"], rec["lr_trace"] = curve, lr_trace
     rec["hidlr"] = _history_summary(opt)
@@ -164,5 +176,6 @@ def run_one(wl: Workload, method: Method, seed: int, steps: int, n_evals: int = 
     if rec["status"] == "ok":
         rec["final_loss"], rec["final_acc"] = curve["loss"][-1], curve["acc"][-1]
     rec["steps_to_target"], rec["time_to_target"] = time_to_target(
-        curve["step"], curve["time"], curve["loss"], wl.target)
+        curve["step"], curve["time"], curve["loss"], wl.target
+    )
     return rec

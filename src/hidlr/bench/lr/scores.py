@@ -12,8 +12,9 @@ from typing import Any
 INF = math.inf
 
 
-def time_to_target(steps: Sequence[int], times: Sequence[float], losses: Sequence[float],
-                   target: float) -> tuple[int | None, float | None]:
+def time_to_target(
+    steps: Sequence[int], times: Sequence[float], losses: Sequence[float], target: float
+) -> tuple[int | None, float | None]:
     """First evaluation at which the loss is at or below ``target``: (step, time), or (None, None)."""
     if not len(steps) == len(times) == len(losses):
         raise ValueError(f"length mismatch: {len(steps)} steps, {len(times)} times, {len(losses)} losses")
@@ -45,14 +46,15 @@ def rank(values: Mapping[str, float | None]) -> dict[str, float]:
         j = i
         while j + 1 < len(items) and items[j + 1][0] == items[i][0]:
             j += 1
-        for _, k in items[i:j + 1]:
+        for _, k in items[i : j + 1]:
             out[k] = (i + j) / 2 + 1
         i = j + 1
     return out
 
 
-def performance_profile(costs: Mapping[str, Mapping[str, float | None]],
-                        taus: Sequence[float]) -> dict[str, list[float]]:
+def performance_profile(
+    costs: Mapping[str, Mapping[str, float | None]], taus: Sequence[float]
+) -> dict[str, list[float]]:
     """Dolan-More performance profile.
 
     ``costs[problem][method]`` is a positive cost (None/inf = failed). For each method, the fraction
@@ -103,13 +105,15 @@ def summarize(records: list[dict[str, Any]], grid_runs: int = 7) -> dict[str, An
         table: dict[str, dict[str, Any]] = {}
         for m, runs in methods.items():
             table[m] = {
-                "family": runs[0]["family"], "lr": runs[0].get("lr"),
+                "family": runs[0]["family"],
+                "lr": runs[0].get("lr"),
                 "loss": spread(r["final_loss"] for r in runs),
                 "acc": _acc_spread(runs),
                 "steps_to_target": spread(r["steps_to_target"] for r in runs),
                 "time_to_target": spread(r["time_to_target"] for r in runs),
                 "step_time": spread(r["step_time"] for r in runs),
-                "failed": sum(r["status"] != "ok" for r in runs), "runs": 1,
+                "failed": sum(r["status"] != "ok" for r in runs),
+                "runs": 1,
             }
         grid = {m: row for m, row in table.items() if row["family"] == "grid"}
         if grid:
@@ -117,23 +121,36 @@ def summarize(records: list[dict[str, Any]], grid_runs: int = 7) -> dict[str, An
             table["tuned"] = dict(table[best], family="tuned", runs=len(grid), tuned_from=best)
         singles = {m: row["loss"]["median"] for m, row in table.items() if row["family"] == "single"}
         ranked = {m: row["loss"]["median"] for m, row in table.items() if row["family"] in ("single", "tuned")}
-        overhead = {m: paired_ratio(methods[m], methods["default"]) for m in methods
-                    if (m == "gen" or m.startswith("hidlr")) and "default" in methods}
+        overhead = {
+            m: paired_ratio(methods[m], methods["default"])
+            for m in methods
+            if (m == "gen" or m.startswith("hidlr")) and "default" in methods
+        }
         out["workloads"][wl] = {
-            "table": table, "rank_single": rank(singles), "rank_with_tuned": rank(ranked),
-            "hidlr_within_1pct_of_tuned": (within(table["hidlr-diag"]["loss"]["median"],
-                                                  table["tuned"]["loss"]["median"])
-                                           if "hidlr-diag" in table and "tuned" in table else None),
+            "table": table,
+            "rank_single": rank(singles),
+            "rank_with_tuned": rank(ranked),
+            "hidlr_within_1pct_of_tuned": (
+                within(table["hidlr-diag"]["loss"]["median"], table["tuned"]["loss"]["median"])
+                if "hidlr-diag" in table and "tuned" in table
+                else None
+            ),
             "overhead_vs_default": overhead,
         }
     out["median_rank_single"] = _median_ranks(out["workloads"], "rank_single")
     out["median_rank_with_tuned"] = _median_ranks(out["workloads"], "rank_with_tuned")
-    out["profile_costs_steps"] = {wl: {m: row["steps_to_target"]["median"] for m, row in w["table"].items()
-                                       if row["family"] in ("single", "tuned")}
-                                  for wl, w in out["workloads"].items()}
-    out["profile_costs_time"] = {wl: {m: row["time_to_target"]["median"] for m, row in w["table"].items()
-                                      if row["family"] in ("single", "tuned")}
-                                 for wl, w in out["workloads"].items()}
+    out["profile_costs_steps"] = {
+        wl: {
+            m: row["steps_to_target"]["median"] for m, row in w["table"].items() if row["family"] in ("single", "tuned")
+        }
+        for wl, w in out["workloads"].items()
+    }
+    out["profile_costs_time"] = {
+        wl: {
+            m: row["time_to_target"]["median"] for m, row in w["table"].items() if row["family"] in ("single", "tuned")
+        }
+        for wl, w in out["workloads"].items()
+    }
     return out
 
 
@@ -145,12 +162,14 @@ def _acc_spread(runs: list[dict[str, Any]]) -> dict[str, float] | None:
     return {"median": median(accs), "min": accs[0], "max": accs[-1], "n": len(accs)}
 
 
-def paired_ratio(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]],
-                 key: str = "step_time") -> float | None:
+def paired_ratio(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], key: str = "step_time") -> float | None:
     """Median over seeds of ``a[key] / b[key]``, pairing runs by seed (None when no pair)."""
     b_by_seed = {r["seed"]: r[key] for r in runs_b}
-    ratios = [r[key] / b_by_seed[r["seed"]] for r in runs_a
-              if r["seed"] in b_by_seed and r[key] is not None and b_by_seed[r["seed"]]]
+    ratios = [
+        r[key] / b_by_seed[r["seed"]]
+        for r in runs_a
+        if r["seed"] in b_by_seed and r[key] is not None and b_by_seed[r["seed"]]
+    ]
     return median(ratios) if ratios else None
 
 

@@ -73,9 +73,15 @@ class _ConvNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            nn.Conv2d(1, 16, 3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(32, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,23 +158,78 @@ def _build_lora(seed: int) -> Task:
     base = _mlp([64, 128, 128, 10])
     base.load_state_dict(_pretrained(seed))
     torch.manual_seed(seed)
-    model = nn.Sequential(LoRALinear(base[0]), nn.ReLU(), LoRALinear(base[2]), nn.ReLU(),
-                          nn.Linear(128, 10))  # a fresh head for the new label set
-    groups = by_predicate(model, [("lora_A", lambda n, p: n.endswith("lora_A")),
-                                  ("lora_B", lambda n, p: n.endswith("lora_B"))], rest="head")
+    model = nn.Sequential(
+        LoRALinear(base[0]), nn.ReLU(), LoRALinear(base[2]), nn.ReLU(), nn.Linear(128, 10)
+    )  # a fresh head for the new label set
+    groups = by_predicate(
+        model,
+        [("lora_A", lambda n, p: n.endswith("lora_A")), ("lora_B", lambda n, p: n.endswith("lora_B"))],
+        rest="head",
+    )
     return Task(model, groups, sampler(xtr, ytr, batch_size=32), ce_loss, classification_eval(xva, yva))
 
 
-register(Workload("digits-mlp-bias", "MLP 64-128-128-10 on digits; bias vs weights (K=2); Adam",
-                  _build_mlp_bias, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=100, batch_size=64,
-                  target=0.08, ratios={"bias": 10.0}, has_acc=True))
-register(Workload("digits-cnn-bn", "BatchNorm CNN on 8x8 digits; BN params vs rest (K=2); Adam",
-                  _build_cnn_bn, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=60, batch_size=64,
-                  target=0.1, ratios={"norm": 10.0}, has_acc=True))
-register(Workload("digits-mlp-head-sgd", "LayerNorm MLP on digits; head vs body (K=2); SGD momentum 0.9",
-                  _build_mlp_head_sgd, "sgd", 1e-2, SGD_GRID, steps=400, quick_steps=100, batch_size=64,
-                  target=0.09, ratios={"head": 10.0}, has_acc=True))
-register(Workload("digits-lora", "pretrained MLP, LoRA r=4 to mirrored digits with permuted labels; "
-                  "LoRA A / LoRA B / head (K=3); Adam",
-                  _build_lora, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=100, batch_size=32,
-                  target=0.2, ratios={"lora_B": 16.0}, has_acc=True))
+register(
+    Workload(
+        "digits-mlp-bias",
+        "MLP 64-128-128-10 on digits; bias vs weights (K=2); Adam",
+        _build_mlp_bias,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=400,
+        quick_steps=100,
+        batch_size=64,
+        target=0.08,
+        ratios={"bias": 10.0},
+        has_acc=True,
+    )
+)
+register(
+    Workload(
+        "digits-cnn-bn",
+        "BatchNorm CNN on 8x8 digits; BN params vs rest (K=2); Adam",
+        _build_cnn_bn,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=400,
+        quick_steps=60,
+        batch_size=64,
+        target=0.1,
+        ratios={"norm": 10.0},
+        has_acc=True,
+    )
+)
+register(
+    Workload(
+        "digits-mlp-head-sgd",
+        "LayerNorm MLP on digits; head vs body (K=2); SGD momentum 0.9",
+        _build_mlp_head_sgd,
+        "sgd",
+        1e-2,
+        SGD_GRID,
+        steps=400,
+        quick_steps=100,
+        batch_size=64,
+        target=0.09,
+        ratios={"head": 10.0},
+        has_acc=True,
+    )
+)
+register(
+    Workload(
+        "digits-lora",
+        "pretrained MLP, LoRA r=4 to mirrored digits with permuted labels; LoRA A / LoRA B / head (K=3); Adam",
+        _build_lora,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=400,
+        quick_steps=100,
+        batch_size=32,
+        target=0.2,
+        ratios={"lora_B": 16.0},
+        has_acc=True,
+    )
+)

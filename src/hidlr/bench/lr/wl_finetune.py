@@ -71,14 +71,27 @@ def _build_finetune(seed: int) -> Task:
     model = Backbone()
     model.load_state_dict(pretrained(seed))
     torch.manual_seed(seed)
-    model.head = nn.Linear(model.head.in_features, 5)        # a fresh head for the new classes
-    groups = [{"name": name, "params": list(getattr(model, name).parameters())}
-              for name in ("lower", "upper", "head")]
-    return Task(model, groups, sampler(xt[:N_FINETUNE], yt[:N_FINETUNE], batch_size=32), ce_loss,
-                classification_eval(xv, yv))
+    model.head = nn.Linear(model.head.in_features, 5)  # a fresh head for the new classes
+    groups = [{"name": name, "params": list(getattr(model, name).parameters())} for name in ("lower", "upper", "head")]
+    return Task(
+        model, groups, sampler(xt[:N_FINETUNE], yt[:N_FINETUNE], batch_size=32), ce_loss, classification_eval(xv, yv)
+    )
 
 
-register(Workload("digits-finetune", f"LayerNorm MLP pretrained on digits 0-4, fully fine-tuned on "
-                  f"{N_FINETUNE} images of 5-9 with a fresh head; lower / upper / head (K=3); Adam",
-                  _build_finetune, "adam", 1e-3, ADAM_GRID, steps=300, quick_steps=60, batch_size=32,
-                  target=0.2, ratios={"head": 10.0}, has_acc=True))
+register(
+    Workload(
+        "digits-finetune",
+        f"LayerNorm MLP pretrained on digits 0-4, fully fine-tuned on "
+        f"{N_FINETUNE} images of 5-9 with a fresh head; lower / upper / head (K=3); Adam",
+        _build_finetune,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=300,
+        quick_steps=60,
+        batch_size=32,
+        target=0.2,
+        ratios={"head": 10.0},
+        has_acc=True,
+    )
+)

@@ -73,7 +73,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)   # (B, H, T, d/H)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, d/H)
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
 
 
@@ -131,17 +131,34 @@ def _build_char_gpt(seed: int) -> Task:
         logits = m(xva)
         return {"loss": float(lm_loss(m, (xva, yva))), "acc": float((logits.argmax(-1) == yva).float().mean())}
 
-    groups = by_predicate(model, [
-        ("embed", lambda n, p: n.startswith(("tok", "pos"))),
-        ("attn", lambda n, p: ".attn." in n),
-        ("mlp", lambda n, p: ".mlp." in n),
-        ("norm", lambda n, p: ".ln" in n or n.startswith("ln_f")),
-    ], rest="head")
+    groups = by_predicate(
+        model,
+        [
+            ("embed", lambda n, p: n.startswith(("tok", "pos"))),
+            ("attn", lambda n, p: ".attn." in n),
+            ("mlp", lambda n, p: ".mlp." in n),
+            ("norm", lambda n, p: ".ln" in n or n.startswith("ln_f")),
+        ],
+        rest="head",
+    )
     return Task(model, groups, draw, lm_loss, evaluate)
 
 
-register(Workload("char-gpt", f"2-layer GPT (d=64, 4 heads, context {CONTEXT}) on the source of Python's "
-                  f"{' + '.join(CORPUS_MODULES)} (sha256 {corpus_digest()}); embed / attn / mlp / norm / head "
-                  "(K=5); Adam; val = nats per char",
-                  _build_char_gpt, "adam", 1e-3, ADAM_GRID, steps=600, quick_steps=100, batch_size=32,
-                  target=2.0, ratios={"embed": 10.0}, has_acc=True))
+register(
+    Workload(
+        "char-gpt",
+        f"2-layer GPT (d=64, 4 heads, context {CONTEXT}) on the source of Python's "
+        f"{' + '.join(CORPUS_MODULES)} (sha256 {corpus_digest()}); embed / attn / mlp / norm / head "
+        "(K=5); Adam; val = nats per char",
+        _build_char_gpt,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=600,
+        quick_steps=100,
+        batch_size=32,
+        target=2.0,
+        ratios={"embed": 10.0},
+        has_acc=True,
+    )
+)

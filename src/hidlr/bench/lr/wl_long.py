@@ -18,9 +18,16 @@ LONG_STEPS = 3000
 def long_version(name: str, steps: int = LONG_STEPS, target: float | None = None) -> None:
     """Register ``<name>-long``: workload ``name`` with ``steps`` steps (and optionally another target)."""
     short = registered(name)
-    register(replace(short, name=f"{name}-long", steps=steps, quick_steps=4 * short.quick_steps,
-                     description=f"{short.description}; {steps} steps",
-                     target=short.target if target is None else target))
+    register(
+        replace(
+            short,
+            name=f"{name}-long",
+            steps=steps,
+            quick_steps=4 * short.quick_steps,
+            description=f"{short.description}; {steps} steps",
+            target=short.target if target is None else target,
+        )
+    )
 
 
 long_version("digits-mlp-bias")

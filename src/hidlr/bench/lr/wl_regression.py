@@ -44,17 +44,18 @@ def _build_mdn(seed: int) -> Task:
     xv, yv = x[va, None], y[va]
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        return {"loss": _nll(m(xv), yv)}   # plain NLL (training adds the small collapse penalty)
+        return {"loss": _nll(m(xv), yv)}  # plain NLL (training adds the small collapse penalty)
 
-    return Task(model, est.param_groups(model), sampler(x[tr, None], y[tr], batch_size=128),
-                lambda m, b: m.loss(*b), evaluate)
+    return Task(
+        model, est.param_groups(model), sampler(x[tr, None], y[tr], batch_size=128), lambda m, b: m.loss(*b), evaluate
+    )
 
 
 def _build_bnn(seed: int) -> Task:
     g = torch.Generator().manual_seed(seed)
     n = 1000
     x = torch.rand(n, generator=g) * 4 - 2
-    y = torch.sin(2 * x) + 0.3 * x ** 2 + 0.2 * torch.randn(n, generator=g)
+    y = torch.sin(2 * x) + 0.3 * x**2 + 0.2 * torch.randn(n, generator=g)
     y = (y - y.mean()) / y.std()
     tr, va = split_data(n, 300, seed)
     torch.manual_seed(seed)
@@ -68,14 +69,44 @@ def _build_bnn(seed: int) -> Task:
             torch.manual_seed(12345)
             return {"loss": _nll(m.predictive(xv, samples=32), yv)}
 
-    return Task(model, est.param_groups(model), sampler(x[tr, None], y[tr], batch_size=64),
-                lambda m, b: m.loss(*b), evaluate, stochastic=True)
+    return Task(
+        model,
+        est.param_groups(model),
+        sampler(x[tr, None], y[tr], batch_size=64),
+        lambda m, b: m.loss(*b),
+        evaluate,
+        stochastic=True,
+    )
 
 
-register(Workload("mdn", "hidlr.uq MDN (5 components) on the inverse-sine problem; trunk / logits / "
-                  "loc / scale (K=4); Adam; val = NLL", _build_mdn, "adam", 1e-3, ADAM_GRID, steps=600,
-                  quick_steps=100, batch_size=128, target=0.1, ratios={"logits": 10.0, "loc": 10.0, "scale": 10.0}))
-register(Workload("bnn", "hidlr.uq BNN (50 hidden, local reparam., learned noise) on 1-D regression; "
-                  "means / scales / noise (K=3); Adam; val = predictive NLL", _build_bnn, "adam", 1e-3,
-                  ADAM_GRID, steps=600, quick_steps=80, batch_size=64, target=0.15,
-                  ratios={"scales": 10.0, "noise": 10.0}))
+register(
+    Workload(
+        "mdn",
+        "hidlr.uq MDN (5 components) on the inverse-sine problem; trunk / logits / loc / scale (K=4); Adam; val = NLL",
+        _build_mdn,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=600,
+        quick_steps=100,
+        batch_size=128,
+        target=0.1,
+        ratios={"logits": 10.0, "loc": 10.0, "scale": 10.0},
+    )
+)
+register(
+    Workload(
+        "bnn",
+        "hidlr.uq BNN (50 hidden, local reparam., learned noise) on 1-D regression; "
+        "means / scales / noise (K=3); Adam; val = predictive NLL",
+        _build_bnn,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=600,
+        quick_steps=80,
+        batch_size=64,
+        target=0.15,
+        ratios={"scales": 10.0, "noise": 10.0},
+    )
+)

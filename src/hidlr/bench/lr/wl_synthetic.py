@@ -72,17 +72,25 @@ def _build_multitask(seed: int) -> Task:
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         out = m(x[va])
-        return {"loss": float(nn.functional.binary_cross_entropy_with_logits(out, y[va])),
-                "acc": float(((out > 0).float() == y[va]).float().mean())}
+        return {
+            "loss": float(nn.functional.binary_cross_entropy_with_logits(out, y[va])),
+            "acc": float(((out > 0).float() == y[va]).float().mean()),
+        }
 
     return Task(model, groups, sampler(x[tr], y[tr], batch_size=128), _bce, evaluate)
 
 
 # --------------------------------------------------------------------------------------------- NAM
 _SHAPES: list[Callable[[torch.Tensor], torch.Tensor]] = [
-    lambda t: torch.sin(math.pi * t), lambda t: 2 * t ** 2 - 0.67, lambda t: 0.5 * t,
-    lambda t: torch.exp(1.5 * t) - 1.2, lambda t: (t > 0.2).float() - 0.4, lambda t: 3 * t.abs() - 1.5,
-    lambda t: 0.5 * torch.cos(2 * math.pi * t), lambda t: 2 * torch.tanh(4 * t)]
+    lambda t: torch.sin(math.pi * t),
+    lambda t: 2 * t**2 - 0.67,
+    lambda t: 0.5 * t,
+    lambda t: torch.exp(1.5 * t) - 1.2,
+    lambda t: (t > 0.2).float() - 0.4,
+    lambda t: 3 * t.abs() - 1.5,
+    lambda t: 0.5 * torch.cos(2 * math.pi * t),
+    lambda t: 2 * torch.tanh(4 * t),
+]
 
 
 class NAM(nn.Module):
@@ -92,11 +100,12 @@ class NAM(nn.Module):
         super().__init__()
         self.nets = nn.ModuleList(
             nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, 16), nn.ReLU(), nn.Linear(16, 1))
-            for _ in range(features))
+            for _ in range(features)
+        )
         self.bias = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bias + sum(net(x[:, j:j + 1]) for j, net in enumerate(self.nets)).squeeze(-1)
+        return self.bias + sum(net(x[:, j : j + 1]) for j, net in enumerate(self.nets)).squeeze(-1)
 
 
 def _mse(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -132,8 +141,9 @@ class TinyTransformer(nn.Module):
         super().__init__()
         self.tok = nn.Embedding(VOCAB, d)
         self.pos = nn.Parameter(torch.randn(SEQ, d) * 0.5)
-        self.layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=64, dropout=0.0,
-                                                batch_first=True, norm_first=True)
+        self.layer = nn.TransformerEncoderLayer(
+            d, nhead=2, dim_feedforward=64, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, VOCAB)
 
@@ -167,12 +177,16 @@ def _build_transformer(seed: int) -> Task:
         logits = m(xva)
         return {"loss": float(_seq_loss(m, (xva, yva))), "acc": float((logits.argmax(-1) == yva).float().mean())}
 
-    groups = by_predicate(model, [
-        ("embed", lambda n, p: n.startswith(("tok", "pos"))),
-        ("attn", lambda n, p: "self_attn" in n),
-        ("mlp", lambda n, p: "linear" in n),
-        ("norm", lambda n, p: "norm" in n),
-    ], rest="head")
+    groups = by_predicate(
+        model,
+        [
+            ("embed", lambda n, p: n.startswith(("tok", "pos"))),
+            ("attn", lambda n, p: "self_attn" in n),
+            ("mlp", lambda n, p: "linear" in n),
+            ("norm", lambda n, p: "norm" in n),
+        ],
+        rest="head",
+    )
     return Task(model, groups, draw, _seq_loss, evaluate)
 
 
@@ -215,19 +229,66 @@ def _build_quadratic(seed: int) -> Task:
     return Task(model, groups, draw, loss, evaluate)
 
 
-register(Workload("multitask-heads", f"trunk + {N_TASKS} binary heads on generated data; "
-                  f"trunk + one group per head (K={N_TASKS + 1}); Adam",
-                  _build_multitask, "adam", 1e-3, ADAM_GRID, steps=400, quick_steps=50, batch_size=128,
-                  target=0.52, ratios={f"head{t:02d}": 10.0 for t in range(N_TASKS)}, has_acc=True))
-register(Workload("nam", f"neural additive model, {len(_SHAPES)} feature subnetworks + bias "
-                  f"(K={len(_SHAPES) + 1}); Adam",
-                  _build_nam, "adam", 1e-3, ADAM_GRID, steps=500, quick_steps=60, batch_size=128,
-                  target=0.15, ratios={"bias": 10.0}))
-register(Workload("seq-transformer", "1-layer transformer reversing length-12 sequences, 10% label noise; "
-                  "embed / attn / mlp / norm / head (K=5); Adam",
-                  _build_transformer, "adam", 1e-3, ADAM_GRID, steps=500, quick_steps=60, batch_size=64,
-                  target=0.55, ratios={"head": 10.0}, has_acc=True))
-register(Workload("noisy-quadratic", "100-D noisy quadratic, spectrum 90% in (0,1), 10% in (30,60), "
-                  "rotated; 4 coordinate blocks (K=4); SGD momentum 0.9",
-                  _build_quadratic, "sgd", 1e-2, QUAD_GRID, steps=500, quick_steps=120, batch_size=32,
-                  target=255.0))
+register(
+    Workload(
+        "multitask-heads",
+        f"trunk + {N_TASKS} binary heads on generated data; trunk + one group per head (K={N_TASKS + 1}); Adam",
+        _build_multitask,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=400,
+        quick_steps=50,
+        batch_size=128,
+        target=0.52,
+        ratios={f"head{t:02d}": 10.0 for t in range(N_TASKS)},
+        has_acc=True,
+    )
+)
+register(
+    Workload(
+        "nam",
+        f"neural additive model, {len(_SHAPES)} feature subnetworks + bias (K={len(_SHAPES) + 1}); Adam",
+        _build_nam,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=500,
+        quick_steps=60,
+        batch_size=128,
+        target=0.15,
+        ratios={"bias": 10.0},
+    )
+)
+register(
+    Workload(
+        "seq-transformer",
+        "1-layer transformer reversing length-12 sequences, 10% label noise; "
+        "embed / attn / mlp / norm / head (K=5); Adam",
+        _build_transformer,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=500,
+        quick_steps=60,
+        batch_size=64,
+        target=0.55,
+        ratios={"head": 10.0},
+        has_acc=True,
+    )
+)
+register(
+    Workload(
+        "noisy-quadratic",
+        "100-D noisy quadratic, spectrum 90% in (0,1), 10% in (30,60), "
+        "rotated; 4 coordinate blocks (K=4); SGD momentum 0.9",
+        _build_quadratic,
+        "sgd",
+        1e-2,
+        QUAD_GRID,
+        steps=500,
+        quick_steps=120,
+        batch_size=32,
+        target=255.0,
+    )
+)

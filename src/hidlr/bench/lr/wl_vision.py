@@ -36,8 +36,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -63,13 +62,13 @@ def shifted_sampler(x: torch.Tensor, y: torch.Tensor, batch_size: int, max_shift
     random (dy, dx) in [-max_shift, max_shift]^2 with zero fill; labels (B,)."""
     n = x.shape[0]
     side = 8 + 2 * max_shift
-    padded = nn.functional.pad(x.view(-1, 8, 8), (max_shift,) * 4)          # (n, side, side)
+    padded = nn.functional.pad(x.view(-1, 8, 8), (max_shift,) * 4)  # (n, side, side)
     rows = torch.arange(8)
 
     def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, n, (batch_size,), generator=gen)
         off = torch.randint(0, 2 * max_shift + 1, (batch_size, 2), generator=gen)
-        r = (off[:, :1] + rows)[:, :, None] * side + (off[:, 1:] + rows)[:, None, :]   # (B, 8, 8)
+        r = (off[:, :1] + rows)[:, :, None] * side + (off[:, 1:] + rows)[:, None, :]  # (B, 8, 8)
         img = padded[idx].reshape(batch_size, -1).gather(1, r.reshape(batch_size, -1))
         return img, y[idx]
 
@@ -82,12 +81,25 @@ def _build_resnet(seed: int) -> Task:
     model = ResNetDigits()
     norm_ids = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
     head_ids = {id(p) for p in model.head.parameters()}
-    groups = by_predicate(model, [("norm", lambda n, p: id(p) in norm_ids),
-                                  ("head", lambda n, p: id(p) in head_ids)], rest="conv")
+    groups = by_predicate(
+        model, [("norm", lambda n, p: id(p) in norm_ids), ("head", lambda n, p: id(p) in head_ids)], rest="conv"
+    )
     return Task(model, groups, shifted_sampler(xtr, ytr, batch_size=64), ce_loss, classification_eval(xva, yva))
 
 
-register(Workload("digits-resnet-bn", "ResNet (stem + 2 residual stages, BatchNorm) on digits shifted by "
-                  "<= 1 px; conv / BN / head (K=3); Adam",
-                  _build_resnet, "adam", 1e-3, ADAM_GRID, steps=500, quick_steps=80, batch_size=64,
-                  target=0.1, ratios={"norm": 10.0, "head": 10.0}, has_acc=True))
+register(
+    Workload(
+        "digits-resnet-bn",
+        "ResNet (stem + 2 residual stages, BatchNorm) on digits shifted by <= 1 px; conv / BN / head (K=3); Adam",
+        _build_resnet,
+        "adam",
+        1e-3,
+        ADAM_GRID,
+        steps=500,
+        quick_steps=80,
+        batch_size=64,
+        target=0.1,
+        ratios={"norm": 10.0, "head": 10.0},
+        has_acc=True,
+    )
+)

@@ -81,8 +81,8 @@ def log_grid(lo_exp: float, hi_exp: float, n: int = 7) -> tuple[float, ...]:
     return tuple(float(f"{10 ** (lo_exp + (hi_exp - lo_exp) * i / (n - 1)):.3g}") for i in range(n))
 
 
-ADAM_GRID = log_grid(-4, -1)   # 1e-4 .. 1e-1; the default 1e-3 is point 2
-SGD_GRID = log_grid(-3, 0)     # 1e-3 .. 1; the default 1e-2 is point 2
+ADAM_GRID = log_grid(-4, -1)  # 1e-4 .. 1e-1; the default 1e-3 is point 2
+SGD_GRID = log_grid(-3, 0)  # 1e-3 .. 1; the default 1e-2 is point 2
 
 _REGISTRY: dict[str, Workload] = {}
 
@@ -122,8 +122,7 @@ def get(names: list[str] | None = None) -> list[Workload]:
 
 
 # Importing a module registers its workloads; this order is the order of the reports.
-WORKLOAD_MODULES = ("wl_digits", "wl_regression", "wl_synthetic", "wl_vision", "wl_language", "wl_finetune",
-                    "wl_long")
+WORKLOAD_MODULES = ("wl_digits", "wl_regression", "wl_synthetic", "wl_vision", "wl_language", "wl_finetune", "wl_long")
 
 
 def _load() -> None:
@@ -171,8 +170,10 @@ def classification_eval(x: torch.Tensor, y: torch.Tensor) -> Callable[[nn.Module
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         logits = model(x)
-        return {"loss": float(nn.functional.cross_entropy(logits, y)),
-                "acc": float((logits.argmax(-1) == y).float().mean())}
+        return {
+            "loss": float(nn.functional.cross_entropy(logits, y)),
+            "acc": float((logits.argmax(-1) == y).float().mean()),
+        }
 
     return evaluate
 
@@ -183,8 +184,9 @@ def ce_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch
     return nn.functional.cross_entropy(model(x), y)
 
 
-def by_predicate(model: nn.Module, rules: list[tuple[str, Callable[[str, nn.Parameter], bool]]],
-                 rest: str) -> list[dict[str, Any]]:
+def by_predicate(
+    model: nn.Module, rules: list[tuple[str, Callable[[str, nn.Parameter], bool]]], rest: str
+) -> list[dict[str, Any]]:
     """Group trainable parameters by the first matching ``(name, predicate(param_name, p))`` rule;
     unmatched parameters go to the group ``rest``. Empty groups are dropped."""
     buckets: dict[str, list[nn.Parameter]] = {name: [] for name, _ in rules}

@@ -26,15 +26,27 @@ from hidlr.bench.overhead.timing import DEPTH, WIDTH, deep_mlp, paired_run, rati
 
 GROUPS = (1, 4, 16, 64)
 MEMORY_CONFIGS: dict[str, dict[str, Any] | None] = {
-    "adam": None, "hidlr-default": {}, "hidlr-no-rollback": {"rollback": False},
+    "adam": None,
+    "hidlr-default": {},
+    "hidlr-no-rollback": {"rollback": False},
 }
 GOALS = {"all_steps": 1.10, "non_refresh_steps": 1.02, "extra_param_copies": 1.0}
 
 
-def run(out_dir: Path, repeats: int = 3, steps: int = 1000, groups: tuple[int, ...] = GROUPS,
-        batch: int = 128, device: str | None = None, threads: int | None = 1, progress: bool = True,
-        memory: bool = True, memory_width: int = 512, memory_steps: int = 12,
-        width: int = WIDTH) -> dict[str, Any]:
+def run(
+    out_dir: Path,
+    repeats: int = 3,
+    steps: int = 1000,
+    groups: tuple[int, ...] = GROUPS,
+    batch: int = 128,
+    device: str | None = None,
+    threads: int | None = 1,
+    progress: bool = True,
+    memory: bool = True,
+    memory_width: int = 512,
+    memory_steps: int = 12,
+    width: int = WIDTH,
+) -> dict[str, Any]:
     """Measure and write ``overhead.json`` and ``report.md`` into ``out_dir``; returns the results."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if threads:
@@ -49,24 +61,44 @@ def run(out_dir: Path, repeats: int = 3, steps: int = 1000, groups: tuple[int, .
             for k in groups:
                 hidlr_run, adam_run = paired_run(k, {}, steps, batch, device, width)
                 tick(f"K={k} (repeat {r + 1})", 2)
-                runs[k].append({"ratios": ratios(hidlr_run, adam_run),
-                                "adam_ms": 1e3 * statistics.mean(adam_run["seconds"]),
-                                "hidlr_ms": 1e3 * statistics.mean(hidlr_run["seconds"]),
-                                "refreshes": hidlr_run["refreshes"],
-                                "probe_forwards": hidlr_run["probe_forwards"]})
+                runs[k].append(
+                    {
+                        "ratios": ratios(hidlr_run, adam_run),
+                        "adam_ms": 1e3 * statistics.mean(adam_run["seconds"]),
+                        "hidlr_ms": 1e3 * statistics.mean(hidlr_run["seconds"]),
+                        "refreshes": hidlr_run["refreshes"],
+                        "probe_forwards": hidlr_run["probe_forwards"],
+                    }
+                )
         peaks: dict[str, dict[str, int]] = {}
         for k, name in mem_jobs:
             peaks[f"K={k} {name}"] = measure_memory(k, MEMORY_CONFIGS[name], memory_steps, memory_width, device)
             tick(f"memory K={k} {name}")
-    result = _summarise(runs, peaks, meta, dict(repeats=repeats, steps=steps, batch=batch, device=device,
-                                                width=width, memory_width=memory_width, memory_steps=memory_steps))
+    result = _summarise(
+        runs,
+        peaks,
+        meta,
+        dict(
+            repeats=repeats,
+            steps=steps,
+            batch=batch,
+            device=device,
+            width=width,
+            memory_width=memory_width,
+            memory_steps=memory_steps,
+        ),
+    )
     harness.write_json(out_dir / "overhead.json", result, indent=2)
     (out_dir / "report.md").write_text(report(result))
     return result
 
 
-def _summarise(runs: dict[int, list[dict[str, Any]]], peaks: dict[str, dict[str, int]], meta: dict[str, Any],
-               settings: dict[str, Any]) -> dict[str, Any]:
+def _summarise(
+    runs: dict[int, list[dict[str, Any]]],
+    peaks: dict[str, dict[str, int]],
+    meta: dict[str, Any],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
     per_k = {}
     for k, reps in runs.items():
         per_k[str(k)] = {
@@ -74,52 +106,77 @@ def _summarise(runs: dict[int, list[dict[str, Any]]], peaks: dict[str, dict[str,
             "ratio_non_refresh_steps": statistics.median(r["ratios"]["non_refresh_steps"] for r in reps),
             "adam_ms_per_step": statistics.median(r["adam_ms"] for r in reps),
             "hidlr_ms_per_step": statistics.median(r["hidlr_ms"] for r in reps),
-            "refreshes": reps[0]["refreshes"], "probe_forwards": reps[0]["probe_forwards"], "repeats": reps,
+            "refreshes": reps[0]["refreshes"],
+            "probe_forwards": reps[0]["probe_forwards"],
+            "repeats": reps,
         }
     memory = {}
     for key, val in peaks.items():
         k = key.split()[0]
         adam = peaks[f"{k} adam"]
-        memory[key] = {"peak_bytes": val["peak"],
-                       "extra_param_copies": (val["peak"] - adam["peak"]) / val["param_bytes"]}
+        memory[key] = {
+            "peak_bytes": val["peak"],
+            "extra_param_copies": (val["peak"] - adam["peak"]) / val["param_bytes"],
+        }
     n_params = sum(p.numel() for p in deep_mlp(width=settings["width"]).parameters())
-    command = " ".join(["hidlr", *(shlex.quote(a) for a in sys.argv[1:])]) \
-        if Path(sys.argv[0]).name == "hidlr" else None
-    return {"command": command, "metadata": meta, "load_average_at_end": harness.load_average(),
-            "workload": {"model": f"MLP {DEPTH} x Linear({settings['width']}, {settings['width']}), "
-                                  f"{2 * DEPTH} tensors", "params": n_params, **settings,
-                         "threads": torch.get_num_threads()},
-            "goals": GOALS, "per_groups": per_k, "memory": memory}
+    command = (
+        " ".join(["hidlr", *(shlex.quote(a) for a in sys.argv[1:])]) if Path(sys.argv[0]).name == "hidlr" else None
+    )
+    return {
+        "command": command,
+        "metadata": meta,
+        "load_average_at_end": harness.load_average(),
+        "workload": {
+            "model": f"MLP {DEPTH} x Linear({settings['width']}, {settings['width']}), {2 * DEPTH} tensors",
+            "params": n_params,
+            **settings,
+            "threads": torch.get_num_threads(),
+        },
+        "goals": GOALS,
+        "per_groups": per_k,
+        "memory": memory,
+    }
 
 
 def report(result: dict[str, Any]) -> str:
     """The markdown report of :func:`run`'s result."""
     w, meta = result["workload"], result["metadata"]
-    lines = ["# HiDLR(Adam) overhead against Adam, by number of groups\n",
-             f"Workload: {w['model']} ({w['params']:,} parameters), batch {w['batch']}, {w['steps']} steps from "
-             f"the start of training, {w['repeats']} repeats, {w['device']}, {w['threads']} thread(s), torch "
-             f"{meta['torch']}, commit {meta['git_commit']}, started {meta['started']}.",
-             f"Command: `{result['command'] or 'hidlr.bench.overhead.run(...)'}`. Load average at start "
-             f"{meta['load_average_at_start']}, at end {result['load_average_at_end']} (a shared machine: "
-             "Adam and HiDLR run in lockstep in one process, so ratios are valid, absolute times are not).\n",
-             "| K groups | Adam ms/step | HiDLR ms/step | time ratio, all steps | time ratio, non-refresh steps "
-             "| refreshes | probe forwards |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# HiDLR(Adam) overhead against Adam, by number of groups\n",
+        f"Workload: {w['model']} ({w['params']:,} parameters), batch {w['batch']}, {w['steps']} steps from "
+        f"the start of training, {w['repeats']} repeats, {w['device']}, {w['threads']} thread(s), torch "
+        f"{meta['torch']}, commit {meta['git_commit']}, started {meta['started']}.",
+        f"Command: `{result['command'] or 'hidlr.bench.overhead.run(...)'}`. Load average at start "
+        f"{meta['load_average_at_start']}, at end {result['load_average_at_end']} (a shared machine: "
+        "Adam and HiDLR run in lockstep in one process, so ratios are valid, absolute times are not).\n",
+        "| K groups | Adam ms/step | HiDLR ms/step | time ratio, all steps | time ratio, non-refresh steps "
+        "| refreshes | probe forwards |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, v in result["per_groups"].items():
-        lines.append(f"| {k} | {v['adam_ms_per_step']:.2f} | {v['hidlr_ms_per_step']:.2f} | "
-                     f"{v['ratio_all_steps']:.3f} | {v['ratio_non_refresh_steps']:.3f} | {v['refreshes']} | "
-                     f"{v['probe_forwards']} |")
-    lines.append("\nRatios: medians over repeats of per-repeat ratios (total HiDLR time over total Adam time "
-                 "of the same run; non-refresh: the steps that did not refresh, against Adam's same steps). "
-                 f"Goals: at most {GOALS['all_steps']:.2f}x over all steps, {GOALS['non_refresh_steps']:.2f}x "
-                 "on non-refresh steps, flat in K.")
-    per_rep = "; ".join(f"K={k}: " + ", ".join(f"{r['ratios']['all_steps']:.3f}/{r['ratios']['non_refresh_steps']:.3f}"
-                                              for r in v["repeats"]) for k, v in result["per_groups"].items())
+        lines.append(
+            f"| {k} | {v['adam_ms_per_step']:.2f} | {v['hidlr_ms_per_step']:.2f} | "
+            f"{v['ratio_all_steps']:.3f} | {v['ratio_non_refresh_steps']:.3f} | {v['refreshes']} | "
+            f"{v['probe_forwards']} |"
+        )
+    lines.append(
+        "\nRatios: medians over repeats of per-repeat ratios (total HiDLR time over total Adam time "
+        "of the same run; non-refresh: the steps that did not refresh, against Adam's same steps). "
+        f"Goals: at most {GOALS['all_steps']:.2f}x over all steps, {GOALS['non_refresh_steps']:.2f}x "
+        "on non-refresh steps, flat in K."
+    )
+    per_rep = "; ".join(
+        f"K={k}: "
+        + ", ".join(f"{r['ratios']['all_steps']:.3f}/{r['ratios']['non_refresh_steps']:.3f}" for r in v["repeats"])
+        for k, v in result["per_groups"].items()
+    )
     lines.append(f"Per repeat (all/non-refresh): {per_rep}.")
     if result["memory"]:
         lines += ["\n| configuration | extra peak memory (parameter copies) |", "|---|---|"]
         lines += [f"| {key} | {v['extra_param_copies']:+.2f} |" for key, v in result["memory"].items()]
-        lines.append(f"\nMemory: each configuration in a fresh process, {w['memory_steps']} steps of the same MLP at "
-                     f"width {w['memory_width']}, batch 32; peak resident set (CPU) or peak allocated device memory "
-                     "(CUDA) above what the process held before training, minus Adam's, in copies of the parameters.")
+        lines.append(
+            f"\nMemory: each configuration in a fresh process, {w['memory_steps']} steps of the same MLP at "
+            f"width {w['memory_width']}, batch 32; peak resident set (CPU) or peak allocated device memory "
+            "(CUDA) above what the process held before training, minus Adam's, in copies of the parameters."
+        )
     return "\n".join(lines) + "\n"

@@ -27,14 +27,19 @@ def peak_memory_child(k: int, options: dict[str, Any] | None, steps: int, width:
     else:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     timed_run(k, options, steps, batch=32, device=device, width=width)
-    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     print(json.dumps({"peak": peak - before, "param_bytes": n_bytes}))
 
 
 def measure_memory(k: int, options: dict[str, Any] | None, steps: int, width: int, device: str) -> dict[str, int]:
     """Run :func:`peak_memory_child` in a fresh interpreter; returns its ``peak`` and ``param_bytes``."""
-    code = ("from hidlr.bench.overhead.memory import peak_memory_child as f; "
-            f"f({k!r}, {options!r}, {steps!r}, {width!r}, {device!r})")
+    code = (
+        "from hidlr.bench.overhead.memory import peak_memory_child as f; "
+        f"f({k!r}, {options!r}, {steps!r}, {width!r}, {device!r})"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

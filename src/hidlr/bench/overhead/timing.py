@@ -37,11 +37,12 @@ def split_groups(model: nn.Module, k: int) -> list[dict[str, Any]]:
     if k < 1 or len(params) % k:
         raise ValueError(f"k must divide the number of tensors ({len(params)}), got {k}")
     per = len(params) // k
-    return [{"params": params[i * per:(i + 1) * per], "name": f"g{i}"} for i in range(k)]
+    return [{"params": params[i * per : (i + 1) * per], "name": f"g{i}"} for i in range(k)]
 
 
-def _trainer(k: int, options: dict[str, Any] | None, batch: int, device: str, width: int,
-             seed: int) -> Callable[[int], tuple[float, bool]]:
+def _trainer(
+    k: int, options: dict[str, Any] | None, batch: int, device: str, width: int, seed: int
+) -> Callable[[int], tuple[float, bool]]:
     """A closure that takes training step ``t`` and returns (seconds, whether it refreshed)."""
     model = deep_mlp(width=width, seed=seed).to(device)
     loss_fn = nn.MSELoss()
@@ -79,8 +80,15 @@ def _result(seconds: list[float], refreshed: list[bool], opt: Any) -> dict[str, 
     return out
 
 
-def timed_run(k: int, options: dict[str, Any] | None, steps: int, batch: int = 128, device: str = "cpu",
-              width: int = WIDTH, seed: int = 0) -> dict[str, Any]:
+def timed_run(
+    k: int,
+    options: dict[str, Any] | None,
+    steps: int,
+    batch: int = 128,
+    device: str = "cpu",
+    width: int = WIDTH,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Train ``steps`` steps with Adam (``options`` None) or HiDLR(Adam, **options) on K groups.
 
     Returns per-step seconds (forward, backward and step; a CUDA sync closes each step), whether
@@ -91,19 +99,30 @@ def timed_run(k: int, options: dict[str, Any] | None, steps: int, batch: int = 1
     return _result([s for s, _ in timed], [r for _, r in timed], step.optimizer)  # type: ignore[attr-defined]
 
 
-def paired_run(k: int, options: dict[str, Any], steps: int, batch: int = 128, device: str = "cpu",
-               width: int = WIDTH, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+def paired_run(
+    k: int,
+    options: dict[str, Any],
+    steps: int,
+    batch: int = 128,
+    device: str = "cpu",
+    width: int = WIDTH,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Adam and HiDLR(Adam, **options) trained in lockstep, step t of one right after step t of the
     other (the order alternating), so that the load of a shared machine hits both alike at the
     scale of one step. Returns (HiDLR's :func:`timed_run`-like result, Adam's)."""
-    runs = {"hidlr": _trainer(k, options, batch, device, width, seed),
-            "adam": _trainer(k, None, batch, device, width, seed)}
+    runs = {
+        "hidlr": _trainer(k, options, batch, device, width, seed),
+        "adam": _trainer(k, None, batch, device, width, seed),
+    }
     timed: dict[str, list[tuple[float, bool]]] = {"hidlr": [], "adam": []}
     for t in range(steps):
-        for name in (("hidlr", "adam") if t % 2 == 0 else ("adam", "hidlr")):
+        for name in ("hidlr", "adam") if t % 2 == 0 else ("adam", "hidlr"):
             timed[name].append(runs[name](t))
-    return tuple(_result([s for s, _ in timed[n]], [r for _, r in timed[n]], runs[n].optimizer)  # type: ignore[return-value,attr-defined]
-                 for n in ("hidlr", "adam"))
+    return tuple(
+        _result([s for s, _ in timed[n]], [r for _, r in timed[n]], runs[n].optimizer)  # type: ignore[return-value,attr-defined]
+        for n in ("hidlr", "adam")
+    )
 
 
 def ratios(hidlr_run: dict[str, Any], adam_run: dict[str, Any]) -> dict[str, float]:
@@ -111,5 +130,7 @@ def ratios(hidlr_run: dict[str, Any], adam_run: dict[str, Any]) -> dict[str, flo
     and over the steps that did not refresh (their total against Adam's on the same steps)."""
     h, a, r = hidlr_run["seconds"], adam_run["seconds"], hidlr_run["refreshed"]
     plain = [i for i in range(len(h)) if not r[i]]
-    return {"all_steps": sum(h) / sum(a),
-            "non_refresh_steps": sum(h[i] for i in plain) / sum(a[i] for i in plain) if plain else float("nan")}
+    return {
+        "all_steps": sum(h) / sum(a),
+        "non_refresh_steps": sum(h[i] for i in plain) / sum(a[i] for i in plain) if plain else float("nan"),
+    }

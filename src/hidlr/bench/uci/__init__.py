@@ -64,8 +64,9 @@ def budget_for(n_train: int, quick: bool) -> Budget:
     return Budget(batch_size=batch, max_epochs=epochs)
 
 
-def carve_validation(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
-                     frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def carve_validation(
+    X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, frac: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``(fit_idx, val_idx)``: a validation part of ``frac`` of the training rows, the rest to fit.
 
     Uses the library's :meth:`UCISplit.validation_split`, which shuffles the training indices only,
@@ -112,9 +113,17 @@ def patience_for(budget: Budget) -> int:
     return max(10, budget.max_epochs // 5)
 
 
-def tune_candidates(key: str, optimizer: str, quick: bool, budget: Budget, Xf: np.ndarray, yf: np.ndarray,
-                    Xv: np.ndarray, yv: np.ndarray,
-                    seed: int) -> list[tuple[dict[str, Any], list[float] | None, str | None, Any]]:
+def tune_candidates(
+    key: str,
+    optimizer: str,
+    quick: bool,
+    budget: Budget,
+    Xf: np.ndarray,
+    yf: np.ndarray,
+    Xv: np.ndarray,
+    yv: np.ndarray,
+    seed: int,
+) -> list[tuple[dict[str, Any], list[float] | None, str | None, Any]]:
     """Train every candidate of :func:`tuning_grid` on the fit part, stopping early on the validation
     rows and keeping each one's best epoch; ``(hp, validation curve, error, fitted estimator)`` each.
 
@@ -128,17 +137,28 @@ def tune_candidates(key: str, optimizer: str, quick: bool, budget: Budget, Xf: n
     by_rest: dict[tuple, list[dict[str, Any]]] = {}
     for hp in tuning_grid(key, optimizer, quick):
         by_rest.setdefault(tuple(sorted((k, v) for k, v in hp.items() if k != "lr")), []).append(hp)
-    fit = {"epochs": budget.max_epochs, "batch_size": budget.batch_size, "optimizer": optimizer,
-           "validation_data": (Xv, yv), "validation_samples": VALIDATION_SAMPLES}
+    fit = {
+        "epochs": budget.max_epochs,
+        "batch_size": budget.batch_size,
+        "optimizer": optimizer,
+        "validation_data": (Xv, yv),
+        "validation_samples": VALIDATION_SAMPLES,
+    }
     out: list[tuple[dict[str, Any], list[float] | None, str | None, Any]] = []
     patience = patience_for(budget)
     for hps in by_rest.values():
         if len(hps) > 1:  # a single candidate trains on its own: stacking one net only adds overhead
             lr0 = hps[0]["lr"]
             try:
-                ests = fit_side_by_side([build_model(key, hp, budget.batch_size, patience) for hp in hps], Xf, yf,
-                                        seeds=[seed] * len(hps), lr_scales=[hp["lr"] / lr0 for hp in hps], lr=lr0,
-                                        **fit)
+                ests = fit_side_by_side(
+                    [build_model(key, hp, budget.batch_size, patience) for hp in hps],
+                    Xf,
+                    yf,
+                    seeds=[seed] * len(hps),
+                    lr_scales=[hp["lr"] / lr0 for hp in hps],
+                    lr=lr0,
+                    **fit,
+                )
                 out += [(hp, _val_curve(est), None, est) for hp, est in zip(hps, ests)]
                 continue
             except _FIT_ERRORS:
@@ -152,8 +172,16 @@ def tune_candidates(key: str, optimizer: str, quick: bool, budget: Budget, Xf: n
     return out
 
 
-def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, split: int,
-              models: Sequence[str], optimizer: str, quick: bool) -> list[dict[str, Any]]:
+def run_split(
+    X: np.ndarray,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    split: int,
+    models: Sequence[str],
+    optimizer: str,
+    quick: bool,
+) -> list[dict[str, Any]]:
     """Tune on half of the validation part, calibrate on the other half, refit on the training
     split, score on the test split.
 
@@ -189,14 +217,26 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
                 trials.append({"hp": hp, "val_nll": v_best, "epochs": i_best + 1})
                 if best is None or v_best < best[0]:
                     best = (v_best, hp, {"epochs": i_best + 1, "val_nll": v_best}, fitted)
-            tuned[key] = (None, {"trials": trials}, None) if best is None else \
-                (best[1], {**best[2], "trials": trials}, best[3])
+            tuned[key] = (
+                (None, {"trials": trials}, None) if best is None else (best[1], {**best[2], "trials": trials}, best[3])
+            )
             tune_s = time.perf_counter() - t0
         hp, chosen, part = tuned[key]
-        rec: dict[str, Any] = {"split": split, "model": model, "optimizer": optimizer, "hp": hp,
-                               "epochs": chosen.get("epochs"), "val_nll": chosen.get("val_nll"), "tuned_as": key,
-                               "trials": chosen["trials"] if tune_s > 0 else None, "budget": asdict(budget),
-                               "tune_s": tune_s, "fit_s": 0.0, "metrics": None, "error": None}
+        rec: dict[str, Any] = {
+            "split": split,
+            "model": model,
+            "optimizer": optimizer,
+            "hp": hp,
+            "epochs": chosen.get("epochs"),
+            "val_nll": chosen.get("val_nll"),
+            "tuned_as": key,
+            "trials": chosen["trials"] if tune_s > 0 else None,
+            "budget": asdict(budget),
+            "tune_s": tune_s,
+            "fit_s": 0.0,
+            "metrics": None,
+            "error": None,
+        }
         if hp is None:
             rec["error"] = "every tuning candidate failed"
             rec["cpu_s"] = time.process_time() - c0
@@ -205,8 +245,16 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
         try:  # the model trained on the fit part (for an ensemble: trained now), scored and calibrated
             if model != key:
                 part = build_model(model, hp, budget.batch_size, patience_for(budget)).fit(
-                    Xf, yf, epochs=budget.max_epochs, batch_size=budget.batch_size, optimizer=optimizer,
-                    lr=hp.get("lr"), seed=split, validation_data=(Xv, yv), validation_samples=VALIDATION_SAMPLES)
+                    Xf,
+                    yf,
+                    epochs=budget.max_epochs,
+                    batch_size=budget.batch_size,
+                    optimizer=optimizer,
+                    lr=hp.get("lr"),
+                    seed=split,
+                    validation_data=(Xv, yv),
+                    validation_samples=VALIDATION_SAMPLES,
+                )
             rec["val_ll"] = part.score(Xv, yv)
             rec["calibrated"] = calibrated_scores(part, X[cal_idx], y[cal_idx], X[test_idx], y[test_idx])
         except _FIT_ERRORS as err:
@@ -215,8 +263,15 @@ def run_split(X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.
         t1 = time.perf_counter()
         try:
             est = build_model(model, hp, budget.batch_size)
-            est.fit(X[train_idx], y[train_idx], epochs=chosen["epochs"], batch_size=budget.batch_size,
-                    optimizer=optimizer, lr=hp.get("lr"), seed=split)
+            est.fit(
+                X[train_idx],
+                y[train_idx],
+                epochs=chosen["epochs"],
+                batch_size=budget.batch_size,
+                optimizer=optimizer,
+                lr=hp.get("lr"),
+                seed=split,
+            )
             hist = getattr(getattr(est, "optimizer_", None), "history", None)
             if hist is not None:  # Hi-DLR: how many refreshes (probe rounds) the final fit made
                 rec["refreshes"] = len(hist)
@@ -242,8 +297,9 @@ def _job(args: tuple) -> tuple[str, list[dict[str, Any]], float, float]:
     return name, recs, time.perf_counter() - t0, time.process_time() - c0
 
 
-def load_set(name_or_path: str,
-             root: Path | str | None) -> tuple[str, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+def load_set(
+    name_or_path: str, root: Path | str | None
+) -> tuple[str, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """``(name, X (n, d), y (n,), splits)`` for a set name under ``root`` or a folder path.
 
     ``splits``: the 20 standard ``(train_idx, test_idx)`` pairs. The estimators z-score inputs and
@@ -280,8 +336,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _paired_by_split(records: Sequence[dict[str, Any]], field: str, a: str, b: str, within: str,
-                     metric: str) -> dict[str, Any]:
+def _paired_by_split(
+    records: Sequence[dict[str, Any]], field: str, a: str, b: str, within: str, metric: str
+) -> dict[str, Any]:
     """Per set and value of ``within``: ``metric`` of records with ``field == a`` minus those with
     ``field == b``, paired by split (mean ± s.e.); splits missing either side are left out."""
     by: dict[tuple[str, str, int], dict[str, float]] = {}
@@ -313,10 +370,17 @@ def model_contrast(records: Sequence[dict[str, Any]], a: str, b: str, metric: st
     return _paired_by_split(records, "model", a, b, "optimizer", metric)
 
 
-def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
-        sets: Sequence[str] | None = None, models: Sequence[str] | None = None,
-        splits: int | Sequence[int] | None = None, optimizers: Sequence[str] | None = None,
-        root: str | Path | None = None, progress: bool = True, workers: int = 2) -> dict[str, Any]:
+def run(
+    out_dir: str | Path = "benchmarks/results/uci",
+    quick: bool = False,
+    sets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    splits: int | Sequence[int] | None = None,
+    optimizers: Sequence[str] | None = None,
+    root: str | Path | None = None,
+    progress: bool = True,
+    workers: int = 2,
+) -> dict[str, Any]:
     """Run the protocol and write ``results.json``, ``report.md`` and reliability PNGs to ``out_dir``.
 
     sets: names under ``root`` or folder paths (default: the five standard sets); models: subset of
@@ -346,9 +410,12 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
         bad = [i for i in split_ids if not 0 <= i < len(all_splits)]
         if bad:
             raise ValueError(f"{name}: split indices {bad} out of range 0..{len(all_splits) - 1}")
-        data_info[name] = {"rows": int(X.shape[0]), "features": int(X.shape[1]),
-                           "budget": asdict(budget_for(all_splits[0][0].size, quick)),
-                           "discrete_target": bool(np.all(y == np.round(y)) and np.unique(y).size <= 20)}
+        data_info[name] = {
+            "rows": int(X.shape[0]),
+            "features": int(X.shape[1]),
+            "budget": asdict(budget_for(all_splits[0][0].size, quick)),
+            "discrete_target": bool(np.all(y == np.round(y)) and np.unique(y).size <= 20),
+        }
         loaded[name] = (X, y, all_splits)
     for i in split_ids:  # split-major order: a run stopped early still covers every set evenly
         for name, (X, y, all_splits) in loaded.items():
@@ -356,16 +423,29 @@ def run(out_dir: str | Path = "benchmarks/results/uci", quick: bool = False,
             for o in optimizers:
                 jobs.append((name, X, y, tr, te, i, models, o, quick))
                 weights.append(tr.size * data_info[name]["budget"]["max_epochs"] * (2 if o == "adam" else 1))
-    header = {"meta": harness.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}"), "quick": quick,
-              "sets": data_info, "models": models, "optimizers": optimizers, "splits_requested": split_ids,
-              "workers": workers, "t_start": time.time()}
+    header = {
+        "meta": harness.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}"),
+        "quick": quick,
+        "sets": data_info,
+        "models": models,
+        "optimizers": optimizers,
+        "splits_requested": split_ids,
+        "workers": workers,
+        "t_start": time.time(),
+    }
     journal = harness.Journal(out_dir, HEADER, PARTIAL)
     journal.start(header)
     entries: list[dict[str, Any]] = []
 
     def done(name: str, recs: list[dict[str, Any]], dt: float, dc: float) -> None:
-        entry = {"set": name, "split": recs[0]["split"], "optimizer": recs[0]["optimizer"], "seconds": dt,
-                 "cpu_seconds": dc, "records": recs}
+        entry = {
+            "set": name,
+            "split": recs[0]["split"],
+            "optimizer": recs[0]["optimizer"],
+            "seconds": dt,
+            "cpu_seconds": dc,
+            "records": recs,
+        }
         entries.append(entry)
         journal.append(entry)
 
@@ -398,14 +478,20 @@ def assemble(header: dict[str, Any], entries: Sequence[dict[str, Any]], wall: fl
     records = [r for e in entries for r in e["records"]]
     job_times = [{k: e[k] for k in ("set", "split", "optimizer", "seconds", "cpu_seconds")} for e in entries]
     return {
-        **header, "splits": sorted({e["split"] for e in entries}), "wall_seconds": wall,
+        **header,
+        "splits": sorted({e["split"] for e in entries}),
+        "wall_seconds": wall,
         "process_seconds": float(sum(j["seconds"] for j in job_times)),
-        "cpu_seconds": float(sum(j["cpu_seconds"] for j in job_times)), "job_times": job_times,
-        "levels": list(LEVELS), "records": records, "summary": summarize(records),
+        "cpu_seconds": float(sum(j["cpu_seconds"] for j in job_times)),
+        "job_times": job_times,
+        "levels": list(LEVELS),
+        "records": records,
+        "summary": summarize(records),
         "hidlr_minus_adam_ll": paired_difference(records, "ll"),
         "hidlr_minus_adam_rmse": paired_difference(records, "rmse"),
         "model_contrasts_ll": {f"{a}-{b}": model_contrast(records, a, b, "ll") for a, b in CONTRASTS},
-        "calibration": summarize_calibration(records), "chosen_by_validation": chosen_by_validation(records),
+        "calibration": summarize_calibration(records),
+        "chosen_by_validation": chosen_by_validation(records),
     }
 
 

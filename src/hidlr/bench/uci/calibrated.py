@@ -29,8 +29,9 @@ def split_validation(val_idx: np.ndarray, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(perm[:half]), np.sort(perm[half:])
 
 
-def calibrated_scores(model: Any, X_cal: np.ndarray, y_cal: np.ndarray, X_test: np.ndarray,
-                      y_test: np.ndarray) -> dict[str, Any]:
+def calibrated_scores(
+    model: Any, X_cal: np.ndarray, y_cal: np.ndarray, X_test: np.ndarray, y_test: np.ndarray
+) -> dict[str, Any]:
     """Raw and calibrated interval scores of a fitted ``model`` on the test rows."""
     import torch
 
@@ -44,9 +45,12 @@ def calibrated_scores(model: Any, X_cal: np.ndarray, y_cal: np.ndarray, X_test: 
         lo, hi = lo.double().cpu(), hi.double().cpu()
         return {"cov": float(((yt >= lo) & (yt <= hi)).double().mean()), "width": float((hi - lo).mean())}
 
-    out: dict[str, Any] = {"n_cal": int(len(y_cal)), "n_test": int(len(y_test)),
-                           "raw": {str(c): cover(*dist_t.interval(c)) for c in LEVELS},
-                           "raw_ll": float(dist_t.log_prob(yt.to(dist_t.loc.dtype)).double().mean())}
+    out: dict[str, Any] = {
+        "n_cal": int(len(y_cal)),
+        "n_test": int(len(y_test)),
+        "raw": {str(c): cover(*dist_t.interval(c)) for c in LEVELS},
+        "raw_ll": float(dist_t.log_prob(yt.to(dist_t.loc.dtype)).double().mean()),
+    }
     for name, make in makers.items():
         cal = make().fit(dist_c, torch.as_tensor(y_cal, dtype=torch.float64))
         out[name] = {str(c): cover(*cal.interval(dist_t, c)) for c in LEVELS}
@@ -83,17 +87,24 @@ def summarize_calibration(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for (s, m, o), cs in sorted(groups.items()):
         n_cal = float(np.mean([c["n_cal"] for c in cs]))
         n_test = float(np.mean([c["n_test"] for c in cs]))
-        entry: dict[str, Any] = {"splits": len(cs), "n_cal": n_cal,
-                                 "raw_ll": _mean_se_or_inf([c["raw_ll"] for c in cs], -math.inf),
-                                 "recalibrated_ll": _mean_se_or_inf([c["recalibrated_ll"] for c in cs], -math.inf)}
+        entry: dict[str, Any] = {
+            "splits": len(cs),
+            "n_cal": n_cal,
+            "raw_ll": _mean_se_or_inf([c["raw_ll"] for c in cs], -math.inf),
+            "recalibrated_ll": _mean_se_or_inf([c["recalibrated_ll"] for c in cs], -math.inf),
+        }
         for name in ("raw", *CALIBRATORS):
             entry[name] = {}
             for lvl in LEVELS:
                 cov = rep.mean_se([c[name][str(lvl)]["cov"] for c in cs])
                 lo, hi = coverage_band(lvl, n_cal, n_test, len(cs))
                 widths = [c[name][str(lvl)]["width"] for c in cs]
-                entry[name][str(lvl)] = {"cov": cov, "width": _mean_se_or_inf(widths),
-                                         "band": [lo, hi], "in_band": lo <= cov["mean"] <= hi}
+                entry[name][str(lvl)] = {
+                    "cov": cov,
+                    "width": _mean_se_or_inf(widths),
+                    "band": [lo, hi],
+                    "in_band": lo <= cov["mean"] <= hi,
+                }
         out.setdefault(s, {}).setdefault(m, {})[o] = entry
     return out
 
@@ -114,7 +125,10 @@ def chosen_by_validation(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for p in ps:
             key = f"{p['model']} ({p['optimizer']})"
             counts[key] = counts.get(key, 0) + 1
-        out[s] = {"ll": rep.mean_se([p["metrics"]["ll"] for p in ps]),
-                  "rmse": rep.mean_se([p["metrics"]["rmse"] for p in ps]),
-                  "cov90": rep.mean_se([p["metrics"]["cov90"] for p in ps]), "choices": counts}
+        out[s] = {
+            "ll": rep.mean_se([p["metrics"]["ll"] for p in ps]),
+            "rmse": rep.mean_se([p["metrics"]["rmse"] for p in ps]),
+            "cov90": rep.mean_se([p["metrics"]["cov90"] for p in ps]),
+            "choices": counts,
+        }
     return out

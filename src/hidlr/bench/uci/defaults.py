@@ -29,8 +29,14 @@ SETS = ("diabetes", "concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
 MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
 VARIANTS = ("early-stop", "early-stop+refit", "early-stop+robust")
 #: the optimizer each model trains with by default (to pick the matching tuned-protocol records)
-DEFAULT_OPTIMIZER = {"mdn": "adam", "bnn": "hidlr", "mc_dropout": "hidlr", "deep_ensemble": "adam",
-                     "mdn_ensemble": "adam", "bayesian_mdn": "hidlr"}
+DEFAULT_OPTIMIZER = {
+    "mdn": "adam",
+    "bnn": "hidlr",
+    "mc_dropout": "hidlr",
+    "deep_ensemble": "adam",
+    "mdn_ensemble": "adam",
+    "bayesian_mdn": "hidlr",
+}
 TUNED_RESULTS = Path("benchmarks/results/uci/results.json")
 
 
@@ -41,8 +47,10 @@ def default_model(name: str, variant: str, seed: int) -> Any:
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
-    member = {"refit": variant.endswith("refit"), "target_scaling": "robust" if variant.endswith("robust") else
-              "standard"}
+    member = {
+        "refit": variant.endswith("refit"),
+        "target_scaling": "robust" if variant.endswith("robust") else "standard",
+    }
     opts = {**member, "random_state": seed}
     makers: dict[str, Callable[[], Any]] = {
         "mdn": lambda: M.MDN(**opts),
@@ -57,8 +65,9 @@ def default_model(name: str, variant: str, seed: int) -> Any:
     return makers[name]()
 
 
-def load(name: str, splits: Sequence[int], root: str | Path | None = None
-         ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+def load(
+    name: str, splits: Sequence[int], root: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """``X (n, d)``, ``y (n,)`` and ``(train_idx, test_idx)`` for each requested split."""
     if name == "diabetes":
         from sklearn.datasets import load_diabetes
@@ -84,12 +93,17 @@ def score(dist: Any, y: np.ndarray) -> dict[str, float]:
     from hidlr.uq import metrics
 
     yt = torch.as_tensor(y, dtype=dist.loc.dtype)
-    return {"ll": -float(metrics.nll(dist, yt)), "rmse": float(metrics.rmse(dist, yt)),
-            "cov90": float(metrics.coverage(dist, yt, 0.9)), "width90": float(metrics.interval_width(dist, 0.9))}
+    return {
+        "ll": -float(metrics.nll(dist, yt)),
+        "rmse": float(metrics.rmse(dist, yt)),
+        "cov90": float(metrics.coverage(dist, yt, 0.9)),
+        "width90": float(metrics.interval_width(dist, 0.9)),
+    }
 
 
-def fit_one(model: str, variant: str, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-            split: int) -> dict[str, Any]:
+def fit_one(
+    model: str, variant: str, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, split: int
+) -> dict[str, Any]:
     """Fit one default model on the training rows and score it on the test rows."""
     import warnings
 
@@ -121,8 +135,9 @@ def tuned_records(path: Path = TUNED_RESULTS) -> dict[tuple[str, str, int], dict
     return out
 
 
-def summarize(records: Sequence[dict[str, Any]], tuned: dict[tuple[str, str, int], dict[str, float]]
-              ) -> list[dict[str, Any]]:
+def summarize(
+    records: Sequence[dict[str, Any]], tuned: dict[tuple[str, str, int], dict[str, float]]
+) -> list[dict[str, Any]]:
     """One row per (set, model, variant): mean ± s.e. over splits, and LL minus the tuned LL (paired)."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in records:
@@ -147,48 +162,96 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     harness.write_json(out_dir / "defaults.json", result)
     meta = result["meta"]
     order = {name: i for i, name in enumerate((*SETS, *MODELS, *VARIANTS))}
-    summary = sorted(result["summary"], key=lambda r: (order.get(r["set"], 99), order.get(r["model"], 99),
-                                                       order.get(r["variant"], 99)))
-    rows = [[r["set"], r["model"], r["variant"], f"{r['splits']}/{r['splits'] + r['failed']}",
-             rep.fmt_mean_se(r["ll"], 3), rep.fmt_mean_se(r["ll_minus_tuned"], 3), rep.fmt_mean_se(r["cov90"], 3),
-             rep.fmt_mean_se(r["tuned_cov90"], 3), rep.fmt_mean_se(r["rmse"], 3),
-             rep.fmt_mean_se(r["best_epoch"], 0), rep.fmt_mean_se(r["cpu_s"], 0)] for r in summary]
+    summary = sorted(
+        result["summary"],
+        key=lambda r: (order.get(r["set"], 99), order.get(r["model"], 99), order.get(r["variant"], 99)),
+    )
+    rows = [
+        [
+            r["set"],
+            r["model"],
+            r["variant"],
+            f"{r['splits']}/{r['splits'] + r['failed']}",
+            rep.fmt_mean_se(r["ll"], 3),
+            rep.fmt_mean_se(r["ll_minus_tuned"], 3),
+            rep.fmt_mean_se(r["cov90"], 3),
+            rep.fmt_mean_se(r["tuned_cov90"], 3),
+            rep.fmt_mean_se(r["rmse"], 3),
+            rep.fmt_mean_se(r["best_epoch"], 0),
+            rep.fmt_mean_se(r["cpu_s"], 0),
+        ]
+        for r in summary
+    ]
     goal_cov = [r for r in result["summary"] if r["cov90"] is not None]
     inside = sum(0.85 <= r["cov90"]["mean"] <= 0.95 for r in goal_cov)
     close = [r for r in result["summary"] if r["ll_minus_tuned"] is not None]
     near = sum(r["ll_minus_tuned"]["mean"] >= -0.1 for r in close)
     lines = [
-        "# Default fits, no tuning", "",
-        ("Each model with its defaults (`Model(random_state=split).fit(X_train, y_train)`; the refit variant "
-         "adds `refit=True`, the robust one `target_scaling='robust'`): a validation part of 10% carved from "
-         "the training rows, early stopping on its NLL, the best epoch's weights. Diabetes: scikit-learn's "
-         "`load_diabetes`, random 75/25 splits (331 "
-         "training rows) seeded by the split index; UCI sets: their standard splits. LL = mean test log "
-         "predictive density in the target's units; `Δ LL vs tuned` = LL minus the tuned UCI protocol's LL "
-         "(`results.json` beside this report, the model's default optimizer), paired by split (positive: the "
-         "default fit is better). CPU-seconds per fit measured on a shared machine."), "",
-        (f"Run: sets {result['sets']}, splits {result['splits']}, models {result['models']}, variants "
-         f"{result['variants']}; commit {meta.get('git_commit') or 'unknown'}, torch {meta['torch']}, started "
-         f"{meta['started']}; command `{result['command']}`."), "",
-        (f"Goals: 90% coverage in [0.85, 0.95] for **{inside} of {len(goal_cov)}** (set, model, variant) rows; "
-         f"LL within 0.1 nats of the tuned protocol (or better) for **{near} of {len(close)}** rows with a tuned "
-         "figure."), "",
-        rep.markdown_table(["set", "model", "variant", "splits ok", "LL", "Δ LL vs tuned", "cov 90%",
-                            "tuned cov 90%", "RMSE", "best epoch", "CPU s / fit"], rows), "",
+        "# Default fits, no tuning",
+        "",
+        (
+            "Each model with its defaults (`Model(random_state=split).fit(X_train, y_train)`; the refit variant "
+            "adds `refit=True`, the robust one `target_scaling='robust'`): a validation part of 10% carved from "
+            "the training rows, early stopping on its NLL, the best epoch's weights. Diabetes: scikit-learn's "
+            "`load_diabetes`, random 75/25 splits (331 "
+            "training rows) seeded by the split index; UCI sets: their standard splits. LL = mean test log "
+            "predictive density in the target's units; `Δ LL vs tuned` = LL minus the tuned UCI protocol's LL "
+            "(`results.json` beside this report, the model's default optimizer), paired by split (positive: the "
+            "default fit is better). CPU-seconds per fit measured on a shared machine."
+        ),
+        "",
+        (
+            f"Run: sets {result['sets']}, splits {result['splits']}, models {result['models']}, variants "
+            f"{result['variants']}; commit {meta.get('git_commit') or 'unknown'}, torch {meta['torch']}, started "
+            f"{meta['started']}; command `{result['command']}`."
+        ),
+        "",
+        (
+            f"Goals: 90% coverage in [0.85, 0.95] for **{inside} of {len(goal_cov)}** (set, model, variant) rows; "
+            f"LL within 0.1 nats of the tuned protocol (or better) for **{near} of {len(close)}** rows with a tuned "
+            "figure."
+        ),
+        "",
+        rep.markdown_table(
+            [
+                "set",
+                "model",
+                "variant",
+                "splits ok",
+                "LL",
+                "Δ LL vs tuned",
+                "cov 90%",
+                "tuned cov 90%",
+                "RMSE",
+                "best epoch",
+                "CPU s / fit",
+            ],
+            rows,
+        ),
+        "",
     ]
     fails = [r for r in result["records"] if "error" in r]
     if fails:
-        lines += ["Failed fits:", ""] + [f"- {r['set']} split {r['split']} {r['model']} ({r['variant']}): "
-                                          f"{r['error'][:160]}" for r in fails] + [""]
+        lines += (
+            ["Failed fits:", ""]
+            + [f"- {r['set']} split {r['split']} {r['model']} ({r['variant']}): {r['error'][:160]}" for r in fails]
+            + [""]
+        )
     warned = sorted({(r["set"], w) for r in result["records"] for w in r.get("warnings", [])})
     if warned:
         lines += ["Warnings raised by the fits:", ""] + [f"- {s}: {w}" for s, w in warned[:20]] + [""]
     (out_dir / "defaults.md").write_text("\n".join(lines) + "\n")
 
 
-def run(out_dir: str | Path = "benchmarks/results/uci", sets: Sequence[str] = SETS,
-        models: Sequence[str] = MODELS, splits: int | Sequence[int] = 3, variants: Sequence[str] = VARIANTS,
-        command: str = "", progress: bool = True) -> dict[str, Any]:
+def run(
+    out_dir: str | Path = "benchmarks/results/uci",
+    sets: Sequence[str] = SETS,
+    models: Sequence[str] = MODELS,
+    splits: int | Sequence[int] = 3,
+    variants: Sequence[str] = VARIANTS,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fit and score every (set, split, model, variant); write ``defaults.json`` and ``defaults.md``."""
     import torch
 
@@ -216,28 +279,40 @@ def run(out_dir: str | Path = "benchmarks/results/uci", sets: Sequence[str] = SE
                         with partial.open("a") as f:
                             f.write(json.dumps(rec, default=float) + "\n")
                         tick(f"{s} split {split} {m} {v}")
-    result = {"meta": harness.run_metadata(seeds="random_state = split index"), "sets": list(sets),
-              "models": list(models), "splits": split_ids, "variants": list(variants), "command": command,
-              "wall_seconds": time.perf_counter() - t0, "records": records,
-              "summary": summarize(records, tuned_records())}
+    result = {
+        "meta": harness.run_metadata(seeds="random_state = split index"),
+        "sets": list(sets),
+        "models": list(models),
+        "splits": split_ids,
+        "variants": list(variants),
+        "command": command,
+        "wall_seconds": time.perf_counter() - t0,
+        "records": records,
+        "summary": summarize(records, tuned_records()),
+    }
     write_report(result, Path(out_dir))
     return result
 
 
-def finish(out_dir: str | Path, partials: Sequence[str | Path], commands: Sequence[str],
-           note: str = "") -> dict[str, Any]:
+def finish(
+    out_dir: str | Path, partials: Sequence[str | Path], commands: Sequence[str], note: str = ""
+) -> dict[str, Any]:
     """Write the report from the finished fits in one or more ``defaults.partial.jsonl`` files
     (runs stopped early, or runs of different variants put together); ``commands``: what made them."""
     records = [json.loads(line) for p in partials for line in Path(p).read_text().splitlines() if line.strip()]
     if not records:
         raise ValueError(f"no finished fits in {list(partials)}")
-    result = {"meta": harness.run_metadata(seeds="random_state = split index"),
-              "sets": list(dict.fromkeys(r["set"] for r in records)),
-              "models": list(dict.fromkeys(r["model"] for r in records)),
-              "splits": sorted({r["split"] for r in records}),
-              "variants": list(dict.fromkeys(r["variant"] for r in records)),
-              "command": "; ".join(commands) + (f" ({note})" if note else ""), "wall_seconds": math.nan,
-              "records": records, "summary": summarize(records, tuned_records())}
+    result = {
+        "meta": harness.run_metadata(seeds="random_state = split index"),
+        "sets": list(dict.fromkeys(r["set"] for r in records)),
+        "models": list(dict.fromkeys(r["model"] for r in records)),
+        "splits": sorted({r["split"] for r in records}),
+        "variants": list(dict.fromkeys(r["variant"] for r in records)),
+        "command": "; ".join(commands) + (f" ({note})" if note else ""),
+        "wall_seconds": math.nan,
+        "records": records,
+        "summary": summarize(records, tuned_records()),
+    }
     write_report(result, Path(out_dir))
     return result
 

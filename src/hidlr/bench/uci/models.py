@@ -11,15 +11,28 @@ from typing import Any
 
 MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
 OPTIMIZERS = ("hidlr", "adam")
-LABELS = {"mdn": "MDN", "bnn": "BNN (VI)", "mc_dropout": "MC dropout", "deep_ensemble": "Deep ensemble (5)",
-          "mdn_ensemble": "MDN ensemble (5)", "bayesian_mdn": "Bayesian MDN", "gaussian": "Gaussian net",
-          "laplace": "Last-layer Laplace"}
+LABELS = {
+    "mdn": "MDN",
+    "bnn": "BNN (VI)",
+    "mc_dropout": "MC dropout",
+    "deep_ensemble": "Deep ensemble (5)",
+    "mdn_ensemble": "MDN ensemble (5)",
+    "bayesian_mdn": "Bayesian MDN",
+    "gaussian": "Gaussian net",
+    "laplace": "Last-layer Laplace",
+}
 MEMBERS = 5
 HIDDEN = (50,)
 
 #: model -> the single-member model whose tuned hyperparameters it uses
-TUNE_AS = {"mdn": "mdn", "bnn": "bnn", "mc_dropout": "mc_dropout", "deep_ensemble": "gaussian",
-           "mdn_ensemble": "mdn", "bayesian_mdn": "bayesian_mdn"}
+TUNE_AS = {
+    "mdn": "mdn",
+    "bnn": "bnn",
+    "mc_dropout": "mc_dropout",
+    "deep_ensemble": "gaussian",
+    "mdn_ensemble": "mdn",
+    "bayesian_mdn": "bayesian_mdn",
+}
 
 #: Adam's grid. Candidates that differ only in rate train side by side (one stacked net), so a
 #: wider grid costs little; 3e-2 is in it because 1e-2, the old top, won most tunings of split 0.
@@ -47,8 +60,7 @@ def build_model(model: str, hp: dict[str, Any], batch_size: int, patience: int |
     """
     from hidlr.uq import models as M
 
-    common = {"hidden": HIDDEN, "batch_size": batch_size, "early_stopping": patience is not None,
-              "patience": patience}
+    common = {"hidden": HIDDEN, "batch_size": batch_size, "early_stopping": patience is not None, "patience": patience}
     k = int(hp.get("components", 3))
     if model == "gaussian":
         return M.MDN(components=1, **common)

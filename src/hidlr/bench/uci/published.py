@@ -11,19 +11,18 @@ from __future__ import annotations
 
 SOURCES: dict[str, str] = {
     "PBP": "Hernández-Lobato & Adams, Probabilistic Backpropagation for Scalable Learning of "
-           "Bayesian Neural Networks, ICML 2015 (Table 1)",
+    "Bayesian Neural Networks, ICML 2015 (Table 1)",
     "VI": "Plain mean-field VI (Graves, Practical Variational Inference for Neural Networks, NIPS "
-          "2011), as reported in Gal & Ghahramani 2016 (Table 1)",
+    "2011), as reported in Gal & Ghahramani 2016 (Table 1)",
     "MC dropout": "Gal & Ghahramani, Dropout as a Bayesian Approximation, ICML 2016 (Table 1)",
     "MC dropout 2018": "Re-run of the MC-dropout experiments with validation-set tuning and 10x "
-                       "epochs (Gal, DropoutUncertaintyExps repository, updated results 2018)",
+    "epochs (Gal, DropoutUncertaintyExps repository, updated results 2018)",
     "Deep ensembles": "Lakshminarayanan, Pritzel & Blundell, Simple and Scalable Predictive "
-                      "Uncertainty Estimation using Deep Ensembles, NeurIPS 2017 (Table 1, 5 nets)",
-    "NGBoost": "Duan et al., NGBoost: Natural Gradient Boosting for Probabilistic Prediction, "
-               "ICML 2020 (Table 1)",
+    "Uncertainty Estimation using Deep Ensembles, NeurIPS 2017 (Table 1, 5 nets)",
+    "NGBoost": "Duan et al., NGBoost: Natural Gradient Boosting for Probabilistic Prediction, ICML 2020 (Table 1)",
     "Deep evidential": "Amini et al., Deep Evidential Regression, NeurIPS 2020 (Table 1)",
     "WGBoost": "Matsubara et al., Wasserstein Gradient Boosting, arXiv 2405.09536v2 (Table 1, which also "
-               "compiles the best published test NLL per set)",
+    "compiles the best published test NLL per set)",
 }
 
 SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")

@@ -133,8 +133,9 @@ def train_pyro(X: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor], lr
 
 
 def _fit_estimator(optimizer: str) -> Callable[..., None]:
-    def train(X: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor], lr: float, *, epochs: int,
-              batch_size: int) -> None:
+    def train(
+        X: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor], lr: float, *, epochs: int, batch_size: int
+    ) -> None:
         from hidlr.uq.models import BNN
 
         BNN(hidden=(50,)).fit(X, y, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=SEED)
@@ -159,8 +160,9 @@ METHODS: dict[str, Callable[..., None]] = {
 }
 
 
-def time_training(n: int, d: int, epochs: int, batch_size: int, repeats: int, lr: float = 1e-3,
-                  progress: Any = None) -> dict[str, Any]:
+def time_training(
+    n: int, d: int, epochs: int, batch_size: int, repeats: int, lr: float = 1e-3, progress: Any = None
+) -> dict[str, Any]:
     """Median samples/s per method over ``repeats`` round-robin rounds (after one warm-up batch)."""
     X, y = make_data(n, d)
     batches = _batches(n, batch_size, epochs, SEED)
@@ -192,8 +194,12 @@ def time_scoring(n: int, k: int, repeats: int) -> dict[str, Any]:
     from hidlr.uq.distributions import GaussianMixture
 
     g = torch.Generator().manual_seed(SEED)
-    dist = GaussianMixture(torch.randn(n, k, generator=g), 2 * torch.randn(n, k, generator=g),
-                           0.2 + torch.rand(n, k, generator=g), validate_args=False)
+    dist = GaussianMixture(
+        torch.randn(n, k, generator=g),
+        2 * torch.randn(n, k, generator=g),
+        0.2 + torch.rand(n, k, generator=g),
+        validate_args=False,
+    )
     y = dist.sample((), generator=g)
     jobs: dict[str, Callable[[], float]] = {
         "nll": lambda: metrics.nll(dist, y),
@@ -215,8 +221,9 @@ def time_scoring(n: int, k: int, repeats: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- report
-def run(out_dir: str | Path, repeats: int = 5, quick: bool = False, threads: int | None = 1,
-        progress: bool = False) -> dict[str, Any]:
+def run(
+    out_dir: str | Path, repeats: int = 5, quick: bool = False, threads: int | None = 1, progress: bool = False
+) -> dict[str, Any]:
     """Run both measurements and write ``results.json`` and ``report.md`` into ``out_dir``.
 
     ``quick``: a small configuration for a smoke run (seconds). ``threads``: torch intra-op threads
@@ -227,8 +234,11 @@ def run(out_dir: str | Path, repeats: int = 5, quick: bool = False, threads: int
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    cfg = (dict(n=512, d=8, epochs=2, batch_size=64, repeats=max(1, min(repeats, 2)), score_n=100_000)
-           if quick else dict(n=2048, d=8, epochs=10, batch_size=64, repeats=repeats, score_n=1_000_000))
+    cfg = (
+        dict(n=512, d=8, epochs=2, batch_size=64, repeats=max(1, min(repeats, 2)), score_n=100_000)
+        if quick
+        else dict(n=2048, d=8, epochs=10, batch_size=64, repeats=repeats, score_n=1_000_000)
+    )
     try:
         machine = _machine()
         with harness.progress("training runs", cfg["repeats"] * len(METHODS), enabled=progress) as tick:
@@ -243,11 +253,23 @@ def run(out_dir: str | Path, repeats: int = 5, quick: bool = False, threads: int
     # paired: the ratio within each round-robin repeat (same load), then its median
     mine = train[OURS]["seconds"]
     paired = {f"hidlr / {lib}": [b / a for a, b in zip(mine, train[name]["seconds"])] for lib, name in present.items()}
-    results = {"config": {**cfg, "seed": SEED, "lr": 1e-3, "hidden": 50, "prior_sigma": 1.0,
-                          "threads": threads if threads is not None else before, "quick": quick},
-               "machine": machine, "versions": _versions(machine), "training": train, "ratios": ratios,
-               "paired_ratios": {k: {"per_repeat": v, "median": statistics.median(v)} for k, v in paired.items()},
-               "scoring": score}
+    results = {
+        "config": {
+            **cfg,
+            "seed": SEED,
+            "lr": 1e-3,
+            "hidden": 50,
+            "prior_sigma": 1.0,
+            "threads": threads if threads is not None else before,
+            "quick": quick,
+        },
+        "machine": machine,
+        "versions": _versions(machine),
+        "training": train,
+        "ratios": ratios,
+        "paired_ratios": {k: {"per_repeat": v, "median": statistics.median(v)} for k, v in paired.items()},
+        "scoring": score,
+    }
     harness.write_json(out / "results.json", results, indent=2)
     (out / "report.md").write_text(_report(results))
     return results
@@ -275,11 +297,13 @@ def _report(r: dict[str, Any]) -> str:
         runs = ", ".join(f"{s:.2f}" for s in t["seconds"])
         lines.append(f"| {name} | {t['median_seconds']:.3f} | {t['samples_per_s']:,.0f} | {runs} |")
     lines += ["", "Ratios of samples/s (from the medians above):", ""]
-    lines += [f"- {k}: **{val:.2f}x** (per repeat: "
-              + ", ".join(f"{x:.2f}" for x in r["paired_ratios"][k]["per_repeat"])
-              + f"; median {r['paired_ratios'][k]['median']:.2f}x)" for k, val in r["ratios"].items()]
-    lines += ["", f"## Scoring {c['score_n']:,} points, K = 5 components", "",
-              "| metric | median s |", "|---|---:|"]
+    lines += [
+        f"- {k}: **{val:.2f}x** (per repeat: "
+        + ", ".join(f"{x:.2f}" for x in r["paired_ratios"][k]["per_repeat"])
+        + f"; median {r['paired_ratios'][k]['median']:.2f}x)"
+        for k, val in r["ratios"].items()
+    ]
+    lines += ["", f"## Scoring {c['score_n']:,} points, K = 5 components", "", "| metric | median s |", "|---|---:|"]
     for name, t in r["scoring"].items():
         lines.append(f"| {name} | {t['median_seconds']:.3f} |")
     lines.append("")
@@ -289,6 +313,7 @@ def _report(r: dict[str, Any]) -> str:
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
-    res = run(sys.argv[1] if len(sys.argv) > 1 else "bench-results/uq_speed", quick="--quick" in sys.argv,
-              progress=True)
+    res = run(
+        sys.argv[1] if len(sys.argv) > 1 else "bench-results/uq_speed", quick="--quick" in sys.argv, progress=True
+    )
     print(json.dumps(res["ratios"], indent=2))

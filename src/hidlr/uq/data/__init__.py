@@ -12,6 +12,16 @@ from hidlr.uq.data.synthetic import (
 from hidlr.uq.data.uci import UCI_SETS, UCIDataset, UCISplit, find_uci_root, load_uci
 
 __all__ = [
-    "TASKS", "Bimodal", "BishopInverse", "Gap", "Heteroscedastic", "SyntheticTask", "get_task",
-    "UCI_SETS", "UCIDataset", "UCISplit", "find_uci_root", "load_uci",
+    "TASKS",
+    "Bimodal",
+    "BishopInverse",
+    "Gap",
+    "Heteroscedastic",
+    "SyntheticTask",
+    "get_task",
+    "UCI_SETS",
+    "UCIDataset",
+    "UCISplit",
+    "find_uci_root",
+    "load_uci",
 ]

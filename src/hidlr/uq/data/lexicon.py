@@ -49,8 +49,9 @@ class Lexicon:
 
     def __post_init__(self) -> None:
         if self.ratings.dim() != 2 or self.ratings.shape[0] != len(self.tokens):
-            raise ValueError(f"ratings must have shape (n, R) with n = {len(self.tokens)} tokens, "
-                             f"got {tuple(self.ratings.shape)}")
+            raise ValueError(
+                f"ratings must have shape (n, R) with n = {len(self.tokens)} tokens, got {tuple(self.ratings.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -77,8 +78,10 @@ def lexicon_path() -> Path:
 
     spec = importlib.util.find_spec("vaderSentiment")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the VADER lexicon needs the 'vaderSentiment' package "
-                                  "(pip install vaderSentiment, or pip install -e '.[finetune]')")
+        raise ModuleNotFoundError(
+            "the VADER lexicon needs the 'vaderSentiment' package "
+            "(pip install vaderSentiment, or pip install -e '.[finetune]')"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "vader_lexicon.txt"
     if not path.is_file():
         raise FileNotFoundError(f"vaderSentiment is installed but has no vader_lexicon.txt at {path}")
@@ -145,8 +148,12 @@ def split_lexicon(lexicon: Lexicon, val: float = 0.1, test: float = 0.2, seed: i
     if n_val < 1 or n_test < 1 or n - n_val - n_test < 1:
         raise ValueError(f"cannot split {n} tokens into non-empty train / val ({val}) / test ({test}) sets")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return LexiconSplit(train=lexicon.subset(perm[n_val + n_test:]), val=lexicon.subset(perm[:n_val]),
-                        test=lexicon.subset(perm[n_val:n_val + n_test]), seed=seed)
+    return LexiconSplit(
+        train=lexicon.subset(perm[n_val + n_test :]),
+        val=lexicon.subset(perm[:n_val]),
+        test=lexicon.subset(perm[n_val : n_val + n_test]),
+        seed=seed,
+    )
 
 
 # ------------------------------------------------------------------------------------------ scores
@@ -161,8 +168,7 @@ def _check(dist: GaussianMixture, ratings: Tensor) -> Tensor:
 
 def _float64(dist: GaussianMixture) -> GaussianMixture:
     d = dist.detach()
-    return GaussianMixture(d.logits.double(), d.loc.double(), d.scale.double(), members=d.members,
-                           validate_args=False)
+    return GaussianMixture(d.logits.double(), d.loc.double(), d.scale.double(), members=d.members, validate_args=False)
 
 
 def interval_log_likelihood(dist: GaussianMixture, ratings: Tensor) -> Tensor:
@@ -220,7 +226,7 @@ def empirical_pmf(ratings: Tensor) -> Tensor:
     r = torch.as_tensor(ratings)
     if r.dim() != 2:
         raise ValueError(f"ratings must have shape (n, R), got {tuple(r.shape)}")
-    idx = (r.round().long() - RATING_MIN)
+    idx = r.round().long() - RATING_MIN
     if bool((idx < 0).any() | (idx >= len(RATING_VALUES)).any()):
         raise ValueError("ratings must lie in [-4, 4]")
     counts = torch.zeros(r.shape[0], len(RATING_VALUES), dtype=torch.float64, device=r.device)
@@ -243,8 +249,12 @@ def disagreement(ratings: Tensor) -> Tensor:
 
 def score_ratings(dist: GaussianMixture, ratings: Tensor, level: float = 0.9) -> dict[str, float]:
     """All scores at once: ``nll``, ``crps``, ``coverage`` (at ``level``), ``tv_empirical``."""
-    out = {"nll": rating_nll(dist, ratings), "crps": rating_crps(dist, ratings),
-           "coverage": rating_coverage(dist, ratings, level), "tv_empirical": empirical_distance(dist, ratings)}
+    out = {
+        "nll": rating_nll(dist, ratings),
+        "crps": rating_crps(dist, ratings),
+        "coverage": rating_coverage(dist, ratings, level),
+        "tv_empirical": empirical_distance(dist, ratings),
+    }
     if not all(math.isfinite(v) for v in out.values()):
         raise FloatingPointError(f"non-finite score: {out}")
     return out

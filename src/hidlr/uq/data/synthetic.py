@@ -32,7 +32,13 @@ from torch import Tensor
 from hidlr.uq.distributions import GaussianMixture
 
 __all__ = [
-    "SyntheticTask", "Bimodal", "Heteroscedastic", "BishopInverse", "Gap", "TASKS", "get_task",
+    "SyntheticTask",
+    "Bimodal",
+    "Heteroscedastic",
+    "BishopInverse",
+    "Gap",
+    "TASKS",
+    "get_task",
 ]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -331,9 +337,7 @@ class BishopInverse(SyntheticTask):
 
 
 #: Task name -> class.
-TASKS: dict[str, type[SyntheticTask]] = {
-    cls.name: cls for cls in (Bimodal, Heteroscedastic, BishopInverse, Gap)
-}
+TASKS: dict[str, type[SyntheticTask]] = {cls.name: cls for cls in (Bimodal, Heteroscedastic, BishopInverse, Gap)}
 
 
 def get_task(name: str) -> SyntheticTask:

@@ -64,9 +64,7 @@ def find_uci_root(root: str | os.PathLike | None = None) -> Path:
             if cand.is_dir():
                 return cand
         tried.append(str(start))
-    raise FileNotFoundError(
-        f"no shared/data/uci folder found above {' or '.join(tried)}. {_WHERE}"
-    )
+    raise FileNotFoundError(f"no shared/data/uci folder found above {' or '.join(tried)}. {_WHERE}")
 
 
 @dataclass(frozen=True)
@@ -95,8 +93,9 @@ class UCISplit:
     _y_raw: np.ndarray = field(repr=False)
 
     @classmethod
-    def from_indices(cls, X: np.ndarray, y: np.ndarray, train_idx: np.ndarray,
-                     test_idx: np.ndarray, index: int = 0) -> UCISplit:
+    def from_indices(
+        cls, X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, index: int = 0
+    ) -> UCISplit:
         """Standardise ``X (n, d)``, ``y (n,)`` with the statistics of rows ``train_idx``."""
         if len(train_idx) < 2 or len(test_idx) < 1:
             raise ValueError(f"a split needs >= 2 training and >= 1 test rows, got {len(train_idx)}, {len(test_idx)}")
@@ -105,11 +104,21 @@ class UCISplit:
         ym, ys = float(y[train_idx].mean()), float(y[train_idx].std())
         ys = ys if ys > 0 else 1.0
         return cls(
-            index=index, train_idx=train_idx, test_idx=test_idx,
-            X_train=(X[train_idx] - xm) / xs, y_train=(y[train_idx] - ym) / ys,
-            X_test=(X[test_idx] - xm) / xs, y_test=(y[test_idx] - ym) / ys,
-            y_train_raw=y[train_idx], y_test_raw=y[test_idx],
-            x_mean=xm, x_std=xs, y_mean=ym, y_std=ys, _X_raw=X, _y_raw=y,
+            index=index,
+            train_idx=train_idx,
+            test_idx=test_idx,
+            X_train=(X[train_idx] - xm) / xs,
+            y_train=(y[train_idx] - ym) / ys,
+            X_test=(X[test_idx] - xm) / xs,
+            y_test=(y[test_idx] - ym) / ys,
+            y_train_raw=y[train_idx],
+            y_test_raw=y[test_idx],
+            x_mean=xm,
+            x_std=xs,
+            y_mean=ym,
+            y_std=ys,
+            _X_raw=X,
+            _y_raw=y,
         )
 
     def validation_split(self, fraction: float = 0.2, seed: int = 0) -> UCISplit:
@@ -182,8 +191,9 @@ class UCIDataset:
 
     def splits(self, n_splits: int = 20) -> list[UCISplit]:
         """The standard 90/10 splits, each z-scored with its training statistics."""
-        return [UCISplit.from_indices(self.X, self.y, tr, te, i)
-                for i, (tr, te) in enumerate(self.split_indices(n_splits))]
+        return [
+            UCISplit.from_indices(self.X, self.y, tr, te, i) for i, (tr, te) in enumerate(self.split_indices(n_splits))
+        ]
 
     def split(self, index: int, n_splits: int = 20) -> UCISplit:
         """Split number ``index`` (0-based) of the standard ``n_splits``."""
@@ -193,8 +203,7 @@ class UCIDataset:
         return UCISplit.from_indices(self.X, self.y, tr, te, index)
 
 
-def load_uci(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None,
-             target: int = -1) -> UCIDataset:
+def load_uci(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, target: int = -1) -> UCIDataset:
     """Read a UCI set by name (``concrete``, ``energy``, ...) or by a folder / ``data.txt`` path.
 
     ``target`` is the target column (default: the last); every other column is a feature.

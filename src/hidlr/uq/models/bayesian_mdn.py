@@ -145,15 +145,42 @@ class BayesianMDN(Estimator):
 
     stochastic = True
 
-    def __init__(self, components: int = 5, *, prior_sigma: float = 1.0, posterior_scale: float | None = None,
-                 scale_floor: float = 1e-3, collapse_penalty: float = 1e-2, samples: int = 50,
-                 hidden: int | Sequence[int] = (50,), activation: str | Callable[[], nn.Module] = "relu",
-                 epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3, optimizer: OptimizerSpec = None,
-                 early_stopping: bool = True, validation_fraction: float = 0.1, patience: int | None = None,
-                 refit: bool = False, target_scaling: str = "standard", random_state: int = 0) -> None:
-        super().__init__(hidden=hidden, activation=activation, epochs=epochs, batch_size=batch_size, lr=lr,
-                         optimizer=optimizer, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         patience=patience, refit=refit, target_scaling=target_scaling, random_state=random_state)
+    def __init__(
+        self,
+        components: int = 5,
+        *,
+        prior_sigma: float = 1.0,
+        posterior_scale: float | None = None,
+        scale_floor: float = 1e-3,
+        collapse_penalty: float = 1e-2,
+        samples: int = 50,
+        hidden: int | Sequence[int] = (50,),
+        activation: str | Callable[[], nn.Module] = "relu",
+        epochs: int | None = None,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        optimizer: OptimizerSpec = None,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        patience: int | None = None,
+        refit: bool = False,
+        target_scaling: str = "standard",
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            hidden=hidden,
+            activation=activation,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            patience=patience,
+            refit=refit,
+            target_scaling=target_scaling,
+            random_state=random_state,
+        )
         self.components = components
         self.prior_sigma = prior_sigma
         self.posterior_scale = posterior_scale

@@ -28,8 +28,9 @@ def mlp_trunk(
     return nn.Sequential(*layers)
 
 
-def bayesian_trunk(in_features: int, hidden: Sequence[int], activation: str | Callable[[], nn.Module],
-                   **layer_options: float | None) -> nn.ModuleList:
+def bayesian_trunk(
+    in_features: int, hidden: Sequence[int], activation: str | Callable[[], nn.Module], **layer_options: float | None
+) -> nn.ModuleList:
     """``BayesianLinear -> activation`` per hidden width, as a list the nets walk through."""
     layers: list[nn.Module] = []
     width = in_features

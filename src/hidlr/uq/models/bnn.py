@@ -139,16 +139,42 @@ class BNN(Estimator):
 
     stochastic = True
 
-    def __init__(self, *, prior_sigma: float = 1.0, posterior_scale: float | None = None,
-                 heteroscedastic: bool = False, noise_init: float = 0.5, noise_floor: float = 1e-3,
-                 samples: int = 100,
-                 hidden: int | Sequence[int] = (50,), activation: str | Callable[[], nn.Module] = "relu",
-                 epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3, optimizer: OptimizerSpec = None,
-                 early_stopping: bool = True, validation_fraction: float = 0.1, patience: int | None = None,
-                 refit: bool = False, target_scaling: str = "standard", random_state: int = 0) -> None:
-        super().__init__(hidden=hidden, activation=activation, epochs=epochs, batch_size=batch_size, lr=lr,
-                         optimizer=optimizer, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         patience=patience, refit=refit, target_scaling=target_scaling, random_state=random_state)
+    def __init__(
+        self,
+        *,
+        prior_sigma: float = 1.0,
+        posterior_scale: float | None = None,
+        heteroscedastic: bool = False,
+        noise_init: float = 0.5,
+        noise_floor: float = 1e-3,
+        samples: int = 100,
+        hidden: int | Sequence[int] = (50,),
+        activation: str | Callable[[], nn.Module] = "relu",
+        epochs: int | None = None,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        optimizer: OptimizerSpec = None,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        patience: int | None = None,
+        refit: bool = False,
+        target_scaling: str = "standard",
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            hidden=hidden,
+            activation=activation,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            patience=patience,
+            refit=refit,
+            target_scaling=target_scaling,
+            random_state=random_state,
+        )
         self.prior_sigma = prior_sigma
         self.posterior_scale = posterior_scale
         self.heteroscedastic = heteroscedastic

@@ -28,17 +28,18 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an int ``>= minimum``; bools and non-integral numbers are refused."""
-    if isinstance(value, bool) or (not isinstance(value, (int, np.integer)) and not (
-        isinstance(value, float) and value.is_integer()
-    )):
+    if isinstance(value, bool) or (
+        not isinstance(value, (int, np.integer)) and not (isinstance(value, float) and value.is_integer())
+    ):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return int(value)
 
 
-def check_float(name: str, value: Any, *, low: float = 0.0, high: float = math.inf, low_open: bool = True,
-                high_open: bool = True) -> float:
+def check_float(
+    name: str, value: Any, *, low: float = 0.0, high: float = math.inf, low_open: bool = True, high_open: bool = True
+) -> float:
     """``value`` as a finite float in the interval from ``low`` to ``high`` (open ends by default)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {value!r}")
@@ -88,8 +89,11 @@ def _as_float64(a: Any, name: str) -> tuple[Tensor, torch.dtype, torch.device | 
     float64 array first (pandas included) and works in ``torch.get_default_dtype()`` on the CPU.
     """
     if a is None:
-        raise ValueError(f"{name} is None: this estimator requires y to be passed, but the target y is None"
-                         if name == "y" else f"{name} is None")
+        raise ValueError(
+            f"{name} is None: this estimator requires y to be passed, but the target y is None"
+            if name == "y"
+            else f"{name} is None"
+        )
     if hasattr(a, "toarray") or hasattr(a, "tocsr"):
         raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
     if isinstance(a, Tensor):
@@ -151,8 +155,9 @@ def _column_warning() -> None:
         from sklearn.exceptions import DataConversionWarning as category
     except ImportError:
         category = UserWarning
-    warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as shape (n,)",
-                  category, stacklevel=4)
+    warnings.warn(
+        "A column-vector y was passed when a 1d array was expected; it is read as shape (n,)", category, stacklevel=4
+    )
 
 
 def feature_names(X: Any) -> np.ndarray | None:

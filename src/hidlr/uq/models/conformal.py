@@ -46,8 +46,9 @@ class ConformalRegressor(ProbabilisticRegressor):
     fitted estimator's predictive means. Fitted: ``estimator_``, ``calibrator_``, ``recalibration_``.
     """
 
-    def __init__(self, estimator: Any, method: str = "pit", *, calibration_fraction: float = 0.2,
-                 random_state: int = 0) -> None:
+    def __init__(
+        self, estimator: Any, method: str = "pit", *, calibration_fraction: float = 0.2, random_state: int = 0
+    ) -> None:
         self.estimator = estimator
         self.method = method
         self.calibration_fraction = calibration_fraction
@@ -74,8 +75,9 @@ class ConformalRegressor(ProbabilisticRegressor):
         dist_cal = est.predict_proba(_rows(X, cal_rows))
         y_cal = yt[torch.as_tensor(cal_rows)].cpu()
         self.calibrator_ = METHODS[self.method]().fit(dist_cal, y_cal)
-        self.recalibration_ = (self.calibrator_ if self.method == "recalibrate"
-                               else PITRecalibration().fit(dist_cal, y_cal))
+        self.recalibration_ = (
+            self.calibrator_ if self.method == "recalibrate" else PITRecalibration().fit(dist_cal, y_cal)
+        )
         self.estimator_ = est
         self.n_features_in_ = est.n_features_in_
         self.target_name_ = getattr(est, "target_name_", None)

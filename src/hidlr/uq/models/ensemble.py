@@ -38,8 +38,14 @@ class DeepEnsemble(ProbabilisticRegressor):
     arguments to :meth:`Estimator.fit`; fitted members are ``self.estimators_``.
     """
 
-    def __init__(self, estimator: Estimator | Callable[[], Estimator], members: int = 5, *, vectorize: bool = True,
-                 random_state: int = 0) -> None:
+    def __init__(
+        self,
+        estimator: Estimator | Callable[[], Estimator],
+        members: int = 5,
+        *,
+        vectorize: bool = True,
+        random_state: int = 0,
+    ) -> None:
         self.estimator = estimator
         self.members = members
         self.vectorize = vectorize
@@ -63,8 +69,11 @@ class DeepEnsemble(ProbabilisticRegressor):
     def fit(self, X: Any, y: Any, *, seed: int | None = None, progress: bool = False, **kwargs: Any) -> DeepEnsemble:
         """Fit every member on ``X: (n, d)``, ``y: (n,)``; returns ``self`` (unchanged if a fit fails)."""
         estimators = self._new_members()
-        seed = checks.check_seed("random_state", self.random_state) if seed is None else checks.check_int(
-            "seed", seed, minimum=0)
+        seed = (
+            checks.check_seed("random_state", self.random_state)
+            if seed is None
+            else checks.check_int("seed", seed, minimum=0)
+        )
         seeds = [seed + i for i in range(len(estimators))]
         if self.vectorize and len(estimators) > 1:
             fit_side_by_side(estimators, X, y, seeds=seeds, progress=progress, **kwargs)
@@ -111,12 +120,27 @@ class MDNEnsemble(DeepEnsemble):
     see :class:`DeepEnsemble`; the other parameters are the members' (see :class:`MDN`).
     """
 
-    def __init__(self, components: int = 5, members: int = 5, *, vectorize: bool = True, random_state: int = 0,
-                 scale_floor: float = 1e-3, collapse_penalty: float = 1e-2, hidden: int | Sequence[int] = (50,),
-                 activation: str | Callable[[], nn.Module] = "relu", epochs: int | None = None, batch_size: int = 32,
-                 lr: float = 3e-3, optimizer: OptimizerSpec = None, early_stopping: bool = True,
-                 validation_fraction: float = 0.1, patience: int | None = None, refit: bool = False,
-                 target_scaling: str = "standard") -> None:
+    def __init__(
+        self,
+        components: int = 5,
+        members: int = 5,
+        *,
+        vectorize: bool = True,
+        random_state: int = 0,
+        scale_floor: float = 1e-3,
+        collapse_penalty: float = 1e-2,
+        hidden: int | Sequence[int] = (50,),
+        activation: str | Callable[[], nn.Module] = "relu",
+        epochs: int | None = None,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        optimizer: OptimizerSpec = None,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        patience: int | None = None,
+        refit: bool = False,
+        target_scaling: str = "standard",
+    ) -> None:
         self.components = components
         self.scale_floor = scale_floor
         self.collapse_penalty = collapse_penalty

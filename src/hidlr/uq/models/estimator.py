@@ -94,10 +94,22 @@ class Estimator(ProbabilisticRegressor):
     #: Bound on ``samples * rows * width`` activations held at once by a stochastic prediction.
     predict_chunk: int = 2**24
 
-    def __init__(self, *, hidden: int | Sequence[int] = (50,), activation: str | Callable[[], nn.Module] = "relu",
-                 epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3, optimizer: OptimizerSpec = None,
-                 early_stopping: bool = True, validation_fraction: float = 0.1, patience: int | None = None,
-                 refit: bool = False, target_scaling: str = "standard", random_state: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        hidden: int | Sequence[int] = (50,),
+        activation: str | Callable[[], nn.Module] = "relu",
+        epochs: int | None = None,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        optimizer: OptimizerSpec = None,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        patience: int | None = None,
+        refit: bool = False,
+        target_scaling: str = "standard",
+        random_state: int = 0,
+    ) -> None:
         self.hidden = hidden
         self.activation = activation
         self.epochs = epochs
@@ -150,8 +162,9 @@ class Estimator(ProbabilisticRegressor):
             self._samples()
         return {"optimizer": self.optimizer}
 
-    def _make_optimizer(self, optimizer: OptimizerSpec, groups: list[dict[str, Any]],
-                        lr: float) -> torch.optim.Optimizer:
+    def _make_optimizer(
+        self, optimizer: OptimizerSpec, groups: list[dict[str, Any]], lr: float
+    ) -> torch.optim.Optimizer:
         groups = [g for g in groups if len(g["params"]) > 0]
         if optimizer is None:
             optimizer = self.optimizer if self.optimizer is not None else self.default_optimizer
@@ -162,8 +175,7 @@ class Estimator(ProbabilisticRegressor):
         if optimizer == "adam":
             return fused_adam(groups, lr)
         if isinstance(optimizer, str):  # a string, but not a known name: a wrong value
-            raise ValueError(
-                f"unknown optimizer {optimizer!r}; use 'hidlr', 'adam' or a callable groups -> optimizer")
+            raise ValueError(f"unknown optimizer {optimizer!r}; use 'hidlr', 'adam' or a callable groups -> optimizer")
         if isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 "optimizer: pass a callable that builds the optimizer from param groups (the net is created "
@@ -177,10 +189,21 @@ class Estimator(ProbabilisticRegressor):
         return opt
 
     # ---- fitting ------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, *, epochs: int | None = None, batch_size: int | None = None,
-            optimizer: OptimizerSpec = None, lr: float | None = None, seed: int | None = None,
-            validation_data: tuple[Any, Any] | None = None, progress: bool = False,
-            probe_batch_size: int | None = None, validation_samples: int | None = None) -> Estimator:
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        optimizer: OptimizerSpec = None,
+        lr: float | None = None,
+        seed: int | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        progress: bool = False,
+        probe_batch_size: int | None = None,
+        validation_samples: int | None = None,
+    ) -> Estimator:
         """Train on ``X: (n, d)``, ``y: (n,)`` or ``(n, 1)`` (NumPy, pandas or tensors); returns ``self``.
 
         The keyword arguments override the constructor's options for this fit (``seed`` overrides
@@ -191,27 +214,56 @@ class Estimator(ProbabilisticRegressor):
         Everything runs on the device of ``X`` and in its floating dtype (NumPy input: the default
         dtype on the CPU); the scaling is computed in float64.
         """
-        plan = self.prepare_fit(X, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                validation_data=validation_data, probe_batch_size=probe_batch_size,
-                                validation_samples=validation_samples)
+        plan = self.prepare_fit(
+            X,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            validation_data=validation_data,
+            probe_batch_size=probe_batch_size,
+            validation_samples=validation_samples,
+        )
         module, opt, history, best = self._train_one(plan, optimizer, progress)
         if plan.refit is not None:
-            refit = self.prepare_fit(X, y, epochs=max(best, 1), batch_size=batch_size, lr=lr, seed=seed,
-                                     probe_batch_size=probe_batch_size, carve=False)
+            refit = self.prepare_fit(
+                X,
+                y,
+                epochs=max(best, 1),
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                probe_batch_size=probe_batch_size,
+                carve=False,
+            )
             module, opt, _, _ = self._train_one(refit, optimizer, progress)
         self._finish(module, opt, history, plan, best, X, y)
         return self
 
-    def prepare_fit(self, X: Any, y: Any, *, epochs: int | None = None, batch_size: int | None = None,
-                    lr: float | None = None, seed: int | None = None,
-                    validation_data: tuple[Any, Any] | None = None, probe_batch_size: int | None = None,
-                    validation_samples: int | None = None, carve: bool = True) -> FitPlan:
+    def prepare_fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        seed: int | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        probe_batch_size: int | None = None,
+        validation_samples: int | None = None,
+        carve: bool = True,
+    ) -> FitPlan:
         """Check the data and options of :meth:`fit`, carve the validation part, fit the scaling and
         return the standardized data and resolved options. Changes nothing on ``self``."""
         self._check_params()
         Xt, yt, dtype, _ = checks.check_xy(X, y)
-        seed = checks.check_seed("random_state", self.random_state) if seed is None else checks.check_int(
-            "seed", seed, minimum=0)
+        seed = (
+            checks.check_seed("random_state", self.random_state)
+            if seed is None
+            else checks.check_int("seed", seed, minimum=0)
+        )
         n_all, d = Xt.shape
         stop_early = bool(self.early_stopping)
         val, fit_rows = None, None
@@ -223,9 +275,12 @@ class Estimator(ProbabilisticRegressor):
         elif stop_early and carve:
             n_val = math.ceil(self.validation_fraction * n_all)
             if min(n_val, n_all - n_val) < MIN_SPLIT_ROWS:
-                warnings.warn(f"{n_all} training rows are too few to carve a validation part of "
-                              f"{self.validation_fraction:g}; training without early stopping", UserWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"{n_all} training rows are too few to carve a validation part of "
+                    f"{self.validation_fraction:g}; training without early stopping",
+                    UserWarning,
+                    stacklevel=3,
+                )
                 stop_early = False
             else:
                 perm = torch.from_numpy(np.random.default_rng(seed).permutation(n_all)).to(Xt.device)
@@ -235,8 +290,11 @@ class Estimator(ProbabilisticRegressor):
         n = Xf.shape[0]
         batch_size = min(checks.check_int("batch_size", self.batch_size if batch_size is None else batch_size), n)
         lr = checks.check_float("lr", self.lr if lr is None else lr)
-        probe_size = min(n, max(batch_size, 256)) if probe_batch_size is None else \
-            checks.check_int("probe_batch_size", probe_batch_size)
+        probe_size = (
+            min(n, max(batch_size, 256))
+            if probe_batch_size is None
+            else checks.check_int("probe_batch_size", probe_batch_size)
+        )
         if validation_samples is not None:
             checks.check_int("validation_samples", validation_samples)
         epochs = self.epochs if epochs is None else epochs
@@ -247,11 +305,25 @@ class Estimator(ProbabilisticRegressor):
         scaling = fit_scaling(Xf, yf, self.target_scaling)
         xs = ((Xf - scaling["x_shift"]) / scaling["x_scale"]).to(dtype)
         ys = ((yf - scaling["y_shift"]) / scaling["y_scale"]).to(dtype)
-        samples = validation_samples if validation_samples is not None else \
-            (min(self._samples(), VALIDATION_SAMPLES) if self.stochastic else None)
-        return FitPlan(xs, ys, epochs, batch_size, probe_size, lr, val, samples, scaling=scaling, seed=seed,
-                       patience=patience if stop_early and val is not None else None,
-                       refit=True if self.refit and fit_rows is not None else None)
+        samples = (
+            validation_samples
+            if validation_samples is not None
+            else (min(self._samples(), VALIDATION_SAMPLES) if self.stochastic else None)
+        )
+        return FitPlan(
+            xs,
+            ys,
+            epochs,
+            batch_size,
+            probe_size,
+            lr,
+            val,
+            samples,
+            scaling=scaling,
+            seed=seed,
+            patience=patience if stop_early and val is not None else None,
+            refit=True if self.refit and fit_rows is not None else None,
+        )
 
     def new_module(self, plan: FitPlan, seed: int) -> ScaledNet:
         """A freshly initialised net (from ``seed``) inside a :class:`ScaledNet` with the plan's scaling."""
@@ -259,8 +331,9 @@ class Estimator(ProbabilisticRegressor):
             net = self.build(plan.d, plan.ys, plan.n).to(device=plan.xs.device, dtype=plan.xs.dtype)
         return ScaledNet(net, plan.scaling, chunk=self.predict_chunk).to(plan.xs.device)
 
-    def _train_one(self, plan: FitPlan, optimizer: OptimizerSpec,
-                   progress: bool) -> tuple[ScaledNet, torch.optim.Optimizer, list[dict[str, float]], int]:
+    def _train_one(
+        self, plan: FitPlan, optimizer: OptimizerSpec, progress: bool
+    ) -> tuple[ScaledNet, torch.optim.Optimizer, list[dict[str, float]], int]:
         """Train one net on ``plan``; returns the module, optimizer, history and best epoch."""
         module = self.new_module(plan, plan.seed)
         net = module.net
@@ -279,19 +352,38 @@ class Estimator(ProbabilisticRegressor):
                 history.append(record)
                 return f"loss {record['loss']:.4f}"
 
-            train_epochs(net, opt, plan, [plan.seed], stochastic=self.stochastic, after_epoch=after_epoch,
-                         progress=progress, stop=None if stopper is None else (lambda: stopper.stop))
+            train_epochs(
+                net,
+                opt,
+                plan,
+                [plan.seed],
+                stochastic=self.stochastic,
+                after_epoch=after_epoch,
+                progress=progress,
+                stop=None if stopper is None else (lambda: stopper.stop),
+            )
         if stopper is not None:
             if stopper.state is None:
-                warnings.warn("the validation NLL was never finite; keeping the weights of the last epoch",
-                              UserWarning, stacklevel=3)
+                warnings.warn(
+                    "the validation NLL was never finite; keeping the weights of the last epoch",
+                    UserWarning,
+                    stacklevel=3,
+                )
             stopper.restore(net)
         module.eval()
         best = stopper.best_epoch if stopper is not None else plan.epochs
         return module, opt, history, best
 
-    def _finish(self, module: ScaledNet, opt: torch.optim.Optimizer, history: list[dict[str, float]],
-                plan: FitPlan, best_epoch: int, X: Any, y: Any) -> None:
+    def _finish(
+        self,
+        module: ScaledNet,
+        opt: torch.optim.Optimizer,
+        history: list[dict[str, float]],
+        plan: FitPlan,
+        best_epoch: int,
+        X: Any,
+        y: Any,
+    ) -> None:
         """Store the fitted state (only once training has succeeded)."""
         self.module_ = module
         self.optimizer_ = opt
@@ -324,12 +416,13 @@ class Estimator(ProbabilisticRegressor):
         module = self._check_fitted()
         Xt, _, _ = checks.check_x(X)
         if Xt.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {Xt.shape[1]} features, but {type(self).__name__} is expecting "
-                             f"{self.n_features_in_} features as input")
+            raise ValueError(
+                f"X has {Xt.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
         if self.stochastic:
             samples = self._samples() if samples is None else checks.check_int("samples", samples)
-        with torch.no_grad(), seeded(self.seed_ + PREDICT_SEED_OFFSET if seed is None else seed,
-                                     module.x_shift.device):
+        with torch.no_grad(), seeded(self.seed_ + PREDICT_SEED_OFFSET if seed is None else seed, module.x_shift.device):
             return module(Xt, samples=samples)
 
     def predict(self, X: Any, *, samples: int | None = None, seed: int | None = None) -> np.ndarray:
@@ -338,5 +431,8 @@ class Estimator(ProbabilisticRegressor):
 
     def _nll(self, X: Any, y: Any, samples: int | None = None) -> float:
         """Mean NLL of ``y`` given ``X`` under the fitted model (original units)."""
-        return -self.score(X, y) if samples is None else float(
-            -self.predict_proba(X, samples=samples).log_prob(checks.check_xy(X, y)[1]).mean())
+        return (
+            -self.score(X, y)
+            if samples is None
+            else float(-self.predict_proba(X, samples=samples).log_prob(checks.check_xy(X, y)[1]).mean())
+        )

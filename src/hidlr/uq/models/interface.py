@@ -112,9 +112,14 @@ class ProbabilisticRegressor:
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
 
-        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True), transformer_tags=None,
-                    regressor_tags=RegressorTags(), classifier_tags=None,
-                    input_tags=InputTags(two_d_array=True, allow_nan=False))
+        return Tags(
+            estimator_type="regressor",
+            target_tags=TargetTags(required=True),
+            transformer_tags=None,
+            regressor_tags=RegressorTags(),
+            classifier_tags=None,
+            input_tags=InputTags(two_d_array=True, allow_nan=False),
+        )
 
     def __sklearn_is_fitted__(self) -> bool:
         return self._is_fitted()
@@ -132,8 +137,11 @@ class ProbabilisticRegressor:
         return self.predict_proba(X).mean.detach().cpu().numpy()
 
     def _target_name(self) -> Any:
-        return getattr(self, "target_name_", None) if getattr(self, "target_name_", None) is not None \
+        return (
+            getattr(self, "target_name_", None)
+            if getattr(self, "target_name_", None) is not None
             else self._default_target_name
+        )
 
     def predict_quantiles(self, X: Any, alpha: float | Sequence[float] | None = None) -> Any:
         """Predictive quantiles at levels ``alpha`` (default ``[0.05, 0.95]``), as in skpro: a pandas

@@ -109,14 +109,39 @@ class MDN(Estimator):
 
     default_optimizer = "adam"
 
-    def __init__(self, components: int = 5, *, scale_floor: float = 1e-3, collapse_penalty: float = 1e-2,
-                 hidden: int | Sequence[int] = (50,), activation: str | Callable[[], nn.Module] = "relu",
-                 epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3, optimizer: OptimizerSpec = None,
-                 early_stopping: bool = True, validation_fraction: float = 0.1, patience: int | None = None,
-                 refit: bool = False, target_scaling: str = "standard", random_state: int = 0) -> None:
-        super().__init__(hidden=hidden, activation=activation, epochs=epochs, batch_size=batch_size, lr=lr,
-                         optimizer=optimizer, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         patience=patience, refit=refit, target_scaling=target_scaling, random_state=random_state)
+    def __init__(
+        self,
+        components: int = 5,
+        *,
+        scale_floor: float = 1e-3,
+        collapse_penalty: float = 1e-2,
+        hidden: int | Sequence[int] = (50,),
+        activation: str | Callable[[], nn.Module] = "relu",
+        epochs: int | None = None,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        optimizer: OptimizerSpec = None,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        patience: int | None = None,
+        refit: bool = False,
+        target_scaling: str = "standard",
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            hidden=hidden,
+            activation=activation,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            patience=patience,
+            refit=refit,
+            target_scaling=target_scaling,
+            random_state=random_state,
+        )
         self.components = components
         self.scale_floor = scale_floor
         self.collapse_penalty = collapse_penalty

@@ -75,7 +75,10 @@ def fit_scaling(X: Tensor, y: Tensor, kind: str = "standard", *, warn: bool = Tr
             warnings.warn(
                 f"y has {rows.numel()} value(s) more than {OUTLIER_Z:g} robust standard deviations from its "
                 f"median, at row(s) {shown}; they can dominate the fit. Check them, drop them, or pass "
-                "target_scaling='robust'", UserWarning, stacklevel=3)
+                "target_scaling='robust'",
+                UserWarning,
+                stacklevel=3,
+            )
     return {"x_shift": x_shift, "x_scale": x_scale, "y_shift": y_shift, "y_scale": y_scale}
 
 
@@ -132,8 +135,9 @@ class ScaledNet(nn.Module):
 
     def to_user_units(self, dist: GaussianMixture) -> GaussianMixture:
         """A mixture over standardized ``y`` -> the same law in user units, float64."""
-        d64 = GaussianMixture(dist.logits.double(), dist.loc.double(), dist.scale.double(), members=dist.members,
-                              validate_args=False)
+        d64 = GaussianMixture(
+            dist.logits.double(), dist.loc.double(), dist.scale.double(), members=dist.members, validate_args=False
+        )
         return d64.to_units(self.y_shift, self.y_scale)
 
     def loss(self, X: Tensor, y: Tensor) -> Tensor:
@@ -150,10 +154,18 @@ class ScaledNet(nn.Module):
         if samples is None or not hasattr(self.net, "predictive"):
             return self.to_user_units(self.net(xs))
         rows = max(1, self.chunk // (samples * self.width))
-        parts = [self.net.predictive(xs[i: i + rows], samples=samples) for i in range(0, xs.shape[0], rows)]
-        dist = parts[0] if len(parts) == 1 else GaussianMixture(
-            torch.cat([p.logits for p in parts]), torch.cat([p.loc for p in parts]),
-            torch.cat([p.scale for p in parts]), members=parts[0].members, validate_args=False)
+        parts = [self.net.predictive(xs[i : i + rows], samples=samples) for i in range(0, xs.shape[0], rows)]
+        dist = (
+            parts[0]
+            if len(parts) == 1
+            else GaussianMixture(
+                torch.cat([p.logits for p in parts]),
+                torch.cat([p.loc for p in parts]),
+                torch.cat([p.scale for p in parts]),
+                members=parts[0].members,
+                validate_args=False,
+            )
+        )
         return self.to_user_units(dist)
 
 

@@ -67,8 +67,9 @@ class StackedNets(nn.Module):
         names = [n for n, _ in nets[0].named_parameters()]
         for i, net in enumerate(nets[1:], start=1):
             if [n for n, _ in net.named_parameters()] != names:
-                raise ValueError(f"net {i} does not have the same parameters as net 0; "
-                                 "members must share one architecture")
+                raise ValueError(
+                    f"net {i} does not have the same parameters as net 0; members must share one architecture"
+                )
         params, buffers = stack_module_state(nets)
         scales = torch.ones(len(nets)) if lr_scales is None else torch.as_tensor(lr_scales, dtype=torch.float64)
         if scales.shape != (len(nets),) or not bool((scales > 0).all() and torch.isfinite(scales).all()):
@@ -103,8 +104,9 @@ class StackedNets(nn.Module):
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
         """Sum over members of ``member_i.loss(x[i], y[i])``; ``x: (M, b, d)``, ``y: (M, b)``."""
         if x.shape[0] != self.members or y.shape[0] != self.members:
-            raise ValueError(f"expected a leading member axis of {self.members}, "
-                             f"got x {tuple(x.shape)}, y {tuple(y.shape)}")
+            raise ValueError(
+                f"expected a leading member axis of {self.members}, got x {tuple(x.shape)}, y {tuple(y.shape)}"
+            )
         params = {n: self.stacked(n) for n in self.param_names}
         if self.lr_scales is not None:
             params = {n: p * _along(self.lr_scales, p) for n, p in params.items()}
@@ -132,8 +134,9 @@ class StackedNets(nn.Module):
             try:
                 params = [self.stacked(name_of[id(p)]) for p in g["params"]]
             except KeyError:
-                raise ValueError(f"group {g.get('name', '?')!r} holds a tensor that is not a parameter "
-                                 "of the member net") from None
+                raise ValueError(
+                    f"group {g.get('name', '?')!r} holds a tensor that is not a parameter of the member net"
+                ) from None
             out.append({**g, "params": params})
         return out
 
@@ -193,9 +196,15 @@ def fit_side_by_side(
     return estimators
 
 
-def _train_stacked(lead: Estimator, plan: Any, seeds: Sequence[int], lr_scales: Sequence[float] | None,
-                   optimizer: OptimizerSpec, progress: bool,
-                   keep_at: list[int] | None) -> tuple[list[Any], Any, list[list[dict[str, float]]], list[int]]:
+def _train_stacked(
+    lead: Estimator,
+    plan: Any,
+    seeds: Sequence[int],
+    lr_scales: Sequence[float] | None,
+    optimizer: OptimizerSpec,
+    progress: bool,
+    keep_at: list[int] | None,
+) -> tuple[list[Any], Any, list[list[dict[str, float]]], list[int]]:
     """One stacked training run. ``keep_at``: member ``i`` keeps its weights after epoch ``keep_at[i]``."""
     modules = [lead.new_module(plan, s) for s in seeds]
     nets = [m.net for m in modules]
@@ -226,8 +235,17 @@ def _train_stacked(lead: Estimator, plan: Any, seeds: Sequence[int], lr_scales: 
                 return all(k.state is not None for k in kept)
             return stoppers is not None and all(st.stop for st in stoppers)
 
-        train_epochs(stack, opt, plan, seeds, stochastic=lead.stochastic, after_epoch=after_epoch, stacked=True,
-                     progress=progress, stop=stop)
+        train_epochs(
+            stack,
+            opt,
+            plan,
+            seeds,
+            stochastic=lead.stochastic,
+            after_epoch=after_epoch,
+            stacked=True,
+            progress=progress,
+            stop=stop,
+        )
     stack.unstack(nets)
     for i, net in enumerate(nets):
         for tracker in (stoppers, kept):

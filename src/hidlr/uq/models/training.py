@@ -188,8 +188,16 @@ class _Probe:
     the RNG to one per-step seed (common random numbers), so the probed loss is a deterministic
     function of the weights."""
 
-    def __init__(self, net: nn.Module, xs: Tensor, ys: Tensor, batch_size: int, gen: torch.Generator,
-                 stochastic: bool, members: int | None = None):
+    def __init__(
+        self,
+        net: nn.Module,
+        xs: Tensor,
+        ys: Tensor,
+        batch_size: int,
+        gen: torch.Generator,
+        stochastic: bool,
+        members: int | None = None,
+    ):
         self.net, self.xs, self.ys, self.batch_size = net, xs, ys, batch_size
         self.gen, self.stochastic = gen, stochastic
         self.shape = (batch_size,) if members is None else (members, batch_size)
@@ -201,8 +209,9 @@ class _Probe:
             idx = torch.randint(self.xs.shape[0], self.shape, generator=self.gen).to(self.xs.device)
             self.batch = (self.xs[idx], self.ys[idx])
             self.seed = int(torch.randint(2**62, (1,), generator=self.gen))
-        with probe_context(self.net, eval_mode=False, seed=self.seed if self.stochastic else None,
-                           devices=[self.xs.device]):
+        with probe_context(
+            self.net, eval_mode=False, seed=self.seed if self.stochastic else None, devices=[self.xs.device]
+        ):
             return self.net.loss(*self.batch)
 
 
