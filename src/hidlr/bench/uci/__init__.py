@@ -29,10 +29,9 @@ SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
 LEVELS = tuple(float(v) for v in np.round(np.linspace(0.05, 0.95, 19), 2))
 PARTIAL, HEADER = "partial.jsonl", "run_header.json"
 #: Monte Carlo passes of the stochastic models' validation NLL, computed after every tuning epoch
-#: (test scores use each model's default, 50-100). With 100 passes the per-epoch validation of MC
-#: dropout on kin8nm took about 3x its training time. On kin8nm split 0, 5 passes instead of 20
-#: chose the same rate and epoch for MC dropout and the Bayesian MDN (one epoch apart for the BNN)
-#: in 35-40% less time; 10 is the compromise.
+#: (test scores use each model's default, 50-100): fewer passes than at test time, since the
+#: per-epoch validation of the stochastic models otherwise costs more than their training (chosen
+#: by comparing tuning time and the chosen rate and epoch at 5, 10 and 20 passes on kin8nm).
 VALIDATION_SAMPLES = 10
 
 
