@@ -1,5 +1,7 @@
-"""Data for uncertainty-aware regression: synthetic tasks with exact densities, UCI benchmark sets."""
+"""Data for uncertainty-aware regression: synthetic tasks with exact densities, UCI benchmark sets,
+and the VADER lexicon's per-token human ratings (:mod:`hidlr.uq.data.lexicon`)."""
 
+from hidlr.uq.data.lexicon import Lexicon, LexiconSplit, load_lexicon, split_lexicon
 from hidlr.uq.data.synthetic import (
     TASKS,
     Bimodal,
@@ -24,4 +26,8 @@ __all__ = [
     "UCISplit",
     "find_uci_root",
     "load_uci",
+    "Lexicon",
+    "LexiconSplit",
+    "load_lexicon",
+    "split_lexicon",
 ]
