@@ -66,29 +66,47 @@ def _values(g: torch.Tensor) -> torch.Tensor:
     return g
 
 
-def all_finite(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """One bool tensor (no host sync): False when some entry of some tensor is NaN or infinite.
+def _fused_all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """One fused pass over dense tensors of one device (the gradient scaler's check, at scale 1: it
+    rewrites every entry as it was) and one host read. Raises when the op does not take them."""
+    device = tensors[0].device
+    found = torch.zeros(1, device=device)
+    with torch.no_grad():
+        torch._amp_foreach_non_finite_check_and_unscale_(list(tensors), found, torch.ones(1, device=device))
+    return not bool(found)
 
-    One fused 2-norm per device and dtype (``torch._foreach_norm``): NaN and inf propagate into
-    the norm. A finite tensor whose norm overflows also gives False, so a False is confirmed with
-    :func:`first_non_finite`. Sparse tensors contribute their stored values.
+
+def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """False when some entry of some tensor is NaN or infinite (sparse tensors: their stored values).
+
+    Usually one fused pass over all the data and one host read
+    (``torch._amp_foreach_non_finite_check_and_unscale_``, the check of the AMP gradient scaler).
+    Tensors it does not take together (several devices or, on accelerators, several dtypes) are
+    checked one fused pass per device and dtype; those it does not take at all (sparse, complex,
+    broadcast views) one by one.
     """
-    by_device: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    if not tensors:
+        return True
+    try:
+        return _fused_all_finite(tensors)
+    except (RuntimeError, NotImplementedError):
+        pass
+    groups: dict[tuple[torch.device, torch.dtype, torch.layout], list[torch.Tensor]] = {}
     for t in tensors:
-        v = _values(t)
-        if v.numel():
-            by_device.setdefault((v.device, v.dtype), []).append(v)
-    flags = [torch.isfinite(torch.stack(torch._foreach_norm(vs))).all() for vs in by_device.values()]
-    if not flags:
-        return torch.tensor(True)
-    if len({f.device for f in flags}) > 1:
-        flags = [f.cpu() for f in flags]
-    return torch.stack(flags).all()
+        groups.setdefault((t.device, t.dtype, t.layout), []).append(t)
+    for ts in groups.values():
+        try:
+            ok = _fused_all_finite(ts)
+        except (RuntimeError, NotImplementedError):
+            ok = all(bool(torch.isfinite(_values(t)).all()) for t in ts)
+        if not ok:
+            return False
+    return True
 
 
 def first_non_finite(params: Sequence[Sequence[torch.Tensor]]) -> tuple[int, int] | None:
     """(group, index) of the first parameter whose gradient has a non-finite entry (the slow path
-    after :func:`all_finite` said so)."""
+    after :func:`all_finite` found one, to name it)."""
     for k, ps in enumerate(params):
         for i, p in enumerate(ps):
             if not bool(torch.isfinite(_values(p.grad)).all()):

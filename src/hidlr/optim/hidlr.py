@@ -8,22 +8,11 @@ from typing import Any
 
 import torch
 
-from hidlr.distributed import mean_across_ranks, refuse_sharded_parameters, same_on_every_rank
+from hidlr.distributed import refuse_sharded_parameters, same_on_every_rank
 from hidlr.optim import checkpoint, rules
-from hidlr.optim.designs import line_design, pair_design, random_design
-from hidlr.optim.guards import (
-    ProbeError,
-    all_finite,
-    check_rates,
-    check_unique_params,
-    first_non_finite,
-    group_name,
-    probe_value,
-)
+from hidlr.optim.guards import all_finite, check_rates, check_unique_params, first_non_finite, group_name
 from hidlr.optim.options import check_options
-from hidlr.optim.quadfit import fit_finite_probes
-from hidlr.optim.records import RefreshRecord
-from hidlr.optim.rollback import restore, snapshot
+from hidlr.optim.refresh import Refresher, same_grads
 from hidlr.optim.rules import RuleConfig
 from hidlr.probes import probe_for_step
 
@@ -44,11 +33,7 @@ def _as_floats(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in out]
 
 
-# multiples of the combined Newton step at which the joint line is probed
-_JOINT_LINE = (0.5, 1.0, 1.5)
-
-
-class HiDLR(torch.optim.Optimizer):
+class HiDLR(Refresher, torch.optim.Optimizer):
     """Hessian-informed differential learning rates around a base optimizer.
 
     Every refresh step, HiDLR lets the base optimizer take its step once, reads each group's update
@@ -108,14 +93,18 @@ class HiDLR(torch.optim.Optimizer):
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: refuse non-finite gradients before any weight changes (one fused reduction
             and one host sync a step; sparse gradients are checked on their stored values).
-        rollback: during a refresh, keep a copy of the moving weights and of the base optimizer's
-            state in host memory, so that a probe that raises leaves both bitwise as before the
-            step (restored by copy). Memory while refreshing: one copy of the trained parameters
-            plus one of the optimizer state (for Adam: three parameter copies, in host memory on
-            accelerators), on top of the one copy of the update every refresh keeps. Without it,
-            a raising probe leaves the weights as before the step up to rounding (moved back along
-            the update) and the base optimizer's state advanced by one step. A probe that raises
-            on its first call (at the unchanged weights) changes nothing either way.
+        rollback: what a probe that raises in the middle of a refresh leaves behind (the error is
+            raised either way). False (default): the step is completed at the current rates, as
+            if it were not a refresh step: the weights go back to where the base step put them
+            (up to rounding, moved back along the update), the optimizer state is the one that step
+            left, the step is counted and the next step refreshes; calling ``step`` again with the
+            same, unchanged gradients (a retry) then does nothing and warns, rather than applying
+            them twice. Memory while refreshing: one copy of the probed groups' weights (their
+            update), nothing else. True: weights and optimizer state are put back bitwise as before
+            the step, from copies kept in host memory while a refresh runs: one of the moving
+            weights and one of the optimizer state (for Adam three parameter copies in all, on top
+            of the update). A probe that raises on its first call (at the unchanged weights)
+            changes nothing either way.
         history_size: how many refresh records :attr:`history` keeps (the oldest are dropped);
             :attr:`refresh_count` counts them all.
 
@@ -149,7 +138,7 @@ class HiDLR(torch.optim.Optimizer):
         probe: Probe | None = None,
         seed: int = 0,
         check_finite: bool = True,
-        rollback: bool = True,
+        rollback: bool = False,
         horizon: float | None = None,
         history_size: int = 500,
         groups_per_refresh: int | None = 8,
@@ -220,6 +209,7 @@ class HiDLR(torch.optim.Optimizer):
         self._period = 1
         self._next_refresh = 0
         self.history: list[dict[str, Any]] = []
+        self._applied_grads: Any = None  # the gradients of a step completed after a probe raised
 
     # ----------------------------------------------------------------------------------- queries
     @staticmethod
@@ -307,11 +297,22 @@ class HiDLR(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        params = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
+        if self._applied_grads is not None:
+            key, self._applied_grads = self._applied_grads, None
+            if same_grads(key, params):
+                warnings.warn(
+                    f"HiDLR: step {self._t - 1} already applied these gradients (its probe raised and the step "
+                    "was completed at the current rates); this call does nothing. Compute new gradients "
+                    "before the next step",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return loss
         probe = probe_for_step(self, probe, closure)
         factors = self._factors()
         applied = [e * f for e, f in zip(self._estimates, factors)]
         check_rates(applied, self.param_groups, self._t)
-        params = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
         active = [applied[k] > 0 and len(params[k]) > 0 for k in range(len(applied))]
         if self.is_refresh_step():
             active = same_on_every_rank(active)  # every rank takes the same probe path
@@ -336,11 +337,11 @@ class HiDLR(torch.optim.Optimizer):
         return loss
 
     def _check_gradients(self, params: list[list[torch.Tensor]]) -> None:
-        """Refuse non-finite gradients: one fused reduction and one host sync per step."""
-        if bool(all_finite([p.grad for ps in params for p in ps])):
+        """Refuse non-finite gradients: one fused check and one host read per step."""
+        if all_finite([p.grad for ps in params for p in ps]):
             return
         bad = first_non_finite(params)
-        if bad is None:  # finite, only so large that the fused norm overflowed
+        if bad is None:  # defensive: the two checks agree
             return
         k, i = bad
         raise FloatingPointError(
@@ -375,183 +376,3 @@ class HiDLR(torch.optim.Optimizer):
             self.rules,
             travelling=self._travelling,
         )
-
-    # --------------------------------------------------------------------------------- refresh
-    def _call_probe(self, probe: Probe) -> torch.Tensor:
-        """Evaluate the probe loss at the current weights under ``torch.no_grad``: a 0-d float64
-        tensor. The one place probe losses are read (a hook that averages them across processes
-        belongs here)."""
-        with torch.no_grad():
-            raw = probe()
-        value = probe_value(raw)
-        if isinstance(raw, torch.Tensor) and raw.is_floating_point():
-            self._loss_eps = max(self._loss_eps, torch.finfo(raw.dtype).eps)
-        elif not isinstance(raw, torch.Tensor):
-            self._loss_eps = max(self._loss_eps, torch.finfo(torch.get_default_dtype()).eps)
-        return mean_across_ranks(value)  # the same on every rank
-
-    def _refresh(
-        self,
-        probe: Probe,
-        params: list[list[torch.Tensor]],
-        applied: list[float],
-        factors: list[float],
-        active: list[bool],
-    ) -> None:
-        k_groups = len(applied)
-        eps = self._loss_eps
-        loss0 = self._call_probe(probe)  # before anything moves: a raising probe changes nothing
-        if not bool(torch.isfinite(loss0)):
-            self._loss_eps = eps
-            raise ProbeError(
-                f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
-                "the gradient was finite; nothing was changed"
-            )
-        probed = rules.probe_order(active, self._last_probed, self.groups_per_refresh)
-        # the update is kept for the groups that move: the probed ones, and without rollback every
-        # active one (to move back along it when a probe raises)
-        movable = probed if self.rollback else active
-        deltas = [[p.detach().clone() for p in params[k]] if movable[k] else [] for k in range(k_groups)]
-        saved = (
-            snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]])
-            if self.rollback
-            else None
-        )
-        self._base_step(applied)
-        offset = [1.0] * k_groups  # weights of group k are w_t - offset[k] * delta_k
-
-        def move(target: Sequence[float]) -> None:
-            for k in range(k_groups):
-                if movable[k] and target[k] != offset[k]:
-                    torch._foreach_add_(params[k], deltas[k], alpha=offset[k] - target[k])
-                    offset[k] = target[k]
-
-        try:
-            for k in range(k_groups):
-                if movable[k]:
-                    torch._foreach_sub_(deltas[k], params[k])  # delta_k = w_t - w_{t+1}
-            record = self._decide(probe, move, loss0, applied, active, probed)
-            new = [d.estimate for d in record.groups]
-            move([new[k] * factors[k] / applied[k] if probed[k] else 1.0 for k in range(k_groups)])
-        except BaseException:
-            self._loss_eps = eps
-            if saved is not None:
-                restore(self.optimizer, saved)  # weights and state bitwise
-            else:
-                move([0.0] * k_groups)  # weights back along the update, up to rounding
-            raise
-        self._estimates = new
-        self._last_forwards = record.forwards
-        self._probe_forwards += record.forwards
-        self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
-        self._refreshes += 1
-        self.history.append(record.as_dict())
-        if len(self.history) > self.history_size:
-            del self.history[: len(self.history) - self.history_size]
-
-    def _probe_along(
-        self, probe: Probe, move: Callable[[Sequence[float]], None], z: torch.Tensor, loss0: torch.Tensor
-    ) -> torch.Tensor:
-        """Loss changes (J,) at the rows of ``z`` (J, K): multiples of each group's update."""
-        losses = []
-        for row in z.tolist():
-            move(row)
-            losses.append(self._call_probe(probe))
-        return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
-
-    def _decide(
-        self,
-        probe: Probe,
-        move: Callable[[Sequence[float]], None],
-        loss0: torch.Tensor,
-        applied: list[float],
-        active: list[bool],
-        probed: list[bool],
-    ) -> RefreshRecord:
-        """Probe, fit and apply the rules (:mod:`hidlr.optim.rules`); returns the refresh's record.
-        Groups not probed stay at the base step's position (multiple 1) throughout."""
-        cfg = self.rules
-        z = self._design(probed)
-        held = [k for k in range(len(probed)) if active[k] and not probed[k]]
-        z_moves = z.clone()
-        z_moves[:, held] = 1.0
-        base = loss0  # the fit's origin: the probed groups unmoved, the others where the base step put them
-        if held:
-            move([0.0 if probed[k] else 1.0 for k in range(len(probed))])
-            base = self._call_probe(probe)
-        y = self._probe_along(probe, move, z_moves, base)
-        fit, fit_active = fit_finite_probes(z, y, True, probed, full=cfg.mode == "full")
-        if any(a and not f for a, f in zip(probed, fit_active)):
-            warnings.warn(
-                f"HiDLR: non-finite probe loss at step {self._t}; affected groups keep their rates",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(base)), 1e-30)
-        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
-        decisions = rules.newton_decisions(
-            fit,
-            active,
-            fit_active,
-            applied,
-            self._estimates,
-            names,
-            cfg,
-            span=max(abs(m) for m in self.probes),
-            resolution=resolution,
-            probed=probed,
-        )
-        forwards, scale = 1 + bool(held) + len(z), None
-        if cfg.shrink is not None and sum(probed) > 1:
-            s1 = rules.ONE_GROUP_LINE
-            line = torch.tensor(
-                [[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1], dtype=torch.float64
-            )
-            y_one = self._probe_along(probe, move, line, base)
-            forwards += len(s1)
-            m0 = rules.one_group_multiple(s1, y_one)
-            decisions = rules.shrink_to_one_group(decisions, probed, m0, cfg.shrink)
-        if cfg.joint and any(d.accepted for d in decisions):
-            c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
-            s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
-            line = torch.tensor(
-                [[si * ck if probed[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE], dtype=torch.float64
-            )
-            y_line = self._probe_along(probe, move, line, base)
-            forwards += len(s)
-            if not bool(torch.isfinite(y_line).all()):
-                warnings.warn(
-                    f"HiDLR: non-finite loss along the combined step at step {self._t}; all groups keep their rates",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-            scale = rules.joint_scale(s, y_line)
-            decisions = rules.apply_joint_scale(decisions, scale)
-        betas = [self._momentum(k) for k in range(len(applied))]
-        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
-        self._travelling = cfg.travel and clipped and not self._arrived
-        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
-        if self._refreshes == 0:
-            cfg = rules.first_refresh_config(cfg)
-        decisions = rules.settle(decisions, betas, cfg)
-        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
-
-    def _design(self, active: list[bool]) -> torch.Tensor:
-        full = self.rules.mode == "full"
-        if self.design == "random":
-            n_active = sum(active)
-            unknowns = 2 * n_active + (n_active * (n_active - 1) // 2 if full else 0)
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._refreshes)
-            z = random_design(active, max(len(self.probes) * n_active, unknowns + 1), self.probes, gen)
-        else:
-            z = line_design(active, self.probes)
-        if full:
-            z = torch.cat([z, pair_design(active)])
-        return z
-
-    def _momentum(self, k: int) -> float:
-        """The base optimizer's momentum coefficient for group k (Adam's beta1, SGD's momentum)."""
-        g = self.param_groups[k]
-        if "betas" in g:
-            return float(g["betas"][0])
-        return float(g.get("momentum", 0.0) or 0.0)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from hidlr.bench.overhead import run
-from hidlr.bench.overhead.memory import measure_memory
+from hidlr.bench.overhead.memory import measure_memory, memory_child
 from hidlr.bench.overhead.timing import deep_mlp, ratios, split_groups, timed_run
 
 
@@ -50,10 +50,17 @@ def test_overhead_report_is_complete(tmp_path):
     assert "| 1 |" in report and "| 4 |" in report and "non-refresh" in report
 
 
-def test_memory_is_measured_in_a_fresh_process():
-    out = measure_memory(4, {}, 3, 8, "cpu")
+def test_memory_is_measured_in_fresh_processes():
+    out = measure_memory(1, {}, 2, 8, "cpu")
     n_params = sum(p.numel() for p in deep_mlp(width=8).parameters())
-    assert out["param_bytes"] == 4 * n_params and out["peak"] >= 0
+    assert out["param_bytes"] == 4 * n_params and out["peak"] >= 0 and out["tensors"] > 3 * out["param_bytes"]
+
+
+def test_memory_accounting_sees_the_update_and_the_rollback_snapshot():
+    adam, hidlr, snap = (memory_child(1, opts, 3, 32, "cpu") for opts in (None, {}, {"rollback": True}))
+    # one copy (the update) at the defaults; four with the rollback's copies of weights and Adam's moments
+    assert (hidlr["tensors"] - adam["tensors"]) / adam["param_bytes"] == pytest.approx(1.0, abs=0.01)
+    assert (snap["tensors"] - adam["tensors"]) / adam["param_bytes"] == pytest.approx(4.0, abs=0.01)
 
 
 def test_paired_run_steps_both_in_lockstep():

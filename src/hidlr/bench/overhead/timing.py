@@ -41,9 +41,16 @@ def split_groups(model: nn.Module, k: int) -> list[dict[str, Any]]:
 
 
 def _trainer(
-    k: int, options: dict[str, Any] | None, batch: int, device: str, width: int, seed: int
+    k: int,
+    options: dict[str, Any] | None,
+    batch: int,
+    device: str,
+    width: int,
+    seed: int,
+    hook: Callable[[], None] | None = None,
 ) -> Callable[[int], tuple[float, bool]]:
-    """A closure that takes training step ``t`` and returns (seconds, whether it refreshed)."""
+    """A closure that takes training step ``t`` and returns (seconds, whether it refreshed).
+    ``hook`` (for memory accounting) is called after every step and at the start of every probe."""
     model = deep_mlp(width=width, seed=seed).to(device)
     loss_fn = nn.MSELoss()
     base = torch.optim.Adam(split_groups(model, k), lr=1e-3)
@@ -62,11 +69,20 @@ def _trainer(
         loss_fn(model(x), y).backward()
         refresh = isinstance(opt, HiDLR) and opt.is_refresh_step()
         if isinstance(opt, HiDLR):
-            opt.step(probe=lambda: loss_fn(model(xp), yp))
+
+            def probe() -> torch.Tensor:
+                if hook is not None:
+                    hook()
+                return loss_fn(model(xp), yp)
+
+            opt.step(probe=probe)
         else:
             opt.step()
         sync()
-        return time.perf_counter() - start, refresh
+        seconds = time.perf_counter() - start
+        if hook is not None:
+            hook()
+        return seconds, refresh
 
     step.optimizer = opt  # type: ignore[attr-defined]
     return step
@@ -88,13 +104,16 @@ def timed_run(
     device: str = "cpu",
     width: int = WIDTH,
     seed: int = 0,
+    hook: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``steps`` steps with Adam (``options`` None) or HiDLR(Adam, **options) on K groups.
 
     Returns per-step seconds (forward, backward and step; a CUDA sync closes each step), whether
-    each step refreshed, and for HiDLR the refresh count and probe forward passes.
+    each step refreshed, and for HiDLR the refresh count and probe forward passes. ``hook`` is
+    called after every step and at the start of every probe call (outside the timed span only
+    for the former).
     """
-    step = _trainer(k, options, batch, device, width, seed)
+    step = _trainer(k, options, batch, device, width, seed, hook)
     timed = [step(t) for t in range(steps)]
     return _result([s for s, _ in timed], [r for _, r in timed], step.optimizer)  # type: ignore[attr-defined]
 

@@ -1,0 +1,256 @@
+"""A Hi-DLR refresh: let the base optimizer step, probe the loss along each group's update, fit,
+decide the new rates (:mod:`hidlr.optim.rules`) and set the step's weights with them.
+
+:class:`UpdateLine` keeps the base step's update of the groups probed at a refresh (the one copy
+of their weights a refresh holds) and moves them along it in place. :class:`Refresher` is the
+refresh half of :class:`~hidlr.HiDLR`. When a probe raises mid-refresh the step is completed at the
+current rates (by default: weights back to where the base step put them, up to rounding; nothing
+else to keep) or, with ``rollback=True``, undone bitwise from a snapshot
+(:mod:`hidlr.optim.rollback`).
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from hidlr.distributed import mean_across_ranks
+from hidlr.optim import rules
+from hidlr.optim.designs import line_design, pair_design, random_design
+from hidlr.optim.guards import ProbeError, probe_value
+from hidlr.optim.quadfit import fit_finite_probes
+from hidlr.optim.records import RefreshRecord
+from hidlr.optim.rollback import restore, snapshot
+
+Probe = Callable[[], Any]
+
+# multiples of the combined Newton step at which the joint line is probed
+_JOINT_LINE = (0.5, 1.0, 1.5)
+
+
+class UpdateLine:
+    """The base step's update ``delta_k = w_t - w_{t+1}`` of the groups in ``moving``, and where each
+    group sits along it: group k's weights are ``w_t - offset[k] * delta_k`` (1: where the base step
+    put them). Made before the base step (a copy of the moving weights), :meth:`capture` after it
+    turns the copy into the update in place: one copy of the moving groups' weights in all."""
+
+    def __init__(self, params: list[list[torch.Tensor]], moving: Sequence[bool]) -> None:
+        self.params, self.moving = params, list(moving)
+        self.deltas = [[p.detach().clone() for p in ps] if m else [] for ps, m in zip(params, moving)]
+        self.offset = [1.0] * len(params)
+
+    def capture(self) -> None:
+        """After the base step: the copies of ``w_t`` become ``w_t - w_{t+1}``."""
+        for ds, ps in zip(self.deltas, self.params):
+            if ds:
+                torch._foreach_sub_(ds, ps)
+
+    def move(self, target: Sequence[float]) -> None:
+        """Put each moving group k at multiple ``target[k]`` of its update (in place, no copies)."""
+        for k, ds in enumerate(self.deltas):
+            if ds and target[k] != self.offset[k]:
+                torch._foreach_add_(self.params[k], ds, alpha=self.offset[k] - target[k])
+                self.offset[k] = target[k]
+
+
+def _grads_key(params: list[list[torch.Tensor]]) -> list[tuple[weakref.ref, int]]:
+    """The gradients of ``params`` as they are now: each one's identity and version counter."""
+    return [(weakref.ref(p.grad), p.grad._version) for ps in params for p in ps]
+
+
+def same_grads(key: list[tuple[weakref.ref, int]] | None, params: list[list[torch.Tensor]]) -> bool:
+    """Whether the gradients of ``params`` are the very tensors of ``key``, unchanged since."""
+    grads = [p.grad for ps in params for p in ps]
+    if key is None or len(key) != len(grads):
+        return False
+    return all(r() is g and g._version == v for (r, v), g in zip(key, grads))
+
+
+class Refresher:
+    """The refresh steps of :class:`~hidlr.HiDLR` (a mixin: it uses the optimizer's state)."""
+
+    def _call_probe(self, probe: Probe) -> torch.Tensor:
+        """Evaluate the probe loss at the current weights under ``torch.no_grad``: a 0-d float64
+        tensor. The one place probe losses are read (a hook that averages them across processes
+        belongs here)."""
+        with torch.no_grad():
+            raw = probe()
+        value = probe_value(raw)
+        if isinstance(raw, torch.Tensor) and raw.is_floating_point():
+            self._loss_eps = max(self._loss_eps, torch.finfo(raw.dtype).eps)
+        elif not isinstance(raw, torch.Tensor):
+            self._loss_eps = max(self._loss_eps, torch.finfo(torch.get_default_dtype()).eps)
+        return mean_across_ranks(value)  # the same on every rank
+
+    def _refresh(
+        self,
+        probe: Probe,
+        params: list[list[torch.Tensor]],
+        applied: list[float],
+        factors: list[float],
+        active: list[bool],
+    ) -> None:
+        k_groups = len(applied)
+        eps = self._loss_eps
+        loss0 = self._call_probe(probe)  # before anything moves: a raising probe changes nothing
+        if not bool(torch.isfinite(loss0)):
+            self._loss_eps = eps
+            raise ProbeError(
+                f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
+                "the gradient was finite; nothing was changed"
+            )
+        probed = rules.probe_order(active, self._last_probed, self.groups_per_refresh)
+        line = UpdateLine(params, probed)  # the groups that move: the probed ones
+        saved = (
+            snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]])
+            if self.rollback
+            else None
+        )
+        stepped = False
+        try:
+            self._base_step(applied)
+            stepped = True
+            line.capture()
+            record = self._decide(probe, line.move, loss0, applied, active, probed)
+            new = [d.estimate for d in record.groups]
+            line.move([new[k] * factors[k] / applied[k] if probed[k] else 1.0 for k in range(k_groups)])
+        except BaseException as err:
+            self._loss_eps = eps
+            if saved is not None:
+                restore(self.optimizer, saved)  # weights and state bitwise as before the step
+            elif stepped:
+                line.move([1.0] * k_groups)  # the base step at the current rates, up to rounding
+                self._completed_without_refresh(params, err)
+            raise
+        self._estimates = new
+        self._last_forwards = record.forwards
+        self._probe_forwards += record.forwards
+        self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
+        self._refreshes += 1
+        self.history.append(record.as_dict())
+        if len(self.history) > self.history_size:
+            del self.history[: len(self.history) - self.history_size]
+
+    def _completed_without_refresh(self, params: list[list[torch.Tensor]], err: BaseException) -> None:
+        """After a probe raised (``rollback=False``): the base step stands at the current rates, so the
+        step is counted, the next one refreshes, and a retried ``step`` with these same gradients
+        is skipped (:meth:`HiDLR.step`) rather than applying them twice."""
+        self._t += 1
+        self._next_refresh = self._t
+        self._applied_grads = _grads_key(params)
+        if hasattr(err, "add_note"):  # Python 3.11+
+            err.add_note(
+                f"HiDLR: the probe raised during the refresh of step {self._t - 1}; that step was completed "
+                "at the current rates (no refresh) and the next step refreshes"
+            )
+
+    def _probe_along(
+        self, probe: Probe, move: Callable[[Sequence[float]], None], z: torch.Tensor, loss0: torch.Tensor
+    ) -> torch.Tensor:
+        """Loss changes (J,) at the rows of ``z`` (J, K): multiples of each group's update."""
+        losses = []
+        for row in z.tolist():
+            move(row)
+            losses.append(self._call_probe(probe))
+        return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
+
+    def _decide(
+        self,
+        probe: Probe,
+        move: Callable[[Sequence[float]], None],
+        loss0: torch.Tensor,
+        applied: list[float],
+        active: list[bool],
+        probed: list[bool],
+    ) -> RefreshRecord:
+        """Probe, fit and apply the rules (:mod:`hidlr.optim.rules`); returns the refresh's record.
+        Groups not probed stay at the base step's position (multiple 1) throughout."""
+        cfg = self.rules
+        z = self._design(probed)
+        held = [k for k in range(len(probed)) if active[k] and not probed[k]]
+        z_moves = z.clone()
+        z_moves[:, held] = 1.0
+        base = loss0  # the fit's origin: the probed groups unmoved, the others where the base step put them
+        if held:
+            move([0.0 if probed[k] else 1.0 for k in range(len(probed))])
+            base = self._call_probe(probe)
+        y = self._probe_along(probe, move, z_moves, base)
+        fit, fit_active = fit_finite_probes(z, y, True, probed, full=cfg.mode == "full")
+        if any(a and not f for a, f in zip(probed, fit_active)):
+            warnings.warn(
+                f"HiDLR: non-finite probe loss at step {self._t}; affected groups keep their rates",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(base)), 1e-30)
+        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
+        decisions = rules.newton_decisions(
+            fit,
+            active,
+            fit_active,
+            applied,
+            self._estimates,
+            names,
+            cfg,
+            span=max(abs(m) for m in self.probes),
+            resolution=resolution,
+            probed=probed,
+        )
+        forwards, scale = 1 + bool(held) + len(z), None
+        if cfg.shrink is not None and sum(probed) > 1:
+            s1 = rules.ONE_GROUP_LINE
+            line = torch.tensor(
+                [[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1], dtype=torch.float64
+            )
+            y_one = self._probe_along(probe, move, line, base)
+            forwards += len(s1)
+            m0 = rules.one_group_multiple(s1, y_one)
+            decisions = rules.shrink_to_one_group(decisions, probed, m0, cfg.shrink)
+        if cfg.joint and any(d.accepted for d in decisions):
+            c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
+            s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
+            line = torch.tensor(
+                [[si * ck if probed[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE], dtype=torch.float64
+            )
+            y_line = self._probe_along(probe, move, line, base)
+            forwards += len(s)
+            if not bool(torch.isfinite(y_line).all()):
+                warnings.warn(
+                    f"HiDLR: non-finite loss along the combined step at step {self._t}; all groups keep their rates",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+            scale = rules.joint_scale(s, y_line)
+            decisions = rules.apply_joint_scale(decisions, scale)
+        betas = [self._momentum(k) for k in range(len(applied))]
+        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
+        self._travelling = cfg.travel and clipped and not self._arrived
+        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if self._refreshes == 0:
+            cfg = rules.first_refresh_config(cfg)
+        decisions = rules.settle(decisions, betas, cfg)
+        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
+
+    def _design(self, active: list[bool]) -> torch.Tensor:
+        full = self.rules.mode == "full"
+        if self.design == "random":
+            n_active = sum(active)
+            unknowns = 2 * n_active + (n_active * (n_active - 1) // 2 if full else 0)
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._refreshes)
+            z = random_design(active, max(len(self.probes) * n_active, unknowns + 1), self.probes, gen)
+        else:
+            z = line_design(active, self.probes)
+        if full:
+            z = torch.cat([z, pair_design(active)])
+        return z
+
+    def _momentum(self, k: int) -> float:
+        """The base optimizer's momentum coefficient for group k (Adam's beta1, SGD's momentum)."""
+        g = self.param_groups[k]
+        if "betas" in g:
+            return float(g["betas"][0])
+        return float(g.get("momentum", 0.0) or 0.0)
