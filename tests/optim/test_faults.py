@@ -134,6 +134,25 @@ def test_non_finite_gradient_is_refused_before_any_weight_changes():
     _assert_unchanged(q, opt, snap)
 
 
+@pytest.mark.parametrize("check_finite", ["refresh", True, False])
+def test_non_finite_gradient_on_a_step_that_does_not_refresh(check_finite):
+    q = make_quadratic([3, 2])
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=3, check_finite=check_finite)
+    _warm(q, opt, 1)
+    opt.zero_grad()
+    q.loss().backward()
+    q.params[0].grad[1] = float("nan")
+    snap = _snapshot(q, opt)
+    assert not opt.is_refresh_step()
+    if check_finite is True:  # every step is checked
+        with pytest.raises(FloatingPointError, match="param group 'g0'"):
+            opt.step(probe=q.loss)
+        _assert_unchanged(q, opt, snap)
+    else:  # handed to the base optimizer as they are, as the bare optimizer takes them
+        opt.step(probe=q.loss)
+        assert torch.isnan(q.params[0][1]) and opt.step_count == 2
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -471,6 +490,7 @@ BAD_OPTIONS = [
     ("joint", "yes", TypeError),
     ("check_finite", 1, TypeError),
     ("check_finite", None, TypeError),
+    ("check_finite", "always", ValueError),
     ("rollback", "no", TypeError),
     ("mode", "lbfgs", ValueError),
     ("mode", None, ValueError),

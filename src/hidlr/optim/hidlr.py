@@ -91,8 +91,12 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             the others.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
-        check_finite: refuse non-finite gradients before any weight changes (one fused reduction
-            and one host sync a step; sparse gradients are checked on their stored values).
+        check_finite: when to refuse non-finite gradients (``FloatingPointError`` naming the group,
+            before any weight changes). ``"refresh"`` (default): on refresh steps, where the rates
+            would otherwise be fitted to them; the other steps hand the gradients to the base
+            optimizer as they are, as the bare optimizer would take them. True: on every step (one
+            fused pass over the gradients and one host read per step; sparse gradients are checked
+            on their stored values). False: never.
         rollback: what a probe that raises in the middle of a refresh leaves behind (the error is
             raised either way). False (default): the step is completed at the current rates, as
             if it were not a refresh step: the weights go back to where the base step put them
@@ -137,7 +141,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         max_every: int | None = None,
         probe: Probe | None = None,
         seed: int = 0,
-        check_finite: bool = True,
+        check_finite: bool | str = "refresh",
         rollback: bool = False,
         horizon: float | None = None,
         history_size: int = 500,
@@ -219,11 +223,12 @@ class HiDLR(Refresher, torch.optim.Optimizer):
     def _factors(self) -> list[float]:
         """The scheduler's factor per group: ``group["lr"]`` over its initial value (tensor rates
         read in one transfer, not one host sync per group)."""
-        k_groups = len(self.param_groups)
-        raw = [g["lr"] for g in self.param_groups]
-        raw += [g.get("initial_lr", self._wrap_lrs[k]) for k, g in enumerate(self.param_groups)]
-        vals = _as_floats(raw)
-        return [vals[k] / vals[k_groups + k] if vals[k_groups + k] != 0 else 0.0 for k in range(k_groups)]
+        lrs = [g["lr"] for g in self.param_groups]
+        inits = [g.get("initial_lr", w) for g, w in zip(self.param_groups, self._wrap_lrs)]
+        if not all(type(v) is float for v in lrs) or not all(type(v) is float for v in inits):
+            vals = _as_floats(lrs + inits)
+            lrs, inits = vals[: len(lrs)], vals[len(lrs) :]
+        return [lr / i if i != 0 else 0.0 for lr, i in zip(lrs, inits)]
 
     @property
     def lrs(self) -> list[float]:
@@ -297,7 +302,11 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        params = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
+        due = self.is_refresh_step()
+        params: list[list[torch.Tensor]] = []
+        grads: list[torch.Tensor] = []
+        if due or self.check_finite is True or self._applied_grads is not None:  # else the base step alone
+            params, grads = self._with_gradients()
         if self._applied_grads is not None:
             key, self._applied_grads = self._applied_grads, None
             if same_grads(key, params):
@@ -313,10 +322,11 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         factors = self._factors()
         applied = [e * f for e, f in zip(self._estimates, factors)]
         check_rates(applied, self.param_groups, self._t)
-        active = [applied[k] > 0 and len(params[k]) > 0 for k in range(len(applied))]
-        if self.is_refresh_step():
+        refresh = False
+        if due:
+            active = [applied[k] > 0 and len(params[k]) > 0 for k in range(len(applied))]
             active = same_on_every_rank(active)  # every rank takes the same probe path
-        refresh = self.is_refresh_step() and any(active)
+            refresh = any(active)
         if refresh and probe is None:
             raise ValueError(
                 f"step {self._t} is a refresh step and needs a probe: call "
@@ -324,21 +334,35 @@ class HiDLR(Refresher, torch.optim.Optimizer):
                 "to HiDLR (hidlr.BatchProbe, hidlr.LatestBatchProbe); in Lightning or the Transformers "
                 "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers"
             )
+        if self.check_finite is True or (self.check_finite and refresh):
+            self._check_gradients(params, grads)
         with torch.no_grad():
-            if self.check_finite:
-                self._check_gradients(params)
             if refresh:
                 self._refresh(probe, params, applied, factors, active)
             else:
                 self._base_step(applied)
-        if self.is_refresh_step():
+        if due:
             self._schedule_next(refreshed=refresh)
         self._t += 1
         return loss
 
-    def _check_gradients(self, params: list[list[torch.Tensor]]) -> None:
+    def _with_gradients(self) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
+        """Per group the parameters that have a gradient, and all those gradients in one list."""
+        params: list[list[torch.Tensor]] = []
+        grads: list[torch.Tensor] = []
+        for g in self.param_groups:
+            ps = []
+            for p in g["params"]:
+                grad = p.grad
+                if grad is not None:
+                    ps.append(p)
+                    grads.append(grad)
+            params.append(ps)
+        return params, grads
+
+    def _check_gradients(self, params: list[list[torch.Tensor]], grads: list[torch.Tensor]) -> None:
         """Refuse non-finite gradients: one fused check and one host read per step."""
-        if all_finite([p.grad for ps in params for p in ps]):
+        if all_finite(grads):
             return
         bad = first_non_finite(params)
         if bad is None:  # defensive: the two checks agree

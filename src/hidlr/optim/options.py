@@ -43,6 +43,15 @@ def check_every(every: Any) -> int | str:
     return int(every)
 
 
+def check_finite_option(value: Any) -> bool | str:
+    """``check_finite``: True (every step), ``"refresh"`` (refresh steps) or False."""
+    if isinstance(value, str):
+        return check_choice("check_finite", value, ("refresh",))
+    if not isinstance(value, bool):
+        raise TypeError(f"check_finite must be True, False or 'refresh', got {type(value).__name__} {value!r}")
+    return value
+
+
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -113,7 +122,7 @@ def check_options(
         "min_r2": check_unit("min_r2", min_r2),
         "max_every": None if max_every is None else _count("max_every", max_every, 1),
         "seed": _count("seed", seed, 0),
-        "check_finite": _flag("check_finite", check_finite),
+        "check_finite": check_finite_option(check_finite),
         "rollback": _flag("rollback", rollback),
         "history_size": _count("history_size", history_size, 0),
         "groups_per_refresh": None

@@ -32,6 +32,12 @@ MEMORY_CONFIGS: dict[str, dict[str, Any] | None] = {
     "hidlr-rollback": {"rollback": True},
 }
 GOALS = {"all_steps": 1.10, "non_refresh_steps": 1.02, "extra_param_copies": 1.0}
+# timed besides the defaults: (K, options), e.g. the gradient check on every step
+VARIANTS: tuple[tuple[int, dict[str, Any]], ...] = ((1, {"check_finite": True}),)
+
+
+def _label(k: int, options: dict[str, Any]) -> str:
+    return str(k) + "".join(f", {name}={value!r}" for name, value in options.items())
 
 
 def run(
@@ -47,22 +53,25 @@ def run(
     memory_width: int = 512,
     memory_steps: int = 12,
     width: int = WIDTH,
+    variants: tuple[tuple[int, dict[str, Any]], ...] = VARIANTS,
 ) -> dict[str, Any]:
-    """Measure and write ``overhead.json`` and ``report.md`` into ``out_dir``; returns the results."""
+    """Measure and write ``overhead.json`` and ``report.md`` into ``out_dir``; returns the results.
+    ``variants``: (K, options) timed besides the defaults."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if threads:
         torch.set_num_threads(threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = harness.run_metadata(seeds="one (seed 0; the repeats re-run the same training)")
-    runs: dict[int, list[dict[str, Any]]] = {k: [] for k in groups}
+    configs = [(k, {}) for k in groups] + list(variants)
+    runs: dict[str, list[dict[str, Any]]] = {_label(k, o): [] for k, o in configs}
     mem_jobs = [(k, name) for k in (min(groups), max(groups)) for name in MEMORY_CONFIGS] if memory else []
-    with harness.progress("overhead", repeats * len(groups) * 2 + len(mem_jobs), enabled=progress) as tick:
+    with harness.progress("overhead", repeats * len(configs) * 2 + len(mem_jobs), enabled=progress) as tick:
         timed_run(groups[0], {}, 20, batch, device, width)  # warm-up
         for r in range(repeats):
-            for k in groups:
-                hidlr_run, adam_run = paired_run(k, {}, steps, batch, device, width)
-                tick(f"K={k} (repeat {r + 1})", 2)
-                runs[k].append(
+            for k, options in configs:
+                hidlr_run, adam_run = paired_run(k, options, steps, batch, device, width)
+                tick(f"K={_label(k, options)} (repeat {r + 1})", 2)
+                runs[_label(k, options)].append(
                     {
                         "ratios": ratios(hidlr_run, adam_run),
                         "adam_ms": 1e3 * statistics.mean(adam_run["seconds"]),
@@ -95,14 +104,14 @@ def run(
 
 
 def _summarise(
-    runs: dict[int, list[dict[str, Any]]],
+    runs: dict[str, list[dict[str, Any]]],
     peaks: dict[str, dict[str, int]],
     meta: dict[str, Any],
     settings: dict[str, Any],
 ) -> dict[str, Any]:
     per_k = {}
     for k, reps in runs.items():
-        per_k[str(k)] = {
+        per_k[k] = {
             "ratio_all_steps": statistics.median(r["ratios"]["all_steps"] for r in reps),
             "ratio_non_refresh_steps": statistics.median(r["ratios"]["non_refresh_steps"] for r in reps),
             "adam_ms_per_step": statistics.median(r["adam_ms"] for r in reps),
@@ -152,7 +161,7 @@ def report(result: dict[str, Any]) -> str:
         f"Command: `{result['command'] or 'hidlr.bench.overhead.run(...)'}`. Load average at start "
         f"{meta['load_average_at_start']}, at end {result['load_average_at_end']} (a shared machine: "
         "Adam and HiDLR run in lockstep in one process, so ratios are valid, absolute times are not).\n",
-        "| K groups | Adam ms/step | HiDLR ms/step | time ratio, all steps | time ratio, non-refresh steps "
+        "| K groups (options) | Adam ms/step | HiDLR ms/step | time ratio, all steps | time ratio, non-refresh steps "
         "| refreshes | probe forwards |",
         "|---|---|---|---|---|---|---|",
     ]
