@@ -28,6 +28,10 @@ def test_ratios_separate_refresh_steps():
     adam = {"seconds": [1.0, 1.0, 0.5, 1.0]}
     r = ratios(hidlr, adam)
     assert r["all_steps"] == pytest.approx(7.0 / 3.5) and r["non_refresh_steps"] == pytest.approx(2.0 / 1.5)
+    assert "all_steps_cpu" not in r
+    hidlr["cpu_seconds"], adam["cpu_seconds"] = [2.0, 1.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0]
+    r = ratios(hidlr, adam)
+    assert r["all_steps_cpu"] == pytest.approx(6.0 / 4.0) and r["non_refresh_steps_cpu"] == pytest.approx(1.0)
 
 
 def test_overhead_report_is_complete(tmp_path):

@@ -49,7 +49,8 @@ def _trainer(
     seed: int,
     hook: Callable[[], None] | None = None,
 ) -> Callable[[int], tuple[float, bool]]:
-    """A closure that takes training step ``t`` and returns (seconds, whether it refreshed).
+    """A closure that takes training step ``t`` and returns (wall seconds, this thread's CPU seconds,
+    whether it refreshed).
     ``hook`` (for memory accounting) is called after every step and at the start of every probe."""
     model = deep_mlp(width=width, seed=seed).to(device)
     loss_fn = nn.MSELoss()
@@ -60,11 +61,11 @@ def _trainer(
     ys = torch.randn(8, batch, width, generator=gen).to(device)
     sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
-    def step(t: int) -> tuple[float, bool]:
+    def step(t: int) -> tuple[float, float, bool]:
         x, y = xs[t % 8], ys[t % 8]
         xp, yp = xs[(t + 1) % 8], ys[(t + 1) % 8]
         sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         opt.zero_grad()
         loss_fn(model(x), y).backward()
         refresh = isinstance(opt, HiDLR) and opt.is_refresh_step()
@@ -79,17 +80,21 @@ def _trainer(
         else:
             opt.step()
         sync()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.thread_time() - start_cpu
         if hook is not None:
             hook()
-        return seconds, refresh
+        return seconds, cpu, refresh
 
     step.optimizer = opt  # type: ignore[attr-defined]
     return step
 
 
-def _result(seconds: list[float], refreshed: list[bool], opt: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"seconds": seconds, "refreshed": refreshed}
+def _result(timed: list[tuple[float, float, bool]], opt: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "seconds": [s for s, _, _ in timed],
+        "cpu_seconds": [c for _, c, _ in timed],
+        "refreshed": [r for _, _, r in timed],
+    }
     if isinstance(opt, HiDLR):
         out["refreshes"] = opt.refresh_count
         out["probe_forwards"] = opt._probe_forwards
@@ -108,14 +113,14 @@ def timed_run(
 ) -> dict[str, Any]:
     """Train ``steps`` steps with Adam (``options`` None) or HiDLR(Adam, **options) on K groups.
 
-    Returns per-step seconds (forward, backward and step; a CUDA sync closes each step), whether
-    each step refreshed, and for HiDLR the refresh count and probe forward passes. ``hook`` is
+    Returns per-step wall and thread CPU seconds (forward, backward and step; a CUDA sync closes
+    each step), whether each step refreshed, and for HiDLR the refresh count and probe forward
+    passes. ``hook`` is
     called after every step and at the start of every probe call (outside the timed span only
     for the former).
     """
     step = _trainer(k, options, batch, device, width, seed, hook)
-    timed = [step(t) for t in range(steps)]
-    return _result([s for s, _ in timed], [r for _, r in timed], step.optimizer)  # type: ignore[attr-defined]
+    return _result([step(t) for t in range(steps)], step.optimizer)  # type: ignore[attr-defined]
 
 
 def paired_run(
@@ -134,22 +139,26 @@ def paired_run(
         "hidlr": _trainer(k, options, batch, device, width, seed),
         "adam": _trainer(k, None, batch, device, width, seed),
     }
-    timed: dict[str, list[tuple[float, bool]]] = {"hidlr": [], "adam": []}
+    timed: dict[str, list[tuple[float, float, bool]]] = {"hidlr": [], "adam": []}
     for t in range(steps):
         for name in ("hidlr", "adam") if t % 2 == 0 else ("adam", "hidlr"):
             timed[name].append(runs[name](t))
-    return tuple(
-        _result([s for s, _ in timed[n]], [r for _, r in timed[n]], runs[n].optimizer)  # type: ignore[return-value,attr-defined]
-        for n in ("hidlr", "adam")
-    )
+    return tuple(_result(timed[n], runs[n].optimizer) for n in ("hidlr", "adam"))  # type: ignore[return-value,attr-defined]
 
 
 def ratios(hidlr_run: dict[str, Any], adam_run: dict[str, Any]) -> dict[str, float]:
     """Time ratios of a HiDLR run to an Adam run of the same steps: over all steps (total time),
-    and over the steps that did not refresh (their total against Adam's on the same steps)."""
-    h, a, r = hidlr_run["seconds"], adam_run["seconds"], hidlr_run["refreshed"]
-    plain = [i for i in range(len(h)) if not r[i]]
-    return {
-        "all_steps": sum(h) / sum(a),
-        "non_refresh_steps": sum(h[i] for i in plain) / sum(a[i] for i in plain) if plain else float("nan"),
-    }
+    and over the steps that did not refresh (their total against Adam's on the same steps), in wall
+    time and (keys ending ``_cpu``, when recorded) in the CPU time of the training thread."""
+    r = hidlr_run["refreshed"]
+    plain = [i for i in range(len(r)) if not r[i]]
+    out = {}
+    for key, suffix in (("seconds", ""), ("cpu_seconds", "_cpu")):
+        if key not in hidlr_run or key not in adam_run:
+            continue
+        h, a = hidlr_run[key], adam_run[key]
+        out["all_steps" + suffix] = sum(h) / sum(a)
+        out["non_refresh_steps" + suffix] = (
+            sum(h[i] for i in plain) / sum(a[i] for i in plain) if plain else float("nan")
+        )
+    return out
