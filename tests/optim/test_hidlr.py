@@ -81,6 +81,28 @@ def test_shrink_interpolates_between_one_group_and_per_group_newton_rates(shrink
     assert opt.history[-1]["forwards"] == 1 + 2 * 4 + 3  # L(w), two lines, the one-group line
 
 
+def test_shrink_by_coupling_uses_the_measured_coupling_of_the_quadratic():
+    q = make_quadratic([3, 2, 4], seed=11)
+    h = 0.05
+    opt = HiDLR(
+        torch.optim.SGD(_groups(q), lr=h), every=1, ema=0.0, clip=None, joint=False, horizon=0.0, shrink="coupling"
+    )
+    w0 = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    b, a = q.newton(w0, q.flat(), opt.lrs)
+    a_h = a * h * h  # in multiples of the step at rate h, as the fit sees it
+    diag = torch.diag(a_h)
+    c = float((a_h.sum() - diag.sum()) / (diag.sqrt().sum() ** 2 - diag.sum()))
+    c = min(1.0, max(0.0, c))
+    assert opt.history[-1]["coupling"] == pytest.approx(c, rel=1e-4, abs=1e-6)
+    per_group = b / torch.diag(a)
+    m0 = float(b.sum() * h) / float(a_h.sum())
+    expected = h * m0 * (per_group / (h * m0)) ** (1.0 - c)
+    torch.testing.assert_close(torch.tensor(opt.lrs, dtype=torch.float64), expected, rtol=1e-4, atol=0)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4),

@@ -199,6 +199,7 @@ class HiDLR(torch.optim.Optimizer):
             horizon=opts["horizon"],
             joint=opts["joint"],
             shrink=opts["shrink"],
+            shrink_by_coupling=opts["shrink_by_coupling"],
             travel=opts["travel"],
             first_clip=opts["first_clip"],
         )
@@ -214,6 +215,8 @@ class HiDLR(torch.optim.Optimizer):
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
+        self._travel_refreshes = 0  # line-only refreshes so far (rules.travel_by_line)
+        self._travel_forwards = 0  # their probe forwards, outside the probe credit
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -370,7 +373,7 @@ class HiDLR(torch.optim.Optimizer):
             self._t,
             self._period,
             self._last_forwards,
-            self._probe_forwards,
+            self._probe_forwards - self._travel_forwards,
             self.max_every,
             self.rules,
             travelling=self._travelling,
@@ -407,10 +410,13 @@ class HiDLR(torch.optim.Optimizer):
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
-        probed = rules.probe_order(active, self._last_probed, self.groups_per_refresh)
+        line_only = self.rules.travel_by_line and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        probed = (
+            [False] * k_groups if line_only else rules.probe_order(active, self._last_probed, self.groups_per_refresh)
+        )
         # the update is kept for the groups that move: the probed ones, and without rollback every
         # active one (to move back along it when a probe raises)
-        movable = probed if self.rollback else active
+        movable = probed if self.rollback and not (self.rules.held_follow_line or line_only) else active
         deltas = [[p.detach().clone() for p in params[k]] if movable[k] else [] for k in range(k_groups)]
         saved = (
             snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]])
@@ -430,9 +436,12 @@ class HiDLR(torch.optim.Optimizer):
             for k in range(k_groups):
                 if movable[k]:
                     torch._foreach_sub_(deltas[k], params[k])  # delta_k = w_t - w_{t+1}
-            record = self._decide(probe, move, loss0, applied, active, probed)
+            if line_only:
+                record = self._decide_by_line(probe, move, loss0, applied, active)
+            else:
+                record = self._decide(probe, move, loss0, applied, active, probed)
             new = [d.estimate for d in record.groups]
-            move([new[k] * factors[k] / applied[k] if probed[k] else 1.0 for k in range(k_groups)])
+            move([new[k] * factors[k] / applied[k] if movable[k] else 1.0 for k in range(k_groups)])
         except BaseException:
             self._loss_eps = eps
             if saved is not None:
@@ -443,6 +452,9 @@ class HiDLR(torch.optim.Optimizer):
         self._estimates = new
         self._last_forwards = record.forwards
         self._probe_forwards += record.forwards
+        if line_only:
+            self._travel_refreshes += 1
+            self._travel_forwards += record.forwards
         self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
         self._refreshes += 1
         self.history.append(record.as_dict())
@@ -458,6 +470,44 @@ class HiDLR(torch.optim.Optimizer):
             move(row)
             losses.append(self._call_probe(probe))
         return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
+
+    def _decide_by_line(
+        self,
+        probe: Probe,
+        move: Callable[[Sequence[float]], None],
+        loss0: torch.Tensor,
+        applied: list[float],
+        active: list[bool],
+    ) -> RefreshRecord:
+        """A travelling refresh (``RuleConfig.travel_by_line``): the one-group line along the whole
+        update, every active group takes its multiple."""
+        s1 = rules.ONE_GROUP_LINE
+        line = torch.tensor([[si if a else 0.0 for a in active] for si in s1], dtype=torch.float64)
+        fitted = rules.one_group_line(s1, self._probe_along(probe, move, line, loss0))
+        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
+        decisions = rules.line_decisions(active, applied, self._estimates, names, fitted)
+        return self._settle(decisions, loss0, forwards=1 + len(s1), scale=None, coupled=None)
+
+    def _settle(
+        self,
+        decisions: list[Any],
+        loss0: torch.Tensor,
+        forwards: int,
+        scale: float | None,
+        coupled: float | None,
+    ) -> RefreshRecord:
+        """Momentum correction, clip and smoothing (:func:`rules.settle`), the travel state, the record."""
+        cfg = self.rules
+        betas = [self._momentum(k) for k in range(len(decisions))]
+        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
+        self._travelling = cfg.travel and clipped and not self._arrived
+        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if self._refreshes == 0:
+            cfg = rules.first_refresh_config(cfg)
+        decisions = rules.cut_on_ascent(rules.settle(decisions, betas, cfg), cfg.ascent_cut)
+        return RefreshRecord(
+            step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions, coupling=coupled
+        )
 
     def _decide(
         self,
@@ -501,23 +551,35 @@ class HiDLR(torch.optim.Optimizer):
             resolution=resolution,
             probed=probed,
         )
-        forwards, scale = 1 + bool(held) + len(z), None
-        if cfg.shrink is not None and sum(probed) > 1:
+        forwards, scale, coupled = 1 + bool(held) + len(z), None, None
+        follow = cfg.held_follow_line and bool(held)
+        if cfg.shrink is not None and (sum(probed) > 1 or follow):
             s1 = rules.ONE_GROUP_LINE
+            # along the whole update from w_t (every active group), or with the held groups at their step
             line = torch.tensor(
-                [[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1], dtype=torch.float64
+                [[si if probed[k] or (follow and active[k]) else 1.0 for k in range(len(probed))] for si in s1],
+                dtype=torch.float64,
             )
-            y_one = self._probe_along(probe, move, line, base)
+            y_one = self._probe_along(probe, move, line, loss0 if follow else base)
             forwards += len(s1)
             m0 = rules.one_group_multiple(s1, y_one)
-            decisions = rules.shrink_to_one_group(decisions, probed, m0, cfg.shrink)
+            exponent = cfg.shrink
+            if cfg.shrink_by_coupling:
+                one_line = rules.one_group_line(s1, y_one)
+                diag = [float(fit.A[k, k]) for k in range(len(probed)) if probed[k] and fit_active[k]]
+                coupled = None if one_line is None else rules.coupling(diag, one_line[1])
+                exponent = cfg.shrink if coupled is None else 1.0 - coupled
+            decisions = rules.shrink_to_one_group(decisions, probed, m0, exponent)
+            if follow:
+                decisions = rules.follow_one_group(decisions, [k in held for k in range(len(probed))], m0)
         if cfg.joint and any(d.accepted for d in decisions):
-            c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
+            moving = active if follow else probed
+            c = rules.joint_multiples(decisions, moving, cfg.max_multiple)
             s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
             line = torch.tensor(
-                [[si * ck if probed[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE], dtype=torch.float64
+                [[si * ck if moving[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE], dtype=torch.float64
             )
-            y_line = self._probe_along(probe, move, line, base)
+            y_line = self._probe_along(probe, move, line, loss0 if follow else base)
             forwards += len(s)
             if not bool(torch.isfinite(y_line).all()):
                 warnings.warn(
@@ -527,14 +589,7 @@ class HiDLR(torch.optim.Optimizer):
                 )
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
-        betas = [self._momentum(k) for k in range(len(applied))]
-        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
-        self._travelling = cfg.travel and clipped and not self._arrived
-        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
-        if self._refreshes == 0:
-            cfg = rules.first_refresh_config(cfg)
-        decisions = rules.settle(decisions, betas, cfg)
-        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
+        return self._settle(decisions, loss0, forwards, scale, coupled)
 
     def _design(self, active: list[bool]) -> torch.Tensor:
         full = self.rules.mode == "full"

@@ -127,10 +127,12 @@ def check_options(
     raw = out["ema"] == 0.0 and out["clip"] is None
     out["joint"] = (not raw) if joint is None else _flag("joint", joint)
     out["horizon"] = (0.0 if raw else 0.5) if horizon is None else check_unit("horizon", horizon)
+    out["shrink_by_coupling"] = False
     if isinstance(shrink, str):
-        if shrink != "auto":
-            raise ValueError(f"shrink must be 'auto', None or in [0, 1], got {shrink!r}")
-        out["shrink"] = None if raw else 0.5
+        if shrink not in ("auto", "coupling"):
+            raise ValueError(f"shrink must be 'auto', 'coupling', None or in [0, 1], got {shrink!r}")
+        out["shrink"] = None if raw and shrink == "auto" else 0.5
+        out["shrink_by_coupling"] = shrink == "coupling"
     else:
         out["shrink"] = None if shrink is None else check_unit("shrink", shrink)
     out["travel"] = False if travel is None else _flag("travel", travel)

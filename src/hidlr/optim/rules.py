@@ -50,9 +50,23 @@ class RuleConfig:
         shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
+        shrink_by_coupling: the exponent is ``1 - c`` instead, with ``c`` the groups' measured
+            :func:`coupling` at this refresh (``shrink`` where it cannot be measured).
+        held_follow_line: the one-group line moves every active group (not only the probed ones),
+            and the groups not probed at this refresh (``groups_per_refresh``) take its multiple,
+            so that all rates follow the common scale at every refresh while each group's own
+            fit comes in turn.
         travel: refresh again at the next step (within the probe credit) while any group's target
             is cut by the clip, instead of doubling the period, until the rates first arrive (a
             refresh with every target inside the clip).
+        travel_by_line: while travelling, refresh with the one-group line alone (4 forward passes,
+            every group takes its multiple), not with every group's own probes; at most
+            ``TRAVEL_LIMIT`` such refreshes, whose forwards do not count against ``probe_credit``
+            (the refreshes after arrival come as soon as after the first one).
+        travel_margin: a rate travels while its target lies outside the clip raised to this power
+            (2: beyond (lo^2, hi^2) of the estimate), so that it stops this far short of the target.
+        ascent_cut: a group whose own update, or the combined step, does not descend on the probe
+            loss has its rate multiplied by this factor instead of kept; None: kept.
         first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
             guess, not an estimate worth averaging with); None: the first refresh is like the others.
     """
@@ -68,6 +82,11 @@ class RuleConfig:
     probe_share: float = 0.05
     probe_credit: float = 96.0
     shrink: float | None = None
+    shrink_by_coupling: bool = False
+    held_follow_line: bool = False
+    travel_by_line: bool = False
+    travel_margin: float = 1.0
+    ascent_cut: float | None = None
     travel: bool = False
     first_clip: tuple[float, float] | None = None
 
@@ -233,14 +252,91 @@ def apply_joint_scale(decisions: Sequence[GroupDecision], scale: float | None) -
 ONE_GROUP_LINE = (-1.0, 1.0, 2.0)
 
 
-def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
-    """The one-group (GeN) Newton multiple from loss changes ``y`` at multiples ``s`` of the current
-    combined step; None when the line is not a convex descent or a loss is not finite."""
+def one_group_line(s: Sequence[float], y: Sequence[float]) -> tuple[float, float] | None:
+    """Slope and curvature ``(beta, alpha)`` of ``y ~ -beta s + alpha s^2 / 2``, the loss changes
+    ``y`` at multiples ``s`` of the current combined step; None when a loss is not finite."""
     yt = torch.as_tensor(y, dtype=torch.float64)
     if not bool(torch.isfinite(yt).all()):
         return None
     beta, alpha, _ = fit_line(torch.as_tensor(s, dtype=torch.float64), yt)
+    return beta, alpha
+
+
+def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
+    """The one-group (GeN) Newton multiple from loss changes ``y`` at multiples ``s`` of the current
+    combined step; None when the line is not a convex descent or a loss is not finite."""
+    line = one_group_line(s, y)
+    if line is None:
+        return None
+    beta, alpha = line
     return beta / alpha if beta > 0 and alpha > 0 else None
+
+
+def coupling(diag_curvatures: Sequence[float], alpha: float) -> float | None:
+    """How much the groups' curvatures add up along the combined step, in [0, 1].
+
+    ``diag_curvatures``: each probed group's own ``A_kk`` (rate multiples), ``alpha``: the curvature
+    of the combined step ``sum_kl A_kl``. Uncoupled groups give ``alpha = sum_k A_kk`` (0); a Hessian
+    of rank one along the update directions, ``A_kl = sqrt(A_kk A_ll)``, gives ``(sum_k sqrt(A_kk))^2``
+    (1). None with fewer than two positive curvatures or a non-finite ``alpha``.
+    """
+    a = [x for x in diag_curvatures if math.isfinite(x) and x > 0]
+    if len(a) < 2 or not math.isfinite(alpha):
+        return None
+    diag = sum(a)
+    rank_one = sum(math.sqrt(x) for x in a) ** 2
+    return min(1.0, max(0.0, (alpha - diag) / (rank_one - diag)))
+
+
+NO_LINE = "one-group line not convex"
+# the most line-only refreshes a run travels with (RuleConfig.travel_by_line): 2**16 of range at clip 2
+TRAVEL_LIMIT = 16
+
+
+LINE_ASCENT = "combined step not a descent direction"
+
+
+def line_decisions(
+    active: Sequence[bool],
+    rates: Sequence[float],
+    estimates: Sequence[float],
+    names: Sequence[str],
+    line: tuple[float, float] | None,
+) -> list[GroupDecision]:
+    """Decisions of a refresh that probed only the one-group line (``line``: its slope and
+    curvature, None when a loss was not finite): every active group takes the line's Newton
+    multiple of its rate, or is rejected with the reason."""
+    m0, line_why = None, LINE_ASCENT
+    if line is not None and line[0] > 0:
+        m0, line_why = (line[0] / line[1], None) if line[1] > 0 else (None, NO_LINE)
+    out = []
+    for k, h in enumerate(rates):
+        why = line_why if active[k] else ("frozen" if h == 0 else "no gradients")
+        out.append(
+            GroupDecision(
+                name=names[k],
+                rate=h,
+                estimate=estimates[k],
+                newton_rate=None if why else h * m0,
+                a=None,
+                b=None,
+                r2=None,
+                accepted=why is None,
+                reason=why,
+            )
+        )
+    return out
+
+
+def follow_one_group(decisions: Sequence[GroupDecision], held: Sequence[bool], m0: float | None) -> list[GroupDecision]:
+    """Groups ``held`` out of this refresh's own probes take the one-group multiple ``m0`` of their
+    rate (accepted, without a fit of their own); unchanged when ``m0`` is None."""
+    if m0 is None:
+        return list(decisions)
+    return [
+        replace(d, newton_rate=d.rate * m0, accepted=True, reason=None) if h and d.rate > 0 else d
+        for d, h in zip(decisions, held)
+    ]
 
 
 def shrink_to_one_group(
@@ -268,6 +364,24 @@ def momentum_factor(beta: float, horizon: float) -> float:
     return (1.0 - beta) ** horizon
 
 
+ASCENT_REASONS = ("not a descent direction", LINE_ASCENT)
+
+
+def cut_on_ascent(decisions: Sequence[GroupDecision], factor: float | None) -> list[GroupDecision]:
+    """Groups rejected because their step rose on the probe loss (own update or combined step) get
+    ``factor`` times their estimate; unchanged for None."""
+    if factor is None:
+        return list(decisions)
+    out = []
+    for d in decisions:
+        if not d.accepted and d.reason is not None and d.reason.startswith(ASCENT_REASONS):
+            cut = d.estimate * factor
+            out.append(replace(d, estimate=cut, target=cut, reason=f"{d.reason}; rate x{factor:g}"))
+        else:
+            out.append(d)
+    return out
+
+
 def clip_rate(previous: float, proposed: float, clip: tuple[float, float] | None) -> float:
     """``proposed`` within ``[clip[0] * previous, clip[1] * previous]`` (unchanged for None)."""
     if clip is None:
@@ -292,10 +406,11 @@ def clipped(decisions: Sequence[GroupDecision], betas: Sequence[float], config: 
     (before :func:`settle`): its rate is still travelling."""
     if config.clip is None:
         return False
+    bounds = (config.clip[0] ** config.travel_margin, config.clip[1] ** config.travel_margin)
     for d, beta in zip(decisions, betas):
         if d.accepted:
             raw = d.newton_rate * momentum_factor(beta, config.horizon)
-            if raw != clip_rate(d.estimate, raw, config.clip):
+            if raw != clip_rate(d.estimate, raw, bounds):
                 return True
     return False
 
