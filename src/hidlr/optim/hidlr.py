@@ -94,16 +94,18 @@ class HiDLR(torch.optim.Optimizer):
             (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);
             costs 3 forward passes a refresh (with two or more probed groups). None: off. "auto"
             (default): 0.5, unless ``ema=0`` and ``clip=None``, then off (see docs/diagnosis.md).
-        travel: under ``every="auto"``, refresh again at the next step (within the probe credit)
-            while any group's target is cut by the clip (a rate far from where the fit points
-            travels a clip step per step), until the first refresh whose targets all lie inside
-            the clip; from then on the period doubles as usual, so that late growth is not
-            accelerated. None (default): off (it helps a far too small start rate but hurt at the
-            default start on workloads that overfit; see docs/diagnosis.md).
+        travel: under ``every="auto"``, while the clip cuts some group's target and no refresh has yet had every target
+            inside it, refresh again at the next step, probing only the one-group line along the
+            whole update (4 forward passes; every group takes the line's multiple of its rate),
+            at most ``rules.TRAVEL_LIMIT`` times; these refreshes do not use up the probe budget.
+            A start rate far from the fitted one travels a clip step per step instead of per
+            refresh. None (default): on unless ``ema=0`` and ``clip=None`` (see docs/diagnosis.md).
         first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
             smoothed: the start rate is a guess, and before training has adapted the curvature to
-            it the Newton rate says how far off it is. None (default): the first refresh is like
-            the others.
+            it the Newton rate says how far off it is. ``"auto"`` (default): (0.01, 2.0), so a
+            start rate up to 100x too large is cut at once (the first steps of a too large rate
+            do the most damage), unless ``ema=0`` and ``clip=None``, then None; None: the first
+            refresh is like the others.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: refuse non-finite gradients before any weight changes (one fused reduction
@@ -155,7 +157,7 @@ class HiDLR(torch.optim.Optimizer):
         groups_per_refresh: int | None = 8,
         shrink: float | str | None = "auto",
         travel: bool | None = None,
-        first_clip: tuple[float, float] | None = None,
+        first_clip: tuple[float, float] | str | None = "auto",
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -199,7 +201,6 @@ class HiDLR(torch.optim.Optimizer):
             horizon=opts["horizon"],
             joint=opts["joint"],
             shrink=opts["shrink"],
-            shrink_by_coupling=opts["shrink_by_coupling"],
             travel=opts["travel"],
             first_clip=opts["first_clip"],
         )
@@ -215,7 +216,7 @@ class HiDLR(torch.optim.Optimizer):
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
-        self._travel_refreshes = 0  # line-only refreshes so far (rules.travel_by_line)
+        self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
         self._travel_forwards = 0  # their probe forwards, outside the probe credit
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
@@ -410,13 +411,13 @@ class HiDLR(torch.optim.Optimizer):
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
-        line_only = self.rules.travel_by_line and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        line_only = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
         probed = (
             [False] * k_groups if line_only else rules.probe_order(active, self._last_probed, self.groups_per_refresh)
         )
         # the update is kept for the groups that move: the probed ones, and without rollback every
         # active one (to move back along it when a probe raises)
-        movable = probed if self.rollback and not (self.rules.held_follow_line or line_only) else active
+        movable = probed if self.rollback and not line_only else active
         deltas = [[p.detach().clone() for p in params[k]] if movable[k] else [] for k in range(k_groups)]
         saved = (
             snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]])
@@ -479,14 +480,16 @@ class HiDLR(torch.optim.Optimizer):
         applied: list[float],
         active: list[bool],
     ) -> RefreshRecord:
-        """A travelling refresh (``RuleConfig.travel_by_line``): the one-group line along the whole
-        update, every active group takes its multiple."""
+        """A travelling refresh (``RuleConfig.travel``): the one-group line along the whole update,
+        every active group takes its multiple."""
         s1 = rules.ONE_GROUP_LINE
         line = torch.tensor([[si if a else 0.0 for a in active] for si in s1], dtype=torch.float64)
         fitted = rules.one_group_line(s1, self._probe_along(probe, move, line, loss0))
+        resolution = self.rules.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
+        multiple = rules.line_multiple(fitted, max(s1), resolution, self.rules.max_multiple)
         names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
-        decisions = rules.line_decisions(active, applied, self._estimates, names, fitted)
-        return self._settle(decisions, loss0, forwards=1 + len(s1), scale=None, coupled=None)
+        decisions = rules.line_decisions(active, applied, self._estimates, names, multiple)
+        return self._settle(decisions, loss0, forwards=1 + len(s1), scale=None)
 
     def _settle(
         self,
@@ -494,20 +497,17 @@ class HiDLR(torch.optim.Optimizer):
         loss0: torch.Tensor,
         forwards: int,
         scale: float | None,
-        coupled: float | None,
     ) -> RefreshRecord:
         """Momentum correction, clip and smoothing (:func:`rules.settle`), the travel state, the record."""
         cfg = self.rules
         betas = [self._momentum(k) for k in range(len(decisions))]
         clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
-        self._travelling = cfg.travel and clipped and not self._arrived
+        self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
         self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)
-        decisions = rules.cut_on_ascent(rules.settle(decisions, betas, cfg), cfg.ascent_cut)
-        return RefreshRecord(
-            step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions, coupling=coupled
-        )
+        decisions = rules.settle(decisions, betas, cfg)
+        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
 
     def _decide(
         self,
@@ -551,35 +551,23 @@ class HiDLR(torch.optim.Optimizer):
             resolution=resolution,
             probed=probed,
         )
-        forwards, scale, coupled = 1 + bool(held) + len(z), None, None
-        follow = cfg.held_follow_line and bool(held)
-        if cfg.shrink is not None and (sum(probed) > 1 or follow):
+        forwards, scale = 1 + bool(held) + len(z), None
+        if cfg.shrink is not None and sum(probed) > 1:
             s1 = rules.ONE_GROUP_LINE
-            # along the whole update from w_t (every active group), or with the held groups at their step
             line = torch.tensor(
-                [[si if probed[k] or (follow and active[k]) else 1.0 for k in range(len(probed))] for si in s1],
-                dtype=torch.float64,
+                [[si if probed[k] else 1.0 for k in range(len(probed))] for si in s1], dtype=torch.float64
             )
-            y_one = self._probe_along(probe, move, line, loss0 if follow else base)
+            y_one = self._probe_along(probe, move, line, base)
             forwards += len(s1)
             m0 = rules.one_group_multiple(s1, y_one)
-            exponent = cfg.shrink
-            if cfg.shrink_by_coupling:
-                one_line = rules.one_group_line(s1, y_one)
-                diag = [float(fit.A[k, k]) for k in range(len(probed)) if probed[k] and fit_active[k]]
-                coupled = None if one_line is None else rules.coupling(diag, one_line[1])
-                exponent = cfg.shrink if coupled is None else 1.0 - coupled
-            decisions = rules.shrink_to_one_group(decisions, probed, m0, exponent)
-            if follow:
-                decisions = rules.follow_one_group(decisions, [k in held for k in range(len(probed))], m0)
+            decisions = rules.shrink_to_one_group(decisions, probed, m0, cfg.shrink)
         if cfg.joint and any(d.accepted for d in decisions):
-            moving = active if follow else probed
-            c = rules.joint_multiples(decisions, moving, cfg.max_multiple)
+            c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
             s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
             line = torch.tensor(
-                [[si * ck if moving[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE], dtype=torch.float64
+                [[si * ck if probed[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE], dtype=torch.float64
             )
-            y_line = self._probe_along(probe, move, line, loss0 if follow else base)
+            y_line = self._probe_along(probe, move, line, base)
             forwards += len(s)
             if not bool(torch.isfinite(y_line).all()):
                 warnings.warn(
@@ -589,7 +577,7 @@ class HiDLR(torch.optim.Optimizer):
                 )
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
-        return self._settle(decisions, loss0, forwards, scale, coupled)
+        return self._settle(decisions, loss0, forwards, scale)
 
     def _design(self, active: list[bool]) -> torch.Tensor:
         full = self.rules.mode == "full"

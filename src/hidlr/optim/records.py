@@ -42,15 +42,13 @@ class GroupDecision:
 @dataclass(frozen=True)
 class RefreshRecord:
     """One refresh: its step, the probe loss at the unmoved weights, the probe forward passes it
-    cost, the common factor of the joint line (None when not applied), the group decisions and the
-    groups' measured coupling (:func:`hidlr.optim.rules.coupling`; None when not measured)."""
+    cost, the common factor of the joint line (None when not applied) and the group decisions."""
 
     step: int
     loss: float
     forwards: int
     joint_scale: float | None
     groups: list[GroupDecision] = field(default_factory=list)
-    coupling: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The record as plain dicts and numbers (the shape of ``HiDLR.history`` entries)."""

@@ -50,23 +50,11 @@ class RuleConfig:
         shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
-        shrink_by_coupling: the exponent is ``1 - c`` instead, with ``c`` the groups' measured
-            :func:`coupling` at this refresh (``shrink`` where it cannot be measured).
-        held_follow_line: the one-group line moves every active group (not only the probed ones),
-            and the groups not probed at this refresh (``groups_per_refresh``) take its multiple,
-            so that all rates follow the common scale at every refresh while each group's own
-            fit comes in turn.
-        travel: refresh again at the next step (within the probe credit) while any group's target
-            is cut by the clip, instead of doubling the period, until the rates first arrive (a
-            refresh with every target inside the clip).
-        travel_by_line: while travelling, refresh with the one-group line alone (4 forward passes,
-            every group takes its multiple), not with every group's own probes; at most
-            ``TRAVEL_LIMIT`` such refreshes, whose forwards do not count against ``probe_credit``
-            (the refreshes after arrival come as soon as after the first one).
-        travel_margin: a rate travels while its target lies outside the clip raised to this power
-            (2: beyond (lo^2, hi^2) of the estimate), so that it stops this far short of the target.
-        ascent_cut: a group whose own update, or the combined step, does not descend on the probe
-            loss has its rate multiplied by this factor instead of kept; None: kept.
+        travel: while any group's target is cut by the clip and no refresh has yet had every target
+            inside it, refresh again at the next step with the one-group line alone (4 forward
+            passes; every group takes the line's multiple of its rate), at most ``TRAVEL_LIMIT``
+            times; these forwards do not count against ``probe_credit``, so the refreshes after
+            arrival come as soon as after a first refresh.
         first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
             guess, not an estimate worth averaging with); None: the first refresh is like the others.
     """
@@ -82,11 +70,6 @@ class RuleConfig:
     probe_share: float = 0.05
     probe_credit: float = 96.0
     shrink: float | None = None
-    shrink_by_coupling: bool = False
-    held_follow_line: bool = False
-    travel_by_line: bool = False
-    travel_margin: float = 1.0
-    ascent_cut: float | None = None
     travel: bool = False
     first_clip: tuple[float, float] | None = None
 
@@ -272,28 +255,31 @@ def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
     return beta / alpha if beta > 0 and alpha > 0 else None
 
 
-def coupling(diag_curvatures: Sequence[float], alpha: float) -> float | None:
-    """How much the groups' curvatures add up along the combined step, in [0, 1].
-
-    ``diag_curvatures``: each probed group's own ``A_kk`` (rate multiples), ``alpha``: the curvature
-    of the combined step ``sum_kl A_kl``. Uncoupled groups give ``alpha = sum_k A_kk`` (0); a Hessian
-    of rank one along the update directions, ``A_kl = sqrt(A_kk A_ll)``, gives ``(sum_k sqrt(A_kk))^2``
-    (1). None with fewer than two positive curvatures or a non-finite ``alpha``.
-    """
-    a = [x for x in diag_curvatures if math.isfinite(x) and x > 0]
-    if len(a) < 2 or not math.isfinite(alpha):
-        return None
-    diag = sum(a)
-    rank_one = sum(math.sqrt(x) for x in a) ** 2
-    return min(1.0, max(0.0, (alpha - diag) / (rank_one - diag)))
-
-
 NO_LINE = "one-group line not convex"
-# the most line-only refreshes a run travels with (RuleConfig.travel_by_line): 2**16 of range at clip 2
+# the most line-only refreshes a run travels with (RuleConfig.travel): 2**16 of range at clip 2
 TRAVEL_LIMIT = 16
 
 
 LINE_ASCENT = "combined step not a descent direction"
+
+
+def line_multiple(
+    line: tuple[float, float] | None, span: float, resolution: float, max_multiple: float
+) -> tuple[float | None, str | None]:
+    """The one-group line's Newton multiple and None, or None and why there is none. ``line``: its
+    slope and curvature (:func:`one_group_line`; None when a loss was not finite); below the loss's
+    rounding the rule of :func:`unresolved` applies, as for a group's own fit."""
+    if line is None:
+        return None, "non-finite loss along the combined step"
+    beta, alpha = line
+    rule = unresolved(alpha, beta, span, resolution, max_multiple)
+    if rule is not None:
+        return (rule[0], None) if rule[1] is None else (None, rule[1])
+    if beta <= 0:
+        return None, LINE_ASCENT
+    if alpha <= 0:
+        return None, NO_LINE
+    return beta / alpha, None
 
 
 def line_decisions(
@@ -301,14 +287,11 @@ def line_decisions(
     rates: Sequence[float],
     estimates: Sequence[float],
     names: Sequence[str],
-    line: tuple[float, float] | None,
+    multiple: tuple[float | None, str | None],
 ) -> list[GroupDecision]:
-    """Decisions of a refresh that probed only the one-group line (``line``: its slope and
-    curvature, None when a loss was not finite): every active group takes the line's Newton
-    multiple of its rate, or is rejected with the reason."""
-    m0, line_why = None, LINE_ASCENT
-    if line is not None and line[0] > 0:
-        m0, line_why = (line[0] / line[1], None) if line[1] > 0 else (None, NO_LINE)
+    """Decisions of a refresh that probed only the one-group line: every active group takes the
+    line's multiple of its rate, or is rejected with the reason (``multiple``: :func:`line_multiple`)."""
+    m0, line_why = multiple
     out = []
     for k, h in enumerate(rates):
         why = line_why if active[k] else ("frozen" if h == 0 else "no gradients")
@@ -326,17 +309,6 @@ def line_decisions(
             )
         )
     return out
-
-
-def follow_one_group(decisions: Sequence[GroupDecision], held: Sequence[bool], m0: float | None) -> list[GroupDecision]:
-    """Groups ``held`` out of this refresh's own probes take the one-group multiple ``m0`` of their
-    rate (accepted, without a fit of their own); unchanged when ``m0`` is None."""
-    if m0 is None:
-        return list(decisions)
-    return [
-        replace(d, newton_rate=d.rate * m0, accepted=True, reason=None) if h and d.rate > 0 else d
-        for d, h in zip(decisions, held)
-    ]
 
 
 def shrink_to_one_group(
@@ -364,24 +336,6 @@ def momentum_factor(beta: float, horizon: float) -> float:
     return (1.0 - beta) ** horizon
 
 
-ASCENT_REASONS = ("not a descent direction", LINE_ASCENT)
-
-
-def cut_on_ascent(decisions: Sequence[GroupDecision], factor: float | None) -> list[GroupDecision]:
-    """Groups rejected because their step rose on the probe loss (own update or combined step) get
-    ``factor`` times their estimate; unchanged for None."""
-    if factor is None:
-        return list(decisions)
-    out = []
-    for d in decisions:
-        if not d.accepted and d.reason is not None and d.reason.startswith(ASCENT_REASONS):
-            cut = d.estimate * factor
-            out.append(replace(d, estimate=cut, target=cut, reason=f"{d.reason}; rate x{factor:g}"))
-        else:
-            out.append(d)
-    return out
-
-
 def clip_rate(previous: float, proposed: float, clip: tuple[float, float] | None) -> float:
     """``proposed`` within ``[clip[0] * previous, clip[1] * previous]`` (unchanged for None)."""
     if clip is None:
@@ -406,11 +360,10 @@ def clipped(decisions: Sequence[GroupDecision], betas: Sequence[float], config: 
     (before :func:`settle`): its rate is still travelling."""
     if config.clip is None:
         return False
-    bounds = (config.clip[0] ** config.travel_margin, config.clip[1] ** config.travel_margin)
     for d, beta in zip(decisions, betas):
         if d.accepted:
             raw = d.newton_rate * momentum_factor(beta, config.horizon)
-            if raw != clip_rate(d.estimate, raw, bounds):
+            if raw != clip_rate(d.estimate, raw, config.clip):
                 return True
     return False
 
