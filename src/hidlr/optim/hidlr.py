@@ -79,16 +79,18 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);
             costs 3 forward passes a refresh (with two or more probed groups). None: off. "auto"
             (default): 0.5, unless ``ema=0`` and ``clip=None``, then off (see docs/diagnosis.md).
-        travel: under ``every="auto"``, refresh again at the next step (within the probe credit)
-            while any group's target is cut by the clip (a rate far from where the fit points
-            travels a clip step per step), until the first refresh whose targets all lie inside
-            the clip; from then on the period doubles as usual, so that late growth is not
-            accelerated. None (default): off (it helps a far too small start rate but hurt at the
-            default start on workloads that overfit; see docs/diagnosis.md).
+        travel: under ``every="auto"``, while the clip cuts some group's target and no refresh has yet had every target
+            inside it, refresh again at the next step, probing only the one-group line along the
+            whole update (4 forward passes; every group takes the line's multiple of its rate),
+            at most ``rules.TRAVEL_LIMIT`` times; these refreshes do not use up the probe budget.
+            A start rate far from the fitted one travels a clip step per step instead of per
+            refresh. None (default): on unless ``ema=0`` and ``clip=None`` (see docs/diagnosis.md).
         first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
             smoothed: the start rate is a guess, and before training has adapted the curvature to
-            it the Newton rate says how far off it is. None (default): the first refresh is like
-            the others.
+            it the Newton rate says how far off it is. ``"auto"`` (default): (0.01, 2.0), so a
+            start rate up to 100x too large is cut at once (the first steps of a too large rate
+            do the most damage), unless ``ema=0`` and ``clip=None``, then None; None: the first
+            refresh is like the others.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: when to refuse non-finite gradients (``FloatingPointError`` naming the group,
@@ -148,7 +150,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         groups_per_refresh: int | None = 8,
         shrink: float | str | None = "auto",
         travel: bool | None = None,
-        first_clip: tuple[float, float] | None = None,
+        first_clip: tuple[float, float] | str | None = "auto",
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -207,6 +209,8 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
+        self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
+        self._travel_forwards = 0  # their probe forwards, outside the probe credit
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -395,7 +399,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             self._t,
             self._period,
             self._last_forwards,
-            self._probe_forwards,
+            self._probe_forwards - self._travel_forwards,
             self.max_every,
             self.rules,
             travelling=self._travelling,

@@ -103,8 +103,12 @@ class Refresher:
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
-        probed = rules.probe_order(active, self._last_probed, self.groups_per_refresh)
-        line = UpdateLine(params, probed)  # the groups that move: the probed ones
+        line_only = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        probed = (
+            [False] * k_groups if line_only else rules.probe_order(active, self._last_probed, self.groups_per_refresh)
+        )
+        moving = active if line_only else probed  # a travelling refresh moves every active group along one line
+        line = UpdateLine(params, moving)
         saved = (
             snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]])
             if self.rollback
@@ -115,9 +119,12 @@ class Refresher:
             self._base_step(applied)
             stepped = True
             line.capture()
-            record = self._decide(probe, line.move, loss0, applied, active, probed)
+            if line_only:
+                record = self._decide_by_line(probe, line.move, loss0, applied, active)
+            else:
+                record = self._decide(probe, line.move, loss0, applied, active, probed)
             new = [d.estimate for d in record.groups]
-            line.move([new[k] * factors[k] / applied[k] if probed[k] else 1.0 for k in range(k_groups)])
+            line.move([new[k] * factors[k] / applied[k] if moving[k] else 1.0 for k in range(k_groups)])
         except BaseException as err:
             self._loss_eps = eps
             if saved is not None:
@@ -129,6 +136,9 @@ class Refresher:
         self._estimates = new
         self._last_forwards = record.forwards
         self._probe_forwards += record.forwards
+        if line_only:
+            self._travel_refreshes += 1
+            self._travel_forwards += record.forwards
         self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
         self._refreshes += 1
         self.history.append(record.as_dict())
@@ -157,6 +167,43 @@ class Refresher:
             move(row)
             losses.append(self._call_probe(probe))
         return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
+
+    def _decide_by_line(
+        self,
+        probe: Probe,
+        move: Callable[[Sequence[float]], None],
+        loss0: torch.Tensor,
+        applied: list[float],
+        active: list[bool],
+    ) -> RefreshRecord:
+        """A travelling refresh (``RuleConfig.travel``): the one-group line along the whole update,
+        every active group takes its multiple."""
+        s1 = rules.ONE_GROUP_LINE
+        line = torch.tensor([[si if a else 0.0 for a in active] for si in s1], dtype=torch.float64)
+        fitted = rules.one_group_line(s1, self._probe_along(probe, move, line, loss0))
+        resolution = self.rules.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
+        multiple = rules.line_multiple(fitted, max(s1), resolution, self.rules.max_multiple)
+        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
+        decisions = rules.line_decisions(active, applied, self._estimates, names, multiple)
+        return self._settle(decisions, loss0, forwards=1 + len(s1), scale=None)
+
+    def _settle(
+        self,
+        decisions: list[Any],
+        loss0: torch.Tensor,
+        forwards: int,
+        scale: float | None,
+    ) -> RefreshRecord:
+        """Momentum correction, clip and smoothing (:func:`rules.settle`), the travel state, the record."""
+        cfg = self.rules
+        betas = [self._momentum(k) for k in range(len(decisions))]
+        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
+        self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
+        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if self._refreshes == 0:
+            cfg = rules.first_refresh_config(cfg)
+        decisions = rules.settle(decisions, betas, cfg)
+        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
 
     def _decide(
         self,
@@ -226,14 +273,7 @@ class Refresher:
                 )
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
-        betas = [self._momentum(k) for k in range(len(applied))]
-        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
-        self._travelling = cfg.travel and clipped and not self._arrived
-        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
-        if self._refreshes == 0:
-            cfg = rules.first_refresh_config(cfg)
-        decisions = rules.settle(decisions, betas, cfg)
-        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
+        return self._settle(decisions, loss0, forwards, scale)
 
     def _design(self, active: list[bool]) -> torch.Tensor:
         full = self.rules.mode == "full"
