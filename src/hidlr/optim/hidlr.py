@@ -115,7 +115,8 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             :attr:`refresh_count` counts them all.
 
     A probe must return a finite real scalar (a tensor of one element or a number); anything else
-    raises :class:`ProbeError` naming what came back, with nothing changed. Rates must be finite
+    raises :class:`ProbeError` naming what came back: at the first call with nothing changed, later
+    like a probe that raises (see ``rollback``). Rates must be finite
     and non-negative: a negative rate (by hand or from a scheduler) raises ValueError before the
     step. A parameter may appear once, in one group.
 
