@@ -49,6 +49,10 @@ VARIANTS: dict[str, tuple[dict, bool, str]] = {
     "shrink0-travel": ({"travel": True, "shrink": 0.0}, False, "same"),
     "shrink.5-travel": ({"travel": True, "shrink": 0.5}, False, "same"),
     "shrink1-travel": ({"travel": True, "shrink": 1.0}, False, "same"),
+    # Round 2 (docs/diagnosis.md). The prototype rules below (coupling, held groups following the
+    # line, travel by the line, travel margin, cut on ascent) exist only at commit 49da0ec: run
+    # these variants there. At later commits travel by the line and first_clip (0.01, 2) are the
+    # engine defaults, so "hidlr" is what "tline2-fc-sep" was.
     # shrink exponent from the groups' measured coupling (1 - c), and a stronger fixed shrink
     "couple-sep": ({"shrink": "coupling"}, False, "separate"),
     "shrink.25-sep": ({"shrink": 0.25}, False, "separate"),
