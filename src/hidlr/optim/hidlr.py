@@ -449,7 +449,7 @@ class HiDLR(torch.optim.Optimizer):
                 if movable[k]:
                     torch._foreach_sub_(deltas[k], params[k])  # delta_k = w_t - w_{t+1}
             if line_only:
-                record = self._decide_by_line(probe, move, loss0, applied, active)
+                record = self._decide_by_line(probe, move, loss0, applied, active, travelling=travel_now)
             else:
                 record = self._decide(probe, move, loss0, applied, active, probed)
             new = [d.estimate for d in record.groups]
@@ -490,17 +490,30 @@ class HiDLR(torch.optim.Optimizer):
         loss0: torch.Tensor,
         applied: list[float],
         active: list[bool],
+        travelling: bool,
     ) -> RefreshRecord:
-        """A travelling refresh (``RuleConfig.travel``): the one-group line along the whole update,
-        every active group takes its multiple."""
-        s1 = rules.ONE_GROUP_LINE
-        line = torch.tensor([[si if a else 0.0 for a in active] for si in s1], dtype=torch.float64)
-        fitted = rules.one_group_line(s1, self._probe_along(probe, move, line, loss0))
-        resolution = self.rules.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
-        multiple = rules.line_multiple(fitted, max(s1), resolution, self.rules.max_multiple)
+        """A refresh along the whole update (every active group at the same multiple of its step),
+        every active group taking the line's multiple: a travelling refresh (``RuleConfig.travel``:
+        the 3-point line alone) or the one-group rule for many groups (``RuleConfig.max_groups``:
+        the probe points, the acceptance and the joint line of a one-group refresh)."""
+        cfg = self.rules
+        points = rules.ONE_GROUP_LINE if travelling else self.probes
+        line = torch.tensor([[si if a else 0.0 for a in active] for si in points], dtype=torch.float64)
+        fitted = rules.one_group_line(points, self._probe_along(probe, move, line, loss0))
+        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
+        span = max(abs(p) for p in points)
+        multiple = rules.line_multiple(fitted, span, resolution, cfg.max_multiple, 0.0 if travelling else cfg.min_r2)
         names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
         decisions = rules.line_decisions(active, applied, self._estimates, names, multiple)
-        return self._settle(decisions, loss0, forwards=1 + len(s1), scale=None)
+        forwards, scale = 1 + len(points), None
+        if not travelling and cfg.joint and multiple[0] is not None:
+            m = min(multiple[0], cfg.max_multiple)
+            joint = torch.tensor([[si * m if a else 0.0 for a in active] for si in _JOINT_LINE], dtype=torch.float64)
+            y_line = self._probe_along(probe, move, joint, loss0)
+            forwards += len(_JOINT_LINE)
+            scale = rules.joint_scale(_JOINT_LINE, y_line)
+            decisions = rules.apply_joint_scale(decisions, scale)
+        return self._settle(decisions, loss0, forwards=forwards, scale=scale)
 
     def _settle(
         self,
