@@ -459,3 +459,48 @@ def test_tensor_rates_are_read_and_restored():
         opt.step(probe=q.loss)
     assert all(isinstance(g["lr"], torch.Tensor) for g in opt.param_groups)  # the user's tensors kept
     assert opt.refresh_count == 2 and all(r > 0 for r in opt.lrs)
+
+
+def test_more_groups_than_max_groups_refresh_by_the_one_group_line():
+    q = make_quadratic([1] * 10, seed=6)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, max_groups=8)
+    per_group = HiDLR(torch.optim.SGD(_groups(copy.deepcopy(q)), lr=0.01), every=1, max_groups=None)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    rec = opt.history[-1]
+    # L(w), the line at the probe points, the joint line: the cost of a one-group refresh
+    assert rec["forwards"] == 1 + 4 + 3 and all(g["a"] is None for g in rec["groups"])
+    ratios = {round(g["newton_rate"] / g["rate"], 9) for g in rec["groups"]}
+    assert len(ratios) == 1  # every group takes the line's multiple
+    assert len(set(opt.lrs)) == 1
+    q2 = per_group.param_groups
+    assert len(q2) == 10
+    with pytest.raises(ValueError, match="max_groups must be"):
+        HiDLR(torch.optim.SGD(_groups(q), lr=0.01), max_groups=0)
+    with pytest.raises(ValueError, match="max_groups must be"):
+        HiDLR(torch.optim.SGD(_groups(q), lr=0.01), max_groups="many")
+
+
+def test_max_groups_none_keeps_per_group_fits():
+    q = make_quadratic([1] * 10, seed=6)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, max_groups=None)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    assert sum(g["a"] is not None for g in opt.history[-1]["groups"]) == 8  # groups_per_refresh
+
+
+def test_many_groups_follow_the_same_rates_as_one_group():
+    q = make_quadratic([1] * 10, seed=8)
+    q_one = copy.deepcopy(q)
+    many = HiDLR(torch.optim.SGD(_groups(q), lr=0.003, momentum=0.9), max_groups=8)
+    one = HiDLR(torch.optim.SGD(q_one.params, lr=0.003, momentum=0.9))
+    for _ in range(40):
+        for opt, quad in ((many, q), (one, q_one)):
+            opt.zero_grad()
+            quad.loss().backward()
+            opt.step(probe=quad.loss)
+    assert many.refresh_count == one.refresh_count > 5
+    assert many.lrs == pytest.approx([one.lrs[0]] * 10, rel=1e-6)
+    torch.testing.assert_close(q.flat(), q_one.flat(), rtol=1e-6, atol=1e-9)

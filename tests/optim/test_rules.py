@@ -226,7 +226,7 @@ def test_one_group_line_returns_slope_and_curvature():
     s = list(rules.ONE_GROUP_LINE)
     beta, alpha = 3.0, 2.0
     out = rules.one_group_line(s, [-beta * x + alpha * x * x / 2 for x in s])
-    assert out == pytest.approx((beta, alpha), rel=1e-12)
+    assert out == pytest.approx((beta, alpha, 1.0), rel=1e-12)
     assert rules.one_group_line(s, [0.0, float("nan"), 1.0]) is None
 
 
@@ -312,13 +312,14 @@ def test_line_decisions_give_every_active_group_the_line_multiple():
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ((3.0, 2.0), (1.5, None)),
-        ((-1.0, 2.0), (None, rules.LINE_ASCENT)),
-        ((1.0, -2.0), (None, rules.NO_LINE)),
+        ((3.0, 2.0, 1.0), (1.5, None)),
+        ((-1.0, 2.0, 1.0), (None, rules.LINE_ASCENT)),
+        ((1.0, -2.0, 1.0), (None, rules.NO_LINE)),
         (None, (None, "non-finite loss along the combined step")),
-        ((1.0, 1e-12), (100.0, None)),  # curvature below the rounding, slope above: grow
-        ((1e-12, 1e-12), (None, "loss does not change measurably along the update")),
+        ((1.0, 1e-12, 1.0), (100.0, None)),  # curvature below the rounding, slope above: grow
+        ((1e-12, 1e-12, 1.0), (None, "loss does not change measurably along the update")),
+        ((3.0, 2.0, 0.5), (None, "poor quadratic fit of the line (R^2 = 0.500 < 0.9)")),
     ],
 )
 def test_line_multiple(line, expected):
-    assert rules.line_multiple(line, span=2.0, resolution=1e-9, max_multiple=100.0) == expected
+    assert rules.line_multiple(line, span=2.0, resolution=1e-9, max_multiple=100.0, min_r2=0.9) == expected

@@ -91,6 +91,12 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             start rate up to 100x too large is cut at once (the first steps of a too large rate
             do the most damage), unless ``ema=0`` and ``clip=None``, then None; None: the first
             refresh is like the others.
+        max_groups: with more groups moving than this, every refresh probes only the one-group
+            line along the whole update (4 forward passes; every group takes its multiple of its
+            rate: the one-group rule, GeN) instead of each group's own line: under the probe budget
+            each group's own fit would come too rarely. ``"auto"`` (default): 8, unless ``ema=0``
+            and ``clip=None``, then None; None: always per group (influence scores need the
+            per-group fits: :mod:`hidlr.influence`).
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: when to refuse non-finite gradients (``FloatingPointError`` naming the group,
@@ -152,6 +158,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         shrink: float | str | None = "auto",
         travel: bool | None = None,
         first_clip: tuple[float, float] | str | None = "auto",
+        max_groups: int | str | None = "auto",
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -178,6 +185,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             shrink=shrink,
             travel=travel,
             first_clip=first_clip,
+            max_groups=max_groups,
         )
         check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
@@ -197,6 +205,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             shrink=opts["shrink"],
             travel=opts["travel"],
             first_clip=opts["first_clip"],
+            max_groups=opts["max_groups"],
         )
         self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
         self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]

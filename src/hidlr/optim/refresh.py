@@ -103,11 +103,13 @@ class Refresher:
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
-        line_only = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        travel_now = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
+        line_only = travel_now or many
         probed = (
             [False] * k_groups if line_only else rules.probe_order(active, self._last_probed, self.groups_per_refresh)
         )
-        moving = active if line_only else probed  # a travelling refresh moves every active group along one line
+        moving = active if line_only else probed  # a refresh by one line moves every active group along it
         line = UpdateLine(params, moving)
         saved = (
             snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]])
@@ -120,7 +122,7 @@ class Refresher:
             stepped = True
             line.capture()
             if line_only:
-                record = self._decide_by_line(probe, line.move, loss0, applied, active)
+                record = self._decide_by_line(probe, line.move, loss0, applied, active, travelling=travel_now)
             else:
                 record = self._decide(probe, line.move, loss0, applied, active, probed)
             new = [d.estimate for d in record.groups]
@@ -136,7 +138,7 @@ class Refresher:
         self._estimates = new
         self._last_forwards = record.forwards
         self._probe_forwards += record.forwards
-        if line_only:
+        if travel_now:
             self._travel_refreshes += 1
             self._travel_forwards += record.forwards
         self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
@@ -175,17 +177,30 @@ class Refresher:
         loss0: torch.Tensor,
         applied: list[float],
         active: list[bool],
+        travelling: bool,
     ) -> RefreshRecord:
-        """A travelling refresh (``RuleConfig.travel``): the one-group line along the whole update,
-        every active group takes its multiple."""
-        s1 = rules.ONE_GROUP_LINE
-        line = torch.tensor([[si if a else 0.0 for a in active] for si in s1], dtype=torch.float64)
-        fitted = rules.one_group_line(s1, self._probe_along(probe, move, line, loss0))
-        resolution = self.rules.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
-        multiple = rules.line_multiple(fitted, max(s1), resolution, self.rules.max_multiple)
+        """A refresh along the whole update (every active group at the same multiple of its step),
+        every active group taking the line's multiple: a travelling refresh (``RuleConfig.travel``:
+        the 3-point line alone) or the one-group rule for many groups (``RuleConfig.max_groups``:
+        the probe points, the acceptance and the joint line of a one-group refresh)."""
+        cfg = self.rules
+        points = rules.ONE_GROUP_LINE if travelling else self.probes
+        line = torch.tensor([[si if a else 0.0 for a in active] for si in points], dtype=torch.float64)
+        fitted = rules.one_group_line(points, self._probe_along(probe, move, line, loss0))
+        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
+        span = max(abs(p) for p in points)
+        multiple = rules.line_multiple(fitted, span, resolution, cfg.max_multiple, 0.0 if travelling else cfg.min_r2)
         names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
         decisions = rules.line_decisions(active, applied, self._estimates, names, multiple)
-        return self._settle(decisions, loss0, forwards=1 + len(s1), scale=None)
+        forwards, scale = 1 + len(points), None
+        if not travelling and cfg.joint and multiple[0] is not None:
+            m = min(multiple[0], cfg.max_multiple)
+            joint = torch.tensor([[si * m if a else 0.0 for a in active] for si in _JOINT_LINE], dtype=torch.float64)
+            y_line = self._probe_along(probe, move, joint, loss0)
+            forwards += len(_JOINT_LINE)
+            scale = rules.joint_scale(_JOINT_LINE, y_line)
+            decisions = rules.apply_joint_scale(decisions, scale)
+        return self._settle(decisions, loss0, forwards=forwards, scale=scale)
 
     def _settle(
         self,

@@ -50,6 +50,9 @@ class RuleConfig:
         shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
+        max_groups: with more active groups than this, every refresh probes only the one-group line
+            (4 forward passes; every group takes its multiple: the one-group rule, GeN), since
+            under the probe budget each group's own fit would come too rarely; None: always per group.
         travel: while any group's target is cut by the clip and no refresh has yet had every target
             inside it, refresh again at the next step with the one-group line alone (4 forward
             passes; every group takes the line's multiple of its rate), at most ``TRAVEL_LIMIT``
@@ -70,6 +73,7 @@ class RuleConfig:
     probe_share: float = 0.05
     probe_credit: float = 96.0
     shrink: float | None = None
+    max_groups: int | None = None
     travel: bool = False
     first_clip: tuple[float, float] | None = None
 
@@ -235,14 +239,13 @@ def apply_joint_scale(decisions: Sequence[GroupDecision], scale: float | None) -
 ONE_GROUP_LINE = (-1.0, 1.0, 2.0)
 
 
-def one_group_line(s: Sequence[float], y: Sequence[float]) -> tuple[float, float] | None:
-    """Slope and curvature ``(beta, alpha)`` of ``y ~ -beta s + alpha s^2 / 2``, the loss changes
-    ``y`` at multiples ``s`` of the current combined step; None when a loss is not finite."""
+def one_group_line(s: Sequence[float], y: Sequence[float]) -> tuple[float, float, float] | None:
+    """Slope, curvature and R^2 ``(beta, alpha, r2)`` of ``y ~ -beta s + alpha s^2 / 2``, the loss
+    changes ``y`` at multiples ``s`` of the current combined step; None when a loss is not finite."""
     yt = torch.as_tensor(y, dtype=torch.float64)
     if not bool(torch.isfinite(yt).all()):
         return None
-    beta, alpha, _ = fit_line(torch.as_tensor(s, dtype=torch.float64), yt)
-    return beta, alpha
+    return fit_line(torch.as_tensor(s, dtype=torch.float64), yt)
 
 
 def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
@@ -251,7 +254,7 @@ def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
     line = one_group_line(s, y)
     if line is None:
         return None
-    beta, alpha = line
+    beta, alpha, _ = line
     return beta / alpha if beta > 0 and alpha > 0 else None
 
 
@@ -264,14 +267,15 @@ LINE_ASCENT = "combined step not a descent direction"
 
 
 def line_multiple(
-    line: tuple[float, float] | None, span: float, resolution: float, max_multiple: float
+    line: tuple[float, float, float] | None, span: float, resolution: float, max_multiple: float, min_r2: float = 0.0
 ) -> tuple[float | None, str | None]:
     """The one-group line's Newton multiple and None, or None and why there is none. ``line``: its
-    slope and curvature (:func:`one_group_line`; None when a loss was not finite); below the loss's
-    rounding the rule of :func:`unresolved` applies, as for a group's own fit."""
+    slope, curvature and R^2 (:func:`one_group_line`; None when a loss was not finite); below the
+    loss's rounding the rule of :func:`unresolved` applies, as for a group's own fit, and above it
+    the acceptance of :func:`diag_rejection` (``min_r2``)."""
     if line is None:
         return None, "non-finite loss along the combined step"
-    beta, alpha = line
+    beta, alpha, r2 = line
     rule = unresolved(alpha, beta, span, resolution, max_multiple)
     if rule is not None:
         return (rule[0], None) if rule[1] is None else (None, rule[1])
@@ -279,6 +283,8 @@ def line_multiple(
         return None, LINE_ASCENT
     if alpha <= 0:
         return None, NO_LINE
+    if math.isfinite(r2) and r2 < min_r2:
+        return None, f"poor quadratic fit of the line (R^2 = {r2:.3f} < {min_r2})"
     return beta / alpha, None
 
 
