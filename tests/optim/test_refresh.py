@@ -65,6 +65,7 @@ def _model():
     [
         (1, {}, 0.99, 1.01),  # the update of the one group: one copy
         (3, {"groups_per_refresh": 1}, 0.32, 0.35),  # only the probed group's update
+        (3, {"max_groups": 2}, 0.99, 1.01),  # the one-group line moves every group: one copy in all
         (1, {"rollback": True}, 3.99, 4.01),  # update + weights + Adam's two moments
     ],
 )

@@ -1,8 +1,8 @@
 """A Hi-DLR refresh: let the base optimizer step, probe the loss along each group's update, fit,
 decide the new rates (:mod:`hidlr.optim.rules`) and set the step's weights with them.
 
-:class:`UpdateLine` keeps the base step's update of the groups probed at a refresh (the one copy
-of their weights a refresh holds) and moves them along it in place. :class:`Refresher` is the
+:class:`UpdateLine` keeps the base step's update of the groups that move at a refresh (the one
+copy of their weights a refresh holds) and moves them along it in place. :class:`Refresher` is the
 refresh half of :class:`~hidlr.HiDLR`. When a probe raises mid-refresh the step is completed at the
 current rates (by default: weights back to where the base step put them, up to rounding; nothing
 else to keep) or, with ``rollback=True``, undone bitwise from a snapshot
