@@ -76,6 +76,10 @@ def test_bad_inputs_are_refused_by_name():
         fit_spread(dist, torch.zeros(6), prior_sd=0.0)
     with pytest.raises(TypeError, match="variance_scaling"):
         MDN(variance_scaling="yes").fit(np.zeros((40, 1)), np.arange(40.0))
+    ens = DeepEnsemble(MDN(1), members=2, variance_scaling=1)
+    with pytest.raises(TypeError, match="variance_scaling"):
+        ens.fit(np.zeros((40, 1)), np.arange(40.0))
+    assert not hasattr(ens, "estimators_")
 
 
 @pytest.mark.parametrize("wrong", [0.5, 2.0])
@@ -134,8 +138,9 @@ def test_refit_keeps_the_factor_fitted_before_it():
         lambda: MDN(random_state=0),
         lambda: MDNEnsemble(components=2, members=3, random_state=0),
         lambda: DeepEnsemble(MDN(components=1), members=3, random_state=0),
+        lambda: DeepEnsemble(MDN(components=1), members=3, random_state=0, variance_scaling=True),
     ],
-    ids=["mdn", "mdn_ensemble", "deep_ensemble"],
+    ids=["mdn", "mdn_ensemble", "deep_ensemble", "deep_ensemble_scaled"],
 )
 def test_default_fits_cover_a_heteroscedastic_truth_at_the_nominal_rate(make):
     """Default fits on 400 rows of a heteroscedastic task; 90% intervals on 4000 test rows cover
@@ -148,5 +153,6 @@ def test_default_fits_cover_a_heteroscedastic_truth_at_the_nominal_rate(make):
     cov = float(np.mean((yt.numpy() >= lo) & (yt.numpy() <= hi)))
     assert 0.85 <= cov <= 0.95
     if isinstance(model, DeepEnsemble):
-        assert model.spread_ != 1.0  # the mixture's own factor, fitted on the shared rows
+        # the mixture's own factor, fitted on the shared rows, only when asked for
+        assert (model.spread_ != 1.0) == model.variance_scaling
         assert all(est.spread_ != 1.0 for est in model.estimators_)
