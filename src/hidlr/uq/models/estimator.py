@@ -72,7 +72,7 @@ class Estimator(ProbabilisticRegressor):
     Args:
         hidden: trunk widths, ``(50,)`` = one hidden layer of 50 units (the UCI protocol).
         activation: trunk nonlinearity, a name or a zero-argument module factory.
-        epochs: most epochs; ``None`` picks about ``target_steps`` optimizer steps (20 to 2000 epochs).
+        epochs: most epochs; ``None`` picks about ``target_steps`` optimizer steps (50 to 2000 epochs).
         batch_size: minibatch size (capped at the data size).
         lr: (initial) learning rate of the base optimizer.
         optimizer: ``None`` (the class's ``default_optimizer``), ``"hidlr"``, ``"adam"`` or a callable
@@ -327,7 +327,7 @@ class Estimator(ProbabilisticRegressor):
             checks.check_int("validation_samples", validation_samples)
         epochs = self.epochs if epochs is None else epochs
         if epochs is None:
-            epochs = int(min(2000, max(20, math.ceil(self.target_steps / math.ceil(n / batch_size)))))
+            epochs = int(min(2000, max(50, math.ceil(self.target_steps / math.ceil(n / batch_size)))))
         epochs = checks.check_int("epochs", epochs)
         patience = self.patience if self.patience is not None else max(10, epochs // 5)
         scaling = fit_scaling(Xf, yf, self.target_scaling)
