@@ -4,8 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-from hidlr import BatchProbe, ClosureProbe, HiDLR, LatestBatchProbe
-from hidlr.probes import common_random_numbers, frozen_norm_stats, loss_of_output, probe_context, probe_for_step
+from hidlr import BatchProbe, ClosureProbe, DataProbe, HiDLR, LatestBatchProbe
+from hidlr.probes import (
+    BatchStream,
+    batch_to,
+    common_random_numbers,
+    frozen_norm_stats,
+    loss_of_output,
+    probe_context,
+    probe_for_step,
+)
 
 
 def _net() -> nn.Sequential:
@@ -100,6 +108,55 @@ def test_latest_batch_probe_reruns_the_latest_training_call_only():
     probe.close()
     model(x1, labels=y1)
     assert probe.inputs is None
+
+
+def test_data_probe_draws_one_batch_per_refresh_and_the_same_within_it():
+    model = _HFStyle()
+    data = [{"x": torch.randn(4, 3), "labels": torch.randn(4)} for _ in range(3)]
+    probe = DataProbe(model, data)
+    w = model.lin.weight
+    opt = HiDLR(torch.optim.SGD(model.parameters(), lr=0.01), every=2, probe=probe)
+    used = []
+    for step in range(6):
+        train = {"x": torch.randn(4, 3), "labels": torch.randn(4)}
+        opt.zero_grad()
+        model(**train).loss.backward()
+        before = probe.batch
+        opt.step()
+        if step % 2 == 0:
+            used.append(probe.batch)
+            assert probe.batch is not before  # a new batch at each refresh step
+        else:
+            assert probe.batch is before  # steps without a refresh draw nothing
+    assert [u["labels"] for u in used] == [d["labels"] for d in data]  # in turn, every call of a step the same
+    with torch.no_grad():
+        expected = nn.functional.mse_loss(model.lin(data[0]["x"]).squeeze(-1), data[0]["labels"])
+    probe.begin_step(99)
+    assert torch.equal(probe(), expected)  # the stream restarted; dropout off
+    assert w.grad is not None
+
+
+def test_data_probe_takes_a_loss_of_model_and_batch_and_moves_tensors():
+    net = nn.Linear(3, 1)
+    x, y = torch.randn(5, 3), torch.randn(5, 1)
+    probe = DataProbe(net, [(x, y)], loss=lambda m, b: nn.functional.mse_loss(m(b[0]), b[1]))
+    probe.begin_step(0)
+    with torch.no_grad():
+        assert torch.equal(probe(), nn.functional.mse_loss(net(x), y))
+    nested = {"a": (torch.ones(2), [torch.zeros(1)]), "b": 3}
+    moved = batch_to(nested, torch.device("cpu"))
+    assert torch.equal(moved["a"][0], torch.ones(2)) and moved["b"] == 3 and isinstance(moved["a"][1], list)
+
+
+def test_data_probe_refuses_bad_arguments_and_empty_data():
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        DataProbe("net", [1])
+    with pytest.raises(TypeError, match="batches must be an iterable"):
+        DataProbe(nn.Linear(1, 1), 3)
+    with pytest.raises(TypeError, match="loss must be callable"):
+        DataProbe(nn.Linear(1, 1), [1], loss="mse")
+    with pytest.raises(ValueError, match="yielded no batch"):
+        BatchStream([]).draw()
 
 
 def test_loss_of_output_reads_the_usual_shapes_and_refuses_others():

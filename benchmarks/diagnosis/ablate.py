@@ -49,6 +49,30 @@ VARIANTS: dict[str, tuple[dict, bool, str]] = {
     "shrink0-travel": ({"travel": True, "shrink": 0.0}, False, "same"),
     "shrink.5-travel": ({"travel": True, "shrink": 0.5}, False, "same"),
     "shrink1-travel": ({"travel": True, "shrink": 1.0}, False, "same"),
+    # Round 2 (docs/diagnosis.md). The prototype rules below (coupling, held groups following the
+    # line, travel by the line, travel margin, cut on ascent) exist only at commit 49da0ec: run
+    # these variants there. At later commits travel by the line and first_clip (0.01, 2) are the
+    # engine defaults, so "hidlr" is what "tline2-fc-sep" was.
+    # shrink exponent from the groups' measured coupling (1 - c), and a stronger fixed shrink
+    "couple-sep": ({"shrink": "coupling"}, False, "separate"),
+    "shrink.25-sep": ({"shrink": 0.25}, False, "separate"),
+    # held groups follow the one-group line; cheaper refreshes of two groups each
+    "follow-sep": ({"rules": {"held_follow_line": True}}, False, "separate"),
+    "follow-g2-sep": ({"groups_per_refresh": 2, "rules": {"held_follow_line": True}}, False, "separate"),
+    "g2-sep": ({"groups_per_refresh": 2}, False, "separate"),
+    # a stronger momentum correction (Adam/SGD beta 0.9: x0.18 and x0.1 instead of x0.32)
+    "h.75-sep": ({"horizon": 0.75}, False, "separate"),
+    "h1-sep": ({"horizon": 1.0}, False, "separate"),
+    "gen-h1-sep": ({"horizon": 1.0}, True, "separate"),
+    # travel by the one-group line alone (4 forward passes a refresh) while the clip binds
+    "tline-sep": ({"travel": True, "rules": {"travel_by_line": True}}, False, "separate"),
+    "tline-fc-sep": ({"travel": True, "first_clip": (0.01, 2.0), "rules": {"travel_by_line": True}}, False, "separate"),
+    # the same after travel's forwards left the probe credit alone and were capped (TRAVEL_LIMIT)
+    "tline2-sep": ({"travel": True, "rules": {"travel_by_line": True}}, False, "separate"),
+    "tline2-cut-sep": ({"travel": True, "rules": {"travel_by_line": True, "ascent_cut": 0.5}}, False, "separate"),
+    "tline2-m2-sep": ({"travel": True, "rules": {"travel_by_line": True, "travel_margin": 2.0}}, False, "separate"),
+    "cut-sep": ({"rules": {"ascent_cut": 0.5}}, False, "separate"),
+    "tline2-fc-sep": ({"travel": True, "first_clip": (0.01, 2.0), "rules": {"travel_by_line": True}}, False, "separate"),
 }
 
 

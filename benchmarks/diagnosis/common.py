@@ -3,6 +3,7 @@ and a parallel-free runner that writes one JSON line per run (so runs can be res
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -23,12 +24,18 @@ START_RATES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 def hidlr_method(name: str, options: dict[str, Any], lr0_factor: float = 1.0, one_group: bool = False,
                  probe: str = "same") -> Method:
-    """Hi-DLR with ``options`` started at ``lr0_factor`` times the workload's default rate."""
+    """Hi-DLR with ``options`` started at ``lr0_factor`` times the workload's default rate. An entry
+    ``"rules": {...}`` of ``options`` overrides fields of the optimizer's ``RuleConfig`` after
+    construction (rule variants not exposed as constructor arguments)."""
+    options = dict(options)
+    overrides = options.pop("rules", {})
 
     def build(wl: Workload, task: Task, spec: object = None) -> Setup:
         groups = [{"name": "all", "params": trainable(task.model)}] if one_group else task.groups
         lr0 = wl.default_lr * lr0_factor
-        return Setup(HiDLR(base_optimizer(wl, groups, lr0), **options), probe=probe, lr=lr0)
+        opt = HiDLR(base_optimizer(wl, groups, lr0), **options)
+        opt.rules = dataclasses.replace(opt.rules, **overrides)
+        return Setup(opt, probe=probe, lr=lr0)
 
     return Method(name, "ablation", name, build, options)
 

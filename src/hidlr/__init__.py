@@ -2,8 +2,8 @@
 
 - :class:`HiDLR` wraps any ``torch.optim`` optimizer and keeps choosing each param group's learning
   rate from curvature probes (a few extra forward passes every few steps).
-- :mod:`hidlr.probes` holds the probe closures (:class:`BatchProbe`, :class:`LatestBatchProbe`,
-  :class:`ClosureProbe`) with the probe rules: eval mode for dropout, frozen normalization
+- :mod:`hidlr.probes` holds the probe closures (:class:`BatchProbe`, :class:`DataProbe`,
+  :class:`LatestBatchProbe`, :class:`ClosureProbe`) with the probe rules: eval mode for dropout, frozen normalization
   statistics, common random numbers.
 - :mod:`hidlr.integrations` connects HiDLR to Lightning and the Transformers Trainer (imported on
   demand; neither framework is needed otherwise).
@@ -16,11 +16,12 @@
 
 from hidlr import curvature, groups, influence, probes, uq
 from hidlr.optim import HiDLR, ProbeError, save_checkpoint
-from hidlr.probes import BatchProbe, ClosureProbe, LatestBatchProbe
+from hidlr.probes import BatchProbe, ClosureProbe, DataProbe, LatestBatchProbe
 
 __all__ = [
     "BatchProbe",
     "ClosureProbe",
+    "DataProbe",
     "HiDLR",
     "LatestBatchProbe",
     "ProbeError",

@@ -16,6 +16,7 @@ so every call of one refresh must see the same function of the weights:
   of a refresh and the caller's random stream is untouched.
 
 :class:`BatchProbe` re-evaluates a loss closure (a held-aside batch, or the training batch);
+:class:`DataProbe` draws a batch of its own from a ``DataLoader`` at each refresh;
 :class:`LatestBatchProbe` re-runs a model's latest training forward call (captured by a forward
 hook: the inputs the framework fed, labels included, as in Hugging Face models that return
 ``.loss``); :class:`ClosureProbe` re-evaluates the closure given to ``HiDLR.step(closure)``. HiDLR
@@ -228,6 +229,98 @@ class LatestBatchProbe(Probe):
         """Remove the forward hook and drop the recorded inputs."""
         self._handle.remove()
         self.inputs = None
+
+
+def batch_to(batch: Any, device: torch.device) -> Any:
+    """``batch`` with every tensor in it (nested tuples, lists and mappings) moved to ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: batch_to(v, device) for k, v in batch.items()})  # type: ignore[call-arg]
+    if isinstance(batch, (tuple, list)):
+        moved = [batch_to(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    return batch
+
+
+def output_of(model: nn.Module, batch: Any) -> Any:
+    """``model(**batch)`` for a mapping, ``model(*batch)`` for a tuple or list, else ``model(batch)``."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+class BatchStream:
+    """Batches drawn in turn from an iterable (a ``DataLoader``), restarted when it runs out.
+
+    :meth:`draw` returns the next batch; an iterable that yields nothing, even after a restart,
+    raises ValueError."""
+
+    def __init__(self, batches: Iterable[Any]) -> None:
+        if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable):
+            raise TypeError(f"batches must be an iterable of batches (e.g. a DataLoader), got {type(batches).__name__}")
+        self.batches = batches
+        self._it: Iterator[Any] | None = None
+
+    def draw(self) -> Any:
+        for _ in range(2):
+            if self._it is None:
+                self._it = iter(self.batches)
+            try:
+                return next(self._it)
+            except StopIteration:
+                self._it = None
+        raise ValueError("batches yielded no batch: the probe has no data to evaluate the loss on")
+
+
+class DataProbe(Probe):
+    """The loss on batches of its own: each refresh step draws the next batch of ``batches`` (for
+    example a ``DataLoader`` over the training set with its own shuffling, or over held-out data;
+    restarted when it runs out), and every probe call of that step sees the same batch.
+
+    A batch other than the gradient's gives an unbiased slope along the update (the gradient's own
+    batch favours larger rates, see ``docs/guide/probes.md``). ``loss(model, batch)`` returns the
+    scalar loss; the default is :func:`loss_of_output` of :func:`output_of` (Hugging Face models with
+    labels in the batch). Tensors in the batch are moved to the device of the model's first
+    parameter. Other arguments as :class:`Probe`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        batches: Iterable[Any],
+        loss: Callable[[nn.Module, Any], Any] | None = None,
+        **rules: Any,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if loss is not None and not callable(loss):
+            raise TypeError(f"loss must be callable or None, got {type(loss).__name__}")
+        super().__init__(model, **rules)
+        self.stream = BatchStream(batches)
+        self.loss_fn = loss
+        self.batch: Any = None
+        self._stale = True
+
+    def begin_step(self, step: int, closure: Callable[[], Any] | None = None) -> None:
+        super().begin_step(step, closure)
+        self._stale = True  # the next call draws (only refresh steps call the probe)
+
+    def loss(self) -> Tensor:
+        if self._stale:
+            param = next(self.model.parameters(), None)
+            raw = self.stream.draw()
+            self.batch = raw if param is None else batch_to(raw, param.device)
+            self._stale = False
+        if self.loss_fn is not None:
+            return self.loss_fn(self.model, self.batch)
+        return loss_of_output(output_of(self.model, self.batch))
+
+    def close(self) -> None:
+        """Drop the current batch and the iterator over ``batches``."""
+        self.batch, self.stream._it, self._stale = None, None, True
 
 
 class ClosureProbe(Probe):

@@ -81,7 +81,7 @@ def _fit(tmp_path, net, callbacks):
 def test_callback_probes_training_step_and_the_monitor_logs_applied_rates_once(tmp_path, factor):
     net, monitor, seen = _Net(factor), LearningRateMonitor(logging_interval="step"), _RatesAtBatchStart()
     opt = _fit(tmp_path, net, [HiDLRCallback(), monitor, seen])
-    assert len(opt.history) == 4 and opt.default_probe is None  # refreshed; the probe removed at teardown
+    assert opt.refresh_count >= 4 and opt.default_probe is None  # refreshed; the probe removed at teardown
     assert sorted(monitor.lrs) == ["lr-HiDLR/body", "lr-HiDLR/head"]  # once per group, no "lr-Adam" copy
     assert monitor.lrs["lr-HiDLR/body"] == [r[0] for r in seen.seen]  # the applied rates, at each batch start
     assert monitor.lrs["lr-HiDLR/head"] == [r[1] for r in seen.seen]
@@ -93,10 +93,31 @@ def test_callback_probes_training_step_and_the_monitor_logs_applied_rates_once(t
     assert int(net.body[1].num_batches_tracked) == STEPS  # BatchNorm statistics saw training batches only
 
 
+def test_probe_data_gives_each_refresh_a_batch_of_its_own(tmp_path):
+    torch.manual_seed(1)
+    xp = torch.randn(64, 4)
+    probe_data = DataLoader(TensorDataset(xp, xp.sum(1, keepdim=True).sin()), batch_size=16)
+    net, seen = _Net(), []
+    original = net.training_step
+
+    def recording(batch, batch_idx):
+        if not torch.is_grad_enabled():  # a probe call
+            seen.append(batch[0])
+        return original(batch, batch_idx)
+
+    net.training_step = recording
+    opt = _fit(tmp_path, net, [HiDLRCallback(probe_data=probe_data)])
+    assert opt.refresh_count >= 4 and seen
+    probe_rows = {tuple(x.flatten().tolist()) for b in seen for x in b}
+    assert probe_rows <= {tuple(x.tolist()) for x in xp}  # every probe batch came from probe_data
+    with pytest.raises(TypeError, match="batches must be an iterable"):
+        HiDLRCallback(probe_data=5)
+
+
 def test_without_the_callback_the_closure_is_the_probe(tmp_path):
     net, monitor = _Net(), LearningRateMonitor(logging_interval="step")
     opt = _fit(tmp_path, net, [monitor])
-    assert len(opt.history) == 4 and opt.lrs != [1e-3, 1e-3]
+    assert opt.refresh_count >= 4 and opt.lrs != [1e-3, 1e-3]
     # what the callback fixes: probes are logged and update BatchNorm, the stock monitor shows group["lr"]
     assert net.logged > STEPS and int(net.body[1].num_batches_tracked) > STEPS
     assert sorted(monitor.lrs) == ["lr-Adam/body", "lr-Adam/head"]

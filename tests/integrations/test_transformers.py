@@ -96,6 +96,28 @@ def test_a_scheduler_the_callback_cannot_hold_constant_is_refused(tmp_path):
         HiDLRCallback(loss="loss")
 
 
+def test_probe_data_gives_each_refresh_a_batch_of_its_own(tmp_path):
+    from torch.utils.data import DataLoader
+    from transformers import default_data_collator
+
+    probe_loader = DataLoader(_Tokens(64), batch_size=16, shuffle=True, collate_fn=default_data_collator)
+    drawn = []
+
+    class Count(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            for batch in probe_loader:
+                drawn.append(batch["input_ids"])
+                yield batch
+
+    trainer, opt = _trainer(tmp_path, [HiDLRCallback(probe_data=Count())])
+    with pytest.warns(UserWarning, match="held at 1"):
+        trainer.train()
+    assert opt.refresh_count == STEPS // 2 and len(drawn) == opt.refresh_count  # one batch a refresh
+    assert opt.default_probe is None
+    with pytest.raises(TypeError, match="batches must be an iterable"):
+        HiDLRCallback(probe_data=5)
+
+
 def test_without_the_callback_the_first_refresh_asks_for_a_probe(tmp_path):
     trainer, _ = _trainer(tmp_path, None)
     with pytest.raises(ValueError, match="needs a probe.*HiDLRCallback"):

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hidlr import HiDLR
+from hidlr.optim import rules
 from tests.optim.conftest import make_quadratic
 
 BASES = {
@@ -139,7 +140,7 @@ def test_clip_and_ema_rules():
     newton = raw.lrs[0]
     assert newton > 0.1  # far above the starting 0.05, so the clip binds
     q = make_quadratic([4], seed=1)
-    opt, _, _ = _one_refresh(q, "sgd", ema=0.25, clip=(0.5, 2.0), joint=False, horizon=0.0)
+    opt, _, _ = _one_refresh(q, "sgd", ema=0.25, clip=(0.5, 2.0), joint=False, horizon=0.0, first_clip=None)
     assert opt.lrs[0] == pytest.approx(0.25 * 0.05 + 0.75 * 0.1)
 
 
@@ -200,10 +201,10 @@ def test_auto_period_grows_while_rates_are_settled():
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
 
-def test_travel_refreshes_every_step_while_the_clip_binds():
+def test_travel_refreshes_every_step_by_the_one_group_line_while_the_clip_binds():
     def run(travel):
-        q = make_quadratic([4], seed=2)
-        opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=travel, horizon=0.0)
+        q = make_quadratic([2, 2], seed=2)
+        opt = HiDLR(torch.optim.SGD(_groups(q), lr=1e-6), every="auto", travel=travel, horizon=0.0)
         for _ in range(80):
             opt.zero_grad()
             q.loss().backward()
@@ -214,22 +215,58 @@ def test_travel_refreshes_every_step_while_the_clip_binds():
     assert [r["step"] for r in slow.history][:5] == [0, 2, 6, 14, 30]
     steps = [r["step"] for r in fast.history]
     assert steps[:10] == list(range(10))  # 1e-6 is far below the Newton rate: one refresh a step
-    assert fast.lrs[0] > 20 * slow.lrs[0]
-    gaps = [b - a for a, b in itertools.pairwise(steps)]
-    assert gaps[-1] > 1  # travel stays within the probe credit
+    travelled = fast.history[1 : 1 + rules.TRAVEL_LIMIT]
+    assert all(r["forwards"] == 4 and all(g["a"] is None for g in r["groups"]) for r in travelled)
+    assert fast.history[1]["groups"][0]["newton_rate"] / fast.history[1]["groups"][0]["rate"] == pytest.approx(
+        fast.history[1]["groups"][1]["newton_rate"] / fast.history[1]["groups"][1]["rate"]
+    )  # every group takes the line's multiple
+    assert sum(r["forwards"] == 4 for r in fast.history) <= rules.TRAVEL_LIMIT
+    assert min(fast.lrs) > 1000 * max(slow.lrs)
+    # the line refreshes do not use up the probe credit: the full refreshes after them come as early
+    full = [r["step"] for r in fast.history if r["forwards"] > 4]
+    assert full[1] - full[0] <= 40
 
 
-def test_first_clip_lets_the_first_refresh_jump_then_travel_checks_it():
+def test_travel_stops_at_the_travel_limit():
     q = make_quadratic([4], seed=2)
-    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", travel=True, horizon=0.0, first_clip=(0.01, 100.0))
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-12), every="auto", horizon=0.0)  # 2**16 too small
+    loss = q.loss
+    for _ in range(rules.TRAVEL_LIMIT + 10):
+        opt.zero_grad()
+        loss().backward()
+        opt.step(probe=loss)
+    assert sum(r["forwards"] == 4 for r in opt.history) == rules.TRAVEL_LIMIT
+    assert not opt._travelling
+
+
+@pytest.mark.parametrize("lr0", [10.0, 1000.0])
+def test_first_refresh_cuts_a_far_too_large_start_rate_at_once(lr0):
+    q = make_quadratic([4], seed=2)
     w0 = q.flat()
+    opt = HiDLR(torch.optim.SGD(q.params, lr=lr0), every="auto", horizon=0.0)
     opt.zero_grad()
     q.loss().backward()
     opt.step(probe=q.loss)
     b, a = q.newton(w0, q.flat(), opt.lrs)
-    assert opt.lrs[0] == pytest.approx(1e-4)  # the Newton rate is far above 100x: cut at 100x, not smoothed
-    assert float(b[0] / a[0, 0]) > 1e-4
-    assert opt.is_refresh_step()  # the usual clip still binds: travel refreshes at the next step
+    newton = float(b[0] / a[0, 0])  # the same along the step at any rate (plain SGD)
+    assert newton < 0.5 * lr0  # the start rate is more than 2x too large
+    assert opt.lrs[0] == pytest.approx(max(newton, 0.01 * lr0), rel=1e-6)  # not smoothed, at most 100x down
+    assert opt.history[0]["groups"][0]["target"] == pytest.approx(opt.lrs[0])
+
+
+def test_first_refresh_grows_a_rate_by_at_most_the_usual_clip():
+    q = make_quadratic([4], seed=2)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", horizon=0.0)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    assert opt.lrs[0] == pytest.approx(2e-6)  # the first clip is (0.01, 2): unsmoothed, at most 2x up
+    assert opt.is_refresh_step()  # the clip binds: travel refreshes at the next step
+
+
+def test_raw_mode_neither_travels_nor_clips_the_first_refresh():
+    opt = HiDLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1), ema=0.0, clip=None)
+    assert not opt.rules.travel and opt.rules.first_clip is None
 
 
 def test_frozen_group_costs_no_probes_and_stays_put():

@@ -222,6 +222,14 @@ def test_one_group_multiple_is_the_1d_newton_step():
     assert rules.one_group_multiple(s, [0.0, float("inf"), 1.0]) is None
 
 
+def test_one_group_line_returns_slope_and_curvature():
+    s = list(rules.ONE_GROUP_LINE)
+    beta, alpha = 3.0, 2.0
+    out = rules.one_group_line(s, [-beta * x + alpha * x * x / 2 for x in s])
+    assert out == pytest.approx((beta, alpha), rel=1e-12)
+    assert rules.one_group_line(s, [0.0, float("nan"), 1.0]) is None
+
+
 def test_shrink_to_one_group_interpolates_in_log_space():
     ds = [
         _decision(rate=0.1, newton=0.8),
@@ -289,3 +297,28 @@ def test_probe_order_takes_turns():
     last = [0, 0, -1, -1, -1]
     assert rules.probe_order(active, last, 2) == [False, False, False, True, True]
     assert rules.probe_order(active, [1, 0, -1, 1, 2], 2) == [True, True, False, False, False]
+
+
+def test_line_decisions_give_every_active_group_the_line_multiple():
+    names = ["a", "b", "c"]
+    out = rules.line_decisions([True, True, False], [0.1, 0.2, 0.0], [0.1, 0.2, 0.0], names, (1.5, None))
+    assert [d.accepted for d in out] == [True, True, False]
+    assert out[0].newton_rate == pytest.approx(0.15) and out[1].newton_rate == pytest.approx(0.3)
+    assert out[2].reason == "frozen" and out[0].a is None and out[0].b is None
+    out = rules.line_decisions([True], [0.1], [0.1], ["a"], (None, rules.LINE_ASCENT))
+    assert not out[0].accepted and out[0].reason == rules.LINE_ASCENT and out[0].newton_rate is None
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ((3.0, 2.0), (1.5, None)),
+        ((-1.0, 2.0), (None, rules.LINE_ASCENT)),
+        ((1.0, -2.0), (None, rules.NO_LINE)),
+        (None, (None, "non-finite loss along the combined step")),
+        ((1.0, 1e-12), (100.0, None)),  # curvature below the rounding, slope above: grow
+        ((1e-12, 1e-12), (None, "loss does not change measurably along the update")),
+    ],
+)
+def test_line_multiple(line, expected):
+    assert rules.line_multiple(line, span=2.0, resolution=1e-9, max_multiple=100.0) == expected

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import lightning.pytorch as pl
@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor as _StockMonitor
 from lightning.pytorch.utilities import rank_zero_warn
 
 from hidlr.optim import HiDLR
-from hidlr.probes import Probe, loss_of_output
+from hidlr.probes import BatchStream, Probe, loss_of_output
 
 
 def _no_log(*args: Any, **kwargs: Any) -> None:
@@ -57,17 +57,35 @@ def _takes_batch_index(step_fn: Any) -> bool:
 
 class TrainingStepProbe(Probe):
     """The loss ``training_step`` returns on the latest training batch (recorded by
-    :class:`HiDLRCallback`), under the probe rules, Lightning's precision context, and with
-    ``self.log`` muted."""
+    :class:`HiDLRCallback`), or, with ``batches``, on a batch of its own drawn at each refresh
+    (:class:`hidlr.probes.BatchStream`, moved to the module's device by the strategy), under the
+    probe rules, Lightning's precision context, and with ``self.log`` muted."""
 
-    def __init__(self, trainer: pl.Trainer, module: pl.LightningModule, *, eval_mode: bool = True) -> None:
+    def __init__(
+        self,
+        trainer: pl.Trainer,
+        module: pl.LightningModule,
+        *,
+        eval_mode: bool = True,
+        batches: Iterable[Any] | None = None,
+    ) -> None:
         super().__init__(module, eval_mode=eval_mode)
         self.trainer = trainer
         self.batch: Any = None
         self.batch_idx = 0
+        self.stream = None if batches is None else BatchStream(batches)
+        self._stale = True
         self._with_index = _takes_batch_index(module.training_step)
 
+    def begin_step(self, step: int, closure: Any = None) -> None:
+        super().begin_step(step, closure)
+        self._stale = True
+
     def loss(self) -> torch.Tensor:
+        if self.stream is not None and self._stale:
+            self.batch = self.trainer.strategy.batch_to_device(self.stream.draw())
+            self.batch_idx += 1
+            self._stale = False
         if self.batch is None:
             raise RuntimeError("TrainingStepProbe has seen no training batch yet")
         args = (self.batch, self.batch_idx) if self._with_index else (self.batch,)
@@ -88,10 +106,18 @@ class HiDLRCallback(pl.Callback):
     Args:
         eval_mode: switch dropout off in the probes (see :mod:`hidlr.probes`).
         fix_monitors: upgrade stock ``LearningRateMonitor`` callbacks as above.
+        probe_data: an iterable of batches (a ``DataLoader`` over the training set with its own
+            shuffling, or over held-out data): each refresh probes ``training_step`` on the next of
+            them instead of the latest training batch (an unbiased slope; see
+            ``docs/guide/probes.md``). None: the latest training batch.
     """
 
-    def __init__(self, *, eval_mode: bool = True, fix_monitors: bool = True) -> None:
-        self.eval_mode, self.fix_monitors = bool(eval_mode), bool(fix_monitors)
+    def __init__(
+        self, *, eval_mode: bool = True, fix_monitors: bool = True, probe_data: Iterable[Any] | None = None
+    ) -> None:
+        if probe_data is not None:
+            BatchStream(probe_data)  # refuse a non-iterable now, not at the first refresh
+        self.eval_mode, self.fix_monitors, self.probe_data = bool(eval_mode), bool(fix_monitors), probe_data
         self._probe: TrainingStepProbe | None = None
         self._installed: list[HiDLR] = []
         self._upgraded: list[_StockMonitor] = []
@@ -110,7 +136,7 @@ class HiDLRCallback(pl.Callback):
             return
         if not pl_module.automatic_optimization:
             return
-        self._probe = TrainingStepProbe(trainer, pl_module, eval_mode=self.eval_mode)
+        self._probe = TrainingStepProbe(trainer, pl_module, eval_mode=self.eval_mode, batches=self.probe_data)
         for opt in hidlrs:
             if opt.default_probe is None:
                 opt.default_probe = self._probe
@@ -119,7 +145,7 @@ class HiDLRCallback(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._probe is not None:
+        if self._probe is not None and self._probe.stream is None:
             self._probe.batch, self._probe.batch_idx = batch, batch_idx
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -21,7 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 from hidlr.optim import HiDLR
-from hidlr.probes import LatestBatchProbe
+from hidlr.probes import BatchStream, DataProbe, LatestBatchProbe, output_of
 
 SCHEDULES = ("constant", "keep")
 
@@ -45,7 +45,10 @@ class HiDLRCallback(TrainerCallback):
     - **Probe**: unless the HiDLR already has a default probe, a :class:`~hidlr.probes.LatestBatchProbe`
       of the model (forward only, dropout off, common random numbers); ``loss(output)`` picks the
       loss from the model's output when it does not return ``.loss`` (a custom ``compute_loss`` is
-      not seen by the probe).
+      not seen by the probe). With ``probe_data`` (an iterable of collated batches, e.g. a
+      ``DataLoader`` over the training set with the Trainer's collator), a
+      :class:`~hidlr.probes.DataProbe` instead: each refresh probes the next of those batches, not
+      the gradient's own (an unbiased slope; see ``docs/guide/probes.md``).
     - **Schedule**: HiDLR multiplies its rates by the scheduler's factor. The Trainer builds a
       ``"linear"`` decay to 0 (with ``lr_scheduler_type``'s default) when given ``None``, which would
       drive HiDLR's rates to 0 by the last step. ``schedule="constant"`` (default) holds any
@@ -59,14 +62,18 @@ class HiDLRCallback(TrainerCallback):
       reporters too, put the callback first: ``trainer.callback_handler.callbacks.insert(0, cb)``.
     """
 
-    def __init__(self, *, schedule: str = "constant", loss: Any = None, eval_mode: bool = True) -> None:
+    def __init__(
+        self, *, schedule: str = "constant", loss: Any = None, eval_mode: bool = True, probe_data: Any = None
+    ) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if loss is not None and not callable(loss):
             raise TypeError(f"loss must be callable or None, got {type(loss).__name__}")
-        self.schedule, self.loss, self.eval_mode = schedule, loss, bool(eval_mode)
+        if probe_data is not None:
+            BatchStream(probe_data)  # refuse a non-iterable now, not at the first refresh
+        self.schedule, self.loss, self.eval_mode, self.probe_data = schedule, loss, bool(eval_mode), probe_data
         self._opt: HiDLR | None = None
-        self._probe: LatestBatchProbe | None = None
+        self._probe: LatestBatchProbe | DataProbe | None = None
 
     def on_train_begin(
         self,
@@ -86,7 +93,16 @@ class HiDLRCallback(TrainerCallback):
             )
         self._opt = opt
         if opt.default_probe is None:
-            self._probe = LatestBatchProbe(model, loss=self.loss, eval_mode=self.eval_mode)
+            if self.probe_data is None:
+                self._probe = LatestBatchProbe(model, loss=self.loss, eval_mode=self.eval_mode)
+            else:
+                loss = self.loss
+                self._probe = DataProbe(
+                    model,
+                    self.probe_data,
+                    loss=None if loss is None else lambda m, batch: loss(output_of(m, batch)),
+                    eval_mode=self.eval_mode,
+                )
             opt.default_probe = self._probe
         if self.schedule == "constant":
             self._hold_constant(getattr(lr_scheduler, "scheduler", lr_scheduler), opt, args, state)

@@ -65,6 +65,8 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
         "last_forwards": opt._last_forwards,
         "travelling": opt._travelling,
         "arrived": opt._arrived,
+        "travel_refreshes": opt._travel_refreshes,
+        "travel_forwards": opt._travel_forwards,
         "history": copy.deepcopy(opt.history[-opt.history_size :] if opt.history_size else []),
     }
 
@@ -216,6 +218,8 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._last_probed = [int(v) for v in own.get("last_probed", [-1] * len(opt.param_groups))]
     opt._travelling = bool(own.get("travelling", False))
     opt._arrived = bool(own.get("arrived", False))
+    opt._travel_refreshes = int(own.get("travel_refreshes", 0))
+    opt._travel_forwards = int(own.get("travel_forwards", 0))
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> None:

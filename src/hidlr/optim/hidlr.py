@@ -94,16 +94,18 @@ class HiDLR(torch.optim.Optimizer):
             (``m0 * (m_k / m0) ** shrink``; 0: the one-group rule for every group, 1: per-group);
             costs 3 forward passes a refresh (with two or more probed groups). None: off. "auto"
             (default): 0.5, unless ``ema=0`` and ``clip=None``, then off (see docs/diagnosis.md).
-        travel: under ``every="auto"``, refresh again at the next step (within the probe credit)
-            while any group's target is cut by the clip (a rate far from where the fit points
-            travels a clip step per step), until the first refresh whose targets all lie inside
-            the clip; from then on the period doubles as usual, so that late growth is not
-            accelerated. None (default): off (it helps a far too small start rate but hurt at the
-            default start on workloads that overfit; see docs/diagnosis.md).
+        travel: under ``every="auto"``, while the clip cuts some group's target and no refresh has yet had every target
+            inside it, refresh again at the next step, probing only the one-group line along the
+            whole update (4 forward passes; every group takes the line's multiple of its rate),
+            at most ``rules.TRAVEL_LIMIT`` times; these refreshes do not use up the probe budget.
+            A start rate far from the fitted one travels a clip step per step instead of per
+            refresh. None (default): on unless ``ema=0`` and ``clip=None`` (see docs/diagnosis.md).
         first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
             smoothed: the start rate is a guess, and before training has adapted the curvature to
-            it the Newton rate says how far off it is. None (default): the first refresh is like
-            the others.
+            it the Newton rate says how far off it is. ``"auto"`` (default): (0.01, 2.0), so a
+            start rate up to 100x too large is cut at once (the first steps of a too large rate
+            do the most damage), unless ``ema=0`` and ``clip=None``, then None; None: the first
+            refresh is like the others.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: refuse non-finite gradients before any weight changes (one fused reduction
@@ -155,7 +157,7 @@ class HiDLR(torch.optim.Optimizer):
         groups_per_refresh: int | None = 8,
         shrink: float | str | None = "auto",
         travel: bool | None = None,
-        first_clip: tuple[float, float] | None = None,
+        first_clip: tuple[float, float] | str | None = "auto",
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -214,6 +216,8 @@ class HiDLR(torch.optim.Optimizer):
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
+        self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
+        self._travel_forwards = 0  # their probe forwards, outside the probe credit
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -370,7 +374,7 @@ class HiDLR(torch.optim.Optimizer):
             self._t,
             self._period,
             self._last_forwards,
-            self._probe_forwards,
+            self._probe_forwards - self._travel_forwards,
             self.max_every,
             self.rules,
             travelling=self._travelling,
@@ -407,10 +411,13 @@ class HiDLR(torch.optim.Optimizer):
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
-        probed = rules.probe_order(active, self._last_probed, self.groups_per_refresh)
+        line_only = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        probed = (
+            [False] * k_groups if line_only else rules.probe_order(active, self._last_probed, self.groups_per_refresh)
+        )
         # the update is kept for the groups that move: the probed ones, and without rollback every
         # active one (to move back along it when a probe raises)
-        movable = probed if self.rollback else active
+        movable = probed if self.rollback and not line_only else active
         deltas = [[p.detach().clone() for p in params[k]] if movable[k] else [] for k in range(k_groups)]
         saved = (
             snapshot(self.optimizer, [p for k in range(k_groups) if active[k] for p in params[k]])
@@ -430,9 +437,12 @@ class HiDLR(torch.optim.Optimizer):
             for k in range(k_groups):
                 if movable[k]:
                     torch._foreach_sub_(deltas[k], params[k])  # delta_k = w_t - w_{t+1}
-            record = self._decide(probe, move, loss0, applied, active, probed)
+            if line_only:
+                record = self._decide_by_line(probe, move, loss0, applied, active)
+            else:
+                record = self._decide(probe, move, loss0, applied, active, probed)
             new = [d.estimate for d in record.groups]
-            move([new[k] * factors[k] / applied[k] if probed[k] else 1.0 for k in range(k_groups)])
+            move([new[k] * factors[k] / applied[k] if movable[k] else 1.0 for k in range(k_groups)])
         except BaseException:
             self._loss_eps = eps
             if saved is not None:
@@ -443,6 +453,9 @@ class HiDLR(torch.optim.Optimizer):
         self._estimates = new
         self._last_forwards = record.forwards
         self._probe_forwards += record.forwards
+        if line_only:
+            self._travel_refreshes += 1
+            self._travel_forwards += record.forwards
         self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
         self._refreshes += 1
         self.history.append(record.as_dict())
@@ -458,6 +471,43 @@ class HiDLR(torch.optim.Optimizer):
             move(row)
             losses.append(self._call_probe(probe))
         return torch.stack(losses) - loss0 if losses else torch.zeros(0, dtype=torch.float64)
+
+    def _decide_by_line(
+        self,
+        probe: Probe,
+        move: Callable[[Sequence[float]], None],
+        loss0: torch.Tensor,
+        applied: list[float],
+        active: list[bool],
+    ) -> RefreshRecord:
+        """A travelling refresh (``RuleConfig.travel``): the one-group line along the whole update,
+        every active group takes its multiple."""
+        s1 = rules.ONE_GROUP_LINE
+        line = torch.tensor([[si if a else 0.0 for a in active] for si in s1], dtype=torch.float64)
+        fitted = rules.one_group_line(s1, self._probe_along(probe, move, line, loss0))
+        resolution = self.rules.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
+        multiple = rules.line_multiple(fitted, max(s1), resolution, self.rules.max_multiple)
+        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
+        decisions = rules.line_decisions(active, applied, self._estimates, names, multiple)
+        return self._settle(decisions, loss0, forwards=1 + len(s1), scale=None)
+
+    def _settle(
+        self,
+        decisions: list[Any],
+        loss0: torch.Tensor,
+        forwards: int,
+        scale: float | None,
+    ) -> RefreshRecord:
+        """Momentum correction, clip and smoothing (:func:`rules.settle`), the travel state, the record."""
+        cfg = self.rules
+        betas = [self._momentum(k) for k in range(len(decisions))]
+        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
+        self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
+        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if self._refreshes == 0:
+            cfg = rules.first_refresh_config(cfg)
+        decisions = rules.settle(decisions, betas, cfg)
+        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
 
     def _decide(
         self,
@@ -527,14 +577,7 @@ class HiDLR(torch.optim.Optimizer):
                 )
             scale = rules.joint_scale(s, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
-        betas = [self._momentum(k) for k in range(len(applied))]
-        clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
-        self._travelling = cfg.travel and clipped and not self._arrived
-        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
-        if self._refreshes == 0:
-            cfg = rules.first_refresh_config(cfg)
-        decisions = rules.settle(decisions, betas, cfg)
-        return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
+        return self._settle(decisions, loss0, forwards, scale)
 
     def _design(self, active: list[bool]) -> torch.Tensor:
         full = self.rules.mode == "full"

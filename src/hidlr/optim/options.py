@@ -79,6 +79,10 @@ def check_unit(name: str, value: Any, closed_top: bool = True) -> float:
     return out
 
 
+# the default clip of the first refresh: a start rate up to 100x too large is cut at once
+FIRST_CLIP = (0.01, 2.0)
+
+
 def check_options(
     *,
     every: Any,
@@ -98,11 +102,11 @@ def check_options(
     history_size: Any,
     groups_per_refresh: Any,
     shrink: Any = None,
-    travel: Any = False,
-    first_clip: Any = None,
+    travel: Any = None,
+    first_clip: Any = "auto",
 ) -> dict[str, Any]:
-    """All of HiDLR's options checked and normalised (``joint``, ``horizon``, ``shrink`` and ``travel``
-    resolved from their defaults). Raises TypeError or ValueError naming the argument."""
+    """All of HiDLR's options checked and normalised (``joint``, ``horizon``, ``shrink``, ``travel`` and
+    ``first_clip`` resolved from their defaults). Raises TypeError or ValueError naming the argument."""
     out: dict[str, Any] = {
         "every": check_every(every),
         "mode": check_choice("mode", mode, ("diag", "full")),
@@ -133,6 +137,11 @@ def check_options(
         out["shrink"] = None if raw else 0.5
     else:
         out["shrink"] = None if shrink is None else check_unit("shrink", shrink)
-    out["travel"] = False if travel is None else _flag("travel", travel)
-    out["first_clip"] = None if first_clip is None else check_clip(first_clip)
+    out["travel"] = (not raw) if travel is None else _flag("travel", travel)
+    if isinstance(first_clip, str):
+        if first_clip != "auto":
+            raise ValueError(f"first_clip must be 'auto', None or a pair (lo, hi), got {first_clip!r}")
+        out["first_clip"] = None if raw else FIRST_CLIP
+    else:
+        out["first_clip"] = None if first_clip is None else check_clip(first_clip)
     return out

@@ -50,9 +50,11 @@ class RuleConfig:
         shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
-        travel: refresh again at the next step (within the probe credit) while any group's target
-            is cut by the clip, instead of doubling the period, until the rates first arrive (a
-            refresh with every target inside the clip).
+        travel: while any group's target is cut by the clip and no refresh has yet had every target
+            inside it, refresh again at the next step with the one-group line alone (4 forward
+            passes; every group takes the line's multiple of its rate), at most ``TRAVEL_LIMIT``
+            times; these forwards do not count against ``probe_credit``, so the refreshes after
+            arrival come as soon as after a first refresh.
         first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
             guess, not an estimate worth averaging with); None: the first refresh is like the others.
     """
@@ -233,14 +235,80 @@ def apply_joint_scale(decisions: Sequence[GroupDecision], scale: float | None) -
 ONE_GROUP_LINE = (-1.0, 1.0, 2.0)
 
 
-def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
-    """The one-group (GeN) Newton multiple from loss changes ``y`` at multiples ``s`` of the current
-    combined step; None when the line is not a convex descent or a loss is not finite."""
+def one_group_line(s: Sequence[float], y: Sequence[float]) -> tuple[float, float] | None:
+    """Slope and curvature ``(beta, alpha)`` of ``y ~ -beta s + alpha s^2 / 2``, the loss changes
+    ``y`` at multiples ``s`` of the current combined step; None when a loss is not finite."""
     yt = torch.as_tensor(y, dtype=torch.float64)
     if not bool(torch.isfinite(yt).all()):
         return None
     beta, alpha, _ = fit_line(torch.as_tensor(s, dtype=torch.float64), yt)
+    return beta, alpha
+
+
+def one_group_multiple(s: Sequence[float], y: Sequence[float]) -> float | None:
+    """The one-group (GeN) Newton multiple from loss changes ``y`` at multiples ``s`` of the current
+    combined step; None when the line is not a convex descent or a loss is not finite."""
+    line = one_group_line(s, y)
+    if line is None:
+        return None
+    beta, alpha = line
     return beta / alpha if beta > 0 and alpha > 0 else None
+
+
+NO_LINE = "one-group line not convex"
+# the most line-only refreshes a run travels with (RuleConfig.travel): 2**16 of range at clip 2
+TRAVEL_LIMIT = 16
+
+
+LINE_ASCENT = "combined step not a descent direction"
+
+
+def line_multiple(
+    line: tuple[float, float] | None, span: float, resolution: float, max_multiple: float
+) -> tuple[float | None, str | None]:
+    """The one-group line's Newton multiple and None, or None and why there is none. ``line``: its
+    slope and curvature (:func:`one_group_line`; None when a loss was not finite); below the loss's
+    rounding the rule of :func:`unresolved` applies, as for a group's own fit."""
+    if line is None:
+        return None, "non-finite loss along the combined step"
+    beta, alpha = line
+    rule = unresolved(alpha, beta, span, resolution, max_multiple)
+    if rule is not None:
+        return (rule[0], None) if rule[1] is None else (None, rule[1])
+    if beta <= 0:
+        return None, LINE_ASCENT
+    if alpha <= 0:
+        return None, NO_LINE
+    return beta / alpha, None
+
+
+def line_decisions(
+    active: Sequence[bool],
+    rates: Sequence[float],
+    estimates: Sequence[float],
+    names: Sequence[str],
+    multiple: tuple[float | None, str | None],
+) -> list[GroupDecision]:
+    """Decisions of a refresh that probed only the one-group line: every active group takes the
+    line's multiple of its rate, or is rejected with the reason (``multiple``: :func:`line_multiple`)."""
+    m0, line_why = multiple
+    out = []
+    for k, h in enumerate(rates):
+        why = line_why if active[k] else ("frozen" if h == 0 else "no gradients")
+        out.append(
+            GroupDecision(
+                name=names[k],
+                rate=h,
+                estimate=estimates[k],
+                newton_rate=None if why else h * m0,
+                a=None,
+                b=None,
+                r2=None,
+                accepted=why is None,
+                reason=why,
+            )
+        )
+    return out
 
 
 def shrink_to_one_group(

@@ -195,7 +195,9 @@ def _gen_optim(wl: Workload, task: Task, spec: RunSpec) -> Setup:
     return Setup(opt, lr=lr)
 
 
-def _hidlr(options: dict[str, Any], probe: str = "same", one_group: bool = False, max_k: int | None = None) -> Builder:
+def _hidlr(
+    options: dict[str, Any], probe: str = "separate", one_group: bool = False, max_k: int | None = None
+) -> Builder:
     def build(wl: Workload, task: Task, spec: RunSpec) -> Setup:
         groups = [{"name": "all", "params": trainable(task.model)}] if one_group else task.groups
         if max_k is not None and len(groups) > max_k:
@@ -235,12 +237,16 @@ def _make_registry() -> dict[str, Method]:
             takes_lr0=True,
         ),
         Method(
-            "gen", "single", "GeN: Hi-DLR with all parameters in one group", _hidlr({}, one_group=True), takes_lr0=True
+            "gen",
+            "single",
+            "GeN: Hi-DLR with all parameters in one group, probing one more training batch",
+            _hidlr({}, one_group=True),
+            takes_lr0=True,
         ),
         Method(
             "hidlr-diag",
             "single",
-            "Hi-DLR, diagonal mode, engine defaults",
+            "Hi-DLR, diagonal mode, engine defaults, probing one more training batch",
             _hidlr({"mode": "diag"}),
             {"mode": "diag"},
             takes_lr0=True,
@@ -248,29 +254,29 @@ def _make_registry() -> dict[str, Method]:
         Method(
             "hidlr-full",
             "single",
-            f"Hi-DLR, full mode (K <= {FULL_MAX_K}), engine defaults",
+            f"Hi-DLR, full mode (K <= {FULL_MAX_K}), engine defaults, probing one more training batch",
             _hidlr({"mode": "full"}, max_k=FULL_MAX_K),
             {"mode": "full"},
             takes_lr0=True,
         ),
     ]
     ablations: list[tuple[str, str, dict[str, Any], str]] = [
-        ("hidlr-probe-sep", "probe on a separate batch", {"mode": "diag"}, "separate"),
-        ("hidlr-every1", "refresh every step", {"mode": "diag", "every": 1}, "same"),
-        ("hidlr-every4", "refresh every 4 steps", {"mode": "diag", "every": 4}, "same"),
-        ("hidlr-every16", "refresh every 16 steps", {"mode": "diag", "every": 16}, "same"),
-        ("hidlr-no-ema", "no smoothing (ema=0)", {"mode": "diag", "ema": 0.0}, "same"),
+        ("hidlr-probe-same", "probing the gradient's own batch", {"mode": "diag"}, "same"),
+        ("hidlr-every1", "refresh every step", {"mode": "diag", "every": 1}, "separate"),
+        ("hidlr-every4", "refresh every 4 steps", {"mode": "diag", "every": 4}, "separate"),
+        ("hidlr-every16", "refresh every 16 steps", {"mode": "diag", "every": 16}, "separate"),
+        ("hidlr-no-ema", "no smoothing (ema=0)", {"mode": "diag", "ema": 0.0}, "separate"),
         # Stricter safeguards (GeN's fit threshold, the paper's smoothing, a narrower clip, the
         # full momentum correction): candidates where the defaults misbehave.
-        ("hidlr-r2-0.99", "fits accepted only with R^2 >= 0.99", {"mode": "diag", "min_r2": 0.99}, "same"),
-        ("hidlr-ema-0.9", "smoothing ema=0.9", {"mode": "diag", "ema": 0.9}, "same"),
+        ("hidlr-r2-0.99", "fits accepted only with R^2 >= 0.99", {"mode": "diag", "min_r2": 0.99}, "separate"),
+        ("hidlr-ema-0.9", "smoothing ema=0.9", {"mode": "diag", "ema": 0.9}, "separate"),
         (
             "hidlr-clip-1.25",
             "rate change per refresh clipped to [0.8x, 1.25x]",
             {"mode": "diag", "clip": (0.8, 1.25)},
-            "same",
+            "separate",
         ),
-        ("hidlr-horizon1", "full momentum correction (horizon=1)", {"mode": "diag", "horizon": 1.0}, "same"),
+        ("hidlr-horizon1", "full momentum correction (horizon=1)", {"mode": "diag", "horizon": 1.0}, "separate"),
     ]
     ms += [
         Method(n, "ablation", f"Hi-DLR diag, {d}", _hidlr(o, probe=p), o, takes_lr0=True) for n, d, o, p in ablations
