@@ -9,6 +9,7 @@ from hidlr.influence import (
     FreezePlan,
     apply_plan,
     freeze,
+    influence_table,
     knapsack,
     plan_for,
     plan_from_scores,
@@ -136,3 +137,16 @@ def test_plan_transfer_by_names_and_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         freeze(opt, budget=1e-9)
     assert all(p.requires_grad for p in source.parameters())  # a refused plan changes nothing
+
+
+def test_an_optimizer_without_group_fits_is_refused():
+    model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(5)])
+    opt = HiDLR(torch.optim.SGD(groups.by_layer(model), lr=0.01), every=1, max_groups=2)
+    x = torch.randn(8, 2)
+    opt.zero_grad()
+    model(x).square().mean().backward()
+    opt.step(probe=lambda: model(x).square().mean())
+    with pytest.raises(ValueError, match="max_groups=None"):
+        freeze(opt, budget=0.5)
+    with pytest.raises(ValueError, match="max_groups=None"):
+        influence_table(opt)

@@ -459,3 +459,32 @@ def test_tensor_rates_are_read_and_restored():
         opt.step(probe=q.loss)
     assert all(isinstance(g["lr"], torch.Tensor) for g in opt.param_groups)  # the user's tensors kept
     assert opt.refresh_count == 2 and all(r > 0 for r in opt.lrs)
+
+
+def test_more_groups_than_max_groups_refresh_by_the_one_group_line():
+    q = make_quadratic([1] * 10, seed=6)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, max_groups=8)
+    per_group = HiDLR(torch.optim.SGD(_groups(copy.deepcopy(q)), lr=0.01), every=1, max_groups=None)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    rec = opt.history[-1]
+    assert rec["forwards"] == 4 and all(g["a"] is None for g in rec["groups"])  # L(w) and the line's 3 points
+    ratios = {round(g["newton_rate"] / g["rate"], 9) for g in rec["groups"]}
+    assert len(ratios) == 1  # every group takes the line's multiple
+    assert len(set(opt.lrs)) == 1
+    q2 = per_group.param_groups
+    assert len(q2) == 10
+    with pytest.raises(ValueError, match="max_groups must be"):
+        HiDLR(torch.optim.SGD(_groups(q), lr=0.01), max_groups=0)
+    with pytest.raises(ValueError, match="max_groups must be"):
+        HiDLR(torch.optim.SGD(_groups(q), lr=0.01), max_groups="many")
+
+
+def test_max_groups_none_keeps_per_group_fits():
+    q = make_quadratic([1] * 10, seed=6)
+    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, max_groups=None)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    assert sum(g["a"] is not None for g in opt.history[-1]["groups"]) == 8  # groups_per_refresh

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from hidlr.influence.scores import group_names, group_sizes
+from hidlr.influence.scores import group_names, group_sizes, require_group_fits
 
 
 def knapsack(values: Sequence[float], weights: Sequence[int], capacity: int) -> list[int]:
@@ -195,6 +195,7 @@ def plan_for(
         raise TypeError(f"opt must be a HiDLR with refresh history, got {type(opt).__name__}")
     if not opt.history:
         raise ValueError("the optimizer has not refreshed yet: run a few steps before planning")
+    require_group_fits(opt)
     groups = list(opt.param_groups)
     infl = list(opt.influence)
     live = [k for k, g in enumerate(groups) if any(p.requires_grad for p in g["params"])]

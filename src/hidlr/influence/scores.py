@@ -113,8 +113,20 @@ class InfluenceRow:
     trainable: bool
 
 
+def require_group_fits(opt: Any) -> None:
+    """Refuse an optimizer whose refreshes fitted no group alone (the one-group rule of
+    ``HiDLR(max_groups=...)``): its influence would be 0 for every group, not a measurement."""
+    history = getattr(opt, "history", None) or []
+    if history and not any(_field(g, "a") is not None for rec in history for g in _field(rec, "groups")):
+        raise ValueError(
+            "the optimizer's refreshes fitted no group alone (with more groups than max_groups it "
+            "refreshes by the one-group rule): construct the influence run's HiDLR with max_groups=None"
+        )
+
+
 def influence_table(opt: Any) -> list[InfluenceRow]:
     """The optimizer's groups ranked by influence (highest first; ties by name)."""
+    require_group_fits(opt)
     infl = list(opt.influence)
     names, sizes = group_names(opt.param_groups), group_sizes(opt.param_groups)
     trainable = [any(p.requires_grad for p in g["params"]) for g in opt.param_groups]

@@ -106,6 +106,12 @@ class HiDLR(torch.optim.Optimizer):
             start rate up to 100x too large is cut at once (the first steps of a too large rate
             do the most damage), unless ``ema=0`` and ``clip=None``, then None; None: the first
             refresh is like the others.
+        max_groups: with more groups moving than this, every refresh probes only the one-group
+            line along the whole update (4 forward passes; every group takes its multiple of its
+            rate: the one-group rule, GeN) instead of each group's own line: under the probe budget
+            each group's own fit would come too rarely. ``"auto"`` (default): 8, unless ``ema=0``
+            and ``clip=None``, then None; None: always per group (influence scores need the
+            per-group fits: :mod:`hidlr.influence`).
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: refuse non-finite gradients before any weight changes (one fused reduction
@@ -158,6 +164,7 @@ class HiDLR(torch.optim.Optimizer):
         shrink: float | str | None = "auto",
         travel: bool | None = None,
         first_clip: tuple[float, float] | str | None = "auto",
+        max_groups: int | str | None = "auto",
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -184,6 +191,7 @@ class HiDLR(torch.optim.Optimizer):
             shrink=shrink,
             travel=travel,
             first_clip=first_clip,
+            max_groups=max_groups,
         )
         check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
@@ -203,6 +211,7 @@ class HiDLR(torch.optim.Optimizer):
             shrink=opts["shrink"],
             travel=opts["travel"],
             first_clip=opts["first_clip"],
+            max_groups=opts["max_groups"],
         )
         self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
         self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]
@@ -411,7 +420,9 @@ class HiDLR(torch.optim.Optimizer):
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
-        line_only = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        travel_now = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
+        line_only = travel_now or many
         probed = (
             [False] * k_groups if line_only else rules.probe_order(active, self._last_probed, self.groups_per_refresh)
         )
@@ -453,7 +464,7 @@ class HiDLR(torch.optim.Optimizer):
         self._estimates = new
         self._last_forwards = record.forwards
         self._probe_forwards += record.forwards
-        if line_only:
+        if travel_now:
             self._travel_refreshes += 1
             self._travel_forwards += record.forwards
         self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]

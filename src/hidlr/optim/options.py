@@ -81,6 +81,8 @@ def check_unit(name: str, value: Any, closed_top: bool = True) -> float:
 
 # the default clip of the first refresh: a start rate up to 100x too large is cut at once
 FIRST_CLIP = (0.01, 2.0)
+# the default most groups refreshed one by one; beyond it the one-group rule (see RuleConfig.max_groups)
+MAX_GROUPS = 8
 
 
 def check_options(
@@ -104,9 +106,11 @@ def check_options(
     shrink: Any = None,
     travel: Any = None,
     first_clip: Any = "auto",
+    max_groups: Any = "auto",
 ) -> dict[str, Any]:
-    """All of HiDLR's options checked and normalised (``joint``, ``horizon``, ``shrink``, ``travel`` and
-    ``first_clip`` resolved from their defaults). Raises TypeError or ValueError naming the argument."""
+    """All of HiDLR's options checked and normalised (``joint``, ``horizon``, ``shrink``, ``travel``,
+    ``first_clip`` and ``max_groups`` resolved from their defaults). Raises TypeError or ValueError
+    naming the argument."""
     out: dict[str, Any] = {
         "every": check_every(every),
         "mode": check_choice("mode", mode, ("diag", "full")),
@@ -138,6 +142,12 @@ def check_options(
     else:
         out["shrink"] = None if shrink is None else check_unit("shrink", shrink)
     out["travel"] = (not raw) if travel is None else _flag("travel", travel)
+    if isinstance(max_groups, str):
+        if max_groups != "auto":
+            raise ValueError(f"max_groups must be 'auto', None or a positive int, got {max_groups!r}")
+        out["max_groups"] = None if raw else MAX_GROUPS
+    else:
+        out["max_groups"] = None if max_groups is None else _count("max_groups", max_groups, 1)
     if isinstance(first_clip, str):
         if first_clip != "auto":
             raise ValueError(f"first_clip must be 'auto', None or a pair (lo, hi), got {first_clip!r}")

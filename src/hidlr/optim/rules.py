@@ -50,6 +50,9 @@ class RuleConfig:
         shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
+        max_groups: with more active groups than this, every refresh probes only the one-group line
+            (4 forward passes; every group takes its multiple: the one-group rule, GeN), since
+            under the probe budget each group's own fit would come too rarely; None: always per group.
         travel: while any group's target is cut by the clip and no refresh has yet had every target
             inside it, refresh again at the next step with the one-group line alone (4 forward
             passes; every group takes the line's multiple of its rate), at most ``TRAVEL_LIMIT``
@@ -70,6 +73,7 @@ class RuleConfig:
     probe_share: float = 0.05
     probe_credit: float = 96.0
     shrink: float | None = None
+    max_groups: int | None = None
     travel: bool = False
     first_clip: tuple[float, float] | None = None
 

@@ -109,7 +109,7 @@ def hidlr_lora(model: TokenDistributionModel, lr: float, steps: int) -> Setup:
 
 def hidlr_modules(model: TokenDistributionModel, lr: float, steps: int, every: int) -> Setup:
     """Hi-DLR over per-module groups, refreshing every ``every`` steps (the influence run)."""
-    return Setup(model, HiDLR(torch.optim.Adam(module_groups(model), lr=lr), every=every), lr=lr)
+    return Setup(model, HiDLR(torch.optim.Adam(module_groups(model), lr=lr), every=every, max_groups=None), lr=lr)
 
 
 def prodigy(model: TokenDistributionModel, lr: float, steps: int) -> Setup:

@@ -126,7 +126,7 @@ def run_freezing(
     state = copy.deepcopy(setup.optimizer.state_dict())  # load_state_dict may share tensors: copy per use
     for label, budget in budgets.items():
         m2 = copy.deepcopy(model)
-        opt = HiDLR(torch.optim.Adam(M.module_groups(m2), lr=lr))
+        opt = HiDLR(torch.optim.Adam(M.module_groups(m2), lr=lr), max_groups=None)
         with warnings.catch_warnings():  # the refresh schedule changes on purpose: fixed -> "auto"
             warnings.filterwarnings("ignore", message="HiDLR checkpoint made under other options")
             opt.load_state_dict(copy.deepcopy(state))  # Adam moments, rates and refresh history of the influence run
