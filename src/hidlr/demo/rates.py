@@ -152,14 +152,20 @@ def explain_step_zero(run: RunResult) -> str:
         f"Step 0 is a refresh step (this run refreshed at steps {steps}): before the "
         "first update is applied, Hi-DLR probes the loss along each group's update, fits a quadratic, "
         "takes its Newton rate (times a momentum correction) as the target, keeps the target "
-        f"{clip}, and moves the rate from lr0 = {run.lr0:.2e} towards it, smoothed (ema {run.ema:g}: "
-        f"new = {keep}). So the rate applied in step 0 is already the refreshed one. In {run.name}:"
+        + (
+            f"{clip}, and sets the rate to it (the first refresh is not smoothed: lr0 = {run.lr0:.2e} "
+            "was a guess, not an estimate)."
+            if run.ema == 0
+            else f"{clip}, and moves the rate from lr0 = {run.lr0:.2e} towards it, smoothed (ema {run.ema:g}: "
+            f"new = {keep})."
+        )
+        + f" So the rate applied in step 0 is already the refreshed one. In {run.name}:"
     ]
     for name, g in zip(run.group_names, rec["groups"]):
         if g.get("accepted"):
+            how = "" if run.ema == 0 else f" = {run.ema:g} x {g['rate']:.2e} + {1 - run.ema:g} x {g['target']:.2e}"
             lines.append(
-                f"  {name}: Newton {g['newton_rate']:.2e}, target {g['target']:.2e}, applied "
-                f"{g['estimate']:.2e} = {run.ema:g} x {g['rate']:.2e} + {1 - run.ema:g} x {g['target']:.2e}"
+                f"  {name}: Newton {g['newton_rate']:.2e}, target {g['target']:.2e}, applied {g['estimate']:.2e}{how}"
             )
         else:
             lines.append(f"  {name}: kept {g['estimate']:.2e} ({g.get('reason') or 'fit not accepted'})")

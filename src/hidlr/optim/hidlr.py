@@ -92,7 +92,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             do the most damage), unless ``ema=0`` and ``clip=None``, then None; None: the first
             refresh is like the others.
         max_groups: with more groups moving than this, every refresh probes only the one-group
-            line along the whole update (4 forward passes; every group takes its multiple of its
+            line along the whole update (8 forward passes; every group takes its multiple of its
             rate: the one-group rule, GeN) instead of each group's own line: under the probe budget
             each group's own fit would come too rarely. ``"auto"`` (default): 8, unless ``ema=0``
             and ``clip=None``, then None; None: always per group (influence scores need the

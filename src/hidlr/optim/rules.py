@@ -51,7 +51,7 @@ class RuleConfig:
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.
         max_groups: with more active groups than this, every refresh probes only the one-group line
-            (4 forward passes; every group takes its multiple: the one-group rule, GeN), since
+            (8 forward passes; every group takes its multiple: the one-group rule, GeN), since
             under the probe budget each group's own fit would come too rarely; None: always per group.
         travel: while any group's target is cut by the clip and no refresh has yet had every target
             inside it, refresh again at the next step with the one-group line alone (4 forward

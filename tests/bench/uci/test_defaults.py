@@ -38,8 +38,32 @@ def test_smoke_run_on_diabetes(tmp_path):
     )
     (rec,) = res["records"]
     assert math.isfinite(rec["ll"]) and 0.0 <= rec["cov90"] <= 1.0 and rec["best_epoch"] >= 1
+    assert math.isfinite(rec["val_ll"]) and rec["spread"] > 0
     report = (tmp_path / "defaults.md").read_text()
     assert "| diabetes | mdn | early-stop | 1/1 |" in report
     assert (tmp_path / "defaults.partial.jsonl").read_text().count("\n") == 1
     with pytest.raises(ValueError, match="variant"):
         defaults.default_model("mdn", "late-stop", 0)
+
+
+def test_the_model_chosen_by_validation_is_scored_on_test_beside_the_published_best():
+    def rec(model, split, val_ll, ll, variant="early-stop"):
+        return {"set": "yacht", "model": model, "variant": variant, "split": split, "val_ll": val_ll, "ll": ll}
+
+    recs = [
+        rec("mdn", 0, -1.0, -0.5),
+        rec("bnn", 0, -2.0, 0.9),  # better on test, worse on validation: not chosen
+        rec("mdn", 1, -3.0, -0.3),
+        rec("bnn", 1, -1.0, -0.1),
+        rec("bnn", 1, 9.0, 9.0, variant="early-stop+refit"),  # another variant: ignored
+        {"set": "yacht", "model": "mdn", "variant": "early-stop", "split": 2, "ll": 0.0},  # no validation figure
+    ]
+    out = defaults.chosen_by_validation(recs)["yacht"]
+    assert out["splits"] == [0, 1] and out["models"] == ["mdn", "bnn"]
+    assert out["ll"]["mean"] == pytest.approx(-0.3)
+    assert out["best_published_ll"] == pytest.approx(-0.16) and out["beats_published"] is False
+
+
+def test_the_unscaled_variant_turns_variance_scaling_off():
+    assert defaults.default_model("mdn", "early-stop+unscaled", 0).variance_scaling is False
+    assert defaults.default_model("deep_ensemble", "early-stop", 0).estimator.variance_scaling is True

@@ -206,6 +206,7 @@ def test_quick_smoke_run_on_a_folder_by_path(tmp_path):
         assert math.isfinite(r["metrics"]["ll"]) and 0.0 <= r["metrics"]["cov90"] <= 1.0
         # the fit-part model: its validation LL and its calibrated intervals on the test rows
         assert math.isfinite(r["val_ll"]) and r["calibrated"]["n_cal"] == 7
+        assert r["spread"] > 0  # carried from the fit-part model to the final one
         for name in ("raw", "pit", "cqr", "recalibrate"):
             assert 0.0 <= r["calibrated"][name]["0.9"]["cov"] <= 1.0
     assert "Calibrated intervals beside the raw ones" in report
@@ -238,3 +239,20 @@ def test_model_contrast_pairs_models_by_split_and_optimizer():
     assert d["yacht"]["adam"]["mean"] == pytest.approx(1.0)  # (0.5 + 1.5) / 2
     assert d["yacht"]["adam"]["se"] == pytest.approx(np.std([0.5, 1.5], ddof=1) / math.sqrt(2))
     assert "hidlr" not in d["yacht"]  # no split has both models under Hi-DLR
+
+
+def test_the_final_model_keeps_the_spread_factors_of_the_fit_part_model():
+    from hidlr.uq.models import MDN, MDNEnsemble
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    y = X[:, 0] + 0.3 * rng.normal(size=80)
+    fit = {"epochs": 3, "validation_data": (X[60:], y[60:])}
+    part = MDNEnsemble(components=2, members=2, hidden=(4,)).fit(X[:60], y[:60], **fit)
+    final = MDNEnsemble(components=2, members=2, hidden=(4,), early_stopping=False).fit(X, y, epochs=3)
+    assert final.spread_ == 1.0 and part.spread_ != 1.0
+    assert uci.carry_spread(part, final) == part.spread_ == final.spread_
+    for mine, theirs in zip(final.estimators_, part.estimators_):
+        assert float(mine.module_.spread) == mine.spread_ == theirs.spread_ != 1.0
+    single = MDN(2, hidden=(4,), early_stopping=False).fit(X, y, epochs=2)
+    assert uci.carry_spread(None, single) == 1.0 and single.spread_ == 1.0

@@ -134,7 +134,9 @@ def test_user_optimizer_gets_named_groups(data):
 
 def test_validation_history(data):
     X, y = data
-    m = MDN(components=2, early_stopping=False).fit(X[:48], y[:48], validation_data=(X[48:], y[48:]), **FAST)
+    m = MDN(components=2, early_stopping=False, variance_scaling=False).fit(
+        X[:48], y[:48], validation_data=(X[48:], y[48:]), **FAST
+    )
     assert [r["epoch"] for r in m.history_] == [1, 2]
     expected = float(-m.predict_proba(X[48:]).log_prob(torch.as_tensor(y[48:], dtype=torch.float32)).mean())
     assert m.history_[-1]["val_nll"] == pytest.approx(expected, rel=1e-6)
@@ -143,7 +145,7 @@ def test_validation_history(data):
 def test_validation_samples_set_the_monte_carlo_passes_of_the_validation_nll(data):
     X, y = data
     yv = torch.as_tensor(y[48:], dtype=torch.float32)
-    m = BNN(hidden=(8,), samples=40, early_stopping=False).fit(
+    m = BNN(hidden=(8,), samples=40, early_stopping=False, variance_scaling=False).fit(
         X[:48], y[:48], validation_data=(X[48:], y[48:]), validation_samples=3, **FAST
     )
     three = float(-m.predict_proba(X[48:], samples=3).log_prob(yv).mean())

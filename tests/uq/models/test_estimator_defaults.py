@@ -22,6 +22,11 @@ def test_early_stopping_keeps_the_best_epoch_of_the_carved_part(data):
     assert m.best_epoch_ == int(np.argmin(curve)) + 1
     assert len(curve) == m.best_epoch_ + 5 < 200  # stopped five epochs after the best one
     val = np.random.default_rng(0).permutation(150)[:15]  # the carved rows (seed = random_state)
+    # the spread factor fitted on the same rows can only raise their likelihood
+    assert m.spread_ != 1.0
+    assert -m.score(X[val], y[val]) <= min(curve) + 1e-12
+    np.testing.assert_array_equal(np.sort(m.validation_rows_), np.sort(val))
+    m.module_.set_spread(1.0)  # the best epoch's own predictive
     assert -m.score(X[val], y[val]) == pytest.approx(min(curve), rel=1e-9)
 
 

@@ -4,7 +4,9 @@ For every set and standard split: one hidden layer of 50 ReLU units; each model 
 (the models' default) and once with Adam. Hyperparameters (Adam's rate, the number of epochs, the
 dropout rate, the number of mixture components) are chosen on a validation part carved out of the
 split's training rows only; the model is then refitted on the whole training split with the chosen
-values and scored once on the test rows, in the target's original units.
+values, keeps the spread factor that variance scaling fitted on the tuning rows
+(:mod:`~hidlr.uq.models.spread`), and is scored once on the test rows, in the target's original
+units.
 
 Entry point: :func:`run`. Results: ``results.json``, ``report.md`` and reliability plots.
 """
@@ -243,6 +245,7 @@ def run_split(
             continue
         try:  # the model trained on the fit part (for an ensemble: trained now), scored and calibrated
             if model != key:
+                part = None  # the tuned member is not the ensemble: nothing to carry if this fit fails
                 part = build_model(model, hp, budget.batch_size, patience_for(budget)).fit(
                     Xf,
                     yf,
@@ -271,6 +274,7 @@ def run_split(
                 lr=hp.get("lr"),
                 seed=split,
             )
+            rec["spread"] = carry_spread(part, est)
             hist = getattr(getattr(est, "optimizer_", None), "history", None)
             if hist is not None:  # Hi-DLR: how many refreshes (probe rounds) the final fit made
                 rec["refreshes"] = len(hist)
@@ -285,6 +289,19 @@ def run_split(
         rec["cpu_s"] = time.process_time() - c0  # tuning (if done here) + final fit, this process only
         records.append(rec)
     return records
+
+
+def carry_spread(part: Any, final: Any) -> float:
+    """Give the final model the spread factors that variance scaling fitted on the tuning half for
+    the model trained on the fit part (``part``; the member factors and an ensemble's own), as a
+    refit keeps them; returns the model's factor (1.0 when ``part`` is missing)."""
+    if part is None:
+        return 1.0
+    for mine, theirs in zip(getattr(final, "estimators_", [final]), getattr(part, "estimators_", [part])):
+        mine.module_.set_spread(theirs.spread_)
+        mine.spread_ = theirs.spread_
+    final.spread_ = part.spread_
+    return float(part.spread_)
 
 
 def _job(args: tuple) -> tuple[str, list[dict[str, Any]], float, float]:

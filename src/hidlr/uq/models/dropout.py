@@ -119,6 +119,7 @@ class MCDropout(Estimator):
         validation_fraction: float = 0.1,
         patience: int | None = None,
         refit: bool = False,
+        variance_scaling: bool = True,
         target_scaling: str = "standard",
         random_state: int = 0,
     ) -> None:
@@ -133,6 +134,7 @@ class MCDropout(Estimator):
             validation_fraction=validation_fraction,
             patience=patience,
             refit=refit,
+            variance_scaling=variance_scaling,
             target_scaling=target_scaling,
             random_state=random_state,
         )

@@ -10,9 +10,11 @@ What a one-line ``fit(X, y)`` does by default: checks the data (:mod:`~hidlr.uq.
 carves a validation part (``validation_fraction``) from the training rows, z-scores inputs and
 targets in float64 with the statistics of the rows it trains on, trains minibatches reproducibly
 from ``random_state`` (Hi-DLR or Adam), scores the validation part after every epoch, stops when it
-has not improved for ``patience`` epochs and restores the weights of the best epoch (and, with
-``refit=True``, trains again on every row for that many epochs). A fit that fails leaves a
-previously fitted model as it was.
+has not improved for ``patience`` epochs and restores the weights of the best epoch, then fits one
+spread factor of the predictive distribution on the same validation rows by likelihood
+(:mod:`~hidlr.uq.models.spread`; ``variance_scaling``) and, with ``refit=True``, trains again on
+every row for that many epochs (keeping that factor). A fit that fails leaves a previously fitted
+model as it was.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import checks
 from hidlr.uq.models.interface import ProbabilisticRegressor, not_fitted
 from hidlr.uq.models.scaling import SCALINGS, ScaledNet, fit_scaling, nll
+from hidlr.uq.models.spread import fit_spread
 from hidlr.uq.models.training import (
     EarlyStopping,
     FitPlan,
@@ -69,15 +72,19 @@ class Estimator(ProbabilisticRegressor):
     Args:
         hidden: trunk widths, ``(50,)`` = one hidden layer of 50 units (the UCI protocol).
         activation: trunk nonlinearity, a name or a zero-argument module factory.
-        epochs: most epochs; ``None`` picks about ``target_steps`` optimizer steps (20 to 2000 epochs).
+        epochs: most epochs; ``None`` picks about ``target_steps`` optimizer steps (50 to 2000 epochs).
         batch_size: minibatch size (capped at the data size).
         lr: (initial) learning rate of the base optimizer.
         optimizer: ``None`` (the class's ``default_optimizer``), ``"hidlr"``, ``"adam"`` or a callable
             ``groups -> torch.optim.Optimizer``.
         early_stopping: carve a validation part, stop when its NLL stops improving, keep the best epoch.
         validation_fraction: share of the training rows carved out for early stopping.
-        patience: epochs without improvement before stopping; ``None``: ``max(10, epochs // 10)``.
+        patience: epochs without improvement before stopping; ``None``: ``max(10, epochs // 5)``.
         refit: after early stopping, train again on all rows for the best number of epochs.
+        variance_scaling: after training, fit one factor that widens or narrows the predictive
+            distribution about its mean by likelihood on the validation rows (carved, or
+            ``validation_data``); the fitted factor is ``spread_`` (1 without validation rows), the
+            carved rows' indices ``validation_rows_``.
         target_scaling: ``"standard"`` (mean, std) or ``"robust"`` (median, IQR / 1.349) for X and y.
         random_state: seed of initialisation, minibatch order, the carved split and Monte Carlo draws
             (``None``: a fresh one per fit).
@@ -107,6 +114,7 @@ class Estimator(ProbabilisticRegressor):
         validation_fraction: float = 0.1,
         patience: int | None = None,
         refit: bool = False,
+        variance_scaling: bool = True,
         target_scaling: str = "standard",
         random_state: int = 0,
     ) -> None:
@@ -120,6 +128,7 @@ class Estimator(ProbabilisticRegressor):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.refit = refit
+        self.variance_scaling = variance_scaling
         self.target_scaling = target_scaling
         self.random_state = random_state
 
@@ -150,6 +159,8 @@ class Estimator(ProbabilisticRegressor):
         checks.check_float("lr", self.lr)
         if not isinstance(self.early_stopping, (bool, np.bool_)):
             raise TypeError(f"early_stopping must be True or False, got {self.early_stopping!r}")
+        if not isinstance(self.variance_scaling, (bool, np.bool_)):
+            raise TypeError(f"variance_scaling must be True or False, got {self.variance_scaling!r}")
         checks.check_float("validation_fraction", self.validation_fraction, high=1.0)
         if self.patience is not None:
             checks.check_int("patience", self.patience)
@@ -226,6 +237,7 @@ class Estimator(ProbabilisticRegressor):
             validation_samples=validation_samples,
         )
         module, opt, history, best = self._train_one(plan, optimizer, progress)
+        spread = self.fit_spread(module, plan)
         if plan.refit is not None:
             refit = self.prepare_fit(
                 X,
@@ -238,8 +250,24 @@ class Estimator(ProbabilisticRegressor):
                 carve=False,
             )
             module, opt, _, _ = self._train_one(refit, optimizer, progress)
+            module.set_spread(spread)
         self._finish(module, opt, history, plan, best, X, y)
         return self
+
+    def fit_spread(self, module: ScaledNet, plan: FitPlan, seed: int | None = None) -> float:
+        """With ``variance_scaling`` and validation rows: fit the spread factor of ``module``'s
+        predictions on them (Monte Carlo passes of a stochastic net: its ``samples``, seeded from
+        ``seed``, default the plan's), set it on the module and return it; otherwise 1.0."""
+        if not self.variance_scaling or plan.val is None:
+            return 1.0
+        Xv, yv = plan.val
+        samples = self._samples() if self.stochastic else None
+        seed = plan.seed if seed is None else seed
+        with torch.no_grad(), seeded(seed + PREDICT_SEED_OFFSET, module.x_shift.device):
+            dist = module(Xv, samples=samples)
+        factor = fit_spread(dist, yv)
+        module.set_spread(factor)
+        return factor
 
     def prepare_fit(
         self,
@@ -299,9 +327,9 @@ class Estimator(ProbabilisticRegressor):
             checks.check_int("validation_samples", validation_samples)
         epochs = self.epochs if epochs is None else epochs
         if epochs is None:
-            epochs = int(min(2000, max(20, math.ceil(self.target_steps / math.ceil(n / batch_size)))))
+            epochs = int(min(2000, max(50, math.ceil(self.target_steps / math.ceil(n / batch_size)))))
         epochs = checks.check_int("epochs", epochs)
-        patience = self.patience if self.patience is not None else max(10, epochs // 10)
+        patience = self.patience if self.patience is not None else max(10, epochs // 5)
         scaling = fit_scaling(Xf, yf, self.target_scaling)
         xs = ((Xf - scaling["x_shift"]) / scaling["x_scale"]).to(dtype)
         ys = ((yf - scaling["y_shift"]) / scaling["y_scale"]).to(dtype)
@@ -323,6 +351,7 @@ class Estimator(ProbabilisticRegressor):
             seed=seed,
             patience=patience if stop_early and val is not None else None,
             refit=True if self.refit and fit_rows is not None else None,
+            val_rows=None if fit_rows is None else perm[:n_val],
         )
 
     def new_module(self, plan: FitPlan, seed: int) -> ScaledNet:
@@ -389,6 +418,8 @@ class Estimator(ProbabilisticRegressor):
         self.optimizer_ = opt
         self.history_ = history
         self.best_epoch_ = best_epoch
+        self.spread_ = float(module.spread)
+        self.validation_rows_ = None if plan.val_rows is None else plan.val_rows.cpu().numpy()
         self.seed_ = plan.seed
         self.n_features_in_ = plan.d
         names = checks.feature_names(X)

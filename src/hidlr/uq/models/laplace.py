@@ -83,7 +83,8 @@ class LastLayerLaplace(Estimator):
     Args:
         prior_precision: ``alpha`` of the mean head's Gaussian prior; ``None`` picks it by evidence.
         samples: posterior draws at prediction.
-        The others: see :class:`~hidlr.uq.models.estimator.Estimator` (trains with Adam by default).
+        The others: see :class:`~hidlr.uq.models.estimator.Estimator` (trains with Adam by default;
+        ``variance_scaling`` is off by default: the predictive variance is the posterior's).
     Fitted: ``prior_precision_``.
     """
 
@@ -105,6 +106,7 @@ class LastLayerLaplace(Estimator):
         validation_fraction: float = 0.1,
         patience: int | None = None,
         refit: bool = False,
+        variance_scaling: bool = False,
         target_scaling: str = "standard",
         random_state: int = 0,
     ) -> None:
@@ -119,6 +121,7 @@ class LastLayerLaplace(Estimator):
             validation_fraction=validation_fraction,
             patience=patience,
             refit=refit,
+            variance_scaling=variance_scaling,
             target_scaling=target_scaling,
             random_state=random_state,
         )

@@ -125,6 +125,7 @@ class MDN(Estimator):
         validation_fraction: float = 0.1,
         patience: int | None = None,
         refit: bool = False,
+        variance_scaling: bool = True,
         target_scaling: str = "standard",
         random_state: int = 0,
     ) -> None:
@@ -139,6 +140,7 @@ class MDN(Estimator):
             validation_fraction=validation_fraction,
             patience=patience,
             refit=refit,
+            variance_scaling=variance_scaling,
             target_scaling=target_scaling,
             random_state=random_state,
         )

@@ -23,6 +23,7 @@ from hidlr.uq.models.layers import BayesianLinear
 OUTLIER_Z = 20.0
 SCALINGS = ("standard", "robust")
 _STATS = ("x_shift", "x_scale", "y_shift", "y_scale")
+_BUFFERS = (*_STATS, "spread")
 
 
 def _robust(t: Tensor) -> tuple[Tensor, Tensor]:
@@ -92,9 +93,10 @@ class ScaledNet(nn.Module):
 
     ``forward(X: (n, d))`` standardizes ``X`` in float64, runs the net in its own dtype and returns
     the predictive :class:`GaussianMixture` over ``y`` in the user's units, in float64 (a float32
-    net predicting targets with a large offset would round them). ``loss(X, y)`` is the net's loss
-    on the standardized data. The four maps are float64 buffers and stay float64 when the module
-    is moved to another dtype.
+    net predicting targets with a large offset would round them), widened or narrowed about its
+    mean by the fitted ``spread`` factor (see :mod:`~hidlr.uq.models.spread`; 1 until one is
+    fitted). ``loss(X, y)`` is the net's loss on the standardized data. The four maps and the
+    spread are float64 buffers and stay float64 when the module is moved to another dtype.
 
     Args:
         net: a module with ``loss(x, y)`` and ``forward(x) -> GaussianMixture`` in standardized
@@ -108,15 +110,27 @@ class ScaledNet(nn.Module):
         self.net = net
         for name in _STATS:
             self.register_buffer(name, scaling[name].detach().to(torch.float64).clone())
+        self.register_buffer("spread", torch.ones((), dtype=torch.float64, device=self.x_shift.device))
         self.chunk = int(chunk)
         self.width = _widest(net)
 
     def _apply(self, fn: Any, recurse: bool = True) -> ScaledNet:
-        kept = {name: getattr(self, name) for name in _STATS}
+        kept = {name: getattr(self, name) for name in _BUFFERS}
         super()._apply(fn, recurse)
         for name, old in kept.items():  # follow the device, keep float64
             setattr(self, name, old.to(device=getattr(self, name).device, dtype=torch.float64))
         return self
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # modules saved before the spread existed: no spread (factor 1)
+        state_dict.setdefault(prefix + "spread", torch.ones((), dtype=torch.float64))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def set_spread(self, factor: float) -> None:
+        """Set the spread factor applied to every prediction (1: the net's own predictive)."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"spread factor must be positive and finite, got {factor!r}")
+        self.spread.fill_(float(factor))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -135,9 +149,13 @@ class ScaledNet(nn.Module):
 
     def to_user_units(self, dist: GaussianMixture) -> GaussianMixture:
         """A mixture over standardized ``y`` -> the same law in user units, float64."""
+        from hidlr.uq.models.spread import dilate
+
         d64 = GaussianMixture(
             dist.logits.double(), dist.loc.double(), dist.scale.double(), members=dist.members, validate_args=False
         )
+        if float(self.spread) != 1.0:
+            d64 = dilate(d64, self.spread)
         return d64.to_units(self.y_shift, self.y_scale)
 
     def loss(self, X: Tensor, y: Tensor) -> Tensor:

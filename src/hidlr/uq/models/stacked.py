@@ -173,7 +173,8 @@ def fit_side_by_side(
     :meth:`Estimator.fit`). Each member keeps its own ``history_``, stops early on its own (its
     weights are those of its best epoch; training ends when every member has stopped) and, with
     ``refit``, is refitted for its own best number of epochs. One optimizer (``optimizer_`` of each)
-    trains them all. Nothing is stored on the estimators unless every step succeeds.
+    trains them all. With ``variance_scaling``, each member's spread factor is fitted on the shared
+    validation part (before any refit). Nothing is stored on the estimators unless every step succeeds.
     """
     estimators = list(estimators)
     kinds = {type(est) for est in estimators}
@@ -185,11 +186,14 @@ def fit_side_by_side(
     lead = estimators[0]
     plan = lead.prepare_fit(X, y, seed=seeds[0], **fit_options)
     modules, opt, histories, best = _train_stacked(lead, plan, seeds, lr_scales, optimizer, progress, None)
+    spreads = [lead.fit_spread(module, plan, s) for module, s in zip(modules, seeds)]
     if plan.refit is not None:
         options = {k: v for k, v in fit_options.items() if k not in ("validation_data", "validation_samples", "epochs")}
         full = lead.prepare_fit(X, y, seed=seeds[0], epochs=max(max(best), 1), carve=False, **options)
         keep_at = [max(b, 1) for b in best]
         modules, opt, _, _ = _train_stacked(lead, full, seeds, lr_scales, optimizer, progress, keep_at)
+        for module, spread in zip(modules, spreads):
+            module.set_spread(spread)
     for est, module, history, b, s in zip(estimators, modules, histories, best, seeds):
         plan.seed = s
         est._finish(module, opt, history, plan, b, X, y)

@@ -66,7 +66,8 @@ class FitPlan:
     in user units, float64, or ``None``; ``val_samples``: Monte Carlo passes for its NLL (``None``:
     deterministic net); ``scaling``: the fitted maps (see :func:`~hidlr.uq.models.scaling.fit_scaling`);
     ``patience``: early-stopping patience in epochs (``None``: train every epoch); ``refit``: train
-    again on every row afterwards.
+    again on every row afterwards; ``val_rows``: ``(m,)`` indices of the carved validation rows in
+    the data given to ``fit`` (``None`` when none were carved).
     """
 
     xs: Tensor
@@ -81,6 +82,7 @@ class FitPlan:
     seed: int = 0
     patience: int | None = None
     refit: bool | None = None
+    val_rows: Tensor | None = None
 
     @property
     def n(self) -> int:
