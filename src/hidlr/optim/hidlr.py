@@ -111,12 +111,12 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             (up to rounding, moved back along the update), the optimizer state is the one that step
             left, the step is counted and the next step refreshes; calling ``step`` again with the
             same, unchanged gradients (a retry) then does nothing and warns, rather than applying
-            them twice. Memory while refreshing: one copy of the weights of the groups that
-            move (their update; at most one copy of the parameters), nothing else. True: weights and optimizer state are put back bitwise as before
-            the step, from copies kept in host memory while a refresh runs: one of the moving
-            weights and one of the optimizer state (for Adam three parameter copies in all, on top
-            of the update). A probe that raises on its first call (at the unchanged weights)
-            changes nothing either way.
+            them twice. Memory while refreshing: one copy of the weights of the groups that move
+            (their update; at most one copy of the parameters), nothing else. True: weights and
+            optimizer state are put back bitwise as before the step, from copies kept in host
+            memory while a refresh runs: one of the moving weights and one of the optimizer state
+            (for Adam three parameter copies, on top of the update). A probe that raises on its
+            first call (at the unchanged weights) changes nothing either way.
         history_size: how many refresh records :attr:`history` keeps (the oldest are dropped);
             :attr:`refresh_count` counts them all.
 
