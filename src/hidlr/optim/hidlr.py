@@ -100,11 +100,12 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: when to refuse non-finite gradients (``FloatingPointError`` naming the group,
-            before any weight changes). ``"refresh"`` (default): on refresh steps, where the rates
-            would otherwise be fitted to them; the other steps hand the gradients to the base
-            optimizer as they are, as the bare optimizer would take them. True: on every step (one
-            fused pass over the gradients and one host read per step; sparse gradients are checked
-            on their stored values). False: never.
+            before any weight changes). True (default): on every step (one fused pass over the
+            gradients and one host read per step; sparse gradients are checked on their stored
+            values), so a NaN never reaches the weights. ``"refresh"``: on refresh steps only,
+            where the rates would otherwise be fitted to them; the other steps hand the gradients
+            to the base optimizer as they are, as the bare optimizer would take them (cheaper
+            steps; see ``docs/guide/faults.md``). False: never.
         rollback: what a probe that raises in the middle of a refresh leaves behind (the error is
             raised either way). False (default): the step is completed at the current rates, as
             if it were not a refresh step: the weights go back to where the base step put them
@@ -150,7 +151,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         max_every: int | None = None,
         probe: Probe | None = None,
         seed: int = 0,
-        check_finite: bool | str = "refresh",
+        check_finite: bool | str = True,
         rollback: bool = False,
         horizon: float | None = None,
         history_size: int = 500,

@@ -48,7 +48,7 @@ def test_overhead_report_is_complete(tmp_path):
         threads=None,
     )
     saved = json.loads((tmp_path / "overhead.json").read_text())
-    assert set(saved["per_groups"]) == {"1", "4", "1, check_finite=True"} and saved["metadata"]["git_commit"]
+    assert set(saved["per_groups"]) == {"1", "4", "1, check_finite='refresh'"} and saved["metadata"]["git_commit"]
     assert all(v["ratio_all_steps"] > 0 for v in res["per_groups"].values())
     report = (tmp_path / "report.md").read_text()
     assert "| 1 |" in report and "| 4 |" in report and "non-refresh" in report
