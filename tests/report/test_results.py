@@ -32,12 +32,22 @@ def test_flatten_and_pivot_hand_made():
 
 def test_detect_kind(tmp_path):
     assert detect_kind({"benchmark": "lr"}, tmp_path) == "lr"
-    assert detect_kind({"time_ratio_vs_adam": {}}, tmp_path) == "overhead"
+    assert detect_kind({"per_groups": {}, "memory": {}}, tmp_path) == "overhead"
     assert detect_kind({"paired_ratios": {}}, tmp_path) == "uq_speed"
     assert detect_kind({"slopes": {}, "jobs": []}, tmp_path) == "kl"
     assert detect_kind({"records": [], "sets": {}, "summary": {}}, tmp_path) == "uci"
     assert detect_kind({}, tmp_path / "finetune") == "finetune"
     assert detect_kind({}, tmp_path) == "other"
+
+
+def test_the_overhead_page_shows_its_time_and_memory_tables(tmp_path):
+    per = {"ratio_all_steps": 1.07, "ratio_non_refresh_steps": 1.02, "cpu_ratio_non_refresh_steps": 1.03}
+    mem = {"extra_param_copies": 1.0, "extra_peak_param_copies": 1.12}
+    results = {"per_groups": {"1": per, "4": per}, "memory": {"K=1 hidlr-default": mem}, "goals": {"all_steps": 1.1}}
+    (tmp_path / "overhead.json").write_text(json.dumps(results))
+    text = build_results_page(tmp_path).render()
+    assert "Time per step against Adam" in text and "ratio_non_refresh_steps" in text and "1.07" in text
+    assert "Extra memory" in text and "K=1 hidlr-default" in text and "1.12" in text
 
 
 def test_folder_page_shows_report_unreferenced_figures_and_key_tables(tmp_path):

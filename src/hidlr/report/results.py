@@ -37,8 +37,23 @@ KEY_TABLES: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...] | None]]]
         ("Gap experiment", ("gap_summary",), None),
     ],
     "overhead": [
-        ("Time per step against Adam", ("time_ratio_vs_adam",), None),
-        ("Extra peak memory, in parameter copies", ("extra_memory_param_copies",), None),
+        (
+            "Time per step against Adam, by number of groups",
+            ("per_groups",),
+            (
+                "ratio_all_steps",
+                "ratio_non_refresh_steps",
+                "cpu_ratio_non_refresh_steps",
+                "refreshes",
+                "probe_forwards",
+            ),
+        ),
+        (
+            "Extra memory, in parameter copies beyond Adam",
+            ("memory",),
+            ("extra_param_copies", "extra_peak_param_copies"),
+        ),
+        ("Goals", ("goals",), None),
     ],
     "uq_speed": [("Throughput ratios", ("ratios",), None), ("Paired ratios", ("paired_ratios",), ("median",))],
     "finetune": [("Summary", ("summary",), None)],
@@ -52,7 +67,7 @@ def detect_kind(results: dict[str, Any], folder: Path) -> str:
     """Which benchmark wrote ``results`` (a results JSON) in ``folder``."""
     if results.get("benchmark") in KEY_TABLES:
         return str(results["benchmark"])
-    if "time_ratio_vs_adam" in results:
+    if "per_groups" in results and "memory" in results:
         return "overhead"
     if "paired_ratios" in results:
         return "uq_speed"
