@@ -187,20 +187,47 @@ class Refresher:
         points = rules.ONE_GROUP_LINE if travelling else self.probes
         line = torch.tensor([[si if a else 0.0 for a in active] for si in points], dtype=torch.float64)
         fitted = rules.one_group_line(points, self._probe_along(probe, move, line, loss0))
-        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(loss0)), 1e-30)
         span = max(abs(p) for p in points)
-        multiple = rules.line_multiple(fitted, span, resolution, cfg.max_multiple, 0.0 if travelling else cfg.min_r2)
-        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
-        decisions = rules.line_decisions(active, applied, self._estimates, names, multiple)
+        min_r2 = 0.0 if travelling else cfg.min_r2
+        multiple = rules.line_multiple(fitted, span, self._resolution(loss0), cfg.max_multiple, min_r2)
+        decisions = rules.line_decisions(active, applied, self._estimates, self._names(), multiple)
         forwards, scale = 1 + len(points), None
         if not travelling and cfg.joint and multiple[0] is not None:
             m = min(multiple[0], cfg.max_multiple)
-            joint = torch.tensor([[si * m if a else 0.0 for a in active] for si in _JOINT_LINE], dtype=torch.float64)
-            y_line = self._probe_along(probe, move, joint, loss0)
+            scale = self._joint_line(probe, move, [m if a else 0.0 for a in active], active, loss0)
             forwards += len(_JOINT_LINE)
-            scale = rules.joint_scale(_JOINT_LINE, y_line)
             decisions = rules.apply_joint_scale(decisions, scale)
         return self._settle(decisions, loss0, forwards=forwards, scale=scale)
+
+    def _resolution(self, origin: torch.Tensor) -> float:
+        """A fitted term below this (loss units) is below the probe loss's rounding."""
+        return self.rules.resolution_factor * self._loss_eps * max(abs(float(origin)), 1e-30)
+
+    def _names(self) -> list[str]:
+        return [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
+
+    def _joint_line(
+        self,
+        probe: Probe,
+        move: Callable[[Sequence[float]], None],
+        multiples: Sequence[float],
+        moving: Sequence[bool],
+        origin: torch.Tensor,
+    ) -> float | None:
+        """Probe the combined step (each moving group at ``multiples`` of its update, the others held
+        at the base step) at ``_JOINT_LINE`` of it; the common factor :func:`rules.joint_scale`."""
+        line = torch.tensor(
+            [[si * ck if moving[k] else 1.0 for k, ck in enumerate(multiples)] for si in _JOINT_LINE],
+            dtype=torch.float64,
+        )
+        y_line = self._probe_along(probe, move, line, origin)
+        if not bool(torch.isfinite(y_line).all()):
+            warnings.warn(
+                f"HiDLR: non-finite loss along the combined step at step {self._t}; all groups keep their rates",
+                RuntimeWarning,
+                stacklevel=6,
+            )
+        return rules.joint_scale(_JOINT_LINE, y_line)
 
     def _settle(
         self,
@@ -248,18 +275,16 @@ class Refresher:
                 RuntimeWarning,
                 stacklevel=5,
             )
-        resolution = cfg.resolution_factor * self._loss_eps * max(abs(float(base)), 1e-30)
-        names = [str(g.get("name", k)) for k, g in enumerate(self.param_groups)]
         decisions = rules.newton_decisions(
             fit,
             active,
             fit_active,
             applied,
             self._estimates,
-            names,
+            self._names(),
             cfg,
             span=max(abs(m) for m in self.probes),
-            resolution=resolution,
+            resolution=self._resolution(base),
             probed=probed,
         )
         forwards, scale = 1 + bool(held) + len(z), None
@@ -274,19 +299,8 @@ class Refresher:
             decisions = rules.shrink_to_one_group(decisions, probed, m0, cfg.shrink)
         if cfg.joint and any(d.accepted for d in decisions):
             c = rules.joint_multiples(decisions, probed, cfg.max_multiple)
-            s = torch.tensor(_JOINT_LINE, dtype=torch.float64)
-            line = torch.tensor(
-                [[si * ck if probed[k] else 1.0 for k, ck in enumerate(c)] for si in _JOINT_LINE], dtype=torch.float64
-            )
-            y_line = self._probe_along(probe, move, line, base)
-            forwards += len(s)
-            if not bool(torch.isfinite(y_line).all()):
-                warnings.warn(
-                    f"HiDLR: non-finite loss along the combined step at step {self._t}; all groups keep their rates",
-                    RuntimeWarning,
-                    stacklevel=5,
-                )
-            scale = rules.joint_scale(s, y_line)
+            scale = self._joint_line(probe, move, c, probed, base)
+            forwards += len(_JOINT_LINE)
             decisions = rules.apply_joint_scale(decisions, scale)
         return self._settle(decisions, loss0, forwards, scale)
 
