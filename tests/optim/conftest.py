@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import pytest
@@ -44,6 +45,39 @@ def make_quadratic(sizes: list[int], seed: int = 0, coupling: float = 1.0) -> Qu
     g = torch.randn(n, generator=gen, dtype=torch.float64)
     params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64)) for s in sizes]
     return Quadratic(h, g, params, list(sizes))
+
+
+def group_per_param(q: Quadratic) -> list[dict]:
+    """One named param group per parameter of the quadratic."""
+    return [{"params": [p], "name": f"g{i}"} for i, p in enumerate(q.params)]
+
+
+def snapshot(q: Quadratic, opt) -> tuple[torch.Tensor, dict]:
+    """The weights and a deep copy of the optimizer's state dict."""
+    return q.flat(), copy.deepcopy(opt.state_dict())
+
+
+def assert_unchanged(q: Quadratic, opt, snap, exact_weights: bool = True) -> None:
+    """The weights and optimizer state equal ``snap`` (weights bitwise, or up to rounding)."""
+    w, sd = snap
+    if exact_weights:
+        assert torch.equal(q.flat(), w)
+    else:  # moved back along the stored update: equal up to rounding
+        torch.testing.assert_close(q.flat(), w, rtol=0, atol=1e-14)
+    now = opt.state_dict()
+    assert now["hidlr"] == sd["hidlr"]
+    assert now["base"]["param_groups"] == sd["base"]["param_groups"]
+    for key, st_ in sd["base"]["state"].items():
+        for name, v in st_.items():
+            assert torch.equal(torch.as_tensor(now["base"]["state"][key][name]), torch.as_tensor(v))
+
+
+def warm(q: Quadratic, opt, steps: int = 3) -> None:
+    """``steps`` steps of ``opt`` on ``q``, probing the quadratic's loss."""
+    for _ in range(steps):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
 
 
 @pytest.fixture

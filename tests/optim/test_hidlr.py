@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hidlr import HiDLR
-from hidlr.optim import rules
-from tests.optim.conftest import make_quadratic
+from tests.optim.conftest import group_per_param, make_quadratic
 
 BASES = {
     "sgd": lambda g: torch.optim.SGD(g, lr=0.05),
@@ -20,12 +19,8 @@ BASES = {
 }
 
 
-def _groups(q):
-    return [{"params": [p], "name": f"g{i}"} for i, p in enumerate(q.params)]
-
-
 def _one_refresh(q, base, **kw):
-    opt = HiDLR(BASES[base](_groups(q)), every=1, **kw)
+    opt = HiDLR(BASES[base](group_per_param(q)), every=1, **kw)
     w0 = q.flat()
     opt.zero_grad()
     q.loss().backward()
@@ -68,7 +63,9 @@ def test_one_group_is_gen_three_point_rule():
 def test_shrink_interpolates_between_one_group_and_per_group_newton_rates(shrink):
     q = make_quadratic([3, 2], seed=5)
     h = 0.05
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, ema=0.0, clip=None, joint=False, horizon=0.0, shrink=shrink)
+    opt = HiDLR(
+        torch.optim.SGD(group_per_param(q), lr=h), every=1, ema=0.0, clip=None, joint=False, horizon=0.0, shrink=shrink
+    )
     w0 = q.flat()
     opt.zero_grad()
     q.loss().backward()
@@ -150,8 +147,8 @@ def test_base_state_advances_once_per_step(base):
     torch.manual_seed(0)
     q = make_quadratic([3, 4], seed=7)
     ref_q = copy.deepcopy(q)
-    opt = HiDLR(BASES[base](_groups(q)), every=2)
-    ref = BASES[base](_groups(ref_q))
+    opt = HiDLR(BASES[base](group_per_param(q)), every=2)
+    ref = BASES[base](group_per_param(ref_q))
     for _ in range(7):
         opt.zero_grad()
         q.loss().backward()
@@ -170,7 +167,7 @@ def test_base_state_advances_once_per_step(base):
 
 def test_is_an_optimizer_sharing_the_base_groups_and_state():
     q = make_quadratic([2, 2])
-    base = torch.optim.Adam(_groups(q), lr=1e-3)
+    base = torch.optim.Adam(group_per_param(q), lr=1e-3)
     opt = HiDLR(base)
     assert isinstance(opt, torch.optim.Optimizer)
     assert opt.param_groups is base.param_groups and opt.state is base.state
@@ -178,7 +175,7 @@ def test_is_an_optimizer_sharing_the_base_groups_and_state():
 
 def test_refresh_steps_follow_every():
     q = make_quadratic([2, 3])
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=3)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01), every=3)
     refreshed = []
     for _ in range(8):
         refreshed.append(opt.is_refresh_step())
@@ -201,77 +198,9 @@ def test_auto_period_grows_while_rates_are_settled():
     assert steps[0] == 0 and max(gaps) == 8 and len(steps) < 30
 
 
-def test_travel_refreshes_every_step_by_the_one_group_line_while_the_clip_binds():
-    def run(travel):
-        q = make_quadratic([2, 2], seed=2)
-        opt = HiDLR(torch.optim.SGD(_groups(q), lr=1e-6), every="auto", travel=travel, horizon=0.0)
-        for _ in range(80):
-            opt.zero_grad()
-            q.loss().backward()
-            opt.step(probe=q.loss)
-        return opt
-
-    slow, fast = run(False), run(True)
-    assert [r["step"] for r in slow.history][:5] == [0, 2, 6, 14, 30]
-    steps = [r["step"] for r in fast.history]
-    assert steps[:10] == list(range(10))  # 1e-6 is far below the Newton rate: one refresh a step
-    travelled = fast.history[1 : 1 + rules.TRAVEL_LIMIT]
-    assert all(r["forwards"] == 4 and all(g["a"] is None for g in r["groups"]) for r in travelled)
-    assert fast.history[1]["groups"][0]["newton_rate"] / fast.history[1]["groups"][0]["rate"] == pytest.approx(
-        fast.history[1]["groups"][1]["newton_rate"] / fast.history[1]["groups"][1]["rate"]
-    )  # every group takes the line's multiple
-    assert sum(r["forwards"] == 4 for r in fast.history) <= rules.TRAVEL_LIMIT
-    assert min(fast.lrs) > 1000 * max(slow.lrs)
-    # the line refreshes do not use up the probe credit: the full refreshes after them come as early
-    full = [r["step"] for r in fast.history if r["forwards"] > 4]
-    assert full[1] - full[0] <= 40
-
-
-def test_travel_stops_at_the_travel_limit():
-    q = make_quadratic([4], seed=2)
-    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-12), every="auto", horizon=0.0)  # 2**16 too small
-    loss = q.loss
-    for _ in range(rules.TRAVEL_LIMIT + 10):
-        opt.zero_grad()
-        loss().backward()
-        opt.step(probe=loss)
-    assert sum(r["forwards"] == 4 for r in opt.history) == rules.TRAVEL_LIMIT
-    assert not opt._travelling
-
-
-@pytest.mark.parametrize("lr0", [10.0, 1000.0])
-def test_first_refresh_cuts_a_far_too_large_start_rate_at_once(lr0):
-    q = make_quadratic([4], seed=2)
-    w0 = q.flat()
-    opt = HiDLR(torch.optim.SGD(q.params, lr=lr0), every="auto", horizon=0.0)
-    opt.zero_grad()
-    q.loss().backward()
-    opt.step(probe=q.loss)
-    b, a = q.newton(w0, q.flat(), opt.lrs)
-    newton = float(b[0] / a[0, 0])  # the same along the step at any rate (plain SGD)
-    assert newton < 0.5 * lr0  # the start rate is more than 2x too large
-    assert opt.lrs[0] == pytest.approx(max(newton, 0.01 * lr0), rel=1e-6)  # not smoothed, at most 100x down
-    assert opt.history[0]["groups"][0]["target"] == pytest.approx(opt.lrs[0])
-
-
-def test_first_refresh_grows_a_rate_by_at_most_the_usual_clip():
-    q = make_quadratic([4], seed=2)
-    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", horizon=0.0)
-    opt.zero_grad()
-    q.loss().backward()
-    opt.step(probe=q.loss)
-    assert opt.lrs[0] == pytest.approx(2e-6)  # the first clip is (0.01, 2): unsmoothed, at most 2x up
-    assert opt.is_refresh_step()  # the clip binds: travel refreshes at the next step
-
-
-def test_raw_mode_neither_travels_nor_clips_the_first_refresh():
-    opt = HiDLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1), ema=0.0, clip=None)
-    assert not opt.rules.travel and opt.rules.first_clip is None
-
-
 def test_frozen_group_costs_no_probes_and_stays_put():
     q = make_quadratic([3, 2], seed=1)
-    groups = _groups(q)
+    groups = group_per_param(q)
     groups[1]["lr"] = 0.0
     opt = HiDLR(torch.optim.SGD(groups, lr=0.05), every=1)
     frozen = q.params[1].detach().clone()
@@ -293,7 +222,7 @@ def test_frozen_group_costs_no_probes_and_stays_put():
 # ------------------------------------------------------------------------------ schedulers
 def test_lambda_scheduler_multiplies_the_estimates():
     q = make_quadratic([3, 2], seed=8)
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.02), every=4)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.02), every=4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + t))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -315,7 +244,7 @@ def test_lambda_scheduler_multiplies_the_estimates():
 
 def test_cosine_scheduler_keeps_its_own_recursion():
     q = make_quadratic([2, 2], seed=9)
-    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), every=3)
+    opt = HiDLR(torch.optim.Adam(group_per_param(q), lr=0.01), every=3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
     bare_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
     bare = torch.optim.lr_scheduler.CosineAnnealingLR(bare_opt, T_max=10)
@@ -391,8 +320,8 @@ def test_full_mode_rates_minimise_the_quadratic_over_non_negative_rates():
 def test_groups_per_refresh_probes_groups_in_turn_and_leaves_the_others_at_their_rates():
     q = make_quadratic([2, 2, 2, 2, 2], seed=13)
     ref_q = copy.deepcopy(q)
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.02), every=1, groups_per_refresh=2)
-    ref = torch.optim.SGD(_groups(ref_q), lr=0.02)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.02), every=1, groups_per_refresh=2)
+    ref = torch.optim.SGD(group_per_param(ref_q), lr=0.02)
     probed_sets = []
     for _ in range(4):
         before = list(opt.lrs)
@@ -432,7 +361,7 @@ def test_probed_groups_take_the_newton_rate_at_the_others_new_position():
     group's raw rate is b_k / a_k there."""
     q = make_quadratic([2, 3, 2], seed=21)
     h = 0.03
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=h), every=1, groups_per_refresh=1, ema=0.0, clip=None)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=h), every=1, groups_per_refresh=1, ema=0.0, clip=None)
     w0 = q.flat()
     opt.zero_grad()
     q.loss().backward()
@@ -450,7 +379,7 @@ def test_probed_groups_take_the_newton_rate_at_the_others_new_position():
 
 def test_tensor_rates_are_read_and_restored():
     q = make_quadratic([2, 3], seed=4)
-    groups = _groups(q)
+    groups = group_per_param(q)
     base = torch.optim.Adam(groups, lr=torch.tensor(0.01))
     opt = HiDLR(base, every=2)
     for _ in range(4):
@@ -459,48 +388,3 @@ def test_tensor_rates_are_read_and_restored():
         opt.step(probe=q.loss)
     assert all(isinstance(g["lr"], torch.Tensor) for g in opt.param_groups)  # the user's tensors kept
     assert opt.refresh_count == 2 and all(r > 0 for r in opt.lrs)
-
-
-def test_more_groups_than_max_groups_refresh_by_the_one_group_line():
-    q = make_quadratic([1] * 10, seed=6)
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, max_groups=8)
-    per_group = HiDLR(torch.optim.SGD(_groups(copy.deepcopy(q)), lr=0.01), every=1, max_groups=None)
-    opt.zero_grad()
-    q.loss().backward()
-    opt.step(probe=q.loss)
-    rec = opt.history[-1]
-    # L(w), the line at the probe points, the joint line: the cost of a one-group refresh
-    assert rec["forwards"] == 1 + 4 + 3 and all(g["a"] is None for g in rec["groups"])
-    ratios = {round(g["newton_rate"] / g["rate"], 9) for g in rec["groups"]}
-    assert len(ratios) == 1  # every group takes the line's multiple
-    assert len(set(opt.lrs)) == 1
-    q2 = per_group.param_groups
-    assert len(q2) == 10
-    with pytest.raises(ValueError, match="max_groups must be"):
-        HiDLR(torch.optim.SGD(_groups(q), lr=0.01), max_groups=0)
-    with pytest.raises(ValueError, match="max_groups must be"):
-        HiDLR(torch.optim.SGD(_groups(q), lr=0.01), max_groups="many")
-
-
-def test_max_groups_none_keeps_per_group_fits():
-    q = make_quadratic([1] * 10, seed=6)
-    opt = HiDLR(torch.optim.SGD(_groups(q), lr=0.01), every=1, max_groups=None)
-    opt.zero_grad()
-    q.loss().backward()
-    opt.step(probe=q.loss)
-    assert sum(g["a"] is not None for g in opt.history[-1]["groups"]) == 8  # groups_per_refresh
-
-
-def test_many_groups_follow_the_same_rates_as_one_group():
-    q = make_quadratic([1] * 10, seed=8)
-    q_one = copy.deepcopy(q)
-    many = HiDLR(torch.optim.SGD(_groups(q), lr=0.003, momentum=0.9), max_groups=8)
-    one = HiDLR(torch.optim.SGD(q_one.params, lr=0.003, momentum=0.9))
-    for _ in range(40):
-        for opt, quad in ((many, q), (one, q_one)):
-            opt.zero_grad()
-            quad.loss().backward()
-            opt.step(probe=quad.loss)
-    assert many.refresh_count == one.refresh_count > 5
-    assert many.lrs == pytest.approx([one.lrs[0]] * 10, rel=1e-6)
-    torch.testing.assert_close(q.flat(), q_one.flat(), rtol=1e-6, atol=1e-9)

@@ -1,0 +1,124 @@
+"""Refreshes by the one-group line: travel from a far-off start rate, the first refresh's clip, and
+the one-group rule for models with more groups than ``max_groups``."""
+
+import copy
+
+import pytest
+import torch
+
+from hidlr import HiDLR
+from hidlr.optim import rules
+from tests.optim.conftest import group_per_param, make_quadratic
+
+
+def test_travel_refreshes_every_step_by_the_one_group_line_while_the_clip_binds():
+    def run(travel):
+        q = make_quadratic([2, 2], seed=2)
+        opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=1e-6), every="auto", travel=travel, horizon=0.0)
+        for _ in range(80):
+            opt.zero_grad()
+            q.loss().backward()
+            opt.step(probe=q.loss)
+        return opt
+
+    slow, fast = run(False), run(True)
+    assert [r["step"] for r in slow.history][:5] == [0, 2, 6, 14, 30]
+    steps = [r["step"] for r in fast.history]
+    assert steps[:10] == list(range(10))  # 1e-6 is far below the Newton rate: one refresh a step
+    travelled = fast.history[1 : 1 + rules.TRAVEL_LIMIT]
+    assert all(r["forwards"] == 4 and all(g["a"] is None for g in r["groups"]) for r in travelled)
+    assert fast.history[1]["groups"][0]["newton_rate"] / fast.history[1]["groups"][0]["rate"] == pytest.approx(
+        fast.history[1]["groups"][1]["newton_rate"] / fast.history[1]["groups"][1]["rate"]
+    )  # every group takes the line's multiple
+    assert sum(r["forwards"] == 4 for r in fast.history) <= rules.TRAVEL_LIMIT
+    assert min(fast.lrs) > 1000 * max(slow.lrs)
+    # the line refreshes do not use up the probe credit: the full refreshes after them come as early
+    full = [r["step"] for r in fast.history if r["forwards"] > 4]
+    assert full[1] - full[0] <= 40
+
+
+def test_travel_stops_at_the_travel_limit():
+    q = make_quadratic([4], seed=2)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-12), every="auto", horizon=0.0)  # 2**16 too small
+    loss = q.loss
+    for _ in range(rules.TRAVEL_LIMIT + 10):
+        opt.zero_grad()
+        loss().backward()
+        opt.step(probe=loss)
+    assert sum(r["forwards"] == 4 for r in opt.history) == rules.TRAVEL_LIMIT
+    assert not opt._travelling
+
+
+@pytest.mark.parametrize("lr0", [10.0, 1000.0])
+def test_first_refresh_cuts_a_far_too_large_start_rate_at_once(lr0):
+    q = make_quadratic([4], seed=2)
+    w0 = q.flat()
+    opt = HiDLR(torch.optim.SGD(q.params, lr=lr0), every="auto", horizon=0.0)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    b, a = q.newton(w0, q.flat(), opt.lrs)
+    newton = float(b[0] / a[0, 0])  # the same along the step at any rate (plain SGD)
+    assert newton < 0.5 * lr0  # the start rate is more than 2x too large
+    assert opt.lrs[0] == pytest.approx(max(newton, 0.01 * lr0), rel=1e-6)  # not smoothed, at most 100x down
+    assert opt.history[0]["groups"][0]["target"] == pytest.approx(opt.lrs[0])
+
+
+def test_first_refresh_grows_a_rate_by_at_most_the_usual_clip():
+    q = make_quadratic([4], seed=2)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-6), every="auto", horizon=0.0)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    assert opt.lrs[0] == pytest.approx(2e-6)  # the first clip is (0.01, 2): unsmoothed, at most 2x up
+    assert opt.is_refresh_step()  # the clip binds: travel refreshes at the next step
+
+
+def test_raw_mode_neither_travels_nor_clips_the_first_refresh():
+    opt = HiDLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1), ema=0.0, clip=None)
+    assert not opt.rules.travel and opt.rules.first_clip is None
+
+
+def test_more_groups_than_max_groups_refresh_by_the_one_group_line():
+    q = make_quadratic([1] * 10, seed=6)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01), every=1, max_groups=8)
+    per_group = HiDLR(torch.optim.SGD(group_per_param(copy.deepcopy(q)), lr=0.01), every=1, max_groups=None)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    rec = opt.history[-1]
+    # L(w), the line at the probe points, the joint line: the cost of a one-group refresh
+    assert rec["forwards"] == 1 + 4 + 3 and all(g["a"] is None for g in rec["groups"])
+    ratios = {round(g["newton_rate"] / g["rate"], 9) for g in rec["groups"]}
+    assert len(ratios) == 1  # every group takes the line's multiple
+    assert len(set(opt.lrs)) == 1
+    q2 = per_group.param_groups
+    assert len(q2) == 10
+    with pytest.raises(ValueError, match="max_groups must be"):
+        HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01), max_groups=0)
+    with pytest.raises(ValueError, match="max_groups must be"):
+        HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01), max_groups="many")
+
+
+def test_max_groups_none_keeps_per_group_fits():
+    q = make_quadratic([1] * 10, seed=6)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01), every=1, max_groups=None)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    assert sum(g["a"] is not None for g in opt.history[-1]["groups"]) == 8  # groups_per_refresh
+
+
+def test_many_groups_follow_the_same_rates_as_one_group():
+    q = make_quadratic([1] * 10, seed=8)
+    q_one = copy.deepcopy(q)
+    many = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.003, momentum=0.9), max_groups=8)
+    one = HiDLR(torch.optim.SGD(q_one.params, lr=0.003, momentum=0.9))
+    for _ in range(40):
+        for opt, quad in ((many, q), (one, q_one)):
+            opt.zero_grad()
+            quad.loss().backward()
+            opt.step(probe=quad.loss)
+    assert many.refresh_count == one.refresh_count > 5
+    assert many.lrs == pytest.approx([one.lrs[0]] * 10, rel=1e-6)
+    torch.testing.assert_close(q.flat(), q_one.flat(), rtol=1e-6, atol=1e-9)
