@@ -202,6 +202,42 @@ def bench_gap(
     typer.echo(f"written: {out}")
 
 
+@bench_app.command("gap-reference")
+def bench_gap_reference(
+    out: Path = typer.Option(Path("benchmarks/results/kl"), help="Output folder (gap_reference.json/.md/.png)."),
+    seeds: int = typer.Option(3, help="Seeds (training samples)."),
+    models: list[str] = typer.Option(
+        None, help="Approximations (default: bnn, bnn_homoscedastic, laplace, deep_ensemble)."
+    ),
+    chains: int = typer.Option(4, help="NUTS chains per seed (run one after the other)."),
+    warmup: int = typer.Option(200, help="NUTS warmup iterations per chain."),
+    samples: int = typer.Option(200, help="NUTS kept iterations per chain."),
+    max_tree_depth: int = typer.Option(8, help="NUTS maximum tree depth."),
+    activation: str = typer.Option("relu", help="Reference BNN activation (relu as the models, or tanh)."),
+    epochs: int = typer.Option(400, help="Training epochs of each approximation (as the gap experiment)."),
+) -> None:
+    """The gap experiment against a NUTS reference posterior: which approximations grow their epistemic
+    variance in the gap, and how close each predictive is to the reference's."""
+    import shlex
+    import sys
+
+    from hidlr.bench.kl import gap_reference
+    from hidlr.bench.kl.reference import NUTSSettings
+
+    settings = NUTSSettings(
+        chains=chains, warmup=warmup, samples=samples, max_tree_depth=max_tree_depth, activation=activation
+    )
+    command = "hidlr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    res = gap_reference.run(
+        out, seeds=seeds, models=models or None, settings=settings, epochs=epochs, progress=True, command=command
+    )
+    for m, st in res["summary"].items():
+        r = st["epi_ratio"]
+        ratio = "—" if r is None else f"{r['mean']:.2f} ± {r['se']:.2f}"
+        typer.echo(f"{m}: epistemic variance gap / near = {ratio}")
+    typer.echo(f"report: {out / 'gap_reference.md'}")
+
+
 @bench_app.command("finetune")
 def bench_finetune(
     out: Path = typer.Option(Path("benchmarks/results/finetune"), help="Output folder."),

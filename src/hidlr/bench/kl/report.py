@@ -11,6 +11,7 @@ import numpy as np
 
 from hidlr.bench import harness
 from hidlr.bench import reporting as rep
+from hidlr.bench.kl import reference_report
 from hidlr.bench.uci.models import LABELS
 
 
@@ -100,8 +101,11 @@ def _verdict(diff: dict[str, float] | None, better_if_negative: bool = True) -> 
     return "supported" if z > 2 else ("contradicted" if z < -2 else "not resolved (difference within 2 s.e.)")
 
 
-def findings(result: dict[str, Any], uci: dict[str, Any] | None) -> list[str]:
-    """Markdown lines: for each of the paper's three claims, what our numbers say."""
+def findings(
+    result: dict[str, Any], uci: dict[str, Any] | None, reference: dict[str, Any] | None = None
+) -> list[str]:
+    """Markdown lines: for each of the paper's three claims, what our numbers say (``reference``: the
+    stored gap comparison against NUTS, :mod:`hidlr.bench.kl.gap_reference`, if run)."""
     n = result["sizes"][-1]
     lines = ["## Findings", ""]
     # Claim 1: MDN fits multimodal / heteroscedastic densities directly; BNN carries epistemic uncertainty.
@@ -177,6 +181,13 @@ def findings(result: dict[str, Any], uci: dict[str, Any] | None) -> list[str]:
             "its total variance ratio is "
             + (rep.fmt_mean_se(gs["mdn"].get("var_ratio"), 2) if "mdn" in gs else "—")
             + "."
+        )
+    if reference:
+        from hidlr.bench.kl.reference_report import verdict_lines
+
+        c3.append(
+            "   - Against a NUTS reference posterior of the same kind of BNN (section below, seeds "
+            f"{reference['seeds']}): " + " ".join(verdict_lines(reference))
         )
     if uci:
         rows = []
@@ -291,6 +302,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     files = _plots(result, out)
     uci_path = out.parent / "uci" / "results.json"
     uci = json.loads(uci_path.read_text()) if uci_path.exists() else None
+    reference = reference_report.load(out)
     meta = result["meta"]
     lines = [
         "# KL-convergence study on synthetic conditional densities"
@@ -317,7 +329,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     ]
     if result.get("note"):
         lines += [f"Note: {result['note']}", ""]
-    lines += findings(result, uci)
+    lines += findings(result, uci, reference)
     lines += [
         "## KL to the true conditional density (nats)",
         "",
@@ -361,5 +373,8 @@ def write_report(result: dict[str, Any], out: Path) -> None:
             ),
             "",
         ]
+    if reference:
+        image = "gap_reference.png" if (out / "gap_reference.png").exists() else None
+        lines += [reference_report.markdown(reference, image)]
     lines += [f"![{f}]({f})" for f in files]
     (out / "report.md").write_text("\n".join(lines) + "\n")

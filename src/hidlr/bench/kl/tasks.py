@@ -56,6 +56,8 @@ def build(model: str, batch_size: int) -> Any:
         return M.MDN(components=COMPONENTS, **common)
     if model == "bnn":
         return M.BNN(heteroscedastic=True, **common)
+    if model == "bnn_homoscedastic":  # the NUTS reference's model: one noise scale for all inputs
+        return M.BNN(heteroscedastic=False, **common)
     if model == "mc_dropout":
         return M.MCDropout(heteroscedastic=True, **common)
     if model == "deep_ensemble":
