@@ -21,6 +21,7 @@ quantity to judge convergence by).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,42 +219,25 @@ class NUTSPosterior:
         }
 
 
-def nuts_posterior(
-    X: Any,
-    y: Any,
-    settings: NUTSSettings | None = None,
+def run_chains(
+    potential: Callable[[Tensor], Tensor],
+    initial: Callable[[torch.Generator], Tensor],
+    settings: NUTSSettings,
     *,
     seed: int = 0,
-    tick: Any = None,
-) -> NUTSPosterior:
-    """Sample the BNN posterior given ``X: (n, d)``, ``y: (n,)`` with NUTS, in float64.
+    tick: Callable[[], None] | None = None,
+) -> tuple[Tensor, dict[str, list[float]]]:
+    """NUTS chains, one after the other, on ``potential(theta: (P,)) -> scalar`` (minus the log density).
 
-    ``seed``: chain ``c`` uses ``seed * 1000 + c`` for its initial point and its sampler.
-    ``tick``: called once per NUTS iteration (warmup and sampling), e.g. a progress bar's ticker.
+    Chain ``c`` seeds pyro and its initial point ``initial(generator) -> (P,)`` with
+    ``seed * 1000 + c``. Returns the kept draws ``(chains, samples, P)`` and per-chain sampler
+    statistics (``divergences``, ``acceptance``, ``step_size``). ``tick`` is called once per iteration.
     """
     import pyro
     from pyro.infer import MCMC, NUTS
 
-    from hidlr.uq.models.scaling import fit_scaling
-
-    settings = settings or NUTSSettings()
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    x = torch.as_tensor(np.asarray(X, dtype=np.float64))
-    yt = torch.as_tensor(np.asarray(y, dtype=np.float64))
-    if x.dim() != 2 or yt.dim() != 1 or x.shape[0] != yt.shape[0] or x.shape[0] < 2:
-        raise ValueError(f"X must be (n, d) and y (n,) with n >= 2, got {tuple(x.shape)} and {tuple(yt.shape)}")
-    if not (torch.isfinite(x).all() and torch.isfinite(yt).all()):
-        raise ValueError("X and y must be finite")
-    sc = fit_scaling(x, yt, "standard", warn=False)
-    xs = (x - sc["x_shift"]) / sc["x_scale"]
-    ys = (yt - sc["y_shift"]) / sc["y_scale"]
-    p = settings.size(x.shape[1])
-
-    x_np, y_np = xs.numpy(), ys.numpy()
-
-    def potential(params: dict[str, Tensor]) -> Tensor:
-        return _NegLogJoint.apply(params["theta"], x_np, y_np, settings)
 
     def hook(*_: Any) -> None:
         if tick is not None:
@@ -263,11 +247,9 @@ def nuts_posterior(
     for c in range(settings.chains):
         chain_seed = int(seed) * 1000 + c
         pyro.set_rng_seed(chain_seed)
-        gen = torch.Generator().manual_seed(chain_seed)
-        init = torch.randn(p, generator=gen, dtype=torch.float64) * settings.prior_sigma
-        init[-1] = math.log(0.5 * settings.noise_prior)
+        init = initial(torch.Generator().manual_seed(chain_seed))
         kernel = NUTS(
-            potential_fn=potential,
+            potential_fn=lambda params: potential(params["theta"]),
             max_tree_depth=settings.max_tree_depth,
             target_accept_prob=settings.target_accept,
             full_mass=settings.full_mass,
@@ -286,9 +268,49 @@ def nuts_posterior(
         stats["divergences"].append(float(len(diag["divergences"]["chain 0"])))
         stats["acceptance"].append(float(diag["acceptance rate"]["chain 0"]))
         stats["step_size"].append(float(kernel.step_size))
+    return torch.stack(draws), stats
+
+
+def nuts_posterior(
+    X: Any,
+    y: Any,
+    settings: NUTSSettings | None = None,
+    *,
+    seed: int = 0,
+    tick: Callable[[], None] | None = None,
+) -> NUTSPosterior:
+    """Sample the BNN posterior given ``X: (n, d)``, ``y: (n,)`` with NUTS, in float64.
+
+    Chains start from prior draws of the weights and ``sigma = noise_prior / 2``; seeds and
+    ``tick``: see :func:`run_chains`.
+    """
+    from hidlr.uq.models.scaling import fit_scaling
+
+    settings = settings or NUTSSettings()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    x = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.float64))
+    if x.dim() != 2 or yt.dim() != 1 or x.shape[0] != yt.shape[0] or x.shape[0] < 2:
+        raise ValueError(f"X must be (n, d) and y (n,) with n >= 2, got {tuple(x.shape)} and {tuple(yt.shape)}")
+    if not (torch.isfinite(x).all() and torch.isfinite(yt).all()):
+        raise ValueError("X and y must be finite")
+    sc = fit_scaling(x, yt, "standard", warn=False)
+    x_np = ((x - sc["x_shift"]) / sc["x_scale"]).numpy()
+    y_np = ((yt - sc["y_shift"]) / sc["y_scale"]).numpy()
+    p = settings.size(x.shape[1])
+
+    def initial(gen: torch.Generator) -> Tensor:
+        init = torch.randn(p, generator=gen, dtype=torch.float64) * settings.prior_sigma
+        init[-1] = math.log(0.5 * settings.noise_prior)
+        return init
+
+    theta, stats = run_chains(
+        lambda t: _NegLogJoint.apply(t, x_np, y_np, settings), initial, settings, seed=seed, tick=tick
+    )
     return NUTSPosterior(
         settings=settings,
-        theta=torch.stack(draws),
+        theta=theta,
         x_shift=sc["x_shift"],
         x_scale=sc["x_scale"],
         y_shift=float(sc["y_shift"]),
