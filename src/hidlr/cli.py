@@ -210,11 +210,12 @@ def bench_gap_reference(
         None, help="Approximations (default: bnn, bnn_homoscedastic, laplace, deep_ensemble)."
     ),
     chains: int = typer.Option(4, help="NUTS chains per seed (run one after the other)."),
-    warmup: int = typer.Option(200, help="NUTS warmup iterations per chain."),
+    warmup: int = typer.Option(400, help="NUTS warmup iterations per chain."),
     samples: int = typer.Option(200, help="NUTS kept iterations per chain."),
     max_tree_depth: int = typer.Option(8, help="NUTS maximum tree depth."),
     activation: str = typer.Option("relu", help="Reference BNN activation (relu as the models, or tanh)."),
     epochs: int = typer.Option(400, help="Training epochs of each approximation (as the gap experiment)."),
+    note: str = typer.Option("", help="A sentence for the report (e.g. on an earlier run with other settings)."),
 ) -> None:
     """The gap experiment against a NUTS reference posterior: which approximations grow their epistemic
     variance in the gap, and how close each predictive is to the reference's."""
@@ -229,7 +230,14 @@ def bench_gap_reference(
     )
     command = "hidlr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     res = gap_reference.run(
-        out, seeds=seeds, models=models or None, settings=settings, epochs=epochs, progress=True, command=command
+        out,
+        seeds=seeds,
+        models=models or None,
+        settings=settings,
+        epochs=epochs,
+        progress=True,
+        command=command,
+        note=note,
     )
     for m, st in res["summary"].items():
         r = st["epi_ratio"]

@@ -58,10 +58,19 @@ def test_grows_verdict_thresholds():
     assert grows(None) == "no epistemic part"
 
 
-def _summary(ratio, se, kl=None):
-    out = {"epi_ratio": {"mean": ratio, "se": se, "n": 3}, "seeds_ratio_above_1": "3/3" if ratio > 1 else "0/3"}
+def _stat(mean):
+    return {"mean": mean, "se": 0.01, "n": 3}
+
+
+def _summary(ratio, se, kl=None, epi_near=0.01):
+    out = {
+        "epi_ratio": {"mean": ratio, "se": se, "n": 3},
+        "seeds_ratio_above_1": "3/3" if ratio > 1 else "0/3",
+        "epi_gap": _stat(ratio * epi_near),
+        "epi_near": _stat(epi_near),
+    }
     if kl is not None:
-        out["kl_gap"] = {"mean": kl, "se": 0.01, "n": 3}
+        out["kl_gap"], out["kl_near"] = _stat(kl), _stat(2 * kl)
     return out
 
 
@@ -70,7 +79,7 @@ def _reference_result(chain_ratios, nuts_ratio=40.0, mf_ratio=0.3):
         "seeds": [0, 1, 2],
         "summary": {
             "nuts": _summary(nuts_ratio, 5.0),
-            "bnn_homoscedastic": _summary(mf_ratio, 0.02, kl=0.5),
+            "bnn_homoscedastic": _summary(mf_ratio, 0.02, kl=0.5, epi_near=0.2),
             "laplace": _summary(10.0, 1.0, kl=0.2),
         },
         "runs": [{"nuts": {"chain_epi_ratios": chain_ratios}}],
@@ -81,7 +90,9 @@ def test_verdict_blames_mean_field_only_when_every_chain_grows():
     text = " ".join(verdict_lines(_reference_result([20.0, 35.0, 60.0])))
     assert "failure is the mean-field approximation's" in text
     assert "between 20.0 and 60.0" in text
-    assert text.index("Last-layer Laplace 0.20") < text.index("NUTS's model) 0.50")  # ordered by KL
+    assert text.index("Last-layer Laplace 0.20 ± 0.01 / 0.40") < text.index("NUTS's model) 0.50")  # by KL
+    # relative to the reference: mean-field gap 0.3 * 0.2 / (40 * 0.01), near 0.2 / 0.01
+    assert "NUTS's model) 0.15 / 20" in text
     unsettled = " ".join(verdict_lines(_reference_result([0.8, 35.0])))
     assert "not settled enough" in unsettled and "failure is" not in unsettled
     flat = " ".join(verdict_lines(_reference_result([0.8, 1.1], nuts_ratio=1.0)))

@@ -164,12 +164,14 @@ def run(
     epochs: int = FIT_EPOCHS,
     progress: bool = True,
     command: str = "",
+    note: str = "",
 ) -> dict[str, Any]:
     """Run the comparison in this process (one thread) and write ``gap_reference.{json,md,png}``.
 
     seeds: a count (seeds 0..k-1) or explicit seeds; models: approximations from
     :data:`APPROXIMATIONS`; settings: the NUTS reference's model and sampler; epochs: training
-    epochs of each approximation; command: the command line to record in the report.
+    epochs of each approximation; command: the command line to record in the report; note: a
+    sentence for the report (e.g. on an earlier run with other settings).
     """
     import torch
 
@@ -196,6 +198,7 @@ def run(
     result = {
         "what": "gap task: NUTS reference posterior of a one-hidden-layer BNN against approximations",
         "command": command,
+        "note": note,
         "meta": meta,
         "settings": {**settings.__dict__},
         "epochs": epochs,

@@ -49,8 +49,8 @@ class NUTSSettings:
     prior_sigma: float = 1.0
     noise_prior: float = 1.0
     chains: int = 4
-    warmup: int = 300
-    samples: int = 300
+    warmup: int = 400
+    samples: int = 200
     max_tree_depth: int = 8
     target_accept: float = 0.8
     full_mass: bool = False

@@ -79,11 +79,24 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"Both the NUTS posterior and {LABELS[mf]} grow their epistemic variance in the gap.")
     approx = [m for m in s if m != "nuts" and s[m].get("kl_gap")]
     if approx:
+        lines.append(
+            "Epistemic variance relative to the reference's (ratio of the seed means), in the gap / near the "
+            "data: "
+            + "; ".join(
+                f"{LABELS.get(m, m)} {s[m]['epi_gap']['mean'] / s['nuts']['epi_gap']['mean']:.2g} / "
+                f"{s[m]['epi_near']['mean'] / s['nuts']['epi_near']['mean']:.2g}"
+                for m in approx
+            )
+            + "."
+        )
         order = sorted(approx, key=lambda m: s[m]["kl_gap"]["mean"])
         lines.append(
-            "Closest to the reference's predictive in the gap (mean KL from the NUTS predictive's moments, "
-            "nats; lower is closer): "
-            + "; ".join(f"{LABELS.get(m, m)} {rep.fmt_mean_se(s[m]['kl_gap'], 2)}" for m in order)
+            "KL from the reference's predictive (Gaussian moments, nats, mean over the region; lower is "
+            "closer), in the gap / near the data: "
+            + "; ".join(
+                f"{LABELS.get(m, m)} {rep.fmt_mean_se(s[m]['kl_gap'], 2)} / {rep.fmt_mean_se(s[m]['kl_near'], 2)}"
+                for m in order
+            )
             + "."
         )
     return lines
@@ -123,6 +136,10 @@ def _diagnostics_table(result: dict[str, Any]) -> str:
         ],
         rows,
     )
+
+
+def _worst(result: dict[str, Any], key: str, pick: Any, region: str = "gap") -> float:
+    return float(pick(r["nuts"]["diagnostics"][region][key] for r in result["runs"]))
 
 
 def _method_table(result: dict[str, Any]) -> str:
@@ -200,12 +217,17 @@ def markdown(result: dict[str, Any], image: str | None) -> str:
         "",
         _diagnostics_table(result),
         "",
-        "A max R-hat of the gap's function values well above 1.01 means the chains found different "
-        "functions in the gap (separate modes) and did not mix between them within the run; the pooled "
-        "reference then weighs those modes by chain, not by posterior mass. The per-chain column shows "
-        "the ratio gap / near of each chain on its own.",
+        "Common guidance (Vehtari et al. 2021) asks for R-hat below 1.01 and an effective sample size of "
+        f"a few hundred; worst values here: R-hat of f {_worst(result, 'f_r_hat_max', max):.3f} (gap) and of "
+        f"the noise sd {_worst(result, 'sigma_r_hat', max, 'all'):.3f}, ESS of f "
+        f"{_worst(result, 'f_ess_min', min):.0f} (gap). Chains that disagree on the gap's function values "
+        "would have found different modes without mixing between them; the pooled reference then weighs "
+        "those modes by chain, not by posterior mass. The per-chain column gives each chain's ratio "
+        "gap / near on its own, which does not depend on that weighting.",
         "",
     ]
+    if result.get("note"):
+        lines += [f"Note: {result['note']}", ""]
     if image:
         lines += [f"![{image}]({image})", ""]
     return "\n".join(lines)

@@ -101,9 +101,7 @@ def _verdict(diff: dict[str, float] | None, better_if_negative: bool = True) -> 
     return "supported" if z > 2 else ("contradicted" if z < -2 else "not resolved (difference within 2 s.e.)")
 
 
-def findings(
-    result: dict[str, Any], uci: dict[str, Any] | None, reference: dict[str, Any] | None = None
-) -> list[str]:
+def findings(result: dict[str, Any], uci: dict[str, Any] | None, reference: dict[str, Any] | None = None) -> list[str]:
     """Markdown lines: for each of the paper's three claims, what our numbers say (``reference``: the
     stored gap comparison against NUTS, :mod:`hidlr.bench.kl.gap_reference`, if run)."""
     n = result["sizes"][-1]
