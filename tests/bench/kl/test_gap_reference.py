@@ -50,6 +50,16 @@ def test_region_stats_and_distance_on_plain_numbers():
     assert G.region_stats(flat, in_gap, near)["epi_ratio"] is None
 
 
+def test_train_rmse_of_the_predictive_mean():
+    import torch
+
+    from hidlr.uq.distributions import GaussianMixture
+
+    loc = torch.tensor([[1.0, 3.0], [0.0, 0.0], [2.0, 2.0]], dtype=torch.float64)  # means 2, 0, 2
+    d = GaussianMixture(torch.zeros_like(loc), loc, torch.ones_like(loc), members=2)
+    assert G.train_rmse(d, np.array([2.0, 1.0, 0.0])) == pytest.approx(math.sqrt(5.0 / 3.0))
+
+
 def test_grows_verdict_thresholds():
     assert grows({"mean": 3.0, "se": 0.5}) == "grows in the gap"
     assert grows({"mean": 0.3, "se": 0.05}) == "shrinks in the gap"
@@ -134,8 +144,10 @@ def test_tiny_run_writes_consistent_json_markdown_and_plot(tmp_path):
         assert len(r["nuts"]["chain_epi_ratios"]) == 2
         assert r["laplace"]["kl_gap"] >= 0 and r["bnn"]["w2_f_near"] >= 0
         assert r["nuts"]["diagnostics"]["gap"]["draws"] == 20
+        assert all(r[m]["train_rmse"] > 0 for m in ("nuts", "laplace", "bnn"))
     assert "curves" in res["runs"][0] and "curves" not in res["runs"][1]
     md = (tmp_path / G.MD_NAME).read_text()
     assert "NUTS reference" in md and "Last-layer Laplace" in md and "`x`" in md
+    assert "training points (the task's noise sd: 0.1)" in md
     assert (tmp_path / G.PNG_NAME).stat().st_size > 0
     assert not (tmp_path / "report.md").exists()  # no KL study stored here: nothing to rebuild

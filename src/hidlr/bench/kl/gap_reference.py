@@ -79,6 +79,12 @@ def distance_to_reference(
     }
 
 
+def train_rmse(dist: Any, y: np.ndarray) -> float:
+    """Root mean squared error of the predictive mean ``(n,)`` against the training targets ``y: (n,)``:
+    how closely the fit follows the data (to compare with the task's noise sd)."""
+    return float(np.sqrt(np.mean((moments(dist)["mean"] - np.asarray(y, dtype=np.float64)) ** 2)))
+
+
 def _curve(grid: np.ndarray, mo: dict[str, np.ndarray]) -> dict[str, list[float]]:
     return {"x": grid.tolist(), "mean": mo["mean"].tolist(), "epistemic_sd": np.sqrt(mo["epi"]).tolist()}
 
@@ -104,6 +110,7 @@ def seed_run(
     post = nuts_posterior(X, y, settings, seed=seed, tick=tick)
     nuts_s = time.perf_counter() - t0
     ref = moments(post.predictive(g))
+    x_train = torch.as_tensor(X, dtype=torch.float64)
     f = post.function_draws(g).numpy()  # (chains, samples, grid)
     per_chain = f.var(axis=1)
     chain_ratios = (per_chain[:, in_gap].mean(1) / per_chain[:, near].mean(1)).tolist()
@@ -111,6 +118,7 @@ def seed_run(
         "seed": seed,
         REFERENCE: {
             **region_stats(ref, in_gap, near),
+            "train_rmse": train_rmse(post.predictive(x_train), y),
             "seconds": nuts_s,
             "chain_epi_ratios": chain_ratios,
             "noise_sd_mean": float(post.noise_draws().mean()),
@@ -130,6 +138,7 @@ def seed_run(
         out[m] = {
             **region_stats(mo, in_gap, near),
             **distance_to_reference(ref, mo, in_gap, near),
+            "train_rmse": train_rmse(est.predict_proba(X), y),
             "seconds": time.perf_counter() - t1,
         }
         if curves is not None:
@@ -143,7 +152,7 @@ def seed_run(
 
 def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """method -> statistic -> mean ± s.e. over seeds (statistics that are None on a seed are skipped)."""
-    keys = ("epi_gap", "epi_near", "epi_ratio", "var_ratio", "kl_gap", "kl_near", "w2_f_gap", "w2_f_near")
+    keys = ("epi_gap", "epi_near", "epi_ratio", "var_ratio", "kl_gap", "kl_near", "w2_f_gap", "w2_f_near", "train_rmse")
     out: dict[str, dict[str, Any]] = {}
     for m in methods:
         out[m] = {}
@@ -205,6 +214,7 @@ def run(
         "models": models,
         "seeds": seed_ids,
         "n_train": GAP_N,
+        "task_noise_sd": float(make_task(GAP_TASK).noise),
         "wall_s": time.perf_counter() - t0,
         "summary": summarize(runs, [REFERENCE, *models]),
         "runs": runs,

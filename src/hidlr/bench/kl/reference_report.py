@@ -89,6 +89,13 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
             )
             + "."
         )
+        if all(s[m].get("train_rmse") for m in s):
+            lines.append(
+                "Root mean squared error of the predictive mean at the training points (the task's noise sd: "
+                f"{result.get('task_noise_sd', float('nan')):.2g}): "
+                + "; ".join(f"{LABELS.get(m, m)} {rep.fmt_mean_se(v['train_rmse'], 3)}" for m, v in s.items())
+                + "."
+            )
         order = sorted(approx, key=lambda m: s[m]["kl_gap"]["mean"])
         lines.append(
             "KL from the reference's predictive (Gaussian moments, nats, mean over the region; lower is "
@@ -153,6 +160,7 @@ def _method_table(result: dict[str, Any]) -> str:
                 rep.fmt_mean_se(v["epi_ratio"], 2),
                 v["seeds_ratio_above_1"],
                 rep.fmt_mean_se(v["var_ratio"], 2),
+                rep.fmt_mean_se(v.get("train_rmse"), 3),
                 rep.fmt_mean_se(v["kl_gap"], 3) if m != "nuts" else "(reference)",
                 rep.fmt_mean_se(v["kl_near"], 3) if m != "nuts" else "",
                 rep.fmt_mean_se(v["w2_f_gap"], 3) if m != "nuts" else "",
@@ -167,6 +175,7 @@ def _method_table(result: dict[str, Any]) -> str:
             "ratio gap / near",
             "seeds ratio > 1",
             "total var. ratio",
+            "RMSE at training points",
             "KL from NUTS, gap",
             "KL from NUTS, near",
             "W2 of f, gap",
