@@ -17,10 +17,25 @@ def test_bench_gap_runs_the_long_training_check(tmp_path):
     assert json.loads(out.read_text())["epochs"] == 2
 
 
+def test_bench_gap_reference_runs_nuts_and_the_approximations(tmp_path):
+    small = ["--seeds", "1", "--models", "laplace", "--warmup", "5", "--samples", "5", "--max-tree-depth", "3"]
+    res = CliRunner().invoke(
+        app, ["bench", "gap-reference", "--out", str(tmp_path), *small, "--chains", "2", "--epochs", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "nuts: epistemic variance gap / near =" in res.output and "laplace:" in res.output
+    saved = json.loads((tmp_path / "gap_reference.json").read_text())
+    assert saved["settings"]["chains"] == 2 and saved["settings"]["warmup"] == 5 and saved["models"] == ["laplace"]
+    assert saved["command"].startswith("hidlr bench gap-reference --out")
+    assert "--models laplace --chains 2 --warmup 5" in saved["command"]
+    bad = CliRunner().invoke(app, ["bench", "gap-reference", "--out", str(tmp_path / "b"), *small, "--chains", "1"])
+    assert bad.exit_code != 0 and "chains" in str(bad.exception)
+
+
 def test_bench_help_lists_every_benchmark():
     res = CliRunner().invoke(app, ["bench", "--help"])
     assert res.exit_code == 0
-    for name in ("overhead", "uq-speed", "lr", "uci", "kl", "gap"):
+    for name in ("overhead", "uq-speed", "lr", "uci", "kl", "gap", "gap-reference"):
         assert name in res.output
 
 

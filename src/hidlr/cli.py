@@ -220,7 +220,6 @@ def bench_gap_reference(
     """The gap experiment against a NUTS reference posterior: which approximations grow their epistemic
     variance in the gap, and how close each predictive is to the reference's."""
     import shlex
-    import sys
 
     from hidlr.bench.kl import gap_reference
     from hidlr.bench.kl.reference import NUTSSettings
@@ -228,7 +227,12 @@ def bench_gap_reference(
     settings = NUTSSettings(
         chains=chains, warmup=warmup, samples=samples, max_tree_depth=max_tree_depth, activation=activation
     )
-    command = "hidlr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = " ".join(
+        ["hidlr bench gap-reference", "--out", shlex.quote(str(out)), "--seeds", str(seeds)]
+        + [f"--models {m}" for m in models or ()]
+        + [f"--chains {chains} --warmup {warmup} --samples {samples} --max-tree-depth {max_tree_depth}"]
+        + [f"--activation {activation} --epochs {epochs}"]
+    )
     res = gap_reference.run(
         out,
         seeds=seeds,
