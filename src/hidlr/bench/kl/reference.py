@@ -97,8 +97,8 @@ def network(theta: Tensor, x: Tensor, hidden: int, activation: str) -> Tensor:
 
 def log_joint(theta: Tensor, x: Tensor, y: Tensor, settings: NUTSSettings) -> Tensor:
     """Unnormalised log posterior of ``theta: (P,)`` (``log sigma`` last, Jacobian included) given
-    ``x: (n, d)``, ``y: (n,)`` in standardized units (scalar). Written with few, fused operations:
-    NUTS evaluates its gradient hundreds of times per draw."""
+    ``x: (n, d)``, ``y: (n,)`` in standardized units (scalar). The readable statement of the model;
+    the sampler uses :func:`log_joint_and_grad`, its NumPy twin (tested against this one)."""
     W1, b1, w2, b2, log_sigma = unpack(theta, x.shape[1], settings.hidden)
     f = ACTIVATIONS[settings.activation](torch.addmm(b1, x, W1.T)).mv(w2) + b2
     r = (y - f) * torch.exp(-log_sigma)
@@ -115,7 +115,7 @@ def log_joint_and_grad(
 ) -> tuple[float, np.ndarray]:
     """:func:`log_joint` and its gradient in NumPy float64 with the backward pass written out
     (``theta: (P,)``, ``x: (n, d)``, ``y: (n,)``): on a net this small, tensor-library overhead per
-    operation would dominate NUTS's run time."""
+    operation would dominate NUTS's run time (hundreds of gradients per draw). Runs on the CPU."""
     h_units, n, d = settings.hidden, x.shape[0], x.shape[1]
     W1 = theta[: h_units * d].reshape(h_units, d)
     b1 = theta[h_units * d : h_units * d + h_units]
