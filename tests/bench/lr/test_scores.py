@@ -93,6 +93,14 @@ def test_paired_ratio_pairs_by_seed():
     assert paired_ratio(a, []) is None
 
 
+def test_paired_ratio_does_not_pair_runs_of_different_commits():
+    a = [dict(_rec("w", "h", "single", 0, 1, step_time=3.0), commit="new")]
+    b = [dict(_rec("w", "d", "single", 0, 1, step_time=1.0), commit="old")]
+    assert paired_ratio(a, b) is None
+    b.append(dict(_rec("w", "d", "single", 0, 1, step_time=2.0), commit="new"))
+    assert paired_ratio(a, b) == pytest.approx(1.5)
+
+
 def test_summarize_tuned_ranks_and_goal():
     recs = []
     for s, (g0, g1, d, h, p) in enumerate(

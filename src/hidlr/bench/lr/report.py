@@ -233,8 +233,9 @@ def overhead(results: dict[str, Any]) -> list[str]:
         "## Time per training step against the base optimizer at its default",
         "",
         "Median over seeds of (method's mean step time) / (base optimizer's mean step time), each "
-        "pair from the same seed, measured in this run (probe forward passes included, validation "
-        "excluded).",
+        "pair from the same seed and the same commit's run (probe forward passes included, validation "
+        "excluded). A result store merged from parts run at different times pairs only runs of one "
+        "commit: a ratio across parts would measure the machine's load; —: no such pair.",
         "",
     ]
     rows = [[wl] + [_num((w["overhead_vs_default"] or {}).get(m), 3) for m in names] for wl, w in summ.items()]

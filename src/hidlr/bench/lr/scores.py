@@ -163,12 +163,16 @@ def _acc_spread(runs: list[dict[str, Any]]) -> dict[str, float] | None:
 
 
 def paired_ratio(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], key: str = "step_time") -> float | None:
-    """Median over seeds of ``a[key] / b[key]``, pairing runs by seed (None when no pair)."""
-    b_by_seed = {r["seed"]: r[key] for r in runs_b}
+    """Median over seeds of ``a[key] / b[key]``, pairing runs by seed and commit (None when no pair).
+
+    Runs of different commits come from different parts of a merged result store, run at other
+    times and machine loads; a time ratio across them would measure the load, so they are not paired.
+    """
+    b_by_seed = {(r["seed"], r.get("commit")): r[key] for r in runs_b}
     ratios = [
-        r[key] / b_by_seed[r["seed"]]
+        r[key] / b_by_seed[(r["seed"], r.get("commit"))]
         for r in runs_a
-        if r["seed"] in b_by_seed and r[key] is not None and b_by_seed[r["seed"]]
+        if (r["seed"], r.get("commit")) in b_by_seed and r[key] is not None and b_by_seed[(r["seed"], r.get("commit"))]
     ]
     return median(ratios) if ratios else None
 
