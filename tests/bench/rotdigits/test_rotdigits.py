@@ -79,10 +79,16 @@ def test_the_truth_scores_kl_zero_and_splits_its_mass_evenly():
     }
     assert all(out["groups"][g]["kl"] == 0.0 for g in scores.GROUPS)
     assert out["mode_split"]["minor_share"] == pytest.approx(0.5)
+    assert out["phantom_mass"] < 1e-30  # rows 3 and 5 (digits 3 and 4): nothing at the half-turn angle
     assert out["mode_split"]["mass_at_modes"] == pytest.approx(math.erf(3 / math.sqrt(2)))
     # one Gaussian at the first mode only: the smaller mode holds none of the mass
     one = _normal(data.angle.tolist(), [10.0] * 6)
     split = scores.mode_split(one, data)
+    # a model that treats every digit as symmetric: half its mass at the half-turn angle
+    hedge = GaussianMixture(
+        torch.zeros(6, 2, dtype=D), torch.stack([data.angle, data.partner], -1), torch.full((6, 2), 10.0, dtype=D)
+    )
+    assert scores.phantom_mass(hedge, data) == pytest.approx(0.5 * math.erf(3 / math.sqrt(2)))
     assert split["minor_share"] == pytest.approx(0.0, abs=1e-12)
     assert split["mass_at_modes"] == pytest.approx(math.erf(3 / math.sqrt(2)))
 

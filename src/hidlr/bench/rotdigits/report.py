@@ -112,6 +112,7 @@ def mode_table(result: dict[str, Any]) -> str:
                 LABELS.get(m, m),
                 _fmt(seed_stat(result, m, "mode_split", "mass_at_modes")),
                 _fmt(seed_stat(result, m, "mode_split", "minor_share")),
+                _fmt(seed_stat(result, m, "phantom_mass")),
                 _fmt(seed_stat(result, m, "epistemic_sd"), 2),
             ]
         )
@@ -121,10 +122,17 @@ def mode_table(result: dict[str, Any]) -> str:
             "true conditional (reference)",
             f"{o.get('mass_at_modes', float('nan')):.3f}",
             f"{o.get('minor_share', float('nan')):.3f}",
+            f"{result['oracle'].get('phantom_mass') or 0.0:.3f}",
             "0",
         ]
     )
-    head = ["model", "mass within ±3 sd of either mode", "share of the smaller mode", "mean epistemic sd (deg., all)"]
+    head = [
+        "model",
+        "mass within ±3 sd of either mode",
+        "share of the smaller mode",
+        "asymmetric digits: mass at the half-turn angle",
+        "mean epistemic sd (deg., all)",
+    ]
     return rep.markdown_table(head, rows)
 
 
@@ -315,6 +323,10 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
         scores_table(result),
         "",
         "## Two-mode images: where the predicted mass sits",
+        "",
+        "Two-mode images: predicted mass within ±3 noise sd of the two modes, and the smaller mode's share "
+        "of it (truth 0.5). Asymmetric digits whose half-turn angle is in range: mass within ±3 sd of that "
+        "angle, where the truth has none (about 0.5 for a model that treats the digit as symmetric).",
         "",
         mode_table(result),
         "",

@@ -70,6 +70,19 @@ def mode_split(dist: GaussianMixture, data: RotatedDigits) -> dict[str, float] |
     return {"mass_at_modes": float(total.mean()), "minor_share": float(minor.mean())}
 
 
+def phantom_mass(dist: GaussianMixture, data: RotatedDigits) -> float | None:
+    """On images of the asymmetric classes whose partner angle lies in the range: mean predicted
+    mass within ``MODE_HALF_WIDTH`` noise sd of the partner angle, a mode that is not there
+    (truth: 0; a model that treats the digit as symmetric: about 0.5)."""
+    rows = ~data.symmetric & (data.partner.abs() <= data.half_range)
+    if not bool(rows.any()):
+        return None
+    d = dist[rows]
+    c = data.partner[rows].to(d.loc)
+    w = MODE_HALF_WIDTH * data.noise
+    return float((d.cdf(c + w) - d.cdf(c - w)).mean())
+
+
 def score(dist: GaussianMixture, data: RotatedDigits, draws: int, seed: int) -> dict[str, Any]:
     """Every score of one prediction ``dist`` (degrees) on ``data``: per group and per class."""
     truth = data.true_distribution()
@@ -95,6 +108,7 @@ def score(dist: GaussianMixture, data: RotatedDigits, draws: int, seed: int) -> 
         kl_m, kl_se = _mean_se(kl[mask])
         out["classes"][str(c)] = {"n": int(mask.sum()), "kl": kl_m, "kl_se": kl_se, "nll": float(nll[mask].mean())}
     out["mode_split"] = mode_split(dist, data)
+    out["phantom_mass"] = phantom_mass(dist, data)
     return out
 
 
