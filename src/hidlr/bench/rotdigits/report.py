@@ -267,6 +267,11 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
     plot_class_kl(result, out / "kl_by_class.png")
     meta, task, cfg = result["meta"], result["task"], result["settings"]
     seeds = cfg["seeds"]
+    symmetry = (
+        "made exactly half-turn symmetric (the average of the digit and its half turn)"
+        if task["symmetrize"]
+        else "kept as written (only roughly symmetric)"
+    )
     lines = [
         "# Rotated digits: CNN backbone with MDN, BNN, ensemble and Bayesian-MDN heads",
         "",
@@ -281,8 +286,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
         f"({1 - task['test_fraction']:.0%} train, {task['test_fraction']:.0%} test, seed {task['split_seed']}); "
         f"each image drawn over {task['digit_side']:g}x{task['digit_side']:g} px of a {task['side']}x{task['side']} "
         f"canvas and turned by θ ~ U(−{task['half_range']:g}°, {task['half_range']:g}°) with bilinear "
-        f"interpolation; target y = θ + N(0, {task['noise']:g}²). Classes 0, 1, 8 are "
-        f"{'made exactly half-turn symmetric (the average of the digit and its half turn)' if task['symmetrize'] else 'kept as written (only roughly symmetric)'}"  # noqa: E501
+        f"interpolation; target y = θ + N(0, {task['noise']:g}²). Classes 0, 1, 8 are {symmetry}"
         f", so their image at θ equals the one at θ ∓ 180°: the true conditional is "
         f"½N(θ, σ²) + ½N(θ ∓ 180°, σ²) when |θ| ≥ {180 - task['half_range']:g}° (both angles in range), else "
         "N(θ, σ²); for the other classes N(θ, σ²). That truth assumes every digit was written upright: "
