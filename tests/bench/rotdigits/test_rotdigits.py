@@ -124,11 +124,18 @@ def test_tiny_run_end_to_end(tmp_path):
         assert j["n_train"] == 240 and all(math.isfinite(j["groups"][g]["kl"]) for g in j["groups"])
         assert 0.0 <= j["groups"]["all"]["cov90"] <= 1.0
         assert len(j["best_epochs"]) == (5 if j["model"] == "deep_ensemble" else 1)
+        if j["model"] == "mdn":  # one net: no epistemic part
+            assert j["epistemic_sd"] == 0.0 and j["epistemic_ratio"] is None
+        else:
+            assert j["epistemic_sd"] > 0 and j["epistemic_ratio"] == pytest.approx(
+                j["epistemic_sd_unseen"] / j["epistemic_sd"]
+            )
     assert res["oracle"]["groups"]["all"]["kl"] == 0.0
     written = json.loads((tmp_path / "results.json").read_text())
     assert len(written["jobs"]) == 8 and set(written["densities"]) == set(rotdigits.nets.MODELS)
     text = (tmp_path / "report.md").read_text()
     assert "Command: `test`" in text and "## KL per digit class" in text and "## Findings" in text
+    assert "## Epistemic spread off the training data" in text and res["n_unseen"] == 180
     assert (tmp_path / "densities.png").stat().st_size > 0 and (tmp_path / "kl_by_class.png").stat().st_size > 0
     assert len((tmp_path / "partial.jsonl").read_text().splitlines()) == 8
 

@@ -61,6 +61,17 @@ def test_split_is_by_source_image_and_leaves_out_nines():
     assert 9 not in lab_tr.tolist() and torch.equal(lab_te, torch.as_tensor(target[rows_te.numpy()]))
 
 
+def test_the_excluded_split_holds_every_left_out_image():
+    from sklearn.datasets import load_digits
+
+    digits, labels, rows = TASK.sources("excluded")
+    assert rows.tolist() == np.flatnonzero(load_digits().target == 9).tolist()
+    assert digits.shape == (rows.shape[0], 8, 8) and set(labels.tolist()) == {9}
+    assert len(TASK.sample("excluded", 2, seed=0)) == 2 * rows.shape[0]
+    with pytest.raises(ValueError, match="no class is left out"):
+        RotatedDigitsTask(exclude=()).sources("excluded")
+
+
 def test_sample_shapes_ranges_and_noise():
     data = TASK.sample("train", 3, seed=5)
     m = TASK.sources("train")[2].shape[0]

@@ -46,7 +46,7 @@ from hidlr.uq.distributions import GaussianMixture
 __all__ = ["RotatedDigits", "RotatedDigitsTask", "SYMMETRIC_CLASSES", "render_rotated"]
 
 SYMMETRIC_CLASSES = (0, 1, 8)
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "excluded")
 
 
 def render_rotated(digits: Tensor, angles: Tensor, side: int = 20, digit_side: float = 14.0) -> Tensor:
@@ -170,7 +170,10 @@ class RotatedDigitsTask:
 
     def sources(self, split: str) -> tuple[Tensor, Tensor, Tensor]:
         """The 8x8 source images of ``split``: ``digits (m, 8, 8)`` float64 in [0, 1] (symmetrized
-        if asked), ``labels (m,)``, ``rows (m,)`` (row in scikit-learn's digits)."""
+        if asked), ``labels (m,)``, ``rows (m,)`` (row in scikit-learn's digits).
+
+        ``split``: ``"train"``, ``"test"``, or ``"excluded"`` (every image of the left-out classes,
+        inputs no model was trained on; their true angle law is not the one stated above)."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         from sklearn.datasets import load_digits
@@ -178,7 +181,13 @@ class RotatedDigitsTask:
         bunch = load_digits()
         images = torch.as_tensor(bunch.images, dtype=torch.float64) / 16.0
         labels = torch.as_tensor(bunch.target, dtype=torch.int64)
-        keep = torch.nonzero(~torch.isin(labels, torch.tensor(self.exclude, dtype=torch.int64))).reshape(-1)
+        excluded = torch.isin(labels, torch.tensor(self.exclude, dtype=torch.int64))
+        if split == "excluded":
+            rows = torch.nonzero(excluded).reshape(-1)
+            if rows.numel() == 0:
+                raise ValueError(f"split 'excluded' is empty: no class is left out (exclude={self.exclude})")
+            return images[rows], labels[rows], rows
+        keep = torch.nonzero(~excluded).reshape(-1)
         perm = torch.from_numpy(np.random.default_rng(self.split_seed).permutation(keep.shape[0]))
         n_test = int(round(self.test_fraction * keep.shape[0]))
         rows = keep[perm[:n_test] if split == "test" else perm[n_test:]]
