@@ -184,6 +184,25 @@ def bench_kl(
     typer.echo(f"report: {out / 'report.md'}")
 
 
+@bench_app.command("rotdigits")
+def bench_rotdigits(
+    out: Path = typer.Option(Path("benchmarks/results/rotdigits"), help="Output folder."),
+    quick: bool = typer.Option(False, help="One seed, fewer images and epochs (about 2 minutes)."),
+    seeds: int = typer.Option(None, help="Seeds (default 3; quick 1)."),
+    models: list[str] = typer.Option(None, help="mdn, bnn, deep_ensemble, bayesian_mdn (default: all)."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+) -> None:
+    """Rotated digits: a CNN backbone with MDN, BNN, ensemble and Bayesian-MDN heads, scored by the KL
+    to the known angle distribution per digit class."""
+    import sys
+
+    from hidlr.bench import rotdigits
+
+    command = "hidlr " + " ".join(sys.argv[1:])
+    rotdigits.run(out, quick=quick, seeds=seeds, models=models or None, device=device, command=command)
+    typer.echo(f"report: {out / 'report.md'}")
+
+
 @bench_app.command("gap")
 def bench_gap(
     out: Path = typer.Option(Path("results/kl/gap_long_training.json"), help="Output JSON file."),

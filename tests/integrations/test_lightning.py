@@ -82,6 +82,7 @@ def test_callback_probes_training_step_and_the_monitor_logs_applied_rates_once(t
     net, monitor, seen = _Net(factor), LearningRateMonitor(logging_interval="step"), _RatesAtBatchStart()
     opt = _fit(tmp_path, net, [HiDLRCallback(), monitor, seen])
     assert opt.refresh_count >= 4 and opt.default_probe is None  # refreshed; the probe removed at teardown
+    assert opt.total_steps == STEPS  # told the trainer's step budget
     assert sorted(monitor.lrs) == ["lr-HiDLR/body", "lr-HiDLR/head"]  # once per group, no "lr-Adam" copy
     assert monitor.lrs["lr-HiDLR/body"] == [r[0] for r in seen.seen]  # the applied rates, at each batch start
     assert monitor.lrs["lr-HiDLR/head"] == [r[1] for r in seen.seen]
@@ -112,6 +113,11 @@ def test_probe_data_gives_each_refresh_a_batch_of_its_own(tmp_path):
     assert probe_rows <= {tuple(x.tolist()) for x in xp}  # every probe batch came from probe_data
     with pytest.raises(TypeError, match="batches must be an iterable"):
         HiDLRCallback(probe_data=5)
+
+
+def test_step_budget_false_leaves_total_steps_unset(tmp_path):
+    opt = _fit(tmp_path, _Net(None), [HiDLRCallback(step_budget=False)])
+    assert opt.refresh_count >= 4 and opt.total_steps is None
 
 
 def test_without_the_callback_the_closure_is_the_probe(tmp_path):

@@ -68,6 +68,7 @@ def test_trainer_runs_with_the_callback_and_logs_applied_rates_per_group(tmp_pat
     with pytest.warns(UserWarning, match="'linear'.*held at 1"):
         trainer.train()
     assert len(opt.history) == STEPS // 2 and opt.default_probe is None
+    assert opt.total_steps == STEPS  # told the Trainer's max_steps
     assert opt.lrs == opt.estimates  # the Trainer's linear decay does not multiply the rates
     rows = _logged(trainer)
     assert len(rows) == STEPS
@@ -79,8 +80,9 @@ def test_trainer_runs_with_the_callback_and_logs_applied_rates_per_group(tmp_pat
 
 
 def test_keep_lets_the_linear_decay_multiply_the_rates(tmp_path):
-    trainer, opt = _trainer(tmp_path, [HiDLRCallback(schedule="keep")])
+    trainer, opt = _trainer(tmp_path, [HiDLRCallback(schedule="keep", step_budget=False)])
     trainer.train()
+    assert opt.total_steps is None  # step_budget=False: not told the budget
     rows = _logged(trainer)
     assert rows[-1]["learning_rate"] == 0.0 and opt.lrs == [0.0, 0.0]  # linear decay to 0 at the last step
     assert 0 < rows[-2]["learning_rate"] < opt.estimates[0]

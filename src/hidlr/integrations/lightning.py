@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -106,6 +107,9 @@ class HiDLRCallback(pl.Callback):
     Args:
         eval_mode: switch dropout off in the probes (see :mod:`hidlr.probes`).
         fix_monitors: upgrade stock ``LearningRateMonitor`` callbacks as above.
+        step_budget: tell a HiDLR with ``total_steps=None`` the trainer's step budget
+            (``trainer.estimated_stepping_batches``, when finite; automatic optimization only):
+            rates may then grow only during its first quarter (see :class:`~hidlr.HiDLR`).
         probe_data: an iterable of batches (a ``DataLoader`` over the training set with its own
             shuffling, or over held-out data): each refresh probes ``training_step`` on the next of
             them instead of the latest training batch (an unbiased slope; see
@@ -113,11 +117,17 @@ class HiDLRCallback(pl.Callback):
     """
 
     def __init__(
-        self, *, eval_mode: bool = True, fix_monitors: bool = True, probe_data: Iterable[Any] | None = None
+        self,
+        *,
+        eval_mode: bool = True,
+        fix_monitors: bool = True,
+        probe_data: Iterable[Any] | None = None,
+        step_budget: bool = True,
     ) -> None:
         if probe_data is not None:
             BatchStream(probe_data)  # refuse a non-iterable now, not at the first refresh
         self.eval_mode, self.fix_monitors, self.probe_data = bool(eval_mode), bool(fix_monitors), probe_data
+        self.step_budget = bool(step_budget)
         self._probe: TrainingStepProbe | None = None
         self._installed: list[HiDLR] = []
         self._upgraded: list[_StockMonitor] = []
@@ -137,7 +147,10 @@ class HiDLRCallback(pl.Callback):
         if not pl_module.automatic_optimization:
             return
         self._probe = TrainingStepProbe(trainer, pl_module, eval_mode=self.eval_mode, batches=self.probe_data)
+        budget = trainer.estimated_stepping_batches
         for opt in hidlrs:
+            if self.step_budget and opt.total_steps is None and math.isfinite(budget) and budget >= 1:
+                opt.total_steps = int(budget)
             if opt.default_probe is None:
                 opt.default_probe = self._probe
                 self._installed.append(opt)

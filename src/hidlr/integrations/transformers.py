@@ -55,6 +55,9 @@ class HiDLRCallback(TrainerCallback):
       ``LambdaLR`` schedule (the Trainer's own kinds) at factor 1, with a warning when it was not
       constant, so the rates apply as HiDLR chooses them; other scheduler classes are refused.
       ``schedule="keep"`` lets the schedule multiply HiDLR's rates (a decay on top of them).
+    - **Step budget**: a HiDLR with ``total_steps=None`` is told the Trainer's ``max_steps`` (rates
+      may then grow only during its first quarter; see :class:`~hidlr.HiDLR`); ``step_budget=False``
+      leaves it unset.
     - **Logs**: ``learning_rate`` is group 0's applied rate (``HiDLR.lrs``) and
       ``learning_rate/<group name>`` (or ``learning_rate/<index>``) every group's. The Trainer hands
       ``logs`` to its reporting callbacks (TensorBoard, W&B, ...) before this one, so the per-group
@@ -63,7 +66,13 @@ class HiDLRCallback(TrainerCallback):
     """
 
     def __init__(
-        self, *, schedule: str = "constant", loss: Any = None, eval_mode: bool = True, probe_data: Any = None
+        self,
+        *,
+        schedule: str = "constant",
+        loss: Any = None,
+        eval_mode: bool = True,
+        probe_data: Any = None,
+        step_budget: bool = True,
     ) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -72,6 +81,7 @@ class HiDLRCallback(TrainerCallback):
         if probe_data is not None:
             BatchStream(probe_data)  # refuse a non-iterable now, not at the first refresh
         self.schedule, self.loss, self.eval_mode, self.probe_data = schedule, loss, bool(eval_mode), probe_data
+        self.step_budget = bool(step_budget)
         self._opt: HiDLR | None = None
         self._probe: LatestBatchProbe | DataProbe | None = None
 
@@ -92,6 +102,8 @@ class HiDLRCallback(TrainerCallback):
                 "pass optimizers=(HiDLR(...), None) to the Trainer"
             )
         self._opt = opt
+        if self.step_budget and opt.total_steps is None and int(state.max_steps) > 0:
+            opt.total_steps = int(state.max_steps)
         if opt.default_probe is None:
             if self.probe_data is None:
                 self._probe = LatestBatchProbe(model, loss=self.loss, eval_mode=self.eval_mode)

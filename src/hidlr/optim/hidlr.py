@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ import torch
 from hidlr.distributed import refuse_sharded_parameters, same_on_every_rank
 from hidlr.optim import checkpoint, rules
 from hidlr.optim.guards import all_finite, check_rates, check_unique_params, first_non_finite, group_name
-from hidlr.optim.options import check_options
+from hidlr.optim.options import check_options, check_total_steps
 from hidlr.optim.refresh import Refresher, same_grads
 from hidlr.optim.rules import RuleConfig
 from hidlr.probes import probe_for_step
@@ -97,6 +98,13 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             each group's own fit would come too rarely. ``"auto"`` (default): 8, unless ``ema=0``
             and ``clip=None``, then None; None: always per group (influence scores need the
             per-group fits: :mod:`hidlr.influence`).
+        total_steps: the run's step budget, when known (as for ``OneCycleLR``): rates may then
+            grow only during its first quarter (``rules.grow_window``); afterwards a refresh may
+            only lower them, since late in training the curvature along the update fades and the
+            one-step Newton rate keeps growing where the held-out loss no longer gains from it
+            (``docs/diagnosis.md``, round 3). None (default): rates may grow throughout. Settable
+            later (:attr:`total_steps`); the Lightning and Transformers callbacks set it from the
+            trainer's step budget when it is None.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: when to refuse non-finite gradients (``FloatingPointError`` naming the group,
@@ -160,6 +168,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         travel: bool | None = None,
         first_clip: tuple[float, float] | str | None = "auto",
         max_groups: int | str | None = "auto",
+        total_steps: int | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -187,6 +196,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             travel=travel,
             first_clip=first_clip,
             max_groups=max_groups,
+            total_steps=total_steps,
         )
         check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
@@ -207,6 +217,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             travel=opts["travel"],
             first_clip=opts["first_clip"],
             max_groups=opts["max_groups"],
+            total_steps=opts["total_steps"],
         )
         self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
         self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]
@@ -231,6 +242,15 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._applied_grads: Any = None  # the gradients of a step completed after a probe raised
 
     # ----------------------------------------------------------------------------------- queries
+    @property
+    def total_steps(self) -> int | None:
+        """The run's step budget (None: unknown); rates may grow during its first ``rules.grow_window``."""
+        return self.rules.total_steps
+
+    @total_steps.setter
+    def total_steps(self, value: int | None) -> None:
+        self.rules = replace(self.rules, total_steps=check_total_steps(value))
+
     @staticmethod
     def _group_lr(group: dict[str, Any]) -> float:
         return _as_floats([group["lr"]])[0]

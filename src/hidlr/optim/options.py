@@ -88,6 +88,11 @@ def check_unit(name: str, value: Any, closed_top: bool = True) -> float:
     return out
 
 
+def check_total_steps(value: Any) -> int | None:
+    """``total_steps``: None or a positive int (the run's step budget)."""
+    return None if value is None else _count("total_steps", value, 1)
+
+
 # the default clip of the first refresh: a start rate up to 100x too large is cut at once
 FIRST_CLIP = (0.01, 2.0)
 # the default most groups refreshed one by one; beyond it the one-group rule (see RuleConfig.max_groups)
@@ -116,6 +121,7 @@ def check_options(
     travel: Any = None,
     first_clip: Any = "auto",
     max_groups: Any = "auto",
+    total_steps: Any = None,
 ) -> dict[str, Any]:
     """All of HiDLR's options checked and normalised (``joint``, ``horizon``, ``shrink``, ``travel``,
     ``first_clip`` and ``max_groups`` resolved from their defaults). Raises TypeError or ValueError
@@ -136,6 +142,7 @@ def check_options(
         "groups_per_refresh": None
         if groups_per_refresh is None
         else _count("groups_per_refresh", groups_per_refresh, 1),
+        "total_steps": check_total_steps(total_steps),
     }
     if out["seed"] >= 2**32:
         raise ValueError(f"seed must be < 2**32, got {seed}")

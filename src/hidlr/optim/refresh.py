@@ -103,7 +103,12 @@ class Refresher:
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
-        travel_now = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
+        travel_now = (
+            self.every == "auto"
+            and self._travelling
+            and self._travel_refreshes < rules.TRAVEL_LIMIT
+            and rules.may_grow(self.rules, self._t)
+        )
         many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
         line_only = travel_now or many
         probed = (
@@ -240,10 +245,17 @@ class Refresher:
         cfg = self.rules
         betas = [self._momentum(k) for k in range(len(decisions))]
         clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
-        self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
+        self._travelling = (
+            cfg.travel
+            and clipped
+            and not self._arrived
+            and self._travel_refreshes < rules.TRAVEL_LIMIT
+            and rules.may_grow(cfg, self._t)  # past the growth window there is no travelling up
+        )
         self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)
+        cfg = rules.growth_config(cfg, self._t)
         decisions = rules.settle(decisions, betas, cfg)
         return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
 

@@ -27,6 +27,9 @@ from hidlr.optim.quadfit import QuadFit, fit_line
 from hidlr.optim.records import GroupDecision
 
 NOT_PROBED = "not probed at this refresh (groups_per_refresh)"
+# the share of a known step budget during which rates may grow (RuleConfig.grow_window; round 3 of
+# docs/diagnosis.md compared 0.1, 0.25 and 0.5)
+GROW_WINDOW = 0.25
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class RuleConfig:
             arrival come as soon as after a first refresh.
         first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
             guess, not an estimate worth averaging with); None: the first refresh is like the others.
+        total_steps: the run's step budget, when known; with it, rates may grow only during the
+            first ``grow_window`` of it (see :func:`growth_config`). None: they may grow throughout.
+        grow_window: the fraction of ``total_steps`` during which a refresh may raise a rate.
     """
 
     mode: str = "diag"
@@ -76,6 +82,8 @@ class RuleConfig:
     max_groups: int | None = None
     travel: bool = False
     first_clip: tuple[float, float] | None = None
+    total_steps: int | None = None
+    grow_window: float = GROW_WINDOW
 
 
 # ------------------------------------------------------------------------------- acceptance
@@ -352,6 +360,22 @@ def clip_rate(previous: float, proposed: float, clip: tuple[float, float] | None
 def smooth(previous: float, target: float, ema: float) -> float:
     """``ema * previous + (1 - ema) * target``."""
     return ema * previous + (1.0 - ema) * target
+
+
+def may_grow(config: RuleConfig, t: int) -> bool:
+    """Whether a refresh at step ``t`` may raise a rate: always without ``total_steps``, else during
+    the first ``grow_window`` of it."""
+    return config.total_steps is None or t < config.grow_window * config.total_steps
+
+
+def growth_config(config: RuleConfig, t: int) -> RuleConfig:
+    """The rules of a refresh at step ``t``: past the growth window (:func:`may_grow`) the clip's upper
+    bound is 1, so rates may only fall. Late in training the curvature along the update fades (a
+    saturating loss, a fitted training set) and the one-step Newton rate keeps growing while the
+    loss that matters no longer gains from it (``docs/diagnosis.md``, round 3)."""
+    if may_grow(config, t) or config.clip is None:
+        return config
+    return replace(config, clip=(config.clip[0], min(1.0, config.clip[1])))
 
 
 def first_refresh_config(config: RuleConfig) -> RuleConfig:

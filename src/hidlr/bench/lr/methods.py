@@ -196,15 +196,23 @@ def _gen_optim(wl: Workload, task: Task, spec: RunSpec) -> Setup:
 
 
 def _hidlr(
-    options: dict[str, Any], probe: str = "separate", one_group: bool = False, max_k: int | None = None
+    options: dict[str, Any],
+    probe: str = "separate",
+    one_group: bool = False,
+    max_k: int | None = None,
+    budget: bool = True,
 ) -> Builder:
+    """Hi-DLR (or, ``one_group``, GeN) with ``options``; ``budget``: told the run's step budget
+    (``total_steps``), as the warm-up-cosine baseline is."""
+
     def build(wl: Workload, task: Task, spec: RunSpec) -> Setup:
         groups = [{"name": "all", "params": trainable(task.model)}] if one_group else task.groups
         if max_k is not None and len(groups) > max_k:
             raise Unavailable(f"K={len(groups)} groups > {max_k}")
         hidlr = _import("hidlr", "HiDLR")
         lr = wl.default_lr if spec.lr0 is None else spec.lr0
-        return Setup(hidlr(base_optimizer(wl, groups, lr), **options), probe=probe, lr=lr)
+        opts = {"total_steps": spec.steps, **options} if budget else options
+        return Setup(hidlr(base_optimizer(wl, groups, lr), **opts), probe=probe, lr=lr)
 
     return build
 
@@ -239,14 +247,15 @@ def _make_registry() -> dict[str, Method]:
         Method(
             "gen",
             "single",
-            "GeN: Hi-DLR with all parameters in one group, probing one more training batch",
+            "GeN: Hi-DLR with all parameters in one group, probing one more training batch, given the step budget",
             _hidlr({}, one_group=True),
             takes_lr0=True,
         ),
         Method(
             "hidlr-diag",
             "single",
-            "Hi-DLR, diagonal mode, engine defaults, probing one more training batch",
+            "Hi-DLR, diagonal mode, engine defaults, probing one more training batch, given the step budget "
+            "(total_steps)",
             _hidlr({"mode": "diag"}),
             {"mode": "diag"},
             takes_lr0=True,
@@ -254,7 +263,8 @@ def _make_registry() -> dict[str, Method]:
         Method(
             "hidlr-full",
             "single",
-            f"Hi-DLR, full mode (K <= {FULL_MAX_K}), engine defaults, probing one more training batch",
+            f"Hi-DLR, full mode (K <= {FULL_MAX_K}), engine defaults, probing one more training batch, given "
+            "the step budget",
             _hidlr({"mode": "full"}, max_k=FULL_MAX_K),
             {"mode": "full"},
             takes_lr0=True,
@@ -281,6 +291,16 @@ def _make_registry() -> dict[str, Method]:
     ms += [
         Method(n, "ablation", f"Hi-DLR diag, {d}", _hidlr(o, probe=p), o, takes_lr0=True) for n, d, o, p in ablations
     ]
+    ms.append(
+        Method(
+            "hidlr-no-budget",
+            "ablation",
+            "Hi-DLR diag not told the step budget (total_steps=None: rates may grow throughout)",
+            _hidlr({"mode": "diag"}, budget=False),
+            {"mode": "diag", "total_steps": None},
+            takes_lr0=True,
+        )
+    )
     return {m.name: m for m in ms}
 
 

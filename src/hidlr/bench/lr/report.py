@@ -235,7 +235,9 @@ def overhead(results: dict[str, Any]) -> list[str]:
         "Median over seeds of (method's mean step time) / (base optimizer's mean step time), each "
         "pair from the same seed and the same commit's run (probe forward passes included, validation "
         "excluded). A result store merged from parts run at different times pairs only runs of one "
-        "commit: a ratio across parts would measure the machine's load; —: no such pair.",
+        "commit: a ratio across parts would measure the machine's load; —: no such pair. The runs of a "
+        "part are sequential, so load that changes between them still shows; `hidlr bench overhead` "
+        "measures the optimizer's overhead in lockstep.",
         "",
     ]
     rows = [[wl] + [_num((w["overhead_vs_default"] or {}).get(m), 3) for m in names] for wl, w in summ.items()]

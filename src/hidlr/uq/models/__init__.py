@@ -18,7 +18,8 @@ same way.
 
 Each estimator wraps an ordinary ``nn.Module`` (``estimator.module_.net`` after ``fit``, with
 ``estimator.module_`` adding the fitted scaling as buffers; or build one directly:
-:class:`MDNNet`, :class:`BNNNet`, :class:`MCDropoutNet`, :class:`BayesianMDNNet`) with
+:class:`MDNNet`, :class:`BNNNet`, :class:`MCDropoutNet`, :class:`BayesianMDNNet`; :class:`BackboneNet` puts a
+feature extractor such as a CNN in front of one) with
 ``loss(x, y)`` (scalar minibatch loss) and ``forward(x) -> GaussianMixture``, both in standardized
 units, for use in a custom training loop::
 
@@ -28,6 +29,7 @@ units, for use in a custom training loop::
     dist = net(x_test)
 """
 
+from hidlr.uq.models.backbone import BackboneNet
 from hidlr.uq.models.bayesian_mdn import BayesianMDN, BayesianMDNNet
 from hidlr.uq.models.blocks import mixture_collapse_penalty
 from hidlr.uq.models.bnn import BNN, BNNNet
@@ -46,6 +48,7 @@ __all__ = [
     "BNN",
     "MDN",
     "BNNNet",
+    "BackboneNet",
     "BayesianLinear",
     "BayesianMDN",
     "BayesianMDNNet",

@@ -1,0 +1,155 @@
+"""Round 3 of the rate diagnosis: the four workloads where the defaults still lose most.
+
+Variants of the default rule (commit 3b3ed65), each probing once per refresh:
+
+- ``diag-sep``: the default (per-group rates; one more training batch as the probe batch);
+- ``diag-val`` / ``gen-val``: ORACLE probes that evaluate the workload's validation loss (the data the
+  final score uses), so their figures bound from above what a held-out probe split could do;
+- ``*-cut0.5``: PROTOTYPE rule, not in the engine: a group (or the one-group line) whose update is
+  not a descent direction on the probe loss (``b <= 0``) takes half its rate instead of keeping it;
+- ``diag-nogrow1.0``: PROTOTYPE rule, not in the engine: once a refresh has had every target inside
+  the clip (the start rate has "arrived"), the clip's upper bound is 1, so rates may only fall;
+- ``diag-growwin<f>``: PROTOTYPE rule, not in the engine: rates may grow during the first fraction
+  ``f`` of the workload's step budget only; afterwards the clip's upper bound is 1.
+
+The prototypes are monkeypatches of ``hidlr.optim.rules`` inside this script.
+
+    .venv/bin/python benchmarks/diagnosis/round3.py probes --out benchmarks/diagnosis/results/round3-probes.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py cut --out benchmarks/diagnosis/results/round3-cut.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py nogrow --out benchmarks/diagnosis/results/round3-nogrow.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py growwin --frac 0.1 0.25 0.5 \
+        --out benchmarks/diagnosis/results/round3-growwin.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py growwin --frac 0.25 --with-default --seeds 3 4 \
+        --out benchmarks/diagnosis/results/round3-growwin-fresh.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from common import hidlr_method, run_logged
+
+from hidlr.bench.lr import runner
+from hidlr.bench.lr.workloads import get as get_workloads
+from hidlr.optim import rules
+
+LOSING = ["digits-finetune", "digits-resnet-bn", "digits-mlp-head-sgd", "digits-mlp-bias-long"]
+ALL_BUT_MANY_GROUPS = [
+    "digits-mlp-bias", "digits-cnn-bn", "digits-mlp-head-sgd", "digits-lora", "mdn", "bnn", "seq-transformer",
+    "noisy-quadratic", "digits-resnet-bn", "char-gpt", "digits-finetune", "digits-mlp-bias-long",
+    "noisy-quadratic-long",
+]
+CUT = 0.5
+
+_make_probe = runner.make_probe
+
+
+def _make_probe_with_val(task, batch, mode, probe_gen, crn_seed):
+    """``mode="val"``: the oracle probe, the validation loss itself."""
+    if mode != "val":
+        return _make_probe(task, batch, mode, probe_gen, crn_seed)
+
+    def probe() -> torch.Tensor:
+        with runner.frozen_norm_stats(task.model):
+            return torch.tensor(task.evaluate(task.model)["loss"], dtype=torch.float32)
+
+    return probe
+
+
+def _patch_cut() -> None:
+    """Prototype: a rejection for ascent (b <= 0) becomes a cut to ``CUT`` times the rate."""
+    newton_decisions, line_multiple = rules.newton_decisions, rules.line_multiple
+
+    def cut_decisions(*args, **kwargs):
+        return [
+            replace(d, accepted=True, reason=None, newton_rate=d.rate * CUT)
+            if (d.reason or "").startswith("not a descent")
+            else d
+            for d in newton_decisions(*args, **kwargs)
+        ]
+
+    def cut_line(line, *args, **kwargs):
+        m, why = line_multiple(line, *args, **kwargs)
+        return (CUT, None) if why == rules.LINE_ASCENT else (m, why)
+
+    rules.newton_decisions, rules.line_multiple = cut_decisions, cut_line
+
+
+def _patch_nogrow() -> None:
+    """Prototype: after arrival the clip's upper bound is 1 (rates only fall)."""
+    settle = rules.settle
+
+    def settle_nogrow(decisions, betas, config):
+        opt = sys._getframe(1).f_locals.get("self")  # the optimizer whose refresh calls settle
+        if opt is not None and opt._arrived and config.clip is not None:
+            config = replace(config, clip=(config.clip[0], 1.0))
+        return settle(decisions, betas, config)
+
+    rules.settle = settle_nogrow
+
+
+_BUDGET = [0]  # the step budget of the workload being run (growwin)
+_FRAC = [0.25]
+
+
+def _patch_growwin() -> None:
+    """Prototype: from step ``_FRAC * _BUDGET`` on, the clip's upper bound is 1 (rates only fall)."""
+    settle = rules.settle
+
+    def settle_window(decisions, betas, config):
+        opt = sys._getframe(1).f_locals.get("self")  # the optimizer whose refresh calls settle
+        if opt is not None and opt._t >= _FRAC[0] * _BUDGET[0] and config.clip is not None:
+            config = replace(config, clip=(config.clip[0], 1.0))
+        return settle(decisions, betas, config)
+
+    rules.settle = settle_window
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("study", choices=["probes", "cut", "nogrow", "growwin"])
+    ap.add_argument("--frac", nargs="+", type=float, default=[0.25], help="growwin: growth windows")
+    ap.add_argument("--with-default", action="store_true", help="growwin: also run the default (diag-sep)")
+    ap.add_argument("--workloads", nargs="+")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    runner.make_probe = _make_probe_with_val
+    if a.study == "probes":
+        variants = [("diag-sep", False, "separate"), ("diag-val", False, "val"), ("gen-val", True, "val")]
+        workloads = a.workloads or LOSING
+    elif a.study == "cut":
+        _patch_cut()
+        variants = [(f"diag-val-cut{CUT}", False, "val"), (f"diag-sep-cut{CUT}", False, "separate"),
+                    (f"gen-val-cut{CUT}", True, "val")]
+        workloads = a.workloads or LOSING
+    elif a.study == "nogrow":
+        _patch_nogrow()
+        variants = [("diag-nogrow1.0", False, "separate")]
+        workloads = a.workloads or ALL_BUT_MANY_GROUPS
+    else:
+        _patch_growwin()
+        workloads = a.workloads or ALL_BUT_MANY_GROUPS
+        for w in workloads:
+            _BUDGET[0] = get_workloads([w])[0].steps
+            names = (["diag-sep"] if a.with_default else []) + [f"diag-growwin{f}" for f in a.frac]
+            for name in names:
+                _FRAC[0] = float(name.removeprefix("diag-growwin")) if name != "diag-sep" else float("inf")
+                method = hidlr_method(name, {}, probe="separate")
+                for s in a.seeds:
+                    run_logged(a.out, w, method, s, {"lr0": "default"})
+        return
+    for w in workloads:
+        for name, one_group, probe in variants:
+            method = hidlr_method(name, {}, one_group=one_group, probe=probe)
+            for s in a.seeds:
+                run_logged(a.out, w, method, s, {"lr0": "default"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""A known step budget (``total_steps``): rates may grow only during its first ``grow_window``."""
+
+import pytest
+import torch
+
+from hidlr import HiDLR
+from hidlr.optim import rules
+from tests.optim.conftest import group_per_param, make_quadratic
+
+
+def test_may_grow_only_inside_the_window_of_a_known_budget():
+    assert rules.may_grow(rules.RuleConfig(), 10**9)
+    cfg = rules.RuleConfig(total_steps=100, grow_window=0.25)
+    assert rules.may_grow(cfg, 24)
+    assert not rules.may_grow(cfg, 25)
+
+
+def test_growth_config_caps_the_clip_at_one_past_the_window():
+    cfg = rules.RuleConfig(clip=(0.5, 2.0), total_steps=100, grow_window=0.25)
+    assert rules.growth_config(cfg, 10) == cfg
+    late = rules.growth_config(cfg, 30)
+    assert late.clip == (0.5, 1.0)
+    assert late.ema == cfg.ema and late.total_steps == 100
+    assert rules.growth_config(rules.RuleConfig(clip=None, total_steps=100), 30).clip is None
+    assert rules.growth_config(rules.RuleConfig(clip=(0.5, 0.8), total_steps=100), 30).clip == (0.5, 0.8)
+
+
+def _run(total_steps, steps=120):
+    q = make_quadratic([2, 2], seed=2)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=1e-4), horizon=0.0, total_steps=total_steps)
+    for _ in range(steps):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+    return opt
+
+
+def test_rates_do_not_grow_after_the_window():
+    free, budget = _run(None), _run(40)  # window: the first 10 steps
+    late = [r for r in budget.history if r["step"] >= 10]
+    assert late, "the run must refresh after the window"
+    for r in late:
+        for g in r["groups"]:
+            assert g["estimate"] <= g["rate"] * (1 + 1e-12)  # a refresh may only lower a rate
+    assert all(r["forwards"] != 4 for r in late)  # no travelling (line-only refreshes) after it
+    # 1e-4 is far below the Newton rates: without a budget the rates keep travelling up
+    assert min(free.lrs) > max(budget.lrs)
+
+
+def test_a_budget_larger_than_the_run_changes_nothing():
+    assert _run(None).lrs == _run(10**6).lrs
+
+
+def test_total_steps_can_be_set_later_and_is_checkpointed():
+    q = make_quadratic([2, 2], seed=2)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=1e-4))
+    assert opt.total_steps is None
+    opt.total_steps = 40
+    assert opt.rules.total_steps == 40
+    assert opt.state_dict()["hidlr"]["config"]["rules"]["total_steps"] == 40
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-5, ValueError), (2.5, TypeError), (True, TypeError), ("100", TypeError)]
+)
+def test_bad_total_steps_is_refused_naming_it(value, error):
+    q = make_quadratic([2], seed=0)
+    with pytest.raises(error, match="total_steps"):
+        HiDLR(torch.optim.SGD(q.params, lr=1e-3), total_steps=value)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-3), total_steps=10)
+    with pytest.raises(error, match="total_steps"):
+        opt.total_steps = value
+    assert opt.total_steps == 10  # unchanged
