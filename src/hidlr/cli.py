@@ -224,7 +224,7 @@ def bench_gap(
 @bench_app.command("gap-reference")
 def bench_gap_reference(
     out: Path = typer.Option(Path("benchmarks/results/kl"), help="Output folder (gap_reference.json/.md/.png)."),
-    seeds: int = typer.Option(3, help="Seeds (training samples)."),
+    seeds: int = typer.Option(4, help="Seeds (training samples)."),
     models: list[str] = typer.Option(
         None, help="Approximations (default: bnn, bnn_homoscedastic, laplace, deep_ensemble)."
     ),

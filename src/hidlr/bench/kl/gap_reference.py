@@ -167,7 +167,7 @@ def summarize(runs: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[st
 
 def run(
     out_dir: str | Path = "benchmarks/results/kl",
-    seeds: int | Sequence[int] = 3,
+    seeds: int | Sequence[int] = 4,
     models: Sequence[str] | None = None,
     settings: NUTSSettings | None = None,
     epochs: int = FIT_EPOCHS,
