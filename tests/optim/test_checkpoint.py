@@ -12,6 +12,7 @@ import torch
 
 import hidlr
 from hidlr import HiDLR
+from hidlr.optim import checkpoint
 from tests.optim.conftest import make_quadratic
 
 
@@ -80,7 +81,7 @@ def test_history_is_bounded_and_counted():
 def test_state_dict_holds_version_configuration_and_all_running_state():
     _, opt = _trained(design="random", mode="full")
     own = opt.state_dict()["hidlr"]
-    assert own["format"] == 2 and own["loss_eps"] == torch.finfo(torch.float64).eps
+    assert own["format"] == checkpoint.FORMAT_VERSION and own["loss_eps"] == torch.finfo(torch.float64).eps
     assert own["refreshes"] == 6 and own["config"]["rules"]["mode"] == "full"
     assert own["config"]["design"] == "random" and own["config"]["every"] == 1
     assert own["config"]["groups"] == [{"name": "g0", "params": 1, "size": 3}, {"name": "g1", "params": 1, "size": 2}]
@@ -135,9 +136,49 @@ def _corrupt_sizes(sd):
     sd["hidlr"]["config"]["groups"][0]["size"] = 30
 
 
+def _corrupt_flag(sd):
+    sd["hidlr"]["travelling"] = "no"
+
+
+def _corrupt_counter(sd):
+    sd["hidlr"]["travel_refreshes"] = None
+
+
+def _corrupt_negative_counter(sd):
+    sd["hidlr"]["travel_forwards"] = -1
+
+
+def _corrupt_missing_flag(sd):
+    del sd["hidlr"]["arrived"]
+
+
+def _corrupt_history_entries(sd):
+    sd["hidlr"]["history"] = ["x", 3]
+
+
+def _corrupt_base_lr(sd):
+    sd["base"]["param_groups"][0]["lr"] = -1.0
+
+
+def _corrupt_base_nan_lr(sd):
+    sd["base"]["param_groups"][0]["lr"] = float("nan")
+
+
+def _corrupt_base_state_type(sd):
+    sd["base"]["state"][0]["exp_avg"] = "x"
+
+
 @pytest.mark.parametrize(
     "corrupt, match",
     [
+        (_corrupt_flag, "'travelling' must be True or False"),
+        (_corrupt_counter, "'travel_refreshes' must be"),
+        (_corrupt_negative_counter, "'travel_forwards' must be"),
+        (_corrupt_missing_flag, "missing 'arrived'"),
+        (_corrupt_history_entries, "'history' must be a list of refresh records"),
+        (_corrupt_base_lr, "param group 0 has lr -1.0"),
+        (_corrupt_base_nan_lr, "param group 0 has lr nan"),
+        (_corrupt_base_state_type, "'exp_avg' of parameter 0 is str"),
         (_corrupt_missing, "missing 'loss_eps'"),
         (_corrupt_groups, "groups in 'estimates'"),
         (_corrupt_rate, "finite rates >= 0"),
@@ -186,6 +227,17 @@ def test_previous_format_loads():
     _, opt = _fresh()
     opt.load_state_dict({"base": sd["base"], "hidlr": old})
     assert opt.lrs == src.lrs and opt.refresh_count == len(src.history) and opt.step_count == src.step_count
+
+
+def test_format_2_without_the_later_counters_loads_with_their_defaults():
+    _, src = _trained()
+    sd = copy.deepcopy(src.state_dict())
+    sd["hidlr"]["format"] = 2
+    for key in ("travel_refreshes", "travel_forwards", "travelling", "arrived", "last_probed"):
+        del sd["hidlr"][key]
+    _, opt = _fresh()
+    opt.load_state_dict(sd)
+    assert opt.lrs == src.lrs and opt.step_count == src.step_count and not opt._travelling
 
 
 def test_loading_trims_history_to_this_optimizers_size():

@@ -113,7 +113,7 @@ def test_non_finite_gradient_on_a_step_that_does_not_refresh(check_finite):
         ({"horizon": 2.0}, "horizon must be"),
         ({"shrink": 1.5}, "shrink must be"),
         ({"shrink": "half"}, "shrink must be"),
-        ({"first_clip": (2.0, 3.0)}, "clip must be"),
+        ({"first_clip": (2.0, 3.0)}, "first_clip must be"),
     ],
 )
 def test_bad_options_are_clear_errors(kwargs, match):

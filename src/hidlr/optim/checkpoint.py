@@ -26,8 +26,11 @@ import torch
 if TYPE_CHECKING:
     from hidlr.optim.hidlr import HiDLR
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _RUNNING = ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
+# counters and flags that format 2 may lack (added later; read as their defaults there), required from format 3
+_COUNTERS = ("probe_forwards", "last_forwards", "travel_refreshes", "travel_forwards")
+_FLAGS = ("travelling", "arrived")
 
 
 def _config(opt: HiDLR) -> dict[str, Any]:
@@ -103,6 +106,14 @@ def _check_base(opt: HiDLR, base: Any) -> None:
                 f"in the checkpoint, {len(live['params'])} here; nothing was loaded"
             )
         params += list(zip(saved["params"], live["params"]))
+    for k, g in enumerate(groups):
+        lr = g.get("lr", 0.0)
+        lr = float(lr) if isinstance(lr, torch.Tensor) and lr.numel() == 1 else lr
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr < 0:
+            raise ValueError(
+                f"HiDLR state dict: the base optimizer's param group {k} has lr {lr!r}; a rate must be "
+                "finite and >= 0; nothing was loaded"
+            )
     by_id = dict(params)
     for pid, st in base["state"].items():
         if pid not in by_id:
@@ -111,6 +122,11 @@ def _check_base(opt: HiDLR, base: Any) -> None:
             )
         p = by_id[pid]
         for name, v in st.items():
+            if isinstance(v, (str, bytes)):
+                raise ValueError(
+                    f"HiDLR state dict: base state {name!r} of parameter {pid} is {type(v).__name__} "
+                    f"{v!r:.40}, not a tensor or number; nothing was loaded"
+                )
             if isinstance(v, torch.Tensor) and v.numel() > 1 and v.shape != p.shape:
                 raise ValueError(
                     f"HiDLR state dict: base state {name!r} of parameter {pid} has shape "
@@ -130,12 +146,14 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
     if not isinstance(own, dict):
         raise ValueError("HiDLR state dict: 'hidlr' must be a dict; nothing was loaded")
     version = own.get("format", 1)
-    if version not in (1, FORMAT_VERSION):
+    if isinstance(version, bool) or version not in (1, 2, FORMAT_VERSION):
         raise ValueError(
-            f"HiDLR state dict: format {version!r} is not one this version reads (1, "
+            f"HiDLR state dict: format {version!r} is not one this version reads (1, 2, "
             f"{FORMAT_VERSION}); nothing was loaded"
         )
-    missing = [k for k in _RUNNING + (("config", "refreshes", "loss_eps") if version >= 2 else ()) if k not in own]
+    required = _RUNNING + (("config", "refreshes", "loss_eps") if version >= 2 else ())
+    required += (_COUNTERS + _FLAGS + ("last_probed",)) if version >= 3 else ()
+    missing = [k for k in required if k not in own]
     if missing:
         raise ValueError(f"HiDLR state dict: missing {', '.join(map(repr, missing))}; nothing was loaded")
     k_groups = len(opt.param_groups)
@@ -154,9 +172,12 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         _number(own, key, integral=True)
     if version >= 2:
         _number(own, "loss_eps", integral=False)
-        for key in ("probe_forwards", "last_forwards"):
+        for key in _COUNTERS:
             if key in own:
                 _number(own, key, integral=True)
+        for key in _FLAGS:
+            if key in own and not isinstance(own[key], bool):
+                raise ValueError(f"HiDLR state dict: {key!r} must be True or False, got {own[key]!r}; nothing was loaded")
     last = own.get("last_probed", [-1] * k_groups)
     if (
         not isinstance(last, (list, tuple))
@@ -166,8 +187,8 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         raise ValueError(
             f"HiDLR state dict: 'last_probed' must hold {k_groups} ints >= -1, got {last!r}; nothing was loaded"
         )
-    if not isinstance(own["history"], list):
-        raise ValueError("HiDLR state dict: 'history' must be a list; nothing was loaded")
+    if not isinstance(own["history"], list) or not all(isinstance(r, dict) for r in own["history"]):
+        raise ValueError("HiDLR state dict: 'history' must be a list of refresh records (dicts); nothing was loaded")
     if version >= 2:
         _check_config(opt, own["config"])
     _check_base(opt, state_dict["base"])

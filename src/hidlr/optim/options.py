@@ -70,14 +70,15 @@ def check_probes(probes: Any) -> tuple[float, ...]:
     return points
 
 
-def check_clip(clip: Any) -> tuple[float, float] | None:
+def check_clip(clip: Any, name: str = "clip") -> tuple[float, float] | None:
+    """``clip`` (or ``first_clip``, named ``name``): None or a pair (lo, hi) with 0 < lo <= 1 <= hi < inf."""
     if clip is None:
         return None
     if isinstance(clip, (str, bytes)) or not isinstance(clip, Sequence) or len(clip) != 2:
-        raise TypeError(f"clip must be None or a pair (lo, hi), got {clip!r}")
-    lo, hi = _real("clip[0]", clip[0]), _real("clip[1]", clip[1])
+        raise TypeError(f"{name} must be None or a pair (lo, hi), got {clip!r}")
+    lo, hi = _real(f"{name}[0]", clip[0]), _real(f"{name}[1]", clip[1])
     if not (0 < lo <= 1.0 <= hi < math.inf):
-        raise ValueError(f"clip must be None or (lo, hi) with 0 < lo <= 1 <= hi < inf, got {tuple(clip)}")
+        raise ValueError(f"{name} must be None or (lo, hi) with 0 < lo <= 1 <= hi < inf, got {tuple(clip)}")
     return lo, hi
 
 
@@ -169,5 +170,5 @@ def check_options(
             raise ValueError(f"first_clip must be 'auto', None or a pair (lo, hi), got {first_clip!r}")
         out["first_clip"] = None if raw else FIRST_CLIP
     else:
-        out["first_clip"] = None if first_clip is None else check_clip(first_clip)
+        out["first_clip"] = None if first_clip is None else check_clip(first_clip, "first_clip")
     return out
