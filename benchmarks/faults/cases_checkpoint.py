@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from cases_step import Rig
 from harness import Case, Outcome, refused, short, tensors_equal
+
 from hidlr import save_checkpoint
 
 # wrong values per kind of saved value (each is wrong for every key of that kind)
@@ -73,7 +73,7 @@ def _load_case(mutate: Callable[[dict[str, Any]], None], words: list[str], harml
         warnings.simplefilter("ignore")
         try:
             target.opt.load_state_dict(sd)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             out = refused(err, words)
             lost = target.diff(snap) or target.usable()
             return Outcome("loses-data", f"{out.message} | {lost}") if lost else out
@@ -193,7 +193,7 @@ def _killed_save(trials: int = 3) -> Outcome:
                 obj = torch.load(path, weights_only=True)
                 if not bool((obj["w"] == float(obj["i"])).all()):
                     problems.append(f"trial {trial}: a mixed version")
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 problems.append(f"trial {trial}: {short(err)}")
     if problems:
         return Outcome("loses-data", "; ".join(problems))
@@ -207,7 +207,7 @@ def _save_raises() -> Outcome:
         save_checkpoint({"i": 1}, path)
         try:
             save_checkpoint({"i": 2, "bad": lambda: None}, path)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             left = sorted(p.name for p in Path(tmp).iterdir())
             intact = torch.load(path, weights_only=True) == {"i": 1}
             if not intact or left != ["ckpt.pt"]:
@@ -220,7 +220,9 @@ def cases() -> list[Case]:
     out: list[Case] = []
     own = _source()["hidlr"]
     for key, value in own.items():
-        out.append(Case("checkpoint", f"hidlr[{key!r}] missing", lambda k=key: _load_case(_set(k, "DELETE"), [k]), quick=True))
+        out.append(
+            Case("checkpoint", f"hidlr[{key!r}] missing", lambda k=key: _load_case(_set(k, "DELETE"), [k]), quick=True)
+        )
         for label, wrong in _WRONG[_kind(key, value)]:
             out.append(
                 Case(
@@ -230,7 +232,9 @@ def cases() -> list[Case]:
                 )
             )
     for how, words in BASE_FAULTS.items():
-        out.append(Case("checkpoint", f"base: {how}", lambda h=how, w=words: _load_case(_base(h), w, False), quick=True))
+        out.append(
+            Case("checkpoint", f"base: {how}", lambda h=how, w=words: _load_case(_base(h), w, False), quick=True)
+        )
     for how in ("renamed group", "other group size"):
         out.append(Case("checkpoint", f"config: {how}", lambda h=how: _load_case(_config(h), ["groups"], False)))
     out.append(Case("checkpoint", "not a HiDLR state dict", lambda: _load_case(lambda sd: sd.pop("hidlr"), ["HiDLR"])))

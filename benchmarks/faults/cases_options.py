@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from harness import Case, Outcome, refused
+
 from hidlr import HiDLR
 
 NAN, INF = math.nan, math.inf
@@ -123,7 +123,7 @@ def _optimizer() -> torch.optim.Optimizer:
 def _bad_case(arg: str, label: str, value: Any) -> Outcome:
     try:
         opt = HiDLR(_optimizer(), **{arg: value})
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return refused(err, [arg])
     return Outcome("silently-wrong", f"accepted {arg}={value!r}: {_stored(opt, arg)}")
 
@@ -138,7 +138,7 @@ def _stored(opt: HiDLR, arg: str) -> str:
 def _valid_case(arg: str, value: Any) -> Outcome:
     try:
         HiDLR(_optimizer(), **{arg: value})
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return Outcome("refused-valid", f"{type(err).__name__}: {err}")
     return Outcome("ok", f"accepted {arg}={value!r}")
 
@@ -171,6 +171,6 @@ def cases() -> list[Case]:
 def _wrapped_not_optimizer() -> Outcome:
     try:
         HiDLR(torch.nn.Linear(2, 1))  # type: ignore[arg-type]
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return refused(err, ["Optimizer"])
     return Outcome("silently-wrong", "accepted a module as the optimizer")

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from harness import Case, Outcome, refused, short, tensors_equal
 from torch import nn
 
-from harness import Case, Outcome, refused, short, tensors_equal
 from hidlr import HiDLR, ProbeError
 
 
@@ -82,7 +82,7 @@ class Rig:
             other.model.load_state_dict(self.model.state_dict())
             other.opt.load_state_dict(self.opt.state_dict())
             other.normal_step()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             return f"not usable afterwards: {short(err)}"
         return None
 
@@ -95,7 +95,7 @@ def _refused_unchanged(
         warnings.simplefilter("ignore")
         try:
             action()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             out = refused(err, words, types)
             lost = rig.diff(snap) or rig.usable()
             return Outcome("loses-data", f"{out.message} | {lost}") if lost else out
@@ -183,7 +183,7 @@ def _probe_mid_refresh_complete(kind: str) -> Outcome:
     t = rig.opt.step_count
     try:
         rig.opt.step(probe=_flaky(rig, 3, result))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         out = refused(err, words, (err_type,))
     else:
         return Outcome("silently-wrong", "accepted")
@@ -250,7 +250,7 @@ def _sparse(value: float | None) -> Outcome:
     sd = copy.deepcopy(opt.state_dict())
     try:
         opt.step(probe=loss)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         out = refused(err, ["non-finite", "gradient"], (FloatingPointError,))
         if not torch.equal(before, emb.weight) or not tensors_equal(sd, opt.state_dict()):
             return Outcome("loses-data", out.message)
@@ -270,7 +270,7 @@ def _bad_rate(how: str) -> Outcome:
     snap = rig.snapshot()
     try:
         rig.opt.step(probe=rig.loss)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         out = refused(err, ["rate"], (ValueError,))
         lost = rig.diff(snap)
         if lost:
@@ -294,7 +294,7 @@ def _duplicate(where: str) -> Outcome:
 
         try:
             action()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             out = refused(err, ["parameter", "group"])
             if len(opt.param_groups) != 1 or len(opt.lrs) != 1:
                 return Outcome("loses-data", f"{out.message} | the group was added anyway")
@@ -303,7 +303,7 @@ def _duplicate(where: str) -> Outcome:
     groups = [{"params": [w, w, b]}] if where == "one group" else [{"params": [w, b]}, {"params": [w]}]
     try:
         HiDLR(torch.optim.SGD(groups, lr=0.1))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return refused(err, ["parameter", "twice" if where == "one group" else "group"])
     return Outcome("silently-wrong", "accepted")
 
@@ -376,7 +376,9 @@ def cases() -> list[Case]:
     out: list[Case] = []
     for kind in PROBE_RETURNS:
         out.append(Case("step", f"probe {kind} at its first call", lambda k=kind: _probe_first_call(k), quick=True))
-        out.append(Case("step", f"probe {kind} mid-refresh, rollback=True", lambda k=kind: _probe_mid_refresh_rollback(k)))
+        out.append(
+            Case("step", f"probe {kind} mid-refresh, rollback=True", lambda k=kind: _probe_mid_refresh_rollback(k))
+        )
         out.append(
             Case(
                 "step",
@@ -390,7 +392,12 @@ def cases() -> list[Case]:
         for refresh in (True, False):
             step = "refresh" if refresh else "plain"
             out.append(
-                Case("step", f"{value} dense gradient, {step} step", lambda v=value, r=refresh: _bad_grad(v, r), quick=True)
+                Case(
+                    "step",
+                    f"{value} dense gradient, {step} step",
+                    lambda v=value, r=refresh: _bad_grad(v, r),
+                    quick=True,
+                )
             )
         out.append(Case("step", f"{value} sparse gradient", lambda v=value: _sparse(v), quick=True))
     out.append(Case("step", "finite sparse gradient", lambda: _sparse(None)))

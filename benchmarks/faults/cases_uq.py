@@ -13,10 +13,18 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from harness import Case, Outcome, refused, short
-from hidlr.uq.models import BNN, MDN, BayesianMDN, ConformalRegressor, DeepEnsemble, LastLayerLaplace, MCDropout
-from hidlr.uq.models import MDNEnsemble
+
+from hidlr.uq.models import (
+    BNN,
+    MDN,
+    BayesianMDN,
+    ConformalRegressor,
+    DeepEnsemble,
+    LastLayerLaplace,
+    MCDropout,
+    MDNEnsemble,
+)
 
 NAN, INF = math.nan, math.inf
 QUICK_EPOCHS = 2
@@ -36,7 +44,10 @@ ESTIMATORS: dict[str, tuple[Callable[..., Any], type]] = {
     "BNN": (lambda **kw: BNN(**{"epochs": QUICK_EPOCHS, "samples": 4, **kw}), BNN),
     "MCDropout": (lambda **kw: MCDropout(**{"epochs": QUICK_EPOCHS, "samples": 4, **kw}), MCDropout),
     "BayesianMDN": (lambda **kw: BayesianMDN(**{"epochs": QUICK_EPOCHS, "samples": 4, **kw}), BayesianMDN),
-    "LastLayerLaplace": (lambda **kw: LastLayerLaplace(**{"epochs": QUICK_EPOCHS, "samples": 8, **kw}), LastLayerLaplace),
+    "LastLayerLaplace": (
+        lambda **kw: LastLayerLaplace(**{"epochs": QUICK_EPOCHS, "samples": 8, **kw}),
+        LastLayerLaplace,
+    ),
     "MDNEnsemble": (lambda **kw: MDNEnsemble(**{"epochs": QUICK_EPOCHS, "members": 2, **kw}), MDNEnsemble),
     "DeepEnsemble": (_deep_ensemble, DeepEnsemble),
     "ConformalRegressor": (_conformal, ConformalRegressor),
@@ -86,7 +97,7 @@ def _param_case(name: str, make: Callable[..., Any], param: str, value: Any) -> 
     try:
         est = make(**{param: value})
         _quiet_fit(est, X, y)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return refused(err, [param])
     finite = bool(np.isfinite(est.predict(X)).all())
     return Outcome("silently-wrong", f"accepted {param}={value!r}; predictions {'finite' if finite else 'NOT finite'}")
@@ -95,7 +106,7 @@ def _param_case(name: str, make: Callable[..., Any], param: str, value: Any) -> 
 def _bad_data(make: Callable[..., Any], X: Any, y: Any, words: list[str]) -> Outcome:
     try:
         _quiet_fit(make(), X, y)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return refused(err, words)
     return Outcome("silently-wrong", "accepted")
 
@@ -130,12 +141,13 @@ def _tiny(make: Callable[..., Any], n: int) -> Outcome:
     X, y = data(n=n)
     try:
         est = _quiet_fit(make(), X, y)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return refused(err, ["rows"]) if "row" in str(err) else refused(err, ["X"])
-    pred = est.predict(data(n=5, seed=1)[0])
-    if not np.isfinite(pred).all():
-        return Outcome("silently-wrong", f"fitted on {n} row(s); predictions {pred}")
-    return Outcome("ok", f"fitted on {n} row(s), finite predictions")
+    Xt = data(n=5, seed=1)[0]
+    pred, var = est.predict(Xt), est.predict_proba(Xt).variance.numpy()
+    if not (np.isfinite(pred).all() and np.isfinite(var).all() and (var > 0).all()):
+        return Outcome("silently-wrong", f"fitted on {n} row(s); means {pred}, variances {var}")
+    return Outcome("ok", f"fitted on {n} row(s): finite means, finite positive variances")
 
 
 def _fingerprint(est: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +156,7 @@ def _fingerprint(est: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _FailingStep(torch.optim.Adam):
-    """Adam whose ``step`` raises at its fifth call (a fit that fails part-way)."""
+    """Adam whose ``step`` raises at its second call (a fit fails part-way, after one update)."""
 
     def __init__(self, groups: list[dict[str, Any]]) -> None:
         super().__init__(groups, lr=1e-3)
@@ -152,7 +164,7 @@ class _FailingStep(torch.optim.Adam):
 
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
         self.calls += 1
-        if self.calls == 5:
+        if self.calls == 2:
             raise RuntimeError("simulated failure part-way through the fit")
         return super().step(closure)
 
@@ -175,13 +187,13 @@ def _refit_fails(name: str, make: Callable[..., Any], how: str) -> Outcome:
         est.set_params(optimizer=_FailingStep)
     try:
         _quiet_fit(est, Xb, yb, **kw)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         msg = short(err)
     else:
         return Outcome("silently-wrong", "the failing re-fit was accepted")
     try:
         after = _fingerprint(est, Xt)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return Outcome("loses-data", f"{msg} | the fitted model is gone: {short(err)}")
     same = all(np.array_equal(a, b) for a, b in zip(before, after))
     return Outcome("refused-clear", msg) if same else Outcome("loses-data", f"{msg} | the fitted model changed")
@@ -198,7 +210,7 @@ def _before_fit(make: Callable[..., Any], method: str) -> Outcome:
     }
     try:
         calls[method]()
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return refused(err, ["fit"], (ValueError, AttributeError))
     return Outcome("silently-wrong", "predicted without a fit")
 
@@ -209,7 +221,7 @@ def _bad_predict(make: Callable[..., Any], how: str) -> Outcome:
     Xp = {"NaN": np.where(np.eye(5, 3) > 0, NAN, 0.0), "features": np.zeros((5, 4)), "1-D": np.zeros(3)}[how]
     try:
         est.predict(Xp)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return refused(err, ["X"])
     return Outcome("silently-wrong", "predicted")
 
@@ -218,7 +230,7 @@ def cases() -> list[Case]:
     out: list[Case] = []
     for name, (make, cls) in ESTIMATORS.items():
         sig = inspect.signature(cls.__init__).parameters
-        for i, (param, p) in enumerate(q for q in sig.items() if q[0] != "self"):
+        for param, p in ((q, v) for q, v in sig.items() if q != "self"):
             default = p.default if p.default is not inspect.Parameter.empty else None
             for j, (label, value) in enumerate(_wrong_values(param, default)):
                 out.append(
@@ -242,7 +254,9 @@ def cases() -> list[Case]:
             out.append(Case("uq-data", f"{name}.fit({n} row(s))", lambda m=make, n=n: _tiny(m, n), quick=name == "MDN"))
         for how in ("bad data", "step raises part-way"):
             out.append(
-                Case("uq-refit", f"{name} re-fit: {how}", lambda n=name, m=make, h=how: _refit_fails(n, m, h), quick=True)
+                Case(
+                    "uq-refit", f"{name} re-fit: {how}", lambda n=name, m=make, h=how: _refit_fails(n, m, h), quick=True
+                )
             )
         for method in ("predict", "predict_proba", "predict_interval", "score"):
             out.append(Case("uq-predict", f"{name}.{method} before fit", lambda m=make, me=method: _before_fit(m, me)))

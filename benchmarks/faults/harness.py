@@ -79,7 +79,7 @@ def expect_refusal(
     state is as before (else what changed: the case then loses data)."""
     try:
         action()
-    except Exception as err:  # noqa: BLE001 - every error is classified
+    except Exception as err:
         out = refused(err, words, types)
         if unchanged is not None:
             diff = _safe(unchanged)
@@ -92,7 +92,7 @@ def expect_refusal(
 def _safe(check: Callable[[], str | None]) -> str | None:
     try:
         return check()
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return f"state check raised {short(err)}"
 
 
@@ -105,9 +105,7 @@ def tensors_equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(tensors_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
-        return (
-            isinstance(b, (list, tuple)) and len(a) == len(b) and all(tensors_equal(x, y) for x, y in zip(a, b))
-        )
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(tensors_equal(x, y) for x, y in zip(a, b))
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True
     return bool(a == b)
@@ -117,7 +115,7 @@ def run_case(case: Case) -> Result:
     """Run one case; a crash of the case itself is reported as ``refused-unclear`` with its trace."""
     try:
         out = case.run()
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         tb = traceback.format_exc(limit=3).replace("\n", " | ")
         out = Outcome("refused-unclear", f"case crashed: {short(err)} [{tb[-300:]}]")
     return Result(case.area, case.name, out.cls, out.message)

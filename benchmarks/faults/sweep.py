@@ -22,7 +22,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-
 from harness import BAD, CLASSES, Case, Result, run_case  # noqa: E402
 
 AREAS = ("options", "step", "checkpoint", "uq")

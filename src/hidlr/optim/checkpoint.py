@@ -177,7 +177,9 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
                 _number(own, key, integral=True)
         for key in _FLAGS:
             if key in own and not isinstance(own[key], bool):
-                raise ValueError(f"HiDLR state dict: {key!r} must be True or False, got {own[key]!r}; nothing was loaded")
+                raise ValueError(
+                    f"HiDLR state dict: {key!r} must be True or False, got {own[key]!r}; nothing was loaded"
+                )
     last = own.get("last_probed", [-1] * k_groups)
     if (
         not isinstance(last, (list, tuple))

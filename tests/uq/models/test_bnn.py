@@ -99,3 +99,10 @@ def test_heteroscedastic_noise_depends_on_input():
     groups = {g["name"]: g["params"] for g in BNN(heteroscedastic=True).param_groups(net)}
     assert sum(p.numel() for p in groups["noise"]) == 2 * (5 + 1)
     assert sum(len(g) for g in groups.values()) == len(list(net.parameters()))
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_heteroscedastic_that_is_not_a_bool_is_refused(value):
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    with pytest.raises(TypeError, match="heteroscedastic must be True or False"):
+        BNN(heteroscedastic=value, epochs=1).fit(X, y)

@@ -56,3 +56,10 @@ def test_recalibrated_quantiles_score_and_errors():
         ConformalRegressor(base, "magic").fit(X, y)
     with pytest.raises(ValueError, match="not fitted"):
         ConformalRegressor(base).predict_interval(X)
+
+
+@pytest.mark.parametrize("value", [3, "MDN", None])
+def test_an_estimator_that_is_not_one_is_refused_naming_it(value):
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    with pytest.raises(TypeError, match="estimator must be a hidlr.uq estimator"):
+        ConformalRegressor(value).fit(X, y)

@@ -1,6 +1,7 @@
 """MC dropout: unbiased pass average, p = 0 is deterministic, common random numbers."""
 
 import numpy as np
+import pytest
 import torch
 
 from hidlr.uq.models import MCDropout, MCDropoutNet
@@ -56,3 +57,10 @@ def test_estimator_groups_and_prediction_members():
     assert d.members == 30
     assert torch.equal(d.loc, m.predict_proba(X[:3]).loc)  # repeatable: seeded from the fit seed
     assert not torch.equal(d.loc, m.predict_proba(X[:3], seed=99).loc)
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_heteroscedastic_that_is_not_a_bool_is_refused(value):
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    with pytest.raises(TypeError, match="heteroscedastic must be True or False"):
+        MCDropout(heteroscedastic=value, epochs=1).fit(X, y)

@@ -52,3 +52,12 @@ def test_ensemble_errors(data):
     with pytest.raises(ValueError, match="NaN"):
         bad.fit(np.full_like(X, np.nan), y)
     assert np.array_equal(bad.predict(X), before)  # a failed re-fit keeps the fitted members
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_vectorize_that_is_not_a_bool_is_refused(value):
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    with pytest.raises(TypeError, match="vectorize must be True or False"):
+        DeepEnsemble(MDN(epochs=1), members=2, vectorize=value).fit(X, y)
+    with pytest.raises(TypeError, match="vectorize must be True or False"):
+        MDNEnsemble(members=2, epochs=1, vectorize=value).fit(X, y)

@@ -183,3 +183,9 @@ def test_chunked_prediction_equals_one_pass(data):
     assert chunked.members == 5 and chunked.loc.shape == (64, 5)
     assert torch.equal(chunked.loc[:10], first.loc) and torch.equal(chunked.scale[:10], first.scale)
     assert torch.equal(chunked.loc, m.predict_proba(X).loc)
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_a_refit_that_is_not_a_bool_is_refused(data, value):
+    with pytest.raises(TypeError, match="refit must be True or False"):
+        MDN(refit=value, epochs=1).fit(*data)

@@ -190,6 +190,7 @@ class BNN(Estimator):
             checks.check_float("posterior_scale", self.posterior_scale)
         checks.check_float("noise_floor", self.noise_floor)
         checks.check_float("noise_init", self.noise_init, low=self.noise_floor)
+        checks.check_flag("heteroscedastic", self.heteroscedastic)
 
     def build(self, in_features: int, y_std: Tensor, dataset_size: int) -> BNNNet:
         return BNNNet(

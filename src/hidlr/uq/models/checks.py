@@ -52,6 +52,13 @@ def check_float(
     return v
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` as a bool; only True and False (Python or NumPy) are accepted, not 1, "yes" or None."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_seed(name: str, value: Any) -> int:
     """A seed: an int ``>= 0``, or ``None`` for a fresh random one (the fit is then not reproducible)."""
     if value is None:
@@ -61,6 +68,8 @@ def check_seed(name: str, value: Any) -> int:
 
 def check_hidden(hidden: int | Sequence[int]) -> tuple[int, ...]:
     """Trunk widths: ``50`` or ``(50,)`` or ``(100, 50)`` -> tuple of positive ints."""
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (int, np.integer, Sequence, np.ndarray)):
+        raise TypeError(f"hidden must be a positive integer width or a sequence of them, got {hidden!r}")
     widths = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
     if not widths or any(isinstance(w, bool) or int(w) != w or w < 1 for w in widths):
         raise ValueError(f"hidden must be one or more positive integer widths, got {hidden!r}")

@@ -68,6 +68,10 @@ class ConformalRegressor(ProbabilisticRegressor):
         perm = np.random.default_rng(seed).permutation(n)
         fit_rows, cal_rows = perm[n_cal:], perm[:n_cal]
         base = self.estimator
+        if not isinstance(base, ProbabilisticRegressor):
+            raise TypeError(
+                f"estimator must be a hidlr.uq estimator (an unfitted template, e.g. MDN()), got {type(base).__name__}"
+            )
         est = type(base)(**base.get_params(deep=False))
         if "random_state" in est.get_params(deep=False):
             est.set_params(random_state=seed)

@@ -148,6 +148,7 @@ class MCDropout(Estimator):
         checks.check_float("dropout", self.dropout, low_open=False)
         checks.check_float("noise_floor", self.noise_floor)
         checks.check_float("noise_init", self.noise_init, low=self.noise_floor)
+        checks.check_flag("heteroscedastic", self.heteroscedastic)
 
     def build(self, in_features: int, y_std: Tensor, dataset_size: int) -> MCDropoutNet:
         return MCDropoutNet(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -84,8 +83,8 @@ class DeepEnsemble(ProbabilisticRegressor):
 
     def fit(self, X: Any, y: Any, *, seed: int | None = None, progress: bool = False, **kwargs: Any) -> DeepEnsemble:
         """Fit every member on ``X: (n, d)``, ``y: (n,)``; returns ``self`` (unchanged if a fit fails)."""
-        if not isinstance(self.variance_scaling, (bool, np.bool_)):
-            raise TypeError(f"variance_scaling must be True or False, got {self.variance_scaling!r}")
+        checks.check_flag("variance_scaling", self.variance_scaling)
+        checks.check_flag("vectorize", self.vectorize)
         estimators = self._new_members()
         seed = (
             checks.check_seed("random_state", self.random_state)

@@ -157,10 +157,9 @@ class Estimator(ProbabilisticRegressor):
             checks.check_int("epochs", self.epochs)
         checks.check_int("batch_size", self.batch_size)
         checks.check_float("lr", self.lr)
-        if not isinstance(self.early_stopping, (bool, np.bool_)):
-            raise TypeError(f"early_stopping must be True or False, got {self.early_stopping!r}")
-        if not isinstance(self.variance_scaling, (bool, np.bool_)):
-            raise TypeError(f"variance_scaling must be True or False, got {self.variance_scaling!r}")
+        checks.check_flag("early_stopping", self.early_stopping)
+        checks.check_flag("variance_scaling", self.variance_scaling)
+        checks.check_flag("refit", self.refit)
         checks.check_float("validation_fraction", self.validation_fraction, high=1.0)
         if self.patience is not None:
             checks.check_int("patience", self.patience)
