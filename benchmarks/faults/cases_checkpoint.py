@@ -145,6 +145,24 @@ def _config(how: str) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
+def _other_base_optimizer() -> Outcome:
+    """SGD's checkpoint loaded into HiDLR around Adam: refused naming the optimizer's options, or
+    loaded into a state that still steps."""
+    source = Rig(warm_steps=4, base="sgd").opt.state_dict()
+    target = Rig(warm_steps=3)
+    snap = target.snapshot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            target.opt.load_state_dict(copy.deepcopy(source))
+        except Exception as err:
+            out = refused(err, ["base"])
+            lost = target.diff(snap) or target.usable()
+            return Outcome("loses-data", f"{out.message} | {lost}") if lost else out
+    lost = target.usable()
+    return Outcome("silently-wrong", "accepted" + (f"; then {lost}" if lost else ""))
+
+
 def _other_options() -> Outcome:
     """A checkpoint made under other options loads with a warning naming them."""
     source = Rig(warm_steps=5, every=3, mode="full").opt.state_dict()
@@ -239,6 +257,7 @@ def cases() -> list[Case]:
         out.append(Case("checkpoint", f"config: {how}", lambda h=how: _load_case(_config(h), ["groups"], False)))
     out.append(Case("checkpoint", "not a HiDLR state dict", lambda: _load_case(lambda sd: sd.pop("hidlr"), ["HiDLR"])))
     out.append(Case("checkpoint", "other options", _other_options, quick=True))
+    out.append(Case("checkpoint", "another base optimizer (SGD into Adam)", _other_base_optimizer, quick=True))
     out.append(Case("checkpoint", "save killed mid-write (SIGKILL)", _killed_save))
     out.append(Case("checkpoint", "save raising mid-write", _save_raises, quick=True))
     return out

@@ -157,6 +157,8 @@ def cases() -> list[Case]:
             )
         for label, value in VALID.get(kind, []):
             out.append(Case("options", f"{arg}={label} (valid)", lambda a=arg, v=value: _valid_case(a, v)))
+    for i, (label, value) in enumerate(BAD[KINDS["total_steps"]]):
+        out.append(Case("options", f"opt.total_steps = {label}", lambda v=value: _set_total_steps(v), quick=i == 0))
     out.append(
         Case(
             "options",
@@ -174,3 +176,14 @@ def _wrapped_not_optimizer() -> Outcome:
     except Exception as err:
         return refused(err, ["Optimizer"])
     return Outcome("silently-wrong", "accepted a module as the optimizer")
+
+
+def _set_total_steps(value: Any) -> Outcome:
+    """The settable ``total_steps``: a wrong value refused naming it, the previous value kept."""
+    opt = HiDLR(_optimizer(), total_steps=100)
+    try:
+        opt.total_steps = value
+    except Exception as err:
+        out = refused(err, ["total_steps"])
+        return out if opt.total_steps == 100 else Outcome("loses-data", f"{out.message} | total_steps changed")
+    return Outcome("silently-wrong", f"accepted total_steps={value!r}")

@@ -130,18 +130,27 @@ PROBE_RETURNS: dict[str, tuple[Callable[[], Any], type[BaseException], list[str]
 }
 
 
-def _probe_first_call(kind: str) -> Outcome:
+# optimizer configurations the probe faults run under (keyword arguments of Rig)
+CONFIGS: dict[str, dict[str, Any]] = {
+    "Adam": {},
+    "Adam full": {"mode": "full"},
+    "Adam random design": {"design": "random"},
+    "SGD momentum": {"base": "sgd"},
+}
+
+
+def _probe_first_call(kind: str, config: str = "Adam") -> Outcome:
     """The probe's first call (at the unmoved weights) fails: nothing may change, whatever options."""
-    rig = Rig()
+    rig = Rig(**CONFIGS[config])
     rig.to_refresh()
     rig.backward()
     result, err_type, words = PROBE_RETURNS[kind]
     return _refused_unchanged(rig, lambda: rig.opt.step(probe=_flaky(rig, 1, result)), words, (err_type,))
 
 
-def _probe_mid_refresh_rollback(kind: str) -> Outcome:
+def _probe_mid_refresh_rollback(kind: str, config: str = "Adam") -> Outcome:
     """rollback=True: a probe failing mid-refresh leaves weights and state bitwise as before."""
-    rig = Rig(rollback=True)
+    rig = Rig(rollback=True, **CONFIGS[config])
     rig.to_refresh()
     rig.backward()
     result, err_type, words = PROBE_RETURNS[kind]
@@ -160,19 +169,20 @@ def _nonfinite_mid_refresh(rig: Rig, result: Callable[[], Any]) -> Outcome:
     return Outcome("loses-data", lost) if lost else Outcome("ok", "warned, group skipped, rates kept")
 
 
-def _probe_mid_refresh_complete(kind: str) -> Outcome:
+def _probe_mid_refresh_complete(kind: str, config: str = "Adam") -> Outcome:
     """rollback=False (default): the step is completed at the current rates (compared with a bare Adam
     step at those rates), counted, the next step refreshes, and a retry with the same gradients does
     nothing (it warns)."""
-    rig = Rig()
+    rig = Rig(**CONFIGS[config])
     rig.to_refresh()
     rig.backward()
     result, err_type, words = PROBE_RETURNS[kind]
     if kind in ("NaN", "inf"):
         return _nonfinite_mid_refresh(rig, result)
     ref_model = copy.deepcopy(rig.model)
-    ref = torch.optim.Adam(
-        [{"params": list(ref_model[0].parameters())}, {"params": list(ref_model[2].parameters())}], lr=1.0
+    base = rig.opt.optimizer
+    ref = type(base)(
+        [{"params": list(ref_model[0].parameters())}, {"params": list(ref_model[2].parameters())}], **base.defaults
     )
     ref.load_state_dict(copy.deepcopy(rig.opt.optimizer.state_dict()))
     for g, r in zip(ref.param_groups, rig.opt.lrs):
@@ -372,21 +382,42 @@ def _closure_only() -> Outcome:
     return Outcome("loses-data", lost) if lost else Outcome("ok", "the closure served as the probe")
 
 
+def _closure_raises() -> Outcome:
+    rig = Rig()
+    rig.to_refresh()
+    rig.backward()
+
+    def closure() -> torch.Tensor:
+        raise RuntimeError("out of memory in the closure")
+
+    return _refused_unchanged(rig, lambda: rig.opt.step(closure), ["closure"], (RuntimeError,))
+
+
 def cases() -> list[Case]:
     out: list[Case] = []
-    for kind in PROBE_RETURNS:
-        out.append(Case("step", f"probe {kind} at its first call", lambda k=kind: _probe_first_call(k), quick=True))
-        out.append(
-            Case("step", f"probe {kind} mid-refresh, rollback=True", lambda k=kind: _probe_mid_refresh_rollback(k))
-        )
-        out.append(
-            Case(
-                "step",
-                f"probe {kind} mid-refresh, rollback=False",
-                lambda k=kind: _probe_mid_refresh_complete(k),
-                quick=kind in ("raises", "None"),
-            )
-        )
+    for config in CONFIGS:
+        for kind in PROBE_RETURNS:
+            first = config == "Adam"
+            out += [
+                Case(
+                    "step",
+                    f"{config}: probe {kind} at its first call",
+                    lambda k=kind, c=config: _probe_first_call(k, c),
+                    quick=first,
+                ),
+                Case(
+                    "step",
+                    f"{config}: probe {kind} mid-refresh, rollback=True",
+                    lambda k=kind, c=config: _probe_mid_refresh_rollback(k, c),
+                    quick=first and kind in ("raises", "None"),
+                ),
+                Case(
+                    "step",
+                    f"{config}: probe {kind} mid-refresh, rollback=False",
+                    lambda k=kind, c=config: _probe_mid_refresh_complete(k, c),
+                    quick=first and kind in ("raises", "None"),
+                ),
+            ]
     out.append(Case("step", "probe loss requires grad", _probe_requires_grad))
     for value in (math.nan, math.inf, -math.inf):
         for refresh in (True, False):
@@ -410,4 +441,5 @@ def cases() -> list[Case]:
     out.append(Case("step", "refresh step without a probe", _missing_probe, quick=True))
     out.append(Case("step", "retry after a refused step", _retry_after_refusal))
     out.append(Case("step", "closure only (framework style)", _closure_only))
+    out.append(Case("step", "closure raises", _closure_raises, quick=True))
     return out

@@ -33,9 +33,15 @@ def collect(areas: tuple[str, ...] = AREAS, quick: bool = False) -> list[Case]:
     import cases_options
     import cases_step
     import cases_uq
+    import cases_uq_args
 
-    modules = {"options": cases_options, "step": cases_step, "checkpoint": cases_checkpoint, "uq": cases_uq}
-    out = [c for a in areas for c in modules[a].cases()]
+    modules = {
+        "options": [cases_options],
+        "step": [cases_step],
+        "checkpoint": [cases_checkpoint],
+        "uq": [cases_uq, cases_uq_args],
+    }
+    out = [c for a in areas for m in modules[a] for c in m.cases()]
     return [c for c in out if c.quick] if quick else out
 
 

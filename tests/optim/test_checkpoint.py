@@ -229,6 +229,20 @@ def test_previous_format_loads():
     assert opt.lrs == src.lrs and opt.refresh_count == len(src.history) and opt.step_count == src.step_count
 
 
+def test_a_checkpoint_of_another_base_optimizer_class_is_refused_with_nothing_changed():
+    q_src = make_quadratic([3, 2])
+    src = HiDLR(torch.optim.SGD(_groups(q_src), lr=0.01, momentum=0.9), every=1)
+    _train(q_src, src, 3, torch.Generator().manual_seed(1))
+    q, opt = _fresh()
+    _train(q, opt, 2, torch.Generator().manual_seed(3))
+    before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match="does not load into Adam.*another optimizer class"):
+        opt.load_state_dict(src.state_dict())
+    _unchanged(opt, before)
+    _train(q, opt, 2, torch.Generator().manual_seed(4))  # still steps
+    assert opt.step_count == 4
+
+
 def test_format_2_without_the_later_counters_loads_with_their_defaults():
     _, src = _trained()
     sd = copy.deepcopy(src.state_dict())

@@ -221,10 +221,31 @@ def _check_config(opt: HiDLR, saved: Any) -> None:
         )
 
 
+def _load_base(opt: HiDLR, base: dict[str, Any]) -> None:
+    """The base optimizer's ``load_state_dict``, undone when it raises or leaves a group without an
+    option the group had (a checkpoint of another optimizer class: SGD's state into Adam). Torch
+    binds new ``state`` and ``param_groups`` objects on loading, so the old ones are put back as
+    they were, without a copy."""
+    inner = opt.optimizer
+    old_state, old_groups = inner.state, inner.param_groups
+    try:
+        inner.load_state_dict(base)
+        for k, (old, new) in enumerate(zip(old_groups, inner.param_groups)):
+            lost = sorted(set(old) - set(new) - {"initial_lr"})
+            if lost:
+                raise ValueError(f"param group {k} lacks the options {lost}")
+    except Exception as err:
+        inner.state, inner.param_groups = old_state, old_groups
+        raise ValueError(
+            f"HiDLR state dict: the base optimizer's part does not load into {type(inner).__name__} "
+            f"({type(err).__name__}: {err}); saved by another optimizer class? Nothing was loaded"
+        ) from err
+
+
 def load(opt: HiDLR, state_dict: Any) -> None:
     """Validate ``state_dict`` whole, then load it into ``opt`` (base optimizer first)."""
     own = validate(opt, state_dict)
-    opt.optimizer.load_state_dict(state_dict["base"])
+    _load_base(opt, state_dict["base"])
     opt.param_groups = opt.optimizer.param_groups
     opt.state = opt.optimizer.state
     opt._estimates = [float(x) for x in own["estimates"]]

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 
-from hidlr.uq.models.checks import check_flag, check_hidden
+from hidlr.uq.models.checks import check_flag, check_hidden, check_validation_data
 
 
 @pytest.mark.parametrize("value", [1, 0, "yes", None, [True]])
@@ -32,3 +33,23 @@ def test_check_hidden_reads_an_int_a_sequence_and_an_array():
     assert check_hidden(50) == (50,)
     assert check_hidden([100, 50]) == (100, 50)
     assert check_hidden(np.array([8, 4])) == (8, 4)
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (np.zeros((4, 2)), TypeError, "validation_data must be a pair"),
+        ("data", TypeError, "validation_data must be a pair"),
+        ((np.zeros((4, 2)), np.zeros(3)), ValueError, "validation_data: X and y have different lengths"),
+        ((np.zeros((4, 2)), np.array([0.0, np.nan, 0.0, 0.0])), ValueError, "validation_data: y contains 1 NaN"),
+        ((None, None), ValueError, "validation_data: X is None"),
+    ],
+)
+def test_check_validation_data_names_validation_data(value, error, match):
+    with pytest.raises(error, match=match):
+        check_validation_data(value)
+
+
+def test_check_validation_data_returns_float64_tensors():
+    Xv, yv = check_validation_data((np.ones((3, 2), dtype=np.float32), [1, 2, 3]))
+    assert Xv.shape == (3, 2) and yv.tolist() == [1.0, 2.0, 3.0] and Xv.dtype == yv.dtype == torch.float64

@@ -59,7 +59,7 @@ def test_bad_options(data):
         MDN(target_scaling="minmax").fit(X, y, **FAST)
     with pytest.raises(TypeError, match="early_stopping"):
         MDN(early_stopping="yes").fit(X, y, **FAST)
-    with pytest.raises(ValueError, match="validation X has 2 features"):
+    with pytest.raises(ValueError, match="validation_data: X has 2 features"):
         MDN().fit(X, y, validation_data=(np.ones((4, 2)), np.ones(4)), **FAST)
 
 

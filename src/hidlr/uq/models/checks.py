@@ -158,6 +158,19 @@ def check_xy(X: Any, y: Any) -> tuple[Tensor, Tensor, torch.dtype, torch.device 
     return Xt, yt, dtype, device
 
 
+def check_validation_data(validation_data: Any) -> tuple[Tensor, Tensor]:
+    """``validation_data=(X_val, y_val)`` checked like ``X`` and ``y``; errors name ``validation_data``."""
+    if isinstance(validation_data, (str, bytes)) or not isinstance(validation_data, Sequence) or (
+        len(validation_data) != 2
+    ):
+        raise TypeError(f"validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}")
+    try:
+        Xv, yv, _, _ = check_xy(*validation_data)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"validation_data: {err}") from None
+    return Xv, yv
+
+
 def _column_warning() -> None:
     """scikit-learn's warning for a column-vector ``y`` (its ``DataConversionWarning`` if installed)."""
     try:

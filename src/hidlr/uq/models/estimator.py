@@ -295,9 +295,9 @@ class Estimator(ProbabilisticRegressor):
         stop_early = bool(self.early_stopping)
         val, fit_rows = None, None
         if validation_data is not None:
-            Xv, yv, _, _ = checks.check_xy(*validation_data)
+            Xv, yv = checks.check_validation_data(validation_data)
             if Xv.shape[1] != d:
-                raise ValueError(f"validation X has {Xv.shape[1]} features, training X has {d}")
+                raise ValueError(f"validation_data: X has {Xv.shape[1]} features, training X has {d}")
             val = (Xv.to(Xt.device), yv.to(Xt.device))
         elif stop_early and carve:
             n_val = math.ceil(self.validation_fraction * n_all)

@@ -189,4 +189,6 @@ class ProbabilisticRegressor:
         w = np.asarray(sample_weight, dtype=np.float64)
         if w.shape != ll.shape:
             raise ValueError(f"sample_weight must have shape ({ll.shape[0]},), got {w.shape}")
+        if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError("sample_weight must be finite and >= 0 with a positive sum")
         return float((w * ll).sum() / w.sum())
