@@ -32,7 +32,14 @@ _WRONG: dict[str, list[tuple[str, Any]]] = {
     "float": [("none", None), ("str", "x"), ("negative", -1.0), ("nan", math.nan), ("inf", math.inf)],
     "bool": [("none", None), ("str", "no"), ("int", 2), ("list", [True])],
     "list": [("none", None), ("str", "x"), ("short", "SHORT"), ("nan-entry", "NAN"), ("negative-entry", "NEG")],
-    "history": [("none", None), ("str", "x"), ("dict", {}), ("garbage-entries", ["x", 3])],
+    "history": [
+        ("none", None),
+        ("str", "x"),
+        ("dict", {}),
+        ("garbage-entries", ["x", 3]),
+        ("empty-records", [{}, {}]),
+        ("records-with-wrong-fields", "WRONG-FIELDS"),
+    ],
     "config": [("none", None), ("str", "x"), ("no-groups", {})],
     "format": [("future", 99), ("str", "2"), ("none", None)],
 }
@@ -89,6 +96,8 @@ def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
         own = sd["hidlr"]
         if value == "DELETE":
             del own[key]
+        elif value == "WRONG-FIELDS":
+            own[key] = [{k: "x" for k in r} for r in own[key]]
         elif isinstance(value, str) and value in ("SHORT", "NAN", "NEG"):
             own[key] = _wrong_list(own[key], value)
         else:

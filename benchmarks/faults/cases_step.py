@@ -78,6 +78,8 @@ class Rig:
                 return "weights not finite after further steps"
             if not all(math.isfinite(r) and r >= 0 for r in self.opt.lrs):
                 return f"rates {self.opt.lrs} after further steps"
+            if not all(math.isfinite(v) for v in self.opt.influence):
+                return f"influence scores {self.opt.influence} after further steps"
             other = Rig(warm_steps=0, base=self.base, **self.options)
             other.model.load_state_dict(self.model.state_dict())
             other.opt.load_state_dict(self.opt.state_dict())

@@ -156,6 +156,18 @@ def _corrupt_history_entries(sd):
     sd["hidlr"]["history"] = ["x", 3]
 
 
+def _corrupt_record_fields(sd):
+    sd["hidlr"]["history"] = [{k: "x" for k in r} for r in sd["hidlr"]["history"]]
+
+
+def _corrupt_empty_records(sd):
+    sd["hidlr"]["history"] = [{}]
+
+
+def _corrupt_group_decision(sd):
+    sd["hidlr"]["history"][0]["groups"][0]["accepted"] = "yes"
+
+
 def _corrupt_base_lr(sd):
     sd["base"]["param_groups"][0]["lr"] = -1.0
 
@@ -176,6 +188,9 @@ def _corrupt_base_state_type(sd):
         (_corrupt_negative_counter, "'travel_forwards' must be"),
         (_corrupt_missing_flag, "missing 'arrived'"),
         (_corrupt_history_entries, "'history' must be a list of refresh records"),
+        (_corrupt_record_fields, "'history' record 0 has step 'x'"),
+        (_corrupt_empty_records, r"'history' record 0 lacks \['forwards'"),
+        (_corrupt_group_decision, "'history' record 0 has a group decision 0 with missing or wrong fields"),
         (_corrupt_base_lr, "param group 0 has lr -1.0"),
         (_corrupt_base_nan_lr, "param group 0 has lr nan"),
         (_corrupt_base_state_type, "'exp_avg' of parameter 0 is str"),

@@ -191,10 +191,47 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         )
     if not isinstance(own["history"], list) or not all(isinstance(r, dict) for r in own["history"]):
         raise ValueError("HiDLR state dict: 'history' must be a list of refresh records (dicts); nothing was loaded")
+    for i, record in enumerate(own["history"]):
+        problem = _record_problem(record)
+        if problem:
+            raise ValueError(f"HiDLR state dict: 'history' record {i} {problem}; nothing was loaded")
     if version >= 2:
         _check_config(opt, own["config"])
     _check_base(opt, state_dict["base"])
     return own
+
+
+def _is_real(v: Any, optional: bool = False) -> bool:
+    return (optional and v is None) or (not isinstance(v, bool) and isinstance(v, numbers.Real))
+
+
+# the fields of a refresh record (records.RefreshRecord.as_dict) and of its group decisions
+_RECORD_FIELDS = {"step", "loss", "forwards", "joint_scale", "groups"}
+_DECISION_REALS = ("rate", "estimate")
+_DECISION_OPTIONAL = ("newton_rate", "a", "b", "r2", "target")
+
+
+def _record_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with one saved refresh record (its fields and their kinds), None when nothing."""
+    missing = sorted(_RECORD_FIELDS - set(record))
+    if missing:
+        return f"lacks {missing}"
+    step, forwards = record["step"], record["forwards"]
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0 for v in (step, forwards)):
+        return f"has step {step!r} and forwards {forwards!r}, not ints >= 0"
+    if not _is_real(record["loss"]) or not _is_real(record["joint_scale"], optional=True):
+        return f"has loss {record['loss']!r} and joint_scale {record['joint_scale']!r}, not numbers"
+    if not isinstance(record["groups"], list):
+        return "has 'groups' that is not a list"
+    for k, d in enumerate(record["groups"]):
+        if (
+            not isinstance(d, dict)
+            or not all(_is_real(d.get(f)) for f in _DECISION_REALS)
+            or not all(_is_real(d.get(f), optional=True) for f in _DECISION_OPTIONAL)
+            or not isinstance(d.get("accepted"), bool)
+        ):
+            return f"has a group decision {k} with missing or wrong fields: {d!r:.120}"
+    return None
 
 
 def _check_config(opt: HiDLR, saved: Any) -> None:

@@ -160,8 +160,10 @@ def check_xy(X: Any, y: Any) -> tuple[Tensor, Tensor, torch.dtype, torch.device 
 
 def check_validation_data(validation_data: Any) -> tuple[Tensor, Tensor]:
     """``validation_data=(X_val, y_val)`` checked like ``X`` and ``y``; errors name ``validation_data``."""
-    if isinstance(validation_data, (str, bytes)) or not isinstance(validation_data, Sequence) or (
-        len(validation_data) != 2
+    if (
+        isinstance(validation_data, (str, bytes))
+        or not isinstance(validation_data, Sequence)
+        or len(validation_data) != 2
     ):
         raise TypeError(f"validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}")
     try:
