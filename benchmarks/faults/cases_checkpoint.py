@@ -97,7 +97,7 @@ def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
         if value == "DELETE":
             del own[key]
         elif value == "WRONG-FIELDS":
-            own[key] = [{k: "x" for k in r} for r in own[key]]
+            own[key] = [dict.fromkeys(r, "x") for r in own[key]]
         elif isinstance(value, str) and value in ("SHORT", "NAN", "NEG"):
             own[key] = _wrong_list(own[key], value)
         else:

@@ -157,7 +157,7 @@ def _corrupt_history_entries(sd):
 
 
 def _corrupt_record_fields(sd):
-    sd["hidlr"]["history"] = [{k: "x" for k in r} for r in sd["hidlr"]["history"]]
+    sd["hidlr"]["history"] = [dict.fromkeys(r, "x") for r in sd["hidlr"]["history"]]
 
 
 def _corrupt_empty_records(sd):
