@@ -10,7 +10,11 @@ Variants of the default rule (commit 3b3ed65), each probing once per refresh:
 - ``diag-nogrow1.0``: PROTOTYPE rule, not in the engine: once a refresh has had every target inside
   the clip (the start rate has "arrived"), the clip's upper bound is 1, so rates may only fall;
 - ``diag-growwin<f>``: PROTOTYPE rule, not in the engine: rates may grow during the first fraction
-  ``f`` of the workload's step budget only; afterwards the clip's upper bound is 1.
+  ``f`` of the workload's step budget only; afterwards the clip's upper bound is 1;
+- ``diag-backtrack``: PROTOTYPE rule, not in the engine (on top of the engine's step budget): at the
+  first refresh a group whose fit is rejected as not quadratic, not convex or not descending (the
+  probes reached beyond where the loss is quadratic: a start rate far too large) takes a tenth of
+  its rate instead of keeping it, and the rates travel on from there.
 
 The prototypes are monkeypatches of ``hidlr.optim.rules`` inside this script.
 
@@ -21,6 +25,8 @@ The prototypes are monkeypatches of ``hidlr.optim.rules`` inside this script.
         --out benchmarks/diagnosis/results/round3-growwin.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py growwin --frac 0.25 --with-default --seeds 3 4 \
         --out benchmarks/diagnosis/results/round3-growwin-fresh.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py backtrack --lr0 0.01 0.1 \
+        --out benchmarks/diagnosis/results/round3-backtrack.jsonl
 """
 
 from __future__ import annotations
@@ -39,11 +45,22 @@ from hidlr.optim import rules
 
 LOSING = ["digits-finetune", "digits-resnet-bn", "digits-mlp-head-sgd", "digits-mlp-bias-long"]
 ALL_BUT_MANY_GROUPS = [
-    "digits-mlp-bias", "digits-cnn-bn", "digits-mlp-head-sgd", "digits-lora", "mdn", "bnn", "seq-transformer",
-    "noisy-quadratic", "digits-resnet-bn", "char-gpt", "digits-finetune", "digits-mlp-bias-long",
+    "digits-mlp-bias",
+    "digits-cnn-bn",
+    "digits-mlp-head-sgd",
+    "digits-lora",
+    "mdn",
+    "bnn",
+    "seq-transformer",
+    "noisy-quadratic",
+    "digits-resnet-bn",
+    "char-gpt",
+    "digits-finetune",
+    "digits-mlp-bias-long",
     "noisy-quadratic-long",
 ]
 CUT = 0.5
+_NEWTON = rules.newton_decisions
 
 _make_probe = runner.make_probe
 
@@ -109,11 +126,41 @@ def _patch_growwin() -> None:
     rules.settle = settle_window
 
 
+BACKTRACK = ("poor quadratic fit", "not convex along the update", "not a descent direction")
+
+
+def _patch_backtrack() -> None:
+    """Prototype: at the first refresh, a group rejected by :data:`BACKTRACK` takes 0.1 x its rate."""
+    newton_decisions = rules.newton_decisions
+
+    def backtrack_decisions(*args, **kwargs):
+        opt = sys._getframe(1).f_locals.get("self")  # the optimizer whose refresh decides
+        out = newton_decisions(*args, **kwargs)
+        if opt is None or opt._refreshes != 0:
+            return out
+        return [
+            replace(d, accepted=True, reason=None, newton_rate=0.1 * d.rate)
+            if d.rate > 0 and (d.reason or "").startswith(BACKTRACK)
+            else d
+            for d in out
+        ]
+
+    rules.newton_decisions = backtrack_decisions
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("study", choices=["probes", "cut", "nogrow", "growwin"])
+    ap.add_argument("study", choices=["probes", "cut", "nogrow", "growwin", "backtrack"])
+    ap.add_argument(
+        "--lr0",
+        nargs="+",
+        type=float,
+        default=[1.0],
+        help="backtrack: start rates as multiples "
+        "of the workload's default (1 is the default; 0.1 and 100 reach 1e-4 and 1e-1 for Adam)",
+    )
     ap.add_argument("--frac", nargs="+", type=float, default=[0.25], help="growwin: growth windows")
-    ap.add_argument("--with-default", action="store_true", help="growwin: also run the default (diag-sep)")
+    ap.add_argument("--with-default", action="store_true", help="growwin, backtrack: also run the default")
     ap.add_argument("--workloads", nargs="+")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--out", type=Path, required=True)
@@ -125,9 +172,28 @@ def main() -> None:
         workloads = a.workloads or LOSING
     elif a.study == "cut":
         _patch_cut()
-        variants = [(f"diag-val-cut{CUT}", False, "val"), (f"diag-sep-cut{CUT}", False, "separate"),
-                    (f"gen-val-cut{CUT}", True, "val")]
+        variants = [
+            (f"diag-val-cut{CUT}", False, "val"),
+            (f"diag-sep-cut{CUT}", False, "separate"),
+            (f"gen-val-cut{CUT}", True, "val"),
+        ]
         workloads = a.workloads or LOSING
+    elif a.study == "backtrack":
+        from hidlr.bench.lr.workloads import get as get_all
+
+        for w in a.workloads or [wl.name for wl in get_all()]:
+            wl = get_workloads([w])[0]
+            steps = wl.steps
+            for f in [1.0] + [lr / wl.default_lr for lr in a.lr0 if lr != wl.default_lr]:
+                for name in (["diag-budget"] if a.with_default else []) + ["diag-backtrack"]:
+                    if name == "diag-backtrack" and rules.newton_decisions.__name__ != "backtrack_decisions":
+                        _patch_backtrack()
+                    if name == "diag-budget" and rules.newton_decisions.__name__ == "backtrack_decisions":
+                        rules.newton_decisions = _NEWTON
+                    method = hidlr_method(name, {"total_steps": steps}, lr0_factor=f, probe="separate")
+                    for s in a.seeds:
+                        run_logged(a.out, w, method, s, {"lr0": "default" if f == 1.0 else f * wl.default_lr})
+        return
     elif a.study == "nogrow":
         _patch_nogrow()
         variants = [("diag-nogrow1.0", False, "separate")]
