@@ -1,5 +1,7 @@
 """A known step budget (``total_steps``): rates may grow only during its first ``grow_window``."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -71,3 +73,35 @@ def test_bad_total_steps_is_refused_naming_it(value, error):
     with pytest.raises(error, match="total_steps"):
         opt.total_steps = value
     assert opt.total_steps == 10  # unchanged
+
+
+def _checkpoint(total_steps):
+    opt = _run(total_steps, steps=5)
+    return opt.state_dict()
+
+
+def test_a_resumed_optimizer_without_a_budget_takes_the_checkpoints():
+    q = make_quadratic([2, 2], seed=2)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=1e-4), horizon=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the budget alone is no configuration difference
+        opt.load_state_dict(_checkpoint(40))
+    assert opt.total_steps == 40
+
+
+def test_an_optimizer_with_its_own_budget_keeps_it_and_warns():
+    q = make_quadratic([2, 2], seed=2)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=1e-4), horizon=0.0, total_steps=100)
+    with pytest.warns(UserWarning, match="other options"):
+        opt.load_state_dict(_checkpoint(40))
+    assert opt.total_steps == 100
+
+
+def test_a_damaged_saved_budget_is_not_taken():
+    sd = _checkpoint(40)
+    sd["hidlr"]["config"]["rules"]["total_steps"] = "forty"
+    q = make_quadratic([2, 2], seed=2)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=1e-4), horizon=0.0)
+    with pytest.warns(UserWarning, match="other options"):
+        opt.load_state_dict(sd)
+    assert opt.total_steps is None

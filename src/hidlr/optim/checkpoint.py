@@ -5,7 +5,8 @@ holds a format version, the configuration it was made under (mode, period, desig
 rule options, and per group its name, parameter count and size) and every piece of running state
 (estimates, step, refresh schedule, refresh counter, the loss's rounding unit, the last
 ``history_size`` refresh records). Loading validates the whole dict, base optimizer part included,
-before anything changes; a different grouping is refused, other configuration differences warn.
+before anything changes; a different grouping is refused, other configuration differences warn. An
+optimizer without a step budget (``total_steps=None``) takes the checkpoint's: a resumed run keeps it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from hidlr.optim.options import check_total_steps
 
 if TYPE_CHECKING:
     from hidlr.optim.hidlr import HiDLR
@@ -245,6 +248,8 @@ def _check_config(opt: HiDLR, saved: Any) -> None:
             "HiDLR state dict was saved for other param groups (name, parameters, size): "
             f"{theirs}, this optimizer has {mine}; nothing was loaded"
         )
+    if _adopted_budget(opt, saved) is not None:  # compared as if this optimizer had it already
+        here["rules"]["total_steps"] = saved["rules"]["total_steps"]
     differ = [
         f"{key} {saved.get(key)!r} -> {here[key]!r}"
         for key in ("every", "design", "probes", "seed", "max_every", "groups_per_refresh", "rules")
@@ -256,6 +261,19 @@ def _check_config(opt: HiDLR, saved: Any) -> None:
             UserWarning,
             stacklevel=5,
         )
+
+
+def _adopted_budget(opt: HiDLR, saved_config: Any) -> int | None:
+    """The step budget a checkpoint carries, when this optimizer has none (``total_steps=None``) and
+    the saved one is valid: a resumed run keeps its budget. None otherwise."""
+    if opt.total_steps is not None or not isinstance(saved_config, dict):
+        return None
+    rules = saved_config.get("rules")
+    value = rules.get("total_steps") if isinstance(rules, dict) else None
+    try:
+        return check_total_steps(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _load_base(opt: HiDLR, base: dict[str, Any]) -> None:
@@ -282,6 +300,7 @@ def _load_base(opt: HiDLR, base: dict[str, Any]) -> None:
 def load(opt: HiDLR, state_dict: Any) -> None:
     """Validate ``state_dict`` whole, then load it into ``opt`` (base optimizer first)."""
     own = validate(opt, state_dict)
+    budget = _adopted_budget(opt, own.get("config"))
     _load_base(opt, state_dict["base"])
     opt.param_groups = opt.optimizer.param_groups
     opt.state = opt.optimizer.state
@@ -301,6 +320,8 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._arrived = bool(own.get("arrived", False))
     opt._travel_refreshes = int(own.get("travel_refreshes", 0))
     opt._travel_forwards = int(own.get("travel_forwards", 0))
+    if budget is not None:
+        opt.total_steps = budget
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> None:
