@@ -75,7 +75,7 @@ def train_digits(
     loss_fn = nn.CrossEntropyLoss()
     param_groups = groups.by_layer(model)
     base = torch.optim.Adam(param_groups, lr=lr)
-    opt = HiDLR(base) if use_hidlr else base
+    opt = HiDLR(base, total_steps=steps) if use_hidlr else base  # the run's length is known
     res = RunResult(
         name,
         "Hi-DLR(Adam)" if use_hidlr else "Adam",
