@@ -14,7 +14,9 @@ Variants of the default rule (commit 3b3ed65), each probing once per refresh:
 - ``diag-backtrack``: PROTOTYPE rule, not in the engine (on top of the engine's step budget): at the
   first refresh a group whose fit is rejected as not quadratic, not convex or not descending (the
   probes reached beyond where the loss is quadratic: a start rate far too large) takes a tenth of
-  its rate instead of keeping it, and the rates travel on from there.
+  its rate instead of keeping it, and the rates travel on from there;
+- ``diag-backtrack-refit``: PROTOTYPE, as ``diag-backtrack``, and the first refresh with the group's
+  own fit after the cut may raise its rate up to 10x (the cut was a guess; its own fit decides).
 
 The prototypes are monkeypatches of ``hidlr.optim.rules`` inside this script.
 
@@ -25,6 +27,8 @@ The prototypes are monkeypatches of ``hidlr.optim.rules`` inside this script.
         --out benchmarks/diagnosis/results/round3-growwin.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py growwin --frac 0.25 --with-default --seeds 3 4 \
         --out benchmarks/diagnosis/results/round3-growwin-fresh.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py backtrack-refit --lr0 0.01 0.1 \
+        --out benchmarks/diagnosis/results/round3-backtrack-refit.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py backtrack --lr0 0.01 0.1 \
         --out benchmarks/diagnosis/results/round3-backtrack.jsonl
 """
@@ -148,9 +152,45 @@ def _patch_backtrack() -> None:
     rules.newton_decisions = backtrack_decisions
 
 
+def _calling_optimizer():
+    """The HiDLR whose refresh is on the call stack (the prototypes patch pure rule functions)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        me = frame.f_locals.get("self")
+        if me is not None and hasattr(me, "_refreshes"):
+            return me
+        frame = frame.f_back
+    return None
+
+
+def _patch_refit() -> None:
+    """Prototype: groups cut by :func:`_patch_backtrack` may grow 10x at their next own fit."""
+    newton_decisions, settle = rules.newton_decisions, rules.settle
+
+    def mark_cut(*args, **kwargs):
+        opt = _calling_optimizer()
+        out = newton_decisions(*args, **kwargs)
+        if opt is not None and opt._refreshes == 0:
+            opt._cut_groups = {k for k, d in enumerate(out) if d.rate > 0 and (d.reason or "").startswith(BACKTRACK)}
+        return out
+
+    def settle_refit(decisions, betas, config):
+        opt = _calling_optimizer()
+        cut = getattr(opt, "_cut_groups", set()) if opt is not None and opt._refreshes > 0 else set()
+        own = [k for k in cut if decisions[k].a is not None]  # the group's own fit, not a line refresh
+        if not own or config.clip is None:
+            return settle(decisions, betas, config)
+        wide = settle(decisions, betas, replace(config, clip=(config.clip[0], 10.0)))
+        usual = settle(decisions, betas, config)
+        opt._cut_groups = cut - set(own)
+        return [wide[k] if k in own else usual[k] for k in range(len(decisions))]
+
+    rules.newton_decisions, rules.settle = mark_cut, settle_refit
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("study", choices=["probes", "cut", "nogrow", "growwin", "backtrack"])
+    ap.add_argument("study", choices=["probes", "cut", "nogrow", "growwin", "backtrack", "backtrack-refit"])
     ap.add_argument(
         "--lr0",
         nargs="+",
@@ -178,6 +218,16 @@ def main() -> None:
             (f"gen-val-cut{CUT}", True, "val"),
         ]
         workloads = a.workloads or LOSING
+    elif a.study == "backtrack-refit":
+        _patch_refit()  # marks the cut groups, then the cut itself on top
+        _patch_backtrack()
+        for w in a.workloads or [wl.name for wl in get_workloads()]:
+            wl = get_workloads([w])[0]
+            for f in [1.0] + [lr / wl.default_lr for lr in a.lr0 if lr != wl.default_lr]:
+                method = hidlr_method("diag-backtrack-refit", {"total_steps": wl.steps}, lr0_factor=f, probe="separate")
+                for s in a.seeds:
+                    run_logged(a.out, w, method, s, {"lr0": "default" if f == 1.0 else f * wl.default_lr})
+        return
     elif a.study == "backtrack":
         from hidlr.bench.lr.workloads import get as get_all
 
