@@ -353,3 +353,23 @@ def test_quantile_inverts_cdf_property(k, seed, spread, log_scale, q):
         assert np.all((tail(x - delta) <= q) & (tail(x + delta) >= q))
     else:
         assert np.all((tail(x - delta) >= 1 - q) & (tail(x + delta) <= 1 - q))
+
+
+def test_cat_rows_equals_the_mixture_over_all_rows():
+    gen = torch.Generator().manual_seed(0)
+    logits, loc = (
+        torch.randn(7, 6, generator=gen, dtype=torch.float64),
+        torch.randn(7, 6, generator=gen, dtype=torch.float64),
+    )
+    scale = torch.rand(7, 6, generator=gen, dtype=torch.float64) + 0.1
+    whole = GaussianMixture(logits, loc, scale, members=2)
+    joined = GaussianMixture.cat_rows([whole[0:3], whole[3:4], whole[4:7]])
+    y = torch.randn(7, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(joined.log_prob(y), whole.log_prob(y))
+    torch.testing.assert_close(joined.epistemic_variance, whole.epistemic_variance)
+    assert joined.members == 2
+    assert GaussianMixture.cat_rows([whole]) is whole
+    with pytest.raises(ValueError, match="same components and members"):
+        GaussianMixture.cat_rows([whole, GaussianMixture(logits, loc, scale, members=3)])
+    with pytest.raises(ValueError, match="at least one"):
+        GaussianMixture.cat_rows([])

@@ -156,6 +156,32 @@ class GaussianMixture(Distribution):
         members = sum(m.members for m in mixtures)
         return GaussianMixture(logits, loc, scale, members=members, validate_args=False)
 
+    @staticmethod
+    def cat_rows(parts: Sequence[GaussianMixture]) -> GaussianMixture:
+        """One mixture over the inputs of all ``parts`` in order (rows ``(n_1 + n_2 + ..., k)``), e.g.
+        a prediction made in chunks of rows. The parts must have the same members and components."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("cat_rows needs at least one GaussianMixture")
+        first = parts[0]
+        for m in parts:
+            if not isinstance(m, GaussianMixture):
+                raise ValueError(f"cat_rows takes GaussianMixture objects, got {type(m).__name__}")
+            if m.loc.shape[1] != first.loc.shape[1] or m.members != first.members:
+                raise ValueError(
+                    f"cat_rows needs the same components and members in every part: {first.loc.shape[1]} "
+                    f"components in {first.members} members vs {m.loc.shape[1]} in {m.members}"
+                )
+        if len(parts) == 1:
+            return first
+        return GaussianMixture(
+            torch.cat([m.logits for m in parts]),
+            torch.cat([m.loc for m in parts]),
+            torch.cat([m.scale for m in parts]),
+            members=first.members,
+            validate_args=False,
+        )
+
     def to_units(self, shift: float | Tensor, scale: float | Tensor) -> GaussianMixture:
         """The law of ``shift + scale * y``; ``shift``, ``scale`` scalars or ``(n,)``, ``scale > 0``.
 

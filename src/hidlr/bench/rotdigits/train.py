@@ -67,15 +67,8 @@ class Fitted:
 
 
 def _chunked(net: BackboneNet, x: Tensor, samples: int, rows: int = 512) -> GaussianMixture:
-    parts = [net.predictive(x[i : i + rows], samples=samples) for i in range(0, x.shape[0], rows)]
-    if len(parts) == 1:
-        return parts[0]
-    return GaussianMixture(
-        torch.cat([p.logits for p in parts]),
-        torch.cat([p.loc for p in parts]),
-        torch.cat([p.scale for p in parts]),
-        members=parts[0].members,
-        validate_args=False,
+    return GaussianMixture.cat_rows(
+        [net.predictive(x[i : i + rows], samples=samples) for i in range(0, x.shape[0], rows)]
     )
 
 

@@ -173,18 +173,7 @@ class ScaledNet(nn.Module):
             return self.to_user_units(self.net(xs))
         rows = max(1, self.chunk // (samples * self.width))
         parts = [self.net.predictive(xs[i : i + rows], samples=samples) for i in range(0, xs.shape[0], rows)]
-        dist = (
-            parts[0]
-            if len(parts) == 1
-            else GaussianMixture(
-                torch.cat([p.logits for p in parts]),
-                torch.cat([p.loc for p in parts]),
-                torch.cat([p.scale for p in parts]),
-                members=parts[0].members,
-                validate_args=False,
-            )
-        )
-        return self.to_user_units(dist)
+        return self.to_user_units(GaussianMixture.cat_rows(parts))
 
 
 def nll(module: ScaledNet, X: Tensor, y: Tensor, samples: int | None, seed: int) -> float:
