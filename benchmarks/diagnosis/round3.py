@@ -15,6 +15,9 @@ Variants of the default rule (commit 3b3ed65), each probing once per refresh:
   first refresh a group whose fit is rejected as not quadratic, not convex or not descending (the
   probes reached beyond where the loss is quadratic: a start rate far too large) takes a tenth of
   its rate instead of keeping it, and the rates travel on from there;
+- ``diag-reprobe``: PROTOTYPE, not in the engine (on top of the step budget): when the first
+  refresh rejects a group's fit as not quadratic, not convex or not descending, it probes again at
+  a tenth of the multiples (the same refresh, more forward passes) and takes that fit for the group;
 - ``diag-backtrack-refit``: PROTOTYPE, as ``diag-backtrack``, and the first refresh with the group's
   own fit after the cut may raise its rate up to 10x (the cut was a guess; its own fit decides).
 
@@ -27,6 +30,8 @@ The prototypes are monkeypatches of ``hidlr.optim.rules`` inside this script.
         --out benchmarks/diagnosis/results/round3-growwin.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py growwin --frac 0.25 --with-default --seeds 3 4 \
         --out benchmarks/diagnosis/results/round3-growwin-fresh.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py reprobe --lr0 0.01 0.1 \
+        --out benchmarks/diagnosis/results/round3-reprobe.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py backtrack-refit --lr0 0.01 0.1 \
         --out benchmarks/diagnosis/results/round3-backtrack-refit.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py backtrack --lr0 0.01 0.1 \
@@ -163,6 +168,39 @@ def _calling_optimizer():
     return None
 
 
+def _patch_reprobe() -> None:
+    """Prototype: the first refresh re-probes its rejected groups at a tenth of the multiples."""
+    from hidlr.optim.refresh import Refresher
+
+    decide = Refresher._decide
+
+    def decide_reprobe(self, probe, move, loss0, applied, active, probed):
+        if self._refreshes != 0:
+            return decide(self, probe, move, loss0, applied, active, probed)
+        passes = []
+        self._settle = lambda decisions, loss0, forwards, scale: passes.append((decisions, forwards, scale))
+        try:
+            decide(self, probe, move, loss0, applied, active, probed)
+            first = passes[0][0]
+            again = [k for k, d in enumerate(first) if probed[k] and (d.reason or "").startswith(BACKTRACK)]
+            if again:
+                kept = self.probes
+                self.probes = tuple(0.1 * m for m in kept)
+                try:
+                    decide(self, probe, move, loss0, applied, active, probed)
+                finally:
+                    self.probes = kept
+        finally:
+            del self._settle  # the class's method again
+        decisions = list(first)
+        if len(passes) > 1:
+            second = passes[1][0]
+            decisions = [second[k] if k in again else d for k, d in enumerate(first)]
+        return self._settle(decisions, loss0, sum(p[1] for p in passes), passes[0][2])
+
+    Refresher._decide = decide_reprobe
+
+
 def _patch_refit() -> None:
     """Prototype: groups cut by :func:`_patch_backtrack` may grow 10x at their next own fit."""
     newton_decisions, settle = rules.newton_decisions, rules.settle
@@ -190,7 +228,7 @@ def _patch_refit() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("study", choices=["probes", "cut", "nogrow", "growwin", "backtrack", "backtrack-refit"])
+    ap.add_argument("study", choices=["probes", "cut", "nogrow", "growwin", "backtrack", "backtrack-refit", "reprobe"])
     ap.add_argument(
         "--lr0",
         nargs="+",
@@ -218,13 +256,17 @@ def main() -> None:
             (f"gen-val-cut{CUT}", True, "val"),
         ]
         workloads = a.workloads or LOSING
-    elif a.study == "backtrack-refit":
-        _patch_refit()  # marks the cut groups, then the cut itself on top
-        _patch_backtrack()
+    elif a.study in ("backtrack-refit", "reprobe"):
+        if a.study == "reprobe":
+            _patch_reprobe()
+        else:
+            _patch_refit()  # marks the cut groups, then the cut itself on top
+            _patch_backtrack()
+        name = f"diag-{a.study}"
         for w in a.workloads or [wl.name for wl in get_workloads()]:
             wl = get_workloads([w])[0]
             for f in [1.0] + [lr / wl.default_lr for lr in a.lr0 if lr != wl.default_lr]:
-                method = hidlr_method("diag-backtrack-refit", {"total_steps": wl.steps}, lr0_factor=f, probe="separate")
+                method = hidlr_method(name, {"total_steps": wl.steps}, lr0_factor=f, probe="separate")
                 for s in a.seeds:
                     run_logged(a.out, w, method, s, {"lr0": "default" if f == 1.0 else f * wl.default_lr})
         return
