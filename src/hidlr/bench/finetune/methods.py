@@ -99,12 +99,18 @@ def lora_plus(model: TokenDistributionModel, lr: float, steps: int) -> Setup:
 
 
 def hidlr_layers(model: TokenDistributionModel, lr: float, steps: int) -> Setup:
-    return Setup(model, HiDLR(torch.optim.Adam(layer_groups(model), lr=lr)), lr=lr)
+    return Setup(model, HiDLR(torch.optim.Adam(layer_groups(model), lr=lr), total_steps=steps), lr=lr)
 
 
-def hidlr_lora(model: TokenDistributionModel, lr: float, steps: int) -> Setup:
+def hidlr_lora(model: TokenDistributionModel, lr: float, steps: int, budget: bool = True) -> Setup:
+    """Hi-DLR on LoRA's A, B and the head; ``budget``: told the run's step budget (``total_steps``)."""
     add_lora(model)
-    return Setup(model, HiDLR(torch.optim.Adam(groups.lora(model, rest="head"), lr=lr)), lr=lr)
+    opt = HiDLR(torch.optim.Adam(groups.lora(model, rest="head"), lr=lr), total_steps=steps if budget else None)
+    return Setup(model, opt, lr=lr)
+
+
+def hidlr_lora_no_budget(model: TokenDistributionModel, lr: float, steps: int) -> Setup:
+    return hidlr_lora(model, lr, steps, budget=False)
 
 
 def hidlr_modules(model: TokenDistributionModel, lr: float, steps: int, every: int) -> Setup:
@@ -159,11 +165,22 @@ def method_table(quick: bool) -> dict[str, Method]:
         ),
         Method(
             "hidlr-layers",
-            "Hi-DLR(Adam), full model, one group per block + embeddings + head",
+            "Hi-DLR(Adam), full model, one group per block + embeddings + head, told the step budget",
             hidlr_layers,
             rate=HIDLR_START * s,
         ),
-        Method("hidlr-lora", "Hi-DLR(Adam) on LoRA: groups A, B, head", hidlr_lora, rate=HIDLR_START * s),
+        Method(
+            "hidlr-lora",
+            "Hi-DLR(Adam) on LoRA: groups A, B, head, told the step budget",
+            hidlr_lora,
+            rate=HIDLR_START * s,
+        ),
+        Method(
+            "hidlr-lora-no-budget",
+            "Hi-DLR(Adam) on LoRA, not told the step budget (rates may grow throughout)",
+            hidlr_lora_no_budget,
+            rate=HIDLR_START * s,
+        ),
         Method("prodigy", "Prodigy (prodigyopt), lr=1.0, full model", prodigy, rate=1.0),
         Method(
             "schedule-free",
