@@ -10,26 +10,29 @@ from hidlr.optim import rules
 from tests.optim.conftest import group_per_param, make_quadratic
 
 
-def test_may_grow_only_inside_the_window_of_a_known_budget():
-    assert rules.may_grow(rules.RuleConfig(), 10**9)
+def test_may_grow_inside_the_window_of_a_known_budget_or_until_arrival():
+    assert rules.may_grow(rules.RuleConfig(), 10**9, arrived=True)
     cfg = rules.RuleConfig(total_steps=100, grow_window=0.25)
-    assert rules.may_grow(cfg, 24)
-    assert not rules.may_grow(cfg, 25)
+    assert rules.may_grow(cfg, 24, arrived=True)
+    assert not rules.may_grow(cfg, 25, arrived=True)
+    assert rules.may_grow(cfg, 90, arrived=False)  # still travelling up from a far too small start
 
 
 def test_growth_config_caps_the_clip_at_one_past_the_window():
     cfg = rules.RuleConfig(clip=(0.5, 2.0), total_steps=100, grow_window=0.25)
-    assert rules.growth_config(cfg, 10) == cfg
-    late = rules.growth_config(cfg, 30)
+    assert rules.growth_config(cfg, 10, arrived=True) == cfg
+    assert rules.growth_config(cfg, 30, arrived=False) == cfg
+    late = rules.growth_config(cfg, 30, arrived=True)
     assert late.clip == (0.5, 1.0)
     assert late.ema == cfg.ema and late.total_steps == 100
-    assert rules.growth_config(rules.RuleConfig(clip=None, total_steps=100), 30).clip is None
-    assert rules.growth_config(rules.RuleConfig(clip=(0.5, 0.8), total_steps=100), 30).clip == (0.5, 0.8)
+    assert rules.growth_config(rules.RuleConfig(clip=None, total_steps=100), 30, arrived=True).clip is None
+    capped = rules.RuleConfig(clip=(0.5, 0.8), total_steps=100)
+    assert rules.growth_config(capped, 30, arrived=True).clip == (0.5, 0.8)
 
 
-def _run(total_steps, steps=120):
+def _run(total_steps, steps=120, lr=1e-4):
     q = make_quadratic([2, 2], seed=2)
-    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=1e-4), horizon=0.0, total_steps=total_steps)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=lr), horizon=0.0, total_steps=total_steps)
     for _ in range(steps):
         opt.zero_grad()
         q.loss().backward()
@@ -37,16 +40,23 @@ def _run(total_steps, steps=120):
     return opt
 
 
-def test_rates_do_not_grow_after_the_window():
-    free, budget = _run(None), _run(40)  # window: the first 10 steps
+def test_rates_do_not_grow_after_the_window_once_arrived():
+    free, budget = _run(None, lr=0.05), _run(40, lr=0.05)  # window: the first 10 steps
+    assert budget._arrived
     late = [r for r in budget.history if r["step"] >= 10]
     assert late, "the run must refresh after the window"
     for r in late:
         for g in r["groups"]:
             assert g["estimate"] <= g["rate"] * (1 + 1e-12)  # a refresh may only lower a rate
     assert all(r["forwards"] != 4 for r in late)  # no travelling (line-only refreshes) after it
-    # 1e-4 is far below the Newton rates: without a budget the rates keep travelling up
-    assert min(free.lrs) > max(budget.lrs)
+    grew = [r for r in free.history if r["step"] >= 10 and any(g["estimate"] > g["rate"] for g in r["groups"])]
+    assert grew, "without a budget some rate grows after step 10 (else the test shows nothing)"
+
+
+def test_a_start_far_below_still_travels_up_after_the_window():
+    free, budget = _run(None), _run(4)  # 1e-4 is far below the Newton rates; window: 1 step
+    assert min(budget.lrs) > 100 * 1e-4
+    assert min(budget.lrs) > 0.1 * min(free.lrs)
 
 
 def test_a_budget_larger_than_the_run_changes_nothing():

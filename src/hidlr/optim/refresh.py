@@ -107,7 +107,7 @@ class Refresher:
             self.every == "auto"
             and self._travelling
             and self._travel_refreshes < rules.TRAVEL_LIMIT
-            and rules.may_grow(self.rules, self._t)
+            and rules.may_grow(self.rules, self._t, self._arrived)
         )
         many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
         line_only = travel_now or many
@@ -250,12 +250,12 @@ class Refresher:
             and clipped
             and not self._arrived
             and self._travel_refreshes < rules.TRAVEL_LIMIT
-            and rules.may_grow(cfg, self._t)  # past the growth window there is no travelling up
+            and rules.may_grow(cfg, self._t, self._arrived)  # past the growth window no travelling up
         )
         self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)
-        cfg = rules.growth_config(cfg, self._t)
+        cfg = rules.growth_config(cfg, self._t, self._arrived)
         decisions = rules.settle(decisions, betas, cfg)
         return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
 

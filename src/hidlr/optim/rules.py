@@ -362,18 +362,19 @@ def smooth(previous: float, target: float, ema: float) -> float:
     return ema * previous + (1.0 - ema) * target
 
 
-def may_grow(config: RuleConfig, t: int) -> bool:
+def may_grow(config: RuleConfig, t: int, arrived: bool) -> bool:
     """Whether a refresh at step ``t`` may raise a rate: always without ``total_steps``, else during
-    the first ``grow_window`` of it."""
-    return config.total_steps is None or t < config.grow_window * config.total_steps
+    the first ``grow_window`` of it, and after it until the rates have ``arrived`` (a refresh had
+    every target inside the clip: a start rate far below the fitted one still travels up)."""
+    return config.total_steps is None or t < config.grow_window * config.total_steps or not arrived
 
 
-def growth_config(config: RuleConfig, t: int) -> RuleConfig:
+def growth_config(config: RuleConfig, t: int, arrived: bool) -> RuleConfig:
     """The rules of a refresh at step ``t``: past the growth window (:func:`may_grow`) the clip's upper
     bound is 1, so rates may only fall. Late in training the curvature along the update fades (a
     saturating loss, a fitted training set) and the one-step Newton rate keeps growing while the
     loss that matters no longer gains from it (``docs/diagnosis.md``, round 3)."""
-    if may_grow(config, t) or config.clip is None:
+    if may_grow(config, t, arrived) or config.clip is None:
         return config
     return replace(config, clip=(config.clip[0], min(1.0, config.clip[1])))
 
