@@ -18,6 +18,8 @@ Variants of the default rule (commit 3b3ed65), each probing once per refresh:
 - ``diag-reprobe``: PROTOTYPE, not in the engine (on top of the step budget): when the first
   refresh rejects a group's fit as not quadratic, not convex or not descending, it probes again at
   a tenth of the multiples (the same refresh, more forward passes) and takes that fit for the group;
+- ``diag-arrive``: PROTOTYPE, not in the engine (on top of the step budget): the growth window also
+  stays open until the rates have arrived (a refresh had every target inside the clip);
 - ``diag-backtrack-refit``: PROTOTYPE, as ``diag-backtrack``, and the first refresh with the group's
   own fit after the cut may raise its rate up to 10x (the cut was a guess; its own fit decides).
 
@@ -30,6 +32,8 @@ The prototypes are monkeypatches of ``hidlr.optim.rules`` inside this script.
         --out benchmarks/diagnosis/results/round3-growwin.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py growwin --frac 0.25 --with-default --seeds 3 4 \
         --out benchmarks/diagnosis/results/round3-growwin-fresh.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py arrive --lr0 1e-05 0.1 \
+        --out benchmarks/diagnosis/results/round3-arrive.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py reprobe --lr0 0.01 0.1 \
         --out benchmarks/diagnosis/results/round3-reprobe.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py backtrack-refit --lr0 0.01 0.1 \
@@ -201,6 +205,17 @@ def _patch_reprobe() -> None:
     Refresher._decide = decide_reprobe
 
 
+def _patch_arrive() -> None:
+    """Prototype: rates may grow inside the window or until they have arrived."""
+    may_grow = rules.may_grow
+
+    def may_grow_until_arrived(config, t):
+        opt = _calling_optimizer()
+        return may_grow(config, t) or (opt is not None and not opt._arrived)
+
+    rules.may_grow = may_grow_until_arrived
+
+
 def _patch_refit() -> None:
     """Prototype: groups cut by :func:`_patch_backtrack` may grow 10x at their next own fit."""
     newton_decisions, settle = rules.newton_decisions, rules.settle
@@ -228,7 +243,9 @@ def _patch_refit() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("study", choices=["probes", "cut", "nogrow", "growwin", "backtrack", "backtrack-refit", "reprobe"])
+    ap.add_argument(
+        "study", choices=["probes", "cut", "nogrow", "growwin", "backtrack", "backtrack-refit", "reprobe", "arrive"]
+    )
     ap.add_argument(
         "--lr0",
         nargs="+",
@@ -256,9 +273,11 @@ def main() -> None:
             (f"gen-val-cut{CUT}", True, "val"),
         ]
         workloads = a.workloads or LOSING
-    elif a.study in ("backtrack-refit", "reprobe"):
+    elif a.study in ("backtrack-refit", "reprobe", "arrive"):
         if a.study == "reprobe":
             _patch_reprobe()
+        elif a.study == "arrive":
+            _patch_arrive()
         else:
             _patch_refit()  # marks the cut groups, then the cut itself on top
             _patch_backtrack()

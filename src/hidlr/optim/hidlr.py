@@ -99,7 +99,8 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             and ``clip=None``, then None; None: always per group (influence scores need the
             per-group fits: :mod:`hidlr.influence`).
         total_steps: the run's step budget, when known (as for ``OneCycleLR``): rates may then
-            grow only during its first quarter (``rules.grow_window``); afterwards a refresh may
+            grow only during its first quarter (``rules.grow_window``) or until they first settle
+            (a refresh with every target inside the clip); afterwards a refresh may
             only lower them, since late in training the curvature along the update fades and the
             one-step Newton rate keeps growing where the held-out loss no longer gains from it
             (``docs/diagnosis.md``, round 3). None (default): rates may grow throughout. Settable
