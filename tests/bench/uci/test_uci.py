@@ -9,6 +9,7 @@ import pytest
 
 from hidlr.bench import uci
 from hidlr.bench.uci.report import goals, write_report
+from tests.bench.uci.conftest import summary_record as _record
 
 UCI_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "uci"
 
@@ -50,52 +51,6 @@ def test_budget_scales_with_size():
     assert uci.budget_for(277, True).max_epochs < small.max_epochs
     with pytest.raises(ValueError, match="empty"):
         uci.budget_for(0, False)
-
-
-def _record(s, m, o, split, ll, rmse=1.0):
-    metrics = {
-        "ll": ll,
-        "rmse": rmse,
-        "crps": 0.5,
-        "cov90": 0.9,
-        "cov95": 0.95,
-        "width90": 2.0,
-        "width95": 2.5,
-        "calibration_error": 0.01,
-        "reliability": list(np.linspace(0.05, 0.95, 19)),
-    }
-    return {
-        "set": s,
-        "model": m,
-        "optimizer": o,
-        "split": split,
-        "epochs": 10,
-        "tune_s": 1.0,
-        "fit_s": 2.0,
-        "metrics": metrics,
-    }
-
-
-def test_summarize_mean_and_standard_error_over_splits():
-    lls = [-3.0, -2.0, -2.5, -3.5]
-    recs = [_record("concrete", "mdn", "hidlr", i, v) for i, v in enumerate(lls)]
-    st = uci.summarize(recs)["concrete"]["mdn"]["hidlr"]
-    assert st["ll"]["mean"] == pytest.approx(-2.75)
-    assert st["ll"]["se"] == pytest.approx(np.std(lls, ddof=1) / 2)
-    assert st["ll"]["n"] == 4
-    assert st["time_s"] == pytest.approx(12.0)
-
-
-def test_paired_difference_by_split():
-    recs = [
-        _record("yacht", "bnn", "hidlr", 0, -1.0),
-        _record("yacht", "bnn", "adam", 0, -1.5),
-        _record("yacht", "bnn", "hidlr", 1, -2.0),
-        _record("yacht", "bnn", "adam", 1, -1.0),
-    ]
-    d = uci.paired_difference(recs)["yacht"]["bnn"]
-    assert d["mean"] == pytest.approx(-0.25)  # (0.5 + -1.0) / 2
-    assert d["se"] == pytest.approx(np.std([0.5, -1.0], ddof=1) / math.sqrt(2))
 
 
 def test_goals_against_published_numbers():
@@ -224,21 +179,6 @@ def test_goals_leave_integer_target_sets_out_of_the_continuous_count():
     recs += [_record("concrete", "mdn", "adam", i, -3.2) for i in range(2)]
     g = goals(uci.summarize(recs))
     assert g["best_beats_de_count"] == 1 and g["best_beats_de_count_continuous_only"] == 0
-
-
-def test_model_contrast_pairs_models_by_split_and_optimizer():
-    recs = [
-        _record("yacht", "mdn", "adam", 0, -1.0),
-        _record("yacht", "bnn", "adam", 0, -1.5),
-        _record("yacht", "mdn", "adam", 1, -0.5),
-        _record("yacht", "bnn", "adam", 1, -2.0),
-        _record("yacht", "mdn", "hidlr", 0, -1.0),
-        _record("yacht", "bnn", "hidlr", 1, -1.0),
-    ]
-    d = uci.model_contrast(recs, "mdn", "bnn")
-    assert d["yacht"]["adam"]["mean"] == pytest.approx(1.0)  # (0.5 + 1.5) / 2
-    assert d["yacht"]["adam"]["se"] == pytest.approx(np.std([0.5, 1.5], ddof=1) / math.sqrt(2))
-    assert "hidlr" not in d["yacht"]  # no split has both models under Hi-DLR
 
 
 def test_the_final_model_keeps_the_spread_factors_of_the_fit_part_model():
