@@ -32,6 +32,8 @@ The prototypes are monkeypatches of ``hidlr.optim.rules`` inside this script.
         --out benchmarks/diagnosis/results/round3-growwin.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py growwin --frac 0.25 --with-default --seeds 3 4 \
         --out benchmarks/diagnosis/results/round3-growwin-fresh.jsonl
+    .venv/bin/python benchmarks/diagnosis/round3.py budget --seeds 3 4 \
+        --out benchmarks/diagnosis/results/round3-budget-fresh.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py arrive --lr0 1e-05 0.1 \
         --out benchmarks/diagnosis/results/round3-arrive.jsonl
     .venv/bin/python benchmarks/diagnosis/round3.py reprobe --lr0 0.01 0.1 \
@@ -244,15 +246,11 @@ def _patch_refit() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
-        "study", choices=["probes", "cut", "nogrow", "growwin", "backtrack", "backtrack-refit", "reprobe", "arrive"]
+        "study",
+        choices=["probes", "cut", "nogrow", "growwin", "backtrack", "backtrack-refit", "reprobe", "arrive", "budget"],
     )
     ap.add_argument(
-        "--lr0",
-        nargs="+",
-        type=float,
-        default=[1.0],
-        help="backtrack: start rates as multiples "
-        "of the workload's default (1 is the default; 0.1 and 100 reach 1e-4 and 1e-1 for Adam)",
+        "--lr0", nargs="+", type=float, default=[], help="backtrack and later studies: start rates besides the default"
     )
     ap.add_argument("--frac", nargs="+", type=float, default=[0.25], help="growwin: growth windows")
     ap.add_argument("--with-default", action="store_true", help="growwin, backtrack: also run the default")
@@ -273,8 +271,10 @@ def main() -> None:
             (f"gen-val-cut{CUT}", True, "val"),
         ]
         workloads = a.workloads or LOSING
-    elif a.study in ("backtrack-refit", "reprobe", "arrive"):
-        if a.study == "reprobe":
+    elif a.study in ("backtrack-refit", "reprobe", "arrive", "budget"):
+        if a.study == "budget":  # the engine as it is, told the step budget: nothing patched
+            pass
+        elif a.study == "reprobe":
             _patch_reprobe()
         elif a.study == "arrive":
             _patch_arrive()
