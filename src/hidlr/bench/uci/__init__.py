@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hidlr.bench import harness
+from hidlr.bench.uci.budget import Budget, budget_for, carve_validation, patience_for
 from hidlr.bench.uci.calibrated import calibrated_scores, chosen_by_validation, split_validation, summarize_calibration
 from hidlr.bench.uci.models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
 from hidlr.bench.uci.summary import CONTRASTS, model_contrast, paired_difference, summarize
@@ -35,49 +36,6 @@ PARTIAL, HEADER = "partial.jsonl", "run_header.json"
 #: per-epoch validation of the stochastic models otherwise costs more than their training (chosen
 #: by comparing tuning time and the chosen rate and epoch at 5, 10 and 20 passes on kin8nm).
 VALIDATION_SAMPLES = 10
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Training budget for one set: minibatch size, maximum epochs, fraction held out to tune."""
-
-    batch_size: int
-    max_epochs: int
-    val_frac: float = 0.2
-
-
-def budget_for(n_train: int, quick: bool) -> Budget:
-    """Batch size and epoch cap scaled by the training-set size.
-
-    Small sets get small batches and many epochs, large ones large batches and fewer epochs: about
-    800 optimizer steps at the cap on the fit part for sets under 3000 rows, 1600 above (each
-    step of these small nets costs about the same whatever the batch); ``quick`` divides by 20.
-    """
-    if n_train < 1:
-        raise ValueError("budget_for: empty training set")
-    batch = 32 if n_train < 1200 else (64 if n_train < 3000 else 128)
-    steps = 800 if n_train < 3000 else 1600
-    fit_rows = max(1, int(round(n_train * 0.8)))
-    per_epoch = math.ceil(fit_rows / batch)
-    epochs = int(min(400, max(10, round(steps / per_epoch))))
-    if quick:
-        epochs = max(3, epochs // 20)
-    return Budget(batch_size=batch, max_epochs=epochs)
-
-
-def carve_validation(
-    X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, frac: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(fit_idx, val_idx)``: a validation part of ``frac`` of the training rows, the rest to fit.
-
-    Uses the library's :meth:`UCISplit.validation_split`, which shuffles the training indices only,
-    so the validation part cannot overlap the test part.
-    """
-    from hidlr.uq.data.uci import UCISplit
-
-    split = UCISplit.from_indices(X, y, np.asarray(train_idx), np.asarray(test_idx))
-    val = split.validation_split(frac, seed=seed)
-    return val.train_idx, val.test_idx
 
 
 def _score(dist: Any, y: np.ndarray) -> dict[str, Any]:
@@ -107,11 +65,6 @@ def _val_curve(est: Any) -> list[float]:
 
 
 _FIT_ERRORS = (FloatingPointError, RuntimeError, ValueError)
-
-
-def patience_for(budget: Budget) -> int:
-    """Early-stopping patience (epochs) of the fits on the fit part: a fifth of the epoch cap, at least 10."""
-    return max(10, budget.max_epochs // 5)
 
 
 def tune_candidates(

@@ -1,0 +1,50 @@
+"""The training budget of a UCI set and the validation part carved from a split's training rows."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hidlr.bench import uci
+from hidlr.bench.uci.budget import budget_for, carve_validation
+
+UCI_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "uci"
+
+
+def test_carve_validation_is_inside_training_rows_only():
+    X, y = np.random.default_rng(0).normal(size=(120, 2)), np.arange(120.0)
+    train, test = np.arange(10, 100), np.concatenate([np.arange(10), np.arange(100, 120)])
+    fit, val = carve_validation(X, y, train, test, 0.2, seed=3)
+    assert val.size == 18 and fit.size == 72
+    assert np.intersect1d(fit, val).size == 0 and np.intersect1d(val, test).size == 0
+    assert np.array_equal(np.sort(np.concatenate([fit, val])), train)
+    # deterministic per seed, different across seeds
+    assert np.array_equal(carve_validation(X, y, train, test, 0.2, 3)[1], val)
+    assert not np.array_equal(carve_validation(X, y, train, test, 0.2, 4)[1], val)
+
+
+def test_carve_validation_errors():
+    X, y = np.zeros((10, 1)), np.arange(10.0)
+    with pytest.raises(ValueError, match="fraction"):
+        carve_validation(X, y, np.arange(8), np.arange(8, 10), 1.5, 0)
+
+
+@pytest.mark.skipif(not UCI_ROOT.exists(), reason="UCI data folder not present")
+@pytest.mark.parametrize("name", uci.SETS)
+def test_validation_never_overlaps_test_on_standard_splits(name):
+    _, X, y, splits = uci.load_set(name, UCI_ROOT)
+    assert len(splits) == 20
+    for i, (tr, te) in enumerate(splits):
+        b = budget_for(tr.size, quick=False)
+        fit, val = carve_validation(X, y, tr, te, b.val_frac, i)
+        assert np.intersect1d(val, te).size == 0
+        assert np.intersect1d(fit, te).size == 0
+        assert np.union1d(fit, val).size == tr.size
+
+
+def test_budget_scales_with_size():
+    small, big = budget_for(277, False), budget_for(7373, False)
+    assert small.batch_size < big.batch_size and small.max_epochs > big.max_epochs
+    assert budget_for(277, True).max_epochs < small.max_epochs
+    with pytest.raises(ValueError, match="empty"):
+        budget_for(0, False)
