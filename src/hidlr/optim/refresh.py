@@ -103,12 +103,7 @@ class Refresher:
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
-        travel_now = (
-            self.every == "auto"
-            and self._travelling
-            and self._travel_refreshes < rules.TRAVEL_LIMIT
-            and rules.may_grow(self.rules, self._t, self._arrived)
-        )
+        travel_now = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
         many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
         line_only = travel_now or many
         probed = (
@@ -245,13 +240,8 @@ class Refresher:
         cfg = self.rules
         betas = [self._momentum(k) for k in range(len(decisions))]
         clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
-        self._travelling = (
-            cfg.travel
-            and clipped
-            and not self._arrived
-            and self._travel_refreshes < rules.TRAVEL_LIMIT
-            and rules.may_grow(cfg, self._t, self._arrived)  # past the growth window no travelling up
-        )
+        # travel happens only before arrival, while a step budget still lets rates grow (rules.may_grow)
+        self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
         self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)

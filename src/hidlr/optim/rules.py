@@ -64,7 +64,8 @@ class RuleConfig:
         first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
             guess, not an estimate worth averaging with); None: the first refresh is like the others.
         total_steps: the run's step budget, when known; with it, rates may grow only during the
-            first ``grow_window`` of it (see :func:`growth_config`). None: they may grow throughout.
+            first ``grow_window`` of it or until they have arrived (see :func:`may_grow`). None: they
+            may grow throughout.
         grow_window: the fraction of ``total_steps`` during which a refresh may raise a rate.
     """
 
