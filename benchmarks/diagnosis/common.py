@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from hidlr import HiDLR
+from hidlr.bench.lr import runner
 from hidlr.bench.lr.methods import Method, Setup, base_optimizer, trainable
 from hidlr.bench.lr.runner import run_one
 from hidlr.bench.lr.workloads import Task, Workload
@@ -22,8 +23,9 @@ LOSING = ["digits-lora", "digits-cnn-bn", "digits-mlp-head-sgd", "digits-mlp-bia
 START_RATES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def hidlr_method(name: str, options: dict[str, Any], lr0_factor: float = 1.0, one_group: bool = False,
-                 probe: str = "same") -> Method:
+def hidlr_method(
+    name: str, options: dict[str, Any], lr0_factor: float = 1.0, one_group: bool = False, probe: str = "same"
+) -> Method:
     """Hi-DLR with ``options`` started at ``lr0_factor`` times the workload's default rate. An entry
     ``"rules": {...}`` of ``options`` overrides fields of the optimizer's ``RuleConfig`` after
     construction (rule variants not exposed as constructor arguments)."""
@@ -43,11 +45,13 @@ def hidlr_method(name: str, options: dict[str, Any], lr0_factor: float = 1.0, on
 def fixed_method(lr: float) -> Method:
     def build(wl: Workload, task: Task, spec: object = None) -> Setup:
         return Setup(base_optimizer(wl, task.groups, lr), lr=lr)
+
     return Method(f"fixed-{lr:g}", "grid", f"base optimizer at {lr:g}", build)
 
 
-def run_logged(out: Path, wl_name: str, method: Method, seed: int, tag: dict[str, Any],
-               steps: int | None = None) -> dict[str, Any]:
+def run_logged(
+    out: Path, wl_name: str, method: Method, seed: int, tag: dict[str, Any], steps: int | None = None
+) -> dict[str, Any]:
     """Run (or reuse from ``out``, a JSON-lines file) one method on one workload and seed."""
     key = {"workload": wl_name, "method": method.name, "seed": seed, **tag}
     if out.exists():
@@ -58,13 +62,19 @@ def run_logged(out: Path, wl_name: str, method: Method, seed: int, tag: dict[str
     torch.set_num_threads(1)
     wl = get_workloads([wl_name])[0]
     rec = run_one(wl, method, seed, steps or wl.steps)
-    slim = {**key, "status": rec["status"], "final_loss": rec["final_loss"], "reason": rec["reason"],
-            "lr_trace": rec["lr_trace"], "curve_loss": rec["curve"]["loss"], "step_time": rec["step_time"],
-            "groups": rec.get("groups")}
+    slim = {
+        **key,
+        "status": rec["status"],
+        "final_loss": rec["final_loss"],
+        "reason": rec["reason"],
+        "lr_trace": rec["lr_trace"],
+        "curve_loss": rec["curve"]["loss"],
+        "step_time": rec["step_time"],
+        "groups": rec.get("groups"),
+    }
     with out.open("a") as f:
         f.write(json.dumps(slim) + "\n")
-    print(f"{wl_name:22s} {method.name:28s} seed {seed} {tag} -> {rec['status']} {rec['final_loss']}",
-          file=sys.stderr)
+    print(f"{wl_name:22s} {method.name:28s} seed {seed} {tag} -> {rec['status']} {rec['final_loss']}", file=sys.stderr)
     return slim
 
 
@@ -75,3 +85,20 @@ def load(path: Path) -> list[dict[str, Any]]:
 def median_loss(recs: list[dict[str, Any]]) -> float:
     vals = [r["final_loss"] if r["status"] == "ok" else float("inf") for r in recs]
     return statistics.median(vals) if vals else float("nan")
+
+
+_make_probe = runner.make_probe
+
+
+def make_probe_with_val(task, batch, mode, probe_gen, crn_seed):
+    """``runner.make_probe`` with one more mode, ``"val"``: the ORACLE probe that evaluates the
+    workload's validation loss itself (what the final score uses). Install it with
+    ``runner.make_probe = make_probe_with_val``."""
+    if mode != "val":
+        return _make_probe(task, batch, mode, probe_gen, crn_seed)
+
+    def probe() -> torch.Tensor:
+        with runner.frozen_norm_stats(task.model):
+            return torch.tensor(task.evaluate(task.model)["loss"], dtype=torch.float32)
+
+    return probe

@@ -13,38 +13,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from common import hidlr_method, load, median_loss, run_logged
+from common import hidlr_method, load, make_probe_with_val, median_loss, run_logged
 
 from hidlr.bench.lr import runner
 
-_make_probe = runner.make_probe
-
-
-def _make_probe_with_val(task, batch, mode, probe_gen, crn_seed):
-    if mode != "val":
-        return _make_probe(task, batch, mode, probe_gen, crn_seed)
-
-    def probe() -> torch.Tensor:
-        with runner.frozen_norm_stats(task.model):
-            return torch.tensor(task.evaluate(task.model)["loss"], dtype=torch.float32)
-
-    return probe
-
-
-runner.make_probe = _make_probe_with_val
+runner.make_probe = make_probe_with_val
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--workloads", nargs="+", default=["digits-lora", "digits-mlp-head-sgd", "digits-mlp-bias",
-                                                       "digits-cnn-bn", "mdn"])
+    ap.add_argument(
+        "--workloads",
+        nargs="+",
+        default=["digits-lora", "digits-mlp-head-sgd", "digits-mlp-bias", "digits-cnn-bn", "mdn"],
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/diagnosis/results/heldout.jsonl"))
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    variants = {"diag (train batch)": ({}, False, "same"), "diag (oracle val)": ({}, False, "val"),
-                "gen (train batch)": ({}, True, "same"), "gen (oracle val)": ({}, True, "val")}
+    variants = {
+        "diag (train batch)": ({}, False, "same"),
+        "diag (oracle val)": ({}, False, "val"),
+        "gen (train batch)": ({}, True, "same"),
+        "gen (oracle val)": ({}, True, "val"),
+    }
     for w in a.workloads:
         for name, (opts, one, probe) in variants.items():
             m = hidlr_method(name, opts, one_group=one, probe=probe)
@@ -54,8 +46,10 @@ def main() -> None:
     print("| workload | " + " | ".join(variants) + " |")
     print("| --- |" + " --- |" * len(variants))
     for w in a.workloads:
-        cells = [median_loss([r for r in recs if r["workload"] == w and r["method"] == v and r["seed"] in a.seeds])
-                 for v in variants]
+        cells = [
+            median_loss([r for r in recs if r["workload"] == w and r["method"] == v and r["seed"] in a.seeds])
+            for v in variants
+        ]
         print(f"| {w} | " + " | ".join(f"{c:.4g}" for c in cells) + " |")
 
 

@@ -51,8 +51,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-from common import hidlr_method, run_logged
+from common import hidlr_method, make_probe_with_val, run_logged
 
 from hidlr.bench.lr import runner
 from hidlr.bench.lr.workloads import get as get_workloads
@@ -75,21 +74,6 @@ ALL_BUT_MANY_GROUPS = [
     "noisy-quadratic-long",
 ]
 CUT = 0.5
-_NEWTON = rules.newton_decisions
-
-_make_probe = runner.make_probe
-
-
-def _make_probe_with_val(task, batch, mode, probe_gen, crn_seed):
-    """``mode="val"``: the oracle probe, the validation loss itself."""
-    if mode != "val":
-        return _make_probe(task, batch, mode, probe_gen, crn_seed)
-
-    def probe() -> torch.Tensor:
-        with runner.frozen_norm_stats(task.model):
-            return torch.tensor(task.evaluate(task.model)["loss"], dtype=torch.float32)
-
-    return probe
 
 
 def _patch_cut() -> None:
@@ -253,13 +237,13 @@ def main() -> None:
         "--lr0", nargs="+", type=float, default=[], help="backtrack and later studies: start rates besides the default"
     )
     ap.add_argument("--frac", nargs="+", type=float, default=[0.25], help="growwin: growth windows")
-    ap.add_argument("--with-default", action="store_true", help="growwin, backtrack: also run the default")
+    ap.add_argument("--with-default", action="store_true", help="growwin: also run the default")
     ap.add_argument("--workloads", nargs="+")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    runner.make_probe = _make_probe_with_val
+    runner.make_probe = make_probe_with_val
     if a.study == "probes":
         variants = [("diag-sep", False, "separate"), ("diag-val", False, "val"), ("gen-val", True, "val")]
         workloads = a.workloads or LOSING
@@ -271,9 +255,11 @@ def main() -> None:
             (f"gen-val-cut{CUT}", True, "val"),
         ]
         workloads = a.workloads or LOSING
-    elif a.study in ("backtrack-refit", "reprobe", "arrive", "budget"):
+    elif a.study in ("backtrack", "backtrack-refit", "reprobe", "arrive", "budget"):
         if a.study == "budget":  # the engine as it is, told the step budget: nothing patched
             pass
+        elif a.study == "backtrack":
+            _patch_backtrack()
         elif a.study == "reprobe":
             _patch_reprobe()
         elif a.study == "arrive":
@@ -288,22 +274,6 @@ def main() -> None:
                 method = hidlr_method(name, {"total_steps": wl.steps}, lr0_factor=f, probe="separate")
                 for s in a.seeds:
                     run_logged(a.out, w, method, s, {"lr0": "default" if f == 1.0 else f * wl.default_lr})
-        return
-    elif a.study == "backtrack":
-        from hidlr.bench.lr.workloads import get as get_all
-
-        for w in a.workloads or [wl.name for wl in get_all()]:
-            wl = get_workloads([w])[0]
-            steps = wl.steps
-            for f in [1.0] + [lr / wl.default_lr for lr in a.lr0 if lr != wl.default_lr]:
-                for name in (["diag-budget"] if a.with_default else []) + ["diag-backtrack"]:
-                    if name == "diag-backtrack" and rules.newton_decisions.__name__ != "backtrack_decisions":
-                        _patch_backtrack()
-                    if name == "diag-budget" and rules.newton_decisions.__name__ == "backtrack_decisions":
-                        rules.newton_decisions = _NEWTON
-                    method = hidlr_method(name, {"total_steps": steps}, lr0_factor=f, probe="separate")
-                    for s in a.seeds:
-                        run_logged(a.out, w, method, s, {"lr0": "default" if f == 1.0 else f * wl.default_lr})
         return
     elif a.study == "nogrow":
         _patch_nogrow()
