@@ -467,15 +467,16 @@ def torch_compile(device: str) -> dict[str, Any]:
 
 @check
 def estimators_on_the_device(device: str) -> dict[str, Any]:
-    """MDN, BNN and a deep ensemble fitted on device tensors: the fitted nets live on the device,
-    predictions are finite, and the test log-likelihood is close to the CPU fit's."""
-    from hidlr.uq import BNN, MDN, DeepEnsemble
+    """MDN, BNN and a deep ensemble fitted on device tensors: the fitted nets live on the device, the
+    test log-likelihood is close to the CPU fit's, and the predictive surface (point predictions,
+    intervals, quantiles, the mixture's metrics) and conformal intervals work on device input."""
+    from hidlr.uq import BNN, MDN, ConformalRegressor, DeepEnsemble, metrics
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(600, 1, generator=gen, dtype=torch.float64) * 6 - 3
     y = torch.sin(x[:, 0]) + 0.2 * torch.randn(600, generator=gen, dtype=torch.float64)
-    xt, yt, xs, ys = x[:400], y[:400], x[400:], y[400:]
-    out = {}
+    xt, yt, xs, ys = x[:400].float(), y[:400].float(), x[400:].float(), y[400:].float()
+    out: dict[str, Any] = {}
     for name, make in (
         ("mdn", lambda: MDN(epochs=60)),
         ("bnn", lambda: BNN(epochs=60)),
@@ -483,15 +484,76 @@ def estimators_on_the_device(device: str) -> dict[str, Any]:
     ):
         scores = {}
         for where in (device, "cpu"):
-            model = make().fit(xt.float().to(where), yt.float().to(where))
+            model = make().fit(xt.to(where), yt.to(where))
             nets = [e.module_ for e in model.estimators_] if hasattr(model, "estimators_") else [model.module_]
             kinds = {p.device.type for net in nets for p in net.parameters()}
             need(kinds == {torch.device(where).type}, f"{name} on {where}: parameters on {kinds}")
-            scores[where] = float(model.score(xs.float().to(where), ys.float().to(where)))
+            scores[where] = float(model.score(xs.to(where), ys.to(where)))
         gap = abs(scores[device] - scores["cpu"])
         need(gap < 0.15, f"{name}: device {scores[device]:.3f}, cpu {scores['cpu']:.3f}")
         out[name] = scores
-    return {"test_mean_log_likelihood": out}
+    model = MDN(epochs=60).fit(xt.to(device), yt.to(device))
+    point = model.predict(xs.to(device))
+    lo_hi = model.predict_interval(xs.to(device), coverage=0.9)
+    model.predict_quantiles(xs.to(device), alpha=[0.05, 0.5, 0.95])
+    evaluation = metrics.evaluate(model.predict_proba(xs.to(device)), ys.to(device))
+    need(point.shape == (200,) and all(v == v for v in evaluation.values()), f"evaluate: {evaluation}")
+    out["mdn_evaluate"] = evaluation
+    out["mdn_interval_type"] = type(lo_hi).__name__
+    for method in ("pit", "cqr", "recalibrate"):
+        conformal = ConformalRegressor(MDN(epochs=60), method=method).fit(xt.to(device), yt.to(device))
+        conformal.predict_interval(xs.to(device), coverage=0.9)
+    return out
+
+
+@check
+def lightning_on_the_device(device: str) -> dict[str, Any]:
+    """A Lightning Trainer on the device's accelerator with the HiDLRCallback (no hand-built probe)
+    and a LearningRateMonitor: the run ends, refreshes happened, the logged rate is the applied one."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hidlr.integrations.lightning import HiDLRCallback
+
+    class Net(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp(0)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self):
+            return HiDLR(torch.optim.Adam(groups_of(self.net), lr=1e-3))
+
+    x, y = data("cpu")[0]
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    module = Net()
+    folder = Path(f"/tmp/hidlr-cuda-check-lightning-{time.time_ns()}")
+    monitor = LearningRateMonitor(logging_interval="step")
+    trainer = L.Trainer(
+        max_steps=24,
+        accelerator="gpu" if device.startswith("cuda") else "cpu",
+        devices=1,
+        logger=CSVLogger(folder),
+        log_every_n_steps=1,
+        callbacks=[HiDLRCallback(), monitor],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, loader)
+    opt = trainer.optimizers[0]
+    need(next(module.parameters()).device.type == torch.device(device).type, "the model is not on the device")
+    need(opt.refresh_count > 0 and opt.total_steps == 24, f"{opt.refresh_count} refreshes, budget {opt.total_steps}")
+    logged = trainer.callback_metrics
+    rates = {k: float(v) for k, v in logged.items() if k.startswith("lr-")}
+    close = all(abs(a - b) <= 1e-6 * b for a, b in zip(sorted(rates.values()), sorted(opt.lrs)))
+    need(len(rates) == len(opt.lrs) and close, f"logged {rates}, applied {opt.lrs}")  # logged in float32
+    return {"refreshes": opt.refresh_count, "logged_rates": rates}
 
 
 # ------------------------------------------------------------------------------------- runner

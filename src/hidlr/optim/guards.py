@@ -116,14 +116,15 @@ def first_non_finite(params: Sequence[Sequence[torch.Tensor]]) -> tuple[int, int
 
 
 def probe_value(value: Any) -> torch.Tensor:
-    """A probe's return value as a 0-d float64 tensor; :class:`ProbeError` naming what came back when
+    """A probe's return value as a 0-d float64 tensor on the CPU (the fits are tiny host-side
+    problems, and some accelerators have no float64); :class:`ProbeError` naming what came back when
     it is not a real scalar (None, str, bool, complex, several elements, a list, ...)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ProbeError(f"probe must return a scalar loss, got a tensor of shape {tuple(value.shape)}")
         if value.is_complex() or value.dtype == torch.bool:
             raise ProbeError(f"probe must return a real scalar loss, got a {value.dtype} tensor")
-        return value.detach().reshape(()).to(torch.float64)
+        return value.detach().reshape(()).cpu().to(torch.float64)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ProbeError(
             f"probe must return a scalar loss (a tensor or a real number), got {type(value).__name__} {value!r:.60}"

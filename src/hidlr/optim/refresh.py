@@ -75,7 +75,7 @@ class Refresher:
 
     def _call_probe(self, probe: Probe) -> torch.Tensor:
         """Evaluate the probe loss at the current weights under ``torch.no_grad``: a 0-d float64
-        tensor. The one place probe losses are read (a hook that averages them across processes
+        tensor on the CPU. The one place probe losses are read (a hook that averages them across processes
         belongs here)."""
         with torch.no_grad():
             raw = probe()
