@@ -521,9 +521,11 @@ def lightning_on_the_device(device: str) -> dict[str, Any]:
         def __init__(self) -> None:
             super().__init__()
             self.net = mlp(0)
+            self.devices_seen: set[str] = set()
 
         def training_step(self, batch, batch_idx):
             x, y = batch
+            self.devices_seen.add(next(self.parameters()).device.type)
             return nn.functional.mse_loss(self.net(x), y)
 
         def configure_optimizers(self):
@@ -547,7 +549,8 @@ def lightning_on_the_device(device: str) -> dict[str, Any]:
     )
     trainer.fit(module, loader)
     opt = trainer.optimizers[0]
-    need(next(module.parameters()).device.type == torch.device(device).type, "the model is not on the device")
+    seen = module.devices_seen  # (Lightning moves the module back to the CPU at teardown)
+    need(seen == {torch.device(device).type}, f"training steps ran on {seen}")
     need(opt.refresh_count > 0 and opt.total_steps == 24, f"{opt.refresh_count} refreshes, budget {opt.total_steps}")
     logged = trainer.callback_metrics
     rates = {k: float(v) for k, v in logged.items() if k.startswith("lr-")}

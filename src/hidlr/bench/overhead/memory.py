@@ -31,6 +31,14 @@ import torch
 from hidlr.bench.overhead.timing import deep_mlp, timed_run
 
 
+def _is_tensor(obj: object) -> bool:
+    """isinstance(obj, Tensor), False for a weak proxy whose referent is gone (Lightning leaves some)."""
+    try:
+        return isinstance(obj, torch.Tensor)
+    except ReferenceError:
+        return False
+
+
 def live_tensor_bytes() -> dict[str, int]:
     """Bytes of the distinct storages of the dense tensors reachable from Python, and of their
     gradients, per device type (``{"cpu": ..., "cuda": ...}``). Views count once; sparse tensors
@@ -45,7 +53,7 @@ def live_tensor_bytes() -> dict[str, int]:
 
     with warnings.catch_warnings():  # isinstance on deprecated torch module attributes warns
         warnings.simplefilter("ignore")
-        tensors = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
+        tensors = [obj for obj in gc.get_objects() if _is_tensor(obj)]
     for t in tensors:
         add(t)
         if t.grad is not None:  # a gradient is reachable from its tensor only, not as an object
