@@ -560,11 +560,14 @@ def lightning_on_the_device(device: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- runner
-def environment(device: str) -> dict[str, Any]:
+def environment(device: str, commit: str | None) -> dict[str, Any]:
     env: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version(), "device": device}
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(0)
         env["cuda"] = torch.version.cuda
+    if commit:
+        env["commit"] = commit
+        return env
     try:
         env["commit"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -597,8 +600,9 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cuda"))
     parser.add_argument("--only", nargs="*", help="names of checks to run (default: all)")
+    parser.add_argument("--commit", help="the commit to name in the report (default: git's HEAD; a copy's git can lag)")
     args = parser.parse_args()
-    env = environment(args.device)
+    env = environment(args.device, args.commit)
     print(json.dumps(env))
     results = []
     for name, fn in CHECKS:
