@@ -91,3 +91,16 @@ def test_live_tensor_bytes_skips_weak_proxies_whose_referent_is_gone():
     keep = torch.ones(1000, dtype=torch.float64)
     assert live_tensor_bytes()["cpu"] >= keep.numel() * 8
     assert proxies  # the dead proxy was in gc's objects during the count
+
+
+def test_live_tensor_bytes_skips_tensors_without_storage():
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from hidlr.bench.overhead.memory import live_tensor_bytes
+
+    fake = FakeTensorMode().from_tensor(torch.ones(1000))
+    torch._C._set_throw_on_mutable_data_ptr(fake)  # as torch.compile's tracing leaves them in gc's objects
+    keep = torch.ones(1000, dtype=torch.float64)
+    assert live_tensor_bytes()["cpu"] >= keep.numel() * 8
+    assert fake.shape == (1000,)

@@ -47,8 +47,11 @@ def live_tensor_bytes() -> dict[str, int]:
 
     def add(t: torch.Tensor) -> None:
         if t.layout == torch.strided and t.device.type != "meta":
-            st = t.untyped_storage()
-            key = (t.device, st.data_ptr())
+            try:
+                st = t.untyped_storage()
+                key = (t.device, st.data_ptr())
+            except RuntimeError:  # a tracing tensor of torch.compile (FakeTensor): no storage of its own
+                return
             storages[key] = max(storages.get(key, 0), st.nbytes())
 
     with warnings.catch_warnings():  # isinstance on deprecated torch module attributes warns
