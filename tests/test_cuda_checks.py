@@ -1,26 +1,13 @@
 """The device checks of ``benchmarks/cuda/checks.py``: each one on the CPU here, and on CUDA too
 where a GPU is present (the CPU-only CI skips those; run the script itself on a GPU machine)."""
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-CHECKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "cuda"
+from tests.scripts import load_script
+
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
-
-
-def _load():
-    sys.path.insert(0, str(CHECKS_DIR))
-    try:
-        return importlib.import_module("checks")
-    finally:
-        sys.path.remove(str(CHECKS_DIR))
-
-
-checks = _load()
+checks = load_script("cuda", "checks")
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -2,22 +2,14 @@
 seconds): no case may lose data, go silently wrong, refuse without naming the problem, or refuse a
 valid value."""
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
-SWEEP_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "faults"
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    sys.path.insert(0, str(SWEEP_DIR))
-    try:
-        yield importlib.import_module("sweep")
-    finally:
-        sys.path.remove(str(SWEEP_DIR))
+    return load_script("faults", "sweep")
 
 
 def test_sweep_finds_no_bad_case(sweep):

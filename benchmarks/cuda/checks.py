@@ -73,6 +73,17 @@ def mse_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[]
     return lambda: nn.functional.mse_loss(model(x), y)
 
 
+def same_batch_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, n: int) -> None:
+    """``n`` steps on one batch; a HiDLR probes that batch too."""
+    for _ in range(n):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        if isinstance(opt, HiDLR):
+            opt.step(probe=mse_probe(model, x, y))
+        else:
+            opt.step()
+
+
 def train(model: nn.Module, opt: HiDLR, batches, steps: int) -> list[float]:
     losses = []
     for t in range(steps):
@@ -181,13 +192,7 @@ def _refresh_peak(device: str, width: int = 1024) -> dict[str, float]:
         opt = base if options is None else HiDLR(base, every=2, **options)
         batches = data(device)
         x, y = batches[0]
-        for _ in range(2):  # state exists, and the HiDLR step is a refresh (steps 0 and 2)
-            opt.zero_grad()
-            nn.functional.mse_loss(model(x), y).backward()
-            if options is None:
-                opt.step()
-            else:
-                opt.step(probe=mse_probe(model, x, y))
+        same_batch_steps(model, opt, x, y, 2)  # state exists, and the HiDLR step is a refresh (steps 0 and 2)
         opt.zero_grad()
         nn.functional.mse_loss(model(x), y).backward()
         torch.cuda.synchronize()
@@ -383,13 +388,7 @@ def host_syncs_per_step(device: str) -> dict[str, Any]:
         opt = base if options is None else HiDLR(base, every=1000, **options)
         batches = data(device)
         x, y = batches[0]
-        for _ in range(3):  # warm: state exists, step 0 refreshed
-            opt.zero_grad()
-            nn.functional.mse_loss(model(x), y).backward()
-            if options is None:
-                opt.step()
-            else:
-                opt.step(probe=mse_probe(model, x, y))
+        same_batch_steps(model, opt, x, y, 3)  # warm: state exists, step 0 refreshed
         torch.cuda.synchronize()
         steps = 20
         with warnings.catch_warnings(record=True) as seen:
