@@ -1,5 +1,6 @@
 """The training budget of a UCI set and the validation part carved from a split's training rows."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,12 @@ def test_budget_scales_with_size():
     assert budget_for(277, True).max_epochs < small.max_epochs
     with pytest.raises(ValueError, match="empty"):
         budget_for(0, False)
+
+
+def test_a_step_budget_raises_the_epoch_cap_and_is_validated():
+    default, longer = budget_for(691, False), budget_for(691, False, steps=3000)
+    assert longer.max_epochs > default.max_epochs and longer.batch_size == default.batch_size
+    assert longer.max_epochs == min(400, round(3000 / math.ceil(round(691 * 0.8) / 32)))
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="steps"):
+            budget_for(691, False, steps=bad)

@@ -135,9 +135,10 @@ def run_split(
     models: Sequence[str],
     optimizer: str,
     quick: bool,
+    budget_steps: int | None = None,
 ) -> list[dict[str, Any]]:
     """Tune on half of the validation part, calibrate on the other half, refit on the training
-    split, score on the test split.
+    split, score on the test split (``budget_steps``: see :func:`budget_for`).
 
     X: (n, d), y: (n,) original units. Returns one record per model: test metrics of the refitted
     model, the validation log-likelihood and calibrated scores of the model trained on the fit part.
@@ -145,7 +146,7 @@ def run_split(
     import torch
 
     torch.set_num_threads(1)
-    budget = budget_for(train_idx.size, quick)
+    budget = budget_for(train_idx.size, quick, budget_steps)
     fit_idx, val_idx = carve_validation(X, y, train_idx, test_idx, budget.val_frac, split)
     if np.intersect1d(val_idx, test_idx).size or np.intersect1d(train_idx, test_idx).size:
         raise RuntimeError("validation or training rows overlap the test rows")
@@ -258,9 +259,9 @@ def carry_spread(part: Any, final: Any) -> float:
 
 
 def _job(args: tuple) -> tuple[str, list[dict[str, Any]], float, float]:
-    name, X, y, tr, te, split, models, opt, quick = args
+    name, X, y, tr, te, split, models, opt, quick, budget_steps = args
     t0, c0 = time.perf_counter(), time.process_time()
-    recs = run_split(X, y, tr, te, split, models, opt, quick)
+    recs = run_split(X, y, tr, te, split, models, opt, quick, budget_steps)
     for r in recs:
         r["set"] = name
     return name, recs, time.perf_counter() - t0, time.process_time() - c0
@@ -290,13 +291,16 @@ def run(
     root: str | Path | None = None,
     progress: bool = True,
     workers: int = 2,
+    budget_steps: int | None = None,
 ) -> dict[str, Any]:
     """Run the protocol and write ``results.json``, ``report.md`` and reliability PNGs to ``out_dir``.
 
     sets: names under ``root`` or folder paths (default: the five standard sets); models: subset of
     :data:`MODELS`; splits: a count (first k of the 20) or explicit indices (default 20, quick 2);
     optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default: found by the loader);
-    workers: processes running splits side by side (1 = in this process). Returns the results dict.
+    workers: processes running splits side by side (1 = in this process); budget_steps: optimizer
+    steps at each set's epoch cap (default: 800, 1600 for sets of 3000 rows or more; see
+    :func:`budget_for`). Returns the results dict.
     """
     from hidlr.bench.uci.report import write_report
 
@@ -323,7 +327,7 @@ def run(
         data_info[name] = {
             "rows": int(X.shape[0]),
             "features": int(X.shape[1]),
-            "budget": asdict(budget_for(all_splits[0][0].size, quick)),
+            "budget": asdict(budget_for(all_splits[0][0].size, quick, budget_steps)),
             "discrete_target": bool(np.all(y == np.round(y)) and np.unique(y).size <= 20),
         }
         loaded[name] = (X, y, all_splits)
@@ -331,7 +335,7 @@ def run(
         for name, (X, y, all_splits) in loaded.items():
             tr, te = all_splits[i]
             for o in optimizers:
-                jobs.append((name, X, y, tr, te, i, models, o, quick))
+                jobs.append((name, X, y, tr, te, i, models, o, quick, budget_steps))
                 weights.append(tr.size * data_info[name]["budget"]["max_epochs"] * (2 if o == "adam" else 1))
     header = {
         "meta": harness.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}"),
@@ -341,6 +345,7 @@ def run(
         "optimizers": optimizers,
         "splits_requested": split_ids,
         "workers": workers,
+        "budget_steps": budget_steps,
         "t_start": time.time(),
     }
     journal = harness.Journal(out_dir, HEADER, PARTIAL)

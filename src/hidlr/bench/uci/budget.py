@@ -18,17 +18,21 @@ class Budget:
     val_frac: float = 0.2
 
 
-def budget_for(n_train: int, quick: bool) -> Budget:
+def budget_for(n_train: int, quick: bool, steps: int | None = None) -> Budget:
     """Batch size and epoch cap scaled by the training-set size.
 
     Small sets get small batches and many epochs, large ones large batches and fewer epochs: about
-    800 optimizer steps at the cap on the fit part for sets under 3000 rows, 1600 above (each
-    step of these small nets costs about the same whatever the batch); ``quick`` divides by 20.
+    ``steps`` optimizer steps at the cap on the fit part (default: 800 for sets under 3000 rows,
+    1600 above; each step of these small nets costs about the same whatever the batch), at most
+    400 epochs; ``quick`` divides by 20.
     """
     if n_train < 1:
         raise ValueError("budget_for: empty training set")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"budget_for: steps must be a positive int or None, got {steps!r}")
     batch = 32 if n_train < 1200 else (64 if n_train < 3000 else 128)
-    steps = 800 if n_train < 3000 else 1600
+    if steps is None:
+        steps = 800 if n_train < 3000 else 1600
     fit_rows = max(1, int(round(n_train * 0.8)))
     per_epoch = math.ceil(fit_rows / batch)
     epochs = int(min(400, max(10, round(steps / per_epoch))))
