@@ -37,7 +37,25 @@ def test_detect_kind(tmp_path):
     assert detect_kind({"slopes": {}, "jobs": []}, tmp_path) == "kl"
     assert detect_kind({"records": [], "sets": {}, "summary": {}}, tmp_path) == "uci"
     assert detect_kind({}, tmp_path / "finetune") == "finetune"
+    assert detect_kind({"task": {}, "densities": {}, "jobs": []}, tmp_path) == "rotdigits"
+    assert detect_kind({"counts": {}, "cases": []}, tmp_path) == "faults"
+    assert detect_kind({"checks": [], "environment": {}}, tmp_path) == "cuda"
     assert detect_kind({}, tmp_path) == "other"
+
+
+def test_a_list_of_records_is_one_row_per_record_named_by_its_fields(tmp_path):
+    checks = [
+        {"name": "trains", "ok": True, "seconds": 6.4, "error": None},
+        {"name": "compile", "ok": False, "seconds": 9.7, "error": "Failed: loss"},
+    ]
+    (tmp_path / "results.json").write_text(json.dumps({"checks": checks, "environment": {"commit": "abc1234"}}))
+    page = build_results_page(tmp_path)
+    text = page.render()
+    assert "cuda benchmark" in text and "abc1234" in text
+    tables = next(s for s in page.sections if s.anchor == "tables")
+    assert any("Checks" in str(b) for b in tables.blocks)
+    for cell in ("trains", "compile", "Failed: loss", "9.7", "6.4"):
+        assert f">{cell}<" in text
 
 
 def test_the_overhead_page_shows_its_time_and_memory_tables(tmp_path):
@@ -87,7 +105,7 @@ def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
         build_results_page(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["lr", "uci", "kl"])
+@pytest.mark.parametrize("name", ["lr", "uci", "kl", "rotdigits", "faults"])
 def test_committed_results_have_a_page(name):
     page = build_results_page(ROOT / "benchmarks" / "results" / name)
     text = page.render()

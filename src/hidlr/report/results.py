@@ -3,7 +3,7 @@
 The page shows the folder's Markdown report (its images inlined), every PNG the report does not
 already show, the run's provenance (command-independent: start, commit, machine, duration) and
 the key tables of its JSON results, chosen per benchmark (lr, uci, kl, overhead, uq-speed,
-finetune; any other folder gets its ``summary`` table when it has one).
+finetune, rotdigits, faults, cuda; any other folder gets its ``summary`` table when it has one).
 """
 
 from __future__ import annotations
@@ -57,6 +57,15 @@ KEY_TABLES: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...] | None]]]
     ],
     "uq_speed": [("Throughput ratios", ("ratios",), None), ("Paired ratios", ("paired_ratios",), ("median",))],
     "finetune": [("Summary", ("summary",), None)],
+    "rotdigits": [
+        (
+            "Fits per model and seed",
+            ("jobs",),
+            ("n_train", "best_epochs", "epistemic_ratio", "mode_split", "phantom_mass", "fit_s"),
+        )
+    ],
+    "faults": [("Cases by outcome", ("counts",), None)],
+    "cuda": [("Checks", ("checks",), ("ok", "seconds", "error"))],
     "other": [("Summary", ("summary",), None)],
 }
 
@@ -75,6 +84,12 @@ def detect_kind(results: dict[str, Any], folder: Path) -> str:
         return "kl"
     if "records" in results and "sets" in results and "summary" in results:
         return "uci"
+    if "task" in results and "densities" in results and "jobs" in results:
+        return "rotdigits"
+    if "counts" in results and "cases" in results:
+        return "faults"
+    if "checks" in results and "environment" in results:
+        return "cuda"
     if "finetune" in folder.name.lower():
         return "finetune"
     return "other"
@@ -161,7 +176,23 @@ def _dig(obj: Any, path: Sequence[str]) -> Any:
         if not isinstance(obj, dict) or k not in obj:
             return None
         obj = obj[k]
-    return obj
+    return _keyed(obj)
+
+
+#: fields that name a record of a list of records, in the order they make its row label
+LABEL_FIELDS = ("name", "set", "model", "optimizer", "seed", "split")
+
+
+def _keyed(obj: Any) -> Any:
+    """A list of records (dicts) as a dict keyed by each record's naming fields (``LABEL_FIELDS``,
+    else its index), so that :func:`pivot` makes one row per record; anything else as it is."""
+    if not isinstance(obj, list) or not obj or not all(isinstance(r, dict) for r in obj):
+        return obj
+    out: dict[str, Any] = {}
+    for i, r in enumerate(obj):
+        label = " ".join(str(r[f]) for f in LABEL_FIELDS if f in r) or str(i)
+        out[label if label not in out else f"{label} ({i})"] = {k: v for k, v in r.items() if k not in LABEL_FIELDS}
+    return out
 
 
 def provenance(results: dict[str, Any]) -> list[list[str]]:
@@ -170,7 +201,7 @@ def provenance(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for label, v in (
         ("started", results.get("started") or meta.get("started")),
-        ("code at commit", meta.get("git_commit")),
+        ("code at commit", meta.get("git_commit") or meta.get("commit") or results.get("commit")),
         ("machine", meta.get("cpu") or meta.get("machine") or meta.get("platform")),
         ("CPUs", meta.get("cpu_count") or meta.get("cores")),
         ("torch", meta.get("torch") or (meta.get("packages") or {}).get("torch")),
