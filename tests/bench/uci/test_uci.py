@@ -91,6 +91,12 @@ def test_report_from_records(tmp_path):
     assert "Extrapolation, not a measurement" in report
     # 1.25 CPU-seconds per (set, optimizer) split -> 4 x 25 = 100 for 20 splits, on 2 cores 50 s
     assert res["timing"]["extrapolated_full_2core_s"] == pytest.approx(10.0 * 20 / 2 / 2)
+    assert "about 800 optimizer steps" in report and "wide MDN ensemble" not in report
+    res.update(budget_steps=3000, models=["mdn", "bnn", "mdn_ensemble_wide"])
+    write_report(res, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "about 3000 optimizer steps" in report and "`--budget-steps 3000`" in report
+    assert "the wide MDN ensemble: two hidden layers of 100" in report
 
 
 @pytest.mark.skipif(not UCI_ROOT.exists(), reason="UCI data folder not present")

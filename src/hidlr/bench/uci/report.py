@@ -195,6 +195,19 @@ def _load_text(meta: dict[str, Any]) -> str:
     return "" if not load else f" (load average {load[0]:.2f} when it started: other work on the machine adds to it)"
 
 
+def _budget_sentence(result: dict[str, Any]) -> str:
+    """How long the fits may train: the epoch cap's optimizer steps, the default or the run's own."""
+    steps = result.get("budget_steps")
+    if steps is None:
+        return (
+            "Training budget: about 800 optimizer steps at each set's epoch cap (1600 for sets of 3000 rows or more). "
+        )
+    return (
+        f"Training budget: about {steps} optimizer steps at each set's epoch cap (`--budget-steps "
+        f"{steps}`; the default is 800, 1600 for sets of 3000 rows or more), at most 400 epochs. "
+    )
+
+
 def write_report(result: dict[str, Any], out_dir: Path) -> None:
     """Write results.json, report.md and reliability.png into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,8 +225,17 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
             + (" — stopped early, partial results" if result.get("stopped_early") else ""),
             "",
             "Protocol: standard 20 random 90/10 splits (Hernández-Lobato & Adams 2015), one hidden layer "
-            "of 50 ReLU units, metrics per test point in the target's original units, mean ± standard "
-            "error over splits. Hyperparameters (Adam's rate from {"
+            "of 50 ReLU units"
+            + (
+                " (the wide MDN ensemble: two hidden layers of 100; it is not part of the published "
+                "protocol and competes only for the validation-chosen model)"
+                if "mdn_ensemble_wide" in result["models"]
+                else ""
+            )
+            + ", metrics per test point in the target's original units, mean ± standard "
+            "error over splits. "
+            + _budget_sentence(result)
+            + "Hyperparameters (Adam's rate from {"
             + ", ".join(f"{lr:g}" for lr in ADAM_LRS)
             + f"}}, Hi-DLR's starting rate {HIDLR_LR:g}, the number of "
             "epochs from the validation curve, the MC-dropout rate from {"
