@@ -435,6 +435,43 @@ def probe_rules_on_the_device(device: str) -> dict[str, Any]:
 
 
 @check
+def curvature_and_influence_on_the_device(device: str) -> dict[str, Any]:
+    """Exact curvature (``hidlr.curvature``: directional b and A, top eigenvalues, Hutchinson
+    traces) of a float64 model on the device equals the CPU's (1e-8 of the largest value), and influence and
+    freezing work on a HiDLR trained on the device."""
+    from hidlr import curvature, influence
+
+    values = {}
+    for where in (device, "cpu"):
+        model = mlp(0, torch.float64).to(where)
+        x, y = data(where, torch.float64)[0]
+        groups = [list(model[i].parameters()) for i in (0, 2, 4)]
+        directions = [[torch.ones_like(p) for p in g] for g in groups]
+        loss = mse_probe(model, x, y)
+        d = curvature.along(loss, groups, directions)
+        values[where] = torch.cat(
+            [
+                d.b.cpu().reshape(-1),
+                d.A.cpu().reshape(-1),
+                curvature.top_eigenvalues(loss, groups, iters=20).cpu().reshape(-1),
+                curvature.hutchinson_traces(loss, groups, samples=8).mean.cpu().reshape(-1),
+            ]
+        )
+    gap = float((values[device] - values["cpu"]).abs().max() / values["cpu"].abs().max())
+    need(gap < 1e-8, f"device and CPU curvature differ by {gap:.2e} (relative to the largest value)")
+    model = mlp(0).to(device)
+    opt = HiDLR(torch.optim.Adam(groups_of(model), lr=1e-3), every=2)
+    train(model, opt, data(device), 12)
+    scores = opt.influence
+    need(len(scores) == 3 and all(v == v for v in scores), f"influence {scores}")
+    plan = influence.freeze(opt, budget=0.5)
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    need(bool(frozen), "nothing was frozen at a budget of half the parameters")
+    train(model, opt, data(device), 4)  # training goes on with the frozen groups
+    return {"max_relative_gap": gap, "influence": scores, "frozen_groups": list(plan.frozen_groups)}
+
+
+@check
 def torch_compile(device: str) -> dict[str, Any]:
     """A ``torch.compile``d model trained by HiDLR with a LatestBatchProbe (the probe re-runs the
     compiled forward) for 100 steps, against the same run in eager mode: finite, and the final
