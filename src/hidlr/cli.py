@@ -145,7 +145,9 @@ def bench_uci(
     quick: bool = typer.Option(False, help="Few splits and epochs (smoke run)."),
     sets: list[str] = typer.Option(None, help="Set names or folders (default: the five)."),
     models: list[str] = typer.Option(
-        None, help="mdn, bnn, mc_dropout, deep_ensemble, mdn_ensemble, bayesian_mdn (default: all)."
+        None,
+        help="mdn, bnn, mc_dropout, deep_ensemble, mdn_ensemble, bayesian_mdn (default: these six), "
+        "mdn_ensemble_wide (two hidden layers of 100; opt-in).",
     ),
     splits: int = typer.Option(None, help="First k of the 20 standard splits."),
     optimizers: list[str] = typer.Option(None, help="hidlr, adam (default: both)."),
@@ -155,7 +157,7 @@ def bench_uci(
         None, help="Optimizer steps at each set's epoch cap (default: 800, 1600 for sets of 3000+ rows)."
     ),
 ) -> None:
-    """The UCI regression protocol: 20 splits, seven models, Hi-DLR and tuned Adam."""
+    """The UCI regression protocol: 20 splits, six models (a seventh on request), Hi-DLR and tuned Adam."""
     from hidlr.bench import uci
 
     uci.run(

@@ -25,7 +25,7 @@ import numpy as np
 from hidlr.bench import harness
 from hidlr.bench.uci.budget import Budget, budget_for, carve_validation, patience_for
 from hidlr.bench.uci.calibrated import calibrated_scores, chosen_by_validation, split_validation, summarize_calibration
-from hidlr.bench.uci.models import MODELS, OPTIMIZERS, TUNE_AS, build_model, tuning_grid
+from hidlr.bench.uci.models import MODELS, OPTIMIZERS, PROTOCOL_MODELS, TUNE_AS, build_model, tuning_grid
 from hidlr.bench.uci.summary import CONTRASTS, model_contrast, paired_difference, summarize
 
 SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
@@ -296,7 +296,8 @@ def run(
     """Run the protocol and write ``results.json``, ``report.md`` and reliability PNGs to ``out_dir``.
 
     sets: names under ``root`` or folder paths (default: the five standard sets); models: subset of
-    :data:`MODELS`; splits: a count (first k of the 20) or explicit indices (default 20, quick 2);
+    :data:`MODELS` (default: :data:`PROTOCOL_MODELS`); splits: a count (first k of the 20) or
+    explicit indices (default 20, quick 2);
     optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default: found by the loader);
     workers: processes running splits side by side (1 = in this process); budget_steps: optimizer
     steps at each set's epoch cap (default: 800, 1600 for sets of 3000 rows or more; see
@@ -305,7 +306,7 @@ def run(
     from hidlr.bench.uci.report import write_report
 
     sets = list(sets or SETS)
-    models = list(models or MODELS)
+    models = list(models or PROTOCOL_MODELS)
     optimizers = list(optimizers or OPTIMIZERS)
     for m in models:
         if m not in MODELS:
