@@ -67,3 +67,11 @@ def test_the_model_chosen_by_validation_is_scored_on_test_beside_the_published_b
 def test_the_unscaled_variant_turns_variance_scaling_off():
     assert defaults.default_model("mdn", "early-stop+unscaled", 0).variance_scaling is False
     assert defaults.default_model("deep_ensemble", "early-stop", 0).estimator.variance_scaling is True
+
+
+def test_the_wide_variant_widens_every_model_and_only_that():
+    for name in defaults.MODELS:
+        wide = defaults.default_model(name, "early-stop+wide", 0)
+        plain = defaults.default_model(name, "early-stop", 0)
+        member, base = (getattr(m, "estimator", m) for m in (wide, plain))
+        assert tuple(member.hidden) == defaults.WIDE and tuple(base.hidden) != defaults.WIDE

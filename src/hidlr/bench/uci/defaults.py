@@ -27,7 +27,9 @@ from hidlr.bench import reporting as rep
 
 SETS = ("diabetes", "concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
 MODELS = ("mdn", "bnn", "mc_dropout", "deep_ensemble", "mdn_ensemble", "bayesian_mdn")
-VARIANTS = ("early-stop", "early-stop+refit", "early-stop+robust", "early-stop+unscaled")
+VARIANTS = ("early-stop", "early-stop+refit", "early-stop+robust", "early-stop+unscaled", "early-stop+wide")
+#: the hidden layers of the ``+wide`` variant (the estimators' default is one layer of 50)
+WIDE = (100, 100)
 #: the optimizer each model trains with by default (to pick the matching tuned-protocol records)
 DEFAULT_OPTIMIZER = {
     "mdn": "adam",
@@ -43,7 +45,7 @@ TUNED_RESULTS = Path("benchmarks/results/uci/results.json")
 def default_model(name: str, variant: str, seed: int) -> Any:
     """The model ``name`` with its defaults, ``random_state=seed`` and the options of ``variant``
     (``"early-stop"``: none; ``"+refit"``: ``refit=True``; ``"+robust"``: ``target_scaling="robust"``;
-    ``"+unscaled"``: ``variance_scaling=False``)."""
+    ``"+unscaled"``: ``variance_scaling=False``; ``"+wide"``: ``hidden=WIDE``)."""
     from hidlr.uq import models as M
 
     if variant not in VARIANTS:
@@ -52,6 +54,7 @@ def default_model(name: str, variant: str, seed: int) -> Any:
         "refit": variant.endswith("refit"),
         "target_scaling": "robust" if variant.endswith("robust") else "standard",
         "variance_scaling": not variant.endswith("unscaled"),
+        **({"hidden": WIDE} if variant.endswith("wide") else {}),
     }
     opts = {**member, "random_state": seed}
     makers: dict[str, Callable[[], Any]] = {
