@@ -230,7 +230,8 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
         (
             "Each model with its defaults (`Model(random_state=split).fit(X_train, y_train)`; the refit variant "
             "adds `refit=True`, the robust one `target_scaling='robust'`, the unscaled one "
-            "`variance_scaling=False`): a validation part of 10% carved from the training rows, early stopping on "
+            "`variance_scaling=False`, the wide one `hidden=(100, 100)`): a validation part of 10% carved from "
+            "the training rows, early stopping on "
             "its NLL (patience a fifth of the epoch cap), the best epoch's weights, then the spread factor fitted "
             "by likelihood on the same rows (the MDN ensemble also one for the whole mixture). Diabetes: "
             "scikit-learn's "
