@@ -32,6 +32,21 @@ def test_ratios_separate_refresh_steps():
     hidlr["cpu_seconds"], adam["cpu_seconds"] = [2.0, 1.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0]
     r = ratios(hidlr, adam)
     assert r["all_steps_cpu"] == pytest.approx(6.0 / 4.0) and r["non_refresh_steps_cpu"] == pytest.approx(1.0)
+    assert "wrapper_non_refresh_steps" not in r
+    # the step calls (step 1: 0.5 s, of which the base Adam 0.4; step 2: 0.6 and 0.45) against Adam's
+    hidlr["step_seconds"], hidlr["base_step_seconds"] = [2.0, 0.5, 0.6, 1.0], [0.2, 0.4, 0.45, 0.2]
+    adam["step_seconds"] = adam["base_step_seconds"] = [0.4, 0.4, 0.2, 0.4]
+    r = ratios(hidlr, adam)
+    assert r["wrapper_non_refresh_steps"] == pytest.approx(1 + (0.1 + 0.15) / 1.5)
+    assert r["base_step_non_refresh_steps"] == pytest.approx(0.85 / 0.6)
+
+
+def test_the_base_step_inside_hidlr_is_timed_apart_from_the_wrapper():
+    out = timed_run(1, {"every": 1000}, steps=4, batch=8, width=16)
+    for step, base, total in zip(out["step_seconds"][1:], out["base_step_seconds"][1:], out["seconds"][1:]):
+        assert 0 < base < step < total  # the base step inside the wrapper's step, inside the whole step
+    adam = timed_run(1, None, steps=2, batch=8, width=16)
+    assert adam["base_step_seconds"] == adam["step_seconds"]
 
 
 def test_overhead_report_is_complete(tmp_path):

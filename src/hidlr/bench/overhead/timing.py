@@ -50,18 +50,32 @@ def _trainer(
     hook: Callable[[], None] | None = None,
 ) -> Callable[[int], tuple[float, bool]]:
     """A closure that takes training step ``t`` and returns (wall seconds, this thread's CPU seconds,
-    whether it refreshed).
+    whether it refreshed, seconds of the ``opt.step`` call, seconds inside the base Adam's own step).
+    The last two (CUDA: without a sync, so only the host's side) split HiDLR's step into the
+    wrapper's work and the base step's.
     ``hook`` (for memory accounting) is called after every step and at the start of every probe."""
     model = deep_mlp(width=width, seed=seed).to(device)
     loss_fn = nn.MSELoss()
     base = torch.optim.Adam(split_groups(model, k), lr=1e-3)
     opt = base if options is None else HiDLR(base, **options)
+    inner = [0.0]
+    if options is not None:
+        base_step = base.step
+
+        def timed_base_step(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return base_step(*args, **kwargs)
+            finally:
+                inner[0] += time.perf_counter() - start
+
+        base.step = timed_base_step  # type: ignore[method-assign]
     gen = torch.Generator().manual_seed(seed)
     xs = torch.randn(8, batch, width, generator=gen).to(device)
     ys = torch.randn(8, batch, width, generator=gen).to(device)
     sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
-    def step(t: int) -> tuple[float, float, bool]:
+    def step(t: int) -> tuple[float, float, bool, float, float]:
         x, y = xs[t % 8], ys[t % 8]
         xp, yp = xs[(t + 1) % 8], ys[(t + 1) % 8]
         sync()
@@ -69,6 +83,8 @@ def _trainer(
         opt.zero_grad()
         loss_fn(model(x), y).backward()
         refresh = isinstance(opt, HiDLR) and opt.is_refresh_step()
+        inner[0] = 0.0
+        step_start = time.perf_counter()
         if isinstance(opt, HiDLR):
 
             def probe() -> torch.Tensor:
@@ -79,21 +95,24 @@ def _trainer(
             opt.step(probe=probe)
         else:
             opt.step()
+        step_seconds = time.perf_counter() - step_start
         sync()
         seconds, cpu = time.perf_counter() - start, time.thread_time() - start_cpu
         if hook is not None:
             hook()
-        return seconds, cpu, refresh
+        return seconds, cpu, refresh, step_seconds, inner[0] if isinstance(opt, HiDLR) else step_seconds
 
     step.optimizer = opt  # type: ignore[attr-defined]
     return step
 
 
-def _result(timed: list[tuple[float, float, bool]], opt: Any) -> dict[str, Any]:
+def _result(timed: list[tuple[float, float, bool, float, float]], opt: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "seconds": [s for s, _, _ in timed],
-        "cpu_seconds": [c for _, c, _ in timed],
-        "refreshed": [r for _, _, r in timed],
+        "seconds": [t[0] for t in timed],
+        "cpu_seconds": [t[1] for t in timed],
+        "refreshed": [t[2] for t in timed],
+        "step_seconds": [t[3] for t in timed],
+        "base_step_seconds": [t[4] for t in timed],
     }
     if isinstance(opt, HiDLR):
         out["refreshes"] = opt.refresh_count
@@ -139,7 +158,7 @@ def paired_run(
         "hidlr": _trainer(k, options, batch, device, width, seed),
         "adam": _trainer(k, None, batch, device, width, seed),
     }
-    timed: dict[str, list[tuple[float, float, bool]]] = {"hidlr": [], "adam": []}
+    timed: dict[str, list[tuple[float, float, bool, float, float]]] = {"hidlr": [], "adam": []}
     for t in range(steps):
         for name in ("hidlr", "adam") if t % 2 == 0 else ("adam", "hidlr"):
             timed[name].append(runs[name](t))
@@ -161,4 +180,13 @@ def ratios(hidlr_run: dict[str, Any], adam_run: dict[str, Any]) -> dict[str, flo
         out["non_refresh_steps" + suffix] = (
             sum(h[i] for i in plain) / sum(a[i] for i in plain) if plain else float("nan")
         )
+    if plain and "base_step_seconds" in hidlr_run and "base_step_seconds" in adam_run:
+        h_step, h_base = hidlr_run["step_seconds"], hidlr_run["base_step_seconds"]
+        adam_total, adam_base = adam_run["seconds"], adam_run["base_step_seconds"]
+        # HiDLR's own work on a non-refresh step (its step minus the base Adam step inside it),
+        # as a ratio to Adam's whole step; and the base step inside HiDLR against bare Adam's step
+        out["wrapper_non_refresh_steps"] = 1 + sum(h_step[i] - h_base[i] for i in plain) / sum(
+            adam_total[i] for i in plain
+        )
+        out["base_step_non_refresh_steps"] = sum(h_base[i] for i in plain) / sum(adam_base[i] for i in plain)
     return out
