@@ -119,3 +119,24 @@ def test_live_tensor_bytes_skips_tensors_without_storage():
     keep = torch.ones(1000, dtype=torch.float64)
     assert live_tensor_bytes()["cpu"] >= keep.numel() * 8
     assert fake.shape == (1000,)
+
+
+def test_memory_accounting_ignores_garbage_left_from_before_the_run():
+    import gc
+
+    import torch
+
+    gc.disable()  # keep the cycle below uncollected until memory_child runs
+    try:
+
+        class Cycle:
+            pass
+
+        c = Cycle()
+        c.me, c.big = c, torch.ones(200_000, dtype=torch.float64)  # 1.6 MB of garbage once c goes
+        del c
+        before = memory_child(1, None, 2, 32, "cpu")
+    finally:
+        gc.enable()
+    after = memory_child(1, None, 2, 32, "cpu")
+    assert before["tensors"] == pytest.approx(after["tensors"], rel=0.01)

@@ -75,6 +75,7 @@ def memory_child(
     (resident set, or allocated CUDA memory), untouched by the accounting's own objects."""
     n_bytes = sum(p.numel() * p.element_size() for p in deep_mlp(width=width).parameters())
     if account:
+        gc.collect()  # garbage left from before the run (in a shared process) is not the run's
         kind, seen = torch.device(device).type, [0]
 
         def hook() -> None:
