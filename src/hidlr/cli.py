@@ -36,7 +36,7 @@ def demo(
 @app.command()
 def report(
     results: Path = typer.Argument(
-        ..., help="A benchmark's results folder (lr, uci, kl, overhead, uq-speed, finetune)."
+        ..., help="A benchmark's results folder (lr, uci, kl, overhead, uq-speed, finetune, rotdigits, faults, cuda)."
     ),
     out: Path = typer.Option(None, help="The HTML file (default: RESULTS/report.html)."),
 ) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hidlr.report import build_results_page
-from hidlr.report.results import detect_kind, flatten, fmt_value, pivot
+from hidlr.report.results import _keyed, detect_kind, flatten, fmt_value, pivot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,8 +45,8 @@ def test_detect_kind(tmp_path):
 
 def test_a_list_of_records_is_one_row_per_record_named_by_its_fields(tmp_path):
     checks = [
-        {"name": "trains", "ok": True, "seconds": 6.4, "error": None},
-        {"name": "compile", "ok": False, "seconds": 9.7, "error": "Failed: loss"},
+        {"name": "trains", "ok": True, "seconds": 6.4, "error": None, "figures": {"loss": [0.3, 0.05]}},
+        {"name": "compile", "ok": False, "seconds": 9.7, "error": "Failed: loss", "figures": {}},
     ]
     (tmp_path / "results.json").write_text(json.dumps({"checks": checks, "environment": {"commit": "abc1234"}}))
     page = build_results_page(tmp_path)
@@ -56,6 +56,8 @@ def test_a_list_of_records_is_one_row_per_record_named_by_its_fields(tmp_path):
     assert any("Checks" in str(b) for b in tables.blocks)
     for cell in ("trains", "compile", "Failed: loss", "9.7", "6.4"):
         assert f">{cell}<" in text
+    header, rows = pivot(_keyed(checks), ("ok", "seconds", "error"))
+    assert header == ["", "ok", "seconds", "error"] and [r[0] for r in rows] == ["trains", "compile"]
 
 
 def test_the_overhead_page_shows_its_time_and_memory_tables(tmp_path):

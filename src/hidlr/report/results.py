@@ -185,13 +185,15 @@ LABEL_FIELDS = ("name", "set", "model", "optimizer", "seed", "split")
 
 def _keyed(obj: Any) -> Any:
     """A list of records (dicts) as a dict keyed by each record's naming fields (``LABEL_FIELDS``,
-    else its index), so that :func:`pivot` makes one row per record; anything else as it is."""
+    else its index), holding its scalar fields only, so that :func:`pivot` makes one row per record
+    (nested dicts and lists stay in the JSON); anything else as it is."""
     if not isinstance(obj, list) or not obj or not all(isinstance(r, dict) for r in obj):
         return obj
     out: dict[str, Any] = {}
     for i, r in enumerate(obj):
         label = " ".join(str(r[f]) for f in LABEL_FIELDS if f in r) or str(i)
-        out[label if label not in out else f"{label} ({i})"] = {k: v for k, v in r.items() if k not in LABEL_FIELDS}
+        scalars = {k: v for k, v in r.items() if k not in LABEL_FIELDS and not isinstance(v, (dict, list))}
+        out[label if label not in out else f"{label} ({i})"] = scalars
     return out
 
 
