@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hidlr import HiDLR
 from hidlr.integrations.lightning import HiDLRCallback
+from hidlr.optim.rules import anneal_factor
 
 
 class Regressor(L.LightningModule):
@@ -69,8 +70,16 @@ def main(steps: int = 200, log_dir: str | None = None) -> dict:
     last = {c: float(r[c]) for r in rows for c in columns if r.get(c)}
     print("rate columns in the log:", columns)
     print("last logged rates:", {c: f"{v:.2e}" for c, v in last.items()})
-    print("rates after training:", [f"{r:.2e}" for r in opt.lrs], f"({len(opt.history)} refreshes)")
-    return {"lrs": opt.lrs, "columns": columns, "last_logged": last, "refreshes": len(opt.history)}
+    # opt.estimates: Hi-DLR's rates; the applied ones (opt.lrs) fell to 0 over the last fifth of the
+    # trainer's step budget (HiDLR's end-of-run anneal, anneal=None turns it off)
+    print("rates Hi-DLR chose:", [f"{r:.2e}" for r in opt.estimates], f"({len(opt.history)} refreshes)")
+    return {
+        "estimates": opt.estimates,
+        "last_step_factor": anneal_factor(opt.rules, opt.step_count - 1),
+        "columns": columns,
+        "last_logged": last,
+        "refreshes": len(opt.history),
+    }
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from transformers import BertConfig, BertForSequenceClassification, Trainer, Tra
 
 from hidlr import HiDLR, groups
 from hidlr.integrations.transformers import HiDLRCallback
+from hidlr.optim.rules import anneal_factor
 
 MARKER = 7
 
@@ -71,8 +72,15 @@ def main(steps: int = 150) -> dict:
     ]
     for row in logged[-3:]:
         print({k: f"{v:.3e}" for k, v in row.items()})
-    print("rates after training:", [f"{r:.2e}" for r in opt.lrs], f"({len(opt.history)} refreshes)")
-    return {"lrs": opt.lrs, "logged": logged, "refreshes": len(opt.history)}
+    # opt.estimates: Hi-DLR's rates; the applied ones (opt.lrs) fell to 0 over the last fifth of the
+    # trainer's step budget (HiDLR's end-of-run anneal, anneal=None turns it off)
+    print("rates Hi-DLR chose:", [f"{r:.2e}" for r in opt.estimates], f"({len(opt.history)} refreshes)")
+    return {
+        "estimates": opt.estimates,
+        "last_step_factor": anneal_factor(opt.rules, opt.step_count - 1),
+        "logged": logged,
+        "refreshes": len(opt.history),
+    }
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from cuda_common import check, data, groups_of, mlp, mse_probe, need, train
 from torch import nn
 
 from hidlr import HiDLR, LatestBatchProbe
+from hidlr.optim.rules import anneal_factor
 
 
 @check
@@ -196,6 +197,8 @@ def lightning_on_the_device(device: str) -> dict[str, Any]:
     need(opt.refresh_count > 0 and opt.total_steps == 24, f"{opt.refresh_count} refreshes, budget {opt.total_steps}")
     logged = trainer.callback_metrics
     rates = {k: float(v) for k, v in logged.items() if k.startswith("lr-")}
-    close = all(abs(a - b) <= 1e-6 * b for a, b in zip(sorted(rates.values()), sorted(opt.lrs)))
-    need(len(rates) == len(opt.lrs) and close, f"logged {rates}, applied {opt.lrs}")  # logged in float32
+    # the rates of the last step: no refresh since the one at step 14, and the end-of-run anneal's factor
+    last = [e * anneal_factor(opt.rules, opt.step_count - 1) for e in opt.estimates]
+    close = all(abs(a - b) <= 1e-6 * b for a, b in zip(sorted(rates.values()), sorted(last)))
+    need(len(rates) == len(last) and close, f"logged {rates}, applied in the last step {last}")  # logged in float32
     return {"refreshes": opt.refresh_count, "logged_rates": rates}

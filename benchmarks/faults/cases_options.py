@@ -40,6 +40,7 @@ KINDS: dict[str, str] = {
     "first_clip": "pair_auto_or_none",
     "max_groups": "pos_int_auto_or_none",
     "total_steps": "pos_int_or_none",
+    "anneal": "unit_auto_or_none",
 }
 
 _INT_BAD = [("str", "3"), ("float", 2.5), ("bool", True), ("nan", NAN), ("inf", INF), ("negative", -1), ("list", [3])]

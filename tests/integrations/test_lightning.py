@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hidlr import HiDLR
 from hidlr.integrations.lightning import HiDLRCallback
+from hidlr.optim.rules import anneal_factor
 
 STEPS = 16
 
@@ -86,8 +87,9 @@ def test_callback_probes_training_step_and_the_monitor_logs_applied_rates_once(t
     assert sorted(monitor.lrs) == ["lr-HiDLR/body", "lr-HiDLR/head"]  # once per group, no "lr-Adam" copy
     assert monitor.lrs["lr-HiDLR/body"] == [r[0] for r in seen.seen]  # the applied rates, at each batch start
     assert monitor.lrs["lr-HiDLR/head"] == [r[1] for r in seen.seen]
-    if factor is not None:
-        assert opt.lrs == [e * factor for e in opt.estimates]
+    tail = anneal_factor(opt.rules, STEPS - 1)  # the budget turns on the end-of-run anneal
+    assert 0 < tail < 1 and opt.lrs == [0.0, 0.0]
+    assert seen.seen[-1] == pytest.approx([e * (factor or 1.0) * tail for e in opt.estimates], rel=1e-12)
     assert type(monitor) is LearningRateMonitor  # the stock class is put back after the fit
     assert net.logged == STEPS  # probe calls of training_step logged nothing
     assert net.probe_dropout_modes and not any(net.probe_dropout_modes)  # dropout off in every probe

@@ -8,6 +8,7 @@ from transformers import BertConfig, BertForSequenceClassification, Trainer, Tra
 
 from hidlr import HiDLR, groups
 from hidlr.integrations.transformers import HiDLRCallback, find_hidlr
+from hidlr.optim.rules import anneal_factor
 
 STEPS = 10
 
@@ -69,9 +70,14 @@ def test_trainer_runs_with_the_callback_and_logs_applied_rates_per_group(tmp_pat
         trainer.train()
     assert len(opt.history) == STEPS // 2 and opt.default_probe is None
     assert opt.total_steps == STEPS  # told the Trainer's max_steps
-    assert opt.lrs == opt.estimates  # the Trainer's linear decay does not multiply the rates
     rows = _logged(trainer)
     assert len(rows) == STEPS
+    # the Trainer's linear decay does not multiply the rates; the end-of-run anneal does (the row
+    # logged after step STEPS - 2 shows the rate of the last step, after the last refresh)
+    tail = anneal_factor(opt.rules, STEPS - 1)
+    assert 0 < tail < 1 and opt.lrs == [0.0, 0.0]
+    assert rows[-2]["learning_rate/body"] == pytest.approx(opt.estimates[0] * tail, rel=1e-12)
+    assert rows[-2]["learning_rate/head"] == pytest.approx(opt.estimates[1] * tail, rel=1e-12)
     last = rows[-1]
     assert last["learning_rate"] == opt.lrs[0]
     assert last["learning_rate/body"] == opt.lrs[0] and last["learning_rate/head"] == opt.lrs[1]

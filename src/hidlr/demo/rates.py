@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hidlr import HiDLR, groups
+from hidlr.optim.rules import anneal_factor
 
 
 @dataclass
@@ -105,7 +106,8 @@ def train_digits(
             opt.step(probe=lambda: loss_fn(model(xtr[pidx]), ytr[pidx]))
             if opt.refresh_count > refreshes:
                 res.refresh_steps.append(t)
-            res.rates.append((t, list(opt.lrs)))  # the rates applied in step t (set by its refresh, if any)
+            # the rates applied in step t: set by its refresh, if any, times the end-of-run anneal
+            res.rates.append((t, [e * anneal_factor(opt.rules, t) for e in opt.estimates]))
         else:
             opt.step()
             res.rates.append((t, [g["lr"] for g in opt.param_groups]))

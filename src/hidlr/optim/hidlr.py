@@ -106,6 +106,12 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             (``docs/diagnosis.md``, round 3). None (default): rates may grow throughout. Settable
             later (:attr:`total_steps`); the Lightning and Transformers callbacks set it from the
             trainer's step budget when it is None.
+        anneal: with ``total_steps``, the final fraction of it over which the applied rates fall
+            linearly to 0 (a factor on every rate, like a scheduler's; :func:`rules.anneal_factor`).
+            The Newton rate is the best rate for the next step; near the end of a run a smaller
+            one ends lower (``docs/diagnosis.md``, round 4). ``"auto"`` (default): 0.2, unless
+            ``ema=0`` and ``clip=None``, then None; None: no anneal. Steps past ``total_steps``
+            apply rate 0 and warn.
         probe: default probe closure used when ``step`` gets none.
         seed: seed of the random design (0 <= seed < 2**32).
         check_finite: when to refuse non-finite gradients (``FloatingPointError`` naming the group,
@@ -170,6 +176,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         first_clip: tuple[float, float] | str | None = "auto",
         max_groups: int | str | None = "auto",
         total_steps: int | None = None,
+        anneal: float | str | None = "auto",
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -198,6 +205,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             first_clip=first_clip,
             max_groups=max_groups,
             total_steps=total_steps,
+            anneal=anneal,
         )
         check_unique_params(optimizer.param_groups)
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
@@ -219,6 +227,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             first_clip=opts["first_clip"],
             max_groups=opts["max_groups"],
             total_steps=opts["total_steps"],
+            anneal=opts["anneal"],
         )
         self.every, self.probes, self.design = opts["every"], opts["probes"], opts["design"]
         self.max_every, self.default_probe, self.seed = opts["max_every"], probe, opts["seed"]
@@ -257,18 +266,21 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         return _as_floats([group["lr"]])[0]
 
     def _factors(self) -> list[float]:
-        """The scheduler's factor per group: ``group["lr"]`` over its initial value (tensor rates
-        read in one transfer, not one host sync per group)."""
+        """The factor per group between estimate and applied rate: the scheduler's (``group["lr"]``
+        over its initial value; tensor rates read in one transfer, not one host sync per group)
+        times the anneal's (:func:`rules.anneal_factor`)."""
         lrs = [g["lr"] for g in self.param_groups]
         inits = [g.get("initial_lr", w) for g, w in zip(self.param_groups, self._wrap_lrs)]
         if not all(type(v) is float for v in lrs) or not all(type(v) is float for v in inits):
             vals = _as_floats(lrs + inits)
             lrs, inits = vals[: len(lrs)], vals[len(lrs) :]
-        return [lr / i if i != 0 else 0.0 for lr, i in zip(lrs, inits)]
+        tail = rules.anneal_factor(self.rules, self._t)
+        return [tail * lr / i if i != 0 else 0.0 for lr, i in zip(lrs, inits)]
 
     @property
     def lrs(self) -> list[float]:
-        """The rate each param group's next step applies (estimate times scheduler factor)."""
+        """The rate each param group's next step applies (estimate times the scheduler's and the
+        anneal's factors)."""
         return [e * f for e, f in zip(self._estimates, self._factors())]
 
     @property
@@ -355,6 +367,13 @@ class HiDLR(Refresher, torch.optim.Optimizer):
                 )
                 return loss
         probe = probe_for_step(self, probe, closure)
+        if self.rules.anneal is not None and self._t == self.rules.total_steps:
+            warnings.warn(
+                f"HiDLR: step {self._t} is past total_steps={self.rules.total_steps}, where the anneal has brought "
+                "every rate to 0, so this and later steps change nothing; raise total_steps, or pass anneal=None",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         factors = self._factors()
         applied = [e * f for e, f in zip(self._estimates, factors)]
         check_rates(applied, self.param_groups, self._t)

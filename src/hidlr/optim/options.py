@@ -89,6 +89,21 @@ def check_unit(name: str, value: Any, closed_top: bool = True) -> float:
     return out
 
 
+def check_anneal(value: Any, raw: bool = False) -> float | None:
+    """``anneal``: ``"auto"`` (:data:`ANNEAL`, or None in the raw Newton mode), None, or the final
+    fraction of ``total_steps`` over which the rates fall linearly to 0, in (0, 1]."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"anneal must be 'auto', None or a fraction in (0, 1], got {value!r}")
+        return None if raw else ANNEAL
+    if value is None:
+        return None
+    out = _real("anneal", value)
+    if not 0.0 < out <= 1.0:
+        raise ValueError(f"anneal must be 'auto', None or a fraction in (0, 1], got {value!r}")
+    return out
+
+
 def check_total_steps(value: Any) -> int | None:
     """``total_steps``: None or a positive int (the run's step budget)."""
     return None if value is None else _count("total_steps", value, 1)
@@ -96,6 +111,8 @@ def check_total_steps(value: Any) -> int | None:
 
 # the default clip of the first refresh: a start rate up to 100x too large is cut at once
 FIRST_CLIP = (0.01, 2.0)
+# the default anneal: the last fifth of a known step budget, rates falling linearly to 0 (docs/diagnosis.md, round 4)
+ANNEAL = 0.2
 # the default most groups refreshed one by one; beyond it the one-group rule (see RuleConfig.max_groups)
 MAX_GROUPS = 8
 
@@ -123,9 +140,10 @@ def check_options(
     first_clip: Any = "auto",
     max_groups: Any = "auto",
     total_steps: Any = None,
+    anneal: Any = "auto",
 ) -> dict[str, Any]:
     """All of HiDLR's options checked and normalised (``joint``, ``horizon``, ``shrink``, ``travel``,
-    ``first_clip`` and ``max_groups`` resolved from their defaults). Raises TypeError or ValueError
+    ``first_clip``, ``max_groups`` and ``anneal`` resolved from their defaults). Raises TypeError or ValueError
     naming the argument."""
     out: dict[str, Any] = {
         "every": check_every(every),
@@ -159,6 +177,7 @@ def check_options(
     else:
         out["shrink"] = None if shrink is None else check_unit("shrink", shrink)
     out["travel"] = (not raw) if travel is None else _flag("travel", travel)
+    out["anneal"] = check_anneal(anneal, raw)
     if isinstance(max_groups, str):
         if max_groups != "auto":
             raise ValueError(f"max_groups must be 'auto', None or a positive int, got {max_groups!r}")

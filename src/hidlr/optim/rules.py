@@ -67,6 +67,8 @@ class RuleConfig:
             first ``grow_window`` of it or until they have arrived (see :func:`may_grow`). None: they
             may grow throughout.
         grow_window: the fraction of ``total_steps`` during which a refresh may raise a rate.
+        anneal: with ``total_steps``, the final fraction of it over which the applied rates fall
+            linearly to 0 (:func:`anneal_factor`); None: no anneal.
     """
 
     mode: str = "diag"
@@ -85,6 +87,7 @@ class RuleConfig:
     first_clip: tuple[float, float] | None = None
     total_steps: int | None = None
     grow_window: float = GROW_WINDOW
+    anneal: float | None = None
 
 
 # ------------------------------------------------------------------------------- acceptance
@@ -368,6 +371,17 @@ def may_grow(config: RuleConfig, t: int, arrived: bool) -> bool:
     the first ``grow_window`` of it, and after it until the rates have ``arrived`` (a refresh had
     every target inside the clip: a start rate far below the fitted one still travels up)."""
     return config.total_steps is None or t < config.grow_window * config.total_steps or not arrived
+
+
+def anneal_factor(config: RuleConfig, t: int) -> float:
+    """The factor on every applied rate at step ``t`` (0-based): 1 until the last ``anneal`` of
+    ``total_steps``, then falling linearly to 0 at step ``total_steps`` (and 0 after it); 1 without
+    ``total_steps`` or ``anneal``. The one-step Newton rate is greedy: over the rest of a run a
+    smaller rate ends lower, and the end of a run has no rest (``docs/diagnosis.md``, round 4)."""
+    if config.total_steps is None or config.anneal is None:
+        return 1.0
+    remaining = (config.total_steps - t) / (config.anneal * config.total_steps)
+    return min(1.0, max(0.0, remaining))
 
 
 def growth_config(config: RuleConfig, t: int, arrived: bool) -> RuleConfig:
