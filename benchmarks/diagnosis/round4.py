@@ -47,14 +47,22 @@ DECAYS: dict[str, Callable[[float], float]] = {
 
 
 def variant(name: str, lr0: float | None) -> Method:
-    """``hidlr[-decay]`` or ``gen[-decay]`` started at ``lr0`` (None: the workload's default)."""
-    rule, _, decay_name = name.partition("-")
+    """``hidlr[-decay][+option=value...]`` or ``gen[-decay][+...]`` started at ``lr0`` (None: the
+    workload's default). The engine's own anneal is off (``anneal=None``, as at commit 8373ce5 where
+    these runs were made), so the decay is the scheduler's alone; ``+option=value`` sets a HiDLR
+    option (a number, or None), e.g. ``hidlr-wsd+shrink=0.25``."""
+    head, *extra = name.split("+")
+    rule, _, decay_name = head.partition("-")
     decay = DECAYS[decay_name]
+    options: dict = {"anneal": None}
+    for item in extra:
+        key, _, value = item.partition("=")
+        options[key] = None if value == "None" else float(value)
 
     def build(wl: Workload, task: Task, spec: RunSpec) -> Setup:
         groups = [{"name": "all", "params": trainable(task.model)}] if rule == "gen" else task.groups
         lr = wl.default_lr if lr0 is None else lr0
-        opt = HiDLR(base_optimizer(wl, groups, lr), total_steps=spec.steps)
+        opt = HiDLR(base_optimizer(wl, groups, lr), total_steps=spec.steps, **options)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: decay(min(s, spec.steps) / spec.steps))
         return Setup(opt, probe="separate", lr=lr, after_step=sched.step if decay_name else None)
 
