@@ -50,14 +50,17 @@ def variant(name: str, lr0: float | None) -> Method:
     """``hidlr[-decay][+option=value...]`` or ``gen[-decay][+...]`` started at ``lr0`` (None: the
     workload's default). The engine's own anneal is off (``anneal=None``, as at commit 8373ce5 where
     these runs were made), so the decay is the scheduler's alone; ``+option=value`` sets a HiDLR
-    option (a number, or None), e.g. ``hidlr-wsd+shrink=0.25``."""
+    option (a number, None, True or False), e.g. ``hidlr-wsd+shrink=0.25``; ``hidlr+anneal=0.2``
+    is the engine's default."""
     head, *extra = name.split("+")
     rule, _, decay_name = head.partition("-")
     decay = DECAYS[decay_name]
     options: dict = {"anneal": None}
     for item in extra:
         key, _, value = item.partition("=")
-        options[key] = None if value == "None" else float(value)
+        if key != "armijo":  # the prototype of --armijo, not an option
+            named = {"None": None, "True": True, "False": False}
+            options[key] = named[value] if value in named else float(value)
 
     def build(wl: Workload, task: Task, spec: RunSpec) -> Setup:
         groups = [{"name": "all", "params": trainable(task.model)}] if rule == "gen" else task.groups
@@ -69,6 +72,51 @@ def variant(name: str, lr0: float | None) -> Method:
     return Method(name, "ablation", name, build, takes_lr0=True)
 
 
+ARMIJO_MULTIPLES = (0.1, 0.01, 0.001)
+
+
+def patch_armijo() -> None:
+    """PROTOTYPE, not in the engine: at the first refresh, when the whole base step at the start
+    rates does not lower the probe loss (an Armijo test at multiple 1), the rates are first cut to
+    the largest multiple in :data:`ARMIJO_MULTIPLES` whose step does; the refresh then fits and
+    decides from there as usual (a group whose fit is rejected keeps the cut rate). One more probe
+    forward at the first refresh, up to four (not counted in the refresh record)."""
+    from hidlr.optim.refresh import Refresher
+
+    def wrap(original):
+        def decide(self, probe, move, loss0, applied, active, *rest, **kwargs):
+            if self._refreshes != 0:
+                return original(self, probe, move, loss0, applied, active, *rest, **kwargs)
+            ones = [1.0 if a else 0.0 for a in active]
+            move(ones)
+            m = 1.0
+            if not bool(self._call_probe(probe) < loss0):
+                for c in ARMIJO_MULTIPLES:
+                    move([c * x for x in ones])
+                    if bool(self._call_probe(probe) < loss0):
+                        m = c
+                        break
+            if m == 1.0:
+                return original(self, probe, move, loss0, applied, active, *rest, **kwargs)
+            self._estimates = [m * e for e in self._estimates]  # a rejected group keeps the cut rate
+            record = original(
+                self,
+                probe,
+                lambda z: move([m * x for x in z]),
+                loss0,
+                [m * a for a in applied],
+                active,
+                *rest,
+                **kwargs,
+            )
+            return record
+
+        return decide
+
+    Refresher._decide = wrap(Refresher._decide)
+    Refresher._decide_by_line = wrap(Refresher._decide_by_line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -77,7 +125,11 @@ def main() -> None:
     ap.add_argument("--workloads", nargs="+")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--armijo", action="store_true", help="the first-refresh Armijo prototype (names get +armijo)")
     a = ap.parse_args()
+    if a.armijo:
+        patch_armijo()
+        a.variants = [f"{v}+armijo" for v in a.variants]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     for w in a.workloads or [wl.name for wl in get_workloads()]:
         wl = get_workloads([w])[0]
