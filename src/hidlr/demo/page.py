@@ -10,7 +10,7 @@ from hidlr.demo.rates import RunResult
 from hidlr.demo.uncertainty import UncertaintyDemo
 from hidlr.report import Page
 
-RUN_HEADER = ["run", "final val loss", "val accuracy", "rate per layer at the last step (Hi-DLR: annealed)", "seconds"]
+RUN_HEADER = ["run", "final val loss", "val accuracy", "final rate per layer (Hi-DLR: chosen, before its end-of-run anneal)", "seconds"]
 UQ_HEADER = ["model", "NLL", "CRPS", "90% coverage", "90% width", "calibration error", "KL to truth (nats)", "seconds"]
 
 
@@ -21,7 +21,7 @@ def run_rows(runs: Sequence[RunResult]) -> list[list[str]]:
             r.name,
             f"{r.val_loss:.4f}",
             f"{r.val_acc:.3f}",
-            ", ".join(f"{v:.2e}" for v in r.rates[-1][1]),
+            ", ".join(f"{v:.2e}" for v in (r.chosen or r.rates[-1][1])),
             f"{r.seconds:.1f}",
         ]
         for r in runs

@@ -21,7 +21,8 @@ class RunResult:
 
     ``train_loss``: the minibatch loss at every step (steps,); ``val_steps``/``val_loss``: the
     validation loss at those steps; ``rates``: ``(step, [rate per group])`` with the rate each group
-    applied in that step (every step); ``group_names``: the param groups' names;
+    applied in that step (every step); ``chosen``: the rate per group at the end before Hi-DLR's
+    end-of-run anneal (its estimates; Adam: its rates); ``group_names``: the param groups' names;
     ``first_refresh``: Hi-DLR's record of its step-0 refresh (None for Adam).
     """
 
@@ -37,6 +38,7 @@ class RunResult:
     val_losses: list[float] = field(default_factory=list)
     rates: list[tuple[int, list[float]]] = field(default_factory=list)
     refresh_steps: list[int] = field(default_factory=list)
+    chosen: list[float] = field(default_factory=list)
     first_refresh: dict[str, Any] | None = None
     ema: float = 0.0
     clip: tuple[float, float] | None = None
@@ -115,6 +117,7 @@ def train_digits(
         if (t + 1) % val_every == 0 or t == steps - 1:
             validate(t + 1)
     res.seconds = time.perf_counter() - start
+    res.chosen = list(opt.estimates) if use_hidlr else [g["lr"] for g in opt.param_groups]
     with torch.no_grad():
         logits = model(xva)
         res.val_loss = float(loss_fn(logits, yva))
