@@ -10,7 +10,13 @@ from hidlr.demo.rates import RunResult
 from hidlr.demo.uncertainty import UncertaintyDemo
 from hidlr.report import Page
 
-RUN_HEADER = ["run", "final val loss", "val accuracy", "final rate per layer (Hi-DLR: chosen, before its end-of-run anneal)", "seconds"]
+RUN_HEADER = [
+    "run",
+    "final val loss",
+    "val accuracy",
+    "final rate per layer (Hi-DLR: chosen, before its end-of-run anneal)",
+    "seconds",
+]
 UQ_HEADER = ["model", "NLL", "CRPS", "90% coverage", "90% width", "calibration error", "KL to truth (nats)", "seconds"]
 
 
