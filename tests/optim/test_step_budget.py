@@ -171,6 +171,26 @@ def test_steps_past_the_budget_warn_and_change_nothing():
     assert all(torch.equal(a, b) for a, b in zip(before, q.params))
 
 
+def test_a_budget_set_below_the_step_count_warns_once_at_the_next_step():
+    q = make_quadratic([2], seed=0)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=0.05))
+    for _ in range(5):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+    opt.total_steps = 3  # already past it: the rates are 0 from the next step on
+    assert opt.lrs == [0.0]
+    opt.zero_grad()
+    q.loss().backward()
+    with pytest.warns(RuntimeWarning, match="step 5 is past total_steps=3"):
+        opt.step(probe=q.loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not again for the same budget
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+
+
 def test_anneal_is_off_in_the_raw_newton_mode_and_checkpointed():
     q = make_quadratic([2], seed=0)
     assert HiDLR(torch.optim.SGD(q.params, lr=0.1), ema=0.0, clip=None).rules.anneal is None

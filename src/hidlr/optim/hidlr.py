@@ -250,6 +250,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._next_refresh = 0
         self.history: list[dict[str, Any]] = []
         self._applied_grads: Any = None  # the gradients of a step completed after a probe raised
+        self._warned_budget: int | None = None  # the total_steps whose end a step has passed (warned once)
 
     # ----------------------------------------------------------------------------------- queries
     @property
@@ -367,9 +368,11 @@ class HiDLR(Refresher, torch.optim.Optimizer):
                 )
                 return loss
         probe = probe_for_step(self, probe, closure)
-        if self.rules.anneal is not None and self._t == self.rules.total_steps:
+        budget = self.rules.total_steps
+        if self.rules.anneal is not None and budget is not None and self._t >= budget != self._warned_budget:
+            self._warned_budget = budget  # once per budget
             warnings.warn(
-                f"HiDLR: step {self._t} is past total_steps={self.rules.total_steps}, where the anneal has brought "
+                f"HiDLR: step {self._t} is past total_steps={budget}, where the anneal has brought "
                 "every rate to 0, so this and later steps change nothing; raise total_steps, or pass anneal=None",
                 RuntimeWarning,
                 stacklevel=3,
