@@ -255,7 +255,8 @@ class HiDLR(Refresher, torch.optim.Optimizer):
     # ----------------------------------------------------------------------------------- queries
     @property
     def total_steps(self) -> int | None:
-        """The run's step budget (None: unknown); rates may grow during its first ``rules.grow_window``."""
+        """The run's step budget (None: unknown); rates may grow during its first ``rules.grow_window``
+        and fall to 0 over its last ``rules.anneal``."""
         return self.rules.total_steps
 
     @total_steps.setter
