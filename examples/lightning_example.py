@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hidlr import HiDLR
 from hidlr.integrations.lightning import HiDLRCallback
-from hidlr.optim.rules import anneal_factor
 
 
 class Regressor(L.LightningModule):
@@ -75,7 +74,7 @@ def main(steps: int = 200, log_dir: str | None = None) -> dict:
     print("rates Hi-DLR chose:", [f"{r:.2e}" for r in opt.estimates], f"({len(opt.history)} refreshes)")
     return {
         "estimates": opt.estimates,
-        "last_step_factor": anneal_factor(opt.rules, opt.step_count - 1),
+        "optimizer": opt,
         "columns": columns,
         "last_logged": last,
         "refreshes": len(opt.history),

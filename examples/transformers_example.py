@@ -10,7 +10,6 @@ from transformers import BertConfig, BertForSequenceClassification, Trainer, Tra
 
 from hidlr import HiDLR, groups
 from hidlr.integrations.transformers import HiDLRCallback
-from hidlr.optim.rules import anneal_factor
 
 MARKER = 7
 
@@ -77,7 +76,6 @@ def main(steps: int = 150) -> dict:
     print("rates Hi-DLR chose:", [f"{r:.2e}" for r in opt.estimates], f"({len(opt.history)} refreshes)")
     return {
         "estimates": opt.estimates,
-        "last_step_factor": anneal_factor(opt.rules, opt.step_count - 1),
         "logged": logged,
         "refreshes": len(opt.history),
     }

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from hidlr.optim.schedule import anneal_factor
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -30,8 +32,10 @@ def test_lightning_example_logs_the_applied_rates_once_per_group(tmp_path):
     out = runpy.run_path(str(EXAMPLES / "lightning_example.py"))["main"](steps=30, log_dir=str(tmp_path))
     assert out["columns"] == ["lr-HiDLR/body", "lr-HiDLR/head"]
     assert out["refreshes"] >= 3 and out["estimates"] != [1e-3, 1e-3]
-    assert 0 < out["last_step_factor"] < 1  # the trainer's budget turns on the end-of-run anneal
-    applied = [e * out["last_step_factor"] for e in out["estimates"]]  # no refresh after the last batch start
+    opt = out["optimizer"]
+    last_step_factor = anneal_factor(opt.rules, opt.step_count - 1)
+    assert 0 < last_step_factor < 1  # the trainer's budget turns on the end-of-run anneal
+    applied = [e * last_step_factor for e in out["estimates"]]  # no refresh after the last batch start
     assert list(out["last_logged"].values()) == pytest.approx(applied, rel=1e-12)
 
 

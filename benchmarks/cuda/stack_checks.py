@@ -12,7 +12,7 @@ from cuda_common import check, data, groups_of, mlp, mse_probe, need, train
 from torch import nn
 
 from hidlr import HiDLR, LatestBatchProbe
-from hidlr.optim.rules import anneal_factor
+from hidlr.optim.schedule import anneal_factor
 
 
 @check

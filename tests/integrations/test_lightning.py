@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hidlr import HiDLR
 from hidlr.integrations.lightning import HiDLRCallback
-from hidlr.optim.rules import anneal_factor
+from hidlr.optim.schedule import anneal_factor
 
 STEPS = 16
 

@@ -8,7 +8,7 @@ from transformers import BertConfig, BertForSequenceClassification, Trainer, Tra
 
 from hidlr import HiDLR, groups
 from hidlr.integrations.transformers import HiDLRCallback, find_hidlr
-from hidlr.optim.rules import anneal_factor
+from hidlr.optim.schedule import anneal_factor
 
 STEPS = 10
 

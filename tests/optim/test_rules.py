@@ -176,35 +176,6 @@ def test_settle_clips_the_corrected_newton_rate_then_smooths():
     assert out[1] == ds[1] and out[1].target is None
 
 
-def test_next_refresh_doubles_the_period_up_to_max_every():
-    cfg = RuleConfig()
-    assert rules.next_refresh(0, 1, forwards=8, spent=8, max_every=None, config=cfg) == (2, 2)
-    assert rules.next_refresh(10, 4, forwards=8, spent=900, max_every=5, config=cfg) == (15, 5)  # no budget
-
-
-def test_next_refresh_caps_the_period_at_the_probe_share():
-    cfg = RuleConfig(probe_share=0.05, probe_credit=1e9)
-    # refreshes of 30 forwards every 200 steps use 30 / (3 * 200) = 5% of the compute
-    assert rules.next_refresh(1000, 128, forwards=30, spent=30, max_every=None, config=cfg) == (1200, 200)
-
-
-def test_next_refresh_waits_for_the_probe_budget():
-    cfg = RuleConfig(probe_share=0.05, probe_credit=100)
-    # 300 spent, 50 more: allowed once 100 + 0.15 * t >= 350, at t = 1667
-    assert rules.next_refresh(10, 2, forwards=50, spent=300, max_every=None, config=cfg) == (1667, 4)
-    assert rules.next_refresh(10, 2, forwards=50, spent=50, max_every=None, config=cfg) == (14, 4)
-
-
-@pytest.mark.parametrize("forwards", [8, 21, 37, 260])
-def test_probe_forwards_stay_within_the_budget_whatever_their_cost(forwards):
-    cfg = RuleConfig()
-    t, period, spent = 0, 1, 0
-    while t < 1000:
-        spent += forwards
-        assert spent <= max(forwards, cfg.probe_credit + 3 * cfg.probe_share * t)
-        t, period = rules.next_refresh(t, period, forwards, spent, None, cfg)
-
-
 def test_rule_config_is_swappable():
     cfg = RuleConfig()
     other = RuleConfig(ema=0.0, clip=None, joint=False)
@@ -286,17 +257,6 @@ def test_first_refresh_config_widens_the_clip_and_drops_the_smoothing():
     assert rules.first_refresh_config(RuleConfig()) == RuleConfig()
     out = rules.settle([_decision(estimate=1e-5, newton=1e-2)], [0.0], first)
     assert out[0].estimate == pytest.approx(1e-3)  # clipped at 100x, not smoothed
-
-
-def test_probe_order_takes_turns():
-    active = [True, True, False, True, True]
-    assert rules.probe_order(active, [-1] * 5, None) == active
-    assert rules.probe_order(active, [-1] * 5, 4) == active
-    first = rules.probe_order(active, [-1] * 5, 2)
-    assert first == [True, True, False, False, False]
-    last = [0, 0, -1, -1, -1]
-    assert rules.probe_order(active, last, 2) == [False, False, False, True, True]
-    assert rules.probe_order(active, [1, 0, -1, 1, 2], 2) == [True, True, False, False, False]
 
 
 def test_line_decisions_give_every_active_group_the_line_multiple():

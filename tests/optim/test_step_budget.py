@@ -7,28 +7,28 @@ import pytest
 import torch
 
 from hidlr import HiDLR
-from hidlr.optim import rules
+from hidlr.optim import rules, schedule
 from tests.optim.conftest import group_per_param, make_quadratic
 
 
 def test_may_grow_inside_the_window_of_a_known_budget_or_until_arrival():
-    assert rules.may_grow(rules.RuleConfig(), 10**9, arrived=True)
+    assert schedule.may_grow(rules.RuleConfig(), 10**9, arrived=True)
     cfg = rules.RuleConfig(total_steps=100, grow_window=0.25)
-    assert rules.may_grow(cfg, 24, arrived=True)
-    assert not rules.may_grow(cfg, 25, arrived=True)
-    assert rules.may_grow(cfg, 90, arrived=False)  # still travelling up from a far too small start
+    assert schedule.may_grow(cfg, 24, arrived=True)
+    assert not schedule.may_grow(cfg, 25, arrived=True)
+    assert schedule.may_grow(cfg, 90, arrived=False)  # still travelling up from a far too small start
 
 
 def test_growth_config_caps_the_clip_at_one_past_the_window():
     cfg = rules.RuleConfig(clip=(0.5, 2.0), total_steps=100, grow_window=0.25)
-    assert rules.growth_config(cfg, 10, arrived=True) == cfg
-    assert rules.growth_config(cfg, 30, arrived=False) == cfg
-    late = rules.growth_config(cfg, 30, arrived=True)
+    assert schedule.growth_config(cfg, 10, arrived=True) == cfg
+    assert schedule.growth_config(cfg, 30, arrived=False) == cfg
+    late = schedule.growth_config(cfg, 30, arrived=True)
     assert late.clip == (0.5, 1.0)
     assert late.ema == cfg.ema and late.total_steps == 100
-    assert rules.growth_config(rules.RuleConfig(clip=None, total_steps=100), 30, arrived=True).clip is None
+    assert schedule.growth_config(rules.RuleConfig(clip=None, total_steps=100), 30, arrived=True).clip is None
     capped = rules.RuleConfig(clip=(0.5, 0.8), total_steps=100)
-    assert rules.growth_config(capped, 30, arrived=True).clip == (0.5, 0.8)
+    assert schedule.growth_config(capped, 30, arrived=True).clip == (0.5, 0.8)
 
 
 def _run(total_steps, steps=120, lr=1e-4):
@@ -121,13 +121,13 @@ def test_a_damaged_saved_budget_is_not_taken():
 # ------------------------------------------------------------------------------------ anneal
 def test_anneal_factor_is_one_then_falls_linearly_to_zero_at_the_budget():
     cfg = rules.RuleConfig(total_steps=100, anneal=0.2)
-    assert [rules.anneal_factor(cfg, t) for t in (0, 79, 80, 90, 99, 100, 150)] == pytest.approx(
+    assert [schedule.anneal_factor(cfg, t) for t in (0, 79, 80, 90, 99, 100, 150)] == pytest.approx(
         [1.0, 1.0, 1.0, 0.5, 0.05, 0.0, 0.0], abs=1e-15
     )
-    assert rules.anneal_factor(rules.RuleConfig(anneal=0.2), 10**9) == 1.0  # no budget: no anneal
-    assert rules.anneal_factor(rules.RuleConfig(total_steps=100, anneal=None), 99) == 1.0
+    assert schedule.anneal_factor(rules.RuleConfig(anneal=0.2), 10**9) == 1.0  # no budget: no anneal
+    assert schedule.anneal_factor(rules.RuleConfig(total_steps=100, anneal=None), 99) == 1.0
     whole = rules.RuleConfig(total_steps=10, anneal=1.0)
-    assert [rules.anneal_factor(whole, t) for t in range(11)] == pytest.approx([1 - t / 10 for t in range(11)])
+    assert [schedule.anneal_factor(whole, t) for t in range(11)] == pytest.approx([1 - t / 10 for t in range(11)])
 
 
 def _annealed(steps, scheduler=False):

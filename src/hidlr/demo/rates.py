@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from hidlr import HiDLR, groups
-from hidlr.optim.rules import anneal_factor
+from hidlr.optim.schedule import anneal_factor
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from hidlr.distributed import refuse_sharded_parameters, same_on_every_rank
-from hidlr.optim import checkpoint, rules
+from hidlr.optim import checkpoint, schedule
 from hidlr.optim.guards import all_finite, check_rates, check_unique_params, first_non_finite, group_name
 from hidlr.optim.options import check_options, check_total_steps
 from hidlr.optim.refresh import Refresher, same_grads
@@ -69,7 +69,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         clip: bounds (lo, hi) on the change of a rate per refresh, as multiples; None turns it off.
         min_r2: smallest accepted coefficient of determination of a group's quadratic fit, in [0, 1].
         max_every: longest refresh period under ``every="auto"``. None (default): a probe budget
-            decides (:func:`hidlr.optim.rules.next_refresh`): the period grows to where the probes
+            decides (:func:`hidlr.optim.schedule.next_refresh`): the period grows to where the probes
             take ``rules.probe_share`` of the training compute, and a refresh waits while the probe
             forwards so far exceed ``rules.probe_credit`` plus that share, so the overhead does not
             grow with the number of groups (larger K: each group is refreshed less often).
@@ -107,7 +107,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             later (:attr:`total_steps`); the Lightning and Transformers callbacks set it from the
             trainer's step budget when it is None.
         anneal: with ``total_steps``, the final fraction of it over which the applied rates fall
-            linearly to 0 (a factor on every rate, like a scheduler's; :func:`rules.anneal_factor`).
+            linearly to 0 (a factor on every rate, like a scheduler's; :func:`schedule.anneal_factor`).
             The Newton rate is the best rate for the next step; near the end of a run a smaller
             one ends lower (``docs/diagnosis.md``, round 4). ``"auto"`` (default): 0.2, unless
             ``ema=0`` and ``clip=None``, then None; None: no anneal. Steps past ``total_steps``
@@ -270,13 +270,13 @@ class HiDLR(Refresher, torch.optim.Optimizer):
     def _factors(self) -> list[float]:
         """The factor per group between estimate and applied rate: the scheduler's (``group["lr"]``
         over its initial value; tensor rates read in one transfer, not one host sync per group)
-        times the anneal's (:func:`rules.anneal_factor`)."""
+        times the anneal's (:func:`schedule.anneal_factor`)."""
         lrs = [g["lr"] for g in self.param_groups]
         inits = [g.get("initial_lr", w) for g, w in zip(self.param_groups, self._wrap_lrs)]
         if not all(type(v) is float for v in lrs) or not all(type(v) is float for v in inits):
             vals = _as_floats(lrs + inits)
             lrs, inits = vals[: len(lrs)], vals[len(lrs) :]
-        tail = rules.anneal_factor(self.rules, self._t)
+        tail = schedule.anneal_factor(self.rules, self._t)
         return [tail * lr / i if i != 0 else 0.0 for lr, i in zip(lrs, inits)]
 
     @property
@@ -450,7 +450,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         if not refreshed:  # nothing to refresh (all groups frozen or without gradients): look again soon
             self._next_refresh = self._t + self._period
             return
-        self._next_refresh, self._period = rules.next_refresh(
+        self._next_refresh, self._period = schedule.next_refresh(
             self._t,
             self._period,
             self._last_forwards,

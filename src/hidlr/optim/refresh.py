@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from hidlr.distributed import mean_across_ranks
-from hidlr.optim import rules
+from hidlr.optim import rules, schedule
 from hidlr.optim.designs import line_design, pair_design, random_design
 from hidlr.optim.guards import ProbeError, probe_value
 from hidlr.optim.quadfit import fit_finite_probes
@@ -107,7 +107,9 @@ class Refresher:
         many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
         line_only = travel_now or many
         probed = (
-            [False] * k_groups if line_only else rules.probe_order(active, self._last_probed, self.groups_per_refresh)
+            [False] * k_groups
+            if line_only
+            else schedule.probe_order(active, self._last_probed, self.groups_per_refresh)
         )
         moving = active if line_only else probed  # a refresh by one line moves every active group along it
         line = UpdateLine(params, moving)
@@ -240,12 +242,12 @@ class Refresher:
         cfg = self.rules
         betas = [self._momentum(k) for k in range(len(decisions))]
         clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
-        # travel happens only before arrival, while a step budget still lets rates grow (rules.may_grow)
+        # travel happens only before arrival, while a step budget still lets rates grow (schedule.may_grow)
         self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
         self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)
-        cfg = rules.growth_config(cfg, self._t, self._arrived)
+        cfg = schedule.growth_config(cfg, self._t, self._arrived)
         decisions = rules.settle(decisions, betas, cfg)
         return RefreshRecord(step=self._t, loss=float(loss0), forwards=forwards, joint_scale=scale, groups=decisions)
 
