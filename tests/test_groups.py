@@ -33,6 +33,14 @@ def test_single_and_by_layer():
     assert set(_names(m, groups.by_layer(m, depth=1))) == {"body", "head"}
 
 
+def test_by_parameter_is_one_group_per_trainable_tensor():
+    m = Net()
+    m.body[1].weight.requires_grad_(False)
+    named = _names(m, groups.by_parameter(m))
+    assert named == {n: [n] for n, p in m.named_parameters() if p.requires_grad}
+    assert "body.1.weight" not in named and "body.1.bias" in named
+
+
 def test_by_kind_puts_norm_layers_apart_from_biases():
     m = Net()
     named = _names(m, groups.by_kind(m))

@@ -65,6 +65,13 @@ def by_layer(model: nn.Module, depth: int | None = None) -> list[dict]:
     return _build(model, named)
 
 
+def by_parameter(model: nn.Module) -> list[dict]:
+    """One group per trainable parameter tensor, named by the parameter (a layer's weight and bias
+    apart: the finest grouping, for influence rankings and freezing plans that may keep a bias
+    without its weight)."""
+    return _build(model, {name: [p] for name, p in _trainable(model)})
+
+
 def by_kind(model: nn.Module) -> list[dict]:
     """Three groups: weights, biases, and normalisation-layer parameters ("norm")."""
     norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}

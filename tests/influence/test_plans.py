@@ -150,3 +150,44 @@ def test_an_optimizer_without_group_fits_is_refused():
         freeze(opt, budget=0.5)
     with pytest.raises(ValueError, match="max_groups=None"):
         influence_table(opt)
+
+
+def _steps(opt, model, x, n):
+    for _ in range(n):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step(probe=lambda: model(x).square().mean())
+
+
+def test_groups_the_probe_budget_skipped_are_refused_until_measured():
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(6)])  # 6 groups, 3 probed per refresh
+    x = torch.randn(16, 3)
+    opt = HiDLR(torch.optim.SGD(groups.by_layer(model), lr=0.01), every=1, max_groups=None, groups_per_refresh=3)
+    _steps(opt, model, x, 1)  # one refresh: groups 3, 4, 5 never probed
+    for call in (lambda: influence_table(opt), lambda: plan_for(opt, budget=0.5), lambda: freeze(opt, budget=0.5)):
+        never = r"3 of 6 groups were never probed \('3', '4', '5'\).*groups_per_refresh=3"
+        with pytest.raises(ValueError, match=never):
+            call()
+    assert all(p.requires_grad for p in model.parameters())  # the refused freeze changed nothing
+    _steps(opt, model, x, 1)  # the second refresh probes the other three
+    assert all(v > 0 for v in opt.influence)
+    assert len(influence_table(opt)) == 6
+
+
+def test_every_group_is_probed_at_once_with_no_probe_budget_and_frozen_groups_do_not_count():
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(6)])
+    x = torch.randn(16, 3)
+    opt = HiDLR(torch.optim.SGD(groups.by_layer(model), lr=0.01), every=1, max_groups=None, groups_per_refresh=None)
+    _steps(opt, model, x, 1)
+    assert len(influence_table(opt)) == 6
+
+    opt = HiDLR(torch.optim.SGD(groups.by_layer(model), lr=0.01), every=1, max_groups=None, groups_per_refresh=3)
+    _steps(opt, model, x, 1)
+    for k in ("3", "4", "5"):  # the never-probed groups frozen by hand: nothing unknown is left to plan
+        next(g for g in opt.param_groups if g["name"] == k)["params"][0].requires_grad_(False)
+    for k in ("3", "4", "5"):
+        next(g for g in opt.param_groups if g["name"] == k)["params"][1].requires_grad_(False)
+    plan = plan_for(opt, budget=1.0)
+    assert set(plan.kept_groups) == {"0", "1", "2"}

@@ -20,6 +20,9 @@ from typing import Any
 # reasons for which a refresh measured nothing about a group (it did not move)
 _UNMEASURED = ("frozen", "no gradients", "non-finite probe loss")
 _FLAT = "loss does not change measurably along the update"
+# a refresh skipped the group for the probe budget (HiDLR's ``groups_per_refresh``): it could move,
+# but nothing was measured, so its influence is unknown rather than 0
+_SKIPPED = "not probed at this refresh (groups_per_refresh)"
 # a convex fit is trusted up to this multiple of the probed rate: a nearly flat fit (a ~ 0) would
 # otherwise predict an absurd decrease at an absurd step (HiDLR bounds its joint step the same way)
 MAX_STEP_MULTIPLE = 100.0
@@ -113,14 +116,44 @@ class InfluenceRow:
     trainable: bool
 
 
+def never_probed(history: Sequence[Any], n_groups: int) -> list[int]:
+    """Groups that some refresh skipped for the probe budget and no refresh measured: they could
+    move, but their influence is unknown (not 0)."""
+    skipped, measured = [False] * n_groups, [False] * n_groups
+    for record in history:
+        entries = list(_field(record, "groups"))
+        if len(entries) != n_groups:
+            raise ValueError(f"a refresh record has {len(entries)} groups, the optimizer has {n_groups}")
+        for k, (g, dec) in enumerate(zip(entries, refresh_decreases(record))):
+            skipped[k] |= _field(g, "reason") == _SKIPPED
+            measured[k] |= dec is not None
+    return [k for k in range(n_groups) if skipped[k] and not measured[k]]
+
+
 def require_group_fits(opt: Any) -> None:
-    """Refuse an optimizer whose refreshes fitted no group alone (the one-group rule of
-    ``HiDLR(max_groups=...)``): its influence would be 0 for every group, not a measurement."""
+    """Refuse an optimizer whose influence would not be a measurement: its refreshes fitted no group
+    alone (the one-group rule of ``HiDLR(max_groups=...)``), or some trainable group was never
+    probed (``groups_per_refresh`` smaller than the number of groups, too few refreshes)."""
     history = getattr(opt, "history", None) or []
     if history and not any(_field(g, "a") is not None for rec in history for g in _field(rec, "groups")):
         raise ValueError(
             "the optimizer's refreshes fitted no group alone (with more groups than max_groups it "
             "refreshes by the one-group rule): construct the influence run's HiDLR with max_groups=None"
+        )
+    names = group_names(opt.param_groups)
+    missing = [
+        names[k]
+        for k in never_probed(history, len(names))
+        if any(p.requires_grad for p in opt.param_groups[k]["params"])
+    ]
+    if missing:
+        head = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        per = getattr(opt, "groups_per_refresh", None)
+        raise ValueError(
+            f"{len(missing)} of {len(names)} groups were never probed ({head}), so their influence is "
+            f"unknown: the refreshes probe at most groups_per_refresh={per} groups each. Construct the "
+            "influence run's HiDLR with groups_per_refresh=None (every group at every refresh), or run "
+            "more refreshes"
         )
 
 

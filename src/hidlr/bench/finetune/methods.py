@@ -65,6 +65,15 @@ def module_groups(model: TokenDistributionModel) -> list[dict]:
     return groups.by_layer(model)
 
 
+def parameter_groups(model: TokenDistributionModel) -> list[dict]:
+    """One group per parameter tensor (a linear map's weight and bias apart)."""
+    return groups.by_parameter(model)
+
+
+FREEZE_GROUPINGS = {"modules": module_groups, "parameters": parameter_groups}
+"""Groupings the influence run may rank (``hidlr bench finetune --freeze-groups``)."""
+
+
 def head_group_names(param_groups: list[dict]) -> list[str]:
     return [g["name"] for g in param_groups if g["name"].startswith("head")]
 
@@ -113,9 +122,12 @@ def hidlr_lora_no_budget(model: TokenDistributionModel, lr: float, steps: int) -
     return hidlr_lora(model, lr, steps, budget=False)
 
 
-def hidlr_modules(model: TokenDistributionModel, lr: float, steps: int, every: int) -> Setup:
-    """Hi-DLR over per-module groups, refreshing every ``every`` steps (the influence run)."""
-    return Setup(model, HiDLR(torch.optim.Adam(module_groups(model), lr=lr), every=every, max_groups=None), lr=lr)
+def hidlr_modules(model: TokenDistributionModel, lr: float, steps: int, every: int, grouping: str = "modules") -> Setup:
+    """Hi-DLR over the groups of ``grouping`` (a key of :data:`FREEZE_GROUPINGS`), refreshing every
+    ``every`` steps and fitting every group at each refresh (the influence run)."""
+    param_groups = FREEZE_GROUPINGS[grouping](model)
+    opt = HiDLR(torch.optim.Adam(param_groups, lr=lr), every=every, max_groups=None, groups_per_refresh=None)
+    return Setup(model, opt, lr=lr)
 
 
 def prodigy(model: TokenDistributionModel, lr: float, steps: int) -> Setup:

@@ -102,14 +102,19 @@ def run_freezing(
     emit: Callable[[Record], None],
     tick: Callable[[], None] | None,
     quick: bool,
+    grouping: str = "modules",
+    tell_budget: bool = False,
 ) -> dict[str, Any]:
-    """One influence run (Hi-DLR over per-module groups, the first tenth of the steps, two
+    """One influence run (Hi-DLR over the groups of ``grouping``, the first tenth of the steps, two
     refreshes), then for each budget: freeze by the plan (the head always trains) and continue with
-    Hi-DLR for the remaining steps. Runs spent: one per budget (the influence run is shared)."""
+    Hi-DLR for the remaining steps (told the run's step budget with ``tell_budget``, so it anneals).
+    Runs spent: one per budget (the influence run is shared)."""
+    if grouping not in M.FREEZE_GROUPINGS:
+        raise ValueError(f"grouping must be one of {', '.join(M.FREEZE_GROUPINGS)}, got {grouping!r}")
     lr = M.HIDLR_START * (10.0 if quick else 1.0)
     prefix = max(3, steps // 10)
     model = M.new_model(wl, head, seed)
-    setup = M.hidlr_modules(model, lr, steps, every=max(1, -(-prefix // 2)))
+    setup = M.hidlr_modules(model, lr, steps, every=max(1, -(-prefix // 2)), grouping=grouping)
     t0 = time.perf_counter()
     pre = run_training(setup, wl, prefix, batch_size, seed, tick=tick, score=False)
     pre["wall_seconds"] = time.perf_counter() - t0
@@ -119,6 +124,7 @@ def run_freezing(
         "seed": seed,
         "prefix_steps": prefix,
         "prefix": pre,
+        "grouping": grouping,
         "groups": len(table),
         "table": [vars(r) for r in table],
         "table_md": format_table(table),
@@ -126,7 +132,11 @@ def run_freezing(
     state = copy.deepcopy(setup.optimizer.state_dict())  # load_state_dict may share tensors: copy per use
     for label, budget in budgets.items():
         m2 = copy.deepcopy(model)
-        opt = HiDLR(torch.optim.Adam(M.module_groups(m2), lr=lr), max_groups=None)
+        opt = HiDLR(
+            torch.optim.Adam(M.FREEZE_GROUPINGS[grouping](m2), lr=lr),
+            max_groups=None,
+            total_steps=steps if tell_budget else None,  # its step count goes on from the influence run's
+        )
         with warnings.catch_warnings():  # the refresh schedule changes on purpose: fixed -> "auto"
             warnings.filterwarnings("ignore", message="HiDLR checkpoint made under other options")
             opt.load_state_dict(copy.deepcopy(state))  # Adam moments, rates and refresh history of the influence run
