@@ -7,8 +7,9 @@ in the same script. One JSON line per run, appended to ``--out``.
     .venv/bin/python benchmarks/diagnosis/freeze5.py --baselines --seeds 0 1 2 --out ...
     .venv/bin/python benchmarks/diagnosis/freeze5.py --table --seeds 0 1 2 --out ...   # medians
 
-A variant is a grouping of ``FREEZE_GROUPINGS`` with ``+budget`` for told-the-budget frozen runs,
-or ``+adam`` to also train each plan, applied by name to the fresh pretrained model, with plain
+A variant is a grouping of ``FREEZE_GROUPINGS`` with flags: ``+budget`` for told-the-budget frozen
+runs, ``+pergroup`` for frozen runs that fit every kept group at each refresh (else HiDLR's
+defaults), ``+adam`` to also train each plan, applied by name to the fresh pretrained model, with plain
 Adam over BitFit's rate grid: which parameters the plan picks, apart from which rates Hi-DLR picks
 (records ``VARIANT:adam``; its Hi-DLR runs repeat the plain grouping's).
 Records keep the scores and plans, not the rate traces.
@@ -118,7 +119,7 @@ def main() -> None:
             if a.baselines:
                 run_lineup(wl, table, ["bitfit", "last-layer"], head, seed, STEPS, BATCH, emitter("baseline"), None)
             for v in a.variants:
-                grouping, _, flag = v.partition("+")
+                grouping, *flags = v.split("+")
                 t0 = time.perf_counter()
                 info = run_freezing(
                     wl,
@@ -131,10 +132,11 @@ def main() -> None:
                     None,
                     False,
                     grouping=grouping,
-                    tell_budget=flag == "budget",
+                    tell_budget="budget" in flags,
+                    per_group="pergroup" in flags,
                 )
                 print(v, head, seed, f"influence groups {info['groups']}, {time.perf_counter() - t0:.0f} s", flush=True)
-                if flag != "adam":
+                if "adam" not in flags:
                     continue
                 for label, plan in info["plans"].items():
                     for lr in table["bitfit"].grid:

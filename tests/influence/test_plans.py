@@ -191,3 +191,17 @@ def test_every_group_is_probed_at_once_with_no_probe_budget_and_frozen_groups_do
         next(g for g in opt.param_groups if g["name"] == k)["params"][1].requires_grad_(False)
     plan = plan_for(opt, budget=1.0)
     assert set(plan.kept_groups) == {"0", "1", "2"}
+
+
+def test_freezing_restarts_the_refresh_schedule_for_the_groups_left():
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(6)])
+    x = torch.randn(16, 3)
+    opt = HiDLR(torch.optim.SGD(groups.by_layer(model), lr=0.01), max_groups=None, groups_per_refresh=None)
+    _steps(opt, model, x, 12)
+    assert not opt.is_refresh_step()  # the refreshes of six groups spent the probe credit
+    plan = freeze(opt, budget=0.5)
+    assert plan.frozen_groups and opt.is_refresh_step()
+    _steps(opt, model, x, 1)
+    fitted = [g["name"] for g in opt.history[-1]["groups"] if g["a"] is not None]
+    assert fitted == list(plan.kept_groups)

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import itertools
 import warnings
 
@@ -184,6 +185,38 @@ def test_refresh_steps_follow_every():
         opt.step(probe=q.loss)
     assert refreshed == [t % 3 == 0 for t in range(8)]
     assert [r["step"] for r in opt.history] == [0, 3, 6]
+
+
+def _held_back(seed=5):
+    q = make_quadratic([2, 2, 2, 2], seed=seed)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01))
+    opt.rules = dataclasses.replace(opt.rules, probe_credit=0.0)  # no credit: probes wait for their share
+    return q, opt
+
+
+def _train(q, opt, n):
+    refreshed = []
+    for _ in range(n):
+        if opt.is_refresh_step():
+            refreshed.append(opt.step_count)
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+    return refreshed
+
+
+def test_restart_schedule_refreshes_next_and_forgets_the_probes_spent():
+    q, opt = _held_back()
+    assert _train(q, opt, 40) == [0]  # the first refresh's probes hold the next ones back
+    rates = opt.lrs
+    opt.restart_schedule()
+    assert opt.is_refresh_step() and opt.lrs == rates and opt.step_count == 40 and opt.refresh_count == 1
+    state = copy.deepcopy(opt.state_dict())
+    steps = _train(q, opt, 40)
+    assert steps[:2] == [40, 41] and steps == [r["step"] for r in opt.history][1:]  # period 1, then doubling
+    q2, resumed = _held_back()
+    resumed.load_state_dict(state)  # the restart travels with a checkpoint
+    assert _train(q2, resumed, 40) == steps
 
 
 def test_auto_period_grows_while_rates_are_settled():

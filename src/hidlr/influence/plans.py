@@ -221,7 +221,9 @@ def freeze_groups(opt: Any, group_names_to_freeze: Sequence[str]) -> int:
     """Freeze the named param groups of ``opt`` for real; returns the number of parameters frozen.
 
     Each parameter gets ``requires_grad=False``, its gradient and its base-optimizer state are
-    dropped; the group then has no gradients, so HiDLR neither steps nor probes it.
+    dropped; the group then has no gradients, so HiDLR neither steps nor probes it. A HiDLR's
+    refresh schedule starts over (:meth:`~hidlr.HiDLR.restart_schedule`): the next step re-fits the
+    groups left, and the probes spent on the frozen ones do not delay the refreshes to come.
     """
     names = group_names(opt.param_groups)
     unknown = [n for n in group_names_to_freeze if n not in names]
@@ -235,6 +237,9 @@ def freeze_groups(opt: Any, group_names_to_freeze: Sequence[str]) -> int:
                 p.requires_grad_(False)
                 p.grad = None
                 opt.state.pop(p, None)
+    restart = getattr(opt, "restart_schedule", None)
+    if count and callable(restart):
+        restart()
     return count
 
 

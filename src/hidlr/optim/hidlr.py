@@ -242,7 +242,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
         self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
-        self._travel_forwards = 0  # their probe forwards, outside the probe credit
+        self._travel_forwards = 0  # their probe forwards (and all before restart_schedule), outside the credit
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -311,6 +311,16 @@ class HiDLR(Refresher, torch.optim.Optimizer):
     def is_refresh_step(self) -> bool:
         """Whether the next call of :meth:`step` refreshes the rates (and so needs a probe)."""
         return self._t == self._next_refresh
+
+    def restart_schedule(self) -> None:
+        """Start the refresh schedule over, as for a new phase of the run: the next :meth:`step`
+        refreshes, the automatic period restarts at 1, and the probe forwards spent so far no longer
+        count against the probe budget. Rates, estimates, history, step count and step budget stay.
+        :func:`hidlr.influence.freeze` calls it: an influence run's probes over many groups would
+        otherwise hold back the refreshes of the few groups left to train."""
+        self._next_refresh = self._t
+        self._period = 1
+        self._travel_forwards = self._probe_forwards  # forwards outside the credit, like travel's
 
     # ------------------------------------------------------------------------------ delegation
     def zero_grad(self, set_to_none: bool = True) -> None:

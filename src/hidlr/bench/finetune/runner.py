@@ -104,11 +104,14 @@ def run_freezing(
     quick: bool,
     grouping: str = "modules",
     tell_budget: bool = False,
+    per_group: bool = True,
 ) -> dict[str, Any]:
     """One influence run (Hi-DLR over the groups of ``grouping``, the first tenth of the steps, two
     refreshes), then for each budget: freeze by the plan (the head always trains) and continue with
-    Hi-DLR for the remaining steps (told the run's step budget with ``tell_budget``, so it anneals).
-    Runs spent: one per budget (the influence run is shared)."""
+    Hi-DLR for the remaining steps (told the run's step budget with ``tell_budget``, so it anneals;
+    with ``per_group`` a fit per kept group at every refresh, else HiDLR's defaults, which refresh
+    by the one-group line when more than 8 groups train). Runs spent: one per budget (the
+    influence run is shared)."""
     if grouping not in M.FREEZE_GROUPINGS:
         raise ValueError(f"grouping must be one of {', '.join(M.FREEZE_GROUPINGS)}, got {grouping!r}")
     lr = M.HIDLR_START * (10.0 if quick else 1.0)
@@ -134,7 +137,7 @@ def run_freezing(
         m2 = copy.deepcopy(model)
         opt = HiDLR(
             torch.optim.Adam(M.FREEZE_GROUPINGS[grouping](m2), lr=lr),
-            max_groups=None,
+            **({"max_groups": None, "groups_per_refresh": None} if per_group else {}),
             total_steps=steps if tell_budget else None,  # its step count goes on from the influence run's
         )
         with warnings.catch_warnings():  # the refresh schedule changes on purpose: fixed -> "auto"
