@@ -91,8 +91,9 @@ def run(
         short = max(3, steps // 10)
         meta["methods"].update(
             {
-                k: f"Hi-DLR influence run over per-module groups ({short} steps, 2 refreshes), "
-                f"then freeze to {100 * b:.2f}% of the parameters (head kept), Hi-DLR continues"
+                k: f"Hi-DLR influence run over per-module groups ({short} steps, 2 refreshes fitting every "
+                f"group), then freeze to {100 * b:.2f}% of the parameters (head kept), Hi-DLR continues "
+                "(its defaults, told the step budget)"
                 for k, b in budget_map.items()
             }
         )
