@@ -1,5 +1,6 @@
 import json
 
+import torch
 from typer.testing import CliRunner
 
 from hidlr.bench.finetune import run
@@ -80,3 +81,15 @@ def test_report_can_be_rebuilt_from_an_interrupted_run(small_workload, tmp_path)
     assert set(res["summary"]) == {"last-layer/gaussian"}
     text = (tmp_path / "report.md").read_text()
     assert "Interrupted after 2 runs" in text and "not recorded (interrupted)" in text
+
+
+def test_a_run_depends_on_its_seed_not_on_the_runs_before_it(small_workload):
+    from hidlr.bench.finetune import methods as M
+    from hidlr.bench.finetune.runner import run_method
+
+    lora = M.method_table(quick=True)["lora"]
+    first = run_method(small_workload, lora, "mdn", 0, 1e-3, 3, 8, None)
+    torch.rand(100)  # what other methods' runs would draw from the global generator
+    again = run_method(small_workload, lora, "mdn", 0, 1e-3, 3, 8, None)
+    other_seed = run_method(small_workload, lora, "mdn", 1, 1e-3, 3, 8, None)
+    assert again["val"]["nll"] == first["val"]["nll"] != other_seed["val"]["nll"]

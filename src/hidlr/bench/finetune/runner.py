@@ -44,7 +44,10 @@ def run_method(
     tick: Callable[[], None] | None,
 ) -> dict[str, Any]:
     model = M.new_model(wl, head, seed)
-    return run_training(method.build(model, lr, steps), wl, steps, batch_size, seed, tick=tick)
+    with torch.random.fork_rng(devices=[]):  # adapters drawn at random (LoRA's A) depend on the seed alone
+        torch.manual_seed(seed)
+        setup = method.build(model, lr, steps)
+    return run_training(setup, wl, steps, batch_size, seed, tick=tick)
 
 
 def run_lineup(
