@@ -1,0 +1,46 @@
+"""Hi-DLR on LoRA (the fine-tuning benchmark's ``hidlr-lora``) with another probe share: more
+refreshes in the 100-step run, so the rates may travel farther from the start rate of 1e-4.
+Prints each seed's test NLL, refresh count and last refreshed rates, then the median.
+
+    .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+
+import torch
+
+from hidlr import groups
+from hidlr.bench.finetune import methods as M
+from hidlr.bench.finetune.data import real_workload
+from hidlr.bench.finetune.runner import run_method
+from hidlr.bench.finetune.train import Setup
+from hidlr.optim import HiDLR
+
+
+def main() -> None:
+    head, share = sys.argv[1], float(sys.argv[2])
+    torch.set_num_threads(1)
+    wl = real_workload(0, probe_size=48)
+
+    def build(model, lr, steps):
+        M.add_lora(model)
+        opt = HiDLR(torch.optim.Adam(groups.lora(model, rest="head"), lr=lr), total_steps=steps)
+        opt.rules = dataclasses.replace(opt.rules, probe_share=share)
+        return Setup(model, opt, lr=lr)
+
+    method = M.Method("hidlr-lora-share", f"Hi-DLR on LoRA, probe_share={share}", build, rate=M.HIDLR_START)
+    nll = []
+    for seed in range(3):
+        res = run_method(wl, method, head, seed, M.HIDLR_START, 100, 32, None)
+        nll.append(res["test"]["nll"])
+        rates = {k: f"{v:.1e}" for k, v in res["rates"][-1]["rates"].items()}
+        print(head, share, seed, f"{nll[-1]:.4f}", res["refresh_steps"], rates, flush=True)
+    print(head, share, "median", f"{statistics.median(nll):.4f}")
+
+
+if __name__ == "__main__":
+    main()
