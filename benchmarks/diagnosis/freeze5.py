@@ -9,7 +9,8 @@ in the same script. One JSON line per run, appended to ``--out``.
 
 A variant is a grouping of ``FREEZE_GROUPINGS`` with flags: ``+budget`` for told-the-budget frozen
 runs, ``+pergroup`` for frozen runs that fit every kept group at each refresh (else HiDLR's
-defaults), ``+adam`` to also train each plan, applied by name to the fresh pretrained model, with plain
+defaults), ``+prefix20`` for an influence run over the first 20 steps (four refreshes) instead of
+10, ``+adam`` to also train each plan, applied by name to the fresh pretrained model, with plain
 Adam over BitFit's rate grid: which parameters the plan picks, apart from which rates Hi-DLR picks
 (records ``VARIANT:adam``; its Hi-DLR runs repeat the plain grouping's).
 Records keep the scores and plans, not the rate traces.
@@ -134,6 +135,7 @@ def main() -> None:
                     grouping=grouping,
                     tell_budget="budget" in flags,
                     per_group="pergroup" in flags,
+                    influence_share=0.2 if "prefix20" in flags else 0.1,
                 )
                 print(v, head, seed, f"influence groups {info['groups']}, {time.perf_counter() - t0:.0f} s", flush=True)
                 if "adam" not in flags:

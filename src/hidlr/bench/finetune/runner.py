@@ -108,21 +108,26 @@ def run_freezing(
     grouping: str = "modules",
     tell_budget: bool = True,
     per_group: bool = False,
+    influence_share: float = 0.1,
 ) -> dict[str, Any]:
-    """One influence run (Hi-DLR over the groups of ``grouping``, every group fitted at each of two
-    refreshes in the first tenth of the steps), then for each budget: freeze by the plan (the head
-    always trains) and continue with Hi-DLR for the remaining steps, its refresh schedule started
-    over. The continuation is told the run's step budget with ``tell_budget`` (so it anneals, as
-    the other Hi-DLR methods do); with ``per_group`` it fits every kept group at each refresh, else
-    it keeps HiDLR's defaults (the one-group line when more than 8 groups train). The defaults
-    were chosen on 3 seeds (``benchmarks/diagnosis/freeze5.py``). Runs spent: one per budget (the
-    influence run is shared)."""
+    """One influence run (Hi-DLR over the groups of ``grouping``, every group fitted at each of its
+    refreshes, two per tenth of the run, over the first ``influence_share`` of the steps), then for
+    each budget: freeze by the plan (the head always trains) and continue with Hi-DLR for the
+    remaining steps, its refresh schedule started over. The continuation is told the run's step
+    budget with ``tell_budget`` (so it anneals, as the other Hi-DLR methods do); with ``per_group``
+    it fits every kept group at each refresh, else it keeps HiDLR's defaults (the one-group line
+    when more than 8 groups train). The defaults were chosen on 3 seeds
+    (``benchmarks/diagnosis/freeze5.py``). Runs spent: one per budget (the influence run is
+    shared)."""
     if grouping not in M.FREEZE_GROUPINGS:
         raise ValueError(f"grouping must be one of {', '.join(M.FREEZE_GROUPINGS)}, got {grouping!r}")
     lr = M.HIDLR_START * (10.0 if quick else 1.0)
-    prefix = max(3, steps // 10)
+    if not 0 < influence_share < 1:
+        raise ValueError(f"influence_share must be in (0, 1), got {influence_share}")
+    prefix = max(3, int(steps * influence_share))
+    every = max(1, -(-max(3, steps // 10) // 2))  # two refreshes per tenth of the run
     model = M.new_model(wl, head, seed)
-    setup = M.hidlr_modules(model, lr, steps, every=max(1, -(-prefix // 2)), grouping=grouping)
+    setup = M.hidlr_modules(model, lr, steps, every=every, grouping=grouping)
     t0 = time.perf_counter()
     pre = run_training(setup, wl, prefix, batch_size, seed, tick=tick, score=False)
     pre["wall_seconds"] = time.perf_counter() - t0
