@@ -71,7 +71,8 @@ def parameter_groups(model: TokenDistributionModel) -> list[dict]:
 
 
 FREEZE_GROUPINGS = {"modules": module_groups, "parameters": parameter_groups}
-"""Groupings the influence run may rank (``hidlr bench finetune --freeze-groups``)."""
+"""Groupings the influence run may rank (``run_freezing(grouping=...)``; compared in
+``benchmarks/diagnosis/freeze5.py``, the benchmark ranks modules)."""
 
 
 def head_group_names(param_groups: list[dict]) -> list[str]:
