@@ -102,3 +102,35 @@ def make_probe_with_val(task, batch, mode, probe_gen, crn_seed):
             return torch.tensor(task.evaluate(task.model)["loss"], dtype=torch.float32)
 
     return probe
+
+
+def patch_grow_concave(until_arrived: bool = False) -> None:
+    """PROTOTYPE, not in the engine: a one-group line that descends but is concave takes the largest
+    multiple the clip allows, where the engine keeps the rate ("one-group line not convex").
+    ``until_arrived``: only while the rates have not arrived (no refresh yet had every target
+    inside the clip), and ``restart_schedule`` makes them travel again (a new phase)."""
+    from hidlr.optim import rules
+    from hidlr.optim.refresh import Refresher
+
+    original_multiple, original_line = rules.line_multiple, Refresher._decide_by_line
+    state = {"arrived": False}
+
+    def line_multiple(line, span, resolution, max_multiple, min_r2=0.0):
+        multiple, why = original_multiple(line, span, resolution, max_multiple, min_r2)
+        grow = why == rules.NO_LINE and not (until_arrived and state["arrived"])
+        return (max_multiple, None) if grow else (multiple, why)
+
+    def decide_by_line(self, *args, **kwargs):
+        state["arrived"] = self._arrived
+        return original_line(self, *args, **kwargs)
+
+    rules.line_multiple = line_multiple
+    Refresher._decide_by_line = decide_by_line
+    if until_arrived:
+        original_restart = HiDLR.restart_schedule
+
+        def restart_schedule(self):
+            original_restart(self)
+            self._arrived = False
+
+        HiDLR.restart_schedule = restart_schedule

@@ -7,13 +7,17 @@ in the same script. One JSON line per run, appended to ``--out``.
     .venv/bin/python benchmarks/diagnosis/freeze5.py --baselines --seeds 0 1 2 --out ...
     .venv/bin/python benchmarks/diagnosis/freeze5.py --table --seeds 0 1 2 --out ...   # medians
 
-A variant is a grouping of ``FREEZE_GROUPINGS`` with flags: ``+budget`` for told-the-budget frozen
-runs, ``+pergroup`` for frozen runs that fit every kept group at each refresh (else HiDLR's
-defaults), ``+prefix20`` for an influence run over the first 20 steps (four refreshes) instead of
-10, ``+growconcave`` for a prototype rule in the engine (:func:`grow_on_concave_descent`; for
-the whole process), ``+adam`` to also train each plan, applied by name to the fresh pretrained model, with plain
-Adam over BitFit's rate grid: which parameters the plan picks, apart from which rates Hi-DLR picks
-(records ``VARIANT:adam``; its Hi-DLR runs repeat the plain grouping's).
+A variant is a grouping of ``FREEZE_GROUPINGS`` with flags:
+
+- ``+budget``: the frozen runs are told the step budget;
+- ``+pergroup``: the frozen runs fit every kept group at each refresh (else HiDLR's defaults);
+- ``+prefix20``: an influence run over the first 20 steps (four refreshes) instead of 10;
+- ``+growconcave``: a prototype rule in the engine (``common.patch_grow_concave``; with
+  ``+untilarrived`` its limited form), for the whole process;
+- ``+adam``: also train each plan, applied by name to the fresh pretrained model, with plain Adam
+  over BitFit's rate grid: which parameters the plan picks, apart from which rates Hi-DLR picks
+  (records ``VARIANT:adam``; its Hi-DLR runs repeat the plain grouping's).
+
 Records keep the scores and plans, not the rate traces.
 """
 
@@ -27,28 +31,16 @@ import time
 from pathlib import Path
 
 import torch
+from common import patch_grow_concave
 
 from hidlr.bench.finetune import methods as M
 from hidlr.bench.finetune.data import real_workload
 from hidlr.bench.finetune.runner import run_freezing, run_lineup
 from hidlr.bench.finetune.train import Setup, run_training
 from hidlr.influence import apply_plan
-from hidlr.optim import rules
 
 BUDGETS = {"freeze-1%": 0.01, "freeze-5%": 0.05, "freeze-lora-size": 0.0169, "freeze-20%": 0.2}
 STEPS, BATCH = 100, 32
-
-
-def grow_on_concave_descent() -> None:
-    """Prototype (not in the engine): a one-group line that descends but is concave takes the
-    largest multiple the clip allows, where the engine keeps the rate ("one-group line not convex")."""
-    original = rules.line_multiple
-
-    def patched(line, span, resolution, max_multiple, min_r2=0.0):
-        multiple, why = original(line, span, resolution, max_multiple, min_r2)
-        return (max_multiple, None) if why == rules.NO_LINE else (multiple, why)
-
-    rules.line_multiple = patched
 
 
 def slim(rec: dict, variant: str, commit: str) -> dict:
@@ -129,8 +121,8 @@ def main() -> None:
 
         return emit
 
-    if any("growconcave" in v.split("+") for v in a.variants):
-        grow_on_concave_descent()  # for every variant of this process: run them apart
+    if any("growconcave" in v.split("+") for v in a.variants):  # for every variant of this process: run them apart
+        patch_grow_concave(until_arrived=any("untilarrived" in v.split("+") for v in a.variants))
     for seed in a.seeds:
         for head in a.heads:
             if a.baselines:

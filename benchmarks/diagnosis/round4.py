@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import run_logged
+from common import patch_grow_concave, run_logged
 
 from hidlr import HiDLR
 from hidlr.bench.lr.methods import Method, RunSpec, Setup, base_optimizer, trainable
@@ -58,7 +58,7 @@ def variant(name: str, lr0: float | None) -> Method:
     options: dict = {"anneal": None}
     for item in extra:
         key, _, value = item.partition("=")
-        if key not in ("armijo", "growconcave"):  # the prototypes of --armijo and --grow-concave
+        if key not in ("armijo", "growconcave", "untilarrived"):  # the prototypes' flags, not options
             named = {"None": None, "True": True, "False": False}
             options[key] = named[value] if value in named else float(value)
 
@@ -117,21 +117,6 @@ def patch_armijo() -> None:
     Refresher._decide_by_line = wrap(Refresher._decide_by_line)
 
 
-def patch_grow_concave() -> None:
-    """PROTOTYPE, not in the engine: a one-group line that descends but is concave takes the
-    largest multiple the clip allows, where the engine keeps the rate ("one-group line not
-    convex"). From the fine-tuning benchmark's frozen runs (``docs/benchmarks/finetune.md``)."""
-    from hidlr.optim import rules
-
-    original = rules.line_multiple
-
-    def patched(line, span, resolution, max_multiple, min_r2=0.0):
-        multiple, why = original(line, span, resolution, max_multiple, min_r2)
-        return (max_multiple, None) if why == rules.NO_LINE else (multiple, why)
-
-    rules.line_multiple = patched
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -142,10 +127,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--armijo", action="store_true", help="the first-refresh Armijo prototype (names get +armijo)")
     ap.add_argument("--grow-concave", action="store_true", help="the concave-line prototype (names get +growconcave)")
+    ap.add_argument("--until-arrived", action="store_true", help="with --grow-concave: only until the rates arrive")
     a = ap.parse_args()
     if a.grow_concave:
-        patch_grow_concave()
-        a.variants = [f"{v}+growconcave" for v in a.variants]
+        patch_grow_concave(until_arrived=a.until_arrived)
+        suffix = "+growconcave" + ("+untilarrived" if a.until_arrived else "")
+        a.variants = [f"{v}{suffix}" for v in a.variants]
     if a.armijo:
         patch_armijo()
         a.variants = [f"{v}+armijo" for v in a.variants]
