@@ -12,6 +12,8 @@ A variant is a grouping of ``FREEZE_GROUPINGS`` with flags:
 - ``+budget``: the frozen runs are told the step budget;
 - ``+pergroup``: the frozen runs fit every kept group at each refresh (else HiDLR's defaults);
 - ``+prefix20``: an influence run over the first 20 steps (four refreshes) instead of 10;
+- ``+fresh``: the frozen runs start a new HiDLR at the start rate instead of taking the influence
+  run's optimizer state;
 - ``+growconcave``: a prototype rule in the engine (``common.patch_grow_concave``; with
   ``+untilarrived`` its limited form), for the whole process;
 - ``+adam``: also train each plan, applied by name to the fresh pretrained model, with plain Adam
@@ -144,6 +146,7 @@ def main() -> None:
                     tell_budget="budget" in flags,
                     per_group="pergroup" in flags,
                     influence_share=0.2 if "prefix20" in flags else 0.1,
+                    carry_state="fresh" not in flags,
                 )
                 print(v, head, seed, f"influence groups {info['groups']}, {time.perf_counter() - t0:.0f} s", flush=True)
                 if "adam" not in flags:

@@ -26,7 +26,9 @@ from hidlr.influence import (
     apply_plan,
     format_table,
     freeze,
+    freeze_groups,
     influence_table,
+    plan_for,
 )
 from hidlr.optim import HiDLR
 
@@ -109,6 +111,7 @@ def run_freezing(
     tell_budget: bool = True,
     per_group: bool = False,
     influence_share: float = 0.1,
+    carry_state: bool = True,
 ) -> dict[str, Any]:
     """One influence run (Hi-DLR over the groups of ``grouping``, every group fitted at each of its
     refreshes, two per tenth of the run, over the first ``influence_share`` of the steps), then for
@@ -117,8 +120,9 @@ def run_freezing(
     budget with ``tell_budget`` (so it anneals, as the other Hi-DLR methods do); with ``per_group``
     it fits every kept group at each refresh, else it keeps HiDLR's defaults (the one-group line
     when more than 8 groups train). The defaults were chosen on 3 seeds
-    (``benchmarks/diagnosis/freeze5.py``). Runs spent: one per budget (the influence run is
-    shared)."""
+    (``benchmarks/diagnosis/freeze5.py``). With ``carry_state`` the continuation takes the influence
+    run's optimizer state (Adam moments, rates, refresh history), else it starts afresh at the
+    start rate. Runs spent: one per budget (the influence run is shared)."""
     if grouping not in M.FREEZE_GROUPINGS:
         raise ValueError(f"grouping must be one of {', '.join(M.FREEZE_GROUPINGS)}, got {grouping!r}")
     lr = M.HIDLR_START * (10.0 if quick else 1.0)
@@ -148,12 +152,18 @@ def run_freezing(
         opt = HiDLR(
             torch.optim.Adam(M.FREEZE_GROUPINGS[grouping](m2), lr=lr),
             **({"max_groups": None, "groups_per_refresh": None} if per_group else {}),
-            total_steps=steps if tell_budget else None,  # its step count goes on from the influence run's
+            # a carried state's step count goes on from the influence run's
+            total_steps=(steps if carry_state else steps - prefix) if tell_budget else None,
         )
-        with warnings.catch_warnings():  # the refresh schedule changes on purpose: fixed -> "auto"
-            warnings.filterwarnings("ignore", message="HiDLR checkpoint made under other options")
-            opt.load_state_dict(copy.deepcopy(state))  # Adam moments, rates and refresh history of the influence run
-        plan = freeze(opt, budget=budget, model=m2, keep=M.head_group_names(opt.param_groups))
+        keep = M.head_group_names(opt.param_groups)
+        if carry_state:
+            with warnings.catch_warnings():  # the refresh schedule changes on purpose: fixed -> "auto"
+                warnings.filterwarnings("ignore", message="HiDLR checkpoint made under other options")
+                opt.load_state_dict(copy.deepcopy(state))  # Adam moments, rates and history of the influence run
+            plan = freeze(opt, budget=budget, model=m2, keep=keep)
+        else:
+            plan = plan_for(setup.optimizer, budget=budget, model=model, keep=keep)
+            freeze_groups(opt, plan.frozen_groups)
         res = run_training(Setup(m2, opt, lr=lr), wl, steps - prefix, batch_size, seed, tick=tick, start=prefix)
         res["train_seconds_with_prefix"] = res["train_seconds"] + pre["train_seconds"]
         emit(
