@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -93,3 +94,17 @@ def test_a_run_depends_on_its_seed_not_on_the_runs_before_it(small_workload):
     again = run_method(small_workload, lora, "mdn", 0, 1e-3, 3, 8, None)
     other_seed = run_method(small_workload, lora, "mdn", 1, 1e-3, 3, 8, None)
     assert again["val"]["nll"] == first["val"]["nll"] != other_seed["val"]["nll"]
+
+
+@pytest.mark.parametrize("carry_state", [True, False])
+def test_frozen_runs_keep_the_budget_and_refresh_the_kept_groups(small_workload, carry_state):
+    from hidlr.bench.finetune.runner import run_freezing
+
+    records = []
+    info = run_freezing(
+        small_workload, "mdn", 0, 30, 8, {"freeze-20%": 0.2}, records.append, None, True, carry_state=carry_state
+    )
+    (rec,) = records
+    assert rec["result"]["trainable_params"] <= 0.2 * info["plans"]["freeze-20%"].total_params
+    after = [r for r in rec["result"]["rates"] if r["step"] >= info["prefix_steps"]]
+    assert len(after) >= 3, f"the frozen run refreshed at steps {[r['step'] for r in after]} only"
