@@ -72,7 +72,7 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
         "travelling": opt._travelling,
         "arrived": opt._arrived,
         "travel_refreshes": opt._travel_refreshes,
-        "travel_forwards": opt._travel_forwards,
+        "travel_forwards": opt._uncredited_forwards,  # key kept from when only travel was uncredited
         "history": copy.deepcopy(opt.history[-opt.history_size :] if opt.history_size else []),
     }
 
@@ -319,7 +319,7 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._travelling = bool(own.get("travelling", False))
     opt._arrived = bool(own.get("arrived", False))
     opt._travel_refreshes = int(own.get("travel_refreshes", 0))
-    opt._travel_forwards = int(own.get("travel_forwards", 0))
+    opt._uncredited_forwards = int(own.get("travel_forwards", 0))
     if budget is not None:
         opt.total_steps = budget
 

@@ -1,5 +1,6 @@
-"""Checks that refuse bad input before anything changes: duplicate parameters, bad rates, non-finite
-gradients, and probe return values that are not a finite scalar loss."""
+"""Checks that refuse bad input before anything changes: duplicate parameters, bad rates (and reading
+rates that are tensors, in one transfer per device), non-finite gradients, and probe return values
+that are not a finite scalar loss."""
 
 from __future__ import annotations
 
@@ -42,6 +43,20 @@ def check_unique_params(groups: Sequence[dict[str, Any]], new: Iterable[torch.Te
                 f"a parameter of shape {tuple(p.shape)} of the new param group is already in param group {owner[id(p)]}"
             )
         seen.add(id(p))
+
+
+def rates_as_floats(values: Sequence[Any]) -> list[float]:
+    """Python floats of numbers and 0-d tensors; the tensors of one device come over in one transfer."""
+    out = list(values)
+    tensors = [(i, v) for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
+    for i, v in tensors:
+        by_device.setdefault(v.device, []).append((i, v))
+    for items in by_device.values():
+        host = torch.stack([v.detach().reshape(()).to(torch.float64) for _, v in items]).tolist()
+        for (i, _), h in zip(items, host):
+            out[i] = h
+    return [float(v) for v in out]
 
 
 def check_rates(rates: Sequence[float], groups: Sequence[dict[str, Any]], step: int) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from hidlr.distributed import refuse_sharded_parameters, same_on_every_rank
-from hidlr.optim import checkpoint, schedule
+from hidlr.optim import checkpoint, guards, schedule
 from hidlr.optim.guards import all_finite, check_rates, check_unique_params, first_non_finite, group_name
 from hidlr.optim.options import check_options, check_total_steps
 from hidlr.optim.refresh import Refresher, same_grads
@@ -18,20 +18,6 @@ from hidlr.optim.rules import RuleConfig
 from hidlr.probes import probe_for_step
 
 Probe = Callable[[], Any]
-
-
-def _as_floats(values: Sequence[Any]) -> list[float]:
-    """Python floats of numbers and 0-d tensors; the tensors of one device come over in one transfer."""
-    out = list(values)
-    tensors = [(i, v) for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
-    by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
-    for i, v in tensors:
-        by_device.setdefault(v.device, []).append((i, v))
-    for items in by_device.values():
-        host = torch.stack([v.detach().reshape(()).to(torch.float64) for _, v in items]).tolist()
-        for (i, _), h in zip(items, host):
-            out[i] = h
-    return [float(v) for v in out]
 
 
 class HiDLR(Refresher, torch.optim.Optimizer):
@@ -242,7 +228,9 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
         self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
-        self._travel_forwards = 0  # their probe forwards (and all before restart_schedule), outside the credit
+        # probe forwards that do not count against the probe credit: travel refreshes', and all
+        # those before a restart_schedule
+        self._uncredited_forwards = 0
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)
         self._t = 0
@@ -265,7 +253,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
 
     @staticmethod
     def _group_lr(group: dict[str, Any]) -> float:
-        return _as_floats([group["lr"]])[0]
+        return guards.rates_as_floats([group["lr"]])[0]
 
     def _factors(self) -> list[float]:
         """The factor per group between estimate and applied rate: the scheduler's (``group["lr"]``
@@ -274,7 +262,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         lrs = [g["lr"] for g in self.param_groups]
         inits = [g.get("initial_lr", w) for g, w in zip(self.param_groups, self._wrap_lrs)]
         if not all(type(v) is float for v in lrs) or not all(type(v) is float for v in inits):
-            vals = _as_floats(lrs + inits)
+            vals = guards.rates_as_floats(lrs + inits)
             lrs, inits = vals[: len(lrs)], vals[len(lrs) :]
         tail = schedule.anneal_factor(self.rules, self._t)
         return [tail * lr / i if i != 0 else 0.0 for lr, i in zip(lrs, inits)]
@@ -320,7 +308,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         otherwise hold back the refreshes of the few groups left to train."""
         self._next_refresh = self._t
         self._period = 1
-        self._travel_forwards = self._probe_forwards  # forwards outside the credit, like travel's
+        self._uncredited_forwards = self._probe_forwards
 
     # ------------------------------------------------------------------------------ delegation
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -464,7 +452,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             self._t,
             self._period,
             self._last_forwards,
-            self._probe_forwards - self._travel_forwards,
+            self._probe_forwards - self._uncredited_forwards,
             self.max_every,
             self.rules,
             travelling=self._travelling,

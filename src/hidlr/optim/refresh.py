@@ -142,7 +142,7 @@ class Refresher:
         self._probe_forwards += record.forwards
         if travel_now:
             self._travel_refreshes += 1
-            self._travel_forwards += record.forwards
+            self._uncredited_forwards += record.forwards
         self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
         self._refreshes += 1
         self.history.append(record.as_dict())
