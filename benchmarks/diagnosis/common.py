@@ -134,3 +134,24 @@ def patch_grow_concave(until_arrived: bool = False) -> None:
             self._arrived = False
 
         HiDLR.restart_schedule = restart_schedule
+
+
+def patch_unsmoothed_clip() -> None:
+    """PROTOTYPE, not in the engine: a group whose target is cut by the clip takes the clipped
+    target at once, unsmoothed (the engine smooths every target: a growth of 1.7x per refresh at
+    clip 2 and ema 0.3, where the clip alone allows 2x)."""
+    from hidlr.optim import rules
+
+    def settle(decisions, betas, config):
+        out = []
+        for d, beta in zip(decisions, betas):
+            if not d.accepted:
+                out.append(d)
+                continue
+            raw = d.newton_rate * rules.momentum_factor(beta, config.horizon)
+            target = rules.clip_rate(d.estimate, raw, config.clip)
+            estimate = target if target != raw else rules.smooth(d.estimate, target, config.ema)
+            out.append(rules.replace(d, target=target, estimate=estimate))
+        return out
+
+    rules.settle = settle

@@ -3,6 +3,7 @@ refreshes in the 100-step run, so the rates may travel farther from the start ra
 Prints each seed's test NLL, refresh count and last refreshed rates, then the median.
 
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.2
+    .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --unsmoothed-clip   # the prototype
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from hidlr.optim import HiDLR
 
 def main() -> None:
     head, share = sys.argv[1], float(sys.argv[2])
+    if "--unsmoothed-clip" in sys.argv:
+        from common import patch_unsmoothed_clip
+
+        patch_unsmoothed_clip()
     torch.set_num_threads(1)
     wl = real_workload(0, probe_size=48)
 
