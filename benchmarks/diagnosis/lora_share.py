@@ -4,6 +4,7 @@ Prints each seed's test NLL, refresh count and last refreshed rates, then the me
 
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.2
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --unsmoothed-clip   # the prototype
+    .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --lr0 1e-3   # another start rate
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hidlr.optim import HiDLR
 
 def main() -> None:
     head, share = sys.argv[1], float(sys.argv[2])
+    lr0 = float(sys.argv[sys.argv.index("--lr0") + 1]) if "--lr0" in sys.argv else M.HIDLR_START
     if "--unsmoothed-clip" in sys.argv:
         from common import patch_unsmoothed_clip
 
@@ -37,14 +39,14 @@ def main() -> None:
         opt.rules = dataclasses.replace(opt.rules, probe_share=share)
         return Setup(model, opt, lr=lr)
 
-    method = M.Method("hidlr-lora-share", f"Hi-DLR on LoRA, probe_share={share}", build, rate=M.HIDLR_START)
+    method = M.Method("hidlr-lora-share", f"Hi-DLR on LoRA, probe_share={share}", build, rate=lr0)
     nll = []
     for seed in range(3):
-        res = run_method(wl, method, head, seed, M.HIDLR_START, 100, 32, None)
+        res = run_method(wl, method, head, seed, lr0, 100, 32, None)
         nll.append(res["test"]["nll"])
         rates = {k: f"{v:.1e}" for k, v in res["rates"][-1]["rates"].items()}
-        print(head, share, seed, f"{nll[-1]:.4f}", res["refresh_steps"], rates, flush=True)
-    print(head, share, "median", f"{statistics.median(nll):.4f}")
+        print(head, share, f"lr0={lr0:g}", seed, f"{nll[-1]:.4f}", res["refresh_steps"], rates, flush=True)
+    print(head, share, f"lr0={lr0:g}", "median", f"{statistics.median(nll):.4f}")
 
 
 if __name__ == "__main__":
