@@ -155,3 +155,35 @@ def patch_unsmoothed_clip() -> None:
         return out
 
     rules.settle = settle
+
+
+def patch_restart_phase() -> None:
+    """PROTOTYPE, not in the engine: ``restart_schedule`` starts a new phase of the rates too. The
+    rates may travel again (arrival and the travel count are reset), and with a step budget the
+    growth window restarts: it covers ``grow_window`` of the steps left at the restart."""
+    from hidlr.optim import schedule
+    from hidlr.optim.refresh import Refresher
+
+    original_restart, original_settle = HiDLR.restart_schedule, Refresher._settle
+    original_growth = schedule.growth_config
+    phase = {"start": 0}
+
+    def restart_schedule(self):
+        original_restart(self)
+        self._arrived = False
+        self._travel_refreshes = 0
+        self._phase_start = self._t
+
+    def settle(self, *args, **kwargs):
+        phase["start"] = getattr(self, "_phase_start", 0)
+        return original_settle(self, *args, **kwargs)
+
+    def growth_config(config, t, arrived):
+        p, total = phase["start"], config.total_steps
+        if total is not None and p > 0 and total > p:
+            t = int((t - p) * total / (total - p))  # the same share of the phase's steps
+        return original_growth(config, t, arrived)
+
+    HiDLR.restart_schedule = restart_schedule
+    Refresher._settle = settle
+    schedule.growth_config = growth_config

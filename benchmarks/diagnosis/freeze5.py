@@ -16,6 +16,8 @@ A variant is a grouping of ``FREEZE_GROUPINGS`` with flags:
   run's optimizer state;
 - ``+growconcave``: a prototype rule in the engine (``common.patch_grow_concave``; with
   ``+untilarrived`` its limited form), for the whole process;
+- ``+restartphase``: a prototype (``common.patch_restart_phase``) in which the restart after
+  freezing lets the rates travel and grow again, for the whole process;
 - ``+adam``: also train each plan, applied by name to the fresh pretrained model, with plain Adam
   over BitFit's rate grid: which parameters the plan picks, apart from which rates Hi-DLR picks
   (records ``VARIANT:adam``; its Hi-DLR runs repeat the plain grouping's).
@@ -33,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import patch_grow_concave
+from common import patch_grow_concave, patch_restart_phase
 
 from hidlr.bench.finetune import methods as M
 from hidlr.bench.finetune.data import real_workload
@@ -125,6 +127,8 @@ def main() -> None:
 
     if any("growconcave" in v.split("+") for v in a.variants):  # for every variant of this process: run them apart
         patch_grow_concave(until_arrived=any("untilarrived" in v.split("+") for v in a.variants))
+    if any("restartphase" in v.split("+") for v in a.variants):  # likewise for the whole process
+        patch_restart_phase()
     for seed in a.seeds:
         for head in a.heads:
             if a.baselines:

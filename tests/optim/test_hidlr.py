@@ -219,6 +219,47 @@ def test_restart_schedule_refreshes_next_and_forgets_the_probes_spent():
     assert _train(q2, resumed, 40) == steps
 
 
+def _concave_run():
+    """Two groups on the loss -|w|^2 (concave and descending along every gradient step), one line
+    per refresh (more groups than max_groups)."""
+    w = [torch.nn.Parameter(torch.tensor([1.0, -0.5])), torch.nn.Parameter(torch.tensor([0.3]))]
+
+    def loss():
+        return -sum((p**2).sum() for p in w)
+
+    opt = HiDLR(torch.optim.SGD([{"params": [p]} for p in w], lr=1e-3), max_groups=1, every=1)
+    return loss, opt
+
+
+def _step(loss, opt):
+    opt.zero_grad()
+    loss().backward()
+    opt.step(probe=loss)
+
+
+def test_a_concave_descent_keeps_the_rates_until_a_restart_then_grows_them():
+    loss, opt = _concave_run()
+    for _ in range(3):
+        _step(loss, opt)
+    assert [r["groups"][0]["reason"] for r in opt.history] == ["one-group line not convex"] * 3
+    assert opt.lrs == [1e-3, 1e-3]  # the run's start: the rule keeps the rates
+    opt.restart_schedule()
+    state = copy.deepcopy(opt.state_dict())
+    assert state["hidlr"]["restarted"] is True and state["hidlr"]["arrived"] is False
+    _step(loss, opt)
+    grown = opt.lrs
+    assert opt.history[-1]["groups"][0]["accepted"] and grown[0] == pytest.approx(1.7e-3) and grown[1] == grown[0]
+    loss2, resumed = _concave_run()
+    resumed.load_state_dict(state)  # the restarted phase travels with a checkpoint
+    _step(loss2, resumed)
+    assert resumed.lrs == grown
+    del state["hidlr"]["restarted"]  # a checkpoint from before the flag: not restarted
+    loss3, old = _concave_run()
+    old.load_state_dict(state)
+    _step(loss3, old)
+    assert old.lrs == [1e-3, 1e-3]
+
+
 def test_auto_period_grows_while_rates_are_settled():
     q = make_quadratic([3], seed=4)
     opt = HiDLR(torch.optim.SGD(q.params, lr=0.01), every="auto", max_every=8)

@@ -283,3 +283,16 @@ def test_line_decisions_give_every_active_group_the_line_multiple():
 )
 def test_line_multiple(line, expected):
     assert rules.line_multiple(line, span=2.0, resolution=1e-9, max_multiple=100.0, min_r2=0.9) == expected
+
+
+@pytest.mark.parametrize(
+    ("multiple", "expected"),
+    [
+        ((None, rules.NO_LINE), (100.0, None)),  # descends, concave: the minimum lies beyond the probes
+        ((1.5, None), (1.5, None)),
+        ((None, rules.LINE_ASCENT), (None, rules.LINE_ASCENT)),
+        ((None, "non-finite loss along the combined step"), (None, "non-finite loss along the combined step")),
+    ],
+)
+def test_a_restarted_phase_grows_a_concave_descent_and_nothing_else(multiple, expected):
+    assert rules.grow_concave_descent(multiple, max_multiple=100.0) == expected

@@ -34,6 +34,8 @@ _RUNNING = ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
 # counters and flags that format 2 may lack (added later; read as their defaults there), required from format 3
 _COUNTERS = ("probe_forwards", "last_forwards", "travel_refreshes", "travel_forwards")
 _FLAGS = ("travelling", "arrived")
+# flags added within format 3 (read as False where missing)
+_LATER_FLAGS = ("restarted",)
 
 
 def _config(opt: HiDLR) -> dict[str, Any]:
@@ -71,6 +73,7 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
         "last_forwards": opt._last_forwards,
         "travelling": opt._travelling,
         "arrived": opt._arrived,
+        "restarted": opt._restarted,
         "travel_refreshes": opt._travel_refreshes,
         "travel_forwards": opt._uncredited_forwards,  # key kept from when only travel was uncredited
         "history": copy.deepcopy(opt.history[-opt.history_size :] if opt.history_size else []),
@@ -178,7 +181,7 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         for key in _COUNTERS:
             if key in own:
                 _number(own, key, integral=True)
-        for key in _FLAGS:
+        for key in _FLAGS + _LATER_FLAGS:
             if key in own and not isinstance(own[key], bool):
                 raise ValueError(
                     f"HiDLR state dict: {key!r} must be True or False, got {own[key]!r}; nothing was loaded"
@@ -318,6 +321,7 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._last_probed = [int(v) for v in own.get("last_probed", [-1] * len(opt.param_groups))]
     opt._travelling = bool(own.get("travelling", False))
     opt._arrived = bool(own.get("arrived", False))
+    opt._restarted = bool(own.get("restarted", False))
     opt._travel_refreshes = int(own.get("travel_refreshes", 0))
     opt._uncredited_forwards = int(own.get("travel_forwards", 0))
     if budget is not None:

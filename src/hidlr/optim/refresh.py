@@ -192,6 +192,8 @@ class Refresher:
         span = max(abs(p) for p in points)
         min_r2 = 0.0 if travelling else cfg.min_r2
         multiple = rules.line_multiple(fitted, span, self._resolution(loss0), cfg.max_multiple, min_r2)
+        if self._restarted and not self._arrived:
+            multiple = rules.grow_concave_descent(multiple, cfg.max_multiple)
         decisions = rules.line_decisions(active, applied, self._estimates, self._names(), multiple)
         forwards, scale = 1 + len(points), None
         if not travelling and cfg.joint and multiple[0] is not None:
