@@ -187,3 +187,65 @@ def patch_restart_phase() -> None:
     HiDLR.restart_schedule = restart_schedule
     Refresher._settle = settle
     schedule.growth_config = growth_config
+
+
+def patch_travel_direction(cuts_only: bool = True) -> None:
+    """PROTOTYPE, not in the engine (round 6 of ``docs/diagnosis.md``): a travel refresh (the
+    one-group line alone, after a refresh whose targets the clip cut) may not raise a rate that the
+    refresh before it asked to fall (its settled target below its estimate before settling). The
+    engine gives every group the line's multiple, which can undo a cut the groups' own fits asked
+    for. ``cuts_only=False``: nor lower a rate that the refresh before asked to rise. The bound is
+    the Newton rate whose target, after the momentum correction, is the estimate itself; applied
+    before the clip test, so a travel that would reverse stops."""
+    from dataclasses import replace
+
+    from hidlr.optim import rules
+    from hidlr.optim.refresh import Refresher
+
+    original_line, original_settle = Refresher._decide_by_line, rules.settle
+    state = {"travelling": False, "opt": None}
+
+    def decide_by_line(self, probe, move, loss0, applied, active, travelling):
+        state["travelling"], state["opt"] = travelling, self
+        try:
+            return original_line(self, probe, move, loss0, applied, active, travelling)
+        finally:
+            state["travelling"], state["opt"] = False, None
+
+    def clipped(decisions, betas, config, _original=rules.clipped):
+        opt = state["opt"]
+        if state["travelling"] and opt is not None:
+            ways = getattr(opt, "_proto_directions", [0] * len(decisions))
+            out = []
+            for d, way, beta in zip(decisions, ways, betas):
+                if d.accepted and way != 0 and d.estimate > 0 and (way < 0 or not cuts_only):
+                    level = d.estimate / rules.momentum_factor(beta, config.horizon)
+                    d = replace(d, newton_rate=min(d.newton_rate, level) if way < 0 else max(d.newton_rate, level))
+                out.append(d)
+            decisions[:] = out  # the same list goes on to settle
+        return _original(decisions, betas, config)
+
+    def settle(decisions, betas, config):
+        settled = original_settle(decisions, betas, config)
+        opt = state["opt"] or state.get("refresher")
+        ways = []
+        for before, d in zip(decisions, settled):
+            t = d.target if d.accepted else None
+            ways.append(0 if t is None or t == before.estimate else (1 if t > before.estimate else -1))
+        if opt is not None:
+            opt._proto_directions = ways
+        return settled
+
+    original_decide = Refresher._decide
+
+    def decide(self, *args, **kwargs):
+        state["refresher"] = self
+        try:
+            return original_decide(self, *args, **kwargs)
+        finally:
+            state["refresher"] = None
+
+    Refresher._decide_by_line = decide_by_line
+    Refresher._decide = decide
+    rules.clipped = clipped
+    rules.settle = settle

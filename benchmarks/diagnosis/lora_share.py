@@ -5,6 +5,7 @@ Prints each seed's test NLL, refresh count and last refreshed rates, then the me
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.2
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --unsmoothed-clip   # the prototype
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --lr0 1e-3   # another start rate
+    .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --lr0 1e-2 --travel-direction   # round 6
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from hidlr.optim import HiDLR
 def main() -> None:
     head, share = sys.argv[1], float(sys.argv[2])
     lr0 = float(sys.argv[sys.argv.index("--lr0") + 1]) if "--lr0" in sys.argv else M.HIDLR_START
+    if "--travel-direction" in sys.argv:
+        from common import patch_travel_direction
+
+        patch_travel_direction()
     if "--unsmoothed-clip" in sys.argv:
         from common import patch_unsmoothed_clip
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import patch_grow_concave, run_logged
+from common import patch_grow_concave, patch_travel_direction, run_logged
 
 from hidlr import HiDLR
 from hidlr.bench.lr.methods import Method, RunSpec, Setup, base_optimizer, trainable
@@ -46,6 +46,10 @@ DECAYS: dict[str, Callable[[float], float]] = {
 }
 
 
+# the prototypes' flags in a variant's name, not HiDLR options
+PROTOTYPE_FLAGS = ("armijo", "growconcave", "untilarrived", "traveldir", "traveldir2")
+
+
 def variant(name: str, lr0: float | None) -> Method:
     """``hidlr[-decay][+option=value...]`` or ``gen[-decay][+...]`` started at ``lr0`` (None: the
     workload's default). The engine's own anneal is off (``anneal=None``, as at commit 8373ce5 where
@@ -58,7 +62,7 @@ def variant(name: str, lr0: float | None) -> Method:
     options: dict = {"anneal": None}
     for item in extra:
         key, _, value = item.partition("=")
-        if key not in ("armijo", "growconcave", "untilarrived"):  # the prototypes' flags, not options
+        if key not in PROTOTYPE_FLAGS:
             named = {"None": None, "True": True, "False": False}
             options[key] = named[value] if value in named else float(value)
 
@@ -128,7 +132,11 @@ def main() -> None:
     ap.add_argument("--armijo", action="store_true", help="the first-refresh Armijo prototype (names get +armijo)")
     ap.add_argument("--grow-concave", action="store_true", help="the concave-line prototype (names get +growconcave)")
     ap.add_argument("--until-arrived", action="store_true", help="with --grow-concave: only until the rates arrive")
+    ap.add_argument("--travel-direction", choices=["cuts", "both"], help="the travel-direction prototype (+traveldir)")
     a = ap.parse_args()
+    if a.travel_direction:
+        patch_travel_direction(cuts_only=a.travel_direction == "cuts")
+        a.variants = [f"{v}+traveldir" + ("" if a.travel_direction == "cuts" else "2") for v in a.variants]
     if a.grow_concave:
         patch_grow_concave(until_arrived=a.until_arrived)
         suffix = "+growconcave" + ("+untilarrived" if a.until_arrived else "")
