@@ -284,10 +284,16 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
         for ax, r in zip(axes[0], runs):
             hist = r["result"]["rates"]
             for name in hist[0]["rates"]:
-                ax.plot([h["step"] for h in hist], [h["rates"][name] for h in hist], marker=".", label=name)
+                ax.plot(
+                    [h["step"] for h in hist],
+                    [h["rates"][name] for h in hist],
+                    marker=".",
+                    drawstyle="steps-post",  # a rate holds until the next refresh
+                    label=name,
+                )
             ax.set_yscale("log")
-            ax.set_xlabel("step")
-            ax.set_ylabel("rate")
+            ax.set_xlabel("step (points: refreshes)")
+            ax.set_ylabel("rate chosen (before the anneal)")
             ax.set_title(r["method"])
             ax.legend(fontsize=6)
         fig.tight_layout()
