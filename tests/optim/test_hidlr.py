@@ -462,3 +462,15 @@ def test_tensor_rates_are_read_and_restored():
         opt.step(probe=q.loss)
     assert all(isinstance(g["lr"], torch.Tensor) for g in opt.param_groups)  # the user's tensors kept
     assert opt.refresh_count == 2 and all(r > 0 for r in opt.lrs)
+
+
+def test_a_restarted_phase_ends_when_a_refresh_arrives_and_keeps_the_runs_arrival():
+    q = make_quadratic([2, 2], seed=3)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01), every=1)
+    _train(q, opt, 12)
+    assert opt.state_dict()["hidlr"]["arrived"] is True  # convex fits inside the clip
+    opt.restart_schedule()
+    state = opt.state_dict()["hidlr"]
+    assert state["restarted"] is True and state["arrived"] is True  # the growth window is the run's
+    _train(q, opt, 1)
+    assert opt.history[-1]["groups"][0]["accepted"] and opt.state_dict()["hidlr"]["restarted"] is False

@@ -223,8 +223,9 @@ def freeze_groups(opt: Any, group_names_to_freeze: Sequence[str]) -> int:
     Each parameter gets ``requires_grad=False``, its gradient and its base-optimizer state are
     dropped; the group then has no gradients, so HiDLR neither steps nor probes it. A HiDLR's
     refresh schedule starts over (:meth:`~hidlr.HiDLR.restart_schedule`): the next step re-fits the
-    groups left, the probes spent on the frozen ones do not delay the refreshes to come, and the
-    rates left, chosen beside the frozen groups, may grow again until they arrive.
+    groups left, the probes spent on the frozen ones do not delay the refreshes to come, and until
+    the rates left (chosen beside the frozen groups) arrive again, a concave descent along their
+    update grows them.
     """
     names = group_names(opt.param_groups)
     unknown = [n for n in group_names_to_freeze if n not in names]

@@ -226,8 +226,8 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self.groups_per_refresh = opts["groups_per_refresh"]
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
-        self._arrived = False  # a refresh has had every target inside the clip (since the last restart)
-        self._restarted = False  # restart_schedule was called (rules.grow_concave_descent until arrival)
+        self._arrived = False  # a refresh has had every target inside the clip
+        self._restarted = False  # a restart_schedule phase not yet arrived (rules.grow_concave_descent)
         self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
         # probe forwards that do not count against the probe credit: travel refreshes', and all
         # those before a restart_schedule
@@ -304,17 +304,16 @@ class HiDLR(Refresher, torch.optim.Optimizer):
     def restart_schedule(self) -> None:
         """Start the refresh schedule over, as for a new phase of the run: the next :meth:`step`
         refreshes, the automatic period restarts at 1, and the probe forwards spent so far no longer
-        count against the probe budget. The rates have not arrived in the new phase: until a refresh
-        has every target inside the clip, they may grow past the step budget's growth window, and a
-        one-group line that descends but is concave grows them by the clip's bound instead of
-        keeping them (:func:`hidlr.optim.rules.grow_concave_descent`). Rates, estimates, history,
-        step count and step budget stay. :func:`hidlr.influence.freeze` calls it: an influence run's
-        probes over many groups would otherwise hold back the refreshes of the few groups left to
-        train, and its rates were chosen for all of them."""
+        count against the probe budget. Until a refresh of the new phase has every target inside the
+        clip, a one-group line that descends but is concave grows the rates by the clip's bound
+        instead of keeping them (:func:`hidlr.optim.rules.grow_concave_descent`). Rates, estimates,
+        history, step count, step budget and the run's arrival (and with it the budget's growth
+        window) stay. :func:`hidlr.influence.freeze` calls it: an influence run's probes over many
+        groups would otherwise hold back the refreshes of the few groups left to train, and its
+        rates were chosen for all of them."""
         self._next_refresh = self._t
         self._period = 1
         self._uncredited_forwards = self._probe_forwards
-        self._arrived = False
         self._restarted = True
 
     # ------------------------------------------------------------------------------ delegation

@@ -192,7 +192,7 @@ class Refresher:
         span = max(abs(p) for p in points)
         min_r2 = 0.0 if travelling else cfg.min_r2
         multiple = rules.line_multiple(fitted, span, self._resolution(loss0), cfg.max_multiple, min_r2)
-        if self._restarted and not self._arrived:
+        if self._restarted:
             multiple = rules.grow_concave_descent(multiple, cfg.max_multiple)
         decisions = rules.line_decisions(active, applied, self._estimates, self._names(), multiple)
         forwards, scale = 1 + len(points), None
@@ -247,6 +247,8 @@ class Refresher:
         # travel happens only before arrival, while a step budget still lets rates grow (schedule.may_grow)
         self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
         self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
+        if any(d.accepted for d in decisions) and not clipped:
+            self._restarted = False  # a restart_schedule phase has arrived: the concave rule ends
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)
         cfg = schedule.growth_config(cfg, self._t, self._arrived)

@@ -277,10 +277,11 @@ NO_LINE = "one-group line not convex"
 def grow_concave_descent(
     multiple: tuple[float | None, str | None], max_multiple: float
 ) -> tuple[float | None, str | None]:
-    """The line rule of a phase begun by ``HiDLR.restart_schedule``, until its rates arrive: a line
-    that descends but is concave (:data:`NO_LINE`) reads as a minimum beyond the probes, as a flat
-    curvature does in :func:`unresolved`, and takes ``max_multiple`` (the clip bounds the growth)
-    instead of keeping the rates. ``multiple``: :func:`line_multiple`'s result; others unchanged.
+    """The line rule of a phase begun by ``HiDLR.restart_schedule``, until a refresh of it has every
+    target inside the clip: a line that descends but is concave (:data:`NO_LINE`) reads as a
+    minimum beyond the probes, as a flat curvature does in :func:`unresolved`, and takes
+    ``max_multiple`` (the clip bounds the growth) instead of keeping the rates. ``multiple``:
+    :func:`line_multiple`'s result; others unchanged.
     At a run's start the engine keeps the rates: growing there cost a long run 19% (round 5 of
     ``docs/diagnosis.md``); after freezing it lowered the fine-tuning benchmark's NLL on 7 of 12
     (seed, budget) runs and raised it on one (``docs/benchmarks/finetune.md``)."""
