@@ -62,6 +62,14 @@ def test_the_model_chosen_by_validation_is_scored_on_test_beside_the_published_b
     assert out["splits"] == [0, 1] and out["models"] == ["mdn", "bnn"]
     assert out["ll"]["mean"] == pytest.approx(-0.3)
     assert out["best_published_ll"] == pytest.approx(-0.16) and out["beats_published"] is False
+    assert out["discrete_target"] is False
+
+
+def test_an_integer_target_set_is_not_scored_against_the_published_densities():
+    recs = [{"set": "wine-quality-red", "model": "mdn", "variant": "early-stop", "split": 0, "val_ll": 3.0, "ll": 4.4}]
+    out = defaults.chosen_by_validation(recs)["wine-quality-red"]
+    assert out["discrete_target"] is True and "beats_published" not in out  # 4.4 > -0.89 means nothing
+    assert out["best_published_ll"] == pytest.approx(-0.89)
 
 
 def test_the_unscaled_variant_turns_variance_scaling_off():
