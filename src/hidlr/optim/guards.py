@@ -48,10 +48,10 @@ def check_unique_params(groups: Sequence[dict[str, Any]], new: Iterable[torch.Te
 def rates_as_floats(values: Sequence[Any]) -> list[float]:
     """Python floats of numbers and 0-d tensors; the tensors of one device come over in one transfer."""
     out = list(values)
-    tensors = [(i, v) for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
     by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
-    for i, v in tensors:
-        by_device.setdefault(v.device, []).append((i, v))
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor):
+            by_device.setdefault(v.device, []).append((i, v))
     for items in by_device.values():
         host = torch.stack([v.detach().reshape(()).to(torch.float64) for _, v in items]).tolist()
         for (i, _), h in zip(items, host):

@@ -10,8 +10,15 @@ from typing import Any
 import torch
 
 from hidlr.distributed import refuse_sharded_parameters, same_on_every_rank
-from hidlr.optim import checkpoint, guards, schedule
-from hidlr.optim.guards import all_finite, check_rates, check_unique_params, first_non_finite, group_name
+from hidlr.optim import checkpoint, schedule
+from hidlr.optim.guards import (
+    all_finite,
+    check_rates,
+    check_unique_params,
+    first_non_finite,
+    group_name,
+    rates_as_floats,
+)
 from hidlr.optim.options import check_options, check_total_steps
 from hidlr.optim.refresh import Refresher, same_grads
 from hidlr.optim.rules import RuleConfig
@@ -254,7 +261,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
 
     @staticmethod
     def _group_lr(group: dict[str, Any]) -> float:
-        return guards.rates_as_floats([group["lr"]])[0]
+        return rates_as_floats([group["lr"]])[0]
 
     def _factors(self) -> list[float]:
         """The factor per group between estimate and applied rate: the scheduler's (``group["lr"]``
@@ -263,7 +270,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         lrs = [g["lr"] for g in self.param_groups]
         inits = [g.get("initial_lr", w) for g, w in zip(self.param_groups, self._wrap_lrs)]
         if not all(type(v) is float for v in lrs) or not all(type(v) is float for v in inits):
-            vals = guards.rates_as_floats(lrs + inits)
+            vals = rates_as_floats(lrs + inits)
             lrs, inits = vals[: len(lrs)], vals[len(lrs) :]
         tail = schedule.anneal_factor(self.rules, self._t)
         return [tail * lr / i if i != 0 else 0.0 for lr, i in zip(lrs, inits)]

@@ -246,9 +246,9 @@ class Refresher:
         clipped = rules.clipped(decisions, betas, cfg)  # judged by the usual clip, also on the first refresh
         # travel happens only before arrival, while a step budget still lets rates grow (schedule.may_grow)
         self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
-        self._arrived = self._arrived or (any(d.accepted for d in decisions) and not clipped)
-        if any(d.accepted for d in decisions) and not clipped:
-            self._restarted = False  # a restart_schedule phase has arrived: the concave rule ends
+        arrives = any(d.accepted for d in decisions) and not clipped
+        self._arrived = self._arrived or arrives
+        self._restarted = self._restarted and not arrives  # a restarted phase ends when it arrives
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)
         cfg = schedule.growth_config(cfg, self._t, self._arrived)
