@@ -156,6 +156,26 @@ def test_add_param_group_refuses_duplicates_and_changes_nothing():
     assert opt.lrs == [0.1, 0.2]
 
 
+def test_mixed_maximize_flags_are_refused_naming_the_groups_and_add_param_group_changes_nothing():
+    q = make_quadratic([2, 3])
+    mixed = [{"params": [q.params[0]], "name": "up", "maximize": True}, {"params": [q.params[1]], "name": "down"}]
+    with pytest.raises(ValueError, match=r"\['up'\] have maximize=True and \['down'\] do not"):
+        HiDLR(torch.optim.Adam(mixed, lr=0.1))
+    opt = HiDLR(torch.optim.Adam([q.params[0]], lr=0.1))
+    with pytest.raises(ValueError, match="same maximize flag"):
+        opt.add_param_group({"params": [q.params[1]], "maximize": True})
+    assert len(opt.param_groups) == 1 and opt.lrs == [0.1]
+    opt.add_param_group({"params": [q.params[1]]})
+    opt.param_groups[0]["maximize"] = True  # by hand: refused at the next refresh, nothing moved
+    opt.zero_grad()
+    q.loss().backward()
+    before = snapshot(q, opt)
+    assert opt.is_refresh_step()
+    with pytest.raises(ValueError, match="same maximize flag"):
+        opt.step(probe=q.loss)
+    assert_unchanged(q, opt, before)
+
+
 # ------------------------------------------------------------------------------ bad rates
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
 def test_bad_rate_set_by_hand_is_refused_before_anything_changes(bad):

@@ -89,3 +89,39 @@ def test_live_tensor_bytes_counts_storages_once_and_gradients():
     assert live_tensor_bytes()["cpu"] - before == 8000 + 1000 + 1000
     del a, views, p
     assert live_tensor_bytes().get("cpu", 0) == before
+
+
+@pytest.mark.parametrize("base", ["adam", "sgd"])
+def test_maximizing_an_objective_is_minimizing_its_negation_step_for_step(base):
+    """A base optimizer with ``maximize=True`` climbs the probe's value: Hi-DLR fits its negation,
+    so the run equals minimizing ``-objective`` bitwise, rates included (and, unlike a fit of the
+    objective itself, the concave line is accepted and the rates move)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen, dtype=torch.float64)
+    y = x @ torch.randn(4, 1, generator=gen, dtype=torch.float64)
+    runs = []
+    for maximize in (True, False):
+        torch.manual_seed(1)
+        model = nn.Linear(4, 1).double()
+        sign = -1.0 if maximize else 1.0  # the objective -mse maximized, or the loss mse minimized
+
+        def value():
+            return sign * ((model(x) - y) ** 2).mean()  # noqa: B023 (used within the iteration)
+
+        if base == "adam":
+            inner = torch.optim.Adam(model.parameters(), lr=1e-3, maximize=maximize)
+        else:
+            inner = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, maximize=maximize)
+        opt = HiDLR(inner)
+        for _ in range(12):
+            opt.zero_grad()
+            value().backward()
+            opt.step(probe=value)
+        runs.append((model, opt))
+    (up, opt_up), (down, opt_down) = runs
+    for a, b in zip(up.parameters(), down.parameters()):
+        assert torch.equal(a, b)
+    assert opt_up.lrs == opt_down.lrs and opt_up.lrs[0] > 1e-3  # the rates grew
+    assert [h["groups"][0]["accepted"] for h in opt_up.history] == [
+        h["groups"][0]["accepted"] for h in opt_down.history
+    ]

@@ -1,6 +1,6 @@
-"""Checks that refuse bad input before anything changes: duplicate parameters, bad rates (and reading
-rates that are tensors, in one transfer per device), non-finite gradients, and probe return values
-that are not a finite scalar loss."""
+"""Checks that refuse bad input before anything changes: duplicate parameters, mixed ``maximize``
+flags, bad rates (and reading rates that are tensors, in one transfer per device), non-finite
+gradients, and probe return values that are not a finite scalar loss."""
 
 from __future__ import annotations
 
@@ -43,6 +43,23 @@ def check_unique_params(groups: Sequence[dict[str, Any]], new: Iterable[torch.Te
                 f"a parameter of shape {tuple(p.shape)} of the new param group is already in param group {owner[id(p)]}"
             )
         seen.add(id(p))
+
+
+def probe_sign(groups: Sequence[dict[str, Any]]) -> float:
+    """-1.0 when every param group has ``maximize=True`` (the base optimizer climbs the objective,
+    and the probe returns that objective: Hi-DLR minimizes its negation), 1.0 when none has; a
+    ``ValueError`` naming the groups when some do and some do not (one probe cannot serve both)."""
+    flags = [bool(g.get("maximize", False)) for g in groups]
+    if all(flags) and flags:
+        return -1.0
+    if not any(flags):
+        return 1.0
+    up = [group_name(g, k) for k, g in enumerate(groups) if flags[k]]
+    down = [group_name(g, k) for k, g in enumerate(groups) if not flags[k]]
+    raise ValueError(
+        f"param groups {up} have maximize=True and {down} do not; one probe cannot be maximized and "
+        "minimized at once: give every group the same maximize flag"
+    )
 
 
 def rates_as_floats(values: Sequence[Any]) -> list[float]:

@@ -17,6 +17,7 @@ from hidlr.optim.guards import (
     check_unique_params,
     first_non_finite,
     group_name,
+    probe_sign,
     rates_as_floats,
 )
 from hidlr.optim.options import check_options, check_total_steps
@@ -133,7 +134,9 @@ class HiDLR(Refresher, torch.optim.Optimizer):
     raises :class:`ProbeError` naming what came back: at the first call with nothing changed, later
     like a probe that raises (see ``rollback``). Rates must be finite
     and non-negative: a negative rate (by hand or from a scheduler) raises ValueError before the
-    step. A parameter may appear once, in one group.
+    step. A parameter may appear once, in one group. With ``maximize=True`` in every group of the
+    base optimizer the probe returns the objective being maximized: Hi-DLR fits its negation (which
+    :attr:`history` records as the loss); groups that differ in ``maximize`` are refused.
 
     ``ema=0, clip=None`` (with ``joint``, ``horizon`` and ``shrink`` at their defaults)
     give the plain Newton rates
@@ -201,6 +204,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             anneal=anneal,
         )
         check_unique_params(optimizer.param_groups)
+        probe_sign(optimizer.param_groups)  # refuses mixed maximize flags
         # Optimizer.__init__ sets up hooks and profiling for whatever torch version is installed; it
         # needs a non-empty parameter list, so it gets a placeholder that is dropped right after.
         super().__init__([torch.zeros(0, requires_grad=True)], {})
@@ -227,6 +231,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self.check_finite, self.rollback = opts["check_finite"], opts["rollback"]
         self.history_size = opts["history_size"]
         self._loss_eps = 0.0  # the rounding unit of the probe's loss dtype (largest seen)
+        self._probe_sign = 1.0  # -1.0 while the groups maximize (set at each refresh)
         self._refreshes = 0
         self._probe_forwards = 0  # all refreshes' probe forward passes
         self._last_forwards = 0
@@ -336,6 +341,11 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             check_unique_params(self.param_groups, params)
             param_group = {**param_group, "params": params}
         self.optimizer.add_param_group(param_group)
+        try:
+            probe_sign(self.param_groups)
+        except ValueError:
+            self.param_groups.pop()  # as before the call
+            raise
         lr = self._group_lr(self.param_groups[-1])
         self._estimates.append(lr)
         self._wrap_lrs.append(lr)

@@ -21,7 +21,7 @@ import torch
 from hidlr.distributed import mean_across_ranks
 from hidlr.optim import rules, schedule
 from hidlr.optim.designs import line_design, pair_design, random_design
-from hidlr.optim.guards import ProbeError, probe_value
+from hidlr.optim.guards import ProbeError, probe_sign, probe_value
 from hidlr.optim.quadfit import fit_finite_probes
 from hidlr.optim.records import RefreshRecord
 from hidlr.optim.rollback import restore, snapshot
@@ -75,11 +75,11 @@ class Refresher:
 
     def _call_probe(self, probe: Probe) -> torch.Tensor:
         """Evaluate the probe loss at the current weights under ``torch.no_grad``: a 0-d float64
-        tensor on the CPU. The one place probe losses are read (a hook that averages them across processes
-        belongs here)."""
+        tensor on the CPU, negated when the groups maximize (:func:`~hidlr.optim.guards.probe_sign`).
+        The one place probe losses are read (a hook that averages them across processes belongs here)."""
         with torch.no_grad():
             raw = probe()
-        value = probe_value(raw)
+        value = probe_value(raw) * self._probe_sign
         if isinstance(raw, torch.Tensor) and raw.is_floating_point():
             self._loss_eps = max(self._loss_eps, torch.finfo(raw.dtype).eps)
         elif not isinstance(raw, torch.Tensor):
@@ -96,6 +96,7 @@ class Refresher:
     ) -> None:
         k_groups = len(applied)
         eps = self._loss_eps
+        self._probe_sign = probe_sign(self.param_groups)  # flags may have changed since the last refresh
         loss0 = self._call_probe(probe)  # before anything moves: a raising probe changes nothing
         if not bool(torch.isfinite(loss0)):
             self._loss_eps = eps
