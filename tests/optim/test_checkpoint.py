@@ -28,6 +28,24 @@ def _train(q, opt, steps, gen):
         opt.step(probe=q.loss)
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_or_pickled_optimizer_continues_like_the_original_bitwise(how):
+    """``copy.deepcopy`` / pickling of the weights and a running HiDLR together (as frameworks and
+    ``torch.save(optimizer)`` do) keep the base optimizer and every estimate and counter."""
+    import pickle
+
+    q = make_quadratic([3, 4, 2], seed=11)
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01))
+    _train(q, opt, 6, torch.Generator().manual_seed(0))
+    q2, opt2 = copy.deepcopy((q, opt)) if how == "deepcopy" else pickle.loads(pickle.dumps((q, opt)))
+    assert opt2.param_groups[0]["params"][0] is q2.params[0] and opt2.optimizer.param_groups is opt2.param_groups
+    for qq, oo in ((q, opt), (q2, opt2)):
+        _train(qq, oo, 9, torch.Generator().manual_seed(1))
+    assert torch.equal(q.flat(), q2.flat())
+    assert opt.lrs == opt2.lrs and opt.refresh_count == opt2.refresh_count > 2
+    assert opt.state_dict()["hidlr"] == opt2.state_dict()["hidlr"]
+
+
 @pytest.mark.parametrize("every, design", [(3, "lines"), ("auto", "lines"), (2, "random")])
 def test_resume_from_checkpoint_follows_the_same_trajectory_bitwise(every, design):
     q = make_quadratic([3, 4, 2], seed=11)

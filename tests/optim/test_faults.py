@@ -128,6 +128,8 @@ def test_wrapping_something_else_is_an_error():
     q = make_quadratic([2])
     with pytest.raises(TypeError, match="another HiDLR"):
         HiDLR(HiDLR(torch.optim.SGD(q.params, lr=0.1)))
+    with pytest.raises(TypeError, match="cannot wrap LBFGS"):
+        HiDLR(torch.optim.LBFGS(q.params))
 
 
 def test_parameter_in_two_groups_is_an_error():

@@ -178,6 +178,11 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             raise TypeError(f"HiDLR wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, HiDLR):
             raise TypeError("HiDLR cannot wrap another HiDLR")
+        if isinstance(optimizer, torch.optim.LBFGS):
+            raise TypeError(
+                "HiDLR cannot wrap LBFGS: it searches its own step length (line_search_fn) and needs a "
+                "closure at every step; wrap a first-order optimizer (SGD, Adam, ...)"
+            )
         refuse_sharded_parameters(optimizer)
         opts = check_options(
             every=every,
@@ -329,6 +334,14 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._restarted = True
 
     # ------------------------------------------------------------------------------ delegation
+    def __getstate__(self) -> dict[str, Any]:
+        """All of the wrapper, base optimizer included, for ``copy.deepcopy`` and pickling
+        (``Optimizer.__getstate__`` keeps only defaults, state and groups). The record of gradients
+        already applied after a raising probe refers to this process's tensors and is left out."""
+        state = self.__dict__.copy()
+        state["_applied_grads"] = None
+        return state
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
