@@ -45,6 +45,8 @@ def test_recalibrated_quantiles_score_and_errors():
     model = ConformalRegressor(base, "recalibrate").fit(pd.DataFrame(X, columns=["x"]), pd.Series(y, name="t"))
     assert not hasattr(base, "module_")  # the template is copied, not fitted
     Xt, yt = _data(2000, 3)
+    assert list(model.feature_names_in_) == ["x"]
+    Xt = pd.DataFrame(Xt, columns=["x"])
     q = model.predict_quantiles(Xt, alpha=[0.1, 0.9])
     assert list(q.columns) == [("t", 0.1), ("t", 0.9)]
     below = np.mean(yt <= q[("t", 0.1)].to_numpy())

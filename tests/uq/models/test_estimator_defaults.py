@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hidlr.uq.models import BNN, MDN
+from hidlr.uq.models import BNN, MDN, MDNEnsemble
 
 
 @pytest.fixture
@@ -83,6 +83,30 @@ def test_pandas_in_and_skpro_frames_out(data):
         m.predict_interval(Xf, coverage=1.5)
     with pytest.raises(ValueError, match="alpha"):
         m.predict_quantiles(Xf, alpha=[0.0])
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: MDN(2, hidden=(8,), epochs=3), lambda: MDNEnsemble(members=2, hidden=(8,), epochs=3)]
+)
+def test_columns_other_than_fit_are_refused_and_names_on_one_side_warn(data, make):
+    """scikit-learn's rule: reordered or renamed columns would silently feed the wrong inputs."""
+    X, y = data
+    Xf = pd.DataFrame(X, columns=["a", "b"])
+    m = make().fit(Xf, y)
+    name = type(m).__name__
+    expected = m.predict(Xf)
+    with pytest.raises(ValueError, match=rf"passed to {name}.fit: the columns are in another order"):
+        m.predict(Xf[["b", "a"]])
+    with pytest.raises(ValueError, match="unseen at fit time: c. seen at fit time, missing now: b"):
+        m.predict_proba(Xf.rename(columns={"b": "c"}))
+    np.testing.assert_array_equal(m.predict(Xf[["b", "a"]][m.feature_names_in_]), expected)
+    with pytest.warns(UserWarning, match=f"X does not have valid feature names, but {name} was fitted with") as seen:
+        np.testing.assert_array_equal(m.predict(X), expected)
+    assert len(seen) == 1  # the ensemble's members stay quiet
+    m.fit(X, y)  # a re-fit on an array forgets the names
+    assert not hasattr(m, "feature_names_in_")
+    with pytest.warns(UserWarning, match=f"X has feature names, but {name} was fitted without"):
+        m.predict(Xf)
 
 
 def test_tiny_data_train_without_carving_and_say_so():

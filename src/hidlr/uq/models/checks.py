@@ -191,3 +191,33 @@ def feature_names(X: Any) -> np.ndarray | None:
         return None
     names = np.asarray(cols, dtype=object)
     return names if all(isinstance(c, str) for c in names) else None
+
+
+def check_feature_names(estimator: Any, X: Any) -> None:
+    """scikit-learn's rule for ``X`` at prediction time: a frame's column names must be the ones
+    seen in ``fit``, in the same order (``ValueError`` naming the unseen and missing ones); names on
+    one side only get a warning, as in scikit-learn."""
+    fitted = getattr(estimator, "feature_names_in_", None)
+    given = feature_names(X)
+    name = type(estimator).__name__
+    if fitted is None and given is None:
+        return
+    if given is None:
+        warnings.warn(f"X does not have valid feature names, but {name} was fitted with feature names", stacklevel=3)
+        return
+    if fitted is None:
+        warnings.warn(f"X has feature names, but {name} was fitted without feature names", stacklevel=3)
+        return
+    if len(given) == len(fitted) and bool((given == fitted).all()):
+        return
+    unseen = [str(c) for c in given if c not in set(fitted)]
+    missing = [str(c) for c in fitted if c not in set(given)]
+    detail = (
+        "".join(
+            f"{what}: {', '.join(cols[:5])}{' ...' if len(cols) > 5 else ''}. "
+            for what, cols in (("unseen at fit time", unseen), ("seen at fit time, missing now", missing))
+            if cols
+        )
+        or "the columns are in another order than in fit (reorder them, e.g. X[model.feature_names_in_])."
+    )
+    raise ValueError(f"the feature names of X must match those passed to {name}.fit: {detail}")

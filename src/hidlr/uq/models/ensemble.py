@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -116,6 +117,8 @@ class DeepEnsemble(ProbabilisticRegressor):
         self.target_name_ = estimators[0].target_name_
         if hasattr(estimators[0], "feature_names_in_"):
             self.feature_names_in_ = estimators[0].feature_names_in_
+        elif hasattr(self, "feature_names_in_"):  # an earlier fit's, on a frame
+            del self.feature_names_in_
         return self
 
     def _ensemble_spread(self, estimators: list[Estimator], X: Any, y: Any, options: dict[str, Any]) -> float:
@@ -128,7 +131,9 @@ class DeepEnsemble(ProbabilisticRegressor):
         elif lead.validation_rows_ is not None and not lead.refit:
             Xt, yt, _, _ = checks.check_xy(X, y)
             rows = torch.as_tensor(lead.validation_rows_, device=Xt.device)
-            Xv, yv = Xt[rows], yt[rows]
+            # a frame stays a frame, so that the members see the column names they were fitted with
+            Xv = X.iloc[lead.validation_rows_] if hasattr(X, "iloc") else Xt[rows]
+            yv = yt[rows]
         else:
             return 1.0
         _, yv, _, _ = checks.check_xy(Xv, yv)
@@ -143,7 +148,10 @@ class DeepEnsemble(ProbabilisticRegressor):
         scaled about its mean by ``spread_``."""
         if not self._is_fitted():
             raise not_fitted(self)
-        dist = GaussianMixture.concat([est.predict_proba(X, **kwargs) for est in self.estimators_])
+        checks.check_feature_names(self, X)  # named after the ensemble; the members' own check is then quiet
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X (does not have valid|has) feature names")
+            dist = GaussianMixture.concat([est.predict_proba(X, **kwargs) for est in self.estimators_])
         spread = getattr(self, "spread_", 1.0)
         return dist if spread == 1.0 else dilate(dist, spread)
 

@@ -445,6 +445,7 @@ class Estimator(ProbabilisticRegressor):
         """
         module = self._check_fitted()
         Xt, _, _ = checks.check_x(X)
+        checks.check_feature_names(self, X)
         if Xt.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {Xt.shape[1]} features, but {type(self).__name__} is expecting "
