@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from hidlr.cli import app
@@ -47,3 +48,35 @@ def test_report_builds_a_page_from_a_results_folder(tmp_path):
     assert "<h1>A run</h1>" in (tmp_path / "report.html").read_text()
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert missing.exit_code != 0 and "does not exist" in str(missing.exception)
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["demo", "--steps", "0"], "--steps"),
+        (["demo", "--seed", "-1"], "--seed"),
+        (["influence", "--budget", "0"], "--budget"),
+        (["influence", "--budget", "1.5"], "--budget"),
+        (["influence", "--refreshes", "0"], "--refreshes"),
+        (["bench", "overhead", "--repeats", "0"], "--repeats"),
+        (["bench", "uq-speed", "--repeats", "0"], "--repeats"),
+        (["bench", "lr", "--seeds", "0"], "--seeds"),
+        (["bench", "uci", "--splits", "0"], "--splits"),
+        (["bench", "uci", "--workers", "0"], "--workers"),
+        (["bench", "uci", "--budget-steps", "0"], "--budget-steps"),
+        (["bench", "kl", "--seeds", "0"], "--seeds"),
+        (["bench", "rotdigits", "--seeds", "0"], "--seeds"),
+        (["bench", "gap", "--epochs", "0"], "--epochs"),
+        (["bench", "gap-reference", "--warmup", "-1"], "--warmup"),
+        (["bench", "finetune", "--seeds", "0"], "--seeds"),
+        (["bench", "finetune", "--batch-size", "0"], "--batch-size"),
+    ],
+)
+def test_counts_and_budgets_out_of_range_are_usage_errors_naming_the_option(args, option, tmp_path, monkeypatch):
+    """Refused before anything runs or writes (``--seeds 0`` once ran an empty fine-tuning and
+    overwrote the stored results)."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for '{option}'" in " ".join(res.output.split()), res.output
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,14 @@ from pathlib import Path
 
 import typer
 
+
+def _fraction(value: float) -> float:
+    """A parameter budget: a fraction in (0, 1]."""
+    if not 0.0 < value <= 1.0:
+        raise typer.BadParameter(f"must be a fraction in (0, 1], got {value}")
+    return value
+
+
 app = typer.Typer(
     help="Hessian-informed differential learning rates, and uncertainty-aware regression.",
     no_args_is_help=True,
@@ -17,10 +25,10 @@ app.add_typer(bench_app, name="bench")
 
 @app.command()
 def demo(
-    steps: int = typer.Option(300, help="Training steps per digits run."),
-    seed: int = typer.Option(0, help="Random seed."),
-    n: int = typer.Option(1000, help="Training points for the MDN and the BNN."),
-    epochs: int = typer.Option(60, help="Epochs for the MDN and the BNN."),
+    steps: int = typer.Option(300, min=1, help="Training steps per digits run."),
+    seed: int = typer.Option(0, min=0, help="Random seed."),
+    n: int = typer.Option(1000, min=1, help="Training points for the MDN and the BNN."),
+    epochs: int = typer.Option(60, min=1, help="Epochs for the MDN and the BNN."),
     out: Path = typer.Option(Path("results/demo/demo.html"), help="Where to write the HTML page."),
 ) -> None:
     """Hi-DLR against Adam from several starting rates, an MDN and a BNN on a two-mode task; writes
@@ -50,12 +58,12 @@ def report(
 @bench_app.command("overhead")
 def bench_overhead(
     out: Path = typer.Option(Path("benchmarks/results/overhead"), help="Output folder."),
-    repeats: int = typer.Option(3, help="Repeats (medians are over these)."),
-    steps: int = typer.Option(1000, help="Steps per run, from the start of training."),
+    repeats: int = typer.Option(3, min=1, help="Repeats (medians are over these)."),
+    steps: int = typer.Option(1000, min=1, help="Steps per run, from the start of training."),
     groups: str = typer.Option("1,4,16,64", help="Numbers of param groups K, comma-separated."),
     memory: bool = typer.Option(True, help="Also measure peak memory (fresh processes)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
-    threads: int = typer.Option(1, help="torch threads."),
+    threads: int = typer.Option(1, min=1, help="torch threads."),
 ) -> None:
     """Per-step time (all steps and non-refresh steps) and peak memory of HiDLR(Adam) against Adam
     on a 32-layer MLP, for several numbers of groups, side by side in one process."""
@@ -69,7 +77,7 @@ def bench_overhead(
 @bench_app.command("uq-speed")
 def bench_uq_speed(
     out: Path = typer.Option(Path("results/uq-speed"), help="Output folder."),
-    repeats: int = typer.Option(5, help="Repeats (medians and per-repeat ratios)."),
+    repeats: int = typer.Option(5, min=1, help="Repeats (medians and per-repeat ratios)."),
     quick: bool = typer.Option(False, help="Small settings for a smoke run."),
 ) -> None:
     """BNN training throughput against bayesian-torch and Pyro; time to score 1e6 points."""
@@ -83,7 +91,7 @@ def bench_uq_speed(
 def bench_lr(
     out: Path = typer.Option(Path("results/lr"), help="Output folder."),
     quick: bool = typer.Option(False, help="Short budgets, one seed, a method subset (< 5 min)."),
-    seeds: int = typer.Option(None, help="Seeds (default 3; quick 1)."),
+    seeds: int = typer.Option(None, min=1, help="Seeds (default 3; quick 1)."),
     workloads: list[str] = typer.Option(None, help="Workload names (default: all)."),
     methods: list[str] = typer.Option(
         None, help="Method names (default: all); <method>@lr0=<rate> starts Hi-DLR or GeN at another rate."
@@ -91,7 +99,7 @@ def bench_lr(
     lr0: list[float] = typer.Option(
         None, help="Also run every named Hi-DLR/GeN method from this start rate (repeatable)."
     ),
-    first_seed: int = typer.Option(0, help="Seeds start here."),
+    first_seed: int = typer.Option(0, min=0, help="Seeds start here."),
     store: Path = typer.Option(
         None,
         help="A result store (e.g. benchmarks/results/lr): write the run "
@@ -149,12 +157,12 @@ def bench_uci(
         help="mdn, bnn, mc_dropout, deep_ensemble, mdn_ensemble, bayesian_mdn (default: these six), "
         "mdn_ensemble_wide (two hidden layers of 100; opt-in).",
     ),
-    splits: int = typer.Option(None, help="First k of the 20 standard splits."),
+    splits: int = typer.Option(None, min=1, help="First k of the 20 standard splits."),
     optimizers: list[str] = typer.Option(None, help="hidlr, adam (default: both)."),
     root: Path = typer.Option(None, help="UCI data folder (default: found automatically)."),
-    workers: int = typer.Option(2, help="Processes side by side."),
+    workers: int = typer.Option(2, min=1, help="Processes side by side."),
     budget_steps: int = typer.Option(
-        None, help="Optimizer steps at each set's epoch cap (default: 800, 1600 for sets of 3000+ rows)."
+        None, min=1, help="Optimizer steps at each set's epoch cap (default: 800, 1600 for sets of 3000+ rows)."
     ),
 ) -> None:
     """The UCI regression protocol: 20 splits, six models (a seventh on request), Hi-DLR and tuned Adam."""
@@ -180,8 +188,8 @@ def bench_kl(
     out: Path = typer.Option(Path("results/kl"), help="Output folder."),
     quick: bool = typer.Option(False, help="Small sizes and seeds (smoke run)."),
     tasks: list[str] = typer.Option(None, help="Synthetic tasks (default: bimodal, heteroscedastic, bishop)."),
-    seeds: int = typer.Option(None, help="Seeds per size (default 5)."),
-    workers: int = typer.Option(2, help="Processes side by side."),
+    seeds: int = typer.Option(None, min=1, help="Seeds per size (default 5)."),
+    workers: int = typer.Option(2, min=1, help="Processes side by side."),
 ) -> None:
     """KL to the true conditional density against n, slopes, coverage, and the gap experiment."""
     from hidlr.bench import kl
@@ -194,7 +202,7 @@ def bench_kl(
 def bench_rotdigits(
     out: Path = typer.Option(Path("benchmarks/results/rotdigits"), help="Output folder."),
     quick: bool = typer.Option(False, help="One seed, fewer images and epochs (about 2 minutes)."),
-    seeds: int = typer.Option(None, help="Seeds (default 3; quick 1)."),
+    seeds: int = typer.Option(None, min=1, help="Seeds (default 3; quick 1)."),
     models: list[str] = typer.Option(None, help="mdn, bnn, deep_ensemble, bayesian_mdn (default: all)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
 ) -> None:
@@ -213,9 +221,9 @@ def bench_rotdigits(
 def bench_gap(
     out: Path = typer.Option(Path("results/kl/gap_long_training.json"), help="Output JSON file."),
     models: list[str] = typer.Option(None, help="Models (default: bnn, bayesian_mdn)."),
-    epochs: int = typer.Option(2000, help="Training epochs (the KL study's gap runs use 400)."),
-    seeds: int = typer.Option(5, help="Seeds."),
-    workers: int = typer.Option(2, help="Processes side by side."),
+    epochs: int = typer.Option(2000, min=1, help="Training epochs (the KL study's gap runs use 400)."),
+    seeds: int = typer.Option(5, min=1, help="Seeds."),
+    workers: int = typer.Option(2, min=1, help="Processes side by side."),
 ) -> None:
     """The limited-data gap experiment alone, with longer training (a robustness check)."""
     from hidlr.bench import kl
@@ -230,16 +238,16 @@ def bench_gap(
 @bench_app.command("gap-reference")
 def bench_gap_reference(
     out: Path = typer.Option(Path("benchmarks/results/kl"), help="Output folder (gap_reference.json/.md/.png)."),
-    seeds: int = typer.Option(4, help="Seeds (training samples)."),
+    seeds: int = typer.Option(4, min=1, help="Seeds (training samples)."),
     models: list[str] = typer.Option(
         None, help="Approximations (default: bnn, bnn_homoscedastic, laplace, deep_ensemble)."
     ),
-    chains: int = typer.Option(4, help="NUTS chains per seed (run one after the other)."),
-    warmup: int = typer.Option(400, help="NUTS warmup iterations per chain."),
-    samples: int = typer.Option(200, help="NUTS kept iterations per chain."),
-    max_tree_depth: int = typer.Option(8, help="NUTS maximum tree depth."),
+    chains: int = typer.Option(4, min=1, help="NUTS chains per seed (run one after the other)."),
+    warmup: int = typer.Option(400, min=0, help="NUTS warmup iterations per chain."),
+    samples: int = typer.Option(200, min=1, help="NUTS kept iterations per chain."),
+    max_tree_depth: int = typer.Option(8, min=1, help="NUTS maximum tree depth."),
     activation: str = typer.Option("relu", help="Reference BNN activation (relu as the models, or tanh)."),
-    epochs: int = typer.Option(400, help="Training epochs of each approximation (as the gap experiment)."),
+    epochs: int = typer.Option(400, min=1, help="Training epochs of each approximation (as the gap experiment)."),
     note: str = typer.Option("", help="A sentence for the report (e.g. on an earlier run with other settings)."),
 ) -> None:
     """The gap experiment against a NUTS reference posterior: which approximations grow their epistemic
@@ -279,11 +287,11 @@ def bench_gap_reference(
 def bench_finetune(
     out: Path = typer.Option(Path("benchmarks/results/finetune"), help="Output folder."),
     quick: bool = typer.Option(False, help="A small BERT pretrained here instead of MiniLM (minutes)."),
-    seeds: int = typer.Option(None, help="Seeds (default: 1; quick 2)."),
+    seeds: int = typer.Option(None, min=1, help="Seeds (default: 1; quick 2)."),
     heads: list[str] = typer.Option(None, help="mdn, gaussian (default: both)."),
     methods: list[str] = typer.Option(None, help="Method names, 'freeze' for the freezing family (default: all)."),
-    steps: int = typer.Option(None, help="Training steps per run (default: 100; quick 150)."),
-    batch_size: int = typer.Option(32, help="Tokens per batch (each with its ten ratings)."),
+    steps: int = typer.Option(None, min=1, help="Training steps per run (default: 100; quick 150)."),
+    batch_size: int = typer.Option(32, min=1, help="Tokens per batch (each with its ten ratings)."),
     costs: bool = typer.Option(True, help="Measure what frozen groups cost, side by side."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     report_only: str = typer.Option(
@@ -317,12 +325,16 @@ def bench_finetune(
 @app.command()
 def influence(
     plan_out: Path = typer.Option(Path("plan.json"), help="Where to write the freezing plan (JSON)."),
-    budget: float = typer.Option(0.05, help="Fraction of the parameters left trainable."),
+    budget: float = typer.Option(
+        0.05,
+        callback=_fraction,
+        help="Fraction of the parameters left trainable.",
+    ),
     quick: bool = typer.Option(True, help="The small BERT pretrained here (--no-quick: MiniLM)."),
     head: str = typer.Option("mdn", help="mdn or gaussian."),
-    steps: int = typer.Option(10, help="Steps of the short Hi-DLR run."),
-    refreshes: int = typer.Option(2, help="Curvature refreshes during those steps."),
-    seed: int = typer.Option(0, help="Random seed."),
+    steps: int = typer.Option(10, min=1, help="Steps of the short Hi-DLR run."),
+    refreshes: int = typer.Option(2, min=1, help="Curvature refreshes during those steps."),
+    seed: int = typer.Option(0, min=0, help="Random seed."),
 ) -> None:
     """Rank a pretrained encoder's modules by influence after a short Hi-DLR run on the lexicon
     task, and write the freezing plan for a parameter budget (the head always trains)."""
