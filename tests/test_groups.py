@@ -74,6 +74,8 @@ def test_patterns_and_lora():
         groups.by_pattern(m, {"a": "lora_A", "b": "lora_B"}, rest=None)
     with pytest.raises(ValueError, match="matched no parameter for group"):
         groups.by_pattern(m, {"a": "lora_A", "x": "nothing_like_this"})
+    with pytest.raises(ValueError, match=r"pattern 'head\(' of group 'x' is not a regular expression"):
+        groups.by_pattern(m, {"a": "lora_A", "x": ["head", "head("]})
 
 
 def test_partition_errors_name_the_parameter():

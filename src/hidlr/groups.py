@@ -109,11 +109,18 @@ def head_body(model: nn.Module, head: str | nn.Module | Iterable[str | nn.Module
     )
 
 
+def _compile(group: str, pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"pattern {pattern!r} of group {group!r} is not a regular expression: {err}") from err
+
+
 def by_pattern(model: nn.Module, patterns: Mapping[str, str | Sequence[str]], rest: str | None = "rest") -> list[dict]:
     """Groups by regular expressions on parameter names (``re.search``), first match wins; the
     parameters no pattern matches go to ``rest`` (or, with ``rest=None``, are an error)."""
     compiled = {
-        name: [re.compile(p) for p in ([pats] if isinstance(pats, str) else pats)] for name, pats in patterns.items()
+        name: [_compile(name, p) for p in ([pats] if isinstance(pats, str) else pats)] for name, pats in patterns.items()
     }
     named: dict[str, list[nn.Parameter]] = {name: [] for name in compiled}
     unmatched = []
