@@ -120,7 +120,8 @@ def by_pattern(model: nn.Module, patterns: Mapping[str, str | Sequence[str]], re
     """Groups by regular expressions on parameter names (``re.search``), first match wins; the
     parameters no pattern matches go to ``rest`` (or, with ``rest=None``, are an error)."""
     compiled = {
-        name: [_compile(name, p) for p in ([pats] if isinstance(pats, str) else pats)] for name, pats in patterns.items()
+        name: [_compile(name, p) for p in ([pats] if isinstance(pats, str) else pats)]
+        for name, pats in patterns.items()
     }
     named: dict[str, list[nn.Parameter]] = {name: [] for name in compiled}
     unmatched = []
