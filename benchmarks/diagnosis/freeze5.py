@@ -20,7 +20,11 @@ A variant is a grouping of ``FREEZE_GROUPINGS`` with flags:
   freezing lets the rates travel and grow again, for the whole process;
 - ``+adam``: also train each plan, applied by name to the fresh pretrained model, with plain Adam
   over BitFit's rate grid: which parameters the plan picks, apart from which rates Hi-DLR picks
-  (records ``VARIANT:adam``; its Hi-DLR runs repeat the plain grouping's).
+  (records ``VARIANT:adam``; its Hi-DLR runs repeat the plain grouping's); for the ``lora-*``
+  groupings over LoRA's grid.
+
+Groupings named ``lora-*`` put LoRA adapters on every linear map and rank them beside the model's
+own tensors; their ``freeze-lora-size`` budget is LoRA's count of trained parameters.
 
 Records keep the scores and plans, not the rate traces.
 """
@@ -44,6 +48,7 @@ from hidlr.bench.finetune.train import Setup, run_training
 from hidlr.influence import apply_plan
 
 BUDGETS = {"freeze-1%": 0.01, "freeze-5%": 0.05, "freeze-lora-size": 0.0169, "freeze-20%": 0.2}
+LORA_ADAPTERS = 331_776  # parameters of LoRA r=8 on every linear map of MiniLM (methods.add_lora)
 STEPS, BATCH = 100, 32
 
 
@@ -136,13 +141,21 @@ def main() -> None:
             for v in a.variants:
                 grouping, *flags = v.split("+")
                 t0 = time.perf_counter()
+                run_budgets = budgets
+                if grouping.startswith("lora") and "freeze-lora-size" in budgets:
+                    # the same count as LoRA trains, now a share of a total that includes the adapters
+                    total = sum(p.numel() for p in M.new_model(wl, head, seed).parameters())
+                    run_budgets = {
+                        **budgets,
+                        "freeze-lora-size": budgets["freeze-lora-size"] * total / (total + LORA_ADAPTERS),
+                    }
                 info = run_freezing(
                     wl,
                     head,
                     seed,
                     STEPS,
                     BATCH,
-                    budgets,
+                    run_budgets,
                     emitter(v),
                     None,
                     False,
@@ -156,8 +169,10 @@ def main() -> None:
                 if "adam" not in flags:
                     continue
                 for label, plan in info["plans"].items():
-                    for lr in table["bitfit"].grid:
+                    for lr in table["lora" if grouping.startswith("lora") else "bitfit"].grid:
                         model = M.new_model(wl, head, seed)
+                        if grouping.startswith("lora"):
+                            M.FREEZE_GROUPINGS[grouping](model)  # the adapters the plan names
                         apply_plan(model, plan)
                         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
                         res = run_training(Setup(model, opt, lr=lr), wl, STEPS, BATCH, seed)

@@ -108,3 +108,33 @@ def test_frozen_runs_keep_the_budget_and_refresh_the_kept_groups(small_workload,
     assert rec["result"]["trainable_params"] <= 0.2 * info["plans"]["freeze-20%"].total_params
     after = [r for r in rec["result"]["rates"] if r["step"] >= info["prefix_steps"]]
     assert len(after) >= 3, f"the frozen run refreshed at steps {[r['step'] for r in after]} only"
+
+
+def test_the_lora_grouping_ranks_each_adapter_as_one_group_beside_every_tensor(small_workload):
+    from hidlr.bench.finetune import methods as M
+    from hidlr.bench.finetune.runner import run_freezing
+
+    model = M.new_model(small_workload, "gaussian", 0)
+    base = {n for n, _ in model.named_parameters()}
+    linear_maps = [
+        n
+        for n, m in model.encoder.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in M.LORA_TARGETS
+    ]
+    groups = M.lora_parameter_groups(model)
+    assert [g["name"] for g in M.lora_parameter_groups(model)] == [g["name"] for g in groups]  # adapters once
+    names = {id(p): n for n, p in model.named_parameters()}
+    owned = [names[id(p)] for g in groups for p in g["params"]]
+    assert sorted(owned) == sorted(names.values()) and all(p.requires_grad for p in model.parameters())
+    adapters = [g for g in groups if g["name"].endswith(".lora")]
+    assert len(adapters) == len(linear_maps) > 0  # one per linear map of the encoder
+    for g in adapters:  # its A and B together
+        prefix = g["name"].removesuffix(".lora")
+        assert sorted(names[id(p)] for p in g["params"]) == [f"{prefix}.lora_{m}.default.weight" for m in "AB"]
+    assert len(groups) - len(adapters) == len(base)  # one group per pretrained tensor (base layers renamed)
+    records = []
+    run_freezing(
+        small_workload, "gaussian", 0, 20, 8, {"f": 0.3}, records.append, None, True, grouping="lora-parameters"
+    )
+    (rec,) = records
+    assert rec["result"]["trainable_params"] <= 0.3 * rec["plan"]["total_params"]

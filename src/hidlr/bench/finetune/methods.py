@@ -70,7 +70,24 @@ def parameter_groups(model: TokenDistributionModel) -> list[dict]:
     return groups.by_parameter(model)
 
 
-FREEZE_GROUPINGS = {"modules": module_groups, "parameters": parameter_groups}
+def lora_parameter_groups(model: TokenDistributionModel) -> list[dict]:
+    """LoRA adapters on every linear map (:func:`add_lora`, once) and every parameter trainable: one
+    group per tensor of the pretrained model and one per adapter (its A and B together), so that a
+    plan chooses which adapters to train beside biases, norms and whole tensors."""
+    if not any(".lora_A." in name for name, _ in model.named_parameters()):
+        add_lora(model)
+    model.requires_grad_(True)
+    adapters: dict[str, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        for part in (".lora_A.", ".lora_B."):
+            if part in name:
+                adapters.setdefault(name.split(part)[0] + ".lora", []).append(p)
+    taken = {id(p) for ps in adapters.values() for p in ps}
+    rest = [g for g in groups.by_parameter(model) if not any(id(p) in taken for p in g["params"])]
+    return rest + [{"params": ps, "name": name} for name, ps in adapters.items()]
+
+
+FREEZE_GROUPINGS = {"modules": module_groups, "parameters": parameter_groups, "lora-parameters": lora_parameter_groups}
 """Groupings the influence run may rank (``run_freezing(grouping=...)``; compared in
 ``benchmarks/diagnosis/freeze5.py``, the benchmark ranks modules)."""
 
