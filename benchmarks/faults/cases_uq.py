@@ -217,6 +217,17 @@ def _before_fit(make: Callable[..., Any], method: str) -> Outcome:
 
 def _bad_predict(make: Callable[..., Any], how: str) -> Outcome:
     X, y = data()
+    if how.startswith("columns"):  # fitted on a frame, predicted on one with other columns
+        import pandas as pd
+
+        frame = pd.DataFrame(X, columns=["a", "b", "c"])
+        est = _quiet_fit(make(), frame, y)
+        Xp = frame[["b", "a", "c"]] if how == "columns reordered" else frame.rename(columns={"a": "z"})
+        try:
+            est.predict(Xp)
+        except Exception as err:
+            return refused(err, ["feature names", "order" if how == "columns reordered" else "z"])
+        return Outcome("silently-wrong", "predicted")
     est = _quiet_fit(make(), X, y)
     Xp = {"NaN": np.where(np.eye(5, 3) > 0, NAN, 0.0), "features": np.zeros((5, 4)), "1-D": np.zeros(3)}[how]
     try:
@@ -260,6 +271,6 @@ def cases() -> list[Case]:
             )
         for method in ("predict", "predict_proba", "predict_interval", "score"):
             out.append(Case("uq-predict", f"{name}.{method} before fit", lambda m=make, me=method: _before_fit(m, me)))
-        for how in ("NaN", "features", "1-D"):
+        for how in ("NaN", "features", "1-D", "columns reordered", "columns renamed"):
             out.append(Case("uq-predict", f"{name}.predict(X {how})", lambda m=make, h=how: _bad_predict(m, h)))
     return out
