@@ -147,6 +147,38 @@ def first_non_finite(params: Sequence[Sequence[torch.Tensor]]) -> tuple[int, int
     return None
 
 
+def with_gradients(groups: Sequence[dict[str, Any]]) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
+    """Per group the parameters that have a gradient, and all those gradients in one list."""
+    params: list[list[torch.Tensor]] = []
+    grads: list[torch.Tensor] = []
+    for g in groups:
+        ps = []
+        for p in g["params"]:
+            grad = p.grad
+            if grad is not None:
+                ps.append(p)
+                grads.append(grad)
+        params.append(ps)
+    return params, grads
+
+
+def check_gradients(
+    params: Sequence[Sequence[torch.Tensor]], grads: Sequence[torch.Tensor], groups: Sequence[dict[str, Any]], step: int
+) -> None:
+    """Refuse non-finite gradients (``FloatingPointError`` naming the group, the parameter and
+    ``step``): one fused check and one host read; ``params``, ``grads`` from :func:`with_gradients`."""
+    if all_finite(grads):
+        return
+    bad = first_non_finite(params)
+    if bad is None:  # defensive: the two checks agree
+        return
+    k, i = bad
+    raise FloatingPointError(
+        f"non-finite gradient in param group {group_name(groups[k], k)!r}, parameter {i} "
+        f"(shape {tuple(params[k][i].shape)}) at step {step}; nothing was changed"
+    )
+
+
 def probe_value(value: Any) -> torch.Tensor:
     """A probe's return value as a 0-d float64 tensor on the CPU (the fits are tiny host-side
     problems, and some accelerators have no float64); :class:`ProbeError` naming what came back when

@@ -12,13 +12,12 @@ import torch
 from hidlr.distributed import refuse_sharded_parameters, same_on_every_rank
 from hidlr.optim import checkpoint, schedule
 from hidlr.optim.guards import (
-    all_finite,
+    check_gradients,
     check_rates,
     check_unique_params,
-    first_non_finite,
-    group_name,
     probe_sign,
     rates_as_floats,
+    with_gradients,
 )
 from hidlr.optim.options import check_options, check_total_steps
 from hidlr.optim.refresh import Refresher, same_grads
@@ -390,7 +389,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         params: list[list[torch.Tensor]] = []
         grads: list[torch.Tensor] = []
         if due or self.check_finite is True or self._applied_grads is not None:  # else the base step alone
-            params, grads = self._with_gradients()
+            params, grads = with_gradients(self.param_groups)
         if self._applied_grads is not None:
             key, self._applied_grads = self._applied_grads, None
             if same_grads(key, params):
@@ -428,7 +427,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
                 "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers"
             )
         if self.check_finite is True or (self.check_finite and refresh):
-            self._check_gradients(params, grads)
+            check_gradients(params, grads, self.param_groups, self._t)
         with torch.no_grad():
             if refresh:
                 self._refresh(probe, params, applied, factors, active)
@@ -438,33 +437,6 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             self._schedule_next(refreshed=refresh)
         self._t += 1
         return loss
-
-    def _with_gradients(self) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
-        """Per group the parameters that have a gradient, and all those gradients in one list."""
-        params: list[list[torch.Tensor]] = []
-        grads: list[torch.Tensor] = []
-        for g in self.param_groups:
-            ps = []
-            for p in g["params"]:
-                grad = p.grad
-                if grad is not None:
-                    ps.append(p)
-                    grads.append(grad)
-            params.append(ps)
-        return params, grads
-
-    def _check_gradients(self, params: list[list[torch.Tensor]], grads: list[torch.Tensor]) -> None:
-        """Refuse non-finite gradients: one fused check and one host read per step."""
-        if all_finite(grads):
-            return
-        bad = first_non_finite(params)
-        if bad is None:  # defensive: the two checks agree
-            return
-        k, i = bad
-        raise FloatingPointError(
-            f"non-finite gradient in param group {group_name(self.param_groups[k], k)!r}, parameter {i} "
-            f"(shape {tuple(params[k][i].shape)}) at step {self._t}; nothing was changed"
-        )
 
     def _base_step(self, applied: list[float]) -> None:
         """The base optimizer's step at the applied rates; ``group["lr"]`` keeps the scheduler's value."""
