@@ -1,5 +1,4 @@
 import copy
-import dataclasses
 import itertools
 import warnings
 
@@ -185,79 +184,6 @@ def test_refresh_steps_follow_every():
         opt.step(probe=q.loss)
     assert refreshed == [t % 3 == 0 for t in range(8)]
     assert [r["step"] for r in opt.history] == [0, 3, 6]
-
-
-def _held_back(seed=5):
-    q = make_quadratic([2, 2, 2, 2], seed=seed)
-    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01))
-    opt.rules = dataclasses.replace(opt.rules, probe_credit=0.0)  # no credit: probes wait for their share
-    return q, opt
-
-
-def _train(q, opt, n):
-    refreshed = []
-    for _ in range(n):
-        if opt.is_refresh_step():
-            refreshed.append(opt.step_count)
-        opt.zero_grad()
-        q.loss().backward()
-        opt.step(probe=q.loss)
-    return refreshed
-
-
-def test_restart_schedule_refreshes_next_and_forgets_the_probes_spent():
-    q, opt = _held_back()
-    assert _train(q, opt, 40) == [0]  # the first refresh's probes hold the next ones back
-    rates = opt.lrs
-    opt.restart_schedule()
-    assert opt.is_refresh_step() and opt.lrs == rates and opt.step_count == 40 and opt.refresh_count == 1
-    state = copy.deepcopy(opt.state_dict())
-    steps = _train(q, opt, 40)
-    assert steps[:2] == [40, 41] and steps == [r["step"] for r in opt.history][1:]  # period 1, then doubling
-    q2, resumed = _held_back()
-    resumed.load_state_dict(state)  # the restart travels with a checkpoint
-    assert _train(q2, resumed, 40) == steps
-
-
-def _concave_run():
-    """Two groups on the loss -|w|^2 (concave and descending along every gradient step), one line
-    per refresh (more groups than max_groups)."""
-    w = [torch.nn.Parameter(torch.tensor([1.0, -0.5])), torch.nn.Parameter(torch.tensor([0.3]))]
-
-    def loss():
-        return -sum((p**2).sum() for p in w)
-
-    opt = HiDLR(torch.optim.SGD([{"params": [p]} for p in w], lr=1e-3), max_groups=1, every=1)
-    return loss, opt
-
-
-def _step(loss, opt):
-    opt.zero_grad()
-    loss().backward()
-    opt.step(probe=loss)
-
-
-def test_a_concave_descent_keeps_the_rates_until_a_restart_then_grows_them():
-    loss, opt = _concave_run()
-    for _ in range(3):
-        _step(loss, opt)
-    assert [r["groups"][0]["reason"] for r in opt.history] == ["one-group line not convex"] * 3
-    assert opt.lrs == [1e-3, 1e-3]  # the run's start: the rule keeps the rates
-    opt.restart_schedule()
-    state = copy.deepcopy(opt.state_dict())
-    assert state["hidlr"]["restarted"] is True and state["hidlr"]["arrived"] is False
-    _step(loss, opt)
-    grown = opt.lrs
-    assert opt.history[-1]["groups"][0]["accepted"] and grown[0] == pytest.approx(1.7e-3) and grown[1] == grown[0]
-    loss2, resumed = _concave_run()
-    resumed.load_state_dict(state)  # the restarted phase travels with a checkpoint
-    _step(loss2, resumed)
-    assert resumed.lrs == grown
-    del state["hidlr"]["restarted"]  # a checkpoint from before the flag: not restarted
-    loss3, old = _concave_run()
-    old.load_state_dict(state)
-    _step(loss3, old)
-    assert old.lrs == [1e-3, 1e-3]
 
 
 def test_auto_period_grows_while_rates_are_settled():
@@ -462,15 +388,3 @@ def test_tensor_rates_are_read_and_restored():
         opt.step(probe=q.loss)
     assert all(isinstance(g["lr"], torch.Tensor) for g in opt.param_groups)  # the user's tensors kept
     assert opt.refresh_count == 2 and all(r > 0 for r in opt.lrs)
-
-
-def test_a_restarted_phase_ends_when_a_refresh_arrives_and_keeps_the_runs_arrival():
-    q = make_quadratic([2, 2], seed=3)
-    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01), every=1)
-    _train(q, opt, 12)
-    assert opt.state_dict()["hidlr"]["arrived"] is True  # convex fits inside the clip
-    opt.restart_schedule()
-    state = opt.state_dict()["hidlr"]
-    assert state["restarted"] is True and state["arrived"] is True  # the growth window is the run's
-    _train(q, opt, 1)
-    assert opt.history[-1]["groups"][0]["accepted"] and opt.state_dict()["hidlr"]["restarted"] is False
