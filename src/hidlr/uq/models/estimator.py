@@ -96,8 +96,10 @@ class Estimator(ProbabilisticRegressor):
     stochastic: bool = False
     #: What ``optimizer=None`` trains with: ``"hidlr"`` (Hi-DLR around Adam) or ``"adam"``.
     default_optimizer: str = "hidlr"
-    #: Keyword options of ``HiDLR`` for ``optimizer="hidlr"`` (GeN's smoothing: minibatch probes are noisy).
-    hidlr_options: ClassVar[dict[str, Any]] = {"ema": 0.9}
+    #: Keyword options of ``HiDLR`` for ``optimizer="hidlr"``: GeN's smoothing (minibatch probes are
+    #: noisy); no travel and no first-refresh clip, which serve start rates far from the fitted one,
+    #: while these fits start from a rate that suits them (default fits: benchmarks/results/uci/defaults).
+    hidlr_options: ClassVar[dict[str, Any]] = {"ema": 0.9, "travel": False, "first_clip": None}
     #: Bound on ``samples * rows * width`` activations held at once by a stochastic prediction.
     predict_chunk: int = 2**24
 
