@@ -52,7 +52,10 @@ def test_band_and_best_published_goal():
     goal = best_published_goal(chosen, {"wine-quality-red"})
     assert goal["sets"]["yacht"]["beats"] and not goal["sets"]["concrete"]["beats"]  # 0.10 < 0.16; 2.90 > 2.83
     assert goal["beaten_continuous"] == 1 and goal["continuous_sets"] == 2
-    assert "0.16 (WGBoost)" in "\n".join(best_published_lines(goal))
+    assert goal["sets"]["wine-quality-red"]["beats"] is None  # a mass on the integers: not compared
+    lines = "\n".join(best_published_lines(goal))
+    assert "0.16 (WGBoost)" in lines
+    assert "| wine-quality-red (integer target) | -2.000 ± 0.100 | 0.89 (Deep evidential) | not comparable |" in lines
 
 
 def test_infinite_widths_and_log_likelihoods_are_summarized_as_such():

@@ -172,6 +172,18 @@ def test_default_training_is_hidlr_with_named_groups_and_crn_probes(data):
     assert sum(accepted) >= 0.5 * len(accepted)
 
 
+@pytest.mark.parametrize("name", ["BNN", "MCDropout", "BayesianMDN", "MDN"])
+def test_stochastic_nets_train_without_travel_or_first_clip_and_the_mdns_with_them(data, name):
+    """The UCI runs behind the choice: ``benchmarks/results/uci/`` (see STOCHASTIC_HIDLR_OPTIONS)."""
+    from hidlr.uq import models
+
+    X, y = data
+    rules = getattr(models, name)(hidden=(8,)).fit(X, y, epochs=2, optimizer="hidlr").optimizer_.rules
+    stochastic = name != "MDN"
+    assert rules.ema == 0.9 and rules.travel is not stochastic
+    assert rules.first_clip == (None if stochastic else (0.01, 2.0))
+
+
 def test_chunked_prediction_equals_one_pass(data):
     """Rows are predicted in chunks that bound memory; the first chunk sees the same noise as a
     one-pass prediction of those rows, the chunks are joined in order, and results stay repeatable."""

@@ -31,11 +31,12 @@ def best_published_goal(chosen: dict[str, Any], discrete: set[str]) -> dict[str,
             "se": c["ll"]["se"],
             "published_nll": pub,
             "holder": who,
-            "beats": ours < pub,
+            # a mixture's likelihood of integer targets is a mass, not comparable with a density
+            "beats": None if s in discrete else ours < pub,
             "discrete_target": s in discrete,
             "choices": c["choices"],
         }
-    beaten = sum(r["beats"] for s, r in rows.items() if not r["discrete_target"])
+    beaten = sum(bool(r["beats"]) for r in rows.values())
     return {
         "sets": rows,
         "beaten_continuous": beaten,
@@ -54,7 +55,7 @@ def best_published_lines(goal: dict[str, Any]) -> list[str]:
                 s + (" (integer target)" if r["discrete_target"] else ""),
                 f"{r['ours_nll']:.3f} ± {r['se']:.3f}",
                 f"{r['published_nll']:.2f} ({r['holder']})",
-                "yes" if r["beats"] else "no",
+                "not comparable" if r["beats"] is None else ("yes" if r["beats"] else "no"),
                 picks,
             ]
         )

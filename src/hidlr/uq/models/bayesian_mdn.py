@@ -19,7 +19,7 @@ from hidlr.uq.models.blocks import (
     posterior_groups,
     spread_quantiles,
 )
-from hidlr.uq.models.estimator import Estimator, OptimizerSpec
+from hidlr.uq.models.estimator import STOCHASTIC_HIDLR_OPTIONS, Estimator, OptimizerSpec
 from hidlr.uq.models.layers import (
     BayesianLinear,
     apply_layer,
@@ -137,13 +137,14 @@ class BayesianMDN(Estimator):
     multimodal) and the spread between weight samples (epistemic). Hi-DLR param groups: ``trunk``,
     ``logits``, ``loc``, ``scale`` (posterior means of each part) and ``posterior_scales`` (all ``rho``).
 
-    Trains with Hi-DLR by default (``hidlr_options``: ``ema=0.9``).
+    Trains with Hi-DLR by default (``hidlr_options``: :data:`~hidlr.uq.models.estimator.STOCHASTIC_HIDLR_OPTIONS`).
     Args: ``components``, ``prior_sigma``, ``posterior_scale``, ``scale_floor``, ``collapse_penalty``
     as in :class:`BayesianMDNNet`; ``samples``: weight draws at prediction; the others: see
     :class:`~hidlr.uq.models.estimator.Estimator`.
     """
 
     stochastic = True
+    hidlr_options = STOCHASTIC_HIDLR_OPTIONS
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import checks
 from hidlr.uq.models.blocks import bayesian_trunk, gaussian_log_lik, posterior_groups
-from hidlr.uq.models.estimator import Estimator, OptimizerSpec
+from hidlr.uq.models.estimator import STOCHASTIC_HIDLR_OPTIONS, Estimator, OptimizerSpec
 from hidlr.uq.models.layers import (
     BayesianLinear,
     apply_layer,
@@ -138,6 +138,7 @@ class BNN(Estimator):
     """
 
     stochastic = True
+    hidlr_options = STOCHASTIC_HIDLR_OPTIONS
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import checks
 from hidlr.uq.models.blocks import gaussian_log_lik
-from hidlr.uq.models.estimator import Estimator, OptimizerSpec
+from hidlr.uq.models.estimator import STOCHASTIC_HIDLR_OPTIONS, Estimator, OptimizerSpec
 from hidlr.uq.models.layers import inverse_softplus
 
 
@@ -100,6 +100,7 @@ class MCDropout(Estimator):
     """
 
     stochastic = True
+    hidlr_options = STOCHASTIC_HIDLR_OPTIONS
 
     def __init__(
         self,
