@@ -46,6 +46,41 @@ def test_a_copied_or_pickled_optimizer_continues_like_the_original_bitwise(how):
     assert opt.state_dict()["hidlr"] == opt2.state_dict()["hidlr"]
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_leaves_the_original_alone_and_needs_its_own_probe_function(how):
+    """A scheduler wraps ``opt.step`` with a call of the original, and a probe function evaluates
+    the original's weights: neither may travel into the copy (torch leaves hooks out too). A probe
+    that is a bound method travels, bound to the copy of its object."""
+    import pickle
+
+    def copied(obj):
+        return copy.deepcopy(obj) if how == "deepcopy" else pickle.loads(pickle.dumps(obj))
+
+    q = make_quadratic([3, 2], seed=4)
+    opt = HiDLR(torch.optim.Adam(_groups(q), lr=0.01), probe=lambda: q.loss())
+    opt.register_step_post_hook(lambda *args: None)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5)
+    for _ in range(3):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step()
+        sched.step()
+    if how == "pickle":  # a lambda does not pickle: the original's probe is the test's own business
+        opt.default_probe = q.loss
+    q2, opt2 = copied((q, opt))
+    assert not opt2._optimizer_step_post_hooks and "step" not in vars(opt2)
+    if how == "deepcopy":
+        assert opt2.default_probe is None
+    else:
+        assert opt2.default_probe.__self__ is q2  # bound to the copy
+    before = q.flat()
+    opt2.zero_grad()
+    q2.loss().backward()
+    opt2.step(probe=q2.loss)
+    assert torch.equal(q.flat(), before) and not torch.equal(q2.flat(), before)
+    assert opt.default_probe is not None and len(opt._optimizer_step_post_hooks) == 1  # the original keeps them
+
+
 @pytest.mark.parametrize("every, design", [(3, "lines"), ("auto", "lines"), (2, "random")])
 def test_resume_from_checkpoint_follows_the_same_trajectory_bitwise(every, design):
     q = make_quadratic([3, 4, 2], seed=11)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -334,11 +335,17 @@ class HiDLR(Refresher, torch.optim.Optimizer):
 
     # ------------------------------------------------------------------------------ delegation
     def __getstate__(self) -> dict[str, Any]:
-        """All of the wrapper, base optimizer included, for ``copy.deepcopy`` and pickling
-        (``Optimizer.__getstate__`` keeps only defaults, state and groups). The record of gradients
-        already applied after a raising probe refers to this process's tensors and is left out."""
-        state = self.__dict__.copy()
+        """The wrapper, base optimizer included, for ``copy.deepcopy`` and pickling
+        (``Optimizer.__getstate__`` keeps only defaults, state and groups). Left out, as what belongs
+        to this object alone: step hooks and a scheduler's wrapper of ``step`` (as torch leaves them
+        out; they call this object), the record of gradients applied after a raising probe (this
+        process's tensors), and a default probe that is a plain function (it evaluates the original
+        model: give the copy its own). Probe objects (:mod:`hidlr.probes`) and bound methods are
+        copied with what they evaluate."""
+        state = {k: v for k, v in self.__dict__.items() if k != "step" and not k.startswith("_optimizer_")}
         state["_applied_grads"] = None
+        if isinstance(state.get("default_probe"), types.FunctionType):
+            state["default_probe"] = None
         return state
 
     def zero_grad(self, set_to_none: bool = True) -> None:
