@@ -369,7 +369,15 @@ def _copied(how: str) -> Outcome:
     import pickle
 
     rig = Rig()
-    twin = copy.deepcopy(rig) if how == "deepcopy" else pickle.loads(pickle.dumps(rig))
+    if how.endswith("scheduler"):  # the scheduler wraps opt.step with a call of this optimizer
+        torch.optim.lr_scheduler.StepLR(rig.opt, step_size=50)
+    twin = copy.deepcopy(rig) if how.startswith("deepcopy") else pickle.loads(pickle.dumps(rig))
+    if how.endswith("scheduler"):
+        before = rig.weights()
+        twin.normal_step()
+        if not all(torch.equal(a, b) for a, b in zip(before, rig.weights())):
+            return Outcome("silently-wrong", "stepping the copy moved the original")
+        return Outcome("ok", "the copy steps itself only")
     try:
         for r in (rig, twin):
             for _ in range(4):
@@ -508,6 +516,6 @@ def cases() -> list[Case]:
     out.append(Case("step", "base maximizes (maximize=True)", lambda: _maximize(False), quick=True))
     out.append(Case("step", "groups differ in maximize", lambda: _maximize(True)))
     out.append(Case("step", "LBFGS as the base", _lbfgs))
-    for how in ("deepcopy", "pickle"):
+    for how in ("deepcopy", "pickle", "deepcopy with a scheduler", "pickle with a scheduler"):
         out.append(Case("step", f"{how} of a running optimizer", lambda h=how: _copied(h), quick=how == "pickle"))
     return out
