@@ -34,10 +34,11 @@ def collect(areas: tuple[str, ...] = AREAS, quick: bool = False) -> list[Case]:
     import cases_step
     import cases_uq
     import cases_uq_args
+    import cases_wrapping
 
     modules = {
         "options": [cases_options],
-        "step": [cases_step],
+        "step": [cases_step, cases_wrapping],
         "checkpoint": [cases_checkpoint],
         "uq": [cases_uq, cases_uq_args],
     }

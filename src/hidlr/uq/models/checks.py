@@ -193,6 +193,15 @@ def feature_names(X: Any) -> np.ndarray | None:
     return names if all(isinstance(c, str) for c in names) else None
 
 
+def keep_feature_names(estimator: Any, names: np.ndarray | None) -> None:
+    """Set ``estimator.feature_names_in_`` to ``names`` after a fit, or remove an earlier fit's when
+    this one had none (scikit-learn's convention)."""
+    if names is not None:
+        estimator.feature_names_in_ = names
+    elif hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+
+
 def check_feature_names(estimator: Any, X: Any) -> None:
     """scikit-learn's rule for ``X`` at prediction time: a frame's column names must be the ones
     seen in ``fit``, in the same order (``ValueError`` naming the unseen and missing ones); names on

@@ -84,10 +84,7 @@ class ConformalRegressor(ProbabilisticRegressor):
         )
         self.estimator_ = est
         self.n_features_in_ = est.n_features_in_
-        if hasattr(est, "feature_names_in_"):
-            self.feature_names_in_ = est.feature_names_in_
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        checks.keep_feature_names(self, getattr(est, "feature_names_in_", None))
         self.target_name_ = getattr(est, "target_name_", None)
         self.n_calibration_ = n_cal
         return self

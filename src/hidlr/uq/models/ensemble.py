@@ -115,10 +115,7 @@ class DeepEnsemble(ProbabilisticRegressor):
         self.estimators_ = estimators
         self.n_features_in_ = estimators[0].n_features_in_
         self.target_name_ = estimators[0].target_name_
-        if hasattr(estimators[0], "feature_names_in_"):
-            self.feature_names_in_ = estimators[0].feature_names_in_
-        elif hasattr(self, "feature_names_in_"):  # an earlier fit's, on a frame
-            del self.feature_names_in_
+        checks.keep_feature_names(self, getattr(estimators[0], "feature_names_in_", None))
         return self
 
     def _ensemble_spread(self, estimators: list[Estimator], X: Any, y: Any, options: dict[str, Any]) -> float:

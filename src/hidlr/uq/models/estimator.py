@@ -429,11 +429,7 @@ class Estimator(ProbabilisticRegressor):
         self.validation_rows_ = None if plan.val_rows is None else plan.val_rows.cpu().numpy()
         self.seed_ = plan.seed
         self.n_features_in_ = plan.d
-        names = checks.feature_names(X)
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        checks.keep_feature_names(self, checks.feature_names(X))
         self.target_name_ = getattr(y, "name", None) if not hasattr(y, "columns") else y.columns[0]
 
     # ---- prediction ---------------------------------------------------------------------------
