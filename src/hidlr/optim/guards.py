@@ -98,14 +98,20 @@ def _values(g: torch.Tensor) -> torch.Tensor:
     return g
 
 
+_ONES: dict[torch.device, torch.Tensor] = {}  # the check's scale of 1, one per device (the op only reads it)
+
+
 def _fused_all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     """One fused pass over dense tensors of one device (the gradient scaler's check, at scale 1: it
     rewrites every entry as it was) and one host read. Raises when the op does not take them."""
     device = tensors[0].device
+    one = _ONES.get(device)
+    if one is None:
+        one = _ONES[device] = torch.ones(1, device=device)
     found = torch.zeros(1, device=device)
     # the op bypasses autograd (no graph, no version bump), so gradients that need gradients
     # themselves are fine, and it is called outside no_grad, where it dispatches faster
-    torch._amp_foreach_non_finite_check_and_unscale_(list(tensors), found, torch.ones(1, device=device))
+    torch._amp_foreach_non_finite_check_and_unscale_(list(tensors), found, one)
     return not bool(found)
 
 
@@ -137,10 +143,10 @@ def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     return True
 
 
-def first_non_finite(params: Sequence[Sequence[torch.Tensor]]) -> tuple[int, int] | None:
-    """(group, index) of the first parameter whose gradient has a non-finite entry (the slow path
-    after :func:`all_finite` found one, to name it)."""
-    for k, ps in enumerate(params):
+def first_non_finite(groups: Sequence[dict[str, Any]]) -> tuple[int, int] | None:
+    """(group, index among the group's parameters with a gradient) of the first gradient with a
+    non-finite entry (the slow path after :func:`all_finite` found one, to name it)."""
+    for k, ps in enumerate(with_gradients(groups)[0]):
         for i, p in enumerate(ps):
             if not bool(torch.isfinite(_values(p.grad)).all()):
                 return k, i
@@ -162,20 +168,22 @@ def with_gradients(groups: Sequence[dict[str, Any]]) -> tuple[list[list[torch.Te
     return params, grads
 
 
-def check_gradients(
-    params: Sequence[Sequence[torch.Tensor]], grads: Sequence[torch.Tensor], groups: Sequence[dict[str, Any]], step: int
-) -> None:
+def check_gradients(groups: Sequence[dict[str, Any]], step: int, grads: Sequence[torch.Tensor] | None = None) -> None:
     """Refuse non-finite gradients (``FloatingPointError`` naming the group, the parameter and
-    ``step``): one fused check and one host read; ``params``, ``grads`` from :func:`with_gradients`."""
+    ``step``): one fused check and one host read. ``grads``: all gradients of ``groups`` (from
+    :func:`with_gradients`), gathered here when not given."""
+    if grads is None:
+        grads = [grad for g in groups for p in g["params"] if (grad := p.grad) is not None]
     if all_finite(grads):
         return
-    bad = first_non_finite(params)
+    bad = first_non_finite(groups)
     if bad is None:  # defensive: the two checks agree
         return
     k, i = bad
+    shape = tuple(with_gradients(groups)[0][k][i].shape)
     raise FloatingPointError(
         f"non-finite gradient in param group {group_name(groups[k], k)!r}, parameter {i} "
-        f"(shape {tuple(params[k][i].shape)}) at step {step}; nothing was changed"
+        f"(shape {shape}) at step {step}; nothing was changed"
     )
 
 

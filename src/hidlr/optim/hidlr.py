@@ -23,6 +23,7 @@ from hidlr.optim.guards import (
 from hidlr.optim.options import check_options, check_total_steps
 from hidlr.optim.refresh import Refresher, same_grads
 from hidlr.optim.rules import RuleConfig
+from hidlr.optim.step_hooks import hooks_when_used
 from hidlr.probes import probe_for_step
 
 Probe = Callable[[], Any]
@@ -277,9 +278,13 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         """The factor per group between estimate and applied rate: the scheduler's (``group["lr"]``
         over its initial value; tensor rates read in one transfer, not one host sync per group)
         times the anneal's (:func:`schedule.anneal_factor`)."""
-        lrs = [g["lr"] for g in self.param_groups]
-        inits = [g.get("initial_lr", w) for g, w in zip(self.param_groups, self._wrap_lrs)]
-        if not all(type(v) is float for v in lrs) or not all(type(v) is float for v in inits):
+        lrs, inits, floats = [], [], True
+        for g, w in zip(self.param_groups, self._wrap_lrs):
+            lr, init = g["lr"], g.get("initial_lr", w)
+            floats = floats and type(lr) is float and type(init) is float
+            lrs.append(lr)
+            inits.append(init)
+        if not floats:
             vals = rates_as_floats(lrs + inits)
             lrs, inits = vals[: len(lrs)], vals[len(lrs) :]
         tail = schedule.anneal_factor(self.rules, self._t)
@@ -381,6 +386,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         checkpoint.load(self, state_dict)
 
     # ------------------------------------------------------------------------------------ step
+    @hooks_when_used
     def step(self, closure: Callable[[], Any] | None = None, probe: Probe | None = None) -> Any:
         """One optimizer step; on refresh steps (see :meth:`is_refresh_step`) ``probe`` (or the
         default probe) is called under ``torch.no_grad`` and must return the scalar loss at the
@@ -395,7 +401,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         due = self.is_refresh_step()
         params: list[list[torch.Tensor]] = []
         grads: list[torch.Tensor] = []
-        if due or self.check_finite is True or self._applied_grads is not None:  # else the base step alone
+        if due or self._applied_grads is not None:  # else the base step alone
             params, grads = with_gradients(self.param_groups)
         if self._applied_grads is not None:
             key, self._applied_grads = self._applied_grads, None
@@ -434,12 +440,12 @@ class HiDLR(Refresher, torch.optim.Optimizer):
                 "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers"
             )
         if self.check_finite is True or (self.check_finite and refresh):
-            check_gradients(params, grads, self.param_groups, self._t)
-        with torch.no_grad():
-            if refresh:
+            check_gradients(self.param_groups, self._t, grads if params else None)
+        if refresh:
+            with torch.no_grad():
                 self._refresh(probe, params, applied, factors, active)
-            else:
-                self._base_step(applied)
+        else:  # the base optimizer's step sets its own grad mode
+            self._base_step(applied)
         if due:
             self._schedule_next(refreshed=refresh)
         self._t += 1
