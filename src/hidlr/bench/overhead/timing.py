@@ -9,7 +9,7 @@ tensors are split into K groups of consecutive tensors (K divides 64).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -48,12 +48,15 @@ def _trainer(
     width: int,
     seed: int,
     hook: Callable[[], None] | None = None,
+    rates: Sequence[Sequence[float]] | None = None,
 ) -> Callable[[int], tuple[float, bool]]:
     """A closure that takes training step ``t`` and returns (wall seconds, this thread's CPU seconds,
     whether it refreshed, seconds of the ``opt.step`` call, seconds inside the base Adam's own step).
     The last two (CUDA: without a sync, so only the host's side) split HiDLR's step into the
     wrapper's work and the base step's.
-    ``hook`` (for memory accounting) is called after every step and at the start of every probe."""
+    ``hook`` (for memory accounting) is called after every step and at the start of every probe.
+    ``rates`` (Adam only): per step, the rate of each group (set before the step, outside the timed
+    span), e.g. a HiDLR run's :func:`applied_rates`."""
     model = deep_mlp(width=width, seed=seed).to(device)
     loss_fn = nn.MSELoss()
     base = torch.optim.Adam(split_groups(model, k), lr=1e-3)
@@ -78,6 +81,9 @@ def _trainer(
     def step(t: int) -> tuple[float, float, bool, float, float]:
         x, y = xs[t % 8], ys[t % 8]
         xp, yp = xs[(t + 1) % 8], ys[(t + 1) % 8]
+        if rates is not None:
+            for group, rate in zip(base.param_groups, rates[t]):
+                group["lr"] = rate
         sync()
         start, start_cpu = time.perf_counter(), time.thread_time()
         opt.zero_grad()
@@ -142,6 +148,20 @@ def timed_run(
     return _result([step(t) for t in range(steps)], step.optimizer)  # type: ignore[attr-defined]
 
 
+def applied_rates(
+    k: int, options: dict[str, Any], steps: int, batch: int, device: str, width: int, seed: int = 0
+) -> list[list[float]]:
+    """The rate per group that each step of an (untimed) HiDLR(Adam, **options) run applied: its
+    :attr:`~hidlr.HiDLR.lrs` after the step (no scheduler and no step budget here, so after a refresh
+    these are the rates whose weights that step set). A deterministic run repeats them step for step."""
+    step = _trainer(k, options, batch, device, width, seed)
+    out = []
+    for t in range(steps):
+        step(t)
+        out.append(step.optimizer.lrs)  # type: ignore[attr-defined]
+    return out
+
+
 def paired_run(
     k: int,
     options: dict[str, Any],
@@ -150,19 +170,28 @@ def paired_run(
     device: str = "cpu",
     width: int = WIDTH,
     seed: int = 0,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    rates: Sequence[Sequence[float]] | None = None,
+) -> tuple[dict[str, Any], ...]:
     """Adam and HiDLR(Adam, **options) trained in lockstep, step t of one right after step t of the
-    other (the order alternating), so that the load of a shared machine hits both alike at the
-    scale of one step. Returns (HiDLR's :func:`timed_run`-like result, Adam's)."""
+    other (the order rotating), so that the load of a shared machine hits both alike at the
+    scale of one step. With ``rates`` (:func:`applied_rates` of the same HiDLR run), a third run in
+    the lockstep: Adam stepping at HiDLR's rates, on HiDLR's trajectory (Adam's own step costs more
+    or less with the weights it meets, so this pair isolates HiDLR's work). Returns (HiDLR's
+    :func:`timed_run`-like result, Adam's[, Adam's at HiDLR's rates])."""
     runs = {
         "hidlr": _trainer(k, options, batch, device, width, seed),
         "adam": _trainer(k, None, batch, device, width, seed),
     }
-    timed: dict[str, list[tuple[float, float, bool, float, float]]] = {"hidlr": [], "adam": []}
+    if rates is not None:
+        runs["same-rates"] = _trainer(k, None, batch, device, width, seed, rates=rates)
+    names = list(runs)
+    timed: dict[str, list[tuple[float, float, bool, float, float]]] = {n: [] for n in names}
     for t in range(steps):
-        for name in ("hidlr", "adam") if t % 2 == 0 else ("adam", "hidlr"):
+        shift = t % len(names)
+        order = names[shift:] + names[:shift]
+        for name in order:
             timed[name].append(runs[name](t))
-    return tuple(_result(timed[n], runs[n].optimizer) for n in ("hidlr", "adam"))  # type: ignore[return-value,attr-defined]
+    return tuple(_result(timed[n], runs[n].optimizer) for n in names)  # type: ignore[attr-defined]
 
 
 def ratios(hidlr_run: dict[str, Any], adam_run: dict[str, Any]) -> dict[str, float]:
