@@ -18,6 +18,10 @@ def _setup() -> tuple[nn.Linear, HiDLR, torch.Tensor]:
     return model, opt, x
 
 
+def _probe(model: nn.Linear, x: torch.Tensor):
+    return lambda: model(x).pow(2).mean()
+
+
 def _backward(model: nn.Linear, x: torch.Tensor) -> None:
     model.zero_grad()
     model(x).pow(2).mean().backward()
@@ -83,8 +87,33 @@ def test_plain_step_moves_the_weights_as_the_hooked_step_does():
         model, opt, x = _setup()
         if hooked:
             opt.register_step_post_hook(lambda *args: None)
+        probe = _probe(model, x)
         for _ in range(3):
             _backward(model, x)
-            opt.step(probe=lambda: model(x).pow(2).mean())
+            opt.step(probe=probe)
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(results[0], results[1])
+
+
+class _SGDWithoutNoGrad(torch.optim.Optimizer):
+    """A hand-written optimizer whose step does not turn autograd off."""
+
+    def __init__(self, params, lr: float = 0.1) -> None:
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+def test_a_base_step_without_no_grad_runs_on_plain_steps_too():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = HiDLR(_SGDWithoutNoGrad(model.parameters()), every=1000)
+    x = torch.randn(8, 3)
+    for _ in range(3):  # a refresh, then plain steps
+        _backward(model, x)
+        opt.step(probe=lambda: model(x).pow(2).mean())
+    assert opt.step_count == 3 and torch.is_grad_enabled()

@@ -444,7 +444,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         if refresh:
             with torch.no_grad():
                 self._refresh(probe, params, applied, factors, active)
-        else:  # the base optimizer's step sets its own grad mode
+        else:
             self._base_step(applied)
         if due:
             self._schedule_next(refreshed=refresh)
@@ -452,13 +452,17 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         return loss
 
     def _base_step(self, applied: list[float]) -> None:
-        """The base optimizer's step at the applied rates; ``group["lr"]`` keeps the scheduler's value."""
+        """The base optimizer's step at the applied rates, without autograd (as for a step of its own
+        that lacks ``torch.no_grad``); ``group["lr"]`` keeps the scheduler's value."""
         kept = [g["lr"] for g in self.param_groups]
         for g, r in zip(self.param_groups, applied):
             g["lr"] = r
+        grad_mode = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)  # what no_grad does, without its context object on every step
         try:
             self.optimizer.step()
         finally:
+            torch._C._set_grad_enabled(grad_mode)
             for g, v in zip(self.param_groups, kept):
                 g["lr"] = v
 
