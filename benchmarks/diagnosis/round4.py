@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +48,7 @@ DECAYS: dict[str, Callable[[float], float]] = {
 
 
 # the prototypes' flags in a variant's name, not HiDLR options
-PROTOTYPE_FLAGS = ("armijo", "growconcave", "untilarrived", "traveldir", "traveldir2")
+PROTOTYPE_FLAGS = ("armijo", "growconcave", "untilarrived", "traveldir", "traveldir2", "trend")
 
 
 def variant(name: str, lr0: float | None) -> Method:
@@ -121,6 +122,47 @@ def patch_armijo() -> None:
     Refresher._decide_by_line = wrap(Refresher._decide_by_line)
 
 
+TREND_CUTS: list[tuple[int, float]] = []  # (step, loss ratio) of every cut, for the run's log
+
+
+def patch_trend_cut(tol: float, cut: float = 0.5) -> None:
+    """PROTOTYPE, not in the engine (round 7 of ``docs/diagnosis.md``): when the probe loss at the
+    unmoved weights rose since the last refresh by more than ``tol`` times the progress so far (the
+    first refresh's loss minus the last one's, at least a tenth of the first), every rate is first
+    multiplied by ``cut``; the refresh then fits and decides from there as usual (a group whose fit
+    is rejected keeps the cut rate). The one-step Newton rate along the optimizer's own update
+    follows a rate that is too large (the edge of stability), so the fits cannot see it; a rising
+    loss can. No extra probe forwards."""
+    from hidlr.optim.refresh import Refresher
+
+    def wrap(original):
+        def decide(self, probe, move, loss0, applied, active, *rest, **kwargs):
+            if not self.history:
+                return original(self, probe, move, loss0, applied, active, *rest, **kwargs)
+            first, last = self.history[0]["loss"], self.history[-1]["loss"]
+            scale = max(abs(first - last), 0.1 * abs(first))  # the progress so far (losses may be negative)
+            rise = (float(loss0) - last) / scale if scale > 0 else 0.0
+            if rise <= tol:
+                return original(self, probe, move, loss0, applied, active, *rest, **kwargs)
+            TREND_CUTS.append((self._t, rise))
+            self._estimates = [cut * e for e in self._estimates]  # a rejected group keeps the cut rate
+            return original(
+                self,
+                probe,
+                lambda z: move([cut * x for x in z]),
+                loss0,
+                [cut * a for a in applied],
+                active,
+                *rest,
+                **kwargs,
+            )
+
+        return decide
+
+    Refresher._decide = wrap(Refresher._decide)
+    Refresher._decide_by_line = wrap(Refresher._decide_by_line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -133,7 +175,11 @@ def main() -> None:
     ap.add_argument("--grow-concave", action="store_true", help="the concave-line prototype (names get +growconcave)")
     ap.add_argument("--until-arrived", action="store_true", help="with --grow-concave: only until the rates arrive")
     ap.add_argument("--travel-direction", choices=["cuts", "both"], help="the travel-direction prototype (+traveldir)")
+    ap.add_argument("--trend-cut", type=float, help="the loss-trend prototype with this tolerance (+trend=TOL)")
     a = ap.parse_args()
+    if a.trend_cut is not None:
+        patch_trend_cut(a.trend_cut)
+        a.variants = [f"{v}+trend={a.trend_cut:g}" for v in a.variants]
     if a.travel_direction:
         patch_travel_direction(cuts_only=a.travel_direction == "cuts")
         a.variants = [f"{v}+traveldir" + ("" if a.travel_direction == "cuts" else "2") for v in a.variants]
@@ -151,7 +197,10 @@ def main() -> None:
         for lr0 in starts:
             for name in a.variants:
                 for s in a.seeds:
+                    before = len(TREND_CUTS)
                     run_logged(a.out, w, variant(name, lr0), s, {"lr0": "default" if lr0 is None else lr0})
+                    if len(TREND_CUTS) > before:
+                        print(f"  trend cuts at steps {[t for t, _ in TREND_CUTS[before:]]}", file=sys.stderr)
 
 
 if __name__ == "__main__":
