@@ -80,6 +80,16 @@ def variant(name: str, lr0: float | None) -> Method:
 ARMIJO_MULTIPLES = (0.1, 0.01, 0.001)
 
 
+def decide_from_cut(original, m, self, probe, move, loss0, applied, active, *rest, **kwargs):
+    """A refresh's decision (``original``: ``Refresher._decide`` or ``_decide_by_line``) after every
+    rate was multiplied by ``m``: the fits see the step at the cut rates, and a group whose fit is
+    rejected keeps the cut rate."""
+    self._estimates = [m * e for e in self._estimates]
+    return original(
+        self, probe, lambda z: move([m * x for x in z]), loss0, [m * a for a in applied], active, *rest, **kwargs
+    )
+
+
 def patch_armijo() -> None:
     """PROTOTYPE, not in the engine: at the first refresh, when the whole base step at the start
     rates does not lower the probe loss (an Armijo test at multiple 1), the rates are first cut to
@@ -103,18 +113,7 @@ def patch_armijo() -> None:
                         break
             if m == 1.0:
                 return original(self, probe, move, loss0, applied, active, *rest, **kwargs)
-            self._estimates = [m * e for e in self._estimates]  # a rejected group keeps the cut rate
-            record = original(
-                self,
-                probe,
-                lambda z: move([m * x for x in z]),
-                loss0,
-                [m * a for a in applied],
-                active,
-                *rest,
-                **kwargs,
-            )
-            return record
+            return decide_from_cut(original, m, self, probe, move, loss0, applied, active, *rest, **kwargs)
 
         return decide
 
@@ -145,17 +144,7 @@ def patch_trend_cut(tol: float, cut: float = 0.5) -> None:
             if rise <= tol:
                 return original(self, probe, move, loss0, applied, active, *rest, **kwargs)
             TREND_CUTS.append((self._t, rise))
-            self._estimates = [cut * e for e in self._estimates]  # a rejected group keeps the cut rate
-            return original(
-                self,
-                probe,
-                lambda z: move([cut * x for x in z]),
-                loss0,
-                [cut * a for a in applied],
-                active,
-                *rest,
-                **kwargs,
-            )
+            return decide_from_cut(original, cut, self, probe, move, loss0, applied, active, *rest, **kwargs)
 
         return decide
 
