@@ -401,7 +401,8 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         due = self.is_refresh_step()
         params: list[list[torch.Tensor]] = []
         grads: list[torch.Tensor] = []
-        if due or self._applied_grads is not None:  # else the base step alone
+        gathered = due or self._applied_grads is not None  # else the base step alone, after the check
+        if gathered:
             params, grads = with_gradients(self.param_groups)
         if self._applied_grads is not None:
             key, self._applied_grads = self._applied_grads, None
@@ -440,7 +441,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
                 "Trainer, add the HiDLRCallback of hidlr.integrations.lightning / .transformers"
             )
         if self.check_finite is True or (self.check_finite and refresh):
-            check_gradients(self.param_groups, self._t, grads if params else None)
+            check_gradients(self.param_groups, self._t, grads if gathered else None)
         if refresh:
             with torch.no_grad():
                 self._refresh(probe, params, applied, factors, active)
