@@ -90,6 +90,34 @@ def test_paired_run_steps_both_in_lockstep():
     assert hidlr_run["refreshed"][0] and not any(adam_run["refreshed"]) and "refreshes" not in adam_run
 
 
+def test_adam_replaying_the_applied_rates_follows_hidlrs_weights():
+    """The same-rates baseline: Adam stepping at the rates a HiDLR run applied ends on HiDLR's
+    weights (up to rounding), and a third run in the lockstep is timed beside the other two."""
+    import torch
+
+    from hidlr.bench.overhead.timing import _trainer, applied_rates, paired_run
+
+    steps = 12
+    rates = applied_rates(4, {}, steps, batch=4, device="cpu", width=8)
+    assert len(rates) == steps and all(len(r) == 4 for r in rates)
+    assert rates[-1] != [1e-3] * 4  # the refreshes moved the rates from Adam's start rate
+    runs = {
+        name: _trainer(4, opts, 4, "cpu", 8, 0, rates=r)
+        for name, opts, r in (("hidlr", {}, None), ("same", None, rates), ("adam", None, None))
+    }
+    for t in range(steps):
+        for train_step in runs.values():
+            train_step(t)
+
+    def weights(name):
+        return torch.cat([p.detach().flatten() for g in runs[name].optimizer.param_groups for p in g["params"]])
+
+    assert torch.allclose(weights("same"), weights("hidlr"), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(weights("adam"), weights("hidlr"), rtol=1e-5, atol=1e-6)
+    hidlr_run, adam_run, same_run = paired_run(4, {}, steps=6, batch=4, width=8, rates=rates)
+    assert len(same_run["seconds"]) == len(adam_run["seconds"]) == len(hidlr_run["seconds"]) == 6
+
+
 def test_live_tensor_bytes_skips_weak_proxies_whose_referent_is_gone():
     import weakref
 
