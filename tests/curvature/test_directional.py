@@ -120,3 +120,9 @@ def test_bad_input_is_named():
         curvature.along(loss, [[torch.zeros(2)]], [[torch.zeros(2)]])
     with pytest.raises(TypeError, match="groups"):
         curvature.along(loss, params[0], [[torch.zeros(2)]])
+    with pytest.raises(ValueError, match=r"directions\[1\]\[0\] holds NaN"):
+        curvature.along(loss, groups, [[torch.zeros(2)], [torch.tensor([0.0, float("nan")])]])
+    with pytest.raises(ValueError, match=r"directions\[0\]\[0\] holds NaN or infinite"):
+        curvature.along(loss, groups, [[torch.tensor([float("inf"), 0.0])], [torch.zeros(2)]])
+    with pytest.raises(ValueError, match="non-finite loss"):
+        curvature.along(lambda: loss() * float("nan"), groups, [[torch.zeros(2)], [torch.zeros(2)]])

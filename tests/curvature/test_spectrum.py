@@ -75,3 +75,7 @@ def test_bad_arguments():
         curvature.top_eigenvalues(lambda: (w**2).sum(), [[w]], iters=0)
     with pytest.raises(ValueError, match="samples"):
         curvature.hutchinson_traces(lambda: (w**2).sum(), [[w]], samples=0)
+    with pytest.raises(ValueError, match="non-finite loss"):
+        curvature.top_eigenvalues(lambda: (w**2).sum() * float("inf"), [[w]])
+    with pytest.raises(ValueError, match="non-finite loss"):
+        curvature.hutchinson_traces(lambda: (w**2).sum() * float("nan"), [[w]])

@@ -67,7 +67,7 @@ def as_groups(groups: Sequence[Any]) -> list[list[torch.Tensor]]:
 def check_directions(
     groups: list[list[torch.Tensor]], directions: Sequence[Sequence[torch.Tensor]]
 ) -> list[list[torch.Tensor]]:
-    """Directions shaped like the groups, cast to each parameter's dtype and device."""
+    """Directions shaped like the groups, with finite entries, cast to each parameter's dtype and device."""
     if len(directions) != len(groups):
         raise ValueError(f"directions has {len(directions)} groups, groups has {len(groups)}")
     out = []
@@ -78,12 +78,15 @@ def check_directions(
                 f"directions[{k}] must match the shapes of groups[{k}]: "
                 f"{[tuple(p.shape) for p in ps]}, got {[tuple(d.shape) for d in ds]}"
             )
+        for i, d in enumerate(ds):
+            if d.is_floating_point() and not bool(torch.isfinite(d).all()):
+                raise ValueError(f"directions[{k}][{i}] holds NaN or infinite entries")
         out.append([d.detach().to(dtype=p.dtype, device=p.device) for p, d in zip(ps, ds)])
     return out
 
 
 def scalar_loss(loss_fn: LossFn) -> torch.Tensor:
-    """Call ``loss_fn`` with gradients enabled and check that it returns a scalar tensor."""
+    """Call ``loss_fn`` with gradients enabled and check that it returns a finite scalar tensor."""
     with torch.enable_grad():
         loss = loss_fn()
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -93,6 +96,10 @@ def scalar_loss(loss_fn: LossFn) -> torch.Tensor:
         )
     if not loss.requires_grad:
         raise ValueError("loss_fn returned a loss that does not depend on the groups' parameters")
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise ValueError(
+            f"loss_fn returned a non-finite loss ({float(loss.detach().reshape(()))}) at the current weights"
+        )
     return loss.reshape(())
 
 
