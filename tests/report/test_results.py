@@ -61,12 +61,18 @@ def test_a_list_of_records_is_one_row_per_record_named_by_its_fields(tmp_path):
 
 
 def test_the_overhead_page_shows_its_time_and_memory_tables(tmp_path):
-    per = {"ratio_all_steps": 1.07, "ratio_non_refresh_steps": 1.02, "cpu_ratio_non_refresh_steps": 1.03}
+    per = {
+        "same_rates_ratio_non_refresh_steps": 1.025,
+        "ratio_all_steps": 1.07,
+        "ratio_non_refresh_steps": 1.02,
+        "cpu_ratio_non_refresh_steps": 1.03,
+    }
     mem = {"extra_param_copies": 1.0, "extra_peak_param_copies": 1.12}
     results = {"per_groups": {"1": per, "4": per}, "memory": {"K=1 hidlr-default": mem}, "goals": {"all_steps": 1.1}}
     (tmp_path / "overhead.json").write_text(json.dumps(results))
     text = build_results_page(tmp_path).render()
     assert "Time per step against Adam" in text and "ratio_non_refresh_steps" in text and "1.07" in text
+    assert "same_rates_ratio_non_refresh_steps" in text and "1.025" in text
     assert "Extra memory" in text and "K=1 hidlr-default" in text and "1.12" in text
 
 

@@ -41,6 +41,8 @@ KEY_TABLES: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...] | None]]]
             "Time per step against Adam, by number of groups",
             ("per_groups",),
             (
+                "same_rates_ratio_all_steps",
+                "same_rates_ratio_non_refresh_steps",
                 "ratio_all_steps",
                 "ratio_non_refresh_steps",
                 "cpu_ratio_non_refresh_steps",
