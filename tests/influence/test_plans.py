@@ -104,6 +104,9 @@ def test_freeze_for_real_no_gradient_no_state_no_probes():
         assert all(p.grad is None for p in frozen)
         opt.step()
     assert all(torch.equal(a, p) for a, p in zip(before, frozen))
+    # the applied rates (what loggers show): 0 for the frozen groups, the estimate for the others
+    for g, rate, estimate in zip(opt.param_groups, opt.lrs, opt.estimates):
+        assert rate == (0.0 if g["name"] in plan.frozen_groups else estimate) and estimate > 0
     last = opt.history[-1]
     assert last["step"] > 12
     probed = [g for g in last["groups"] if g["reason"] != "no gradients"]

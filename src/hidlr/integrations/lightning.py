@@ -172,7 +172,7 @@ class HiDLRCallback(pl.Callback):
 
 class LearningRateMonitor(_StockMonitor):
     """Lightning's ``LearningRateMonitor`` that logs each HiDLR group once, with the rate HiDLR
-    applies (``HiDLR.lrs``: its estimate times any scheduler's factor; logged at the start of a
+    applies (``HiDLR.lrs``: its estimate times any scheduler's factor, 0 for a frozen group; logged at the start of a
     batch, so a refresh in that batch's step shows at the next one). Other optimizers are logged as
     the stock monitor logs them; the same arguments."""
 

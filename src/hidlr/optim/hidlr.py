@@ -293,8 +293,12 @@ class HiDLR(Refresher, torch.optim.Optimizer):
     @property
     def lrs(self) -> list[float]:
         """The rate each param group's next step applies (estimate times the scheduler's and the
-        anneal's factors)."""
-        return [e * f for e, f in zip(self._estimates, self._factors())]
+        anneal's factors); 0 for a group whose parameters are all frozen (``requires_grad=False``,
+        e.g. by :func:`hidlr.influence.freeze`), which moves nothing. What the framework callbacks log."""
+        return [
+            e * f if any(p.requires_grad for p in g["params"]) else 0.0
+            for e, f, g in zip(self._estimates, self._factors(), self.param_groups)
+        ]
 
     @property
     def estimates(self) -> list[float]:
