@@ -19,10 +19,8 @@ model as it was.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,7 +30,8 @@ from torch import Tensor, nn
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import checks
 from hidlr.uq.models.interface import ProbabilisticRegressor, not_fitted
-from hidlr.uq.models.scaling import SCALINGS, ScaledNet, fit_scaling, nll
+from hidlr.uq.models.planning import VALIDATION_SAMPLES, plan_fit
+from hidlr.uq.models.scaling import SCALINGS, ScaledNet, nll
 from hidlr.uq.models.spread import fit_spread
 from hidlr.uq.models.training import (
     EarlyStopping,
@@ -44,10 +43,6 @@ from hidlr.uq.models.training import (
 
 OptimizerSpec = None | str | Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 
-#: Monte Carlo passes of a stochastic net's validation NLL during a fit (unless told otherwise).
-VALIDATION_SAMPLES = 20
-#: Fewest rows on either side of a carved validation split; smaller data train without early stopping.
-MIN_SPLIT_ROWS = 5
 #: Offset of the prediction seed from the fit seed (predictions draw other numbers than training).
 PREDICT_SEED_OFFSET = 104729
 
@@ -57,19 +52,6 @@ PREDICT_SEED_OFFSET = 104729
 #: their fits on most UCI sets, default and tuned alike; the MDNs keep them, which helped theirs
 #: (``benchmarks/results/uci/``, its ``defaults/`` and the README's UCI section).
 STOCHASTIC_HIDLR_OPTIONS: dict[str, Any] = {"ema": 0.9, "travel": False, "first_clip": None}
-
-
-@dataclass
-class FitData:
-    """Checked data of one fit: float64 ``X: (n, d)``, ``y: (n,)``, the working dtype and device,
-    the carved validation rows (``None`` without early stopping) and the resolved options."""
-
-    X: Tensor
-    y: Tensor
-    dtype: torch.dtype
-    device: torch.device
-    val_rows: Tensor | None
-    options: dict[str, Any]
 
 
 class Estimator(ProbabilisticRegressor):
@@ -291,74 +273,22 @@ class Estimator(ProbabilisticRegressor):
         carve: bool = True,
     ) -> FitPlan:
         """Check the data and options of :meth:`fit`, carve the validation part, fit the scaling and
-        return the standardized data and resolved options. Changes nothing on ``self``."""
+        return the standardized data and resolved options (:func:`~hidlr.uq.models.planning.plan_fit`).
+        Changes nothing on ``self``."""
         self._check_params()
-        Xt, yt, dtype, _ = checks.check_xy(X, y)
-        seed = (
-            checks.check_seed("random_state", self.random_state)
-            if seed is None
-            else checks.check_int("seed", seed, minimum=0)
-        )
-        n_all, d = Xt.shape
-        stop_early = bool(self.early_stopping)
-        val, fit_rows = None, None
-        if validation_data is not None:
-            Xv, yv = checks.check_validation_data(validation_data)
-            if Xv.shape[1] != d:
-                raise ValueError(f"validation_data: X has {Xv.shape[1]} features, training X has {d}")
-            val = (Xv.to(Xt.device), yv.to(Xt.device))
-        elif stop_early and carve:
-            n_val = math.ceil(self.validation_fraction * n_all)
-            if min(n_val, n_all - n_val) < MIN_SPLIT_ROWS:
-                warnings.warn(
-                    f"{n_all} training rows are too few to carve a validation part of "
-                    f"{self.validation_fraction:g}; training without early stopping",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                stop_early = False
-            else:
-                perm = torch.from_numpy(np.random.default_rng(seed).permutation(n_all)).to(Xt.device)
-                fit_rows = perm[n_val:]
-                val = (Xt[perm[:n_val]], yt[perm[:n_val]])
-        Xf, yf = (Xt, yt) if fit_rows is None else (Xt[fit_rows], yt[fit_rows])
-        n = Xf.shape[0]
-        batch_size = min(checks.check_int("batch_size", self.batch_size if batch_size is None else batch_size), n)
-        lr = checks.check_float("lr", self.lr if lr is None else lr)
-        probe_size = (
-            min(n, max(batch_size, 256))
-            if probe_batch_size is None
-            else checks.check_int("probe_batch_size", probe_batch_size)
-        )
-        if validation_samples is not None:
-            checks.check_int("validation_samples", validation_samples)
-        epochs = self.epochs if epochs is None else epochs
-        if epochs is None:
-            epochs = int(min(2000, max(50, math.ceil(self.target_steps / math.ceil(n / batch_size)))))
-        epochs = checks.check_int("epochs", epochs)
-        patience = self.patience if self.patience is not None else max(10, epochs // 5)
-        scaling = fit_scaling(Xf, yf, self.target_scaling)
-        xs = ((Xf - scaling["x_shift"]) / scaling["x_scale"]).to(dtype)
-        ys = ((yf - scaling["y_shift"]) / scaling["y_scale"]).to(dtype)
-        samples = (
-            validation_samples
-            if validation_samples is not None
-            else (min(self._samples(), VALIDATION_SAMPLES) if self.stochastic else None)
-        )
-        return FitPlan(
-            xs,
-            ys,
-            epochs,
-            batch_size,
-            probe_size,
-            lr,
-            val,
-            samples,
-            scaling=scaling,
+        return plan_fit(
+            self,
+            X,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
             seed=seed,
-            patience=patience if stop_early and val is not None else None,
-            refit=True if self.refit and fit_rows is not None else None,
-            val_rows=None if fit_rows is None else perm[:n_val],
+            validation_data=validation_data,
+            probe_batch_size=probe_batch_size,
+            validation_samples=validation_samples,
+            carve=carve,
+            default_samples=min(self._samples(), VALIDATION_SAMPLES) if self.stochastic else None,
         )
 
     def new_module(self, plan: FitPlan, seed: int) -> ScaledNet:
