@@ -258,38 +258,15 @@ class Estimator(ProbabilisticRegressor):
         module.set_spread(factor)
         return factor
 
-    def prepare_fit(
-        self,
-        X: Any,
-        y: Any,
-        *,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        lr: float | None = None,
-        seed: int | None = None,
-        validation_data: tuple[Any, Any] | None = None,
-        probe_batch_size: int | None = None,
-        validation_samples: int | None = None,
-        carve: bool = True,
-    ) -> FitPlan:
+    def prepare_fit(self, X: Any, y: Any, **options: Any) -> FitPlan:
         """Check the data and options of :meth:`fit`, carve the validation part, fit the scaling and
-        return the standardized data and resolved options (:func:`~hidlr.uq.models.planning.plan_fit`).
-        Changes nothing on ``self``."""
+        return the standardized data and resolved options; ``options`` are those of
+        :func:`~hidlr.uq.models.planning.plan_fit` (``epochs``, ``batch_size``, ``lr``, ``seed``,
+        ``validation_data``, ``probe_batch_size``, ``validation_samples``, ``carve``). Changes
+        nothing on ``self``."""
         self._check_params()
-        return plan_fit(
-            self,
-            X,
-            y,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            validation_data=validation_data,
-            probe_batch_size=probe_batch_size,
-            validation_samples=validation_samples,
-            carve=carve,
-            default_samples=min(self._samples(), VALIDATION_SAMPLES) if self.stochastic else None,
-        )
+        default_samples = min(self._samples(), VALIDATION_SAMPLES) if self.stochastic else None
+        return plan_fit(self, X, y, default_samples=default_samples, **options)
 
     def new_module(self, plan: FitPlan, seed: int) -> ScaledNet:
         """A freshly initialised net (from ``seed``) inside a :class:`ScaledNet` with the plan's scaling."""
