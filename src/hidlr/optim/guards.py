@@ -143,13 +143,13 @@ def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     return True
 
 
-def first_non_finite(groups: Sequence[dict[str, Any]]) -> tuple[int, int] | None:
-    """(group, index among the group's parameters with a gradient) of the first gradient with a
-    non-finite entry (the slow path after :func:`all_finite` found one, to name it)."""
+def first_non_finite(groups: Sequence[dict[str, Any]]) -> tuple[int, int, torch.Tensor] | None:
+    """(group, index among the group's parameters with a gradient, the parameter) of the first
+    gradient with a non-finite entry (the slow path after :func:`all_finite` found one, to name it)."""
     for k, ps in enumerate(with_gradients(groups)[0]):
         for i, p in enumerate(ps):
             if not bool(torch.isfinite(_values(p.grad)).all()):
-                return k, i
+                return k, i, p
     return None
 
 
@@ -179,11 +179,10 @@ def check_gradients(groups: Sequence[dict[str, Any]], step: int, grads: Sequence
     bad = first_non_finite(groups)
     if bad is None:  # defensive: the two checks agree
         return
-    k, i = bad
-    shape = tuple(with_gradients(groups)[0][k][i].shape)
+    k, i, param = bad
     raise FloatingPointError(
         f"non-finite gradient in param group {group_name(groups[k], k)!r}, parameter {i} "
-        f"(shape {shape}) at step {step}; nothing was changed"
+        f"(shape {tuple(param.shape)}) at step {step}; nothing was changed"
     )
 
 
