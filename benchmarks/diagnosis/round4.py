@@ -25,6 +25,7 @@ engine's defaults, told the step budget, probing one more training batch (as ``h
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -48,14 +49,22 @@ DECAYS: dict[str, Callable[[float], float]] = {
 
 
 # the prototypes' flags in a variant's name, not HiDLR options
-PROTOTYPE_FLAGS = ("armijo", "growconcave", "untilarrived", "traveldir", "traveldir2", "trend")
+PROTOTYPE_FLAGS = ("armijo", "growconcave", "untilarrived", "traveldir", "traveldir2", "trend", "pool")
+
+
+def _number_or_word(value: str) -> float | str:
+    """An option's value from a variant's name: a number, or a word such as ``full`` (``mode=full``)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def variant(name: str, lr0: float | None) -> Method:
     """``hidlr[-decay][+option=value...]`` or ``gen[-decay][+...]`` started at ``lr0`` (None: the
     workload's default). The engine's own anneal is off (``anneal=None``, as at commit 8373ce5 where
     these runs were made), so the decay is the scheduler's alone; ``+option=value`` sets a HiDLR
-    option (a number, None, True or False), e.g. ``hidlr-wsd+shrink=0.25``; ``hidlr+anneal=0.2``
+    option (a number, a word, None, True or False), e.g. ``hidlr-wsd+shrink=0.25``; ``hidlr+anneal=0.2``
     is the engine's default."""
     head, *extra = name.split("+")
     rule, _, decay_name = head.partition("-")
@@ -65,7 +74,7 @@ def variant(name: str, lr0: float | None) -> Method:
         key, _, value = item.partition("=")
         if key not in PROTOTYPE_FLAGS:
             named = {"None": None, "True": True, "False": False}
-            options[key] = named[value] if value in named else float(value)
+            options[key] = named[value] if value in named else _number_or_word(value)
 
     def build(wl: Workload, task: Task, spec: RunSpec) -> Setup:
         groups = [{"name": "all", "params": trainable(task.model)}] if rule == "gen" else task.groups
@@ -152,6 +161,35 @@ def patch_trend_cut(tol: float, cut: float = 0.5) -> None:
     Refresher._decide_by_line = wrap(Refresher._decide_by_line)
 
 
+def patch_pooled_shrink() -> None:
+    """PROTOTYPE, not in the engine (round 9 of ``docs/diagnosis.md``): ``shrink`` pools the groups'
+    log-rates instead of damping each refresh's multiples. The engine's rule,
+    ``rate_k * m0 * (m_k / m0) ** shrink``, only slows the way to the per-group Newton rates: its
+    fixed point is every group at its own Newton rate (``m_k = m0 = 1``). Here each accepted group's
+    target is ``L ** (1 - shrink) * N_k ** shrink``, with ``N_k = rate_k * m_k`` its Newton rate and
+    ``L = geomean_j(rate_j) * m0`` the level the one-group line asks for (geometric mean over the
+    accepted groups), so the spread of the rates around their level is the spread of the Newton
+    rates to the power ``shrink`` (partial pooling), at every refresh and at the fixed point."""
+    from hidlr.optim import rules
+
+    def shrink_to_one_group(decisions, active, m0, shrink):
+        if m0 is None:
+            return list(decisions)
+        pooled = [k for k, (d, act) in enumerate(zip(decisions, active)) if act and d.accepted and d.rate > 0]
+        if len(pooled) < 2:
+            return rules_original(decisions, active, m0, shrink)
+        level = math.log(m0) + sum(math.log(decisions[k].rate) for k in pooled) / len(pooled)
+        out = list(decisions)
+        for k in pooled:
+            d = decisions[k]
+            target = math.exp((1.0 - shrink) * level + shrink * math.log(d.newton_rate))
+            out[k] = dataclasses.replace(d, newton_rate=target)
+        return out
+
+    rules_original = rules.shrink_to_one_group
+    rules.shrink_to_one_group = shrink_to_one_group
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -165,7 +203,11 @@ def main() -> None:
     ap.add_argument("--until-arrived", action="store_true", help="with --grow-concave: only until the rates arrive")
     ap.add_argument("--travel-direction", choices=["cuts", "both"], help="the travel-direction prototype (+traveldir)")
     ap.add_argument("--trend-cut", type=float, help="the loss-trend prototype with this tolerance (+trend=TOL)")
+    ap.add_argument("--pool", action="store_true", help="the pooled-shrink prototype (names get +pool)")
     a = ap.parse_args()
+    if a.pool:
+        patch_pooled_shrink()
+        a.variants = [f"{v}+pool" for v in a.variants]
     if a.trend_cut is not None:
         patch_trend_cut(a.trend_cut)
         a.variants = [f"{v}+trend={a.trend_cut:g}" for v in a.variants]
