@@ -64,13 +64,20 @@ def bench_overhead(
     memory: bool = typer.Option(True, help="Also measure peak memory (fresh processes)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     threads: int = typer.Option(1, min=1, help="torch threads."),
+    rebuild: bool = typer.Option(False, help="Only rebuild OUT's report from its stored repeats (no timing)."),
 ) -> None:
     """Per-step time (all steps and non-refresh steps) and peak memory of HiDLR(Adam) against Adam
     on a 32-layer MLP, for several numbers of groups, side by side in one process."""
+    from hidlr.bench.overhead import rebuild as rebuild_report
     from hidlr.bench.overhead import run
 
-    ks = tuple(int(k) for k in groups.split(","))
-    run(out, repeats=repeats, steps=steps, groups=ks, device=device, threads=threads, memory=memory)
+    if rebuild:
+        if not (out / "overhead.json").is_file():
+            raise typer.BadParameter(f"no overhead.json in {out} to rebuild from", param_hint="--out")
+        rebuild_report(out)
+    else:
+        ks = tuple(int(k) for k in groups.split(","))
+        run(out, repeats=repeats, steps=steps, groups=ks, device=device, threads=threads, memory=memory)
     typer.echo((out / "report.md").read_text())
 
 

@@ -1,8 +1,9 @@
 import json
+import math
 
 import pytest
 
-from hidlr.bench.overhead import run
+from hidlr.bench.overhead import rebuild, run
 from hidlr.bench.overhead.memory import measure_memory, memory_child
 from hidlr.bench.overhead.timing import deep_mlp, ratios, split_groups, timed_run
 
@@ -67,6 +68,39 @@ def test_overhead_report_is_complete(tmp_path):
     assert all(v["ratio_all_steps"] > 0 for v in res["per_groups"].values())
     report = (tmp_path / "report.md").read_text()
     assert "| 1 |" in report and "| 4 |" in report and "non-refresh" in report
+
+
+def test_rebuild_summarises_the_stored_repeats_against_adam_at_hidlrs_rates(tmp_path):
+    reps = [
+        {
+            "ratios": {"all_steps": 1.2, "non_refresh_steps": 1.1, "wrapper_non_refresh_steps": 1.05},
+            "same_rates_ratios": {"all_steps": r, "non_refresh_steps": r - 0.05, "wrapper_non_refresh_steps": w},
+            "adam_ms": 2.0,
+            "hidlr_ms": 2.2,
+            "refreshes": 5,
+            "probe_forwards": 40,
+        }
+        for r, w in ((1.08, 1.02), (1.04, 1.01), (1.06, None))  # None: a NaN written to JSON
+    ]
+    stored = {
+        "command": "hidlr bench overhead",
+        "metadata": {"torch": "x", "git_commit": "abc", "started": "now", "load_average_at_start": [0]},
+        "load_average_at_end": [0],
+        "workload": {"model": "m", "params": 1, "batch": 1, "steps": 3, "repeats": 3, "device": "cpu", "threads": 1},
+        "goals": {"all_steps": 1.1, "non_refresh_steps": 1.02, "extra_param_copies": 1.0},
+        "per_groups": {"1": {"repeats": reps}},
+        "memory": {},
+    }
+    (tmp_path / "overhead.json").write_text(json.dumps(stored))
+    res = rebuild(tmp_path)
+    k1 = res["per_groups"]["1"]
+    assert k1["same_rates_ratio_all_steps"] == pytest.approx(1.06)
+    assert k1["same_rates_ratio_non_refresh_steps"] == pytest.approx(1.01)
+    assert k1["ratio_all_steps"] == pytest.approx(1.2)
+    assert k1["same_rates_wrapper_ratio_non_refresh_steps"] == pytest.approx(1.015)  # over the two with the figure
+    assert math.isnan(k1["same_rates_base_step_ratio_non_refresh_steps"])  # no repeat has it
+    assert json.loads((tmp_path / "overhead.json").read_text())["per_groups"]["1"]["refreshes"] == 5
+    assert "| 1 | 2.00 | 2.20 | 1.060 | 1.010 | 1.200 | 1.100 |" in (tmp_path / "report.md").read_text()
 
 
 def test_memory_is_measured_in_fresh_processes():
