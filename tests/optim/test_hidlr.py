@@ -216,7 +216,8 @@ def test_frozen_group_costs_no_probes_and_stays_put():
     assert torch.equal(q.params[1].detach(), frozen)
     rec = opt.history[-1]
     assert rec["groups"][1]["reason"] == "frozen" and opt.lrs[1] == 0.0
-    assert len(calls) == rec["forwards"] == 1 + 4 + 3  # L(w), one line of 4, the joint line
+    # L(w), the first refresh's test of the base step (it descends: no cut), one line of 4, the joint line
+    assert len(calls) == rec["forwards"] == 1 + 1 + 4 + 3
 
 
 # ------------------------------------------------------------------------------ schedulers
@@ -331,8 +332,9 @@ def test_groups_per_refresh_probes_groups_in_turn_and_leaves_the_others_at_their
         rec = opt.history[-1]
         probed = [k for k, g in enumerate(rec["groups"]) if g["a"] is not None]
         probed_sets.append(probed)
-        # L(w_t), the fit origin, two lines, the one-group line (shrink), the joint line
-        assert rec["forwards"] == 1 + 1 + 4 * 2 + 3 + 3
+        # L(w_t), the fit origin, two lines, the one-group line (shrink), the joint line; the first
+        # refresh also tests the base step (it descends: no cut)
+        assert rec["forwards"] == 1 + 1 + 4 * 2 + 3 + 3 + (len(probed_sets) == 1)
         for k, g in enumerate(rec["groups"]):
             if k not in probed:
                 assert g["reason"].startswith("not probed") and opt.lrs[k] == before[k]

@@ -59,9 +59,35 @@ def test_first_refresh_cuts_a_far_too_large_start_rate_at_once(lr0):
     opt.step(probe=q.loss)
     b, a = q.newton(w0, q.flat(), opt.lrs)
     newton = float(b[0] / a[0, 0])  # the same along the step at any rate (plain SGD)
-    assert newton < 0.5 * lr0  # the start rate is more than 2x too large
-    assert opt.lrs[0] == pytest.approx(max(newton, 0.01 * lr0), rel=1e-6)  # not smoothed, at most 100x down
-    assert opt.history[0]["groups"][0]["target"] == pytest.approx(opt.lrs[0])
+    assert newton < 0.5 * lr0  # the start rate is more than 2x too large: its step raises the loss
+    # backtracking: the largest cut whose step lowers the loss (on a quadratic: rate < 2 * newton) ...
+    cut = next(c for c in (1.0, *rules.BACKTRACK_CUTS) if c * lr0 < 2 * newton)
+    assert cut < 1.0
+    # ... then the first fit from the cut rate, unsmoothed, within the first clip (0.01, 2) of it
+    assert opt.lrs[0] == pytest.approx(min(max(newton, 0.01 * cut * lr0), 2 * cut * lr0), rel=1e-6)
+    rec = opt.history[0]
+    assert rec["groups"][0]["rate"] == pytest.approx(cut * lr0)
+    assert rec["groups"][0]["target"] == pytest.approx(opt.lrs[0])
+    tries = 1 + rules.BACKTRACK_CUTS.index(cut) + 1  # the step at the start rate, then each cut up to the one taken
+    assert rec["forwards"] == tries + 1 + 4 + 3  # the tests, L(w), the group's line of 4, the joint line
+
+
+def test_first_refresh_keeps_a_start_rate_whose_step_descends():
+    q = make_quadratic([4], seed=2)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-3), every="auto", horizon=0.0)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    assert opt.history[0]["groups"][0]["rate"] == pytest.approx(1e-3)  # no cut
+
+
+def test_no_backtracking_without_a_first_clip():
+    q = make_quadratic([4], seed=2)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1000.0), every="auto", horizon=0.0, first_clip=None)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=q.loss)
+    assert opt.history[0]["groups"][0]["rate"] == pytest.approx(1000.0)
 
 
 def test_first_refresh_grows_a_rate_by_at_most_the_usual_clip():
@@ -86,8 +112,8 @@ def test_more_groups_than_max_groups_refresh_by_the_one_group_line():
     q.loss().backward()
     opt.step(probe=q.loss)
     rec = opt.history[-1]
-    # L(w), the line at the probe points, the joint line: the cost of a one-group refresh
-    assert rec["forwards"] == 1 + 4 + 3 and all(g["a"] is None for g in rec["groups"])
+    # L(w), the first refresh's test of the base step, the line at the probe points, the joint line
+    assert rec["forwards"] == 1 + 1 + 4 + 3 and all(g["a"] is None for g in rec["groups"])
     ratios = {round(g["newton_rate"] / g["rate"], 9) for g in rec["groups"]}
     assert len(ratios) == 1  # every group takes the line's multiple
     assert len(set(opt.lrs)) == 1

@@ -83,10 +83,13 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             refresh. None (default): on unless ``ema=0`` and ``clip=None`` (see docs/diagnosis.md).
         first_clip: bounds (lo, hi) of the first refresh's change of rate, which is also not
             smoothed: the start rate is a guess, and before training has adapted the curvature to
-            it the Newton rate says how far off it is. ``"auto"`` (default): (0.01, 2.0), so a
-            start rate up to 100x too large is cut at once (the first steps of a too large rate
-            do the most damage), unless ``ema=0`` and ``clip=None``, then None; None: the first
-            refresh is like the others.
+            it the Newton rate says how far off it is. With a first clip the first refresh also
+            backtracks: when the whole base step at the start rates does not lower the probe loss,
+            every rate is first cut by 10, 100 or 1000 (the smallest cut whose step does; one to
+            four more forward passes) and the fits start from there. ``"auto"`` (default):
+            (0.01, 2.0), so a start rate up to 100x too large is cut at once (the first steps of a
+            too large rate do the most damage), unless ``ema=0`` and ``clip=None``, then None;
+            None: the first refresh is like the others.
         max_groups: with more groups moving than this, every refresh probes only the one-group
             line along the whole update (8 forward passes; every group takes its multiple of its
             rate: the one-group rule, GeN) instead of each group's own line: under the probe budget

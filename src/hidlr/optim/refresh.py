@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -119,19 +120,34 @@ class Refresher:
             if self.rollback
             else None
         )
-        stepped = False
+        stepped, estimates = False, list(self._estimates)
         try:
             self._base_step(applied)
             stepped = True
             line.capture()
+            cut, cut_forwards = (
+                self._backtrack(probe, line.move, loss0, moving)
+                if self._refreshes == 0 and self.rules.first_clip is not None
+                else (1.0, 0)
+            )
+            move, probed_at = line.move, applied
+            if cut != 1.0:  # the fits start from the cut rates; a rejected group keeps its cut rate
+                self._estimates = [cut * e for e in estimates]
+                probed_at = [cut * a for a in applied]
+
+                def move(target: Sequence[float]) -> None:
+                    line.move([cut * x for x in target])
+
             if line_only:
-                record = self._decide_by_line(probe, line.move, loss0, applied, active, travelling=travel_now)
+                record = self._decide_by_line(probe, move, loss0, probed_at, active, travelling=travel_now)
             else:
-                record = self._decide(probe, line.move, loss0, applied, active, probed)
+                record = self._decide(probe, move, loss0, probed_at, active, probed)
+            record = replace(record, forwards=record.forwards + cut_forwards)
             new = [d.estimate for d in record.groups]
             line.move([new[k] * factors[k] / applied[k] if moving[k] else 1.0 for k in range(k_groups)])
         except BaseException as err:
             self._loss_eps = eps
+            self._estimates = estimates
             if saved is not None:
                 restore(self.optimizer, saved)  # weights and state bitwise as before the step
             elif stepped:
@@ -139,8 +155,11 @@ class Refresher:
                 self._completed_without_refresh(params, err)
             raise
         self._estimates = new
-        self._last_forwards = record.forwards
+        # the backtracking test is a one-off of the first refresh: counted, but, like travel, it
+        # does not use up the probe budget that spaces the refreshes
+        self._last_forwards = record.forwards - cut_forwards
         self._probe_forwards += record.forwards
+        self._uncredited_forwards += cut_forwards
         if travel_now:
             self._travel_refreshes += 1
             self._uncredited_forwards += record.forwards
@@ -162,6 +181,22 @@ class Refresher:
                 f"HiDLR: the probe raised during the refresh of step {self._t - 1}; that step was completed "
                 "at the current rates (no refresh) and the next step refreshes"
             )
+
+    def _backtrack(
+        self, probe: Probe, move: Callable[[Sequence[float]], None], loss0: torch.Tensor, moving: Sequence[bool]
+    ) -> tuple[float, int]:
+        """The first refresh's Armijo test: when the whole base step at the start rates does not lower
+        the probe loss, the largest of :data:`rules.BACKTRACK_CUTS` whose step does (1.0: no cut, also
+        when none does). Returns (cut, probe forward passes spent). A start rate far too large does
+        its damage in the first steps, before any fit of it can be trusted (``docs/diagnosis.md``,
+        rounds 3, 4 and 10)."""
+        forwards = 0
+        for cut in (1.0, *rules.BACKTRACK_CUTS):
+            move([cut if m else 1.0 for m in moving])
+            forwards += 1
+            if bool(self._call_probe(probe) < loss0):
+                return cut, forwards
+        return 1.0, forwards
 
     def _probe_along(
         self, probe: Probe, move: Callable[[Sequence[float]], None], z: torch.Tensor, loss0: torch.Tensor

@@ -28,6 +28,9 @@ from hidlr.optim.quadfit import QuadFit, fit_line
 from hidlr.optim.records import GroupDecision
 
 NOT_PROBED = "not probed at this refresh (groups_per_refresh)"
+# the first refresh's cuts of every rate, tried in turn when the base step at the start rates does
+# not lower the probe loss (an Armijo test; with first_clip; round 10 of docs/diagnosis.md)
+BACKTRACK_CUTS = (0.1, 0.01, 0.001)
 # the share of a known step budget during which rates may grow (RuleConfig.grow_window; round 3 of
 # docs/diagnosis.md compared 0.1, 0.25 and 0.5)
 GROW_WINDOW = 0.25
@@ -63,7 +66,9 @@ class RuleConfig:
             times; these forwards do not count against ``probe_credit``, so the refreshes after
             arrival come as soon as after a first refresh.
         first_clip: the clip of the first refresh, which is also not smoothed (the start rate is a
-            guess, not an estimate worth averaging with); None: the first refresh is like the others.
+            guess, not an estimate worth averaging with) and backtracks first (the rates cut by the
+            first of :data:`BACKTRACK_CUTS` whose step lowers the probe loss, when the base step at
+            the start rates does not); None: the first refresh is like the others.
         total_steps: the run's step budget, when known; with it, rates may grow only during the
             first ``grow_window`` of it or until they have arrived (see :func:`may_grow`). None: they
             may grow throughout.
