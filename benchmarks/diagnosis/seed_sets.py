@@ -92,6 +92,27 @@ def print_start_rates(files: list[Path], seeds: list[int]) -> None:
         + " | ".join(f"{sum(g <= 0.02 for g in gaps[m].values())} of {len(gaps[m])}" for m in names)
         + " |"
     )
+    print("\nEach variant against the default at each start rate, run by run (positive losses; failed: not ok or")
+    print("above the initial loss is not checked here, see the store's report):\n")
+    print("| variant | lr0 | runs | identical | lower by > 1% | higher by > 1% | geometric mean | not finite |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for m in names[1:]:
+        for lr in START_RATES:
+            pairs = [
+                (runs_by[m][(w, lr)][s], runs_by[DEFAULT][(w, lr)][s])
+                for w in workloads
+                for s in seeds
+                if s in runs_by[m].get((w, lr), {}) and s in runs_by[DEFAULT].get((w, lr), {})
+            ]
+            pos = [(x, y) for x, y in pairs if x > 0 and y > 0 and math.isfinite(x) and math.isfinite(y)]
+            if not pairs:
+                continue
+            gm = math.exp(sum(math.log(x / y) for x, y in pos) / len(pos)) if pos else math.nan
+            print(
+                f"| {m} | {lr:g} | {len(pairs)} | {sum(x == y for x, y in pairs)} | "
+                f"{sum(x < 0.99 * y for x, y in pos)} | {sum(x > 1.01 * y for x, y in pos)} | {gm:.3f} | "
+                f"{sum(not math.isfinite(x) for x, _ in pairs)} |"
+            )
 
 
 def seed_set(text: str) -> list[int]:
