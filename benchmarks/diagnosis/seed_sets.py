@@ -54,8 +54,11 @@ def start_rate_runs(files: list[Path]) -> dict[str, dict[tuple[str, float], dict
     out: dict[str, dict[tuple[str, float], dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
 
     def loss(r: dict) -> float:
+        """The final loss; inf for a failed run (not ok, not finite, or above its initial loss)."""
         ok = r["status"] == "ok" and r["final_loss"] is not None and math.isfinite(r["final_loss"])
-        return r["final_loss"] if ok else math.inf
+        curve = (r.get("curve") or {}).get("loss") or r.get("curve_loss")
+        initial = curve[0] if curve else r.get("initial_loss")
+        return r["final_loss"] if ok and (initial is None or r["final_loss"] <= initial) else math.inf
 
     for r in json.loads(STORE.read_text())["records"]:
         m, w = r["method"], r["workload"]
@@ -92,9 +95,9 @@ def print_start_rates(files: list[Path], seeds: list[int]) -> None:
         + " | ".join(f"{sum(g <= 0.02 for g in gaps[m].values())} of {len(gaps[m])}" for m in names)
         + " |"
     )
-    print("\nEach variant against the default at each start rate, run by run (positive losses; failed: not ok or")
-    print("above the initial loss is not checked here, see the store's report):\n")
-    print("| variant | lr0 | runs | identical | lower by > 1% | higher by > 1% | geometric mean | not finite |")
+    print("\nEach variant against the default at each start rate, run by run (ratios over positive losses;")
+    print("failed: not ok, not finite or ended above its initial loss; the default's failures in brackets):\n")
+    print("| variant | lr0 | runs | identical | lower by > 1% | higher by > 1% | geometric mean | failed |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for m in names[1:]:
         for lr in START_RATES:
@@ -111,7 +114,7 @@ def print_start_rates(files: list[Path], seeds: list[int]) -> None:
             print(
                 f"| {m} | {lr:g} | {len(pairs)} | {sum(x == y for x, y in pairs)} | "
                 f"{sum(x < 0.99 * y for x, y in pos)} | {sum(x > 1.01 * y for x, y in pos)} | {gm:.3f} | "
-                f"{sum(not math.isfinite(x) for x, _ in pairs)} |"
+                f"{sum(not math.isfinite(x) for x, _ in pairs)} ({sum(not math.isfinite(y) for _, y in pairs)}) |"
             )
 
 

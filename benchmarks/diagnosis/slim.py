@@ -1,6 +1,6 @@
-"""Copy run records without their rate traces and curves (small enough to commit).
+"""Copy run records without their rate traces and curves, keeping the initial loss (small enough to commit).
 
-    .venv/bin/python benchmarks/diagnosis/slim.py benchmarks/diagnosis/results/*.jsonl --out benchmarks/diagnosis/runs
+.venv/bin/python benchmarks/diagnosis/slim.py benchmarks/diagnosis/results/*.jsonl --out benchmarks/diagnosis/runs
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ def main() -> None:
         for line in f.read_text().splitlines():
             rec = json.loads(line)
             rec.pop("lr_trace", None)
-            rec.pop("curve_loss", None)
+            curve = rec.pop("curve_loss", None)
+            if curve:  # the start of the curve: whether a run ended above its initial loss
+                rec["initial_loss"] = curve[0]
             lines.append(json.dumps(rec))
         (a.out / f.name).write_text("\n".join(lines) + "\n")
 
