@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hidlr.bench.lr.goals import goals, start_rates
+from hidlr.bench.lr.goals import goals, goals_by_seed_set, start_rates
 from hidlr.bench.lr.scores import summarize
 
 
@@ -113,3 +113,27 @@ def test_goals_when_nothing_was_measured():
     out = goals(summarize(records), records)
     assert [x["met"] for x in out] == [None] * 5
     assert all(x["measured"] == "not measured" for x in out)
+
+
+def test_goal_counts_per_set_of_three_seeds_against_each_sets_own_grid():
+    records = []
+    # w1: Hi-DLR within 1% of the grid and below GeN on seeds 0-2, far above both on seeds 3-5
+    for s, (hidlr, gen) in enumerate([(1.0, 1.2)] * 3 + [(1.5, 1.2)] * 3):
+        records += _workload("w1", 1.0, hidlr, gen, {}, seeds=1)
+        for r in records[-4:]:
+            r["seed"] = s
+    # w2: the grid's best point differs between the sets; Hi-DLR is within 1% of each set's own
+    for s in range(6):
+        tuned = 1.0 if s < 3 else 2.0
+        records += [
+            rec("w2", "grid0", s, tuned, family="grid"),
+            rec("w2", "grid1", s, 3.0 - tuned, family="grid"),
+            rec("w2", "hidlr-diag", s, min(tuned, 3.0 - tuned) * 1.005, lr=1e-3),
+            rec("w2", "gen", s, 0.5, lr=1e-3),
+            variant("w2", "hidlr-diag", 1e-5, s, 99.0),  # start-rate runs do not enter
+        ]
+    sets = goals_by_seed_set(records)
+    assert [g["seeds"] for g in sets] == [[0, 1, 2], [3, 4, 5]]
+    assert [(g["within"], g["better_than_one_group"], g["of"]) for g in sets] == [(2, 1, 2), (1, 0, 2)]
+    assert goals_by_seed_set([r for r in records if r["seed"] < 3]) == []  # one set: nothing to compare
+    assert len(goals_by_seed_set(records + [dict(records[0], seed=6)])) == 2  # only full sets

@@ -11,7 +11,7 @@ from collections import defaultdict
 from statistics import median
 from typing import Any
 
-from hidlr.bench.lr.scores import finite_or_inf, within
+from hidlr.bench.lr.scores import finite_or_inf, summarize, within
 
 HIDLR = "hidlr-diag"
 ONE_GROUP = "gen"
@@ -87,6 +87,47 @@ def _share(name: str, hits: list[bool]) -> dict[str, Any]:
     return _goal(name, f"{k} of {n} workloads ({100 * k / n:.0f}%)", k >= SHARE * n, k, n)
 
 
+def _hits(summary: dict[str, Any], method: str) -> tuple[list[bool], list[bool]]:
+    """Per workload: ``method`` within :data:`WITHIN_TUNED` of the tuned grid point; ``method``
+    lower than the one-group rule."""
+    wls = summary["workloads"]
+    tuned = [
+        within(w["table"][method]["loss"]["median"], w["table"]["tuned"]["loss"]["median"], WITHIN_TUNED)
+        for w in wls.values()
+        if method in w["table"] and "tuned" in w["table"]
+    ]
+    one_group = [
+        finite_or_inf(w["table"][method]["loss"]["median"]) < finite_or_inf(w["table"][ONE_GROUP]["loss"]["median"])
+        for w in wls.values()
+        if method in w["table"] and ONE_GROUP in w["table"]
+    ]
+    return tuned, one_group
+
+
+def goals_by_seed_set(records: list[dict[str, Any]], size: int = 3, method: str = HIDLR) -> list[dict[str, Any]]:
+    """The first two goals' counts on each set of ``size`` consecutive seeds (the seeds sorted, only
+    full sets, and only when there are two sets or more), each set against its own tuned grid: how
+    much of a count is the draw of seeds. Each ``{"seeds", "within", "better_than_one_group", "of"}``
+    (``of``: the workloads with ``method``, the grid and the one-group rule on those seeds)."""
+    seeds = sorted({r["seed"] for r in records if r["status"] != "skipped"})
+    sets = [seeds[i : i + size] for i in range(0, len(seeds) - size + 1, size)]
+    if len(sets) < 2:
+        return []
+    out = []
+    for chosen in sets:
+        summary = summarize([r for r in records if r["seed"] in chosen and not r.get("varies")])
+        complete = {
+            wl: w
+            for wl, w in summary["workloads"].items()
+            if all(m in w["table"] for m in (method, "tuned", ONE_GROUP))
+        }
+        tuned, one_group = _hits({"workloads": complete}, method)
+        out.append(
+            {"seeds": chosen, "within": sum(tuned), "better_than_one_group": sum(one_group), "of": len(complete)}
+        )
+    return out
+
+
 def goals(summary: dict[str, Any], records: list[dict[str, Any]], method: str = HIDLR) -> list[dict[str, Any]]:
     """The goals of the benchmark for ``method``, each ``{"goal", "measured", "met", "count", "of"}``
     (``met`` None when nothing was measured).
@@ -100,16 +141,7 @@ def goals(summary: dict[str, Any], records: list[dict[str, Any]], method: str = 
        ended above its initial validation loss.
     """
     wls = summary["workloads"]
-    tuned_hits = [
-        within(w["table"][method]["loss"]["median"], w["table"]["tuned"]["loss"]["median"], WITHIN_TUNED)
-        for w in wls.values()
-        if method in w["table"] and "tuned" in w["table"]
-    ]
-    one_group_hits = [
-        finite_or_inf(w["table"][method]["loss"]["median"]) < finite_or_inf(w["table"][ONE_GROUP]["loss"]["median"])
-        for w in wls.values()
-        if method in w["table"] and ONE_GROUP in w["table"]
-    ]
+    tuned_hits, one_group_hits = _hits(summary, method)
     out = [
         _share(
             f"{method} within {WITHIN_TUNED:.0%} of the best grid point (or better) on >= {SHARE:.0%} of the workloads",
