@@ -2,6 +2,7 @@
 the one-group rule for models with more groups than ``max_groups``."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -70,6 +71,22 @@ def test_first_refresh_cuts_a_far_too_large_start_rate_at_once(lr0):
     assert rec["groups"][0]["target"] == pytest.approx(opt.lrs[0])
     tries = 1 + rules.BACKTRACK_CUTS.index(cut) + 1  # the step at the start rate, then each cut up to the one taken
     assert rec["forwards"] == tries + 1 + 4 + 3  # the tests, L(w), the group's line of 4, the joint line
+
+
+def test_first_refresh_backtracks_from_a_step_whose_probe_loss_is_not_finite():
+    q = make_quadratic([4], seed=2)
+    loss_start = float(q.loss().detach())
+
+    def probe():  # the loss overflows far from the start
+        loss = q.loss()
+        return loss if float(loss.detach()) < 100 * loss_start else torch.tensor(float("inf"))
+
+    opt = HiDLR(torch.optim.SGD(q.params, lr=1000.0), every="auto", horizon=0.0)
+    opt.zero_grad()
+    q.loss().backward()
+    opt.step(probe=probe)
+    rate = opt.history[0]["groups"][0]["rate"]
+    assert rate < 1000.0 and math.isfinite(opt.lrs[0]) and float(q.loss().detach()) < loss_start
 
 
 def test_first_refresh_keeps_a_start_rate_whose_step_descends():
