@@ -89,22 +89,18 @@ def test_first_refresh_backtracks_from_a_step_whose_probe_loss_is_not_finite():
     assert rate < 1000.0 and math.isfinite(opt.lrs[0]) and float(q.loss().detach()) < loss_start
 
 
-def test_first_refresh_keeps_a_start_rate_whose_step_descends():
+@pytest.mark.parametrize(
+    "lr0, options",
+    [(1e-3, {}), (1000.0, {"first_clip": None})],
+    ids=["the start step descends", "no first clip"],
+)
+def test_first_refresh_does_not_backtrack(lr0, options):
     q = make_quadratic([4], seed=2)
-    opt = HiDLR(torch.optim.SGD(q.params, lr=1e-3), every="auto", horizon=0.0)
+    opt = HiDLR(torch.optim.SGD(q.params, lr=lr0), every="auto", horizon=0.0, **options)
     opt.zero_grad()
     q.loss().backward()
     opt.step(probe=q.loss)
-    assert opt.history[0]["groups"][0]["rate"] == pytest.approx(1e-3)  # no cut
-
-
-def test_no_backtracking_without_a_first_clip():
-    q = make_quadratic([4], seed=2)
-    opt = HiDLR(torch.optim.SGD(q.params, lr=1000.0), every="auto", horizon=0.0, first_clip=None)
-    opt.zero_grad()
-    q.loss().backward()
-    opt.step(probe=q.loss)
-    assert opt.history[0]["groups"][0]["rate"] == pytest.approx(1000.0)
+    assert opt.history[0]["groups"][0]["rate"] == pytest.approx(lr0)  # the fits start at the start rate
 
 
 def test_first_refresh_grows_a_rate_by_at_most_the_usual_clip():
