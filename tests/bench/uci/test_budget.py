@@ -58,3 +58,15 @@ def test_a_step_budget_raises_the_epoch_cap_and_is_validated():
     for bad in (0, -5, 2.5, True):
         with pytest.raises(ValueError, match="steps"):
             budget_for(691, False, steps=bad)
+
+
+def test_a_model_with_its_own_budget_keeps_it_unless_the_run_sets_one_for_every_model():
+    from hidlr.bench.uci.models import MODEL_STEPS
+
+    n = 277  # yacht's training rows: 800 steps at batch 32 are 114 epochs, 3000 are 429 (capped at 400)
+    assert MODEL_STEPS["mdn_ensemble_wide"] == 3000
+    assert uci.model_budget("mdn", n, False, None) == budget_for(n, False)
+    assert uci.model_budget("mdn_ensemble_wide", n, False, None) == budget_for(n, False, 3000)
+    assert budget_for(n, False, 3000).max_epochs > budget_for(n, False).max_epochs
+    for model in ("mdn", "mdn_ensemble_wide"):
+        assert uci.model_budget(model, n, False, 1600) == budget_for(n, False, 1600)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hidlr.bench import uci
+from hidlr.bench.uci.models import MODELS, PROTOCOL_MODELS
 from hidlr.bench.uci.report import goals, write_report
 from tests.bench.uci.conftest import summary_record as _record
 
@@ -139,6 +140,38 @@ def test_quick_smoke_run_on_a_folder_by_path(tmp_path):
     assert again["stopped_early"] and "stopped early" in (out / "report.md").read_text()
     ll_again, ll_first = (r["summary"]["toy"]["mdn"]["adam"]["ll"]["mean"] for r in (again, res))
     assert ll_again == pytest.approx(ll_first)
+
+
+def test_the_default_line_up_runs_the_wide_mdn_ensemble_with_hidlr_alone_and_its_own_budget(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 2))  # enough rows that 800 steps stay under the 400-epoch cap
+    y = X[:, 0] - X[:, 1] + 0.3 * rng.normal(size=200)
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    np.savetxt(folder / "data.txt", np.column_stack([X, y]))
+    res = uci.run(tmp_path / "out", quick=True, sets=[str(folder)], splits=1, progress=False, workers=1)
+    assert res["lineup"]["adam"] == list(PROTOCOL_MODELS)
+    assert res["lineup"]["hidlr"] == [*PROTOCOL_MODELS, "mdn_ensemble_wide"]
+    assert res["models"] == list(MODELS)
+    wide = [r for r in res["records"] if r["model"] == "mdn_ensemble_wide"]
+    assert [r["optimizer"] for r in wide] == ["hidlr"] and wide[0]["metrics"] is not None
+    mdn = [r for r in res["records"] if r["model"] == "mdn"][0]
+    assert wide[0]["budget"]["max_epochs"] > mdn["budget"]["max_epochs"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "runs with Hi-DLR alone" in report and "MDN ensemble (5), 2x100: 3000" in report
+    # models named by the run: every optimizer runs them, at the run's budget
+    named = uci.run(
+        tmp_path / "named",
+        quick=True,
+        sets=[str(folder)],
+        models=["mdn_ensemble_wide"],
+        splits=1,
+        progress=False,
+        workers=1,
+        budget_steps=800,
+    )
+    assert sorted(r["optimizer"] for r in named["records"]) == ["adam", "hidlr"]
+    assert named["records"][0]["budget"]["max_epochs"] == mdn["budget"]["max_epochs"]
 
 
 def test_goals_leave_integer_target_sets_out_of_the_continuous_count():

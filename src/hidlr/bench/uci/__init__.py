@@ -1,12 +1,13 @@
 """The UCI regression protocol (Hernández-Lobato & Adams 2015) for the uncertainty-aware models.
 
 For every set and standard split: one hidden layer of 50 ReLU units; each model once with Hi-DLR
-(the models' default) and once with Adam. Hyperparameters (Adam's rate, the number of epochs, the
-dropout rate, the number of mixture components) are chosen on a validation part carved out of the
-split's training rows only; the model is then refitted on the whole training split with the chosen
-values, keeps the spread factor that variance scaling fitted on the tuning rows
-(:mod:`~hidlr.uq.models.spread`), and is scored once on the test rows, in the target's original
-units.
+(the models' default) and once with Adam; besides them a wide MDN ensemble (two hidden layers of
+100, a longer budget) with Hi-DLR, which competes only for the validation-chosen model.
+Hyperparameters (Adam's rate, the number of epochs, the dropout rate, the number of mixture
+components) are chosen on a validation part carved out of the split's training rows only; the
+model is then refitted on the whole training split with the chosen values, keeps the spread factor
+that variance scaling fitted on the tuning rows (:mod:`~hidlr.uq.models.spread`), and is scored
+once on the test rows, in the target's original units.
 
 Entry point: :func:`run`. Results: ``results.json``, ``report.md`` and reliability plots.
 """
@@ -25,7 +26,15 @@ import numpy as np
 from hidlr.bench import harness
 from hidlr.bench.uci.budget import Budget, budget_for, carve_validation, patience_for
 from hidlr.bench.uci.calibrated import calibrated_scores, chosen_by_validation, split_validation, summarize_calibration
-from hidlr.bench.uci.models import MODELS, OPTIMIZERS, PROTOCOL_MODELS, TUNE_AS, build_model, tuning_grid
+from hidlr.bench.uci.models import (
+    DEFAULT_MODELS,
+    MODEL_STEPS,
+    MODELS,
+    OPTIMIZERS,
+    TUNE_AS,
+    build_model,
+    tuning_grid,
+)
 from hidlr.bench.uci.summary import CONTRASTS, model_contrast, paired_difference, summarize
 
 SETS = ("concrete", "energy", "kin8nm", "wine-quality-red", "yacht")
@@ -138,7 +147,8 @@ def run_split(
     budget_steps: int | None = None,
 ) -> list[dict[str, Any]]:
     """Tune on half of the validation part, calibrate on the other half, refit on the training
-    split, score on the test split (``budget_steps``: see :func:`budget_for`).
+    split, score on the test split (``budget_steps``: every model's steps at the epoch cap, see
+    :func:`budget_for`; ``None``: the set's default, or a model's own in :data:`MODEL_STEPS`).
 
     X: (n, d), y: (n,) original units. Returns one record per model: test metrics of the refitted
     model, the validation log-likelihood and calibrated scores of the model trained on the fit part.
@@ -146,8 +156,8 @@ def run_split(
     import torch
 
     torch.set_num_threads(1)
-    budget = budget_for(train_idx.size, quick, budget_steps)
-    fit_idx, val_idx = carve_validation(X, y, train_idx, test_idx, budget.val_frac, split)
+    val_frac = budget_for(train_idx.size, quick, budget_steps).val_frac  # the same for every model
+    fit_idx, val_idx = carve_validation(X, y, train_idx, test_idx, val_frac, split)
     if np.intersect1d(val_idx, test_idx).size or np.intersect1d(train_idx, test_idx).size:
         raise RuntimeError("validation or training rows overlap the test rows")
     tune_idx, cal_idx = split_validation(val_idx, split)
@@ -158,6 +168,7 @@ def run_split(
         t0, c0 = time.perf_counter(), time.process_time()
         key = TUNE_AS[model]
         tune_s = 0.0
+        budget = model_budget(model, train_idx.size, quick, budget_steps)
         if key not in tuned:
             best: tuple[float, dict[str, Any], dict[str, Any], Any] | None = None
             trials = []
@@ -245,6 +256,12 @@ def run_split(
     return records
 
 
+def model_budget(model: str, n_train: int, quick: bool, budget_steps: int | None) -> Budget:
+    """The training budget of ``model`` on a split of ``n_train`` rows: ``budget_steps`` when a run
+    sets it, else the model's own steps in :data:`MODEL_STEPS`, else the set's default."""
+    return budget_for(n_train, quick, budget_steps if budget_steps is not None else MODEL_STEPS.get(model))
+
+
 def carry_spread(part: Any, final: Any) -> float:
     """Give the final model the spread factors that variance scaling fitted on the tuning half for
     the model trained on the fit part (``part``; the member factors and an ensemble's own), as a
@@ -296,24 +313,27 @@ def run(
     """Run the protocol and write ``results.json``, ``report.md`` and reliability PNGs to ``out_dir``.
 
     sets: names under ``root`` or folder paths (default: the five standard sets); models: subset of
-    :data:`MODELS` (default: :data:`PROTOCOL_MODELS`); splits: a count (first k of the 20) or
-    explicit indices (default 20, quick 2);
+    :data:`MODELS`, run with every optimizer (default: each optimizer's line-up in
+    :data:`DEFAULT_MODELS`: the wide MDN ensemble with Hi-DLR only); splits: a count (first k of
+    the 20) or explicit indices (default 20, quick 2);
     optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default: found by the loader);
     workers: processes running splits side by side (1 = in this process); budget_steps: optimizer
-    steps at each set's epoch cap (default: 800, 1600 for sets of 3000 rows or more; see
-    :func:`budget_for`). Returns the results dict.
+    steps at each model's epoch cap, for every model (default: 800, 1600 for sets of 3000 rows or
+    more, and a model's own in :data:`MODEL_STEPS`; see :func:`budget_for`). Returns the results
+    dict.
     """
     from hidlr.bench.uci.report import write_report
 
     sets = list(sets or SETS)
-    models = list(models or PROTOCOL_MODELS)
     optimizers = list(optimizers or OPTIMIZERS)
-    for m in models:
-        if m not in MODELS:
-            raise ValueError(f"unknown model {m!r}; choose from {MODELS}")
     for o in optimizers:
         if o not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {o!r}; choose from {OPTIMIZERS}")
+    lineup = {o: list(models) if models else list(DEFAULT_MODELS[o]) for o in optimizers}
+    models = [m for m in MODELS if any(m in ms for ms in lineup.values())] if not models else list(models)
+    for m in models:
+        if m not in MODELS:
+            raise ValueError(f"unknown model {m!r}; choose from {MODELS}")
     if splits is None:
         splits = 2 if quick else 20
     split_ids = list(range(splits)) if isinstance(splits, int) else [int(s) for s in splits]
@@ -336,13 +356,17 @@ def run(
         for name, (X, y, all_splits) in loaded.items():
             tr, te = all_splits[i]
             for o in optimizers:
-                jobs.append((name, X, y, tr, te, i, models, o, quick, budget_steps))
-                weights.append(tr.size * data_info[name]["budget"]["max_epochs"] * (2 if o == "adam" else 1))
+                jobs.append((name, X, y, tr, te, i, lineup[o], o, quick, budget_steps))
+                weights.append(
+                    sum(tr.size * model_budget(m, tr.size, quick, budget_steps).max_epochs for m in lineup[o])
+                    * (2 if o == "adam" else 1)
+                )
     header = {
         "meta": harness.run_metadata(seeds=f"split index (fit seed) for splits {split_ids}"),
         "quick": quick,
         "sets": data_info,
         "models": models,
+        "lineup": lineup,
         "optimizers": optimizers,
         "splits_requested": split_ids,
         "workers": workers,

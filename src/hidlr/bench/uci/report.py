@@ -8,7 +8,7 @@ from typing import Any
 
 from hidlr.bench import harness
 from hidlr.bench import reporting as rep
-from hidlr.bench.uci.models import ADAM_LRS, DROPOUT_RATES, HIDLR_LR, LABELS
+from hidlr.bench.uci.models import ADAM_LRS, DROPOUT_RATES, HIDLR_LR, LABELS, MODEL_STEPS
 from hidlr.bench.uci.published import PUBLISHED, SOURCES, fmt_published, published
 from hidlr.bench.uci.report_calibrated import best_published_goal, best_published_lines, calibration_lines
 
@@ -199,8 +199,11 @@ def _budget_sentence(result: dict[str, Any]) -> str:
     """How long the fits may train: the epoch cap's optimizer steps, the default or the run's own."""
     steps = result.get("budget_steps")
     if steps is None:
+        own = [m for m in MODEL_STEPS if m in result["models"]]
         return (
-            "Training budget: about 800 optimizer steps at each set's epoch cap (1600 for sets of 3000 rows or more). "
+            "Training budget: about 800 optimizer steps at each set's epoch cap (1600 for sets of 3000 rows or more"
+            + "".join(f"; {LABELS[m]}: {MODEL_STEPS[m]}" for m in own)
+            + "). "
         )
     return (
         f"Training budget: about {steps} optimizer steps at each set's epoch cap (`--budget-steps "
@@ -228,7 +231,13 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
             "of 50 ReLU units"
             + (
                 " (the wide MDN ensemble: two hidden layers of 100; it is not part of the published "
-                "protocol and competes only for the validation-chosen model)"
+                "protocol and competes only for the validation-chosen model"
+                + (
+                    ", and runs with Hi-DLR alone: one run from one start rate, no rate sweep"
+                    if [o for o, ms in result.get("lineup", {}).items() if "mdn_ensemble_wide" in ms] == ["hidlr"]
+                    else ""
+                )
+                + ")"
                 if "mdn_ensemble_wide" in result["models"]
                 else ""
             )
