@@ -75,6 +75,9 @@ def test_an_integer_target_set_is_not_scored_against_the_published_densities():
 def test_the_unscaled_variant_turns_variance_scaling_off():
     assert defaults.default_model("mdn", "early-stop+unscaled", 0).variance_scaling is False
     assert defaults.default_model("deep_ensemble", "early-stop", 0).estimator.variance_scaling is True
+    for variant, scaled in (("early-stop", True), ("early-stop+unscaled", False)):
+        ensemble = defaults.default_model("deep_ensemble", variant, 0)  # the ensemble's own factor too
+        assert ensemble.variance_scaling is scaled and ensemble.estimator.variance_scaling is scaled
 
 
 def test_the_wide_variant_widens_every_model_and_only_that():

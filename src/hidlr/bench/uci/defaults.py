@@ -61,7 +61,9 @@ def default_model(name: str, variant: str, seed: int) -> Any:
         "mdn": lambda: M.MDN(**opts),
         "bnn": lambda: M.BNN(**opts),
         "mc_dropout": lambda: M.MCDropout(**opts),
-        "deep_ensemble": lambda: M.DeepEnsemble(M.MDN(components=1, **member), random_state=seed),
+        "deep_ensemble": lambda: M.DeepEnsemble(
+            M.MDN(components=1, **member), random_state=seed, variance_scaling=member["variance_scaling"]
+        ),
         "mdn_ensemble": lambda: M.MDNEnsemble(**opts),
         "bayesian_mdn": lambda: M.BayesianMDN(**opts),
     }
@@ -238,7 +240,7 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
             "`variance_scaling=False`, the wide one `hidden=(100, 100)`): a validation part of 10% carved from "
             "the training rows, early stopping on "
             "its NLL (patience a fifth of the epoch cap), the best epoch's weights, then the spread factor fitted "
-            "by likelihood on the same rows (the MDN ensemble also one for the whole mixture). Diabetes: "
+            "by likelihood on the same rows (the ensembles also one for the whole mixture). Diabetes: "
             "scikit-learn's "
             "`load_diabetes`, random 75/25 splits (331 "
             "training rows) seeded by the split index; UCI sets: their standard splits. LL = mean test log "

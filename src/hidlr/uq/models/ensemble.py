@@ -37,10 +37,10 @@ class DeepEnsemble(ProbabilisticRegressor):
             share one carved validation part (the first member's).
         random_state: member ``i`` is fitted with seed ``random_state + i``.
         variance_scaling: fit one spread factor for the whole mixture on the members' shared
-            validation rows (see below). Off by default here: for ensembles of single Gaussian nets
-            the factor fitted on the rows that also chose their epochs narrowed the intervals more
-            than held-out data bore out (see the default-fit benchmark); the members scale
-            themselves by their own ``variance_scaling``.
+            validation rows (see below), as :class:`MDNEnsemble` does. Without it the members'
+            disagreement widens intervals that each member has already scaled to its own
+            validation rows: in the default-fit benchmark (five Gaussian nets, 20 splits of six
+            sets) the 90% intervals covered 0.889-0.960 without it and 0.881-0.901 with it.
 
     ``fit(X, y, seed=s, **kwargs)`` overrides ``random_state`` and passes the other keyword
     arguments to :meth:`Estimator.fit`; fitted members are ``self.estimators_``.
@@ -59,7 +59,7 @@ class DeepEnsemble(ProbabilisticRegressor):
         *,
         vectorize: bool = True,
         random_state: int = 0,
-        variance_scaling: bool = False,
+        variance_scaling: bool = True,
     ) -> None:
         self.estimator = estimator
         self.members = members
