@@ -159,6 +159,8 @@ def test_the_default_line_up_runs_the_wide_mdn_ensemble_with_hidlr_alone_and_its
     assert wide[0]["budget"]["max_epochs"] > mdn["budget"]["max_epochs"]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "runs with Hi-DLR alone" in report and "MDN ensemble (5), 2x100: 3000" in report
+    own_cap = f"at most {mdn['budget']['max_epochs']} epochs; MDN ensemble (5), 2x100: at most "
+    assert own_cap + f"{wide[0]['budget']['max_epochs']})" in report  # the set's heading names both caps
     # models named by the run: every optimizer runs them, at the run's budget
     named = uci.run(
         tmp_path / "named",

@@ -211,6 +211,17 @@ def _budget_sentence(result: dict[str, Any]) -> str:
     )
 
 
+def _own_epoch_caps(records: Sequence[dict[str, Any]], set_name: str, cap: int) -> dict[str, int]:
+    """model -> its epoch cap on ``set_name``, for the models whose cap differs from the set's ``cap``
+    (a budget of their own, ``MODEL_STEPS``), from the records' budgets."""
+    out: dict[str, int] = {}
+    for r in records:
+        epochs = (r.get("budget") or {}).get("max_epochs")
+        if r.get("set") == set_name and epochs is not None and epochs != cap:
+            out[r["model"]] = int(epochs)
+    return out
+
+
 def write_report(result: dict[str, Any], out_dir: Path) -> None:
     """Write results.json, report.md and reliability.png into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -400,9 +411,12 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
     lines += ["## Per set", ""]
     for s, ss in summary.items():
         info = result["sets"][s]
+        own = _own_epoch_caps(result["records"], s, info["budget"]["max_epochs"])
         lines += [
             f"### {s} ({info['rows']} rows, {info['features']} features; batch "
-            f"{info['budget']['batch_size']}, at most {info['budget']['max_epochs']} epochs)",
+            f"{info['budget']['batch_size']}, at most {info['budget']['max_epochs']} epochs"
+            + "".join(f"; {LABELS.get(m, m)}: at most {e}" for m, e in own.items())
+            + ")",
             "",
             _set_table(ss),
             "",
