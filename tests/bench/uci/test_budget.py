@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hidlr.bench import uci
-from hidlr.bench.uci.budget import budget_for, carve_validation
+from hidlr.bench.uci.budget import budget_for, carve_validation, model_budget
 
 UCI_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "uci"
 
@@ -65,8 +65,8 @@ def test_a_model_with_its_own_budget_keeps_it_unless_the_run_sets_one_for_every_
 
     n = 277  # yacht's training rows: 800 steps at batch 32 are 114 epochs, 3000 are 429 (capped at 400)
     assert MODEL_STEPS["mdn_ensemble_wide"] == 3000
-    assert uci.model_budget("mdn", n, False, None) == budget_for(n, False)
-    assert uci.model_budget("mdn_ensemble_wide", n, False, None) == budget_for(n, False, 3000)
+    assert model_budget("mdn", n, False, None) == budget_for(n, False)
+    assert model_budget("mdn_ensemble_wide", n, False, None) == budget_for(n, False, 3000)
     assert budget_for(n, False, 3000).max_epochs > budget_for(n, False).max_epochs
     for model in ("mdn", "mdn_ensemble_wide"):
-        assert uci.model_budget(model, n, False, 1600) == budget_for(n, False, 1600)
+        assert model_budget(model, n, False, 1600) == budget_for(n, False, 1600)

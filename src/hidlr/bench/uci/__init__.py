@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 
 from hidlr.bench import harness
-from hidlr.bench.uci.budget import Budget, budget_for, carve_validation, patience_for
+from hidlr.bench.uci.budget import Budget, budget_for, carve_validation, model_budget, patience_for
 from hidlr.bench.uci.calibrated import calibrated_scores, chosen_by_validation, split_validation, summarize_calibration
 from hidlr.bench.uci.models import (
     DEFAULT_MODELS,
-    MODEL_STEPS,
     MODELS,
     OPTIMIZERS,
     TUNE_AS,
@@ -148,7 +147,7 @@ def run_split(
 ) -> list[dict[str, Any]]:
     """Tune on half of the validation part, calibrate on the other half, refit on the training
     split, score on the test split (``budget_steps``: every model's steps at the epoch cap, see
-    :func:`budget_for`; ``None``: the set's default, or a model's own in :data:`MODEL_STEPS`).
+    :func:`budget_for`; ``None``: the set's default, or a model's own, see :func:`model_budget`).
 
     X: (n, d), y: (n,) original units. Returns one record per model: test metrics of the refitted
     model, the validation log-likelihood and calibrated scores of the model trained on the fit part.
@@ -256,12 +255,6 @@ def run_split(
     return records
 
 
-def model_budget(model: str, n_train: int, quick: bool, budget_steps: int | None) -> Budget:
-    """The training budget of ``model`` on a split of ``n_train`` rows: ``budget_steps`` when a run
-    sets it, else the model's own steps in :data:`MODEL_STEPS`, else the set's default."""
-    return budget_for(n_train, quick, budget_steps if budget_steps is not None else MODEL_STEPS.get(model))
-
-
 def carry_spread(part: Any, final: Any) -> float:
     """Give the final model the spread factors that variance scaling fitted on the tuning half for
     the model trained on the fit part (``part``; the member factors and an ensemble's own), as a
@@ -319,8 +312,7 @@ def run(
     optimizers: subset of ("hidlr", "adam"); root: the UCI folder (default: found by the loader);
     workers: processes running splits side by side (1 = in this process); budget_steps: optimizer
     steps at each model's epoch cap, for every model (default: 800, 1600 for sets of 3000 rows or
-    more, and a model's own in :data:`MODEL_STEPS`; see :func:`budget_for`). Returns the results
-    dict.
+    more, and a model's own; see :func:`model_budget`). Returns the results dict.
     """
     from hidlr.bench.uci.report import write_report
 

@@ -1,5 +1,5 @@
-"""The training budget of one UCI set (minibatch, epoch cap, early-stopping patience) and the
-validation part carved out of a split's training rows for tuning."""
+"""The training budget of one UCI set and model (minibatch, epoch cap, early-stopping patience)
+and the validation part carved out of a split's training rows for tuning."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from hidlr.bench.uci.models import MODEL_STEPS
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,13 @@ def budget_for(n_train: int, quick: bool, steps: int | None = None) -> Budget:
     if quick:
         epochs = max(3, epochs // 20)
     return Budget(batch_size=batch, max_epochs=epochs)
+
+
+def model_budget(model: str, n_train: int, quick: bool, budget_steps: int | None) -> Budget:
+    """The training budget of ``model`` on a split of ``n_train`` rows: ``budget_steps`` when a run
+    sets it, else the model's own steps in :data:`~hidlr.bench.uci.models.MODEL_STEPS`, else the
+    set's default (:func:`budget_for`)."""
+    return budget_for(n_train, quick, budget_steps if budget_steps is not None else MODEL_STEPS.get(model))
 
 
 def carve_validation(
