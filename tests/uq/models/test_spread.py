@@ -1,5 +1,6 @@
 """Post-hoc variance scaling: the dilated law against closed forms and SciPy, the fitted factor
-against its closed form, coverage on a task with a known truth, and the default fits that use it."""
+against its closed form, the leave-one-out rows against a brute-force search, coverage on a task
+with a known truth, and the default fits that use it."""
 
 import math
 
@@ -12,7 +13,7 @@ from hidlr.uq.data.synthetic import Heteroscedastic
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import MDN, DeepEnsemble, MDNEnsemble
 from hidlr.uq.models.scaling import ScaledNet
-from hidlr.uq.models.spread import dilate, fit_spread
+from hidlr.uq.models.spread import CrossFittedRows, dilate, fit_spread
 
 Z90 = stats.norm.ppf(0.95)
 
@@ -120,6 +121,80 @@ def test_the_spread_travels_with_the_module_and_old_modules_load():
     old = {k: v for k, v in state.items() if k != "spread"}  # saved before the spread existed
     fresh.load_state_dict(old)
     assert float(fresh.spread) == 1.0
+
+
+def test_cross_fitted_rows_are_each_rows_predictive_at_the_epoch_the_other_rows_chose():
+    n, epochs = 7, 9
+    y = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    dists = [_mixture(n, 2, seed=e) for e in range(epochs)]
+    log_probs = [d.log_prob(y) for d in dists]
+    log_probs[4] = log_probs[4].clone()
+    log_probs[4][2] = -math.inf  # an epoch where row 2 alone is not finite
+    cross = CrossFittedRows(y)
+    for d, lp in zip(dists, log_probs):
+        cross.update(d, lp)
+    kept, y_kept = cross.rows()
+    assert torch.equal(y_kept, y)
+    lp = torch.stack(log_probs).numpy()  # (epochs, n)
+    for i in range(n):
+        others = -np.delete(lp, i, axis=1).mean(axis=1)
+        others[~np.isfinite(others)] = np.inf
+        e = int(np.argmin(others))  # the first epoch of the lowest value, as a strict "<" keeps
+        assert i != 2 or np.isfinite(others[4])  # row 2's complement is finite at epoch 4
+        for field in ("logits", "loc", "scale"):
+            assert torch.equal(getattr(kept, field)[i], getattr(dists[e], field)[i]), (i, e, field)
+
+
+def test_cross_fitted_rows_need_two_rows_and_a_finite_epoch():
+    one = CrossFittedRows(torch.zeros(1, dtype=torch.float64))
+    one.update(_mixture(1), torch.zeros(1, dtype=torch.float64))
+    assert one.rows() is None
+    never = CrossFittedRows(torch.zeros(3, dtype=torch.float64))
+    never.update(_mixture(3), torch.full((3,), -math.inf, dtype=torch.float64))
+    assert never.rows() is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: MDN(2, hidden=(16,), epochs=30, random_state=1, **kw),
+        lambda **kw: MDNEnsemble(components=2, members=2, hidden=(16,), epochs=30, random_state=1, **kw),
+    ],
+    ids=["mdn", "mdn_ensemble"],
+)
+def test_an_early_stopped_fit_takes_its_factors_from_the_cross_fitted_rows(make, monkeypatch):
+    seen: list[GaussianMixture] = []  # the predictives every factor was fitted on
+    kept: list[GaussianMixture] = []  # what CrossFittedRows handed out
+    real_fit, real_rows = fit_spread, CrossFittedRows.rows
+
+    def recording_fit(dist, y, *args, **kwargs):
+        seen.append(dist)
+        return real_fit(dist, y, *args, **kwargs)
+
+    def recording_rows(self):
+        out = real_rows(self)
+        kept.append(out[0])
+        return out
+
+    for module in ("estimator", "ensemble"):
+        monkeypatch.setattr(f"hidlr.uq.models.{module}.fit_spread", recording_fit)
+    monkeypatch.setattr(CrossFittedRows, "rows", recording_rows)
+    x, y = Heteroscedastic().sample(200, seed=3)
+    est = make().fit(x.numpy(), y.numpy())
+    members = getattr(est, "estimators_", [est])
+    assert len(members) == 1 or est.spread_ != 1.0
+    # each member's factor is fitted on its cross-fitted rows themselves
+    assert [id(d) for d in seen[: len(members)]] == [id(d) for d in kept[: len(members)]]
+    if len(members) > 1:  # the whole mixture's: on the members' rows, each after its own factor
+        whole = seen[-1]
+        assert whole.members == len(members) * kept[0].members
+        expected = GaussianMixture.concat([dilate(k, m.spread_) for k, m in zip(kept, members)])
+        assert torch.allclose(whole.loc, expected.loc) and torch.allclose(whole.scale, expected.scale)
+    # without early stopping nothing chose the epoch on the rows: no cross-fitting
+    seen.clear(), kept.clear()
+    rows = members[0].validation_rows_
+    make(early_stopping=False).fit(x.numpy(), y.numpy(), validation_data=(x.numpy()[rows], y.numpy()[rows]))
+    assert seen and not kept
 
 
 def test_refit_keeps_the_factor_fitted_before_it():

@@ -49,7 +49,9 @@ class DeepEnsemble(ProbabilisticRegressor):
     ``variance_scaling`` is on; with the ensemble's ``variance_scaling``, a side-by-side ensemble
     that is not refitted then fits one more factor ``spread_`` for the whole mixture on the
     members' shared validation rows (the members' disagreement is part of the predictive spread);
-    otherwise ``spread_`` is 1.
+    otherwise ``spread_`` is 1. When early stopping chose the members' epochs on those rows, both
+    kinds of factor score each row at an epoch chosen without it
+    (:class:`~hidlr.uq.models.spread.CrossFittedRows`).
     """
 
     def __init__(
@@ -93,8 +95,9 @@ class DeepEnsemble(ProbabilisticRegressor):
             else checks.check_int("seed", seed, minimum=0)
         )
         seeds = [seed + i for i in range(len(estimators))]
+        cross_fitted: list[tuple[GaussianMixture, torch.Tensor]] = []
         if self.vectorize and len(estimators) > 1:
-            fit_side_by_side(estimators, X, y, seeds=seeds, progress=progress, **kwargs)
+            fit_side_by_side(estimators, X, y, seeds=seeds, progress=progress, cross_fitted=cross_fitted, **kwargs)
         else:
             bar = None
             if progress:
@@ -111,18 +114,28 @@ class DeepEnsemble(ProbabilisticRegressor):
             finally:
                 if bar is not None:
                     bar.stop()
-        self.spread_ = self._ensemble_spread(estimators, X, y, kwargs)
+        self.spread_ = self._ensemble_spread(estimators, X, y, kwargs, cross_fitted)
         self.estimators_ = estimators
         self.n_features_in_ = estimators[0].n_features_in_
         self.target_name_ = estimators[0].target_name_
         checks.keep_feature_names(self, getattr(estimators[0], "feature_names_in_", None))
         return self
 
-    def _ensemble_spread(self, estimators: list[Estimator], X: Any, y: Any, options: dict[str, Any]) -> float:
-        """The whole mixture's spread factor on the shared validation rows (see the class docstring)."""
+    def _ensemble_spread(
+        self,
+        estimators: list[Estimator],
+        X: Any,
+        y: Any,
+        options: dict[str, Any],
+        cross_fitted: list[tuple[GaussianMixture, torch.Tensor]],
+    ) -> float:
+        """The whole mixture's spread factor on the shared validation rows (see the class docstring);
+        on the members' cross-fitted rows when early stopping chose their epochs on them."""
         lead = estimators[0]
         if not (self.variance_scaling and self.vectorize and len(estimators) > 1):
             return 1.0
+        if cross_fitted and not lead.refit:
+            return fit_spread(GaussianMixture.concat([dist for dist, _ in cross_fitted]), cross_fitted[0][1])
         if "validation_data" in options and options["validation_data"] is not None:
             Xv, yv = options["validation_data"]
         elif lead.validation_rows_ is not None and not lead.refit:

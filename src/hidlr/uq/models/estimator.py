@@ -31,8 +31,8 @@ from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import checks
 from hidlr.uq.models.interface import ProbabilisticRegressor, not_fitted
 from hidlr.uq.models.planning import VALIDATION_SAMPLES, plan_fit
-from hidlr.uq.models.scaling import SCALINGS, ScaledNet, nll
-from hidlr.uq.models.spread import fit_spread
+from hidlr.uq.models.scaling import SCALINGS, ScaledNet, validation_scores
+from hidlr.uq.models.spread import CrossFittedRows, fit_spread
 from hidlr.uq.models.training import (
     EarlyStopping,
     FitPlan,
@@ -225,8 +225,8 @@ class Estimator(ProbabilisticRegressor):
             probe_batch_size=probe_batch_size,
             validation_samples=validation_samples,
         )
-        module, opt, history, best = self._train_one(plan, optimizer, progress)
-        spread = self.fit_spread(module, plan)
+        module, opt, history, best, cross = self._train_one(plan, optimizer, progress)
+        spread = self.fit_spread(module, plan, cross=cross)
         if plan.refit is not None:
             refit = self.prepare_fit(
                 X,
@@ -238,23 +238,32 @@ class Estimator(ProbabilisticRegressor):
                 probe_batch_size=probe_batch_size,
                 carve=False,
             )
-            module, opt, _, _ = self._train_one(refit, optimizer, progress)
+            module, opt, _, _, _ = self._train_one(refit, optimizer, progress)
             module.set_spread(spread)
         self._finish(module, opt, history, plan, best, X, y)
         return self
 
-    def fit_spread(self, module: ScaledNet, plan: FitPlan, seed: int | None = None) -> float:
+    def fit_spread(
+        self, module: ScaledNet, plan: FitPlan, seed: int | None = None, cross: CrossFittedRows | None = None
+    ) -> float:
         """With ``variance_scaling`` and validation rows: fit the spread factor of ``module``'s
-        predictions on them (Monte Carlo passes of a stochastic net: its ``samples``, seeded from
-        ``seed``, default the plan's), set it on the module and return it; otherwise 1.0."""
+        predictions, set it on the module and return it; otherwise 1.0. When the rows also chose the
+        epoch (``cross``, tracked by early stopping), the factor is fitted on each row's predictive
+        at an epoch chosen without it (:class:`~hidlr.uq.models.spread.CrossFittedRows`); otherwise
+        on the module's own predictions of them (Monte Carlo passes of a stochastic net: its
+        ``samples``, seeded from ``seed``, default the plan's)."""
         if not self.variance_scaling or plan.val is None:
             return 1.0
-        Xv, yv = plan.val
-        samples = self._samples() if self.stochastic else None
-        seed = plan.seed if seed is None else seed
-        with torch.no_grad(), seeded(seed + PREDICT_SEED_OFFSET, module.x_shift.device):
-            dist = module(Xv, samples=samples)
-        factor = fit_spread(dist, yv)
+        held_out = None if cross is None else cross.rows()
+        if held_out is not None:
+            factor = fit_spread(*held_out)
+        else:
+            Xv, yv = plan.val
+            samples = self._samples() if self.stochastic else None
+            seed = plan.seed if seed is None else seed
+            with torch.no_grad(), seeded(seed + PREDICT_SEED_OFFSET, module.x_shift.device):
+                dist = module(Xv, samples=samples)
+            factor = fit_spread(dist, yv)
         module.set_spread(factor)
         return factor
 
@@ -276,22 +285,27 @@ class Estimator(ProbabilisticRegressor):
 
     def _train_one(
         self, plan: FitPlan, optimizer: OptimizerSpec, progress: bool
-    ) -> tuple[ScaledNet, torch.optim.Optimizer, list[dict[str, float]], int]:
-        """Train one net on ``plan``; returns the module, optimizer, history and best epoch."""
+    ) -> tuple[ScaledNet, torch.optim.Optimizer, list[dict[str, float]], int, CrossFittedRows | None]:
+        """Train one net on ``plan``; returns the module, optimizer, history, best epoch and, when
+        early stopping chose the epoch on validation rows, those rows cross-fitted for the spread."""
         module = self.new_module(plan, plan.seed)
         net = module.net
         history: list[dict[str, float]] = []
         stopper = EarlyStopping(plan.patience) if plan.patience is not None else None
+        cross = CrossFittedRows(plan.val[1]) if stopper is not None and plan.val is not None else None
         with seeded(plan.seed, plan.xs.device):
             opt = self._make_optimizer(optimizer, self.param_groups(net), plan.lr)
 
             def after_epoch(epoch: int, losses: Tensor) -> str:
                 record = {"epoch": epoch + 1, "loss": float(losses)}
                 if plan.val is not None:
-                    record["val_nll"] = nll(module, *plan.val, plan.val_samples, plan.seed + PREDICT_SEED_OFFSET)
+                    record["val_nll"], dist, log_prob = validation_scores(
+                        module, *plan.val, plan.val_samples, plan.seed + PREDICT_SEED_OFFSET
+                    )
                     net.train()
-                    if stopper is not None:
+                    if stopper is not None and cross is not None:
                         stopper.update(epoch + 1, record["val_nll"], net)
+                        cross.update(dist, log_prob)
                 history.append(record)
                 return f"loss {record['loss']:.4f}"
 
@@ -315,7 +329,7 @@ class Estimator(ProbabilisticRegressor):
             stopper.restore(net)
         module.eval()
         best = stopper.best_epoch if stopper is not None else plan.epochs
-        return module, opt, history, best
+        return module, opt, history, best, cross
 
     def _finish(
         self,

@@ -176,16 +176,22 @@ class ScaledNet(nn.Module):
         return self.to_user_units(GaussianMixture.cat_rows(parts))
 
 
-def nll(module: ScaledNet, X: Tensor, y: Tensor, samples: int | None, seed: int) -> float:
-    """Mean negative log predictive density of ``y: (n,)`` given ``X: (n, d)`` (user units), with
-    the Monte Carlo draws seeded by ``seed``; ``inf`` when it is not finite."""
+def validation_scores(
+    module: ScaledNet, X: Tensor, y: Tensor, samples: int | None, seed: int
+) -> tuple[float, GaussianMixture, Tensor]:
+    """The mean negative log predictive density of ``y: (n,)`` given ``X: (n, d)`` (user units; ``inf``
+    when it is not finite), the predictive itself (``n`` rows, detached) and each row's log density
+    ``(n,)`` (float64), with the Monte Carlo draws seeded by ``seed``."""
     from hidlr.uq.models.training import seeded
 
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad(), seeded(seed, module.x_shift.device):
-            value = float(-module(X, samples=samples).log_prob(y.to(module.x_shift.device, torch.float64)).mean())
+            dist = module(X, samples=samples)
+            log_prob = dist.log_prob(y.to(module.x_shift.device, torch.float64))
     finally:
         module.train(was_training)
-    return value if math.isfinite(value) else math.inf
+    value = float(-log_prob.mean())
+    return (value if math.isfinite(value) else math.inf), dist.detach(), log_prob
+

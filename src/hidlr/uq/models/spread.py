@@ -9,6 +9,10 @@ chooses ``s`` by maximising the mean log-likelihood of held-out rows plus a weak
 ``log s`` centred on 1 (so a handful of rows cannot move it far): a proper scoring rule, one
 number, no retraining (Levi et al. 2019, "Evaluating and calibrating uncertainty prediction in
 regression tasks"; Laves et al. 2020, sigma scaling).
+
+When the same rows also chose the epoch whose weights are kept (early stopping), they are scored at
+the epoch where they happened to look best, and a factor fitted on them comes out too small.
+:class:`CrossFittedRows` removes that optimism: every row is scored at the epoch the other rows chose.
 """
 
 from __future__ import annotations
@@ -78,3 +82,56 @@ def fit_spread(dist: GaussianMixture, y: Tensor, prior_sd: float | None = LOG_SP
     res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
     best = float(res.x) if math.isfinite(float(res.fun)) else 0.0
     return math.exp(best) if objective(best) <= objective(0.0) else 1.0
+
+
+class CrossFittedRows:
+    """The validation rows scored at epochs chosen without them (leave one out), for a spread factor
+    free of the early-stopping choice's optimism.
+
+    :meth:`update`, after every epoch that early stopping considers, computes for each row the mean
+    NLL of the *other* rows at this epoch and, where that is the lowest so far, keeps the row's
+    predictive of this epoch. :meth:`rows` then gives every row's predictive at the epoch that the
+    other rows chose: the choice early stopping makes, less the row itself. Deterministic, and no
+    more memory than one predictive of the rows. The final weights are still those the whole part
+    chose.
+
+    ``y``: the validation targets ``(n,)``; with fewer than 2 rows there is nothing to cross-fit and
+    :meth:`rows` returns None.
+    """
+
+    def __init__(self, y: Tensor) -> None:
+        self.y = y
+        self.best = torch.full_like(y, math.inf, dtype=torch.float64)
+        self.kept: GaussianMixture | None = None
+
+    def update(self, dist: GaussianMixture, log_prob: Tensor) -> None:
+        """Record one epoch: ``dist``, the predictive of every validation row ``(n, K)``, and
+        ``log_prob``, their log densities ``(n,)``."""
+        n = log_prob.shape[0]
+        if n < 2:
+            return
+        log_prob = log_prob.to(torch.float64)
+        finite = torch.isfinite(log_prob)
+        lp = torch.where(finite, log_prob, torch.zeros_like(log_prob))
+        others = -(lp.sum() - lp) / (n - 1)  # (n,) the other rows' mean NLL
+        others_finite = (~finite).sum() - (~finite).to(torch.int64) == 0  # every other row finite
+        better = others_finite & (others < self.best)
+        self.best = torch.where(better, others, self.best)
+        if self.kept is None:
+            self.kept = dist.detach()
+            return
+        keep = better[:, None]
+        self.kept = GaussianMixture(
+            torch.where(keep, dist.logits, self.kept.logits),
+            torch.where(keep, dist.loc, self.kept.loc),
+            torch.where(keep, dist.scale, self.kept.scale),
+            members=dist.members,
+            validate_args=False,
+        )
+
+    def rows(self) -> tuple[GaussianMixture, Tensor] | None:
+        """Every row's kept predictive ``(n, K)`` and the targets ``(n,)``, or None when no epoch
+        had a finite NLL for every row's complement (or there are fewer than 2 rows)."""
+        if self.kept is None or not bool(torch.isfinite(self.best).all()):
+            return None
+        return self.kept, self.y

@@ -21,8 +21,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models.estimator import PREDICT_SEED_OFFSET, Estimator, OptimizerSpec
-from hidlr.uq.models.scaling import nll
+from hidlr.uq.models.scaling import validation_scores
+from hidlr.uq.models.spread import CrossFittedRows, dilate
 from hidlr.uq.models.training import EarlyStopping, seeded, train_epochs
 
 
@@ -162,6 +164,7 @@ def fit_side_by_side(
     lr_scales: Sequence[float] | None = None,
     optimizer: OptimizerSpec = None,
     progress: bool = False,
+    cross_fitted: list[tuple[GaussianMixture, Tensor]] | None = None,
     **fit_options: Any,
 ) -> list[Estimator]:
     """Fit fresh estimators of one class side by side as a :class:`StackedNets`; returns them.
@@ -174,7 +177,11 @@ def fit_side_by_side(
     weights are those of its best epoch; training ends when every member has stopped) and, with
     ``refit``, is refitted for its own best number of epochs. One optimizer (``optimizer_`` of each)
     trains them all. With ``variance_scaling``, each member's spread factor is fitted on the shared
-    validation part (before any refit). Nothing is stored on the estimators unless every step succeeds.
+    validation part (before any refit), each row scored at an epoch chosen without it
+    (:class:`~hidlr.uq.models.spread.CrossFittedRows`); ``cross_fitted``, a list, then receives each
+    member's kept rows (its predictive, after its own factor, and the targets), on which
+    :class:`~hidlr.uq.models.ensemble.DeepEnsemble` fits its whole-mixture factor. Nothing is stored on
+    the estimators unless every step succeeds.
     """
     estimators = list(estimators)
     kinds = {type(est) for est in estimators}
@@ -185,13 +192,16 @@ def fit_side_by_side(
         raise ValueError(f"got {len(seeds)} seeds for {len(estimators)} estimators")
     lead = estimators[0]
     plan = lead.prepare_fit(X, y, seed=seeds[0], **fit_options)
-    modules, opt, histories, best = _train_stacked(lead, plan, seeds, lr_scales, optimizer, progress, None)
-    spreads = [lead.fit_spread(module, plan, s) for module, s in zip(modules, seeds)]
+    modules, opt, histories, best, crosses = _train_stacked(lead, plan, seeds, lr_scales, optimizer, progress, None)
+    spreads = [lead.fit_spread(module, plan, s, cross) for module, s, cross in zip(modules, seeds, crosses)]
+    kept = [None if cross is None else cross.rows() for cross in crosses]
+    if cross_fitted is not None and all(k is not None for k in kept):
+        cross_fitted[:] = [(dilate(dist, spread), y) for (dist, y), spread in zip(kept, spreads)]
     if plan.refit is not None:
         options = {k: v for k, v in fit_options.items() if k not in ("validation_data", "validation_samples", "epochs")}
         full = lead.prepare_fit(X, y, seed=seeds[0], epochs=max(max(best), 1), carve=False, **options)
         keep_at = [max(b, 1) for b in best]
-        modules, opt, _, _ = _train_stacked(lead, full, seeds, lr_scales, optimizer, progress, keep_at)
+        modules, opt, _, _, _ = _train_stacked(lead, full, seeds, lr_scales, optimizer, progress, keep_at)
         for module, spread in zip(modules, spreads):
             module.set_spread(spread)
     for est, module, history, b, s in zip(estimators, modules, histories, best, seeds):
@@ -208,13 +218,16 @@ def _train_stacked(
     optimizer: OptimizerSpec,
     progress: bool,
     keep_at: list[int] | None,
-) -> tuple[list[Any], Any, list[list[dict[str, float]]], list[int]]:
-    """One stacked training run. ``keep_at``: member ``i`` keeps its weights after epoch ``keep_at[i]``."""
+) -> tuple[list[Any], Any, list[list[dict[str, float]]], list[int], list[CrossFittedRows | None]]:
+    """One stacked training run. ``keep_at``: member ``i`` keeps its weights after epoch ``keep_at[i]``.
+    Returns the modules, the optimizer, the histories, the best epochs and each member's validation
+    rows cross-fitted for its spread (None without early stopping)."""
     modules = [lead.new_module(plan, s) for s in seeds]
     nets = [m.net for m in modules]
     stack = StackedNets(nets, lr_scales)
     histories: list[list[dict[str, float]]] = [[] for _ in seeds]
     stoppers = [EarlyStopping(plan.patience) for _ in seeds] if plan.patience is not None else None
+    crosses = [CrossFittedRows(plan.val[1]) for _ in seeds] if stoppers and plan.val is not None else None
     kept = [EarlyStopping(1) for _ in seeds] if keep_at is not None else None
     with seeded(seeds[0], plan.xs.device):
         opt = lead._make_optimizer(optimizer, stack.param_groups(lead.param_groups(nets[0]), nets[0]), plan.lr)
@@ -225,10 +238,13 @@ def _train_stacked(
             for i, (module, s) in enumerate(zip(modules, seeds)):
                 record = {"epoch": epoch + 1, "loss": float(losses[i])}
                 if plan.val is not None:
-                    record["val_nll"] = nll(module, *plan.val, plan.val_samples, s + PREDICT_SEED_OFFSET)
+                    record["val_nll"], dist, log_prob = validation_scores(
+                        module, *plan.val, plan.val_samples, s + PREDICT_SEED_OFFSET
+                    )
                     nets[i].train()
-                    if stoppers is not None and not stoppers[i].stop:
+                    if stoppers is not None and crosses is not None and not stoppers[i].stop:
                         stoppers[i].update(epoch + 1, record["val_nll"], nets[i])
+                        crosses[i].update(dist, log_prob)
                 if kept is not None and keep_at[i] == epoch + 1:
                     kept[i].update(epoch + 1, 0.0, nets[i])
                 histories[i].append(record)
@@ -259,4 +275,4 @@ def _train_stacked(
     best = [st.best_epoch for st in stoppers] if stoppers is not None else [plan.epochs] * len(seeds)
     for m in modules:
         m.eval()
-    return modules, opt, histories, best
+    return modules, opt, histories, best, crosses or [None] * len(seeds)
