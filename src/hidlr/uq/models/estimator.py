@@ -11,8 +11,8 @@ carves a validation part (``validation_fraction``) from the training rows, z-sco
 targets in float64 with the statistics of the rows it trains on, trains minibatches reproducibly
 from ``random_state`` (Hi-DLR or Adam), scores the validation part after every epoch, stops when it
 has not improved for ``patience`` epochs and restores the weights of the best epoch, then fits one
-spread factor of the predictive distribution on the same validation rows by likelihood
-(:mod:`~hidlr.uq.models.spread`; ``variance_scaling``) and, with ``refit=True``, trains again on
+spread factor of the predictive distribution on the same validation rows by likelihood, each row
+scored at the epoch the other rows chose (:mod:`~hidlr.uq.models.spread`; ``variance_scaling``) and, with ``refit=True``, trains again on
 every row for that many epochs (keeping that factor). A fit that fails leaves a previously fitted
 model as it was.
 """
@@ -73,7 +73,9 @@ class Estimator(ProbabilisticRegressor):
         variance_scaling: after training, fit one factor that widens or narrows the predictive
             distribution about its mean by likelihood on the validation rows (carved, or
             ``validation_data``); the fitted factor is ``spread_`` (1 without validation rows), the
-            carved rows' indices ``validation_rows_``.
+            carved rows' indices ``validation_rows_``. When the same rows chose the epoch (early
+            stopping), each is scored at the epoch the other rows chose (leave one out), so the
+            factor is not fitted on rows that look their best at the kept epoch.
         target_scaling: ``"standard"`` (mean, std) or ``"robust"`` (median, IQR / 1.349) for X and y.
         random_state: seed of initialisation, minibatch order, the carved split and Monte Carlo draws
             (``None``: a fresh one per fit).
