@@ -11,9 +11,9 @@ from scipy import stats
 
 from hidlr.uq.data.synthetic import Heteroscedastic
 from hidlr.uq.distributions import GaussianMixture
-from hidlr.uq.models import MDN, DeepEnsemble, MDNEnsemble
+from hidlr.uq.models import MDN, DeepEnsemble, MCDropout, MDNEnsemble
 from hidlr.uq.models.scaling import ScaledNet
-from hidlr.uq.models.spread import CrossFittedRows, dilate, fit_spread
+from hidlr.uq.models.spread import CrossFittedRows, cross_fitted_correction, dilate, fit_spread
 
 Z90 = stats.norm.ppf(0.95)
 
@@ -133,16 +133,23 @@ def test_cross_fitted_rows_are_each_rows_predictive_at_the_epoch_the_other_rows_
     cross = CrossFittedRows(y)
     for d, lp in zip(dists, log_probs):
         cross.update(d, lp)
-    kept, y_kept = cross.rows()
+    left_out, chosen, y_kept = cross.rows()
     assert torch.equal(y_kept, y)
     lp = torch.stack(log_probs).numpy()  # (epochs, n)
+    whole = -lp.mean(axis=1)
+    whole[~np.isfinite(whole)] = np.inf
+    best = dists[int(np.argmin(whole))]  # the whole part's choice, as early stopping's
+    assert all(torch.equal(getattr(chosen, f), getattr(best, f)) for f in ("logits", "loc", "scale"))
     for i in range(n):
         others = -np.delete(lp, i, axis=1).mean(axis=1)
         others[~np.isfinite(others)] = np.inf
         e = int(np.argmin(others))  # the first epoch of the lowest value, as a strict "<" keeps
         assert i != 2 or np.isfinite(others[4])  # row 2's complement is finite at epoch 4
         for field in ("logits", "loc", "scale"):
-            assert torch.equal(getattr(kept, field)[i], getattr(dists[e], field)[i]), (i, e, field)
+            assert torch.equal(getattr(left_out, field)[i], getattr(dists[e], field)[i]), (i, e, field)
+    expected = fit_spread(left_out, y) / fit_spread(chosen, y)
+    assert cross_fitted_correction(left_out, chosen, y) == pytest.approx(expected, rel=1e-12)
+    assert cross_fitted_correction(chosen, chosen, y) == 1.0
 
 
 def test_cross_fitted_rows_need_two_rows_and_a_finite_epoch():
@@ -155,46 +162,37 @@ def test_cross_fitted_rows_need_two_rows_and_a_finite_epoch():
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "moves"),
     [
-        lambda **kw: MDN(2, hidden=(16,), epochs=30, random_state=1, **kw),
-        lambda **kw: MDNEnsemble(components=2, members=2, hidden=(16,), epochs=30, random_state=1, **kw),
+        (lambda **kw: MDN(2, hidden=(16,), epochs=30, random_state=1, **kw), True),
+        (lambda **kw: MDNEnsemble(components=2, members=2, hidden=(16,), epochs=30, random_state=1, **kw), True),
+        # every row's complement chooses the whole part's epoch here: a correction of exactly 1
+        (lambda **kw: MCDropout(hidden=(16,), epochs=30, random_state=1, **kw), False),
     ],
-    ids=["mdn", "mdn_ensemble"],
+    ids=["mdn", "mdn_ensemble", "mc_dropout"],
 )
-def test_an_early_stopped_fit_takes_its_factors_from_the_cross_fitted_rows(make, monkeypatch):
-    seen: list[GaussianMixture] = []  # the predictives every factor was fitted on
-    kept: list[GaussianMixture] = []  # what CrossFittedRows handed out
-    real_fit, real_rows = fit_spread, CrossFittedRows.rows
-
-    def recording_fit(dist, y, *args, **kwargs):
-        seen.append(dist)
-        return real_fit(dist, y, *args, **kwargs)
-
-    def recording_rows(self):
-        out = real_rows(self)
-        kept.append(out[0])
-        return out
-
-    for module in ("estimator", "ensemble"):
-        monkeypatch.setattr(f"hidlr.uq.models.{module}.fit_spread", recording_fit)
-    monkeypatch.setattr(CrossFittedRows, "rows", recording_rows)
+def test_an_early_stopped_fit_corrects_its_factors_by_the_cross_fitted_rows(make, moves, monkeypatch):
     x, y = Heteroscedastic().sample(200, seed=3)
-    est = make().fit(x.numpy(), y.numpy())
-    members = getattr(est, "estimators_", [est])
-    assert len(members) == 1 or est.spread_ != 1.0
-    # each member's factor is fitted on its cross-fitted rows themselves
-    assert [id(d) for d in seen[: len(members)]] == [id(d) for d in kept[: len(members)]]
-    if len(members) > 1:  # the whole mixture's: on the members' rows, each after its own factor
-        whole = seen[-1]
-        assert whole.members == len(members) * kept[0].members
-        expected = GaussianMixture.concat([dilate(k, m.spread_) for k, m in zip(kept, members)])
-        assert torch.allclose(whole.loc, expected.loc) and torch.allclose(whole.scale, expected.scale)
-    # without early stopping nothing chose the epoch on the rows: no cross-fitting
-    seen.clear(), kept.clear()
-    rows = members[0].validation_rows_
-    make(early_stopping=False).fit(x.numpy(), y.numpy(), validation_data=(x.numpy()[rows], y.numpy()[rows]))
-    assert seen and not kept
+    X, Y = x.numpy(), y.numpy()
+    real = cross_fitted_correction
+    fits = {}
+    for name, correction in [("real", None), ("1", 1.0), ("2", 2.0)]:
+        calls: list[float] = []
+
+        def recording(*args, value=correction, calls=calls):
+            calls.append(real(*args) if value is None else value)
+            return calls[-1]
+
+        for module in ("estimator", "ensemble"):
+            monkeypatch.setattr(f"hidlr.uq.models.{module}.cross_fitted_correction", recording)
+        est = make().fit(X, Y)
+        fits[name] = ([m.spread_ for m in getattr(est, "estimators_", [est])], calls)
+    spreads, calls = fits["real"]
+    assert len(calls) == len(spreads) + (len(spreads) > 1)  # each member's, then the whole mixture's
+    assert any(c != 1.0 for c in calls) == moves
+    # the same training, the factor of each member multiplied by exactly the correction
+    assert fits["2"][0] == pytest.approx([2 * f for f in fits["1"][0]], rel=1e-9)
+    assert fits["real"][0] == pytest.approx([c * f for c, f in zip(calls, fits["1"][0])], rel=1e-9)
 
 
 def test_refit_keeps_the_factor_fitted_before_it():

@@ -14,7 +14,7 @@ from hidlr.uq.models import checks
 from hidlr.uq.models.estimator import Estimator, OptimizerSpec
 from hidlr.uq.models.interface import ProbabilisticRegressor, not_fitted
 from hidlr.uq.models.mdn import MDN
-from hidlr.uq.models.spread import dilate, fit_spread
+from hidlr.uq.models.spread import cross_fitted_correction, dilate, fit_spread
 from hidlr.uq.models.stacked import fit_side_by_side
 
 
@@ -95,7 +95,7 @@ class DeepEnsemble(ProbabilisticRegressor):
             else checks.check_int("seed", seed, minimum=0)
         )
         seeds = [seed + i for i in range(len(estimators))]
-        cross_fitted: list[tuple[GaussianMixture, torch.Tensor]] = []
+        cross_fitted: list[tuple[GaussianMixture, GaussianMixture, torch.Tensor]] = []
         if self.vectorize and len(estimators) > 1:
             fit_side_by_side(estimators, X, y, seeds=seeds, progress=progress, cross_fitted=cross_fitted, **kwargs)
         else:
@@ -127,15 +127,13 @@ class DeepEnsemble(ProbabilisticRegressor):
         X: Any,
         y: Any,
         options: dict[str, Any],
-        cross_fitted: list[tuple[GaussianMixture, torch.Tensor]],
+        cross_fitted: list[tuple[GaussianMixture, GaussianMixture, torch.Tensor]],
     ) -> float:
-        """The whole mixture's spread factor on the shared validation rows (see the class docstring);
-        on the members' cross-fitted rows when early stopping chose their epochs on them."""
+        """The whole mixture's spread factor on the shared validation rows (see the class docstring),
+        corrected by the members' cross-fitted rows when early stopping chose their epochs on them."""
         lead = estimators[0]
         if not (self.variance_scaling and self.vectorize and len(estimators) > 1):
             return 1.0
-        if cross_fitted and not lead.refit:
-            return fit_spread(GaussianMixture.concat([dist for dist, _ in cross_fitted]), cross_fitted[0][1])
         if "validation_data" in options and options["validation_data"] is not None:
             Xv, yv = options["validation_data"]
         elif lead.validation_rows_ is not None and not lead.refit:
@@ -148,7 +146,11 @@ class DeepEnsemble(ProbabilisticRegressor):
             return 1.0
         _, yv, _, _ = checks.check_xy(Xv, yv)
         dist = GaussianMixture.concat([est.predict_proba(Xv) for est in estimators])
-        return fit_spread(dist, yv)
+        factor = fit_spread(dist, yv)
+        if cross_fitted and not lead.refit:  # the members' epochs were chosen on these rows
+            left_out, chosen = (GaussianMixture.concat([rows[i] for rows in cross_fitted]) for i in (0, 1))
+            factor *= cross_fitted_correction(left_out, chosen, cross_fitted[0][2])
+        return factor
 
     def _is_fitted(self) -> bool:
         return hasattr(self, "estimators_")

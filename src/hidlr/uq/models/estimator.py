@@ -11,10 +11,10 @@ carves a validation part (``validation_fraction``) from the training rows, z-sco
 targets in float64 with the statistics of the rows it trains on, trains minibatches reproducibly
 from ``random_state`` (Hi-DLR or Adam), scores the validation part after every epoch, stops when it
 has not improved for ``patience`` epochs and restores the weights of the best epoch, then fits one
-spread factor of the predictive distribution on the same validation rows by likelihood, each row
-scored at the epoch the other rows chose (:mod:`~hidlr.uq.models.spread`; ``variance_scaling``) and, with ``refit=True``, trains again on
-every row for that many epochs (keeping that factor). A fit that fails leaves a previously fitted
-model as it was.
+spread factor of the predictive distribution on the same validation rows by likelihood, corrected
+for their having chosen the epoch (:mod:`~hidlr.uq.models.spread`; ``variance_scaling``) and, with
+``refit=True``, trains again on every row for that many epochs (keeping that factor). A fit that
+fails leaves a previously fitted model as it was.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from hidlr.uq.models import checks
 from hidlr.uq.models.interface import ProbabilisticRegressor, not_fitted
 from hidlr.uq.models.planning import VALIDATION_SAMPLES, plan_fit
 from hidlr.uq.models.scaling import SCALINGS, ScaledNet, validation_scores
-from hidlr.uq.models.spread import CrossFittedRows, fit_spread
+from hidlr.uq.models.spread import CrossFittedRows, cross_fitted_correction, fit_spread
 from hidlr.uq.models.training import (
     EarlyStopping,
     FitPlan,
@@ -74,8 +74,8 @@ class Estimator(ProbabilisticRegressor):
             distribution about its mean by likelihood on the validation rows (carved, or
             ``validation_data``); the fitted factor is ``spread_`` (1 without validation rows), the
             carved rows' indices ``validation_rows_``. When the same rows chose the epoch (early
-            stopping), each is scored at the epoch the other rows chose (leave one out), so the
-            factor is not fitted on rows that look their best at the kept epoch.
+            stopping), the factor is corrected to what it is with each row scored at the epoch the
+            other rows chose (leave one out): rows look their best at the epoch they chose.
         target_scaling: ``"standard"`` (mean, std) or ``"robust"`` (median, IQR / 1.349) for X and y.
         random_state: seed of initialisation, minibatch order, the carved split and Monte Carlo draws
             (``None``: a fresh one per fit).
@@ -249,23 +249,22 @@ class Estimator(ProbabilisticRegressor):
         self, module: ScaledNet, plan: FitPlan, seed: int | None = None, cross: CrossFittedRows | None = None
     ) -> float:
         """With ``variance_scaling`` and validation rows: fit the spread factor of ``module``'s
-        predictions, set it on the module and return it; otherwise 1.0. When the rows also chose the
-        epoch (``cross``, tracked by early stopping), the factor is fitted on each row's predictive
-        at an epoch chosen without it (:class:`~hidlr.uq.models.spread.CrossFittedRows`); otherwise
-        on the module's own predictions of them (Monte Carlo passes of a stochastic net: its
-        ``samples``, seeded from ``seed``, default the plan's)."""
+        predictions of them (Monte Carlo passes of a stochastic net: its ``samples``, seeded from
+        ``seed``, default the plan's), set it on the module and return it; otherwise 1.0. When the
+        rows also chose the epoch (``cross``, tracked during early stopping), the factor is
+        multiplied by :func:`~hidlr.uq.models.spread.cross_fitted_correction`, so that it is the
+        factor of rows scored at epochs chosen without them."""
         if not self.variance_scaling or plan.val is None:
             return 1.0
-        held_out = None if cross is None else cross.rows()
-        if held_out is not None:
-            factor = fit_spread(*held_out)
-        else:
-            Xv, yv = plan.val
-            samples = self._samples() if self.stochastic else None
-            seed = plan.seed if seed is None else seed
-            with torch.no_grad(), seeded(seed + PREDICT_SEED_OFFSET, module.x_shift.device):
-                dist = module(Xv, samples=samples)
-            factor = fit_spread(dist, yv)
+        Xv, yv = plan.val
+        samples = self._samples() if self.stochastic else None
+        seed = plan.seed if seed is None else seed
+        with torch.no_grad(), seeded(seed + PREDICT_SEED_OFFSET, module.x_shift.device):
+            dist = module(Xv, samples=samples)
+        factor = fit_spread(dist, yv)
+        rows = None if cross is None else cross.rows()
+        if rows is not None:
+            factor *= cross_fitted_correction(*rows)
         module.set_spread(factor)
         return factor
 

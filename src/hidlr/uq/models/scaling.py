@@ -194,4 +194,3 @@ def validation_scores(
         module.train(was_training)
     value = float(-log_prob.mean())
     return (value if math.isfinite(value) else math.inf), dist.detach(), log_prob
-

@@ -12,7 +12,8 @@ regression tasks"; Laves et al. 2020, sigma scaling).
 
 When the same rows also chose the epoch whose weights are kept (early stopping), they are scored at
 the epoch where they happened to look best, and a factor fitted on them comes out too small.
-:class:`CrossFittedRows` removes that optimism: every row is scored at the epoch the other rows chose.
+:class:`CrossFittedRows` measures that optimism: each row scored at the epoch the other rows chose,
+against all rows at the chosen epoch (:func:`cross_fitted_correction`).
 """
 
 from __future__ import annotations
@@ -90,10 +91,11 @@ class CrossFittedRows:
 
     :meth:`update`, after every epoch that early stopping considers, computes for each row the mean
     NLL of the *other* rows at this epoch and, where that is the lowest so far, keeps the row's
-    predictive of this epoch. :meth:`rows` then gives every row's predictive at the epoch that the
-    other rows chose: the choice early stopping makes, less the row itself. Deterministic, and no
-    more memory than one predictive of the rows. The final weights are still those the whole part
-    chose.
+    predictive of this epoch; it also keeps the predictive of the epoch the whole part chose.
+    :meth:`correction` is the ratio of the factors fitted on the two: how much wider (or narrower)
+    the rows need to be when none of them took part in choosing its own epoch. Deterministic, and
+    no more memory than two predictives of the rows. The final weights are still those the whole
+    part chose.
 
     ``y``: the validation targets ``(n,)``; with fewer than 2 rows there is nothing to cross-fit and
     :meth:`rows` returns None.
@@ -103,6 +105,8 @@ class CrossFittedRows:
         self.y = y
         self.best = torch.full_like(y, math.inf, dtype=torch.float64)
         self.kept: GaussianMixture | None = None
+        self.chosen_nll = math.inf
+        self.chosen: GaussianMixture | None = None
 
     def update(self, dist: GaussianMixture, log_prob: Tensor) -> None:
         """Record one epoch: ``dist``, the predictive of every validation row ``(n, K)``, and
@@ -111,6 +115,9 @@ class CrossFittedRows:
         if n < 2:
             return
         log_prob = log_prob.to(torch.float64)
+        whole = float(-log_prob.mean())
+        if math.isfinite(whole) and whole < self.chosen_nll:  # the whole part's choice, as early stopping's
+            self.chosen_nll, self.chosen = whole, dist.detach()
         finite = torch.isfinite(log_prob)
         lp = torch.where(finite, log_prob, torch.zeros_like(log_prob))
         others = -(lp.sum() - lp) / (n - 1)  # (n,) the other rows' mean NLL
@@ -129,9 +136,20 @@ class CrossFittedRows:
             validate_args=False,
         )
 
-    def rows(self) -> tuple[GaussianMixture, Tensor] | None:
-        """Every row's kept predictive ``(n, K)`` and the targets ``(n,)``, or None when no epoch
-        had a finite NLL for every row's complement (or there are fewer than 2 rows)."""
-        if self.kept is None or not bool(torch.isfinite(self.best).all()):
+    def rows(self) -> tuple[GaussianMixture, GaussianMixture, Tensor] | None:
+        """Every row's predictive at the epoch the other rows chose ``(n, K)``, every row's
+        predictive at the epoch the whole part chose ``(n, K)``, and the targets ``(n,)``; None when
+        some row's complement never had a finite NLL (or there are fewer than 2 rows)."""
+        if self.kept is None or self.chosen is None or not bool(torch.isfinite(self.best).all()):
             return None
-        return self.kept, self.y
+        return self.kept, self.chosen, self.y
+
+
+def cross_fitted_correction(left_out: GaussianMixture, chosen: GaussianMixture, y: Tensor) -> float:
+    """The factor fitted on rows scored at epochs chosen without them (``left_out``, from
+    :meth:`CrossFittedRows.rows`) over the factor fitted on the same rows at the chosen epoch
+    (``chosen``): what early stopping's optimism does to the spread. Multiplying the factor fitted
+    on the final predictions by it keeps whatever else those predictions do differently (more Monte
+    Carlo draws of a stochastic net); for a deterministic net the product is the factor of
+    ``left_out`` itself."""
+    return fit_spread(left_out, y) / fit_spread(chosen, y)

@@ -164,7 +164,7 @@ def fit_side_by_side(
     lr_scales: Sequence[float] | None = None,
     optimizer: OptimizerSpec = None,
     progress: bool = False,
-    cross_fitted: list[tuple[GaussianMixture, Tensor]] | None = None,
+    cross_fitted: list[tuple[GaussianMixture, GaussianMixture, Tensor]] | None = None,
     **fit_options: Any,
 ) -> list[Estimator]:
     """Fit fresh estimators of one class side by side as a :class:`StackedNets`; returns them.
@@ -179,8 +179,9 @@ def fit_side_by_side(
     trains them all. With ``variance_scaling``, each member's spread factor is fitted on the shared
     validation part (before any refit), each row scored at an epoch chosen without it
     (:class:`~hidlr.uq.models.spread.CrossFittedRows`); ``cross_fitted``, a list, then receives each
-    member's kept rows (its predictive, after its own factor, and the targets), on which
-    :class:`~hidlr.uq.models.ensemble.DeepEnsemble` fits its whole-mixture factor. Nothing is stored on
+    member's rows of :meth:`~hidlr.uq.models.spread.CrossFittedRows.rows` (its predictives, after
+    its own factor, and the targets), with which :class:`~hidlr.uq.models.ensemble.DeepEnsemble`
+    corrects its whole-mixture factor. Nothing is stored on
     the estimators unless every step succeeds.
     """
     estimators = list(estimators)
@@ -196,7 +197,7 @@ def fit_side_by_side(
     spreads = [lead.fit_spread(module, plan, s, cross) for module, s, cross in zip(modules, seeds, crosses)]
     kept = [None if cross is None else cross.rows() for cross in crosses]
     if cross_fitted is not None and all(k is not None for k in kept):
-        cross_fitted[:] = [(dilate(dist, spread), y) for (dist, y), spread in zip(kept, spreads)]
+        cross_fitted[:] = [(dilate(out, s), dilate(chosen, s), y) for (out, chosen, y), s in zip(kept, spreads)]
     if plan.refit is not None:
         options = {k: v for k, v in fit_options.items() if k not in ("validation_data", "validation_samples", "epochs")}
         full = lead.prepare_fit(X, y, seed=seeds[0], epochs=max(max(best), 1), carve=False, **options)
