@@ -166,12 +166,12 @@ def test_cross_fitted_rows_need_two_rows_and_a_finite_epoch():
     [
         (lambda **kw: MDN(2, hidden=(16,), epochs=30, random_state=1, **kw), True),
         (lambda **kw: MDNEnsemble(components=2, members=2, hidden=(16,), epochs=30, random_state=1, **kw), True),
-        # every row's complement chooses the whole part's epoch here: a correction of exactly 1
-        (lambda **kw: MCDropout(hidden=(16,), epochs=30, random_state=1, **kw), False),
+        # a stochastic net: no correction (its validation scores are Monte Carlo draws)
+        (lambda **kw: MCDropout(hidden=(16,), epochs=60, random_state=1, **kw), False),
     ],
     ids=["mdn", "mdn_ensemble", "mc_dropout"],
 )
-def test_an_early_stopped_fit_corrects_its_factors_by_the_cross_fitted_rows(make, moves, monkeypatch):
+def test_an_early_stopped_deterministic_fit_corrects_its_factors_by_the_cross_fitted_rows(make, moves, monkeypatch):
     x, y = Heteroscedastic().sample(200, seed=3)
     X, Y = x.numpy(), y.numpy()
     real = cross_fitted_correction
@@ -188,8 +188,11 @@ def test_an_early_stopped_fit_corrects_its_factors_by_the_cross_fitted_rows(make
         est = make().fit(X, Y)
         fits[name] = ([m.spread_ for m in getattr(est, "estimators_", [est])], calls)
     spreads, calls = fits["real"]
+    if not moves:
+        assert not calls and fits["2"][0] == fits["1"][0] == spreads
+        return
     assert len(calls) == len(spreads) + (len(spreads) > 1)  # each member's, then the whole mixture's
-    assert any(c != 1.0 for c in calls) == moves
+    assert any(c != 1.0 for c in calls)  # the optimism is there to correct
     # the same training, the factor of each member multiplied by exactly the correction
     assert fits["2"][0] == pytest.approx([2 * f for f in fits["1"][0]], rel=1e-9)
     assert fits["real"][0] == pytest.approx([c * f for c, f in zip(calls, fits["1"][0])], rel=1e-9)

@@ -222,13 +222,14 @@ def _train_stacked(
 ) -> tuple[list[Any], Any, list[list[dict[str, float]]], list[int], list[CrossFittedRows | None]]:
     """One stacked training run. ``keep_at``: member ``i`` keeps its weights after epoch ``keep_at[i]``.
     Returns the modules, the optimizer, the histories, the best epochs and each member's validation
-    rows cross-fitted for its spread (None without early stopping)."""
+    rows cross-fitted for its spread (None without early stopping, or for a stochastic net)."""
     modules = [lead.new_module(plan, s) for s in seeds]
     nets = [m.net for m in modules]
     stack = StackedNets(nets, lr_scales)
     histories: list[list[dict[str, float]]] = [[] for _ in seeds]
     stoppers = [EarlyStopping(plan.patience) for _ in seeds] if plan.patience is not None else None
-    crosses = [CrossFittedRows(plan.val[1]) for _ in seeds] if stoppers and plan.val is not None else None
+    tracked = stoppers is not None and plan.val is not None and not lead.stochastic  # see Estimator.fit_spread
+    crosses = [CrossFittedRows(plan.val[1]) for _ in seeds] if tracked else None
     kept = [EarlyStopping(1) for _ in seeds] if keep_at is not None else None
     with seeded(seeds[0], plan.xs.device):
         opt = lead._make_optimizer(optimizer, stack.param_groups(lead.param_groups(nets[0]), nets[0]), plan.lr)
@@ -243,9 +244,10 @@ def _train_stacked(
                         module, *plan.val, plan.val_samples, s + PREDICT_SEED_OFFSET
                     )
                     nets[i].train()
-                    if stoppers is not None and crosses is not None and not stoppers[i].stop:
+                    if stoppers is not None and not stoppers[i].stop:
                         stoppers[i].update(epoch + 1, record["val_nll"], nets[i])
-                        crosses[i].update(dist, log_prob)
+                        if crosses is not None:
+                            crosses[i].update(dist, log_prob)
                 if kept is not None and keep_at[i] == epoch + 1:
                     kept[i].update(epoch + 1, 0.0, nets[i])
                 histories[i].append(record)
