@@ -39,8 +39,8 @@ class DeepEnsemble(ProbabilisticRegressor):
         variance_scaling: fit one spread factor for the whole mixture on the members' shared
             validation rows (see below), as :class:`MDNEnsemble` does. Without it the members'
             disagreement widens intervals that each member has already scaled to its own
-            validation rows: in the default-fit benchmark (five Gaussian nets, 20 splits of six
-            sets) the 90% intervals covered 0.889-0.960 without it and 0.881-0.901 with it.
+            validation rows (too wide on the small UCI sets in the default-fit benchmark,
+            ``benchmarks/results/uci/defaults20/``).
 
     ``fit(X, y, seed=s, **kwargs)`` overrides ``random_state`` and passes the other keyword
     arguments to :meth:`Estimator.fit`; fitted members are ``self.estimators_``.
