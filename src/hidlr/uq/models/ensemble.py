@@ -49,9 +49,9 @@ class DeepEnsemble(ProbabilisticRegressor):
     ``variance_scaling`` is on; with the ensemble's ``variance_scaling``, a side-by-side ensemble
     that is not refitted then fits one more factor ``spread_`` for the whole mixture on the
     members' shared validation rows (the members' disagreement is part of the predictive spread);
-    otherwise ``spread_`` is 1. When early stopping chose the members' epochs on those rows, both
-    kinds of factor score each row at an epoch chosen without it
-    (:class:`~hidlr.uq.models.spread.CrossFittedRows`).
+    otherwise ``spread_`` is 1. When early stopping chose deterministic members' epochs on those
+    rows, both kinds of factor are corrected to what they are with each row scored at an epoch
+    chosen without it (:class:`~hidlr.uq.models.spread.CrossFittedRows`).
     """
 
     def __init__(

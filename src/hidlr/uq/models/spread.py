@@ -92,8 +92,8 @@ class CrossFittedRows:
     :meth:`update`, after every epoch that early stopping considers, computes for each row the mean
     NLL of the *other* rows at this epoch and, where that is the lowest so far, keeps the row's
     predictive of this epoch; it also keeps the predictive of the epoch the whole part chose.
-    :meth:`correction` is the ratio of the factors fitted on the two: how much wider (or narrower)
-    the rows need to be when none of them took part in choosing its own epoch. Deterministic, and
+    :func:`cross_fitted_correction` is the ratio of the factors fitted on the two: how much wider
+    (or narrower) the rows need to be when none of them took part in choosing its own epoch. Deterministic, and
     no more memory than two predictives of the rows. The final weights are still those the whole
     part chose.
 

@@ -177,8 +177,9 @@ def fit_side_by_side(
     weights are those of its best epoch; training ends when every member has stopped) and, with
     ``refit``, is refitted for its own best number of epochs. One optimizer (``optimizer_`` of each)
     trains them all. With ``variance_scaling``, each member's spread factor is fitted on the shared
-    validation part (before any refit), each row scored at an epoch chosen without it
-    (:class:`~hidlr.uq.models.spread.CrossFittedRows`); ``cross_fitted``, a list, then receives each
+    validation part (before any refit), for deterministic nets corrected to each row scored at an
+    epoch chosen without it (:class:`~hidlr.uq.models.spread.CrossFittedRows`); ``cross_fitted``, a
+    list, then receives each
     member's rows of :meth:`~hidlr.uq.models.spread.CrossFittedRows.rows` (its predictives, after
     its own factor, and the targets), with which :class:`~hidlr.uq.models.ensemble.DeepEnsemble`
     corrects its whole-mixture factor. Nothing is stored on
