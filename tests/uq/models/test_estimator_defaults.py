@@ -1,11 +1,15 @@
 """Default fits: a carved validation part, early stopping at the best epoch, refit, safe re-fits."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from hidlr.uq.models import BNN, MDN, MDNEnsemble
+from hidlr.uq.models.mdn import SNAPSHOTS
+from hidlr.uq.models.scaling import ScaledNet
 
 
 @pytest.fixture
@@ -17,7 +21,7 @@ def data():
 
 def test_early_stopping_keeps_the_best_epoch_of_the_carved_part(data):
     X, y = data
-    m = MDN(3, hidden=(32,), lr=3e-2, epochs=200, patience=5).fit(X, y)
+    m = MDN(3, hidden=(32,), lr=3e-2, epochs=200, patience=5, snapshots=1).fit(X, y)
     curve = [h["val_nll"] for h in m.history_]
     assert m.best_epoch_ == int(np.argmin(curve)) + 1
     assert len(curve) == m.best_epoch_ + 5 < 200  # stopped five epochs after the best one
@@ -28,6 +32,30 @@ def test_early_stopping_keeps_the_best_epoch_of_the_carved_part(data):
     np.testing.assert_array_equal(np.sort(m.validation_rows_), np.sort(val))
     m.module_.set_spread(1.0)  # the best epoch's own predictive
     assert -m.score(X[val], y[val]) == pytest.approx(min(curve), rel=1e-9)
+
+
+def test_snapshots_predict_with_the_equal_mixture_of_the_best_epochs_nets(data):
+    X, y = data
+    m = MDN(3, hidden=(32,), lr=3e-2, epochs=200, patience=5, variance_scaling=False).fit(X, y)
+    assert m.snapshots is None and len(m.module_.snapshots) == SNAPSHOTS - 1  # the default
+    curve = np.array([h["val_nll"] for h in m.history_])
+    val = m.validation_rows_  # in the order of the carve, as scored during training
+    Xv, yv = torch.as_tensor(X[val]), torch.as_tensor(y[val], dtype=torch.float64)
+    module = m.module_
+    scaling = {k: getattr(module, k) for k in ("x_shift", "x_scale", "y_shift", "y_scale")}
+    with torch.no_grad():  # each net alone, in the fitted scaling
+        log_p = torch.stack([ScaledNet(net, scaling)(Xv).log_prob(yv) for net in (module.net, *module.snapshots)])
+    # each is the net of one of the epochs with the lowest validation NLL, the best first
+    np.testing.assert_allclose((-log_p.mean(1)).numpy(), np.sort(curve)[:SNAPSHOTS], rtol=1e-9)
+    mixture = torch.logsumexp(log_p, 0) - math.log(SNAPSHOTS)  # their equal mixture
+    torch.testing.assert_close(m.predict_proba(X[val]).log_prob(yv), mixture)
+    assert m.predict_proba(X[:3]).members == SNAPSHOTS
+    # in an ensemble each member is one net, and a refit trains one net
+    ensemble = MDNEnsemble(components=2, members=2, hidden=(8,), epochs=5).fit(X, y)
+    assert [len(e.module_.snapshots) for e in ensemble.estimators_] == [0, 0]
+    assert len(MDN(2, hidden=(8,), epochs=5, refit=True).fit(X, y).module_.snapshots) == 0
+    with pytest.raises(ValueError, match="snapshots"):
+        MDN(snapshots=0).fit(X, y)
 
 
 def test_refit_trains_again_on_every_row_for_the_best_epoch_count(data):

@@ -115,6 +115,7 @@ def test_the_spread_travels_with_the_module_and_old_modules_load():
     assert state["spread"].dtype == torch.float64
     scaling = {k: state[k] for k in ("x_shift", "x_scale", "y_shift", "y_scale")}
     fresh = ScaledNet(MDN(2, hidden=(16,)).build(1, y, 270), scaling)
+    fresh.set_snapshots([MDN(2, hidden=(16,)).build(1, y, 270) for _ in m.module_.snapshots])
     fresh.load_state_dict(state)
     xt = x[:7].numpy()
     torch.testing.assert_close(fresh(xt).log_prob(y[:7]), m.predict_proba(xt).log_prob(y[:7]))
@@ -164,12 +165,14 @@ def test_cross_fitted_rows_need_two_rows_and_a_finite_epoch():
 @pytest.mark.parametrize(
     ("make", "moves"),
     [
-        (lambda **kw: MDN(2, hidden=(16,), epochs=30, random_state=1, **kw), True),
+        (lambda **kw: MDN(2, hidden=(16,), epochs=30, random_state=1, snapshots=1, **kw), True),
         (lambda **kw: MDNEnsemble(components=2, members=2, hidden=(16,), epochs=30, random_state=1, **kw), True),
         # a stochastic net: no correction (its validation scores are Monte Carlo draws)
         (lambda **kw: MCDropout(hidden=(16,), epochs=60, random_state=1, **kw), False),
+        # a mixture of snapshots (the default MDN): no correction
+        (lambda **kw: MDN(2, hidden=(16,), epochs=30, random_state=1, **kw), False),
     ],
-    ids=["mdn", "mdn_ensemble", "mc_dropout"],
+    ids=["mdn", "mdn_ensemble", "mc_dropout", "mdn_snapshots"],
 )
 def test_an_early_stopped_deterministic_fit_corrects_its_factors_by_the_cross_fitted_rows(make, moves, monkeypatch):
     x, y = Heteroscedastic().sample(200, seed=3)
@@ -201,7 +204,8 @@ def test_an_early_stopped_deterministic_fit_corrects_its_factors_by_the_cross_fi
 def test_refit_keeps_the_factor_fitted_before_it():
     task = Heteroscedastic()
     x, y = task.sample(200, seed=3)
-    held = MDN(2, hidden=(16,), epochs=20, random_state=1).fit(x.numpy(), y.numpy())
+    # a refit trains one net, so its factor is that of the best epoch's net alone (no snapshots)
+    held = MDN(2, hidden=(16,), epochs=20, random_state=1, snapshots=1).fit(x.numpy(), y.numpy())
     refit = MDN(2, hidden=(16,), epochs=20, random_state=1, refit=True).fit(x.numpy(), y.numpy())
     assert refit.spread_ == pytest.approx(held.spread_, rel=1e-12)
     off = MDN(2, hidden=(16,), epochs=20, random_state=1, variance_scaling=False).fit(x.numpy(), y.numpy())

@@ -82,6 +82,8 @@ class DeepEnsemble(ProbabilisticRegressor):
         for est in estimators:
             if not isinstance(est, Estimator):
                 raise TypeError(f"estimator factory returned {type(est).__name__}, not a hidlr.uq estimator")
+            if "snapshots" in est.get_params(deep=False) and est.snapshots is None:
+                est.set_params(snapshots=1)  # a member is one net: the ensemble mixes its members already
         return estimators
 
     def fit(self, X: Any, y: Any, *, seed: int | None = None, progress: bool = False, **kwargs: Any) -> DeepEnsemble:
@@ -223,5 +225,5 @@ class MDNEnsemble(DeepEnsemble):
     @property
     def estimator(self) -> MDN:
         """The member template, built from this ensemble's parameters."""
-        names = set(MDN._get_param_names()) - {"random_state"}
+        names = set(MDN._get_param_names()) - {"random_state", "snapshots"}  # members: one net each
         return MDN(**{k: getattr(self, k) for k in names})

@@ -38,6 +38,7 @@ from hidlr.uq.models.training import (
     FitPlan,
     fused_adam,
     seeded,
+    snapshot_nets,
     train_epochs,
 )
 
@@ -136,6 +137,11 @@ class Estimator(ProbabilisticRegressor):
 
     def _check_model_params(self) -> None:
         """Check the subclass's own constructor parameters (raise ``ValueError``/``TypeError``)."""
+
+    def _snapshots(self) -> int:
+        """Epochs whose nets make up the predictive (:class:`~hidlr.uq.models.scaling.ScaledNet`'s
+        snapshots); 1 unless a subclass takes the ``snapshots`` option."""
+        return 1
 
     def _samples(self) -> int | None:
         """Monte Carlo passes at prediction (stochastic nets), else ``None``."""
@@ -297,9 +303,11 @@ class Estimator(ProbabilisticRegressor):
         module = self.new_module(plan, plan.seed)
         net = module.net
         history: list[dict[str, float]] = []
-        stopper = EarlyStopping(plan.patience) if plan.patience is not None else None
-        # a stochastic net's factor goes without the correction (see fit_spread)
-        tracked = stopper is not None and plan.val is not None and not self.stochastic
+        keep = self._snapshots() if plan.refit is None else 1  # a refit trains one net
+        stopper = EarlyStopping(plan.patience, keep) if plan.patience is not None else None
+        # a stochastic net's factor goes without the correction (see fit_spread), and so does a
+        # mixture of snapshots (measured without it: docs/guide/uncertainty.md)
+        tracked = stopper is not None and plan.val is not None and not self.stochastic and keep == 1
         cross = CrossFittedRows(plan.val[1]) if tracked else None
         with seeded(plan.seed, plan.xs.device):
             opt = self._make_optimizer(optimizer, self.param_groups(net), plan.lr)
@@ -336,6 +344,7 @@ class Estimator(ProbabilisticRegressor):
                     stacklevel=3,
                 )
             stopper.restore(net)
+            module.set_snapshots(snapshot_nets(net, stopper.states[1:]))
         module.eval()
         best = stopper.best_epoch if stopper is not None else plan.epochs
         return module, opt, history, best, cross

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -97,6 +98,9 @@ class ScaledNet(nn.Module):
     mean by the fitted ``spread`` factor (see :mod:`~hidlr.uq.models.spread`; 1 until one is
     fitted). ``loss(X, y)`` is the net's loss on the standardized data. The four maps and the
     spread are float64 buffers and stay float64 when the module is moved to another dtype.
+    ``snapshots`` (empty unless :meth:`set_snapshots` filled it): further nets of the same
+    architecture, the same net's weights at other epochs; the predictive is then the equal mixture of
+    ``net``'s and theirs (:meth:`GaussianMixture.concat`).
 
     Args:
         net: a module with ``loss(x, y)`` and ``forward(x) -> GaussianMixture`` in standardized
@@ -113,6 +117,11 @@ class ScaledNet(nn.Module):
         self.register_buffer("spread", torch.ones((), dtype=torch.float64, device=self.x_shift.device))
         self.chunk = int(chunk)
         self.width = _widest(net)
+        self.snapshots = nn.ModuleList()
+
+    def set_snapshots(self, nets: Sequence[nn.Module]) -> None:
+        """Predict with the equal mixture of ``net`` and ``nets`` (empty: ``net`` alone)."""
+        self.snapshots = nn.ModuleList(nets)
 
     def _apply(self, fn: Any, recurse: bool = True) -> ScaledNet:
         kept = {name: getattr(self, name) for name in _BUFFERS}
@@ -169,11 +178,18 @@ class ScaledNet(nn.Module):
         through in chunks so that at most ``chunk`` activations are held at once.
         """
         xs = self.standardize(X)
+        nets = [self.net, *self.snapshots]
         if samples is None or not hasattr(self.net, "predictive"):
-            return self.to_user_units(self.net(xs))
-        rows = max(1, self.chunk // (samples * self.width))
-        parts = [self.net.predictive(xs[i : i + rows], samples=samples) for i in range(0, xs.shape[0], rows)]
-        return self.to_user_units(GaussianMixture.cat_rows(parts))
+            dists = [net(xs) for net in nets]
+        else:
+            rows = max(1, self.chunk // (samples * self.width))
+            dists = [
+                GaussianMixture.cat_rows(
+                    [net.predictive(xs[i : i + rows], samples=samples) for i in range(0, xs.shape[0], rows)]
+                )
+                for net in nets
+            ]
+        return self.to_user_units(dists[0] if len(dists) == 1 else GaussianMixture.concat(dists))
 
 
 def validation_scores(

@@ -25,7 +25,7 @@ from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models.estimator import PREDICT_SEED_OFFSET, Estimator, OptimizerSpec
 from hidlr.uq.models.scaling import validation_scores
 from hidlr.uq.models.spread import CrossFittedRows, dilate
-from hidlr.uq.models.training import EarlyStopping, seeded, train_epochs
+from hidlr.uq.models.training import EarlyStopping, seeded, snapshot_nets, train_epochs
 
 
 def _key(name: str) -> str:
@@ -228,8 +228,10 @@ def _train_stacked(
     nets = [m.net for m in modules]
     stack = StackedNets(nets, lr_scales)
     histories: list[list[dict[str, float]]] = [[] for _ in seeds]
-    stoppers = [EarlyStopping(plan.patience) for _ in seeds] if plan.patience is not None else None
-    tracked = stoppers is not None and plan.val is not None and not lead.stochastic  # see Estimator.fit_spread
+    keep = lead._snapshots() if keep_at is None and plan.refit is None else 1
+    stoppers = [EarlyStopping(plan.patience, keep) for _ in seeds] if plan.patience is not None else None
+    # see Estimator.fit_spread and _train_one
+    tracked = stoppers is not None and plan.val is not None and not lead.stochastic and keep == 1
     crosses = [CrossFittedRows(plan.val[1]) for _ in seeds] if tracked else None
     kept = [EarlyStopping(1) for _ in seeds] if keep_at is not None else None
     with seeded(seeds[0], plan.xs.device):
@@ -276,6 +278,8 @@ def _train_stacked(
             if tracker is not None:
                 tracker[i].restore(net)
         net.eval()
+        if stoppers is not None:
+            modules[i].set_snapshots(snapshot_nets(net, stoppers[i].states[1:]))
     best = [st.best_epoch for st in stoppers] if stoppers is not None else [plan.epochs] * len(seeds)
     for m in modules:
         m.eval()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,27 +153,49 @@ def train_epochs(
 
 
 class EarlyStopping:
-    """Tracks a validation loss per epoch; keeps a copy of the weights at the best epoch so far.
+    """Tracks a validation loss per epoch; keeps a copy of the weights at the best epoch so far, and
+    at the ``keep`` best epochs so far.
 
     ``update(epoch, value, net)`` after every epoch; ``stop`` is True once ``patience`` epochs in a
-    row did not improve on the best; ``restore(net)`` loads the best weights back.
+    row did not improve on the best; ``restore(net)`` loads the best weights back; ``states`` are
+    the kept epochs' weights, best first (at most ``keep`` copies of the weights).
     """
 
-    def __init__(self, patience: int) -> None:
+    def __init__(self, patience: int, keep: int = 1) -> None:
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
-        self.patience = patience
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.patience, self.keep = patience, keep
         self.best = math.inf
         self.best_epoch = 0
         self.wait = 0
-        self.state: dict[str, Tensor] | None = None
+        self._kept: list[tuple[float, int, dict[str, Tensor]]] = []  # (value, epoch, weights), best first
+
+    @property
+    def state(self) -> dict[str, Tensor] | None:
+        """The best epoch's weights (None before a finite value was seen)."""
+        return self._kept[0][2] if self._kept else None
+
+    @property
+    def states(self) -> list[dict[str, Tensor]]:
+        return [state for _, _, state in self._kept]
+
+    @property
+    def epochs(self) -> list[int]:
+        """The kept epochs, best first."""
+        return [epoch for _, epoch, _ in self._kept]
 
     def update(self, epoch: int, value: float, net: nn.Module) -> None:
         if value < self.best:
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             self.wait += 1
+        if value < math.inf and (len(self._kept) < self.keep or value < self._kept[-1][0]):
+            state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            self._kept.append((value, epoch, state))
+            self._kept.sort(key=lambda kept: kept[0])  # stable: an earlier epoch wins a tie
+            del self._kept[self.keep :]
 
     @property
     def stop(self) -> bool:
@@ -181,6 +204,16 @@ class EarlyStopping:
     def restore(self, net: nn.Module) -> None:
         if self.state is not None:
             net.load_state_dict(self.state)
+
+
+def snapshot_nets(net: nn.Module, states: Sequence[dict[str, Tensor]]) -> list[nn.Module]:
+    """Copies of ``net`` (in eval mode) holding each of ``states``."""
+    nets = []
+    for state in states:
+        copy = deepcopy(net)
+        copy.load_state_dict(state)
+        nets.append(copy.eval())
+    return nets
 
 
 class _Probe:
