@@ -37,7 +37,7 @@ def test_early_stopping_keeps_the_best_epoch_of_the_carved_part(data):
 def test_snapshots_predict_with_the_equal_mixture_of_the_best_epochs_nets(data):
     X, y = data
     m = MDN(3, hidden=(32,), lr=3e-2, epochs=200, patience=5, variance_scaling=False).fit(X, y)
-    assert m.snapshots is None and len(m.module_.snapshots) == SNAPSHOTS - 1  # the default
+    assert m.snapshots == SNAPSHOTS and len(m.module_.snapshots) == SNAPSHOTS - 1  # the default
     curve = np.array([h["val_nll"] for h in m.history_])
     val = m.validation_rows_  # in the order of the carve, as scored during training
     Xv, yv = torch.as_tensor(X[val]), torch.as_tensor(y[val], dtype=torch.float64)
@@ -50,9 +50,12 @@ def test_snapshots_predict_with_the_equal_mixture_of_the_best_epochs_nets(data):
     mixture = torch.logsumexp(log_p, 0) - math.log(SNAPSHOTS)  # their equal mixture
     torch.testing.assert_close(m.predict_proba(X[val]).log_prob(yv), mixture)
     assert m.predict_proba(X[:3]).members == SNAPSHOTS
-    # in an ensemble each member is one net, and a refit trains one net
-    ensemble = MDNEnsemble(components=2, members=2, hidden=(8,), epochs=5).fit(X, y)
-    assert [len(e.module_.snapshots) for e in ensemble.estimators_] == [0, 0]
+    # an ensemble's members keep theirs, trained side by side or one by one
+    for vectorize in (True, False):
+        ensemble = MDNEnsemble(components=2, members=2, hidden=(8,), epochs=8, snapshots=3, vectorize=vectorize)
+        assert [len(e.module_.snapshots) for e in ensemble.fit(X, y).estimators_] == [2, 2]
+        assert ensemble.predict_proba(X[:3]).members == 6
+    # a refit trains one net
     assert len(MDN(2, hidden=(8,), epochs=5, refit=True).fit(X, y).module_.snapshots) == 0
     with pytest.raises(ValueError, match="snapshots"):
         MDN(snapshots=0).fit(X, y)

@@ -166,7 +166,7 @@ def test_cross_fitted_rows_need_two_rows_and_a_finite_epoch():
     ("make", "moves"),
     [
         (lambda **kw: MDN(2, hidden=(16,), epochs=30, random_state=1, snapshots=1, **kw), True),
-        (lambda **kw: MDNEnsemble(components=2, members=2, hidden=(16,), epochs=30, random_state=1, **kw), True),
+        (lambda **kw: MDNEnsemble(2, 2, hidden=(16,), epochs=30, random_state=1, snapshots=1, **kw), True),
         # a stochastic net: no correction (its validation scores are Monte Carlo draws)
         (lambda **kw: MCDropout(hidden=(16,), epochs=60, random_state=1, **kw), False),
         # a mixture of snapshots (the default MDN): no correction

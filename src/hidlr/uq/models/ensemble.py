@@ -13,7 +13,7 @@ from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import checks
 from hidlr.uq.models.estimator import Estimator, OptimizerSpec
 from hidlr.uq.models.interface import ProbabilisticRegressor, not_fitted
-from hidlr.uq.models.mdn import MDN
+from hidlr.uq.models.mdn import MDN, SNAPSHOTS
 from hidlr.uq.models.spread import cross_fitted_correction, dilate, fit_spread
 from hidlr.uq.models.stacked import fit_side_by_side
 
@@ -82,8 +82,6 @@ class DeepEnsemble(ProbabilisticRegressor):
         for est in estimators:
             if not isinstance(est, Estimator):
                 raise TypeError(f"estimator factory returned {type(est).__name__}, not a hidlr.uq estimator")
-            if "snapshots" in est.get_params(deep=False) and est.snapshots is None:
-                est.set_params(snapshots=1)  # a member is one net: the ensemble mixes its members already
         return estimators
 
     def fit(self, X: Any, y: Any, *, seed: int | None = None, progress: bool = False, **kwargs: Any) -> DeepEnsemble:
@@ -202,8 +200,10 @@ class MDNEnsemble(DeepEnsemble):
         refit: bool = False,
         variance_scaling: bool = True,
         target_scaling: str = "standard",
+        snapshots: int = SNAPSHOTS,
     ) -> None:
         self.components = components
+        self.snapshots = snapshots
         self.scale_floor = scale_floor
         self.collapse_penalty = collapse_penalty
         self.hidden = hidden
@@ -225,5 +225,5 @@ class MDNEnsemble(DeepEnsemble):
     @property
     def estimator(self) -> MDN:
         """The member template, built from this ensemble's parameters."""
-        names = set(MDN._get_param_names()) - {"random_state", "snapshots"}  # members: one net each
+        names = set(MDN._get_param_names()) - {"random_state"}
         return MDN(**{k: getattr(self, k) for k in names})

@@ -89,7 +89,7 @@ class MDNNet(nn.Module):
         return nll
 
 
-#: Snapshots of a default MDN fitted alone (see :class:`MDN`).
+#: Snapshots of a default MDN (see :class:`MDN`).
 SNAPSHOTS = 5
 
 
@@ -107,10 +107,9 @@ class MDN(Estimator):
             :func:`~hidlr.uq.models.blocks.mixture_collapse_penalty`); at most ``collapse_penalty * log K`` nats.
         snapshots: with early stopping, the predictive is the equal mixture of the net at this many
             epochs, those with the lowest validation NLL (a snapshot ensemble: as many copies of
-            the weights, and as many forward passes per prediction). None (default):
-            :data:`SNAPSHOTS` for a model fitted alone, 1 for a member of an ensemble (which mixes
-            its members already). Measured on yacht, energy and concrete: see
-            ``docs/guide/uncertainty.md``. With ``refit=True``: 1 (the refit trains one net).
+            the weights, and as many forward passes per prediction; 1: the best epoch's net alone).
+            With ``refit=True``: 1 (the refit trains one net). Measured on the UCI sets: see
+            ``docs/guide/uncertainty.md``.
         The others: see :class:`~hidlr.uq.models.estimator.Estimator`.
 
     Trains with plain Adam by default (``optimizer="hidlr"`` for Hi-DLR over the four groups): in
@@ -138,7 +137,7 @@ class MDN(Estimator):
         variance_scaling: bool = True,
         target_scaling: str = "standard",
         random_state: int = 0,
-        snapshots: int | None = None,
+        snapshots: int = SNAPSHOTS,
     ) -> None:
         super().__init__(
             hidden=hidden,
@@ -161,7 +160,7 @@ class MDN(Estimator):
         self.snapshots = snapshots
 
     def _snapshots(self) -> int:
-        return SNAPSHOTS if self.snapshots is None else checks.check_int("snapshots", self.snapshots)
+        return checks.check_int("snapshots", self.snapshots)
 
     def _check_model_params(self) -> None:
         checks.check_int("components", self.components)
