@@ -79,22 +79,24 @@ def build_model(model: str, hp: dict[str, Any], batch_size: int, patience: int |
     from hidlr.uq import models as M
 
     common = {"hidden": HIDDEN, "batch_size": batch_size, "early_stopping": patience is not None, "patience": patience}
+    # the published protocol's models are single nets: no snapshots of the fit part's epochs
+    one = {**common, "snapshots": 1}
     k = int(hp.get("components", 3))
     if model == "gaussian":
-        return M.MDN(components=1, **common)
+        return M.MDN(components=1, **one)
     if model == "mdn":
-        return M.MDN(components=k, **common)
+        return M.MDN(components=k, **one)
     if model == "bnn":
         return M.BNN(**common)
     if model == "mc_dropout":
         return M.MCDropout(dropout=float(hp.get("dropout", 0.05)), **common)
     if model == "deep_ensemble":
-        return M.DeepEnsemble(M.MDN(components=1, **common), members=MEMBERS)
+        return M.DeepEnsemble(M.MDN(components=1, **one), members=MEMBERS)
     if model == "mdn_ensemble":
-        return M.MDNEnsemble(components=k, members=MEMBERS, **common)
+        return M.MDNEnsemble(components=k, members=MEMBERS, **one)
     if model == "bayesian_mdn":
         return M.BayesianMDN(components=k, **common)
-    wide = {**common, "hidden": WIDE}
+    wide = {**one, "hidden": WIDE}
     if model == "mdn_wide":
         return M.MDN(components=k, **wide)
     if model == "mdn_ensemble_wide":
