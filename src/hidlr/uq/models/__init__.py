@@ -17,7 +17,8 @@ explicitly. Ensembles train their members side by side as one stacked net (``vec
 same way.
 
 Each estimator wraps an ordinary ``nn.Module`` (``estimator.module_.net`` after ``fit``, with
-``estimator.module_`` adding the fitted scaling as buffers; or build one directly:
+``estimator.module_`` adding the fitted scaling as buffers and, for an MDN, the same net's weights
+at other good epochs in ``module_.snapshots`` (see :class:`MDN`); or build one directly:
 :class:`MDNNet`, :class:`BNNNet`, :class:`MCDropoutNet`, :class:`BayesianMDNNet`; :class:`BackboneNet` puts a
 feature extractor such as a CNN in front of one) with
 ``loss(x, y)`` (scalar minibatch loss) and ``forward(x) -> GaussianMixture``, both in standardized
