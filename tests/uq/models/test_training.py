@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hidlr.uq.models import BNN
-from hidlr.uq.models.training import FitPlan, _Probe, seeded, train_epochs
+from hidlr.uq.models.training import EarlyStopping, FitPlan, _Probe, seeded, snapshot_nets, train_epochs
 
 
 def test_seeded_blocks_repeat_their_draws_and_leave_the_global_rng_alone():
@@ -50,3 +50,27 @@ def test_a_single_net_takes_exactly_one_seed():
             stochastic=False,
             after_epoch=lambda e, loss: "",
         )
+
+
+def test_early_stopping_keeps_the_best_epochs_weights_best_first():
+    net = torch.nn.Linear(1, 1, bias=False)
+    stopper = EarlyStopping(patience=4, keep=3)
+    values = [5.0, 3.0, float("nan"), 4.0, 3.0, 1.0, 2.0, float("inf"), 7.0, 8.0, 9.0]
+    for epoch, value in enumerate(values, start=1):
+        with torch.no_grad():
+            net.weight.fill_(epoch)  # the weights say which epoch they are from
+        stopper.update(epoch, value, net)
+        if stopper.stop:
+            break
+    # stopped four epochs after the best (epoch 6); a tie keeps the earlier epoch; NaN and inf never kept
+    assert (stopper.best, stopper.best_epoch, epoch) == (1.0, 6, 10)
+    assert stopper.epochs == [6, 7, 2]
+    assert [float(s["weight"]) for s in stopper.states] == [6.0, 7.0, 2.0]
+    stopper.restore(net)
+    assert float(net.weight) == 6.0
+    assert snapshot_nets(net, stopper.states[1:])[1].weight.item() == 2.0
+    with pytest.raises(ValueError, match="keep"):
+        EarlyStopping(patience=3, keep=0)
+    never = EarlyStopping(patience=1, keep=2)
+    never.update(1, float("nan"), net)
+    assert never.state is None and never.states == []
