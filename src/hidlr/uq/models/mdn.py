@@ -108,7 +108,8 @@ class MDN(Estimator):
         snapshots: with early stopping, the predictive is the equal mixture of the net at this many
             epochs, those with the lowest validation NLL (a snapshot ensemble: as many copies of
             the weights, and as many forward passes per prediction; 1: the best epoch's net alone).
-            With ``refit=True``: 1 (the refit trains one net). Measured on the UCI sets: see
+            The snapshots are the predictive's ``members``, so its ``epistemic_variance`` is their
+            disagreement. With ``refit=True``: 1 (the refit trains one net). Measured on the UCI sets: see
             ``docs/guide/uncertainty.md``.
         The others: see :class:`~hidlr.uq.models.estimator.Estimator`.
 
