@@ -143,6 +143,16 @@ class Estimator(ProbabilisticRegressor):
         snapshots); 1 unless a subclass takes the ``snapshots`` option."""
         return 1
 
+    def _early_stopping_keeps(self, plan: FitPlan, one_net: bool = False) -> tuple[int, bool]:
+        """For training on ``plan``: how many epochs' weights early stopping keeps (the snapshots;
+        1 for a refit, or with ``one_net``), and whether the validation rows are cross-fitted for the
+        spread factor. That is done for a single deterministic net only: a stochastic net's factor
+        goes without it (see :meth:`fit_spread`), and so does a mixture of snapshots (measured
+        without it: ``docs/guide/uncertainty.md``)."""
+        keep = 1 if one_net or plan.refit is not None else self._snapshots()
+        cross_fit = plan.patience is not None and plan.val is not None and not self.stochastic and keep == 1
+        return keep, cross_fit
+
     def _samples(self) -> int | None:
         """Monte Carlo passes at prediction (stochastic nets), else ``None``."""
         return checks.check_int("samples", self.samples) if self.stochastic else None
@@ -303,12 +313,9 @@ class Estimator(ProbabilisticRegressor):
         module = self.new_module(plan, plan.seed)
         net = module.net
         history: list[dict[str, float]] = []
-        keep = self._snapshots() if plan.refit is None else 1  # a refit trains one net
+        keep, cross_fit = self._early_stopping_keeps(plan)
         stopper = EarlyStopping(plan.patience, keep) if plan.patience is not None else None
-        # a stochastic net's factor goes without the correction (see fit_spread), and so does a
-        # mixture of snapshots (measured without it: docs/guide/uncertainty.md)
-        tracked = stopper is not None and plan.val is not None and not self.stochastic and keep == 1
-        cross = CrossFittedRows(plan.val[1]) if tracked else None
+        cross = CrossFittedRows(plan.val[1]) if cross_fit else None
         with seeded(plan.seed, plan.xs.device):
             opt = self._make_optimizer(optimizer, self.param_groups(net), plan.lr)
 

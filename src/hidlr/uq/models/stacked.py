@@ -228,11 +228,9 @@ def _train_stacked(
     nets = [m.net for m in modules]
     stack = StackedNets(nets, lr_scales)
     histories: list[list[dict[str, float]]] = [[] for _ in seeds]
-    keep = lead._snapshots() if keep_at is None and plan.refit is None else 1
+    keep, cross_fit = lead._early_stopping_keeps(plan, one_net=keep_at is not None)
     stoppers = [EarlyStopping(plan.patience, keep) for _ in seeds] if plan.patience is not None else None
-    # see Estimator.fit_spread and _train_one
-    tracked = stoppers is not None and plan.val is not None and not lead.stochastic and keep == 1
-    crosses = [CrossFittedRows(plan.val[1]) for _ in seeds] if tracked else None
+    crosses = [CrossFittedRows(plan.val[1]) for _ in seeds] if cross_fit else None
     kept = [EarlyStopping(1) for _ in seeds] if keep_at is not None else None
     with seeded(seeds[0], plan.xs.device):
         opt = lead._make_optimizer(optimizer, stack.param_groups(lead.param_groups(nets[0]), nets[0]), plan.lr)
