@@ -95,7 +95,12 @@ def test_property_random_quadratics_and_groupings(sizes, seed, base, mode, desig
     rec = opt.history[-1]["groups"]
     if mode == "diag":
         newton = b / torch.diag(a)
+        loss = abs(opt.history[-1]["loss"])
         for k, g in enumerate(rec):
+            # a group whose step changes the loss by less than 1e-9 of it is fitted from differences
+            # near the loss's rounding (float64): its rate is not determined to 1e-4, nor its sign
+            if abs(float(b[k])) * g["rate"] < 1e-9 * loss:
+                continue
             if g["accepted"]:
                 assert opt.lrs[k] == pytest.approx(float(newton[k]), rel=1e-4)
             else:  # only rejected when the quadratic itself says so
