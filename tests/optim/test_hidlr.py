@@ -395,3 +395,59 @@ def test_tensor_rates_are_read_and_restored():
         opt.step(probe=q.loss)
     assert all(isinstance(g["lr"], torch.Tensor) for g in opt.param_groups)  # the user's tensors kept
     assert opt.refresh_count == 2 and all(r > 0 for r in opt.lrs)
+
+
+def _sgd_rates(q, opt) -> torch.Tensor:
+    """One step of ``opt`` (plain SGD inside) on ``q``; the rate it applied to each entry."""
+    before = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    grad = torch.cat([p.grad.reshape(-1) for p in q.params]).clone()
+    opt.step(probe=q.loss)
+    return (before - q.flat()) / grad
+
+
+def test_the_applied_rate_follows_every_change_between_steps():
+    """Float rates are reused between refreshes while nothing they depend on changed; every change
+    (a rate set by hand, ``initial_lr``, the anneal of a step budget) takes effect at the next step,
+    and a negative rate is still refused."""
+    q = make_quadratic([3, 2], seed=11)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.02), every=10_000)
+    _sgd_rates(q, opt)  # the refresh at step 0
+    e0, e1 = opt.estimates
+    expected = torch.tensor([e0] * 3 + [e1] * 2, dtype=torch.float64)
+    torch.testing.assert_close(_sgd_rates(q, opt), expected)
+    torch.testing.assert_close(_sgd_rates(q, opt), expected)  # reused: the same
+    opt.param_groups[0]["lr"] = 0.01  # by hand: half the rate's initial value
+    expected[:3] = e0 / 2
+    torch.testing.assert_close(_sgd_rates(q, opt), expected)
+    opt.param_groups[1]["initial_lr"] = 0.005  # the scheduler's reference: the factor is now 4
+    expected[3:] = 4 * e1
+    torch.testing.assert_close(_sgd_rates(q, opt), expected)
+    total = opt.total_steps = opt.step_count + 2  # the anneal: rates fall over the last fifth of it
+    for t in (total - 2, total - 1):
+        factor = min(1.0, (total - t) / (0.2 * total))
+        torch.testing.assert_close(_sgd_rates(q, opt), expected * factor)
+    assert factor < 1
+    opt.total_steps = None
+    opt.param_groups[0]["lr"] = -0.01
+    snap = q.flat()
+    opt.zero_grad()
+    q.loss().backward()
+    with pytest.raises(ValueError, match="'g0' has a negative rate"):
+        opt.step(probe=q.loss)
+    assert torch.equal(q.flat(), snap)
+
+
+def test_a_tensor_rate_changed_in_place_takes_effect_at_the_next_step():
+    q = make_quadratic([3, 2], seed=12)
+    groups = group_per_param(q)
+    groups[1]["lr"] = torch.tensor(0.02)
+    opt = HiDLR(torch.optim.SGD(groups, lr=0.02), every=10_000)
+    _sgd_rates(q, opt)  # the refresh at step 0
+    e0, e1 = opt.estimates
+    expected = torch.tensor([e0] * 3 + [e1] * 2, dtype=torch.float64)
+    torch.testing.assert_close(_sgd_rates(q, opt), expected)
+    opt.param_groups[1]["lr"].fill_(0.04)  # the same tensor, another value
+    expected[3:] = 2 * e1
+    torch.testing.assert_close(_sgd_rates(q, opt), expected)
