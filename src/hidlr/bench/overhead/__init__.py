@@ -174,9 +174,11 @@ def _summarise(
             "extra_peak_param_copies": (val["peak"] - adam["peak"]) / val["param_bytes"],
         }
     n_params = sum(p.numel() for p in deep_mlp(width=settings["width"]).parameters())
-    command = (
-        " ".join(["hidlr", *(shlex.quote(a) for a in sys.argv[1:])]) if Path(sys.argv[0]).name == "hidlr" else None
-    )
+    entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    from_cli = entry.name == "hidlr" or (
+        entry.name == "cli.py" and entry.parent.name == "hidlr"
+    )  # or python -m hidlr.cli
+    command = " ".join(["hidlr", *(shlex.quote(a) for a in sys.argv[1:])]) if from_cli else None
     return {
         "command": command,
         "metadata": meta,
