@@ -49,7 +49,18 @@ DECAYS: dict[str, Callable[[float], float]] = {
 
 
 # the prototypes' flags in a variant's name, not HiDLR options
-PROTOTYPE_FLAGS = ("armijo", "growconcave", "untilarrived", "traveldir", "traveldir2", "trend", "pool")
+PROTOTYPE_FLAGS = (
+    "armijo",
+    "growconcave",
+    "untilarrived",
+    "traveldir",
+    "traveldir2",
+    "trend",
+    "pool",
+    "follow",
+    "followdescent",
+    "followmeasured",
+)
 
 
 def _number_or_word(value: str) -> float | str:
@@ -190,6 +201,37 @@ def patch_pooled_shrink() -> None:
     rules.shrink_to_one_group = shrink_to_one_group
 
 
+# the rejections a group follows the line for, by --follow choice (None: any)
+FOLLOW_REASONS: dict[str, tuple[str, ...] | None] = {
+    "any": None,
+    "descent": ("not a descent direction",),
+    "measured": ("not a descent direction", "not convex along the update", "poor quadratic fit"),
+}
+
+
+def patch_rejected_follow_line(reasons: tuple[str, ...] | None = None) -> None:
+    """PROTOTYPE, not in the engine (round 13 of ``docs/diagnosis.md``): a probed group whose own
+    fit is rejected (of ``reasons``, or any) takes the one-group line's multiple ``m0`` of the same
+    refresh, as an accepted group whose Newton multiple equals the line's would (then the momentum
+    correction, the clip and the smoothing as usual), where the engine keeps its rate. A rate too
+    large for its group sits at the edge of stability, where its fit is rejected ("not a descent
+    direction"): kept, it never comes down while the other groups' rates do."""
+    from hidlr.optim import rules
+
+    original = rules.shrink_to_one_group
+
+    def shrink_to_one_group(decisions, active, m0, shrink):
+        out = original(decisions, active, m0, shrink)
+        if m0 is None:
+            return out
+        for k, (d, act) in enumerate(zip(out, active)):
+            if act and not d.accepted and d.rate > 0 and (reasons is None or (d.reason or "").startswith(reasons)):
+                out[k] = dataclasses.replace(d, accepted=True, reason=None, newton_rate=d.rate * m0)
+        return out
+
+    rules.shrink_to_one_group = shrink_to_one_group
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -204,7 +246,16 @@ def main() -> None:
     ap.add_argument("--travel-direction", choices=["cuts", "both"], help="the travel-direction prototype (+traveldir)")
     ap.add_argument("--trend-cut", type=float, help="the loss-trend prototype with this tolerance (+trend=TOL)")
     ap.add_argument("--pool", action="store_true", help="the pooled-shrink prototype (names get +pool)")
+    ap.add_argument(
+        "--follow",
+        choices=list(FOLLOW_REASONS),
+        help="rejected groups follow the line: any rejection (+follow), not a descent direction "
+        "(+followdescent), a measured fit that is not convex, not descending or poor (+followmeasured)",
+    )
     a = ap.parse_args()
+    if a.follow:
+        patch_rejected_follow_line(FOLLOW_REASONS[a.follow])
+        a.variants = [f"{v}+follow" + ("" if a.follow == "any" else a.follow) for v in a.variants]
     if a.pool:
         patch_pooled_shrink()
         a.variants = [f"{v}+pool" for v in a.variants]
