@@ -409,8 +409,8 @@ def _sgd_rates(q, opt) -> torch.Tensor:
 
 def test_the_applied_rate_follows_every_change_between_steps():
     """Float rates are reused between refreshes while nothing they depend on changed; every change
-    (a rate set by hand, ``initial_lr``, the anneal of a step budget) takes effect at the next step,
-    and a negative rate is still refused."""
+    (a rate set by hand, ``initial_lr``, the original rate, the anneal of a step budget) takes effect
+    at the next step, and a negative rate is still refused."""
     q = make_quadratic([3, 2], seed=11)
     opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.02), every=10_000)
     _sgd_rates(q, opt)  # the refresh at step 0
@@ -424,6 +424,11 @@ def test_the_applied_rate_follows_every_change_between_steps():
     opt.param_groups[1]["initial_lr"] = 0.005  # the scheduler's reference: the factor is now 4
     expected[3:] = 4 * e1
     torch.testing.assert_close(_sgd_rates(q, opt), expected)
+    opt._wrap_lrs = [0.005, 0.02]  # group 0's original rate (no initial_lr), as a checkpoint load sets it
+    expected[:3] = 2 * e0  # 0.01 / 0.005
+    torch.testing.assert_close(_sgd_rates(q, opt), expected)
+    opt._wrap_lrs = [0.02, 0.02]
+    expected[:3] = e0 / 2
     total = opt.total_steps = opt.step_count + 2  # the anneal: rates fall over the last fifth of it
     for t in (total - 2, total - 1):
         factor = min(1.0, (total - t) / (0.2 * total))
