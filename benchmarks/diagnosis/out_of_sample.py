@@ -27,29 +27,21 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import statistics
-from collections import defaultdict
-from pathlib import Path
 
-STORE = Path(__file__).resolve().parents[1] / "results" / "lr" / "results.json"
+from seed_sets import STORE
+from seed_sets import runs as runs_of
+
 METHODS = ("hidlr-diag", "gen", "hidlr-full", "ldog", "default", "sf-adamw", "prodigy")
 GRID = tuple(f"grid{i}" for i in range(7))
 SCORES = ("in-sample", "leave one seed out", "one-seed sweep")
 PAIRED = "paired by seed"
 
 
-def load(path: Path = STORE) -> tuple[dict[tuple[str, str], dict[int, float]], list[int]]:
+def load() -> tuple[dict[tuple[str, str], dict[int, float]], list[int]]:
     """(workload, method) -> seed -> final validation loss (inf for a failed run), the default start
-    rate's runs only; and the store's seeds."""
-    store = json.loads(path.read_text())
-    runs: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for r in store["records"]:
-        if r.get("lr0") is not None:
-            continue
-        ok = r["status"] == "ok" and r["final_loss"] is not None and math.isfinite(r["final_loss"])
-        runs[(r["workload"], r["method"])][r["seed"]] = r["final_loss"] if ok else math.inf
-    return runs, list(store["seeds"])
+    rate's runs of the store (:func:`seed_sets.runs`); and the store's seeds."""
+    return runs_of([]), list(json.loads(STORE.read_text())["seeds"])
 
 
 def grid_scores(grid: dict[str, dict[int, float]], seeds: list[int]) -> tuple[dict[str, float], list[float]]:

@@ -302,8 +302,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         of Python arithmetic and checks per group."""
         groups = self.param_groups
         lrs = [g["lr"] for g in groups]
-        get = dict.get
-        inits = [get(g, "initial_lr") for g in groups]
+        inits = [g.get("initial_lr") for g in groups]
         tail = schedule.anneal_factor(self.rules, self._t)
         cached = self._applied_cache
         if (

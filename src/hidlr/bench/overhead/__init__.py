@@ -175,9 +175,8 @@ def _summarise(
         }
     n_params = sum(p.numel() for p in deep_mlp(width=settings["width"]).parameters())
     entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
-    from_cli = entry.name == "hidlr" or (
-        entry.name == "cli.py" and entry.parent.name == "hidlr"
-    )  # or python -m hidlr.cli
+    # the hidlr script, or python -m hidlr.cli
+    from_cli = entry.name == "hidlr" or (entry.name == "cli.py" and entry.parent.name == "hidlr")
     command = " ".join(["hidlr", *(shlex.quote(a) for a in sys.argv[1:])]) if from_cli else None
     return {
         "command": command,
