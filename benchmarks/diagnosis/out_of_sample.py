@@ -32,6 +32,8 @@ import statistics
 from seed_sets import STORE
 from seed_sets import runs as runs_of
 
+from hidlr.bench.lr.goals import leave_one_seed_out
+
 METHODS = ("hidlr-diag", "gen", "hidlr-full", "ldog", "default", "sf-adamw", "prodigy")
 GRID = tuple(f"grid{i}" for i in range(7))
 SCORES = ("in-sample", "leave one seed out", "one-seed sweep")
@@ -47,11 +49,7 @@ def load() -> tuple[dict[tuple[str, str], dict[int, float]], list[int]]:
 def grid_scores(grid: dict[str, dict[int, float]], seeds: list[int]) -> tuple[dict[str, float], list[float]]:
     """The grid's three scores (:data:`SCORES`), and its leave-one-seed-out loss per seed."""
     med = {m: statistics.median(v[s] for s in seeds) for m, v in grid.items()}
-    loso = []
-    for s in seeds:
-        others = [x for x in seeds if x != s]
-        chosen = min(grid, key=lambda m: statistics.median(grid[m][x] for x in others))
-        loso.append(grid[chosen][s])
+    loso = leave_one_seed_out(grid, seeds)
     one = [grid[min(grid, key=lambda m: grid[m][a])][b] for a, b in itertools.permutations(seeds, 2)]
     return dict(zip(SCORES, (min(med.values()), statistics.median(loso), statistics.median(one)))), loso
 

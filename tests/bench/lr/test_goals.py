@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hidlr.bench.lr.goals import goals, goals_by_seed_set, start_rates
+from hidlr.bench.lr.goals import goals, goals_by_seed_set, goals_paired, leave_one_seed_out, relative_gap, start_rates
 from hidlr.bench.lr.scores import summarize
 
 
@@ -137,3 +137,63 @@ def test_goal_counts_per_set_of_three_seeds_against_each_sets_own_grid():
     assert [(g["within"], g["better_than_one_group"], g["of"]) for g in sets] == [(2, 1, 2), (1, 0, 2)]
     assert goals_by_seed_set([r for r in records if r["seed"] < 3]) == []  # one set: nothing to compare
     assert len(goals_by_seed_set(records + [dict(records[0], seed=6)])) == 2  # only full sets
+
+
+def test_leave_one_seed_out_scores_each_seed_with_the_rate_chosen_on_the_others():
+    grid = {"grid0": {0: 1.0, 1: 1.0, 2: 9.0}, "grid1": {0: 2.0, 1: 2.0, 2: 2.0}}
+    # leaving out seed 0 or 1: grid0's median over the others is 5.0 > 2.0, so grid1 is chosen;
+    # leaving out seed 2: grid0's median is 1.0, chosen, and scored on seed 2 at 9.0
+    assert leave_one_seed_out(grid, [0, 1, 2]) == [2.0, 2.0, 9.0]
+
+
+def test_relative_gap_signs_failures_and_negative_losses():
+    assert relative_gap(1.1, 1.0) == pytest.approx(0.1)
+    assert relative_gap(-1.1, -1.0) == pytest.approx(-0.1)  # an NLL below a negative reference is lower
+    assert relative_gap(math.inf, 1.0) == math.inf
+    assert relative_gap(1.0, math.inf) == -math.inf
+    assert relative_gap(math.inf, math.inf) == 0.0
+    assert relative_gap(0.0, 0.0) == 0.0
+    assert relative_gap(0.5, 0.0) == math.inf
+
+
+def test_goals_paired_on_known_answers():
+    records = []
+    for s, (g0, g1, hidlr, gen) in enumerate([(1.0, 2.0, 1.0, 1.1), (1.0, 2.0, 0.9, 1.0), (9.0, 2.0, 1.5, 1.2)]):
+        records += [
+            rec("w", "grid0", s, g0, family="grid", lr=1e-3),
+            rec("w", "grid1", s, g1, family="grid", lr=1e-2),
+            rec("w", "hidlr-diag", s, hidlr, lr=1e-3),
+            rec("w", "gen", s, gen, lr=1e-3),
+            variant("w", "hidlr-diag", 1e-5, s, 99.0),  # start-rate runs do not enter
+        ]
+    # held-out grid runs (leave_one_seed_out): 2.0, 2.0, 9.0; gaps -0.5, -0.55, -0.8333
+    # against gen: -0.0909, -0.1, +0.25
+    records += [
+        rec("short", m, s, 1.0, family="grid" if m.startswith("grid") else "single")
+        for s in range(2)
+        for m in ("grid0", "hidlr-diag", "gen")
+    ]  # two seeds only: left out
+    paired = goals_paired(records)
+    (row,) = paired["rows"]
+    assert row["workload"] == "w" and row["seeds"] == 3
+    assert row["gap_to_grid"] == pytest.approx(-0.55)
+    assert row["lower_than_grid"] == 3
+    assert row["gap_to_one_group"] == pytest.approx(-0.0909, abs=1e-4)
+    assert row["lower_than_one_group"] == 2
+    assert (paired["within"], paired["better_than_one_group"], paired["of"]) == (1, 1, 1)
+
+
+def test_goals_paired_counts_a_failed_run_as_infinitely_worse():
+    records = []
+    for s in range(3):
+        records += [
+            rec("w", "grid0", s, 1.0, family="grid", lr=1e-3),
+            rec("w", "hidlr-diag", s, 1.0, lr=1e-3, status="ok" if s else "error"),
+            rec("w", "gen", s, 1.0, lr=1e-3),
+        ]
+    (row,) = goals_paired(records)["rows"]
+    assert row["gap_to_grid"] == 0.0  # the median of (inf, 0, 0)
+    assert row["lower_than_grid"] == 0
+    records = [dict(r, status="error", final_loss=None) if r["method"] == "hidlr-diag" else r for r in records]
+    paired = goals_paired(records)
+    assert paired["rows"][0]["gap_to_grid"] == math.inf and paired["within"] == 0

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from hidlr.bench.lr import run
+from hidlr.bench.lr.report import paired_goal_lines
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,29 @@ def test_report_contains_the_tables(quick):
     assert "| digits-mlp-bias |" in text and "| noisy-quadratic |" in text
     assert "### Median rank over workloads among single-run methods" in text
     assert "![performance_profile.png](performance_profile.png)" in text
+
+
+def test_the_paired_goal_table_shows_each_workload_and_the_counts():
+    paired = {
+        "rows": [
+            {
+                "workload": "w1",
+                "seeds": 9,
+                "gap_to_grid": -0.0312,
+                "lower_than_grid": 7,
+                "gap_to_one_group": float("inf"),
+                "lower_than_one_group": 0,
+            },
+        ],
+        "within": 1,
+        "better_than_one_group": 0,
+        "of": 1,
+    }
+    lines = paired_goal_lines(paired)
+    assert "| w1 | -3.1% | 7 of 9 | failed | 0 of 9 |" in lines
+    assert "| **goal count** | within 1%: 1 of 1 | | lower: 0 of 1 | |" in lines
+    assert paired_goal_lines({"rows": [], "within": 0, "better_than_one_group": 0, "of": 0}) == []
+    assert paired_goal_lines(None) == []
 
 
 def test_bad_arguments():

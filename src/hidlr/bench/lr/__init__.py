@@ -18,7 +18,7 @@ from hidlr.bench import harness
 from hidlr.bench.lr import methods as methods_mod
 from hidlr.bench.lr import workloads as workloads_mod
 from hidlr.bench.lr.environment import environment
-from hidlr.bench.lr.goals import goals, goals_by_seed_set, start_rates
+from hidlr.bench.lr.goals import goals, goals_by_seed_set, goals_paired, start_rates
 from hidlr.bench.lr.runner import run_one
 from hidlr.bench.lr.scores import summarize
 
@@ -151,6 +151,7 @@ def full_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     summary["start_rate"] = start_rates(records)
     summary["goals"] = goals(summary, records)
     summary["goals_by_seed_set"] = goals_by_seed_set(records)
+    summary["goals_paired"] = goals_paired(records)
     return summary
 
 

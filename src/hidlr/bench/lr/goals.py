@@ -7,7 +7,9 @@ failures never within), medians over seeds count a failed run as +inf.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Sequence
 from statistics import median
 from typing import Any
 
@@ -126,6 +128,77 @@ def goals_by_seed_set(records: list[dict[str, Any]], size: int = 3, method: str 
             {"seeds": chosen, "within": sum(tuned), "better_than_one_group": sum(one_group), "of": len(complete)}
         )
     return out
+
+
+def leave_one_seed_out(grid: dict[str, dict[int, float]], seeds: Sequence[int]) -> list[float]:
+    """The tuned grid scored out of sample: per seed of ``seeds``, the loss on that seed of the grid
+    point whose median over the *other* seeds is lowest. ``grid``: point -> seed -> final loss."""
+    out = []
+    for s in seeds:
+        others = [x for x in seeds if x != s]
+        chosen = min(grid, key=lambda p: median(grid[p][x] for x in others))
+        out.append(grid[chosen][s])
+    return out
+
+
+def relative_gap(value: float, reference: float) -> float:
+    """``(value - reference) / |reference|``; a failed run (+inf) is infinitely worse, two failures
+    are level, and a zero reference gives the sign of the difference as +-inf (0 when equal)."""
+    if value == reference:
+        return 0.0
+    if reference == 0.0 or not math.isfinite(reference) or not math.isfinite(value):
+        return math.copysign(math.inf, value - reference)
+    return (value - reference) / abs(reference)
+
+
+def goals_paired(records: list[dict[str, Any]], method: str = HIDLR) -> dict[str, Any]:
+    """The first two goals paired by seed, with the grid scored out of sample.
+
+    Each seed draws its own split, initialisation and batches, so per workload ``method``'s run on a
+    seed is compared with the grid's :func:`leave_one_seed_out` run on that seed and with the
+    one-group rule's run on that seed; ``gap_*`` is the median over seeds of :func:`relative_gap`,
+    ``lower_*`` on how many seeds ``method`` ends lower. Workloads where ``method``, the one-group
+    rule and every grid point ran on the same three or more seeds (default start rate only).
+
+    Returns ``{"rows": [{"workload", "seeds", "gap_to_grid", "lower_than_grid", "gap_to_one_group",
+    "lower_than_one_group"}], "within": paired gap to the grid within 1%, "better_than_one_group":
+    paired gap to the one-group rule below 0, "of": len(rows)}``.
+    """
+    runs: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    grids: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r["status"] == "skipped" or r.get("varies"):
+            continue
+        loss = finite_or_inf(r["final_loss"])
+        if r["family"] == "grid":
+            grids[r["workload"]][r["method"]][r["seed"]] = loss
+        elif r["method"] in (method, ONE_GROUP):
+            runs[(r["workload"], r["method"])][r["seed"]] = loss
+    rows = []
+    for wl, grid in grids.items():
+        mine, one = runs.get((wl, method)), runs.get((wl, ONE_GROUP))
+        if not mine or not one:
+            continue
+        seeds = sorted(set(mine).intersection(one, *grid.values()))
+        if len(seeds) < 3:
+            continue
+        held_out = leave_one_seed_out(grid, seeds)
+        rows.append(
+            {
+                "workload": wl,
+                "seeds": len(seeds),
+                "gap_to_grid": median(relative_gap(mine[s], g) for s, g in zip(seeds, held_out)),
+                "lower_than_grid": sum(mine[s] < g for s, g in zip(seeds, held_out)),
+                "gap_to_one_group": median(relative_gap(mine[s], one[s]) for s in seeds),
+                "lower_than_one_group": sum(mine[s] < one[s] for s in seeds),
+            }
+        )
+    return {
+        "rows": rows,
+        "within": sum(r["gap_to_grid"] <= WITHIN_TUNED for r in rows),
+        "better_than_one_group": sum(r["gap_to_one_group"] < 0 for r in rows),
+        "of": len(rows),
+    }
 
 
 def goals(summary: dict[str, Any], records: list[dict[str, Any]], method: str = HIDLR) -> list[dict[str, Any]]:

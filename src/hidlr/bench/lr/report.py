@@ -170,7 +170,37 @@ def goal_lines(results: dict[str, Any]) -> list[str]:
             ],
             "",
         ]
-    return lines
+    return lines + paired_goal_lines(results["summary"].get("goals_paired"))
+
+
+def _gap(x: float) -> str:
+    """A relative gap as a percentage; an infinite one says which side failed."""
+    return f"{x:+.1%}" if math.isfinite(x) else ("failed" if x > 0 else "the other failed")
+
+
+def paired_goal_lines(paired: dict[str, Any] | None) -> list[str]:
+    """The first two goals paired by seed, the grid scored out of sample (:func:`goals_paired`)."""
+    if not paired or not paired["rows"]:
+        return []
+    of = paired["of"]
+    return [
+        "The same two goals paired by seed, with the grid scored out of sample. For each seed, the grid's "
+        "rate is the one with the lowest median over the *other* seeds, run on that seed. Each cell is the "
+        "median over seeds of Hi-DLR diag's relative gap to that run, or to the one-group rule's run on "
+        "the same seed; 'seeds lower' counts those where Hi-DLR diag ends lower (`docs/diagnosis.md`, "
+        "round 12):",
+        "",
+        "| workload | gap to the tuned grid | seeds lower | gap to the one-group rule | seeds lower |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {r['workload']} | {_gap(r['gap_to_grid'])} | {r['lower_than_grid']} of {r['seeds']} | "
+            f"{_gap(r['gap_to_one_group'])} | {r['lower_than_one_group']} of {r['seeds']} |"
+            for r in paired["rows"]
+        ],
+        f"| **goal count** | within 1%: {paired['within']} of {of} | | lower: {paired['better_than_one_group']} "
+        f"of {of} | |",
+        "",
+    ]
 
 
 def start_rate_section(results: dict[str, Any]) -> list[str]:
