@@ -60,6 +60,7 @@ PROTOTYPE_FLAGS = (
     "follow",
     "followdescent",
     "followmeasured",
+    "lookback",
 )
 
 
@@ -172,6 +173,70 @@ def patch_trend_cut(tol: float, cut: float = 0.5) -> None:
     Refresher._decide_by_line = wrap(Refresher._decide_by_line)
 
 
+LOOKBACK: dict = {"task": None, "batch": None, "crn": None, "prev": None, "cut": None}
+
+
+def patch_lookback_cut(tol: float, cut: float = 0.5) -> None:
+    """PROTOTYPE, not in the engine (round 17 of ``docs/diagnosis.md``): at a refresh, before
+    anything moves, the previous refresh's probe batch is evaluated again at the current weights
+    (one more forward). When its loss rose over the period by more than ``tol`` times its absolute
+    value then (``tol = 1``: a positive loss at least doubled), every rate is first multiplied by
+    ``cut``; the refresh then fits and decides from there (a group whose fit is rejected keeps the
+    cut rate). Round 7's trend cut compared the losses of two different batches, whose difference
+    is mostly the batches'; the same batch twice measures only what the period's steps did to it.
+    A loss that rises on a batch the run has trained on is the sign of a rate past the edge of
+    stability, which the fits along the update cannot see (finding 2)."""
+    from hidlr.bench.lr import runner
+    from hidlr.optim.refresh import Refresher
+    from hidlr.probes import probe_context
+
+    make_probe = runner.make_probe
+
+    def recording_make_probe(task, batch, mode, probe_gen, crn_seed):
+        probe = make_probe(task, batch, mode, probe_gen, crn_seed)
+        seed = crn_seed if task.stochastic else None
+
+        def recorded():
+            value = probe()
+            LOOKBACK.update(task=task, crn=seed)
+            # the batch the runner's probe cached at its first call (the same on every call of one step)
+            cache = probe.__closure__[probe.__code__.co_freevars.index("cache")].cell_contents
+            LOOKBACK["batch"] = cache[0]
+            return value
+
+        return recorded
+
+    runner.make_probe = recording_make_probe
+    original_refresh = Refresher._refresh
+
+    def refresh(self, probe, *args, **kwargs):
+        LOOKBACK["cut"] = None
+        prev, task = LOOKBACK["prev"] if self._refreshes else None, LOOKBACK["task"]
+        if prev is not None and task is not None:
+            batch, seed, then = prev
+            with torch.no_grad(), probe_context(task.model, eval_mode=False, seed=seed):
+                now = float(task.loss(task.model, batch))
+            if now - then > tol * abs(then):
+                LOOKBACK["cut"] = cut
+                TREND_CUTS.append((self._t, now / then if then else math.inf))
+        return original_refresh(self, probe, *args, **kwargs)
+
+    def wrap(original):
+        def decide(self, probe, move, loss0, applied, active, *rest, **kwargs):
+            LOOKBACK["prev"] = (LOOKBACK["batch"], LOOKBACK["crn"], float(loss0))
+            if LOOKBACK["cut"] is None:
+                return original(self, probe, move, loss0, applied, active, *rest, **kwargs)
+            return decide_from_cut(
+                original, LOOKBACK["cut"], self, probe, move, loss0, applied, active, *rest, **kwargs
+            )
+
+        return decide
+
+    Refresher._refresh = refresh
+    Refresher._decide = wrap(Refresher._decide)
+    Refresher._decide_by_line = wrap(Refresher._decide_by_line)
+
+
 def patch_pooled_shrink() -> None:
     """PROTOTYPE, not in the engine (round 9 of ``docs/diagnosis.md``): ``shrink`` pools the groups'
     log-rates instead of damping each refresh's multiples. The engine's rule,
@@ -246,6 +311,7 @@ def main() -> None:
     ap.add_argument("--travel-direction", choices=["cuts", "both"], help="the travel-direction prototype (+traveldir)")
     ap.add_argument("--trend-cut", type=float, help="the loss-trend prototype with this tolerance (+trend=TOL)")
     ap.add_argument("--pool", action="store_true", help="the pooled-shrink prototype (names get +pool)")
+    ap.add_argument("--lookback", type=float, help="the look-back cut prototype with this tolerance (+lookback=TOL)")
     ap.add_argument(
         "--follow",
         choices=list(FOLLOW_REASONS),
@@ -253,6 +319,9 @@ def main() -> None:
         "(+followdescent), a measured fit that is not convex, not descending or poor (+followmeasured)",
     )
     a = ap.parse_args()
+    if a.lookback is not None:
+        patch_lookback_cut(a.lookback)
+        a.variants = [f"{v}+lookback={a.lookback:g}" for v in a.variants]
     if a.follow:
         patch_rejected_follow_line(FOLLOW_REASONS[a.follow])
         a.variants = [f"{v}+follow" + ("" if a.follow == "any" else a.follow) for v in a.variants]
