@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from hidlr.bench.lr.goals import goals, goals_by_seed_set, goals_paired, leave_one_seed_out, relative_gap, start_rates
+from hidlr.bench.lr.goals import (
+    goals,
+    goals_by_seed_set,
+    goals_paired,
+    leave_one_seed_out,
+    relative_gap,
+    start_rates,
+    start_rates_paired,
+)
 from hidlr.bench.lr.scores import summarize
 
 
@@ -197,3 +205,34 @@ def test_goals_paired_counts_a_failed_run_as_infinitely_worse():
     records = [dict(r, status="error", final_loss=None) if r["method"] == "hidlr-diag" else r for r in records]
     paired = goals_paired(records)
     assert paired["rows"][0]["gap_to_grid"] == math.inf and paired["within"] == 0
+
+
+def test_start_rates_paired_against_the_default_rates_run_of_the_same_seed():
+    records = []
+    for s, (own, small, large, tiny) in enumerate([(1.0, 1.1, 0.5, 1.005), (2.0, 1.8, 1.0, 2.0), (3.0, 3.3, 1.5, 3.0)]):
+        records += [
+            rec("a", "hidlr-diag", s, own, lr=1e-3),
+            variant("a", "hidlr-diag", 1e-3, s, own),  # the same run as the method's own: enters once
+            variant("a", "hidlr-diag", 1e-5, s, small),
+            variant("a", "hidlr-diag", 1e-1, s, large),
+            rec("b", "hidlr-diag", s, own, lr=1e-3),
+            variant("b", "hidlr-diag", 1e-5, s, tiny),
+        ]
+    records.append(variant("a", "hidlr-diag", 1e-2, 7, 5.0))  # no seed in common with the default's runs
+    paired = start_rates_paired(records)
+    a = paired["a"]["hidlr-diag"]
+    assert sorted(a["by_lr0"]) == [1e-5, 1e-1]
+    assert a["by_lr0"][1e-5] == {"gap": pytest.approx(0.1), "higher": 2, "lower": 1, "seeds": 3}
+    assert a["by_lr0"][1e-1]["gap"] == pytest.approx(-0.5)
+    assert a["spread"] == pytest.approx(0.6) and not a["within"]  # +10% against -50%
+    b = paired["b"]["hidlr-diag"]
+    assert b["spread"] == pytest.approx(0.0) and b["within"]  # the median seed is level (+0.5%, 0, 0)
+    assert start_rates(records)["a"]["hidlr-diag"]["by_lr0"][1e-2] == 5.0  # the unpaired table keeps it
+
+
+def test_start_rates_paired_counts_a_failed_run_as_infinitely_worse():
+    records = []
+    for s in range(3):
+        records += [rec("a", "gen", s, 1.0, lr=1e-3), variant("a", "gen", 1e-1, s, 1.0, status="error")]
+    row = start_rates_paired(records)["a"]["gen"]
+    assert row["by_lr0"][1e-1]["gap"] == math.inf and row["spread"] == math.inf and not row["within"]

@@ -18,7 +18,7 @@ from hidlr.bench import harness
 from hidlr.bench.lr import methods as methods_mod
 from hidlr.bench.lr import workloads as workloads_mod
 from hidlr.bench.lr.environment import environment
-from hidlr.bench.lr.goals import goals, goals_by_seed_set, goals_paired, start_rates
+from hidlr.bench.lr.goals import goals, goals_by_seed_set, goals_paired, start_rates, start_rates_paired
 from hidlr.bench.lr.runner import run_one
 from hidlr.bench.lr.scores import summarize
 
@@ -149,6 +149,7 @@ def full_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     order = {name: i for i, name in enumerate(workloads_mod.all_workloads())}  # the registry's order
     summary["workloads"] = dict(sorted(summary["workloads"].items(), key=lambda kv: order.get(kv[0], len(order))))
     summary["start_rate"] = start_rates(records)
+    summary["start_rate_paired"] = start_rates_paired(records)
     summary["goals"] = goals(summary, records)
     summary["goals_by_seed_set"] = goals_by_seed_set(records)
     summary["goals_paired"] = goals_paired(records)

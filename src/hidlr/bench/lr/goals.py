@@ -33,18 +33,11 @@ def failed(rec: dict[str, Any]) -> bool:
     return first is not None and final is not None and final > first
 
 
-def start_rates(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Final loss against the start rate, per workload and rate-adapting method.
-
-    A method's runs enter at their start rate: a start-rate variant (``varies`` set) at its
-    ``lr0``, the method itself at its nominal rate ``lr`` (the workload's default); a variant at
-    the default rate and the method's own run are the same run and enter once per seed.
-
-    Returns ``{workload: {method: {"by_lr0": {lr0: median loss}, "best", "worst", "gap", "within",
-    "failed", "runs"}}}`` for methods measured at two or more start rates; ``gap`` is
-    (worst - best) / |best| (inf when a rate's median failed), ``within`` whether worst is within
-    :data:`INVARIANCE` of best, ``failed`` the runs that :func:`failed`.
-    """
+def _runs_by_start_rate(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[float, dict[int, Any]]]:
+    """``(workload, method) -> start rate -> seed -> record`` for the rate-adapting methods measured at
+    two or more start rates: a start-rate variant (``varies`` set) at its ``lr0``, the method itself at
+    its nominal rate ``lr`` (the workload's default); a variant at the default rate and the method's
+    own run are the same run and enter once per seed (the first record kept)."""
     runs: dict[tuple[str, str], dict[float, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
         if r["status"] == "skipped":
@@ -56,10 +49,24 @@ def start_rates(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
         else:
             continue
         runs[(r["workload"], method)][float(lr0)].setdefault(r["seed"], r)
+    return {
+        key: by_rate
+        for key, by_rate in runs.items()
+        if len(by_rate) >= 2 and any(r.get("varies") for seeds in by_rate.values() for r in seeds.values())
+    }
+
+
+def start_rates(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Final loss against the start rate, per workload and rate-adapting method
+    (:func:`_runs_by_start_rate`).
+
+    Returns ``{workload: {method: {"by_lr0": {lr0: median loss}, "best", "worst", "gap", "within",
+    "failed", "runs"}}}`` for methods measured at two or more start rates; ``gap`` is
+    (worst - best) / |best| (inf when a rate's median failed), ``within`` whether worst is within
+    :data:`INVARIANCE` of best, ``failed`` the runs that :func:`failed`.
+    """
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for (wl, method), by_rate in runs.items():
-        if len(by_rate) < 2 or not any(r.get("varies") for seeds in by_rate.values() for r in seeds.values()):
-            continue
+    for (wl, method), by_rate in _runs_by_start_rate(records).items():
         meds = {
             lr0: median(finite_or_inf(r["final_loss"]) for r in seeds.values())
             for lr0, seeds in sorted(by_rate.items())
@@ -75,6 +82,42 @@ def start_rates(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
             "failed": sum(failed(r) for seeds in by_rate.values() for r in seeds.values()),
             "runs": sum(len(seeds) for seeds in by_rate.values()),
         }
+    return dict(out)
+
+
+def start_rates_paired(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Start-rate invariance paired by seed: per workload and rate-adapting method, each other start
+    rate's runs against the method's own run from the default rate on the same seed (seeds differ by
+    tens of percent on small data, so medians of unpaired runs mislead).
+
+    Returns ``{workload: {method: {"by_lr0": {lr0: {"gap": median over seeds of the relative gap
+    (:func:`relative_gap`), "higher", "lower": seeds more than 1% above / below, "seeds"}}, "spread":
+    the largest gap minus the smallest (the default rate counting as 0), "within": spread <=
+    INVARIANCE}}}``; start rates with no seed in common with the default rate's runs are left out.
+    """
+    own = {(r["workload"], r["method"]): float(r["lr"]) for r in records if not r.get("varies") and r.get("lr")}
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (wl, method), by_rate in _runs_by_start_rate(records).items():
+        default = own.get((wl, method))
+        if default not in by_rate:
+            continue
+        base = {s: finite_or_inf(r["final_loss"]) for s, r in by_rate[default].items()}
+        cells = {}
+        for lr0, seeds in sorted(by_rate.items()):
+            common = sorted(set(seeds) & set(base))
+            if lr0 == default or not common:
+                continue
+            gaps = [relative_gap(finite_or_inf(seeds[s]["final_loss"]), base[s]) for s in common]
+            cells[lr0] = {
+                "gap": median(gaps),
+                "higher": sum(g > 0.01 for g in gaps),
+                "lower": sum(g < -0.01 for g in gaps),
+                "seeds": len(common),
+            }
+        if cells:
+            gaps = [0.0, *(c["gap"] for c in cells.values())]
+            spread = max(gaps) - min(gaps)
+            out[wl][method] = {"by_lr0": cells, "spread": spread, "within": spread <= INVARIANCE}
     return dict(out)
 
 

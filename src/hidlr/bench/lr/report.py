@@ -233,19 +233,43 @@ def start_rate_section(results: dict[str, Any]) -> list[str]:
                 + [gap_s, "yes" if row["within"] else "no", f"{row['failed']} of {row['runs']}"]
             )
     lines += _table(header, rows)
+    lines += ["", *_within_counts(table, "{m}: within 2% over its start rates on {k} of {n} workloads."), ""]
+    return lines + paired_start_rate_lines(results["summary"].get("start_rate_paired"))
+
+
+def _within_counts(table: dict[str, dict[str, dict[str, Any]]], template: str) -> list[str]:
+    """One line per method: on how many workloads of a start-rate table its row is ``within``
+    (``template`` with the fields ``m``, ``k`` and ``n``)."""
     by_method: dict[str, list[bool]] = {}
     for methods in table.values():
         for m, row in methods.items():
             by_method.setdefault(m, []).append(bool(row["within"]))
-    lines += [
-        "",
-        *[
-            f"{m}: within 2% over its start rates on {sum(v)} of {len(v)} workloads."
-            for m, v in sorted(by_method.items())
-        ],
+    return [template.format(m=m, k=sum(v), n=len(v)) for m, v in sorted(by_method.items())]
+
+
+def paired_start_rate_lines(table: dict[str, Any] | None) -> list[str]:
+    """Start-rate invariance paired by seed (:func:`start_rates_paired`): per workload and method, each
+    start rate's median relative gap to the same method's run from the default rate on the same seed."""
+    if not table:
+        return []
+    rates = sorted({float(r) for w in table.values() for m in w.values() for r in m["by_lr0"]})
+    lines = [
+        "The same paired by seed: each cell is the median over seeds of the relative gap of a run from "
+        "that start rate to the same method's run from the default rate on the same seed, with the seeds "
+        "more than 1% higher / lower; `spread`: the largest of these gaps minus the smallest, the default "
+        "rate counting as 0; `within 2%`: spread <= 2%.",
         "",
     ]
-    return lines
+    header = ["workload", "method"] + [f"lr0={r:g}" for r in rates] + ["spread", "within 2%"]
+    rows = []
+    for wl, methods in table.items():
+        for m, row in sorted(methods.items()):
+            by = {float(k): v for k, v in row["by_lr0"].items()}
+            cells = [f"{_gap(by[r]['gap'])} ({by[r]['higher']}/{by[r]['lower']})" if r in by else "" for r in rates]
+            spread = f"{100 * row['spread']:.1f}%" if math.isfinite(row["spread"]) else "—"
+            rows.append([wl, m, *cells, spread, "yes" if row["within"] else "no"])
+    lines += _table(header, rows)
+    return lines + ["", *_within_counts(table, "{m}, paired: within 2% on {k} of {n} workloads."), ""]
 
 
 def commits(results: dict[str, Any]) -> list[str]:
