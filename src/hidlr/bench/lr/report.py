@@ -7,31 +7,11 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from hidlr.bench.lr import markdown as md
+from hidlr.bench.lr.report_goals import goal_lines, start_rate_section
 from hidlr.bench.lr.scores import finite_or_inf
 
 LR_FREE = ("prodigy", "dadapt-adam", "sf-adamw", "ldog")
-
-
-def _num(x: float | None, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "—"
-    return f"{x:.{digits}g}"
-
-
-def _spread(s: dict[str, float] | None, digits: int = 4) -> str:
-    if s is None:
-        return "—"
-    if s["n"] == 1 or s["min"] == s["max"]:
-        return _num(s["median"], digits)
-    return f"{_num(s['median'], digits)} [{_num(s['min'], digits)}, {_num(s['max'], digits)}]"
-
-
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [_row(header), _row(["---"] * len(header))] + [_row(r) for r in rows]
 
 
 def headline(results: dict[str, Any]) -> list[str]:
@@ -66,11 +46,11 @@ def headline(results: dict[str, Any]) -> list[str]:
         t = w["table"]
 
         def med(m: str) -> str:
-            return _num(t[m]["loss"]["median"]) if m in t else "n/a"
+            return md.num(t[m]["loss"]["median"]) if m in t else "n/a"
 
-        tuned = f"{med('tuned')} ({_num(t['tuned']['lr'], 2)})" if "tuned" in t else "n/a"
+        tuned = f"{med('tuned')} ({md.num(t['tuned']['lr'], 2)})" if "tuned" in t else "n/a"
         free = [(t[m]["loss"]["median"], m) for m in LR_FREE if m in t]
-        best_free = f"{_num(min(free)[0])} ({min(free)[1]})" if free else "n/a"
+        best_free = f"{md.num(min(free)[0])} ({min(free)[1]})" if free else "n/a"
         within = w["hidlr_within_1pct_of_tuned"]
         if within is not None:
             total += 1
@@ -95,33 +75,34 @@ def headline(results: dict[str, Any]) -> list[str]:
                 med("fixed-ratio"),
                 best_free,
                 {True: "yes", False: "no", None: "n/a"}[within],
-                _num(rank, 3) if rank is not None else "n/a",
+                md.num(rank, 3) if rank is not None else "n/a",
             ]
         )
-    lines += _table(header, rows)
+    lines += md.table(header, rows)
     lines += ["", f"Hi-DLR diag within 1% of the tuned grid (or better) on **{wins} of {total}** workloads.", ""]
     mr = summ["median_rank_single"]
     if mr:
         lines += [
             "### Median rank over workloads among single-run methods",
             "",
-            *_table(
-                ["method", "median rank", "workloads"], [[m, _num(v["median"], 3), str(v["n"])] for m, v in mr.items()]
+            *md.table(
+                ["method", "median rank", "workloads"],
+                [[m, md.num(v["median"], 3), str(v["n"])] for m, v in mr.items()],
             ),
             "",
         ]
         best = min(v["median"] for v in mr.values())
         leaders = [m for m, v in mr.items() if v["median"] == best]
-        lines += [f"Best median rank: {', '.join(leaders)} ({_num(best, 3)}).", ""]
+        lines += [f"Best median rank: {', '.join(leaders)} ({md.num(best, 3)}).", ""]
     methods = list(mr)
     if methods:
         lines += [
             "### Rank per workload among single-run methods (1 = lowest median final loss)",
             "",
-            *_table(
+            *md.table(
                 ["workload"] + methods,
                 [
-                    [wl] + [_num(w["rank_single"].get(m), 3) if m in w["rank_single"] else "n/a" for m in methods]
+                    [wl] + [md.num(w["rank_single"].get(m), 3) if m in w["rank_single"] else "n/a" for m in methods]
                     for wl, w in summ["workloads"].items()
                 ],
             ),
@@ -132,144 +113,13 @@ def headline(results: dict[str, Any]) -> list[str]:
         lines += [
             "### Median rank including the tuned grid (which costs 7 runs)",
             "",
-            *_table(
-                ["method", "median rank", "workloads"], [[m, _num(v["median"], 3), str(v["n"])] for m, v in mt.items()]
+            *md.table(
+                ["method", "median rank", "workloads"],
+                [[m, md.num(v["median"], 3), str(v["n"])] for m, v in mt.items()],
             ),
             "",
         ]
     return lines
-
-
-def goal_lines(results: dict[str, Any]) -> list[str]:
-    """The goals of the benchmark for Hi-DLR diag, one measured line each."""
-    gs = results["summary"].get("goals") or []
-    if not gs:
-        return []
-    mark = {True: "**met**", False: "**not met**", None: "not measured"}
-    lines = [
-        "## Goals (Hi-DLR diag, one default configuration)",
-        "",
-        *[
-            f"- {g['goal']}: " + (f"{g['measured']} — {mark[g['met']]}." if g["met"] is not None else "not measured.")
-            for g in gs
-        ],
-        "",
-    ]
-    sets = results["summary"].get("goals_by_seed_set") or []
-    if sets:
-        lines += [
-            "The first two goals on each set of three seeds, each against that set's own tuned grid (medians "
-            "over the set's seeds; how much of a count is the draw of seeds):",
-            "",
-            "| seeds | within 1% of the tuned grid | better than the one-group rule |",
-            "| --- | --- | --- |",
-            *[
-                f"| {', '.join(map(str, g['seeds']))} | {g['within']} of {g['of']} | "
-                f"{g['better_than_one_group']} of {g['of']} |"
-                for g in sets
-            ],
-            "",
-        ]
-    return lines + paired_goal_lines(results["summary"].get("goals_paired"))
-
-
-def _gap(x: float) -> str:
-    """A relative gap as a percentage; an infinite one says which side failed."""
-    return f"{x:+.1%}" if math.isfinite(x) else ("failed" if x > 0 else "the other failed")
-
-
-def paired_goal_lines(paired: dict[str, Any] | None) -> list[str]:
-    """The first two goals paired by seed, the grid scored out of sample (:func:`goals_paired`)."""
-    if not paired or not paired["rows"]:
-        return []
-    of = paired["of"]
-    return [
-        "The same two goals paired by seed, with the grid scored out of sample. For each seed, the grid's "
-        "rate is the one with the lowest median over the *other* seeds, run on that seed. Each cell is the "
-        "median over seeds of Hi-DLR diag's relative gap to that run, or to the one-group rule's run on "
-        "the same seed; 'seeds lower' counts those where Hi-DLR diag ends lower (`docs/diagnosis.md`, "
-        "round 12):",
-        "",
-        "| workload | gap to the tuned grid | seeds lower | gap to the one-group rule | seeds lower |",
-        "| --- | --- | --- | --- | --- |",
-        *[
-            f"| {r['workload']} | {_gap(r['gap_to_grid'])} | {r['lower_than_grid']} of {r['seeds']} | "
-            f"{_gap(r['gap_to_one_group'])} | {r['lower_than_one_group']} of {r['seeds']} |"
-            for r in paired["rows"]
-        ],
-        f"| **goal count** | within 1%: {paired['within']} of {of} | | lower: {paired['better_than_one_group']} "
-        f"of {of} | |",
-        "",
-    ]
-
-
-def start_rate_section(results: dict[str, Any]) -> list[str]:
-    """Final loss against the start rate: per workload and method, the median loss at each start
-    rate, the gap between the worst and the best, and the failed runs."""
-    table = results["summary"].get("start_rate") or {}
-    if not table:
-        return []
-    rates = sorted({float(r) for w in table.values() for m in w.values() for r in m["by_lr0"]})
-    lines = [
-        "## Start-rate invariance",
-        "",
-        "Median final validation loss over seeds from each start rate lr0 (a method's own run counts at "
-        "the workload's default rate). `gap`: (worst - best) / |best| over the start rates; `within 2%`: "
-        "worst <= best + 2% of |best|; `failed`: runs (any seed and start rate) that diverged or ended above "
-        "their initial validation loss; "
-        "— = every run from that rate failed (median).",
-        "",
-    ]
-    header = ["workload", "method"] + [f"lr0={r:g}" for r in rates] + ["gap", "within 2%", "failed"]
-    rows = []
-    for wl, methods in table.items():
-        for m, row in sorted(methods.items()):
-            by = {float(k): v for k, v in row["by_lr0"].items()}
-            gap = row["gap"]
-            gap_s = "—" if gap is None or not math.isfinite(gap) else f"{100 * gap:.1f}%"
-            rows.append(
-                [wl, m]
-                + [_num(by[r]) if r in by else "" for r in rates]
-                + [gap_s, "yes" if row["within"] else "no", f"{row['failed']} of {row['runs']}"]
-            )
-    lines += _table(header, rows)
-    lines += ["", *_within_counts(table, "{m}: within 2% over its start rates on {k} of {n} workloads."), ""]
-    return lines + paired_start_rate_lines(results["summary"].get("start_rate_paired"))
-
-
-def _within_counts(table: dict[str, dict[str, dict[str, Any]]], template: str) -> list[str]:
-    """One line per method: on how many workloads of a start-rate table its row is ``within``
-    (``template`` with the fields ``m``, ``k`` and ``n``)."""
-    by_method: dict[str, list[bool]] = {}
-    for methods in table.values():
-        for m, row in methods.items():
-            by_method.setdefault(m, []).append(bool(row["within"]))
-    return [template.format(m=m, k=sum(v), n=len(v)) for m, v in sorted(by_method.items())]
-
-
-def paired_start_rate_lines(table: dict[str, Any] | None) -> list[str]:
-    """Start-rate invariance paired by seed (:func:`start_rates_paired`): per workload and method, each
-    start rate's median relative gap to the same method's run from the default rate on the same seed."""
-    if not table:
-        return []
-    rates = sorted({float(r) for w in table.values() for m in w.values() for r in m["by_lr0"]})
-    lines = [
-        "The same paired by seed: each cell is the median over seeds of the relative gap of a run from "
-        "that start rate to the same method's run from the default rate on the same seed, with the seeds "
-        "more than 1% higher / lower; `spread`: the largest of these gaps minus the smallest, the default "
-        "rate counting as 0; `within 2%`: spread <= 2%.",
-        "",
-    ]
-    header = ["workload", "method"] + [f"lr0={r:g}" for r in rates] + ["spread", "within 2%"]
-    rows = []
-    for wl, methods in table.items():
-        for m, row in sorted(methods.items()):
-            by = {float(k): v for k, v in row["by_lr0"].items()}
-            cells = [f"{_gap(by[r]['gap'])} ({by[r]['higher']}/{by[r]['lower']})" if r in by else "" for r in rates]
-            spread = f"{100 * row['spread']:.1f}%" if math.isfinite(row["spread"]) else "—"
-            rows.append([wl, m, *cells, spread, "yes" if row["within"] else "no"])
-    lines += _table(header, rows)
-    return lines + ["", *_within_counts(table, "{m}, paired: within 2% on {k} of {n} workloads."), ""]
 
 
 def commits(results: dict[str, Any]) -> list[str]:
@@ -289,7 +139,7 @@ def commits(results: dict[str, Any]) -> list[str]:
         "The stored runs were made at different commits (each run records its own; "
         "`+dirty`: uncommitted source changes).",
         "",
-        *_table(["commit", "runs", "methods", "workloads"], rows),
+        *md.table(["commit", "runs", "methods", "workloads"], rows),
         "",
     ]
 
@@ -310,8 +160,8 @@ def overhead(results: dict[str, Any]) -> list[str]:
         "measures the optimizer's overhead in lockstep.",
         "",
     ]
-    rows = [[wl] + [_num((w["overhead_vs_default"] or {}).get(m), 3) for m in names] for wl, w in summ.items()]
-    return lines + _table(["workload"] + names, rows) + [""]
+    rows = [[wl] + [md.num((w["overhead_vs_default"] or {}).get(m), 3) for m in names] for wl, w in summ.items()]
+    return lines + md.table(["workload"] + names, rows) + [""]
 
 
 def ablations(results: dict[str, Any]) -> list[str]:
@@ -352,9 +202,9 @@ def ablations(results: dict[str, Any]) -> list[str]:
                 for r in runs
                 if r["seed"] in base and r["step_time"] and base[r["seed"]]
             ]
-            cell.append(f"{_num(loss)} ({_num(median(ratios), 2) if ratios else '—'}x)")
+            cell.append(f"{md.num(loss)} ({md.num(median(ratios), 2) if ratios else '—'}x)")
         rows.append([wl] + cell)
-    return lines + _table(["workload"] + cols, rows) + [""]
+    return lines + md.table(["workload"] + cols, rows) + [""]
 
 
 def workload_tables(results: dict[str, Any]) -> list[str]:
@@ -392,17 +242,17 @@ def workload_tables(results: dict[str, Any]) -> list[str]:
             rows.append(
                 [
                     name,
-                    _num(row["lr"], 3),
-                    _spread(row["loss"]),
-                    _spread(row["acc"], 3),
-                    _spread(row["steps_to_target"]),
-                    _spread(row["time_to_target"], 3),
-                    _num(row["step_time"]["median"] * 1e3, 3),
+                    md.num(row["lr"], 3),
+                    md.spread_cell(row["loss"]),
+                    md.spread_cell(row["acc"], 3),
+                    md.spread_cell(row["steps_to_target"]),
+                    md.spread_cell(row["time_to_target"], 3),
+                    md.num(row["step_time"]["median"] * 1e3, 3),
                     str(row["failed"]),
                     str(row["runs"]),
                 ]
             )
-        lines += _table(header, rows) + [""]
+        lines += md.table(header, rows) + [""]
     return lines
 
 
@@ -456,7 +306,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     lines += [
         "## Workloads",
         "",
-        *_table(
+        *md.table(
             ["workload", "description", "base", "steps", "batch", "target", "fixed ratio"],
             [
                 [
@@ -465,7 +315,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
                     w["base"],
                     str(w["steps"]),
                     str(w["batch_size"]),
-                    _num(w["target"]),
+                    md.num(w["target"]),
                     ", ".join(f"{k}×{v:g}" for k, v in list(w["ratios"].items())[:3])
                     + (" …" if len(w["ratios"]) > 3 else "")
                     or "—",
