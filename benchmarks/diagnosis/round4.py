@@ -61,6 +61,7 @@ PROTOTYPE_FLAGS = (
     "followdescent",
     "followmeasured",
     "lookback",
+    "unmeasurable",
 )
 
 
@@ -237,6 +238,36 @@ def patch_lookback_cut(tol: float, cut: float = 0.5) -> None:
     Refresher._decide_by_line = wrap(Refresher._decide_by_line)
 
 
+UNMEASURABLE = "loss does not change measurably"
+
+
+def patch_unmeasurable_cut(cut: float) -> None:
+    """PROTOTYPE, not in the engine (round 18 of ``docs/diagnosis.md``): after the first refresh, a
+    group whose fit is rejected because the probe loss does not change measurably along its update
+    (slope and curvature both below the loss's rounding) is cut to ``cut`` times its rate (through
+    the clip and the smoothing, as an accepted group whose target that is), where the engine keeps
+    its rate. Once the training batches are fitted to the loss's rounding, a step changes nothing
+    the probe can measure, and Adam's normalised steps still move the weights by about the rate:
+    late in long runs the rates then stay where the growth left them (round 17's trace)."""
+    from hidlr.optim import rules
+    from hidlr.optim.refresh import Refresher
+
+    original = Refresher._settle
+
+    def settle(self, decisions, loss0, forwards, scale):
+        if self._refreshes:
+            out = []
+            for k, d in enumerate(decisions):
+                if not d.accepted and d.estimate > 0 and UNMEASURABLE in (d.reason or ""):
+                    factor = rules.momentum_factor(self._momentum(k), self.rules.horizon)
+                    d = dataclasses.replace(d, accepted=True, reason=None, newton_rate=d.estimate * cut / factor)
+                out.append(d)
+            decisions = out
+        return original(self, decisions, loss0, forwards, scale)
+
+    Refresher._settle = settle
+
+
 def patch_pooled_shrink() -> None:
     """PROTOTYPE, not in the engine (round 9 of ``docs/diagnosis.md``): ``shrink`` pools the groups'
     log-rates instead of damping each refresh's multiples. The engine's rule,
@@ -311,6 +342,7 @@ def main() -> None:
     ap.add_argument("--travel-direction", choices=["cuts", "both"], help="the travel-direction prototype (+traveldir)")
     ap.add_argument("--trend-cut", type=float, help="the loss-trend prototype with this tolerance (+trend=TOL)")
     ap.add_argument("--pool", action="store_true", help="the pooled-shrink prototype (names get +pool)")
+    ap.add_argument("--unmeasurable-cut", type=float, help="the unmeasurable-fit cut prototype (+unmeasurable=CUT)")
     ap.add_argument("--lookback", type=float, help="the look-back cut prototype with this tolerance (+lookback=TOL)")
     ap.add_argument(
         "--follow",
@@ -319,6 +351,9 @@ def main() -> None:
         "(+followdescent), a measured fit that is not convex, not descending or poor (+followmeasured)",
     )
     a = ap.parse_args()
+    if a.unmeasurable_cut is not None:
+        patch_unmeasurable_cut(a.unmeasurable_cut)
+        a.variants = [f"{v}+unmeasurable={a.unmeasurable_cut:g}" for v in a.variants]
     if a.lookback is not None:
         patch_lookback_cut(a.lookback)
         a.variants = [f"{v}+lookback={a.lookback:g}" for v in a.variants]
