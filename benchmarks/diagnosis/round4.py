@@ -62,6 +62,7 @@ PROTOTYPE_FLAGS = (
     "followmeasured",
     "lookback",
     "unmeasurable",
+    "growwindow",
 )
 
 
@@ -268,6 +269,16 @@ def patch_unmeasurable_cut(cut: float) -> None:
     Refresher._settle = settle
 
 
+def patch_grow_window(window: float) -> None:
+    """The engine's ``RuleConfig.grow_window`` (rates may grow during this fraction of a known step
+    budget, or until they arrive) set to ``window`` for every run: it is a rule field, not a
+    constructor option (round 19 of ``docs/diagnosis.md``; round 3 chose 0.25 on seeds 0-2)."""
+    from hidlr.optim import schedule
+
+    original = schedule.may_grow
+    schedule.may_grow = lambda config, t, arrived: original(dataclasses.replace(config, grow_window=window), t, arrived)
+
+
 def patch_pooled_shrink() -> None:
     """PROTOTYPE, not in the engine (round 9 of ``docs/diagnosis.md``): ``shrink`` pools the groups'
     log-rates instead of damping each refresh's multiples. The engine's rule,
@@ -342,6 +353,7 @@ def main() -> None:
     ap.add_argument("--travel-direction", choices=["cuts", "both"], help="the travel-direction prototype (+traveldir)")
     ap.add_argument("--trend-cut", type=float, help="the loss-trend prototype with this tolerance (+trend=TOL)")
     ap.add_argument("--pool", action="store_true", help="the pooled-shrink prototype (names get +pool)")
+    ap.add_argument("--grow-window", type=float, help="the engine's grow_window for every run (+growwindow=F)")
     ap.add_argument("--unmeasurable-cut", type=float, help="the unmeasurable-fit cut prototype (+unmeasurable=CUT)")
     ap.add_argument("--lookback", type=float, help="the look-back cut prototype with this tolerance (+lookback=TOL)")
     ap.add_argument(
@@ -351,6 +363,9 @@ def main() -> None:
         "(+followdescent), a measured fit that is not convex, not descending or poor (+followmeasured)",
     )
     a = ap.parse_args()
+    if a.grow_window is not None:
+        patch_grow_window(a.grow_window)
+        a.variants = [f"{v}+growwindow={a.grow_window:g}" for v in a.variants]
     if a.unmeasurable_cut is not None:
         patch_unmeasurable_cut(a.unmeasurable_cut)
         a.variants = [f"{v}+unmeasurable={a.unmeasurable_cut:g}" for v in a.variants]
