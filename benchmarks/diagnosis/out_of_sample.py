@@ -32,7 +32,7 @@ import statistics
 from seed_sets import STORE
 from seed_sets import runs as runs_of
 
-from hidlr.bench.lr.goals import leave_one_seed_out
+from hidlr.bench.lr.goals import leave_one_seed_out, relative_gap
 
 METHODS = ("hidlr-diag", "gen", "hidlr-full", "ldog", "default", "sf-adamw", "prodigy")
 GRID = tuple(f"grid{i}" for i in range(7))
@@ -57,7 +57,7 @@ def grid_scores(grid: dict[str, dict[int, float]], seeds: list[int]) -> tuple[di
 def paired_gap(method: dict[int, float], held_out: list[float], seeds: list[int]) -> float:
     """Median over seeds of ``(method - grid) / |grid|``, the grid's run being the held-out seed's
     leave-one-seed-out choice (``held_out``, in the order of ``seeds``)."""
-    return statistics.median((method[s] - g) / abs(g) for s, g in zip(seeds, held_out))
+    return statistics.median(relative_gap(method[s], g) for s, g in zip(seeds, held_out))
 
 
 def main() -> None:
@@ -105,7 +105,7 @@ def main() -> None:
     print("| --- | --- | --- |")
     for w in workloads:
         h, g = runs[(w, "hidlr-diag")], runs[(w, "gen")]
-        gaps = [(h[s] - g[s]) / abs(g[s]) for s in seeds]
+        gaps = [relative_gap(h[s], g[s]) for s in seeds]
         print(f"| {w} | {statistics.median(gaps):+.1%} | {sum(x < 0 for x in gaps)} of {len(seeds)} |")
 
 

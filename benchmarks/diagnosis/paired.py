@@ -19,6 +19,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from hidlr.bench.lr.goals import relative_gap
+
 
 def load(files: list[Path]) -> dict[tuple[str, str], dict[int, float]]:
     """(workload, method) -> seed -> final loss (inf for a failed run), default start rate only."""
@@ -49,7 +51,7 @@ def main() -> None:
         seeds = sorted(set(x) & set(y))
         if not seeds:
             continue
-        gaps = [(x[s] - y[s]) / abs(y[s]) for s in seeds]
+        gaps = [relative_gap(x[s], y[s]) for s in seeds]
         lo, hi = sum(g < -0.01 for g in gaps), sum(g > 0.01 for g in gaps)
         lower, higher = lower + lo, higher + hi
         logs += [math.log(x[s] / y[s]) for s in seeds if x[s] > 0 and y[s] > 0 and math.isfinite(x[s] * y[s])]
