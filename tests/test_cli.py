@@ -47,7 +47,7 @@ def test_report_builds_a_page_from_a_results_folder(tmp_path):
     assert "report page:" in res.output
     assert "<h1>A run</h1>" in (tmp_path / "report.html").read_text()
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
-    assert missing.exit_code != 0 and "does not exist" in str(missing.exception)
+    assert missing.exit_code == 2 and "does not exist" in missing.output, missing.output
 
 
 @pytest.mark.parametrize(
@@ -76,6 +76,43 @@ def test_counts_and_budgets_out_of_range_are_usage_errors_naming_the_option(args
     """Refused before anything runs or writes (``--seeds 0`` once ran an empty fine-tuning and
     overwrote the stored results)."""
     monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for '{option}'" in " ".join(res.output.split()), res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the command started work before refusing its options")
+
+
+@pytest.mark.parametrize(
+    "args, option, runner",
+    [
+        (["demo", "--n", "9"], "--n", "hidlr.demo.run_demo"),
+        (["demo", "--out", "."], "--out", "hidlr.demo.run_demo"),
+        (["report", "nope"], "results", "hidlr.report.build_results_page"),
+        (["influence", "--head", "foo"], "--head", "hidlr.bench.finetune.data.quick_workload"),
+        (["bench", "overhead", "--groups", "a,b"], "--groups", "hidlr.bench.overhead.run"),
+        (["bench", "overhead", "--groups", "0"], "--groups", "hidlr.bench.overhead.run"),
+        (["bench", "overhead", "--groups", "-4"], "--groups", "hidlr.bench.overhead.run"),
+        (["bench", "overhead", "--groups", "1,3"], "--groups", "hidlr.bench.overhead.run"),
+        (["bench", "overhead", "--device", "foo"], "--device", "hidlr.bench.overhead.run"),
+        (["bench", "rotdigits", "--device", "foo"], "--device", "hidlr.bench.rotdigits.run"),
+        (["bench", "rotdigits", "--models", "mdn", "--models", "gp"], "--models", "hidlr.bench.rotdigits.run"),
+        (["bench", "uci", "--models", "gp"], "--models", "hidlr.bench.uci.run"),
+        (["bench", "uci", "--optimizers", "sgd"], "--optimizers", "hidlr.bench.uci.run"),
+        (["bench", "kl", "--tasks", "moons"], "--tasks", "hidlr.bench.kl.run"),
+        (["bench", "gap", "--models", "gp"], "--models", "hidlr.bench.kl.gap_check"),
+        (["bench", "gap-reference", "--models", "gp"], "--models", "hidlr.bench.kl.gap_reference.run"),
+        (["bench", "finetune", "--heads", "gp"], "--heads", "hidlr.bench.finetune.run"),
+        (["bench", "finetune", "--methods", "sgd"], "--methods", "hidlr.bench.finetune.run"),
+    ],
+)
+def test_bad_names_paths_and_devices_are_usage_errors_before_any_work(args, option, runner, tmp_path, monkeypatch):
+    """Each was once refused only after the work (or its setup) had run, with a traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, _must_not_run)
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
     assert f"Invalid value for '{option}'" in " ".join(res.output.split()), res.output

@@ -116,3 +116,50 @@ def test_lora_recognises_peft_layers_by_type():
     }
     with pytest.raises(ValueError, match="outside the LoRA layers"):
         groups.lora(m, rest=None)
+
+
+def test_depth_must_be_a_positive_int_or_none():
+    m = Net()
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match="depth must be a positive int or None, got"):
+            groups.by_layer(m, depth=bad)
+    for bad in (True, 1.5, "1"):
+        with pytest.raises(TypeError, match="depth must be a positive int or None"):
+            groups.by_layer(m, depth=bad)
+    assert set(_names(m, groups.by_layer(m, depth=2))) == {"body.0", "body.1", "body.3", "body.4", "head"}
+
+
+def test_head_must_be_a_submodule_of_the_model():
+    m = Net()
+    with pytest.raises(ValueError, match="the head Linear is not a submodule of the model"):
+        groups.head_body(m, nn.Linear(8, 3))
+    with pytest.raises(ValueError, match="not a submodule"):
+        groups.head_body(m, [m.head, Net().head])
+    with pytest.raises(TypeError, match="head must be a submodule's name or module"):
+        groups.head_body(m, 5)
+    with pytest.raises(TypeError, match="head must be submodule names or modules, got int"):
+        groups.head_body(m, ["head", 5])
+
+
+def test_patterns_are_checked_and_never_clash_with_rest():
+    m = Net()
+    with pytest.raises(ValueError, match="group 'rest' is both in patterns and rest="):
+        groups.by_pattern(m, {"rest": "weight"})
+    with pytest.raises(ValueError, match="group 'a' is both in patterns and rest="):
+        groups.by_pattern(m, {"a": "weight"}, rest="a")
+    assert set(_names(m, groups.by_pattern(m, {"rest": "weight", "b": "bias"}, rest=None))) == {"rest", "b"}
+    for bad in ({"a": 5}, {"a": None}, {"a": ["weight", 5]}):
+        with pytest.raises(TypeError, match=r"patterns\['a'\] must be a regular expression"):
+            groups.by_pattern(m, bad)
+    with pytest.raises(TypeError, match="patterns must map group names to regular expressions, got str"):
+        groups.by_pattern(m, "weight")
+
+
+def test_a_group_without_params_and_a_frozen_model_are_refused():
+    m = Net()
+    with pytest.raises(ValueError, match=r"groups\[0\] must be a dict with 'params'"):
+        groups.check_partition(m, [{"name": "x"}])
+    m.requires_grad_(False)
+    for build in (groups.single, groups.by_layer, groups.by_kind, groups.by_parameter):
+        with pytest.raises(ValueError, match="the model has no trainable parameters"):
+            build(m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -12,6 +13,44 @@ def _fraction(value: float) -> float:
     if not 0.0 < value <= 1.0:
         raise typer.BadParameter(f"must be a fraction in (0, 1], got {value}")
     return value
+
+
+def _output_file(path: Path | None) -> Path | None:
+    """A file to write at the end of a run: refused up front if it is a folder or lies under a file."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; give a file path such as {path / 'page.html'}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise typer.BadParameter(f"{parent} is a file, so {path} cannot be written")
+    return path
+
+
+def _device(value: str | None) -> str | None:
+    """A torch device name (None: the command's default), refused if torch cannot parse it or lacks CUDA."""
+    if value is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise typer.BadParameter(f"{value!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"{value!r}: CUDA is not available here")
+    return value
+
+
+def _known(option: str, values: list[str] | None, choices: Sequence[str]) -> list[str] | None:
+    """``values`` (None when not given), refused as a usage error naming ``option`` unless each is one
+    of ``choices``: checked before a benchmark starts, not when it reaches the name."""
+    unknown = [v for v in values or () if v not in choices]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown {', '.join(map(repr, unknown))}; choose from {', '.join(choices)}", param_hint=[option]
+        )
+    return list(values) if values else None
 
 
 app = typer.Typer(
@@ -27,9 +66,11 @@ app.add_typer(bench_app, name="bench")
 def demo(
     steps: int = typer.Option(300, min=1, help="Training steps per digits run."),
     seed: int = typer.Option(0, min=0, help="Random seed."),
-    n: int = typer.Option(1000, min=1, help="Training points for the MDN and the BNN."),
+    n: int = typer.Option(1000, min=10, help="Training points for the MDN and the BNN (at least 10)."),
     epochs: int = typer.Option(60, min=1, help="Epochs for the MDN and the BNN."),
-    out: Path = typer.Option(Path("results/demo/demo.html"), help="Where to write the HTML page."),
+    out: Path = typer.Option(
+        Path("results/demo/demo.html"), callback=_output_file, help="Where to write the HTML page."
+    ),
 ) -> None:
     """Hi-DLR against Adam from several starting rates, an MDN and a BNN on a two-mode task; writes
     one self-contained HTML page."""
@@ -44,9 +85,12 @@ def demo(
 @app.command()
 def report(
     results: Path = typer.Argument(
-        ..., help="A benchmark's results folder (lr, uci, kl, overhead, uq-speed, finetune, rotdigits, faults, cuda)."
+        ...,
+        exists=True,
+        file_okay=False,
+        help="A benchmark's results folder (lr, uci, kl, overhead, uq-speed, finetune, rotdigits, faults, cuda).",
     ),
-    out: Path = typer.Option(None, help="The HTML file (default: RESULTS/report.html)."),
+    out: Path = typer.Option(None, callback=_output_file, help="The HTML file (default: RESULTS/report.html)."),
 ) -> None:
     """Build one self-contained HTML page from a benchmark's results folder."""
     from hidlr.report import build_results_page
@@ -62,7 +106,7 @@ def bench_overhead(
     steps: int = typer.Option(1000, min=1, help="Steps per run, from the start of training."),
     groups: str = typer.Option("1,4,16,64", help="Numbers of param groups K, comma-separated."),
     memory: bool = typer.Option(True, help="Also measure peak memory (fresh processes)."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    device: str = typer.Option(None, callback=_device, help="cpu or cuda (default: cuda if available)."),
     threads: int = typer.Option(1, min=1, help="torch threads."),
     rebuild: bool = typer.Option(False, help="Only rebuild OUT's report from its stored repeats (no timing)."),
 ) -> None:
@@ -70,13 +114,23 @@ def bench_overhead(
     on a 32-layer MLP, for several numbers of groups, side by side in one process."""
     from hidlr.bench.overhead import rebuild as rebuild_report
     from hidlr.bench.overhead import run
+    from hidlr.bench.overhead.timing import DEPTH
 
+    tensors = 2 * DEPTH  # the MLP's weights and biases, split into K groups of consecutive tensors
+    try:
+        ks = tuple(int(k) for k in groups.split(","))
+    except ValueError:
+        ks = ()
+    if not ks or any(k < 1 or tensors % k for k in ks):
+        raise typer.BadParameter(
+            f"must be comma-separated numbers of groups that divide {tensors} (the MLP's tensors), got {groups!r}",
+            param_hint=["--groups"],
+        )
     if rebuild:
         if not (out / "overhead.json").is_file():
             raise typer.BadParameter(f"no overhead.json in {out} to rebuild from", param_hint="--out")
         rebuild_report(out)
     else:
-        ks = tuple(int(k) for k in groups.split(","))
         run(out, repeats=repeats, steps=steps, groups=ks, device=device, threads=threads, memory=memory)
     typer.echo((out / "report.md").read_text())
 
@@ -183,9 +237,9 @@ def bench_uci(
         out,
         quick=quick,
         sets=sets or None,
-        models=models or None,
+        models=_known("--models", models, uci.MODELS),
         splits=splits,
-        optimizers=optimizers or None,
+        optimizers=_known("--optimizers", optimizers, uci.OPTIMIZERS),
         root=root,
         progress=True,
         workers=workers,
@@ -205,7 +259,7 @@ def bench_kl(
     """KL to the true conditional density against n, slopes, coverage, and the gap experiment."""
     from hidlr.bench import kl
 
-    kl.run(out, quick=quick, tasks=tasks or None, seeds=seeds, progress=True, workers=workers)
+    kl.run(out, quick=quick, tasks=_known("--tasks", tasks, kl.TASKS), seeds=seeds, progress=True, workers=workers)
     typer.echo(f"report: {out / 'report.md'}")
 
 
@@ -215,22 +269,26 @@ def bench_rotdigits(
     quick: bool = typer.Option(False, help="One seed, fewer images and epochs (about 2 minutes)."),
     seeds: int = typer.Option(None, min=1, help="Seeds (default 3; quick 1)."),
     models: list[str] = typer.Option(None, help="mdn, bnn, deep_ensemble, bayesian_mdn (default: all)."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    device: str = typer.Option(None, callback=_device, help="cpu or cuda (default: cuda if available)."),
 ) -> None:
     """Rotated digits: a CNN backbone with MDN, BNN, ensemble and Bayesian-MDN heads, scored by the KL
     to the known angle distribution per digit class."""
     import sys
 
     from hidlr.bench import rotdigits
+    from hidlr.bench.rotdigits.nets import MODELS
 
+    models = _known("--models", models, MODELS)
     command = "hidlr " + " ".join(sys.argv[1:])
-    rotdigits.run(out, quick=quick, seeds=seeds, models=models or None, device=device, command=command)
+    rotdigits.run(out, quick=quick, seeds=seeds, models=models, device=device, command=command)
     typer.echo(f"report: {out / 'report.md'}")
 
 
 @bench_app.command("gap")
 def bench_gap(
-    out: Path = typer.Option(Path("results/kl/gap_long_training.json"), help="Output JSON file."),
+    out: Path = typer.Option(
+        Path("results/kl/gap_long_training.json"), callback=_output_file, help="Output JSON file."
+    ),
     models: list[str] = typer.Option(None, help="Models (default: bnn, bayesian_mdn)."),
     epochs: int = typer.Option(2000, min=1, help="Training epochs (the KL study's gap runs use 400)."),
     seeds: int = typer.Option(5, min=1, help="Seeds."),
@@ -239,7 +297,8 @@ def bench_gap(
     """The limited-data gap experiment alone, with longer training (a robustness check)."""
     from hidlr.bench import kl
 
-    res = kl.gap_check(out, models=models or ("bnn", "bayesian_mdn"), epochs=epochs, seeds=seeds, workers=workers)
+    models = _known("--models", models, kl.GAP_MODELS) or ["bnn", "bayesian_mdn"]
+    res = kl.gap_check(out, models=models, epochs=epochs, seeds=seeds, workers=workers)
     for m, st in res["summary"].items():
         ratio = "—" if st is None else f"{st['mean']:.2f} ± {st['se']:.2f}"
         typer.echo(f"{m}: epistemic variance gap / near = {ratio}")
@@ -268,6 +327,7 @@ def bench_gap_reference(
     from hidlr.bench.kl import gap_reference
     from hidlr.bench.kl.reference import NUTSSettings
 
+    models = _known("--models", models, gap_reference.APPROXIMATIONS)
     settings = NUTSSettings(
         chains=chains, warmup=warmup, samples=samples, max_tree_depth=max_tree_depth, activation=activation
     )
@@ -312,8 +372,11 @@ def bench_finetune(
 ) -> None:
     """Fine-tune a pretrained encoder on the VADER lexicon's rating distributions: full, head-only,
     BitFit, LoRA, LoRA+, Hi-DLR, automatic freezing, Prodigy, Schedule-Free; MDN and Gaussian heads."""
+    from hidlr.bench.finetune import methods as M
     from hidlr.bench.finetune import rebuild_report, run
 
+    heads = _known("--heads", heads, tuple(M.HEADS))
+    methods = _known("--methods", methods, (*M.method_table(quick), "freeze"))
     if report_only is not None:
         rebuild_report(out, note=report_only or None)
         typer.echo(f"report: {out / 'report.md'}")
@@ -323,8 +386,8 @@ def bench_finetune(
         out,
         quick=quick,
         seeds=seeds,
-        heads=heads or None,
-        methods=methods or None,
+        heads=heads,
+        methods=methods,
         steps=steps,
         batch_size=batch_size,
         costs=costs,
@@ -356,6 +419,7 @@ def influence(
     from hidlr.bench.finetune.runner import influence_run
     from hidlr.influence import format_table, influence_table, plan_for
 
+    _known("--head", [head], tuple(M.HEADS))
     torch.set_num_threads(1)
     wl = quick_workload(seed) if quick else real_workload(seed, probe_size=48)
     lr = M.HIDLR_START * (10.0 if quick else 1.0)

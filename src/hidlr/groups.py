@@ -6,6 +6,7 @@ same for groups built by hand. Extra keys (``lr``, ``weight_decay``, ...) may be
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -23,6 +24,8 @@ def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def _build(model: nn.Module, named: Mapping[str, list[nn.Parameter]]) -> list[dict]:
     groups = [{"name": name, "params": params} for name, params in named.items() if params]
+    if not groups:
+        raise ValueError("the model has no trainable parameters (none, or all with requires_grad=False)")
     check_partition(model, groups)
     return groups
 
@@ -32,15 +35,16 @@ def check_partition(model: nn.Module, groups: Sequence[Mapping]) -> None:
     (and nothing that is not one of its parameters)."""
     names = {id(p): n for n, p in model.named_parameters()}
     seen: dict[int, str] = {}
-    for g in groups:
+    for k, g in enumerate(groups):
+        if not isinstance(g, Mapping) or "params" not in g:
+            raise ValueError(f"groups[{k}] must be a dict with 'params' (and a 'name'), got {g!r}")
         params = g["params"]
         params = [params] if isinstance(params, nn.Parameter) else list(params)
         gname = g.get("name", "?")
         for p in params:
             if id(p) not in names:
-                raise ValueError(
-                    f"group {gname!r} holds a tensor of shape {tuple(p.shape)} that is not a parameter of the model"
-                )
+                what = f"a tensor of shape {tuple(p.shape)}" if hasattr(p, "shape") else f"a {type(p).__name__}"
+                raise ValueError(f"group {gname!r} holds {what} that is not a parameter of the model")
             if id(p) in seen:
                 raise ValueError(f"parameter {names[id(p)]!r} is in two groups: {seen[id(p)]!r} and {gname!r}")
             seen[id(p)] = gname
@@ -57,6 +61,12 @@ def single(model: nn.Module, name: str = "all") -> list[dict]:
 def by_layer(model: nn.Module, depth: int | None = None) -> list[dict]:
     """One group per module that owns parameters directly (``depth=None``), or per module at the
     given depth of the module tree (``depth=1``: the model's children)."""
+    if depth is not None:
+        if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+            raise TypeError(f"depth must be a positive int or None, got {type(depth).__name__} {depth!r}")
+        if depth < 1:
+            raise ValueError(f"depth must be a positive int or None, got {depth}")
+        depth = int(depth)
     named: dict[str, list[nn.Parameter]] = {}
     for pname, p in _trainable(model):
         parts = pname.split(".")[:-1]
@@ -88,14 +98,21 @@ def by_kind(model: nn.Module) -> list[dict]:
 
 def head_body(model: nn.Module, head: str | nn.Module | Iterable[str | nn.Module]) -> list[dict]:
     """Two groups: ``"body"`` and ``"head"``, the head given by submodule name(s) or module(s)."""
+    if not isinstance(head, (str, nn.Module, Iterable)):
+        raise TypeError(f"head must be a submodule's name or module, or a list of them, got {type(head).__name__}")
     heads = [head] if isinstance(head, (str, nn.Module)) else list(head)
     modules = dict(model.named_modules())
+    own = {id(m) for m in modules.values()}
     head_ids = set()
     for h in heads:
         if isinstance(h, str):
             if h not in modules:
                 raise ValueError(f"no submodule named {h!r}; submodules: {', '.join(n for n in modules if n)}")
             h = modules[h]
+        elif not isinstance(h, nn.Module):
+            raise TypeError(f"head must be submodule names or modules, got {type(h).__name__} {h!r}")
+        elif id(h) not in own:
+            raise ValueError(f"the head {type(h).__name__} is not a submodule of the model")
         head_ids |= {id(p) for p in h.parameters()}
     if not head_ids:
         raise ValueError("the head has no parameters")
@@ -119,6 +136,15 @@ def _compile(group: str, pattern: str) -> re.Pattern[str]:
 def by_pattern(model: nn.Module, patterns: Mapping[str, str | Sequence[str]], rest: str | None = "rest") -> list[dict]:
     """Groups by regular expressions on parameter names (``re.search``), first match wins; the
     parameters no pattern matches go to ``rest`` (or, with ``rest=None``, are an error)."""
+    if not isinstance(patterns, Mapping):
+        raise TypeError(f"patterns must map group names to regular expressions, got {type(patterns).__name__}")
+    for name, pats in patterns.items():
+        if not (isinstance(pats, str) or (isinstance(pats, Sequence) and all(isinstance(q, str) for q in pats))):
+            raise TypeError(f"patterns[{name!r}] must be a regular expression (str) or a list of them, got {pats!r}")
+    if rest is not None and rest in patterns:
+        raise ValueError(
+            f"group {rest!r} is both in patterns and rest= (the group of unmatched parameters): rename one"
+        )
     compiled = {
         name: [_compile(name, p) for p in ([pats] if isinstance(pats, str) else pats)]
         for name, pats in patterns.items()

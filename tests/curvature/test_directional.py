@@ -126,3 +126,37 @@ def test_bad_input_is_named():
         curvature.along(loss, groups, [[torch.tensor([float("inf"), 0.0])], [torch.zeros(2)]])
     with pytest.raises(ValueError, match="non-finite loss"):
         curvature.along(lambda: loss() * float("nan"), groups, [[torch.zeros(2)], [torch.zeros(2)]])
+
+
+def test_groups_the_loss_does_not_use_are_named_or_measured_as_flat():
+    model, x, y = _tiny_mlp()
+    other, _, _ = _tiny_mlp()
+    loss = lambda: nn.functional.cross_entropy(model(x), y)
+    groups = [list(other.parameters())]
+    dirs = [[torch.ones_like(p) for p in groups[0]]]
+    with pytest.raises(ValueError, match="loss_fn returned a loss that does not depend on the groups' parameters"):
+        curvature.along(loss, groups, dirs)
+    # one group the loss ignores, one it uses linearly: b and A are exact (zero curvature), no error
+    w = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    unused = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    out = curvature.along(lambda: 3 * w.sum(), [[w], [unused]], [[torch.ones(2)], [torch.ones(3)]])
+    torch.testing.assert_close(out.b, torch.tensor([6.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(out.A, torch.zeros(2, 2, dtype=torch.float64))
+
+
+def test_directions_must_be_tensors_and_groups_not_a_module():
+    np = pytest.importorskip("numpy")
+    model, x, y = _tiny_mlp()
+    loss = lambda: nn.functional.cross_entropy(model(x), y)
+    params = list(model.parameters())
+    with pytest.raises(TypeError, match=r"directions\[0\]\[0\] must be a torch.Tensor, got ndarray"):
+        curvature.along(loss, [params[:1]], [[np.zeros((4, 3))]])
+    with pytest.raises(TypeError, match=r"directions\[0\]\[0\] must be a torch.Tensor, got list"):
+        curvature.along(loss, [params[:1]], [[[0.0] * 3] * 4])
+    with pytest.raises(TypeError, match="directions must be a list"):
+        curvature.along(loss, [params[:1]], np.zeros((1, 4, 3)))
+    with pytest.raises(TypeError, match=r"directions\[0\] must be a tensor or a list of tensors, got ndarray"):
+        curvature.along(loss, [params[:1]], [np.zeros((4, 3))])
+    passing = r"groups must be parameter groups, not an nn.Module.*list\(model.parameters\(\)\)"
+    with pytest.raises(TypeError, match=passing):
+        curvature.along(loss, model, [[torch.zeros_like(p)] for p in params])

@@ -79,3 +79,19 @@ def test_bad_arguments():
         curvature.top_eigenvalues(lambda: (w**2).sum() * float("inf"), [[w]])
     with pytest.raises(ValueError, match="non-finite loss"):
         curvature.hutchinson_traces(lambda: (w**2).sum() * float("nan"), [[w]])
+
+
+@pytest.mark.parametrize("estimate", [curvature.top_eigenvalues, curvature.hutchinson_traces])
+def test_seed_and_counts_are_checked(estimate):
+    w = torch.ones(2, requires_grad=True)
+    loss = lambda: (w**2).sum()
+    for bad in (None, 1.5, "a", True):
+        with pytest.raises(TypeError, match="seed must be an int"):
+            estimate(loss, [[w]], seed=bad)
+    for bad in (-1, 2**63):
+        with pytest.raises(ValueError, match="seed must be"):
+            estimate(loss, [[w]], seed=bad)
+    count = "iters" if estimate is curvature.top_eigenvalues else "samples"
+    with pytest.raises(TypeError, match=f"{count} must be an int, got bool"):
+        estimate(loss, [[w]], **{count: True})
+    assert estimate(loss, [[w]], seed=2**63 - 1) is not None

@@ -208,3 +208,74 @@ def test_freezing_restarts_the_refresh_schedule_for_the_groups_left():
     _steps(opt, model, x, 1)
     fitted = [g["name"] for g in opt.history[-1]["groups"] if g["a"] is not None]
     assert fitted == list(plan.kept_groups)
+
+
+def _twelve_layer_run():
+    """HiDLR over groups.by_layer of 12 Linear layers (groups '0'..'11'), every group measured."""
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(12)])
+    x = torch.randn(16, 3)
+    opt = HiDLR(torch.optim.SGD(groups.by_layer(model), lr=0.01), every=1, max_groups=None, groups_per_refresh=None)
+    _steps(opt, model, x, 3)
+    return model, opt
+
+
+def test_keep_names_groups_exactly_and_a_string_is_one_name():
+    names, sizes = [str(k) for k in range(12)], [5] * 12
+    infl = [1.0] * 12
+    infl[5], infl[6] = 3.0, 2.0
+    # "10" is one group, not the groups "1" and "0" (nor every name that is a substring of it)
+    assert plan_from_scores(names, infl, sizes, max_groups=3, keep="10").kept_groups == ("5", "6", "10")
+    assert plan_from_scores(names, infl, sizes, max_groups=2, keep=None).kept_groups == ("5", "6")
+    with pytest.raises(TypeError, match="keep must hold group names"):
+        plan_from_scores(names, infl, sizes, max_groups=3, keep=[10])
+    with pytest.raises(TypeError, match="keep must be a group name"):
+        plan_from_scores(names, infl, sizes, max_groups=3, keep=10)
+
+    model, opt = _twelve_layer_run()
+    ranked = sorted(range(12), key=lambda k: (-opt.influence[k], str(k)))
+    top_two = [k for k in ranked if k != 10][:2]
+    expected = tuple(str(k) for k in sorted([*top_two, 10]))
+    assert plan_for(opt, max_groups=3, keep="10").kept_groups == expected
+    assert plan_for(opt, max_groups=3, keep=None) == plan_for(opt, max_groups=3)
+    assert freeze(opt, max_groups=1, keep="10").kept_groups == ("10",)
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["10.weight", "10.bias"]
+
+
+def test_influence_table_refuses_what_plan_for_refuses():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    fresh = HiDLR(torch.optim.SGD(groups.by_layer(model), lr=0.01), every=1)
+    for call in (influence_table, plan_for):
+        with pytest.raises(ValueError, match="has not refreshed yet"):
+            call(fresh)
+        with pytest.raises(TypeError, match="opt must be a HiDLR with refresh history, got Adam"):
+            call(torch.optim.Adam(model.parameters()))
+
+
+def test_max_groups_refuses_non_finite_influence_as_the_budget_does():
+    for rule in ({"max_groups": 1}, {"budget": 0.5}):
+        with pytest.raises(ValueError, match="values must be finite"):
+            plan_from_scores(["a", "b"], [float("nan"), 1.0], [5, 5], **rule)
+
+
+def test_numpy_scalars_are_accepted_and_bad_arguments_are_named():
+    np = pytest.importorskip("numpy")
+    names, infl, sizes = ["a", "b", "c", "d"], [3.0, 0.0, 2.0, 1.0], [10, 10, 10, 10]
+    by_np = plan_from_scores(names, infl, sizes, max_groups=np.int64(2))
+    assert by_np == plan_from_scores(names, infl, sizes, max_groups=2) and type(by_np.max_groups) is int
+    assert FreezePlan.from_json(by_np.to_json()) == by_np
+    assert plan_from_scores(names, infl, sizes, budget=np.float32(0.5)).kept_groups == ("a", "c")
+    with pytest.raises(ValueError, match="max_groups"):
+        plan_from_scores(names, infl, sizes, max_groups=True)
+    with pytest.raises(ValueError, match="total_params must be a positive int"):
+        FreezePlan(("a",), (), 0, 0, {"a": 1.0}, {"a": 0})
+
+    model, opt = _twelve_layer_run()
+    with pytest.raises(TypeError, match="model must be an nn.Module or None, got str"):
+        plan_for(opt, max_groups=1, model="m")
+    with pytest.raises(TypeError, match="model must be an nn.Module or None"):
+        freeze(opt, max_groups=1, model="m")
+    assert all(p.requires_grad for p in model.parameters())  # the refused freeze changed nothing
+    for bad in (None, {"trainable": [], "frozen": []}):
+        with pytest.raises(TypeError, match="plan must be a FreezePlan"):
+            apply_plan(model, bad)

@@ -48,6 +48,11 @@ class Directional:
 def as_groups(groups: Sequence[Any]) -> list[list[torch.Tensor]]:
     """Parameter groups as lists of tensors: accepts optimizer ``param_groups`` (dicts with
     ``"params"``), lists of tensors, or single tensors."""
+    if isinstance(groups, torch.nn.Module):
+        raise TypeError(
+            "groups must be parameter groups, not an nn.Module: pass e.g. list(model.parameters()) (one group "
+            "per tensor) or hidlr.groups.by_layer(model)"
+        )
     if isinstance(groups, (torch.Tensor, dict)):
         raise TypeError("groups must be a sequence of groups (dicts with 'params', tensor lists or tensors)")
     out = []
@@ -68,11 +73,18 @@ def check_directions(
     groups: list[list[torch.Tensor]], directions: Sequence[Sequence[torch.Tensor]]
 ) -> list[list[torch.Tensor]]:
     """Directions shaped like the groups, with finite entries, cast to each parameter's dtype and device."""
+    if isinstance(directions, (torch.Tensor, str)) or not isinstance(directions, Sequence):
+        raise TypeError(f"directions must be a list (per group) of lists of tensors, got {type(directions).__name__}")
     if len(directions) != len(groups):
         raise ValueError(f"directions has {len(directions)} groups, groups has {len(groups)}")
     out = []
     for k, (ps, ds) in enumerate(zip(groups, directions)):
+        if not isinstance(ds, (torch.Tensor, Sequence)) or isinstance(ds, str):
+            raise TypeError(f"directions[{k}] must be a tensor or a list of tensors, got {type(ds).__name__}")
         ds = [ds] if isinstance(ds, torch.Tensor) else list(ds)
+        for i, d in enumerate(ds):
+            if not isinstance(d, torch.Tensor):
+                raise TypeError(f"directions[{k}][{i}] must be a torch.Tensor, got {type(d).__name__}")
         if len(ds) != len(ps) or any(d.shape != p.shape for p, d in zip(ps, ds)):
             raise ValueError(
                 f"directions[{k}] must match the shapes of groups[{k}]: "
@@ -115,6 +127,8 @@ def gradients(loss_fn: LossFn, groups: list[list[torch.Tensor]]) -> tuple[torch.
     loss = scalar_loss(loss_fn)
     flat = [p for ps in groups for p in ps]
     grads = torch.autograd.grad(loss, flat, create_graph=True, allow_unused=True)
+    if all(g is None for g in grads):
+        raise ValueError("loss_fn returned a loss that does not depend on the groups' parameters")
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(flat, grads)]
     out, i = [], 0
     for ps in groups:
@@ -137,7 +151,10 @@ def hvp(
     inner = _dot([g for g, _ in pairs], [v for _, v in pairs])
     wrt = list(range(len(groups))) if wrt is None else list(wrt)
     flat = [p for k in wrt for p in groups[k]]
-    hv = torch.autograd.grad(inner, flat, retain_graph=True, allow_unused=True)
+    if inner.requires_grad:
+        hv = torch.autograd.grad(inner, flat, retain_graph=True, allow_unused=True)
+    else:  # the gradient is constant in the weights (a linear loss, a group the loss ignores): H v = 0
+        hv = (None,) * len(flat)
     hv = [torch.zeros_like(p) if h is None else h for p, h in zip(flat, hv)]
     out, i = [], 0
     for k in wrt:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from hidlr.curvature.directional import LossFn, as_groups, gradients, hvp
+from hidlr.optim.options import _count
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,13 @@ class Traces:
 
     mean: torch.Tensor
     stderr: torch.Tensor
+
+
+def _generator(seed: Any) -> torch.Generator:
+    """A CPU generator seeded with ``seed``, an int in [0, 2**63)."""
+    if _count("seed", seed, 0) >= 2**63:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed}")
+    return torch.Generator().manual_seed(int(seed))
 
 
 def _flat(vs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -77,11 +85,10 @@ def top_eigenvalues(loss_fn: LossFn, groups: Sequence[Any], iters: int = 30, see
     ``iters`` Lanczos steps per group (each one Hessian-vector product); exact when ``iters`` is at
     least the group's size, otherwise a lower bound that converges fast for well-separated tops.
     """
-    if not (isinstance(iters, int) and iters >= 1):
-        raise ValueError(f"iters must be a positive int, got {iters!r}")
+    iters = _count("iters", iters, 1)
+    gen = _generator(seed)
     gs = as_groups(groups)
     _, grads = gradients(loss_fn, gs)
-    gen = torch.Generator().manual_seed(seed)
     out = []
     for k, ps in enumerate(gs):
         n = sum(p.numel() for p in ps)
@@ -92,11 +99,10 @@ def top_eigenvalues(loss_fn: LossFn, groups: Sequence[Any], iters: int = 30, see
 def hutchinson_traces(loss_fn: LossFn, groups: Sequence[Any], samples: int = 32, seed: int = 0) -> Traces:
     """Hutchinson estimates of ``trace(H_kk)`` per group from ``samples`` Rademacher vectors
     (exact for a diagonal block); each sample costs one Hessian-vector product per group."""
-    if not (isinstance(samples, int) and samples >= 1):
-        raise ValueError(f"samples must be a positive int, got {samples!r}")
+    samples = _count("samples", samples, 1)
+    gen = _generator(seed)
     gs = as_groups(groups)
     _, grads = gradients(loss_fn, gs)
-    gen = torch.Generator().manual_seed(seed)
     means, errs = [], []
     for k, ps in enumerate(gs):
         n = sum(p.numel() for p in ps)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from hidlr.influence.scores import group_names, group_sizes, require_group_fits
+from hidlr.influence.scores import group_names, group_sizes, require_group_fits, require_refreshed
 
 
 def knapsack(values: Sequence[float], weights: Sequence[int], capacity: int) -> list[int]:
@@ -55,6 +56,7 @@ class FreezePlan:
 
     ``budget`` is the fraction of the planned parameters allowed to train (or None), ``max_groups``
     the number of groups (or None); ``trainable_params <= budget * total_params`` holds exactly.
+    A plan over no parameters (``total_params < 1``) is refused at construction.
     """
 
     kept_groups: tuple[str, ...]
@@ -68,6 +70,14 @@ class FreezePlan:
     trainable: tuple[str, ...] = ()  # parameter names kept trainable (empty when unknown)
     frozen: tuple[str, ...] = ()  # parameter names frozen
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.total_params, bool) or not isinstance(self.total_params, int) or self.total_params < 1:
+            raise ValueError(f"total_params must be a positive int (no plan over nothing), got {self.total_params!r}")
+        if not 0 <= self.trainable_params <= self.total_params:
+            raise ValueError(
+                f"trainable_params must be in [0, total_params={self.total_params}], got {self.trainable_params!r}"
+            )
 
     @property
     def fraction(self) -> float:
@@ -96,6 +106,21 @@ class FreezePlan:
         return cls.from_json(Path(path).read_text())
 
 
+def _group_names_arg(name: str, value: Any) -> tuple[str, ...]:
+    """Group names given as None (none), one name, or an iterable of names; matched exactly later."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a group name or a sequence of group names, got {type(value).__name__}")
+    out = tuple(value)
+    bad = [v for v in out if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"{name} must hold group names (str), got {bad[0]!r} of type {type(bad[0]).__name__}")
+    return out
+
+
 def plan_from_scores(
     names: Sequence[str],
     influence: Sequence[float],
@@ -103,7 +128,7 @@ def plan_from_scores(
     *,
     budget: float | None = None,
     max_groups: int | None = None,
-    keep: Sequence[str] = (),
+    keep: str | Sequence[str] | None = (),
 ) -> FreezePlan:
     """A plan from plain numbers: keep the groups of largest total influence within the budget.
 
@@ -111,8 +136,10 @@ def plan_from_scores(
         names, influence, sizes: per group (equal lengths, unique names).
         budget: fraction in (0, 1] of ``sum(sizes)`` allowed to stay trainable, or
         max_groups: number of groups allowed to stay trainable (exactly one of the two).
-        keep: groups that stay trainable whatever their influence (their size counts).
+        keep: groups that stay trainable whatever their influence (their size counts): one name,
+            a sequence of names (exact matches), or None.
     """
+    keep = _group_names_arg("keep", keep)
     if not (len(names) == len(influence) == len(sizes)):
         raise ValueError(f"names, influence and sizes differ in length: {len(names)}, {len(influence)}, {len(sizes)}")
     if len(set(names)) != len(names):
@@ -128,10 +155,12 @@ def plan_from_scores(
     if total == 0:
         raise ValueError("the groups hold no parameters")
     infl = [float(v) for v in influence]
+    if not all(math.isfinite(v) for v in infl):
+        raise ValueError(f"influence values must be finite, got {infl}")
     forced = [i for i, n in enumerate(names) if n in keep]
     free = [i for i in range(len(names)) if names[i] not in keep]
     if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
+        if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not 0 < budget <= 1:
             raise ValueError(f"budget must be a fraction in (0, 1], got {budget!r}")
         capacity = math.floor(budget * total + 1e-9)
         if capacity < 1:
@@ -147,8 +176,9 @@ def plan_from_scores(
             )
         chosen = [free[j] for j in knapsack([infl[i] for i in free], [int(sizes[i]) for i in free], capacity)]
     else:
-        if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
+        if isinstance(max_groups, bool) or not isinstance(max_groups, numbers.Integral) or max_groups < 1:
             raise ValueError(f"max_groups must be a positive int, got {max_groups!r}")
+        max_groups = int(max_groups)
         if len(forced) > max_groups:
             raise ValueError(f"keep names {len(forced)} groups, more than max_groups={max_groups}")
         ranked = sorted(free, key=lambda i: (-infl[i], names[i]))
@@ -169,6 +199,8 @@ def plan_from_scores(
 def _param_names(model: nn.Module | None, param_groups: Sequence[dict]) -> list[list[str]] | None:
     if model is None:
         return None
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
     by_id = {id(p): n for n, p in model.named_parameters()}
     out = []
     for g in param_groups:
@@ -187,16 +219,14 @@ def plan_for(
     budget: float | None = None,
     max_groups: int | None = None,
     model: nn.Module | None = None,
-    keep: Sequence[str] = (),
+    keep: str | Sequence[str] | None = (),
 ) -> FreezePlan:
     """A plan from a running HiDLR's influence (see :func:`plan_from_scores`), over the groups that
     are trainable now; with ``model``, the plan also names the parameters (needed to transfer it)."""
-    if not hasattr(opt, "influence"):
-        raise TypeError(f"opt must be a HiDLR with refresh history, got {type(opt).__name__}")
-    if not opt.history:
-        raise ValueError("the optimizer has not refreshed yet: run a few steps before planning")
+    require_refreshed(opt)
     require_group_fits(opt)
     groups = list(opt.param_groups)
+    pnames = _param_names(model, groups)
     infl = list(opt.influence)
     live = [k for k, g in enumerate(groups) if any(p.requires_grad for p in g["params"])]
     names, sizes = group_names(groups), group_sizes(groups)
@@ -208,7 +238,6 @@ def plan_for(
         max_groups=max_groups,
         keep=keep,
     )
-    pnames = _param_names(model, groups)
     if pnames is None:
         return plan
     kept = set(plan.kept_groups)
@@ -217,7 +246,7 @@ def plan_for(
     return FreezePlan(**{**asdict(plan), "trainable": trainable, "frozen": frozen})
 
 
-def freeze_groups(opt: Any, group_names_to_freeze: Sequence[str]) -> int:
+def freeze_groups(opt: Any, group_names_to_freeze: str | Sequence[str]) -> int:
     """Freeze the named param groups of ``opt`` for real; returns the number of parameters frozen.
 
     Each parameter gets ``requires_grad=False``, its gradient and its base-optimizer state are
@@ -227,6 +256,7 @@ def freeze_groups(opt: Any, group_names_to_freeze: Sequence[str]) -> int:
     the rates left (chosen beside the frozen groups) arrive again, a concave descent along their
     update grows them.
     """
+    group_names_to_freeze = _group_names_arg("group_names_to_freeze", group_names_to_freeze)
     names = group_names(opt.param_groups)
     unknown = [n for n in group_names_to_freeze if n not in names]
     if unknown:
@@ -251,7 +281,7 @@ def freeze(
     *,
     max_groups: int | None = None,
     model: nn.Module | None = None,
-    keep: Sequence[str] = (),
+    keep: str | Sequence[str] | None = (),
 ) -> FreezePlan:
     """Freeze the lowest-influence groups of a running HiDLR until the trainable parameters are at
     most ``budget`` (a fraction of those trainable now; or give ``max_groups``), and return the plan."""
@@ -269,6 +299,10 @@ def apply_plan(model: nn.Module, plan: FreezePlan, *, strict: bool = True) -> in
     Every name in the plan must be a parameter of ``model``; with ``strict``, every trainable
     parameter of ``model`` must be named by the plan (kept or frozen).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(plan, FreezePlan):
+        raise TypeError(f"plan must be a FreezePlan (e.g. FreezePlan.load(path)), got {type(plan).__name__}")
     if not plan.has_names:
         raise ValueError("the plan names no parameters (it was made without model=): it cannot be transferred")
     params = dict(model.named_parameters())

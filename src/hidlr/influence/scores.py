@@ -130,6 +130,14 @@ def never_probed(history: Sequence[Any], n_groups: int) -> list[int]:
     return [k for k in range(n_groups) if skipped[k] and not measured[k]]
 
 
+def require_refreshed(opt: Any) -> None:
+    """Refuse an optimizer without influence (not a HiDLR) or with no refresh to read it from."""
+    if not hasattr(opt, "influence"):
+        raise TypeError(f"opt must be a HiDLR with refresh history, got {type(opt).__name__}")
+    if not opt.history:
+        raise ValueError("the optimizer has not refreshed yet: run a few steps before ranking or planning")
+
+
 def require_group_fits(opt: Any) -> None:
     """Refuse an optimizer whose influence would not be a measurement: its refreshes fitted no group
     alone (the one-group rule of ``HiDLR(max_groups=...)``), or some trainable group was never
@@ -159,6 +167,7 @@ def require_group_fits(opt: Any) -> None:
 
 def influence_table(opt: Any) -> list[InfluenceRow]:
     """The optimizer's groups ranked by influence (highest first; ties by name)."""
+    require_refreshed(opt)
     require_group_fits(opt)
     infl = list(opt.influence)
     names, sizes = group_names(opt.param_groups), group_sizes(opt.param_groups)
