@@ -103,3 +103,68 @@ def test_ranks_and_recalibrated_distribution_against_hand_computed_values():
     assert lo[0] == -math.inf and hi[0] == math.inf
     with pytest.raises(ValueError, match="calibration targets"):
         PITRecalibration().fit(dist, y[:3])
+
+
+def _recalibration_with_pits_at_the_edges():
+    """20 standard normal rows; calibration PITs that round to 1 (y = 10) and to 0 (y = -40), and a tie."""
+    g = GaussianMixture.from_normal(torch.zeros(20, dtype=torch.float64), torch.ones(20, dtype=torch.float64))
+    y_cal = np.random.default_rng(1).normal(size=20)
+    y_cal[0], y_cal[1], y_cal[2] = 10.0, -40.0, y_cal[3]
+    return g, y_cal, PITRecalibration().fit(g, y_cal)
+
+
+def test_pits_that_round_to_0_or_1_keep_the_density_finite_and_normalised():
+    from scipy import integrate, stats
+
+    g, _, rec = _recalibration_with_pits_at_the_edges()
+    assert float(rec.pit_[-1]) == 1.0 and float(rec.pit_[0]) == 0.0  # the intervals keep the raw PITs
+    assert np.all(np.diff(rec.knots_p_) > 0) and np.all(np.diff(rec.knots_r_) > 0)  # strictly increasing
+    rd = rec.distribution(g[:1])
+    far = torch.tensor([-40.0, -9.0, 9.0, 40.0], dtype=torch.float64)[:, None]
+    assert torch.isfinite(rd.log_prob(far)).all() and torch.isfinite(rd.mean).all()
+    # y = 9 lies in the top segment, from (1 - eps, 20/21) to (1, 1): slope (1/21) / eps
+    eps = math.sqrt(torch.finfo(torch.float64).eps)
+    expected = math.log(1 / 21 / eps) + stats.norm.logpdf(9.0)
+    assert float(rd.log_prob(torch.tensor([9.0], dtype=torch.float64))[0]) == pytest.approx(expected, rel=1e-9)
+    # the density integrates to 1, segment by segment between the knots' quantiles
+    edges = g[:1].icdf(torch.as_tensor(rec.knots_p_)[:, None])[:, 0].tolist()
+
+    def density(t):
+        return math.exp(float(rd.log_prob(torch.tensor([t], dtype=torch.float64))[0]))
+
+    total = sum(integrate.quad(density, a, b, epsabs=1e-13, epsrel=1e-11)[0] for a, b in zip(edges, edges[1:]))
+    assert total == pytest.approx(1.0, abs=1e-8)
+
+
+def test_recalibrated_quantiles_and_maps_take_scalars_like_the_mixture():
+    g, _, rec = _recalibration_with_pits_at_the_edges()
+    rd = rec.distribution(g)
+    full = rd.icdf(torch.full((20,), 0.5, dtype=torch.float64))
+    for q in (0.5, torch.tensor(0.5), np.float64(0.5)):
+        out = rd.icdf(q)
+        assert out.shape == g.icdf(q).shape == (20,)
+        torch.testing.assert_close(out, full)
+    assert rec.recalibrate(torch.tensor(0.3)).shape == () and rec.inverse(0.3).shape == ()
+    assert float(rec.inverse(rec.recalibrate(torch.tensor(0.3, dtype=torch.float64)))) == pytest.approx(0.3, abs=1e-12)
+
+
+@pytest.mark.parametrize("calibrator", CALIBRATORS)
+def test_calibrator_input_errors_name_the_problem(calibrator):
+    from sklearn.exceptions import NotFittedError
+
+    g, y_cal, _ = _recalibration_with_pits_at_the_edges()
+    with pytest.raises(NotFittedError, match=r"not fitted yet: call fit\(dist_cal, y_cal\)"):
+        calibrator().interval(g, 0.9)
+    with pytest.raises(ValueError, match=r"y_cal must have shape \(n,\) or \(n, 1\), got \(10, 2\)"):
+        calibrator().fit(g, np.zeros((10, 2)))
+    with pytest.raises(TypeError, match="dist must be a predictive distribution"):
+        calibrator().fit(None, y_cal)
+    fitted = calibrator().fit(g, y_cal[:, None])  # a column is read as (n,)
+    for name in ("scores_", "y_cal_", "pit_"):
+        if hasattr(fitted, name):
+            torch.testing.assert_close(getattr(fitted, name), getattr(calibrator().fit(g, y_cal), name))
+    for level in ("0.9", None, [0.9]):
+        with pytest.raises(TypeError, match="coverage must be a number"):
+            fitted.interval(g, level)
+    with pytest.raises(TypeError, match="dist must be a predictive distribution"):
+        fitted.interval(None, 0.9)

@@ -373,3 +373,32 @@ def test_cat_rows_equals_the_mixture_over_all_rows():
         GaussianMixture.cat_rows([whole, GaussianMixture(logits, loc, scale, members=3)])
     with pytest.raises(ValueError, match="at least one"):
         GaussianMixture.cat_rows([])
+
+
+def test_a_column_of_another_length_than_the_inputs_is_refused():
+    d = random_mixture(6, 2, seed=21)
+    for method in (d.log_prob, d.cdf):
+        with pytest.raises(ValueError, match=r"value of shape \(7, 1\) is a column of 7 values for a mixture over 6"):
+            method(np.zeros((7, 1)))
+        torch.testing.assert_close(method(np.zeros((6, 1))), method(np.zeros(6)))  # the mixture's own column
+        assert method(np.zeros((7, 6))).shape == (7, 6)
+    assert d.icdf(torch.full((7, 1), 0.5, dtype=D64)).shape == (7, 6)  # levels for every input
+
+
+def test_interval_takes_numpy_scalars_and_sample_takes_an_empty_shape():
+    d = random_mixture(3, 2, seed=22)
+    for level in (np.float64(0.9), np.array(0.9), torch.tensor(0.9, dtype=D64)):
+        torch.testing.assert_close(d.interval(level), d.interval(0.9))
+    torch.testing.assert_close(d.interval(np.float32(0.9)), d.interval(float(np.float32(0.9))))
+    with pytest.raises(ValueError, match="level"):
+        d.interval(np.bool_(True))
+    assert d.sample((0,)).shape == (0, 3) and d.sample((2, 0)).shape == (2, 0, 3)
+
+
+def test_an_integer_index_out_of_range_is_an_index_error():
+    d = random_mixture(4, 2, seed=23)
+    for i in (4, 100, -5):
+        with pytest.raises(IndexError, match=f"index {i} is out of range for a mixture over 4 inputs"):
+            d[i]
+    torch.testing.assert_close(d[-1].loc, d.loc[3:])
+    torch.testing.assert_close(d[-4].loc, d.loc[:1])

@@ -37,13 +37,50 @@ __all__ = ["ConformalPIT", "ConformalQuantile", "PITRecalibration", "Recalibrate
 def conformal_rank(n: int, coverage: float) -> int:
     """``ceil((n + 1) * coverage)``: the rank of the calibration score that bounds a new one with
     probability at least ``coverage``; ``n + 1`` means no finite bound exists (too few rows)."""
-    if not 0.0 < coverage < 1.0:
-        raise ValueError(f"coverage must lie strictly between 0 and 1, got {coverage!r}")
+    coverage = _check_coverage(coverage)
     return min(n + 1, math.ceil((n + 1) * coverage - 1e-12))
 
 
-def _check_cal(dist: Any, y: Any) -> Tensor:
-    y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+def _check_dist(dist: Any, *methods: str) -> Any:
+    """Refuse an argument ``dist`` that lacks the distribution methods a calibrator calls."""
+    if not all(callable(getattr(dist, m, None)) for m in methods):
+        raise TypeError(
+            f"dist must be a predictive distribution with {', '.join(methods)} (e.g. a GaussianMixture), "
+            f"got {type(dist).__name__}"
+        )
+    return dist
+
+
+def _check_fitted(calibrator: Any) -> None:
+    """Refuse to use a calibrator before ``fit`` (scikit-learn's ``NotFittedError``)."""
+    if not hasattr(calibrator, "n_"):
+        from hidlr.uq.models.interface import _not_fitted_class  # imported late: models import this module
+
+        name = type(calibrator).__name__
+        raise _not_fitted_class()(f"this {name} is not fitted yet: call fit(dist_cal, y_cal) first")
+
+
+def _check_coverage(coverage: Any) -> float:
+    """A nominal coverage: a real number (Python, NumPy or a one-element tensor) strictly inside (0, 1)."""
+    if isinstance(coverage, (bool, np.bool_)) or not (
+        isinstance(coverage, (int, float, np.integer, np.floating))
+        or (isinstance(coverage, Tensor) and coverage.numel() == 1)
+    ):
+        raise TypeError(f"coverage must be a number in (0, 1), got {coverage!r}")
+    coverage = float(coverage)
+    if not 0.0 < coverage < 1.0:  # also rejects NaN
+        raise ValueError(f"coverage must lie strictly between 0 and 1, got {coverage!r}")
+    return coverage
+
+
+def _check_cal(dist: Any, y: Any, *methods: str) -> Tensor:
+    """The calibration targets ``y: (n,)`` or ``(n, 1)`` as an ``(n,)`` float64 tensor."""
+    _check_dist(dist, *methods)
+    y = torch.as_tensor(y, dtype=torch.float64)
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y.reshape(-1)
+    if y.dim() != 1:
+        raise ValueError(f"calibration targets y_cal must have shape (n,) or (n, 1), got {tuple(y.shape)}")
     n = dist.loc.shape[0] if hasattr(dist, "loc") else len(y)
     if y.shape[0] != n:
         raise ValueError(f"calibration targets have {y.shape[0]} rows, their distributions {n}")
@@ -78,20 +115,22 @@ class ConformalQuantile:
     """
 
     def fit(self, dist_cal: Any, y_cal: Any) -> ConformalQuantile:
-        self.y_cal_ = _check_cal(dist_cal, y_cal)
+        self.y_cal_ = _check_cal(dist_cal, y_cal, "interval")
         self.dist_cal_ = dist_cal
         self.n_ = int(self.y_cal_.numel())
         return self
 
     def margin(self, coverage: float) -> float:
         """The amount (units of y) added on both sides of the central ``coverage`` interval."""
+        _check_fitted(self)
+        coverage = _check_coverage(coverage)
         lo, hi = (t.double().cpu() for t in self.dist_cal_.interval(coverage))
         scores = torch.maximum(lo - self.y_cal_, self.y_cal_ - hi)
         return _kth(scores, conformal_rank(self.n_, coverage))
 
     def interval(self, dist: Any, coverage: float) -> tuple[Tensor, Tensor]:
         t = self.margin(coverage)
-        lo, hi = (v.double().cpu() for v in dist.interval(coverage))
+        lo, hi = (v.double().cpu() for v in _check_dist(dist, "interval").interval(coverage))
         return lo - t, hi + t
 
 
@@ -103,18 +142,19 @@ class ConformalPIT:
     """
 
     def fit(self, dist_cal: Any, y_cal: Any) -> ConformalPIT:
-        y = _check_cal(dist_cal, y_cal)
+        y = _check_cal(dist_cal, y_cal, "cdf")
         self.scores_ = (2.0 * _pit(dist_cal, y) - 1.0).abs()
         self.n_ = int(y.numel())
         return self
 
     def level(self, coverage: float) -> float:
         """The nominal central level whose intervals have conformal ``coverage``."""
+        _check_fitted(self)
         return min(1.0, _kth(self.scores_, conformal_rank(self.n_, coverage)))
 
     def interval(self, dist: Any, coverage: float) -> tuple[Tensor, Tensor]:
         t = self.level(coverage)
-        n = dist.loc.shape[0]
+        n = _check_dist(dist, "icdf").loc.shape[0]
         lo = torch.full((n,), (1.0 - t) / 2.0, dtype=torch.float64)
         return _icdf(dist, lo), _icdf(dist, 1.0 - lo)
 
@@ -123,33 +163,41 @@ class PITRecalibration:
     """Isotonic recalibration of the PIT with conformal ranks.
 
     The knots are ``(0, 0)``, ``(p_(k), k / (n + 1))`` for the sorted calibration PITs, and
-    ``(1, 1)``; ``R`` interpolates them linearly (non-decreasing, so it is its own isotonic fit).
+    ``(1, 1)``; ``R`` interpolates them linearly (increasing, so it is its own isotonic fit). So
+    that ``R`` is strictly increasing with finite slopes (a finite density), the knots' PITs are
+    clamped into ``[eps, 1 - eps]``, ``eps = sqrt(finfo(dtype).eps)`` of the distribution's dtype
+    (a PIT that rounds to 0 or 1 says only that ``y`` lies far in a tail), and PITs that tie share
+    one knot at their mean rank. The intervals use the PITs' order statistics ``pit_`` as they are.
     """
 
     def fit(self, dist_cal: Any, y_cal: Any) -> PITRecalibration:
-        y = _check_cal(dist_cal, y_cal)
+        y = _check_cal(dist_cal, y_cal, "cdf")
         self.pit_ = torch.sort(_pit(dist_cal, y)).values
         self.n_ = int(y.numel())
         n = self.n_
-        self.knots_p_ = np.concatenate([[0.0], self.pit_.numpy(), [1.0]])
-        self.knots_r_ = np.concatenate([[0.0], np.arange(1, n + 1) / (n + 1), [1.0]])
+        eps = math.sqrt(torch.finfo(dist_cal.loc.dtype).eps)
+        knots, first, ties = np.unique(self.pit_.numpy().clip(eps, 1.0 - eps), return_index=True, return_counts=True)
+        self.knots_p_ = np.concatenate([[0.0], knots, [1.0]])
+        self.knots_r_ = np.concatenate([[0.0], (first + (ties + 1) / 2.0) / (n + 1), [1.0]])  # mean rank of ties
         return self
 
     def recalibrate(self, p: Tensor) -> Tensor:
-        """``R(p)`` for PIT values ``p`` (any shape)."""
-        return torch.from_numpy(np.interp(p.double().cpu().numpy(), self.knots_p_, self.knots_r_))
+        """``R(p)`` for PIT values ``p`` (any shape, a scalar included)."""
+        _check_fitted(self)
+        pp = torch.as_tensor(p).double().cpu().numpy()
+        return torch.from_numpy(np.asarray(np.interp(pp, self.knots_p_, self.knots_r_)))
 
     def inverse(self, q: Tensor) -> Tensor:
-        """``R^{-1}(q)``: the model's PIT level whose recalibrated level is ``q`` (any shape)."""
-        qq = q.double().cpu().numpy()
-        # the right-continuous inverse of a map that may be flat where PITs tie
-        return torch.from_numpy(np.interp(qq, self.knots_r_, self.knots_p_))
+        """``R^{-1}(q)``: the model's PIT level whose recalibrated level is ``q`` (any shape, a scalar included)."""
+        _check_fitted(self)
+        qq = torch.as_tensor(q).double().cpu().numpy()
+        return torch.from_numpy(np.asarray(np.interp(qq, self.knots_r_, self.knots_p_)))
 
     def level_bounds(self, coverage: float) -> tuple[float, float]:
         """Model PIT levels ``(p_lo, p_hi)`` of the guaranteed central interval: order statistics
         ``floor((n+1)(1-c)/2)`` and ``ceil((n+1)(1+c)/2)`` of the calibration PITs (0 and 1 beyond)."""
-        if not 0.0 < coverage < 1.0:
-            raise ValueError(f"coverage must lie strictly between 0 and 1, got {coverage!r}")
+        _check_fitted(self)
+        coverage = _check_coverage(coverage)
         n, alpha = self.n_, 1.0 - coverage
         k_lo = math.floor((n + 1) * alpha / 2.0 + 1e-12)
         k_hi = math.ceil((n + 1) * (1.0 - alpha / 2.0) - 1e-12)
@@ -159,7 +207,7 @@ class PITRecalibration:
 
     def interval(self, dist: Any, coverage: float) -> tuple[Tensor, Tensor]:
         p_lo, p_hi = self.level_bounds(coverage)
-        n = dist.loc.shape[0]
+        n = _check_dist(dist, "icdf").loc.shape[0]
         return (
             _icdf(dist, torch.full((n,), p_lo, dtype=torch.float64)),
             _icdf(dist, torch.full((n,), p_hi, dtype=torch.float64)),
@@ -167,7 +215,8 @@ class PITRecalibration:
 
     def distribution(self, dist: Any) -> RecalibratedDistribution:
         """The recalibrated predictive distribution ``R(F(y))`` of each row of ``dist``."""
-        return RecalibratedDistribution(dist, self)
+        _check_fitted(self)
+        return RecalibratedDistribution(_check_dist(dist, "cdf", "icdf", "log_prob"), self)
 
 
 class RecalibratedDistribution:
@@ -198,8 +247,7 @@ class RecalibratedDistribution:
         p = self.base.cdf(v).double().cpu().numpy()
         kp, kr = self.calibration.knots_p_, self.calibration.knots_r_
         seg = np.clip(np.searchsorted(kp, p, side="right") - 1, 0, len(kp) - 2)
-        width = kp[seg + 1] - kp[seg]
-        slope = np.where(width > 0, (kr[seg + 1] - kr[seg]) / np.where(width > 0, width, 1.0), np.inf)
+        slope = (kr[seg + 1] - kr[seg]) / (kp[seg + 1] - kp[seg])  # the knots are distinct: finite
         return torch.from_numpy(np.log(slope)) + self.base.log_prob(v).double().cpu()
 
     def interval(self, coverage: float) -> tuple[Tensor, Tensor]:

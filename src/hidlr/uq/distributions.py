@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
@@ -250,6 +251,9 @@ class GaussianMixture(Distribution):
     def __getitem__(self, index: int | slice | Tensor) -> GaussianMixture:
         """The mixtures of the selected inputs (rows), as a new ``GaussianMixture``."""
         if isinstance(index, int):
+            n = self._loc.shape[0]
+            if not -n <= index < n:
+                raise IndexError(f"index {index} is out of range for a mixture over {n} inputs")
             index = slice(index, index + 1 if index != -1 else None)
         return GaussianMixture(
             self._logits[index], self._loc[index], self._scale[index], members=self._members, validate_args=False
@@ -305,16 +309,23 @@ class GaussianMixture(Distribution):
         return (wm * v).sum(-1)
 
     # ------------------------------------------------------------------ densities
-    def _prepare(self, value: object, name: str = "value") -> Tensor:
+    def _prepare(self, value: object, name: str = "value", columns: bool = False) -> Tensor:
         """Cast ``value`` and bring it to a shape broadcastable with ``(n,)``.
 
         A value of shape exactly ``(n, 1)`` is read as a column of targets, one per input, and
-        flattened to ``(n,)``; pass ``(S, n)`` (e.g. expanded) for ``S = n`` levels per input.
+        flattened to ``(n,)``; pass ``(S, n)`` (e.g. expanded) for ``S = n`` levels per input. Another
+        column ``(S, 1)`` is refused (a column of targets of the wrong length), unless ``columns``:
+        then it means ``S`` values for every input (quantile levels).
         """
         v = _as_tensor(value, self._loc, name)
         n = self._loc.shape[0]
         if v.dim() == 2 and v.shape == (n, 1) and n != 1:
             v = v.reshape(n)
+        if v.dim() == 2 and v.shape[1] == 1 and n != 1 and not columns:
+            raise ValueError(
+                f"{name} of shape {tuple(v.shape)} is a column of {v.shape[0]} values for a mixture over {n} inputs; "
+                f"pass (n,) or (n, 1) with n = {n} (or expand to ({v.shape[0]}, {n}) for {v.shape[0]} values per input)"
+            )
         if v.dim() >= 1 and v.shape[-1] not in (1, n):
             raise ValueError(
                 f"{name} of shape {tuple(v.shape)} does not broadcast with the mixture's {n} inputs; "
@@ -340,13 +351,14 @@ class GaussianMixture(Distribution):
         return (self.weights * ndtr(self._standardise(v))).sum(-1)
 
     def icdf(self, value: object) -> Tensor:
-        """Quantile function; ``value`` in ``[0, 1]``, scalar, ``(n,)``, ``(n, 1)`` or ``(*S, n)``.
+        """Quantile function; ``value`` in ``[0, 1]``, scalar, ``(n,)``, ``(n, 1)``, ``(*S, n)`` or ``(S, 1)``
+        (``S`` levels for every input).
 
         Returns ``(n,)`` or ``(*S, n)``; 0 and 1 map to -inf and +inf. Solved in float64 until the
         Newton correction falls below ``1e-13 max(|x|, 1)``; levels above 1/2 are solved on the
         survival function, so both tails keep their relative accuracy.
         """
-        q = self._prepare(value, "q")
+        q = self._prepare(value, "q", columns=True)
         if not bool(((q >= 0) & (q <= 1)).all()):  # also catches NaN
             raise ValueError("quantile levels must lie in [0, 1] (and not be NaN)")
         with torch.no_grad():
@@ -380,6 +392,8 @@ class GaussianMixture(Distribution):
         shape = torch.Size(sample_shape)
         count = max(int(shape.numel()), 1)
         n = self._loc.shape[0]
+        if shape.numel() == 0:  # e.g. (0,): no draws
+            return self._loc.new_empty((*shape, n)).detach()
         with torch.no_grad():
             idx = torch.multinomial(self.weights.detach(), count, replacement=True, generator=generator)
             loc = torch.gather(self._loc.detach(), 1, idx)  # (n, count)
@@ -390,9 +404,13 @@ class GaussianMixture(Distribution):
 
 
 def _check_level(level: float) -> float:
-    """Validate a central-interval level in ``(0, 1)``."""
-    if isinstance(level, bool) or (
-        not isinstance(level, (int, float)) and not (isinstance(level, Tensor) and level.numel() == 1)
+    """Validate a central-interval level in ``(0, 1)``: a real number (Python or NumPy, a 0-d array)
+    or a one-element tensor."""
+    if isinstance(level, np.ndarray) and level.ndim == 0:
+        level = level[()]
+    if isinstance(level, (bool, np.bool_)) or (
+        not isinstance(level, (int, float, np.integer, np.floating))
+        and not (isinstance(level, Tensor) and level.numel() == 1)
     ):
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     level = float(level)

@@ -77,3 +77,9 @@ def test_default_optimizer_is_hidlr_over_named_groups():
     m = BayesianMDN(components=2, hidden=(4,)).fit(np.zeros((8, 1)), np.arange(8.0), epochs=1)
     assert isinstance(m.optimizer_, HiDLR)
     assert [g["name"] for g in m.optimizer_.param_groups] == ["trunk", "logits", "loc", "scale", "posterior_scales"]
+
+
+def test_a_posterior_scale_wider_than_the_prior_is_refused():
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    with pytest.raises(ValueError, match=r"posterior_scale must lie in \(0, prior_sigma\] = \(0, 1\]"):
+        BayesianMDN(2, posterior_scale=2.0, hidden=(4,), epochs=1).fit(X, y)

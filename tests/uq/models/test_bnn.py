@@ -106,3 +106,18 @@ def test_heteroscedastic_that_is_not_a_bool_is_refused(value):
     X, y = np.zeros((20, 2)), np.arange(20.0)
     with pytest.raises(TypeError, match="heteroscedastic must be True or False"):
         BNN(heteroscedastic=value, epochs=1).fit(X, y)
+
+
+@pytest.mark.parametrize("posterior_scale, prior_sigma", [(1e9, 1.0), (0.6, 0.5)])
+def test_a_posterior_scale_wider_than_the_prior_is_refused(posterior_scale, prior_sigma):
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    bnn = BNN(posterior_scale=posterior_scale, prior_sigma=prior_sigma, optimizer="adam", hidden=(4,), epochs=1)
+    with pytest.raises(ValueError, match=r"posterior_scale must lie in \(0, prior_sigma\]"):
+        bnn.fit(X, y)
+
+
+def test_a_posterior_scale_equal_to_the_prior_is_accepted():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    bnn = BNN(posterior_scale=0.5, prior_sigma=0.5, optimizer="adam", hidden=(4,), epochs=2, samples=5).fit(X, X[:, 0])
+    assert bnn.module_.net.out.weight_sigma.max() <= 0.5 + 1e-2 and np.isfinite(bnn.predict(X)).all()

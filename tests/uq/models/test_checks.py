@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from hidlr.uq.models.checks import check_flag, check_hidden, check_validation_data
+from hidlr.uq.models.checks import activation_module, check_flag, check_hidden, check_validation_data
 
 
 @pytest.mark.parametrize("value", [1, 0, "yes", None, [True]])
@@ -53,3 +54,15 @@ def test_check_validation_data_names_validation_data(value, error, match):
 def test_check_validation_data_returns_float64_tensors():
     Xv, yv = check_validation_data((np.ones((3, 2), dtype=np.float32), [1, 2, 3]))
     assert Xv.shape == (3, 2) and yv.tolist() == [1.0, 2.0, 3.0] and Xv.dtype == yv.dtype == torch.float64
+
+
+@pytest.mark.parametrize("value", [[4, "a"], [4, None], [[4]], np.array([[4]])])
+def test_check_hidden_refuses_widths_that_are_not_numbers_naming_hidden(value):
+    with pytest.raises(TypeError, match="hidden must be one or more positive integer widths"):
+        check_hidden(value)
+
+
+def test_an_activation_instance_is_refused_asking_for_the_class():
+    with pytest.raises(TypeError, match=r"activation must be .* not a module instance .*pass the class"):
+        activation_module(nn.ReLU())
+    assert isinstance(activation_module(nn.ReLU), nn.ReLU) and isinstance(activation_module("tanh"), nn.Tanh)

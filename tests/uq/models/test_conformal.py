@@ -65,3 +65,11 @@ def test_an_estimator_that_is_not_one_is_refused_naming_it(value):
     X, y = np.zeros((20, 2)), np.arange(20.0)
     with pytest.raises(TypeError, match="estimator must be a hidlr.uq estimator"):
         ConformalRegressor(value).fit(X, y)
+
+
+def test_a_single_row_is_refused_as_one_sample_as_scikit_learn_expects():
+    from sklearn.utils.estimator_checks import check_fit2d_1sample
+
+    with pytest.raises(ValueError, match="1 sample"):
+        ConformalRegressor(MDN(components=1, hidden=(4,), epochs=1)).fit(np.zeros((1, 2)), np.zeros(1))
+    check_fit2d_1sample("ConformalRegressor", ConformalRegressor(MDN(components=1, hidden=(4,), epochs=1)))

@@ -64,3 +64,10 @@ def test_heteroscedastic_that_is_not_a_bool_is_refused(value):
     X, y = np.zeros((20, 2)), np.arange(20.0)
     with pytest.raises(TypeError, match="heteroscedastic must be True or False"):
         MCDropout(heteroscedastic=value, epochs=1).fit(X, y)
+
+
+@pytest.mark.parametrize("dropout", [-0.1, 1.0, 1.5])
+def test_a_dropout_outside_0_1_is_refused_with_its_range(dropout):
+    X, y = np.zeros((20, 2)), np.arange(20.0)
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\)"):
+        MCDropout(dropout=dropout, hidden=(4,), epochs=1).fit(X, y)

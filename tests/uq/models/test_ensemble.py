@@ -61,3 +61,12 @@ def test_vectorize_that_is_not_a_bool_is_refused(value):
         DeepEnsemble(MDN(epochs=1), members=2, vectorize=value).fit(X, y)
     with pytest.raises(TypeError, match="vectorize must be True or False"):
         MDNEnsemble(members=2, epochs=1, vectorize=value).fit(X, y)
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_an_unknown_fit_keyword_names_fit_not_an_internal_function(data, vectorize):
+    X, y = data
+    ensemble = DeepEnsemble(MDN(components=1, hidden=(4,)), members=2, vectorize=vectorize)
+    with pytest.raises(TypeError, match=r"\.fit\(\) got an? unexpected keyword argument.*'bogus'") as err:
+        ensemble.fit(X, y, bogus=1, **FAST)
+    assert "plan_fit" not in str(err.value)

@@ -201,3 +201,47 @@ def test_chunked_prediction_equals_one_pass(data):
 def test_a_refit_that_is_not_a_bool_is_refused(data, value):
     with pytest.raises(TypeError, match="refit must be True or False"):
         MDN(refit=value, epochs=1).fit(*data)
+
+
+def test_an_optimizer_class_gets_the_learning_rate(data):
+    import functools
+
+    X, y = data
+    opts = {"early_stopping": False, "epochs": 1, "batch_size": 16}
+    m = MDN(components=2, lr=0.5, optimizer=torch.optim.Adam, **opts).fit(X, y)
+    assert isinstance(m.optimizer_, torch.optim.Adam)
+    assert [g["lr"] for g in m.optimizer_.param_groups] == [0.5] * 4
+    m.fit(X, y, lr=0.2)
+    assert [g["lr"] for g in m.optimizer_.param_groups] == [0.2] * 4
+    sgd = MDN(components=2, lr=0.05, **opts).fit(X, y, optimizer=functools.partial(torch.optim.SGD, momentum=0.9))
+    assert [(g["lr"], g["momentum"]) for g in sgd.optimizer_.param_groups] == [(0.05, 0.9)] * 4
+    own = MDN(components=2, lr=0.05, **opts).fit(X, y, optimizer=functools.partial(torch.optim.SGD, lr=0.01))
+    assert [g["lr"] for g in own.optimizer_.param_groups] == [0.01] * 4  # a factory that fixes lr keeps it
+
+
+@pytest.mark.parametrize(
+    "seed, error, match",
+    [
+        (1.5, TypeError, "seed must be an integer"),
+        ("3", TypeError, "seed must be an integer"),
+        (True, TypeError, "seed must be an integer"),
+        (2**70, ValueError, "seed must be <= "),
+        (-1, ValueError, "seed must be >= 0"),
+    ],
+)
+def test_a_bad_prediction_seed_is_refused_naming_seed(data, seed, error, match):
+    X, y = data
+    m = BNN(hidden=(4,), samples=3).fit(X, y, **FAST)
+    for predict in (m.predict, m.predict_proba):
+        with pytest.raises(error, match=match):
+            predict(X, seed=seed)
+    with pytest.raises(error, match=match):
+        MDN(components=1).fit(X, y, seed=seed, **FAST)  # the same check as fit's
+
+
+def test_an_unknown_fit_keyword_names_the_estimators_fit(data):
+    from hidlr.uq.models import fit_side_by_side
+
+    X, y = data
+    with pytest.raises(TypeError, match=r"^MDN\.fit\(\) got an unexpected keyword argument 'bogus'$"):
+        fit_side_by_side([MDN(components=1), MDN(components=1)], X, y, seeds=[0, 1], bogus=1, **FAST)

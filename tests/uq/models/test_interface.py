@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from hidlr.uq.models import MDN
 
@@ -27,3 +28,17 @@ def test_score_with_weights_is_the_weighted_mean_log_density(fitted):
     each = np.array([est.score(X[i : i + 1], y[i : i + 1]) for i in range(8)])
     np.testing.assert_allclose(est.score(X, y, sample_weight=w), (w * each).sum() / w.sum(), rtol=1e-6)
     np.testing.assert_allclose(est.score(X, y, sample_weight=np.ones(8)), est.score(X, y), rtol=1e-6)
+
+
+@pytest.mark.parametrize("coverage", [None, "0.9", object()])
+def test_predict_interval_refuses_a_coverage_that_is_no_number_naming_it(fitted, coverage):
+    est, X, _ = fitted
+    with pytest.raises(TypeError, match="coverage must be a number in"):
+        est.predict_interval(X, coverage=coverage)
+
+
+def test_predict_interval_takes_numpy_scalars(fitted):
+    est, X, _ = fitted
+    plain = est.predict_interval(X, coverage=0.9).to_numpy()
+    for c in (np.float64(0.9), np.array(0.9), torch.tensor(0.9, dtype=torch.float64), [np.float64(0.9)]):
+        np.testing.assert_array_equal(est.predict_interval(X, coverage=c).to_numpy(), plain)

@@ -43,3 +43,11 @@ def test_posterior_is_the_closed_form_and_grows_away_from_the_data():
     np.testing.assert_allclose(d.epistemic_variance.numpy(), exact, rtol=0.1)
     assert exact[1] > 2 * max(exact[0], exact[2])  # larger in the gap than near the data
     assert np.isfinite(m.score(x, y))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_are_fitted(dtype):
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.normal(size=(40, 2)), dtype=dtype)
+    m = LastLayerLaplace(hidden=(4,), epochs=2, samples=5).fit(X, torch.as_tensor(rng.normal(size=40)))
+    assert m.module_.net.w_map.dtype == dtype and np.isfinite(m.predict(X)).all()

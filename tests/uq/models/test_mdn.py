@@ -9,6 +9,7 @@ from scipy import stats
 
 from hidlr.uq.distributions import GaussianMixture
 from hidlr.uq.models import MDN, MDNNet, mixture_collapse_penalty
+from hidlr.uq.models.blocks import spread_quantiles
 
 
 def _sample(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -134,3 +135,17 @@ def test_default_optimizer_is_adam_and_hidlr_on_request():
     opt = MDN(2, hidden=(4,)).fit(X, y, epochs=2, optimizer="hidlr").optimizer_
     assert isinstance(opt, HiDLR) and opt.history
     assert [g["name"] for g in opt.param_groups] == ["trunk", "logits", "loc", "scale"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_train_in_their_dtype(dtype):
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.normal(size=(40, 2)), dtype=dtype)
+    y = torch.as_tensor(rng.normal(size=40))
+    m = MDN(components=2, hidden=(4,), epochs=2, optimizer="adam").fit(X, y)
+    assert all(p.dtype == dtype for p in m.module_.net.parameters())
+    assert np.isfinite(m.predict(X)).all()
+    # the components start at the targets' quantiles, ranked in float32 and stored in the net's dtype
+    ys = m.module_.standardize_y(y)
+    expected = torch.quantile(ys.float(), (torch.arange(2, dtype=torch.float32) + 0.5) / 2).to(dtype)
+    torch.testing.assert_close(spread_quantiles(ys, 2), expected, rtol=0, atol=0)

@@ -2,9 +2,18 @@
 
 import pytest
 import torch
+from torch import nn
 
 from hidlr.uq.models import BNN
-from hidlr.uq.models.training import EarlyStopping, FitPlan, _Probe, seeded, snapshot_nets, train_epochs
+from hidlr.uq.models.training import (
+    EarlyStopping,
+    FitPlan,
+    _Probe,
+    fused_adam,
+    seeded,
+    snapshot_nets,
+    train_epochs,
+)
 
 
 def test_seeded_blocks_repeat_their_draws_and_leave_the_global_rng_alone():
@@ -74,3 +83,17 @@ def test_early_stopping_keeps_the_best_epochs_weights_best_first():
     never = EarlyStopping(patience=1, keep=2)
     never.update(1, float("nan"), net)
     assert never.state is None and never.states == []
+
+
+def test_adams_eps_does_not_underflow_in_a_half_precision_net():
+    half = nn.Linear(2, 1).half()
+    assert fused_adam([{"params": list(half.parameters())}], 1e-3).defaults["eps"] == torch.finfo(torch.float16).tiny
+    for dtype in (torch.float32, torch.bfloat16):
+        net = nn.Linear(2, 1).to(dtype)
+        assert fused_adam([{"params": list(net.parameters())}], 1e-3).defaults["eps"] == 1e-8
+    # a parameter without gradient signal stays finite (1e-8 would round to 0 and step by 0 / 0)
+    w = nn.Parameter(torch.zeros(3, dtype=torch.float16))
+    opt = fused_adam([{"params": [w]}], 1e-3)
+    w.grad = torch.zeros_like(w)
+    opt.step()
+    assert torch.equal(w, torch.zeros_like(w))

@@ -139,7 +139,8 @@ class BayesianMDN(Estimator):
 
     Trains with Hi-DLR by default (``hidlr_options``: :data:`~hidlr.uq.models.estimator.STOCHASTIC_HIDLR_OPTIONS`).
     Args: ``components``, ``prior_sigma``, ``posterior_scale``, ``scale_floor``, ``collapse_penalty``
-    as in :class:`BayesianMDNNet`; ``samples``: weight draws at prediction; the others: see
+    as in :class:`BayesianMDNNet` (``posterior_scale`` at most ``prior_sigma``: a posterior starts no
+    wider than its prior); ``samples``: weight draws at prediction; the others: see
     :class:`~hidlr.uq.models.estimator.Estimator`.
     """
 
@@ -193,9 +194,8 @@ class BayesianMDN(Estimator):
 
     def _check_model_params(self) -> None:
         checks.check_int("components", self.components)
-        checks.check_float("prior_sigma", self.prior_sigma)
-        if self.posterior_scale is not None:
-            checks.check_float("posterior_scale", self.posterior_scale)
+        prior_sigma = checks.check_float("prior_sigma", self.prior_sigma)
+        checks.check_posterior_scale(self.posterior_scale, prior_sigma)
         checks.check_float("scale_floor", self.scale_floor)
         checks.check_float("collapse_penalty", self.collapse_penalty, low_open=False)
 

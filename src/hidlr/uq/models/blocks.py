@@ -43,10 +43,12 @@ def bayesian_trunk(
 def spread_quantiles(y_std: Tensor, k: int) -> Tensor:
     """``k`` quantiles of the standardized targets ``(n,)`` at levels ``(j + 1/2) / k``: shape ``(k,)``.
 
-    Used to initialise mixture means so the components start spread over the data.
+    Used to initialise mixture means so the components start spread over the data. Half-precision
+    targets (float16, bfloat16), which ``torch.quantile`` refuses, are ranked in float32.
     """
-    levels = (torch.arange(k, dtype=y_std.dtype, device=y_std.device) + 0.5) / k
-    return torch.quantile(y_std, levels)
+    work = y_std if y_std.dtype in (torch.float32, torch.float64) else y_std.float()
+    levels = (torch.arange(k, dtype=work.dtype, device=work.device) + 0.5) / k
+    return torch.quantile(work, levels).to(y_std.dtype)
 
 
 def gaussian_log_lik(y: Tensor, loc: Tensor, scale: Tensor) -> Tensor:

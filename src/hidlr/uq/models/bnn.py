@@ -41,7 +41,8 @@ class BNNNet(nn.Module):
         dataset_size: ``n_train`` (can be overridden per call of :meth:`loss`).
         hidden, activation: trunk.
         prior_sigma: std of the zero-mean Gaussian prior on every weight and bias.
-        posterior_scale: initial posterior std (default ``0.05 * prior_sigma``, see ``BayesianLinear``).
+        posterior_scale: initial posterior std, at most ``prior_sigma`` (a posterior starts no wider
+            than its prior; default ``0.05 * prior_sigma``, see ``BayesianLinear``).
         heteroscedastic: input-dependent noise.
         noise_init, noise_floor: initial noise std and its lower bound (standardized units).
     """
@@ -186,9 +187,8 @@ class BNN(Estimator):
         self.samples = samples
 
     def _check_model_params(self) -> None:
-        checks.check_float("prior_sigma", self.prior_sigma)
-        if self.posterior_scale is not None:
-            checks.check_float("posterior_scale", self.posterior_scale)
+        prior_sigma = checks.check_float("prior_sigma", self.prior_sigma)
+        checks.check_posterior_scale(self.posterior_scale, prior_sigma)
         checks.check_float("noise_floor", self.noise_floor)
         checks.check_float("noise_init", self.noise_init, low=self.noise_floor)
         checks.check_flag("heteroscedastic", self.heteroscedastic)

@@ -26,14 +26,20 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum``; bools and non-integral numbers are refused."""
-    if isinstance(value, bool) or (
+#: Largest seed: torch's generators take seeds below ``2**64``, and the fits add small offsets.
+SEED_MAX = 2**63 - 1
+
+
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int ``>= minimum`` (and ``<= maximum``); bools and non-integral numbers are refused."""
+    if isinstance(value, (bool, np.bool_)) or (
         not isinstance(value, (int, np.integer)) and not (isinstance(value, float) and value.is_integer())
     ):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and int(value) > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return int(value)
 
 
@@ -60,10 +66,27 @@ def check_flag(name: str, value: Any) -> bool:
 
 
 def check_seed(name: str, value: Any) -> int:
-    """A seed: an int ``>= 0``, or ``None`` for a fresh random one (the fit is then not reproducible)."""
+    """A seed: an int in ``[0, SEED_MAX]``, or ``None`` for a fresh random one (the fit is then not
+    reproducible)."""
     if value is None:
         return int(np.random.default_rng().integers(2**31 - 1))
-    return check_int(name, value, minimum=0)
+    return check_int(name, value, minimum=0, maximum=SEED_MAX)
+
+
+def check_posterior_scale(value: Any, prior_sigma: float) -> float | None:
+    """``posterior_scale``, the initial posterior std of every Bayesian weight: ``None`` (the layer's
+    default) or a number in ``(0, prior_sigma]``. Data can only narrow a Gaussian prior (in a
+    linear-Gaussian model the posterior std is at most the prior's), so a posterior that starts wider
+    than its prior is refused: its weight draws swamp the net's signal."""
+    if value is None:
+        return None
+    v = check_float("posterior_scale", value)
+    if v > prior_sigma:
+        raise ValueError(
+            f"posterior_scale must lie in (0, prior_sigma] = (0, {prior_sigma:g}]: a posterior starts no wider "
+            f"than its prior, got {value!r}"
+        )
+    return v
 
 
 def check_hidden(hidden: int | Sequence[int]) -> tuple[int, ...]:
@@ -71,6 +94,8 @@ def check_hidden(hidden: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (int, np.integer, Sequence, np.ndarray)):
         raise TypeError(f"hidden must be a positive integer width or a sequence of them, got {hidden!r}")
     widths = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+    if not all(isinstance(w, (int, float, np.integer, np.floating)) for w in widths):
+        raise TypeError(f"hidden must be one or more positive integer widths, got {hidden!r}")
     if not widths or any(isinstance(w, bool) or int(w) != w or w < 1 for w in widths):
         raise ValueError(f"hidden must be one or more positive integer widths, got {hidden!r}")
     return tuple(int(w) for w in widths)
@@ -78,6 +103,12 @@ def check_hidden(hidden: int | Sequence[int]) -> tuple[int, ...]:
 
 def activation_module(activation: str | Callable[[], nn.Module]) -> nn.Module:
     """A fresh activation module from a name (``"relu"``, ``"tanh"``, ...) or a zero-argument factory."""
+    if isinstance(activation, nn.Module):
+        cls = type(activation).__name__
+        raise TypeError(
+            f"activation must be a name or a zero-argument factory, not a module instance ({activation!r}): "
+            f"pass the class, e.g. activation={cls} instead of {cls}()"
+        )
     if callable(activation) and not isinstance(activation, str):
         module = activation()
         if not isinstance(module, nn.Module):

@@ -64,7 +64,9 @@ class ConformalRegressor(ProbabilisticRegressor):
         n = Xt.shape[0]
         n_cal = round(frac * n)
         if n_cal < 1 or n - n_cal < 2:
-            raise ValueError(f"{n} rows cannot be split into a training part and {frac:g} for calibration")
+            raise ValueError(
+                f"X has {n} sample(s) (rows), too few to split into a training part and {frac:g} for calibration"
+            )
         perm = np.random.default_rng(seed).permutation(n)
         fit_rows, cal_rows = perm[n_cal:], perm[:n_cal]
         base = self.estimator

@@ -146,7 +146,7 @@ class MCDropout(Estimator):
         self.samples = samples
 
     def _check_model_params(self) -> None:
-        checks.check_float("dropout", self.dropout, low_open=False)
+        checks.check_float("dropout", self.dropout, high=1.0, low_open=False)
         checks.check_float("noise_floor", self.noise_floor)
         checks.check_float("noise_init", self.noise_init, low=self.noise_floor)
         checks.check_flag("heteroscedastic", self.heteroscedastic)

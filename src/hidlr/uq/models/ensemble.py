@@ -89,11 +89,7 @@ class DeepEnsemble(ProbabilisticRegressor):
         checks.check_flag("variance_scaling", self.variance_scaling)
         checks.check_flag("vectorize", self.vectorize)
         estimators = self._new_members()
-        seed = (
-            checks.check_seed("random_state", self.random_state)
-            if seed is None
-            else checks.check_int("seed", seed, minimum=0)
-        )
+        seed = checks.check_seed("random_state", self.random_state) if seed is None else checks.check_seed("seed", seed)
         seeds = [seed + i for i in range(len(estimators))]
         cross_fitted: list[tuple[GaussianMixture, GaussianMixture, torch.Tensor]] = []
         if self.vectorize and len(estimators) > 1:

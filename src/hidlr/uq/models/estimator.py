@@ -19,6 +19,8 @@ fails leaves a previously fitted model as it was.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -44,6 +46,13 @@ from hidlr.uq.models.training import (
 
 OptimizerSpec = None | str | Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 
+#: Keyword options of :func:`~hidlr.uq.models.planning.plan_fit` that :meth:`Estimator.prepare_fit` passes on.
+_PLAN_OPTIONS = frozenset(
+    name
+    for name, p in inspect.signature(plan_fit).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name != "default_samples"
+)
+
 #: Offset of the prediction seed from the fit seed (predictions draw other numbers than training).
 PREDICT_SEED_OFFSET = 104729
 
@@ -53,6 +62,18 @@ PREDICT_SEED_OFFSET = 104729
 #: their fits on most UCI sets, default and tuned alike; the MDNs keep them, which helped theirs
 #: (``benchmarks/results/uci/``, its ``defaults/`` and the README's UCI section).
 STOCHASTIC_HIDLR_OPTIONS: dict[str, Any] = {"ema": 0.9, "travel": False, "first_clip": None}
+
+
+def _takes_lr(factory: Callable[..., Any]) -> bool:
+    """True when the optimizer factory has an ``lr`` parameter that it has not fixed itself (a
+    ``functools.partial`` with ``lr=...`` keeps its own)."""
+    if isinstance(factory, functools.partial) and "lr" in factory.keywords:
+        return False
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read: call it with the groups alone
+        return False
+    return "lr" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class Estimator(ProbabilisticRegressor):
@@ -66,7 +87,11 @@ class Estimator(ProbabilisticRegressor):
         batch_size: minibatch size (capped at the data size).
         lr: (initial) learning rate of the base optimizer.
         optimizer: ``None`` (the class's ``default_optimizer``), ``"hidlr"``, ``"adam"`` or a callable
-            ``groups -> torch.optim.Optimizer``.
+            ``groups -> torch.optim.Optimizer``. The callable gets the named parameter groups (a list of
+            ``{"name": str, "params": [...]}``) and, when it takes an ``lr`` keyword (an optimizer
+            class such as ``torch.optim.Adam``, or a ``functools.partial`` of one that does not fix
+            ``lr``), also ``lr=`` the learning rate (``lr`` here or in ``fit``); a factory without
+            one, e.g. ``lambda groups: torch.optim.SGD(groups, lr=1e-2)``, sets its own.
         early_stopping: carve a validation part, stop when its NLL stops improving, keep the best epoch.
         validation_fraction: share of the training rows carved out for early stopping.
         patience: epochs without improvement before stopping; ``None``: ``max(10, epochs // 5)``.
@@ -202,7 +227,7 @@ class Estimator(ProbabilisticRegressor):
             )
         if not callable(optimizer):
             raise TypeError(f"optimizer must be None, 'hidlr', 'adam' or a callable, got {type(optimizer).__name__}")
-        opt = optimizer(groups)
+        opt = optimizer(groups, lr=lr) if _takes_lr(optimizer) else optimizer(groups)
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(f"optimizer factory returned {type(opt).__name__}, not a torch.optim.Optimizer")
         return opt
@@ -294,6 +319,10 @@ class Estimator(ProbabilisticRegressor):
         :func:`~hidlr.uq.models.planning.plan_fit` (``epochs``, ``batch_size``, ``lr``, ``seed``,
         ``validation_data``, ``probe_batch_size``, ``validation_samples``, ``carve``). Changes
         nothing on ``self``."""
+        unknown = sorted(set(options) - _PLAN_OPTIONS)
+        if unknown:
+            what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
+            raise TypeError(f"{type(self).__name__}.fit() got {what} {', '.join(map(repr, unknown))}")
         self._check_params()
         default_samples = min(self._samples(), VALIDATION_SAMPLES) if self.stochastic else None
         return plan_fit(self, X, y, default_samples=default_samples, **options)
@@ -403,7 +432,8 @@ class Estimator(ProbabilisticRegressor):
             )
         if self.stochastic:
             samples = self._samples() if samples is None else checks.check_int("samples", samples)
-        with torch.no_grad(), seeded(self.seed_ + PREDICT_SEED_OFFSET if seed is None else seed, module.x_shift.device):
+        seed = self.seed_ + PREDICT_SEED_OFFSET if seed is None else checks.check_seed("seed", seed)
+        with torch.no_grad(), seeded(seed, module.x_shift.device):
             return module(Xt, samples=samples)
 
     def predict(self, X: Any, *, samples: int | None = None, seed: int | None = None) -> np.ndarray:

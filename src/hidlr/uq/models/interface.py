@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,15 @@ def _not_fitted_class() -> type:
 
 
 def _as_levels(name: str, values: float | Sequence[float]) -> list[float]:
-    levels = [values] if isinstance(values, (int, float, np.floating)) else list(values)
+    """``values``: one level or a sequence of them, each strictly inside (0, 1)."""
+    if isinstance(values, (np.ndarray, torch.Tensor)):
+        values = values.tolist()  # a 0-d array becomes its number
+    if isinstance(values, (int, float, np.integer, np.floating)):
+        levels = [values]
+    elif isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a number in (0, 1) or a sequence of them, got {values!r}")
+    else:
+        levels = list(values)
     if not levels:
         raise ValueError(f"{name} needs at least one level")
     out = []

@@ -43,11 +43,7 @@ def plan_fit(
     Monte Carlo passes when ``validation_samples`` is not given (None: a deterministic net). Changes
     nothing on ``est``."""
     Xt, yt, dtype, _ = checks.check_xy(X, y)
-    seed = (
-        checks.check_seed("random_state", est.random_state)
-        if seed is None
-        else checks.check_int("seed", seed, minimum=0)
-    )
+    seed = checks.check_seed("random_state", est.random_state) if seed is None else checks.check_seed("seed", seed)
     n_all, d = Xt.shape
     stop_early = bool(est.early_stopping)
     val, fit_rows = None, None
@@ -89,6 +85,12 @@ def plan_fit(
     scaling = fit_scaling(Xf, yf, est.target_scaling)
     xs = ((Xf - scaling["x_shift"]) / scaling["x_scale"]).to(dtype)
     ys = ((yf - scaling["y_shift"]) / scaling["y_scale"]).to(dtype)
+    for name, t in (("X", xs), ("y", ys)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"{name} cannot be standardized in {dtype}: its values span too wide a range (some standardized "
+                f"values overflow); rescale {name}"
+            )
     samples = validation_samples if validation_samples is not None else default_samples
     return FitPlan(
         xs,

@@ -33,17 +33,40 @@ def _robust(t: Tensor) -> tuple[Tensor, Tensor]:
     return q[1], (q[2] - q[0]) / 1.3489795003921634
 
 
+def _times_pow2(t: Tensor, e: Tensor) -> Tensor:
+    """``t * 2**e`` in two exact steps (``2**e`` alone overflows or goes subnormal for ``|e| > 1022``)."""
+    half = torch.div(e, 2, rounding_mode="floor")
+    return torch.ldexp(torch.ldexp(t, half), e - half)
+
+
 def _shift_scale(t: Tensor, kind: str) -> tuple[Tensor, Tensor]:
-    """Shift and scale along dim 0 of a float64 tensor; a zero (or undefined) scale becomes 1."""
+    """Shift and scale along dim 0 of a float64 tensor; a zero (or undefined) scale becomes 1.
+
+    Computed on ``t / 2**e`` (``e``: the binary exponent of the largest ``|t|`` of each column), an
+    exact rescaling, so that the squares of the standard deviation neither overflow (``|t| > 1e154``)
+    nor underflow (``|t| < 1e-154``); for other data the result is the same to the last bit.
+    """
+    e = torch.frexp(t.abs().amax(0)).exponent
+    u = _times_pow2(t, -e)
     if kind == "robust":
-        shift, scale = _robust(t)
-        std = t.std(0, unbiased=False)
+        shift, scale = _robust(u)
+        std = u.std(0, unbiased=False)
         scale = torch.where(scale > 0, scale, std)  # a feature with few distinct values: fall back
     else:
-        shift = t.mean(0)
-        scale = t.std(0, unbiased=False) if t.shape[0] > 1 else torch.ones_like(shift)
+        shift = u.mean(0)
+        scale = u.std(0, unbiased=False) if t.shape[0] > 1 else torch.zeros_like(shift)
+    shift, scale = _times_pow2(shift, e), _times_pow2(scale, e)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return shift, scale
+
+
+def _check_stats(name: str, shift: Tensor, scale: Tensor) -> None:
+    """Refuse a scaling of ``name`` (X or y) that is not finite with a positive scale."""
+    if not bool(torch.isfinite(shift).all() & torch.isfinite(scale).all() & (scale > 0).all()):
+        raise ValueError(
+            f"{name} cannot be standardized in float64: its mean or spread is not finite and positive "
+            f"(shift {shift.tolist()}, scale {scale.tolist()}); rescale {name}"
+        )
 
 
 def outlier_rows(y: Tensor, threshold: float = OUTLIER_Z) -> Tensor:
@@ -70,6 +93,8 @@ def fit_scaling(X: Tensor, y: Tensor, kind: str = "standard", *, warn: bool = Tr
         raise TypeError("fit_scaling works on float64 tensors (the data are scaled before any rounding)")
     x_shift, x_scale = _shift_scale(X, kind)
     y_shift, y_scale = _shift_scale(y, kind)
+    _check_stats("X", x_shift, x_scale)
+    _check_stats("y", y_shift, y_scale)
     if warn:
         rows = outlier_rows(y)
         if rows.numel():
