@@ -201,6 +201,10 @@ def _corrupt_negative_counter(sd):
     sd["hidlr"]["travel_forwards"] = -1
 
 
+def _corrupt_later_counter(sd):
+    sd["hidlr"]["arrival_refreshes"] = 1.5
+
+
 def _corrupt_missing_flag(sd):
     del sd["hidlr"]["arrived"]
 
@@ -239,6 +243,7 @@ def _corrupt_base_state_type(sd):
         (_corrupt_flag, "'travelling' must be True or False"),
         (_corrupt_counter, "'travel_refreshes' must be"),
         (_corrupt_negative_counter, "'travel_forwards' must be"),
+        (_corrupt_later_counter, "'arrival_refreshes' must be"),
         (_corrupt_missing_flag, "missing 'arrived'"),
         (_corrupt_history_entries, "'history' must be a list of refresh records"),
         (_corrupt_record_fields, "'history' record 0 has step 'x'"),
@@ -320,6 +325,18 @@ def test_format_2_without_the_later_counters_loads_with_their_defaults():
     _, opt = _fresh()
     opt.load_state_dict(sd)
     assert opt.lrs == src.lrs and opt.step_count == src.step_count and not opt._travelling
+
+
+def test_the_arrival_count_round_trips_and_a_format_3_dict_without_it_loads_as_0():
+    _, src = _trained()
+    src._arrival_refreshes = 3
+    _, opt = _fresh()
+    opt.load_state_dict(src.state_dict())
+    assert opt._arrival_refreshes == 3
+    sd = copy.deepcopy(src.state_dict())
+    del sd["hidlr"]["arrival_refreshes"]  # saved before the counter existed
+    opt.load_state_dict(sd)
+    assert opt._arrival_refreshes == 0 and opt.lrs == src.lrs
 
 
 def test_loading_trims_history_to_this_optimizers_size():

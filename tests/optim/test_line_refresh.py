@@ -50,6 +50,36 @@ def test_travel_stops_at_the_travel_limit():
     assert not opt._travelling
 
 
+def _charges(lr0: float, steps: int, **options) -> tuple[HiDLR, list[tuple[bool, int]]]:
+    """A run from ``lr0``: the optimizer, and per refresh whether the rates had arrived before it
+    and its probe forwards."""
+    q = make_quadratic([2, 2], seed=2)
+    opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=lr0), every="auto", horizon=0.0, **options)
+    refreshes = []
+    for _ in range(steps):
+        arrived, count = opt._arrived, opt.refresh_count
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+        if opt.refresh_count > count:
+            refreshes.append((arrived, opt.history[-1]["forwards"]))
+    return opt, refreshes
+
+
+def test_refreshes_before_the_rates_arrive_are_not_charged_to_the_probe_credit():
+    opt, refreshes = _charges(0.05, 300, travel=False)  # per-group refreshes only, from below
+    before = [f for arrived, f in refreshes if not arrived]
+    assert len(before) > 2 and len(before) < len(refreshes)  # the run arrives, after several refreshes
+    assert opt._uncredited_forwards == sum(before)  # those alone are not charged
+    assert opt._probe_forwards == sum(f for _, f in refreshes)
+
+
+def test_at_most_travel_limit_refreshes_go_uncharged_before_arrival():
+    opt, refreshes = _charges(1e-30, 60, travel=False, first_clip=None, max_every=2)  # never arrives
+    assert all(not arrived for arrived, _ in refreshes) and len(refreshes) > rules.TRAVEL_LIMIT
+    assert opt._uncredited_forwards == sum(f for _, f in refreshes[: rules.TRAVEL_LIMIT])
+
+
 @pytest.mark.parametrize("lr0", [10.0, 1000.0])
 def test_first_refresh_cuts_a_far_too_large_start_rate_at_once(lr0):
     q = make_quadratic([4], seed=2)

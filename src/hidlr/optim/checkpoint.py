@@ -34,8 +34,9 @@ _RUNNING = ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
 # counters and flags that format 2 may lack (added later; read as their defaults there), required from format 3
 _COUNTERS = ("probe_forwards", "last_forwards", "travel_refreshes", "travel_forwards")
 _FLAGS = ("travelling", "arrived")
-# flags added within format 3 (read as False where missing)
+# flags and counters added within format 3 (read as False and 0 where missing)
 _LATER_FLAGS = ("restarted",)
+_LATER_COUNTERS = ("arrival_refreshes",)
 
 
 def _config(opt: HiDLR) -> dict[str, Any]:
@@ -75,6 +76,7 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
         "arrived": opt._arrived,
         "restarted": opt._restarted,
         "travel_refreshes": opt._travel_refreshes,
+        "arrival_refreshes": opt._arrival_refreshes,
         "travel_forwards": opt._uncredited_forwards,  # key kept from when only travel was uncredited
         "history": copy.deepcopy(opt.history[-opt.history_size :] if opt.history_size else []),
     }
@@ -178,7 +180,7 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         _number(own, key, integral=True)
     if version >= 2:
         _number(own, "loss_eps", integral=False)
-        for key in _COUNTERS:
+        for key in _COUNTERS + _LATER_COUNTERS:
             if key in own:
                 _number(own, key, integral=True)
         for key in _FLAGS + _LATER_FLAGS:
@@ -323,6 +325,7 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._arrived = bool(own.get("arrived", False))
     opt._restarted = bool(own.get("restarted", False))
     opt._travel_refreshes = int(own.get("travel_refreshes", 0))
+    opt._arrival_refreshes = int(own.get("arrival_refreshes", 0))
     opt._uncredited_forwards = int(own.get("travel_forwards", 0))
     if budget is not None:
         opt.total_steps = budget

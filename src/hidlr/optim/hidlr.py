@@ -67,7 +67,9 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             decides (:func:`hidlr.optim.schedule.next_refresh`): the period grows to where the probes
             take ``rules.probe_share`` of the training compute, and a refresh waits while the probe
             forwards so far exceed ``rules.probe_credit`` plus that share, so the overhead does not
-            grow with the number of groups (larger K: each group is refreshed less often).
+            grow with the number of groups (larger K: each group is refreshed less often). The
+            refreshes before the rates first arrive (every target inside the clip; at most
+            ``rules.TRAVEL_LIMIT`` of them) are not charged to it.
         groups_per_refresh: at most this many groups are probed at one refresh, those probed
             longest ago first; the others keep their rates until their turn. None: all.
         shrink: hierarchical rates, in [0, 1]: a line along the current combined step gives the
@@ -250,8 +252,9 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._arrived = False  # a refresh has had every target inside the clip
         self._restarted = False  # a restart_schedule phase not yet arrived (rules.grow_concave_descent)
         self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
-        # probe forwards that do not count against the probe credit: travel refreshes', and all
-        # those before a restart_schedule
+        self._arrival_refreshes = 0  # refreshes before the rates first arrived (at most TRAVEL_LIMIT)
+        # probe forwards that do not count against the probe credit: travel refreshes', those before
+        # the rates first arrive, and all those before a restart_schedule
         self._uncredited_forwards = 0
         self._estimates = [self._group_lr(g) for g in self.param_groups]
         self._wrap_lrs = list(self._estimates)

@@ -121,6 +121,7 @@ class Refresher:
             else None
         )
         stepped, estimates = False, list(self._estimates)
+        arriving = not self._arrived and self._arrival_refreshes < rules.TRAVEL_LIMIT
         try:
             self._base_step(applied)
             stepped = True
@@ -155,14 +156,17 @@ class Refresher:
                 self._completed_without_refresh(params, err)
             raise
         self._estimates = new
-        # the backtracking test is a one-off of the first refresh: counted, but, like travel, it
-        # does not use up the probe budget that spaces the refreshes
+        # counted but not charged to the probe budget that spaces the refreshes: the backtracking test
+        # of the first refresh, travel, and every refresh before the rates first arrive (at most
+        # TRAVEL_LIMIT of them: from a far start rate, travel alternates with per-group refreshes,
+        # which would otherwise spend the credit before the rates arrive; round 20 of docs/diagnosis.md)
         self._last_forwards = record.forwards - cut_forwards
         self._probe_forwards += record.forwards
-        self._uncredited_forwards += cut_forwards
         if travel_now:
             self._travel_refreshes += 1
-            self._uncredited_forwards += record.forwards
+        if arriving:
+            self._arrival_refreshes += 1
+        self._uncredited_forwards += record.forwards if travel_now or arriving else cut_forwards
         self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
         self._refreshes += 1
         self.history.append(record.as_dict())
