@@ -334,9 +334,13 @@ def test_the_arrival_count_round_trips_and_a_format_3_dict_without_it_loads_as_0
     opt.load_state_dict(src.state_dict())
     assert opt._arrival_refreshes == 3
     sd = copy.deepcopy(src.state_dict())
-    del sd["hidlr"]["arrival_refreshes"]  # saved before the counter existed
+    del sd["hidlr"]["arrival_refreshes"]
+    with pytest.raises(ValueError, match="missing 'arrival_refreshes'"):  # format 4 has it
+        opt.load_state_dict(sd)
+    sd["hidlr"]["format"] = 3  # saved before the counter existed
+    del sd["hidlr"]["restarted"]
     opt.load_state_dict(sd)
-    assert opt._arrival_refreshes == 0 and opt.lrs == src.lrs
+    assert opt._arrival_refreshes == 0 and not opt._restarted and opt.lrs == src.lrs
 
 
 def test_loading_trims_history_to_this_optimizers_size():

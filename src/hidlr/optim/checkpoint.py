@@ -29,12 +29,12 @@ from hidlr.optim.options import check_total_steps
 if TYPE_CHECKING:
     from hidlr.optim.hidlr import HiDLR
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _RUNNING = ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
 # counters and flags that format 2 may lack (added later; read as their defaults there), required from format 3
 _COUNTERS = ("probe_forwards", "last_forwards", "travel_refreshes", "travel_forwards")
 _FLAGS = ("travelling", "arrived")
-# flags and counters added within format 3 (read as False and 0 where missing)
+# a flag and a counter that format 3 may lack (read as False and 0 there), required from format 4
 _LATER_FLAGS = ("restarted",)
 _LATER_COUNTERS = ("arrival_refreshes",)
 
@@ -154,13 +154,14 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
     if not isinstance(own, dict):
         raise ValueError("HiDLR state dict: 'hidlr' must be a dict; nothing was loaded")
     version = own.get("format", 1)
-    if isinstance(version, bool) or version not in (1, 2, FORMAT_VERSION):
+    if isinstance(version, bool) or version not in (1, 2, 3, FORMAT_VERSION):
         raise ValueError(
-            f"HiDLR state dict: format {version!r} is not one this version reads (1, 2, "
+            f"HiDLR state dict: format {version!r} is not one this version reads (1, 2, 3, "
             f"{FORMAT_VERSION}); nothing was loaded"
         )
     required = _RUNNING + (("config", "refreshes", "loss_eps") if version >= 2 else ())
     required += (_COUNTERS + _FLAGS + ("last_probed",)) if version >= 3 else ()
+    required += (_LATER_FLAGS + _LATER_COUNTERS) if version >= 4 else ()
     missing = [k for k in required if k not in own]
     if missing:
         raise ValueError(f"HiDLR state dict: missing {', '.join(map(repr, missing))}; nothing was loaded")
