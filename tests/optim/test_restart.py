@@ -77,7 +77,8 @@ def test_a_concave_descent_keeps_the_rates_until_a_restart_then_grows_them():
     resumed.load_state_dict(state)  # the restarted phase travels with a checkpoint
     _step(loss2, resumed)
     assert resumed.lrs == grown
-    del state["hidlr"]["restarted"]  # a checkpoint from before the flag: not restarted
+    state["hidlr"]["format"] = 3  # a checkpoint from before the flag: not restarted
+    del state["hidlr"]["restarted"], state["hidlr"]["arrival_refreshes"]
     loss3, old = _concave_run()
     old.load_state_dict(state)
     _step(loss3, old)
