@@ -8,6 +8,11 @@ from typer.testing import CliRunner
 from hidlr.cli import app
 
 
+def _flat(output: str) -> str:
+    """The output as one line, without the error box's borders (Rich wraps long paths anywhere)."""
+    return " ".join(output.replace("│", " ").split())
+
+
 def test_bench_gap_runs_the_long_training_check(tmp_path):
     out = tmp_path / "gap.json"
     res = CliRunner().invoke(
@@ -47,7 +52,7 @@ def test_report_builds_a_page_from_a_results_folder(tmp_path):
     assert "report page:" in res.output
     assert "<h1>A run</h1>" in (tmp_path / "report.html").read_text()
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
-    assert missing.exit_code == 2 and "does not exist" in missing.output, missing.output
+    assert missing.exit_code == 2 and "does not exist" in _flat(missing.output), missing.output
 
 
 @pytest.mark.parametrize(
@@ -78,7 +83,7 @@ def test_counts_and_budgets_out_of_range_are_usage_errors_naming_the_option(args
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
-    assert f"Invalid value for '{option}'" in " ".join(res.output.split()), res.output
+    assert f"Invalid value for '{option}'" in _flat(res.output), res.output
     assert list(tmp_path.iterdir()) == []
 
 
@@ -107,6 +112,14 @@ def _must_not_run(*args, **kwargs):
         (["bench", "gap-reference", "--models", "gp"], "--models", "hidlr.bench.kl.gap_reference.run"),
         (["bench", "finetune", "--heads", "gp"], "--heads", "hidlr.bench.finetune.run"),
         (["bench", "finetune", "--methods", "sgd"], "--methods", "hidlr.bench.finetune.run"),
+        (["bench", "lr", "--workloads", "nope"], "--workloads", "hidlr.bench.lr.run"),
+        (["bench", "lr", "--methods", "nope"], "--methods", "hidlr.bench.lr.run"),
+        (["bench", "lr", "--methods", "gen", "--lr0", "-1"], "--lr0", "hidlr.bench.lr.run"),
+        (
+            ["bench", "lr", "--workloads", "nope", "--store", "s", "--part", "p"],
+            "--workloads",
+            "hidlr.bench.lr.run_into_store",
+        ),
     ],
 )
 def test_bad_names_paths_and_devices_are_usage_errors_before_any_work(args, option, runner, tmp_path, monkeypatch):
@@ -115,5 +128,5 @@ def test_bad_names_paths_and_devices_are_usage_errors_before_any_work(args, opti
     monkeypatch.setattr(runner, _must_not_run)
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
-    assert f"Invalid value for '{option}'" in " ".join(res.output.split()), res.output
+    assert f"Invalid value for '{option}'" in _flat(res.output), res.output
     assert list(tmp_path.iterdir()) == []

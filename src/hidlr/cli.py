@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -176,6 +177,19 @@ def bench_lr(
     if rebuild or part is not None:
         if store is None:
             raise typer.BadParameter("--rebuild and --part need --store")
+    if not rebuild:
+        # names and rates are checked before any work, as usage errors
+        try:
+            lr.workloads_mod.get(workloads or None)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--workloads'") from None
+        bad_rates = [r for r in lr0 or () if not (math.isfinite(r) and r > 0)]
+        if bad_rates:
+            raise typer.BadParameter(f"start rates must be positive and finite, got {bad_rates}", param_hint="'--lr0'")
+        try:
+            lr.methods_mod.get(methods or None, lr0 or None)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--methods'") from None
     if store is not None and rebuild:
         lr.rebuild(store)
         out = store
