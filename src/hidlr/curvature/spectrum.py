@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from hidlr.curvature.directional import LossFn, as_groups, gradients, hvp
-from hidlr.optim.options import _count
+from hidlr.optim.options import check_count
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Traces:
 
 def _generator(seed: Any) -> torch.Generator:
     """A CPU generator seeded with ``seed``, an int in [0, 2**63)."""
-    if _count("seed", seed, 0) >= 2**63:
+    if check_count("seed", seed, 0) >= 2**63:
         raise ValueError(f"seed must be an int in [0, 2**63), got {seed}")
     return torch.Generator().manual_seed(int(seed))
 
@@ -85,7 +85,7 @@ def top_eigenvalues(loss_fn: LossFn, groups: Sequence[Any], iters: int = 30, see
     ``iters`` Lanczos steps per group (each one Hessian-vector product); exact when ``iters`` is at
     least the group's size, otherwise a lower bound that converges fast for well-separated tops.
     """
-    iters = _count("iters", iters, 1)
+    iters = check_count("iters", iters, 1)
     gen = _generator(seed)
     gs = as_groups(groups)
     _, grads = gradients(loss_fn, gs)
@@ -99,7 +99,7 @@ def top_eigenvalues(loss_fn: LossFn, groups: Sequence[Any], iters: int = 30, see
 def hutchinson_traces(loss_fn: LossFn, groups: Sequence[Any], samples: int = 32, seed: int = 0) -> Traces:
     """Hutchinson estimates of ``trace(H_kk)`` per group from ``samples`` Rademacher vectors
     (exact for a diagonal block); each sample costs one Hessian-vector product per group."""
-    samples = _count("samples", samples, 1)
+    samples = check_count("samples", samples, 1)
     gen = _generator(seed)
     gs = as_groups(groups)
     _, grads = gradients(loss_fn, gs)

@@ -23,7 +23,8 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
-def _count(name: str, value: Any, minimum: int) -> int:
+def check_count(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int, refused unless it is an integer (not a bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
@@ -106,7 +107,7 @@ def check_anneal(value: Any, raw: bool = False) -> float | None:
 
 def check_total_steps(value: Any) -> int | None:
     """``total_steps``: None or a positive int (the run's step budget)."""
-    return None if value is None else _count("total_steps", value, 1)
+    return None if value is None else check_count("total_steps", value, 1)
 
 
 # the default clip of the first refresh: a start rate up to 100x too large is cut at once
@@ -153,14 +154,14 @@ def check_options(
         "ema": check_unit("ema", ema, closed_top=False),
         "clip": check_clip(clip),
         "min_r2": check_unit("min_r2", min_r2),
-        "max_every": None if max_every is None else _count("max_every", max_every, 1),
-        "seed": _count("seed", seed, 0),
+        "max_every": None if max_every is None else check_count("max_every", max_every, 1),
+        "seed": check_count("seed", seed, 0),
         "check_finite": check_finite_option(check_finite),
         "rollback": _flag("rollback", rollback),
-        "history_size": _count("history_size", history_size, 0),
+        "history_size": check_count("history_size", history_size, 0),
         "groups_per_refresh": None
         if groups_per_refresh is None
-        else _count("groups_per_refresh", groups_per_refresh, 1),
+        else check_count("groups_per_refresh", groups_per_refresh, 1),
         "total_steps": check_total_steps(total_steps),
     }
     if out["seed"] >= 2**32:
@@ -183,7 +184,7 @@ def check_options(
             raise ValueError(f"max_groups must be 'auto', None or a positive int, got {max_groups!r}")
         out["max_groups"] = None if raw else MAX_GROUPS
     else:
-        out["max_groups"] = None if max_groups is None else _count("max_groups", max_groups, 1)
+        out["max_groups"] = None if max_groups is None else check_count("max_groups", max_groups, 1)
     if isinstance(first_clip, str):
         if first_clip != "auto":
             raise ValueError(f"first_clip must be 'auto', None or a pair (lo, hi), got {first_clip!r}")
