@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -179,17 +178,15 @@ def bench_lr(
             raise typer.BadParameter("--rebuild and --part need --store")
     if not rebuild:
         # names and rates are checked before any work, as usage errors
-        try:
-            lr.workloads_mod.get(workloads or None)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--workloads'") from None
-        bad_rates = [r for r in lr0 or () if not (math.isfinite(r) and r > 0)]
-        if bad_rates:
-            raise typer.BadParameter(f"start rates must be positive and finite, got {bad_rates}", param_hint="'--lr0'")
-        try:
-            lr.methods_mod.get(methods or None, lr0 or None)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--methods'") from None
+        for option, check in (
+            ("--workloads", lambda: lr.workloads_mod.get(workloads or None)),
+            ("--lr0", lambda: lr.methods_mod.check_start_rates(lr0 or [])),
+            ("--methods", lambda: lr.methods_mod.get(methods or None, lr0 or None)),
+        ):
+            try:
+                check()
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
     if store is not None and rebuild:
         lr.rebuild(store)
         out = store

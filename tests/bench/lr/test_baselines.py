@@ -110,6 +110,11 @@ def test_start_rate_variants():
         M.get(["gen@lr0=-1"])
     with pytest.raises(ValueError, match="unknown method"):
         M.get(["nope@lr0=0.1"])
+    # every bad start rate is named, whichever methods take one
+    for bad in ([0.0], [-1e-3, 0.1], [math.inf], [math.nan], [True]):
+        with pytest.raises(ValueError, match="start rates must be positive and finite"):
+            M.get(["default"], lr0s=bad)
+    M.check_start_rates([1e-5, 1])
 
 
 def test_variant_at_the_default_rate_reuses_the_run(tmp_path):

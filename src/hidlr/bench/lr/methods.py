@@ -344,10 +344,18 @@ def _lookup(name: str) -> Method:
     )
 
 
+def check_start_rates(lr0s: list[float]) -> None:
+    """Refuse start rates that are not positive and finite (all of them named)."""
+    bad = [r for r in lr0s if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0]
+    if bad:
+        raise ValueError(f"start rates must be positive and finite, got {bad}")
+
+
 def get(names: list[str] | None = None, lr0s: list[float] | None = None) -> list[Method]:
     """The methods named (all when None; ``<method>@lr0=<rate>`` names a start-rate variant), plus,
     for each rate in ``lr0s``, the start-rate variant of every named method that takes one.
     An unknown name is an error."""
+    check_start_rates(lr0s or [])
     ms = list(METHODS.values()) if names is None else [_lookup(n) for n in names]
     for lr0 in lr0s or []:
         ms += [
