@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import math
 import sys
 from collections.abc import Callable
@@ -63,7 +62,7 @@ PROTOTYPE_FLAGS = (
     "followmeasured",
     "lookback",
     "unmeasurable",
-    "arrivalcredit",
+    "arrivalcredit",  # round 20 (adopted in 8dff1f8; the flag ran at 68e05e2)
     "growwindow",
 )
 
@@ -271,34 +270,6 @@ def patch_unmeasurable_cut(cut: float) -> None:
     Refresher._settle = settle
 
 
-def patch_arrival_credit(limit: int) -> None:
-    """PROTOTYPE, the engine's rule since round 20 of ``docs/diagnosis.md`` (with limit
-    ``rules.TRAVEL_LIMIT`` = 16; on that engine this flag would count twice, so it refuses): until the rates arrive (a
-    refresh with every target inside the clip), a refresh's probe forwards do not use up the probe
-    budget, as travel's do not, for at most ``limit`` such refreshes. From a start rate far below
-    the fitted one, travel alternates with per-group refreshes (the one-group line is often
-    rejected at small rates), and those use up the credit before the rates arrive: mdn from
-    1e-5 then waits about 110 steps per refresh with its rates a half to a fifth of the default
-    run's."""
-    from hidlr.optim.refresh import Refresher
-
-    if "_arrival_refreshes" in inspect.getsource(Refresher._refresh):
-        raise SystemExit("--arrival-credit: the engine has this rule (round 20); run the default instead")
-    original = Refresher._refresh
-
-    def refresh(self, probe, params, applied, factors, active):
-        before = (self._arrived, self._probe_forwards, self._uncredited_forwards)
-        count = getattr(self, "_arrival_refreshes", 0)
-        original(self, probe, params, applied, factors, active)
-        arrived, spent, uncredited = before
-        if not arrived and count < limit:
-            self._arrival_refreshes = count + 1
-            charged = (self._probe_forwards - spent) - (self._uncredited_forwards - uncredited)
-            self._uncredited_forwards += charged
-
-    Refresher._refresh = refresh
-
-
 def patch_grow_window(window: float) -> None:
     """The engine's ``RuleConfig.grow_window`` (rates may grow during this fraction of a known step
     budget, or until they arrive) set to ``window`` for every run: it is a rule field, not a
@@ -385,7 +356,6 @@ def main() -> None:
     ap.add_argument("--pool", action="store_true", help="the pooled-shrink prototype (names get +pool)")
     ap.add_argument("--grow-window", type=float, help="the engine's grow_window for every run (+growwindow=F)")
     ap.add_argument("--unmeasurable-cut", type=float, help="the unmeasurable-fit cut prototype (+unmeasurable=CUT)")
-    ap.add_argument("--arrival-credit", type=int, help="the arrival-credit prototype (+arrivalcredit=N)")
     ap.add_argument("--lookback", type=float, help="the look-back cut prototype with this tolerance (+lookback=TOL)")
     ap.add_argument(
         "--follow",
@@ -400,9 +370,6 @@ def main() -> None:
     if a.unmeasurable_cut is not None:
         patch_unmeasurable_cut(a.unmeasurable_cut)
         a.variants = [f"{v}+unmeasurable={a.unmeasurable_cut:g}" for v in a.variants]
-    if a.arrival_credit is not None:
-        patch_arrival_credit(a.arrival_credit)
-        a.variants = [f"{v}+arrivalcredit={a.arrival_credit}" for v in a.variants]
     if a.lookback is not None:
         patch_lookback_cut(a.lookback)
         a.variants = [f"{v}+lookback={a.lookback:g}" for v in a.variants]
