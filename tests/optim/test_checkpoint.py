@@ -343,6 +343,26 @@ def test_the_arrival_count_round_trips_and_a_format_3_dict_without_it_loads_as_0
     assert opt._arrival_refreshes == 0 and not opt._restarted and opt.lrs == src.lrs
 
 
+def test_the_arrival_forwards_round_trip_and_a_format_4_dict_without_them_loads_as_0():
+    _, src = _trained()
+    src._arrival_forwards = 17
+    _, opt = _fresh()
+    opt.load_state_dict(src.state_dict())
+    assert opt._arrival_forwards == 17
+    sd = copy.deepcopy(src.state_dict())
+    del sd["hidlr"]["arrival_forwards"]
+    with pytest.raises(ValueError, match="missing 'arrival_forwards'"):  # format 5 has it
+        opt.load_state_dict(sd)
+    assert opt._arrival_forwards == 17  # nothing was loaded
+    sd["hidlr"]["format"] = 4  # saved before the counter existed
+    opt.load_state_dict(sd)
+    assert opt._arrival_forwards == 0 and opt.lrs == src.lrs
+    sd["hidlr"]["format"] = 5
+    sd["hidlr"]["arrival_forwards"] = -1
+    with pytest.raises(ValueError, match="'arrival_forwards' must be"):
+        opt.load_state_dict(sd)
+
+
 def test_loading_trims_history_to_this_optimizers_size():
     _, src = _trained(steps=6)
     _, opt = _fresh(history_size=2)

@@ -80,6 +80,22 @@ def test_at_most_travel_limit_refreshes_go_uncharged_before_arrival():
     assert opt._uncredited_forwards == sum(f for _, f in refreshes[: rules.TRAVEL_LIMIT])
 
 
+def test_with_a_step_budget_the_uncharged_refreshes_before_arrival_stop_at_the_runs_probe_share():
+    total = 100  # the run's whole probe share: 3 * 0.05 * 100 = 15 forwards
+    opt, refreshes = _charges(1e-30, 60, travel=False, first_clip=None, max_every=2, total_steps=total)
+    assert all(not arrived for arrived, _ in refreshes) and len(refreshes) > rules.TRAVEL_LIMIT
+    share = 3 * opt.rules.probe_share * total
+    free, spent = 0, 0
+    for _, f in refreshes:  # uncharged while the forwards so far are below the share
+        if spent >= share:
+            break
+        free, spent = free + 1, spent + f
+    assert 0 < free < rules.TRAVEL_LIMIT
+    assert opt._uncredited_forwards == spent and opt._arrival_forwards == spent
+    long, _ = _charges(1e-30, 60, travel=False, first_clip=None, max_every=2, total_steps=100_000)
+    assert long._uncredited_forwards == sum(f for _, f in refreshes[: rules.TRAVEL_LIMIT])  # the share binds no more
+
+
 @pytest.mark.parametrize("lr0", [10.0, 1000.0])
 def test_first_refresh_cuts_a_far_too_large_start_rate_at_once(lr0):
     q = make_quadratic([4], seed=2)

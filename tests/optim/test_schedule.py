@@ -4,7 +4,7 @@ refresh probes (the step budget's growth window and anneal: ``test_step_budget.p
 import pytest
 
 from hidlr.optim import schedule
-from hidlr.optim.rules import RuleConfig
+from hidlr.optim.rules import TRAVEL_LIMIT, RuleConfig
 
 
 def test_next_refresh_doubles_the_period_up_to_max_every():
@@ -34,6 +34,16 @@ def test_probe_forwards_stay_within_the_budget_whatever_their_cost(forwards):
         spent += forwards
         assert spent <= max(forwards, cfg.probe_credit + 3 * cfg.probe_share * t)
         t, period = schedule.next_refresh(t, period, forwards, spent, None, cfg)
+
+
+def test_arrival_is_free_for_travel_limit_refreshes_and_with_a_budget_within_the_runs_share():
+    free = RuleConfig()
+    assert schedule.arrival_is_free(free, refreshes=TRAVEL_LIMIT - 1, forwards=10**6)  # no budget: a count
+    assert not schedule.arrival_is_free(free, refreshes=TRAVEL_LIMIT, forwards=0)
+    short = RuleConfig(total_steps=100)  # share 3 * 0.05 * 100 = 15 forwards
+    assert schedule.arrival_is_free(short, refreshes=1, forwards=14)
+    assert not schedule.arrival_is_free(short, refreshes=1, forwards=16)
+    assert not schedule.arrival_is_free(RuleConfig(total_steps=10**6), refreshes=TRAVEL_LIMIT, forwards=0)
 
 
 def test_probe_order_takes_turns():

@@ -29,7 +29,7 @@ from hidlr.optim.options import check_total_steps
 if TYPE_CHECKING:
     from hidlr.optim.hidlr import HiDLR
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 _RUNNING = ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
 # counters and flags that format 2 may lack (added later; read as their defaults there), required from format 3
 _COUNTERS = ("probe_forwards", "last_forwards", "travel_refreshes", "travel_forwards")
@@ -37,6 +37,8 @@ _FLAGS = ("travelling", "arrived")
 # a flag and a counter that format 3 may lack (read as False and 0 there), required from format 4
 _LATER_FLAGS = ("restarted",)
 _LATER_COUNTERS = ("arrival_refreshes",)
+# a counter that format 4 may lack (read as 0 there), required from format 5
+_FORMAT5_COUNTERS = ("arrival_forwards",)
 
 
 def _config(opt: HiDLR) -> dict[str, Any]:
@@ -77,6 +79,7 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
         "restarted": opt._restarted,
         "travel_refreshes": opt._travel_refreshes,
         "arrival_refreshes": opt._arrival_refreshes,
+        "arrival_forwards": opt._arrival_forwards,
         "travel_forwards": opt._uncredited_forwards,  # key kept from when only travel was uncredited
         "history": copy.deepcopy(opt.history[-opt.history_size :] if opt.history_size else []),
     }
@@ -154,14 +157,15 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
     if not isinstance(own, dict):
         raise ValueError("HiDLR state dict: 'hidlr' must be a dict; nothing was loaded")
     version = own.get("format", 1)
-    if isinstance(version, bool) or version not in (1, 2, 3, FORMAT_VERSION):
+    if isinstance(version, bool) or version not in (1, 2, 3, 4, FORMAT_VERSION):
         raise ValueError(
-            f"HiDLR state dict: format {version!r} is not one this version reads (1, 2, 3, "
+            f"HiDLR state dict: format {version!r} is not one this version reads (1, 2, 3, 4, "
             f"{FORMAT_VERSION}); nothing was loaded"
         )
     required = _RUNNING + (("config", "refreshes", "loss_eps") if version >= 2 else ())
     required += (_COUNTERS + _FLAGS + ("last_probed",)) if version >= 3 else ()
     required += (_LATER_FLAGS + _LATER_COUNTERS) if version >= 4 else ()
+    required += _FORMAT5_COUNTERS if version >= 5 else ()
     missing = [k for k in required if k not in own]
     if missing:
         raise ValueError(f"HiDLR state dict: missing {', '.join(map(repr, missing))}; nothing was loaded")
@@ -181,7 +185,7 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         _number(own, key, integral=True)
     if version >= 2:
         _number(own, "loss_eps", integral=False)
-        for key in _COUNTERS + _LATER_COUNTERS:
+        for key in _COUNTERS + _LATER_COUNTERS + _FORMAT5_COUNTERS:
             if key in own:
                 _number(own, key, integral=True)
         for key in _FLAGS + _LATER_FLAGS:
@@ -327,6 +331,7 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._restarted = bool(own.get("restarted", False))
     opt._travel_refreshes = int(own.get("travel_refreshes", 0))
     opt._arrival_refreshes = int(own.get("arrival_refreshes", 0))
+    opt._arrival_forwards = int(own.get("arrival_forwards", 0))
     opt._uncredited_forwards = int(own.get("travel_forwards", 0))
     if budget is not None:
         opt.total_steps = budget

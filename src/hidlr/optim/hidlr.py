@@ -69,7 +69,8 @@ class HiDLR(Refresher, torch.optim.Optimizer):
             forwards so far exceed ``rules.probe_credit`` plus that share, so the overhead does not
             grow with the number of groups (larger K: each group is refreshed less often). The
             refreshes before the rates first arrive (every target inside the clip; at most
-            ``rules.TRAVEL_LIMIT`` of them) are not charged to it.
+            ``rules.TRAVEL_LIMIT`` of them, and with ``total_steps`` only while they have spent
+            less than the run's whole probe share) are not charged to it.
         groups_per_refresh: at most this many groups are probed at one refresh, those probed
             longest ago first; the others keep their rates until their turn. None: all.
         shrink: hierarchical rates, in [0, 1]: a line along the current combined step gives the
@@ -252,7 +253,8 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._arrived = False  # a refresh has had every target inside the clip
         self._restarted = False  # a restart_schedule phase not yet arrived (rules.grow_concave_descent)
         self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
-        self._arrival_refreshes = 0  # refreshes before the rates first arrived (at most TRAVEL_LIMIT)
+        self._arrival_refreshes = 0  # uncharged refreshes before the rates first arrived
+        self._arrival_forwards = 0  # and their probe forwards, travel's aside (schedule.arrival_is_free)
         # probe forwards that do not count against the probe credit: travel refreshes', those before
         # the rates first arrive, and all those before a restart_schedule
         self._uncredited_forwards = 0

@@ -121,7 +121,9 @@ class Refresher:
             else None
         )
         stepped, estimates = False, list(self._estimates)
-        arriving = not self._arrived and self._arrival_refreshes < rules.TRAVEL_LIMIT
+        arriving = not self._arrived and schedule.arrival_is_free(
+            self.rules, self._arrival_refreshes, self._arrival_forwards
+        )
         try:
             self._base_step(applied)
             stepped = True
@@ -157,15 +159,15 @@ class Refresher:
             raise
         self._estimates = new
         # counted but not charged to the probe budget that spaces the refreshes: the backtracking test
-        # of the first refresh, travel, and every refresh before the rates first arrive (at most
-        # TRAVEL_LIMIT of them: from a far start rate, travel alternates with per-group refreshes,
-        # which would otherwise spend the credit before the rates arrive; round 20 of docs/diagnosis.md)
+        # of the first refresh, travel, and the refreshes before the rates first arrive
+        # (schedule.arrival_is_free; rounds 20 and 21 of docs/diagnosis.md)
         self._last_forwards = record.forwards - cut_forwards
         self._probe_forwards += record.forwards
         if travel_now:
             self._travel_refreshes += 1
         if arriving:
             self._arrival_refreshes += 1
+            self._arrival_forwards += 0 if travel_now else record.forwards
         self._uncredited_forwards += record.forwards if travel_now or arriving else cut_forwards
         self._last_probed = [self._refreshes if probed[k] else self._last_probed[k] for k in range(k_groups)]
         self._refreshes += 1

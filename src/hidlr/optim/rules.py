@@ -54,7 +54,8 @@ class RuleConfig:
         probe_share: the share of the training compute the automatic schedule gives the probes.
         probe_credit: probe forward passes the automatic schedule may spend ahead of that share
             (fast early refreshes); the refreshes before the rates first arrive (at most
-            ``TRAVEL_LIMIT``) are not charged to it.
+            ``TRAVEL_LIMIT``, and with ``total_steps`` while they have spent less than the whole
+            run's share, :func:`hidlr.optim.schedule.arrival_is_free`) are not charged to it.
         shrink: hierarchical rates: each group's Newton multiple is shrunk towards the one-group
             (GeN) multiple of the combined step, ``m0 * (m_k / m0) ** shrink`` (0: every group takes
             the one-group multiple, 1: the per-group rule unchanged); None: no one-group line.

@@ -1,8 +1,9 @@
 """When Hi-DLR refreshes and how a known step budget shapes the rates over time (pure functions on
 plain numbers, beside the rate rules of :mod:`hidlr.optim.rules`).
 
-- :func:`next_refresh` and :func:`probe_order`: the automatic refresh schedule under the probe
-  budget, and which groups a refresh probes;
+- :func:`next_refresh`, :func:`arrival_is_free` and :func:`probe_order`: the automatic refresh
+  schedule under the probe budget, which refreshes it does not charge, and which groups a refresh
+  probes;
 - :func:`may_grow`, :func:`growth_config` and :func:`anneal_factor`: with ``total_steps``, rates may
   grow only early in the run (or until they arrive), and fall to 0 over its last ``anneal``.
 """
@@ -13,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from hidlr.optim.rules import RuleConfig
+from hidlr.optim.rules import TRAVEL_LIMIT, RuleConfig
 
 
 # ----------------------------------------------------------------------------- step budget
@@ -66,6 +67,19 @@ def next_refresh(
     if max_every is None:
         step = max(step, math.ceil((spent + forwards - config.probe_credit) / rate))
     return step, period
+
+
+def arrival_is_free(config: RuleConfig, refreshes: int, forwards: int) -> bool:
+    """Whether a refresh before the rates first arrive is left uncharged to the probe credit, after
+    ``refreshes`` such refreshes that cost ``forwards`` probe forward passes (travel's aside): for at
+    most ``TRAVEL_LIMIT`` of them, and with ``total_steps`` only while those forwards are below the
+    whole run's probe share (``3 * probe_share * total_steps``). From a far start rate, travel
+    alternates with per-group refreshes, which would otherwise spend the credit before the rates
+    arrive (``docs/diagnosis.md``, round 20); in a short run the same free refreshes would come
+    early, many, and at a cost that matters, while a fresh head is still random (round 21)."""
+    if refreshes >= TRAVEL_LIMIT:
+        return False
+    return config.total_steps is None or forwards < 3.0 * config.probe_share * config.total_steps
 
 
 def probe_order(active: Sequence[bool], last_probed: Sequence[int], limit: int | None) -> list[bool]:
