@@ -327,39 +327,29 @@ def test_format_2_without_the_later_counters_loads_with_their_defaults():
     assert opt.lrs == src.lrs and opt.step_count == src.step_count and not opt._travelling
 
 
-def test_the_arrival_count_round_trips_and_a_format_3_dict_without_it_loads_as_0():
+@pytest.mark.parametrize("key, value", [("arrival_refreshes", 3), ("arrival_forwards", 17)])
+def test_a_later_counter_round_trips_and_an_older_format_without_it_loads_as_0(key, value):
+    since = checkpoint._COUNTERS[key]  # the format from which a state dict must hold it
     _, src = _trained()
-    src._arrival_refreshes = 3
+    setattr(src, f"_{key}", value)
     _, opt = _fresh()
     opt.load_state_dict(src.state_dict())
-    assert opt._arrival_refreshes == 3
+    assert getattr(opt, f"_{key}") == value
     sd = copy.deepcopy(src.state_dict())
-    del sd["hidlr"]["arrival_refreshes"]
-    with pytest.raises(ValueError, match="missing 'arrival_refreshes'"):  # format 4 has it
+    del sd["hidlr"][key]
+    with pytest.raises(ValueError, match=f"missing '{key}'"):
         opt.load_state_dict(sd)
-    sd["hidlr"]["format"] = 3  # saved before the counter existed
-    del sd["hidlr"]["restarted"]
+    assert getattr(opt, f"_{key}") == value  # nothing was loaded
+    sd["hidlr"]["format"] = since - 1  # saved before the counter existed, and what came with it
+    for later in [
+        k for k, v in {**checkpoint._COUNTERS, **checkpoint._FLAGS}.items() if v >= since and k in sd["hidlr"]
+    ]:
+        del sd["hidlr"][later]
     opt.load_state_dict(sd)
-    assert opt._arrival_refreshes == 0 and not opt._restarted and opt.lrs == src.lrs
-
-
-def test_the_arrival_forwards_round_trip_and_a_format_4_dict_without_them_loads_as_0():
-    _, src = _trained()
-    src._arrival_forwards = 17
-    _, opt = _fresh()
-    opt.load_state_dict(src.state_dict())
-    assert opt._arrival_forwards == 17
+    assert getattr(opt, f"_{key}") == 0 and not opt._restarted and opt.lrs == src.lrs
     sd = copy.deepcopy(src.state_dict())
-    del sd["hidlr"]["arrival_forwards"]
-    with pytest.raises(ValueError, match="missing 'arrival_forwards'"):  # format 5 has it
-        opt.load_state_dict(sd)
-    assert opt._arrival_forwards == 17  # nothing was loaded
-    sd["hidlr"]["format"] = 4  # saved before the counter existed
-    opt.load_state_dict(sd)
-    assert opt._arrival_forwards == 0 and opt.lrs == src.lrs
-    sd["hidlr"]["format"] = 5
-    sd["hidlr"]["arrival_forwards"] = -1
-    with pytest.raises(ValueError, match="'arrival_forwards' must be"):
+    sd["hidlr"][key] = -1
+    with pytest.raises(ValueError, match=f"'{key}' must be"):
         opt.load_state_dict(sd)
 
 

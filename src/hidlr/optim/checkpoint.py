@@ -31,14 +31,17 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 5
 _RUNNING = ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
-# counters and flags that format 2 may lack (added later; read as their defaults there), required from format 3
-_COUNTERS = ("probe_forwards", "last_forwards", "travel_refreshes", "travel_forwards")
-_FLAGS = ("travelling", "arrived")
-# a flag and a counter that format 3 may lack (read as False and 0 there), required from format 4
-_LATER_FLAGS = ("restarted",)
-_LATER_COUNTERS = ("arrival_refreshes",)
-# a counter that format 4 may lack (read as 0 there), required from format 5
-_FORMAT5_COUNTERS = ("arrival_forwards",)
+# counters (ints >= 0) and flags (bools) by the format from which a state dict must hold them; an
+# older format may lack them (added later), and then they load as 0 and False
+_COUNTERS = {
+    "probe_forwards": 3,
+    "last_forwards": 3,
+    "travel_refreshes": 3,
+    "travel_forwards": 3,
+    "arrival_refreshes": 4,
+    "arrival_forwards": 5,
+}
+_FLAGS = {"travelling": 3, "arrived": 3, "restarted": 4}
 
 
 def _config(opt: HiDLR) -> dict[str, Any]:
@@ -157,15 +160,14 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
     if not isinstance(own, dict):
         raise ValueError("HiDLR state dict: 'hidlr' must be a dict; nothing was loaded")
     version = own.get("format", 1)
-    if isinstance(version, bool) or version not in (1, 2, 3, 4, FORMAT_VERSION):
+    readable = tuple(range(1, FORMAT_VERSION + 1))
+    if isinstance(version, bool) or version not in readable:
         raise ValueError(
-            f"HiDLR state dict: format {version!r} is not one this version reads (1, 2, 3, 4, "
-            f"{FORMAT_VERSION}); nothing was loaded"
+            f"HiDLR state dict: format {version!r} is not one this version reads {readable}; nothing was loaded"
         )
     required = _RUNNING + (("config", "refreshes", "loss_eps") if version >= 2 else ())
-    required += (_COUNTERS + _FLAGS + ("last_probed",)) if version >= 3 else ()
-    required += (_LATER_FLAGS + _LATER_COUNTERS) if version >= 4 else ()
-    required += _FORMAT5_COUNTERS if version >= 5 else ()
+    required += ("last_probed",) if version >= 3 else ()
+    required += tuple(k for k, since in {**_COUNTERS, **_FLAGS}.items() if version >= since)
     missing = [k for k in required if k not in own]
     if missing:
         raise ValueError(f"HiDLR state dict: missing {', '.join(map(repr, missing))}; nothing was loaded")
@@ -185,10 +187,10 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         _number(own, key, integral=True)
     if version >= 2:
         _number(own, "loss_eps", integral=False)
-        for key in _COUNTERS + _LATER_COUNTERS + _FORMAT5_COUNTERS:
+        for key in _COUNTERS:
             if key in own:
                 _number(own, key, integral=True)
-        for key in _FLAGS + _LATER_FLAGS:
+        for key in _FLAGS:
             if key in own and not isinstance(own[key], bool):
                 raise ValueError(
                     f"HiDLR state dict: {key!r} must be True or False, got {own[key]!r}; nothing was loaded"
