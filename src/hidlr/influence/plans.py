@@ -1,7 +1,11 @@
 """Freezing plans: which groups stay trainable under a parameter budget, chosen by influence.
 
 A plan keeps the set of groups with the largest total influence whose sizes fit the budget (an
-exact 0/1 knapsack: value = influence, weight = group size) and freezes the rest. Applying a plan
+exact 0/1 knapsack: value = influence, weight = group size) and freezes the rest. With ``depth``
+the plan keeps only groups among the last share of the groups, in the order the forward pass runs
+them, so that the backward pass stops early: a kept group near the input (an embedding, the first
+LayerNorm) makes every step run the backward pass through the whole network, whatever the number
+of parameters trained. Applying a plan
 freezes for real: ``requires_grad=False`` (autograd computes no gradient for those tensors and the
 backward pass stops where nothing upstream trains), the gradient and the base optimizer's state
 are dropped, and a HiDLR wrapper then spends no probes on those groups. A plan names parameters, so
@@ -56,6 +60,8 @@ class FreezePlan:
 
     ``budget`` is the fraction of the planned parameters allowed to train (or None), ``max_groups``
     the number of groups (or None); ``trainable_params <= budget * total_params`` holds exactly.
+    ``depth``: the share of the groups, counted back from the last, among which kept groups lie
+    (None: any group).
     A plan over no parameters (``total_params < 1``) is refused at construction.
     """
 
@@ -67,6 +73,7 @@ class FreezePlan:
     sizes: dict[str, int]
     budget: float | None = None
     max_groups: int | None = None
+    depth: float | None = None
     trainable: tuple[str, ...] = ()  # parameter names kept trainable (empty when unknown)
     frozen: tuple[str, ...] = ()  # parameter names frozen
     meta: dict[str, Any] = field(default_factory=dict)
@@ -129,15 +136,20 @@ def plan_from_scores(
     budget: float | None = None,
     max_groups: int | None = None,
     keep: str | Sequence[str] | None = (),
+    depth: float | None = None,
 ) -> FreezePlan:
     """A plan from plain numbers: keep the groups of largest total influence within the budget.
 
     Args:
-        names, influence, sizes: per group (equal lengths, unique names).
+        names, influence, sizes: per group (equal lengths, unique names), in the order the forward
+            pass runs the groups (the order matters only with ``depth``).
         budget: fraction in (0, 1] of ``sum(sizes)`` allowed to stay trainable, or
         max_groups: number of groups allowed to stay trainable (exactly one of the two).
         keep: groups that stay trainable whatever their influence (their size counts): one name,
             a sequence of names (exact matches), or None.
+        depth: fraction in (0, 1] of the groups, the last ``ceil(depth * len(names))`` of them, that
+            may stay trainable; the groups before them are frozen, so that the backward pass stops
+            there. None: any group may.
     """
     keep = _group_names_arg("keep", keep)
     if not (len(names) == len(influence) == len(sizes)):
@@ -158,7 +170,14 @@ def plan_from_scores(
     if not all(math.isfinite(v) for v in infl):
         raise ValueError(f"influence values must be finite, got {infl}")
     forced = [i for i, n in enumerate(names) if n in keep]
-    free = [i for i in range(len(names)) if names[i] not in keep]
+    first = _first_reachable(len(names), depth)
+    early = [names[i] for i in forced if i < first]
+    if early:
+        raise ValueError(
+            f"keep names groups before the last {len(names) - first} of {len(names)} groups that depth={depth} "
+            f"allows: {', '.join(early)}"
+        )
+    free = [i for i in range(first, len(names)) if names[i] not in keep]
     if budget is not None:
         if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not 0 < budget <= 1:
             raise ValueError(f"budget must be a fraction in (0, 1], got {budget!r}")
@@ -172,7 +191,7 @@ def plan_from_scores(
         if not forced and smallest > capacity:
             raise ValueError(
                 f"budget {budget} allows {capacity:,} parameters, less than the smallest "
-                f"group ({smallest:,}): the plan would train nothing"
+                f"group{' that depth allows' if depth is not None else ''} ({smallest:,}): the plan would train nothing"
             )
         chosen = [free[j] for j in knapsack([infl[i] for i in free], [int(sizes[i]) for i in free], capacity)]
     else:
@@ -193,7 +212,17 @@ def plan_from_scores(
         sizes={n: int(s) for n, s in zip(names, sizes)},
         budget=None if budget is None else float(budget),
         max_groups=max_groups,
+        depth=None if depth is None else float(depth),
     )
+
+
+def _first_reachable(n_groups: int, depth: float | None) -> int:
+    """Index of the first group that ``depth`` lets a plan keep (0 without it)."""
+    if depth is None:
+        return 0
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Real) or not 0 < depth <= 1:
+        raise ValueError(f"depth must be a fraction in (0, 1] of the groups, or None, got {depth!r}")
+    return n_groups - max(1, math.ceil(depth * n_groups - 1e-9))
 
 
 def _param_names(model: nn.Module | None, param_groups: Sequence[dict]) -> list[list[str]] | None:
@@ -220,9 +249,12 @@ def plan_for(
     max_groups: int | None = None,
     model: nn.Module | None = None,
     keep: str | Sequence[str] | None = (),
+    depth: float | None = None,
 ) -> FreezePlan:
     """A plan from a running HiDLR's influence (see :func:`plan_from_scores`), over the groups that
-    are trainable now; with ``model``, the plan also names the parameters (needed to transfer it)."""
+    are trainable now, in the optimizer's order (``depth`` takes it as the forward pass's, as
+    :mod:`hidlr.groups` builds groups from a model that registers its modules in the order it runs
+    them); with ``model``, the plan also names the parameters (needed to transfer it)."""
     require_refreshed(opt)
     require_group_fits(opt)
     groups = list(opt.param_groups)
@@ -237,6 +269,7 @@ def plan_for(
         budget=budget,
         max_groups=max_groups,
         keep=keep,
+        depth=depth,
     )
     if pnames is None:
         return plan
@@ -282,11 +315,19 @@ def freeze(
     max_groups: int | None = None,
     model: nn.Module | None = None,
     keep: str | Sequence[str] | None = (),
+    depth: float | None = None,
 ) -> FreezePlan:
     """Freeze the lowest-influence groups of a running HiDLR until the trainable parameters are at
-    most ``budget`` (a fraction of those trainable now; or give ``max_groups``), and return the plan."""
+    most ``budget`` (a fraction of those trainable now; or give ``max_groups``), and return the plan.
+    ``depth``: keep only groups among that share of the groups, counted back from the last (see
+    :func:`plan_from_scores`), so that the backward pass stops early."""
     plan = plan_for(
-        opt, budget=None if max_groups is not None else budget, max_groups=max_groups, model=model, keep=keep
+        opt,
+        budget=None if max_groups is not None else budget,
+        max_groups=max_groups,
+        model=model,
+        keep=keep,
+        depth=depth,
     )
     freeze_groups(opt, plan.frozen_groups)
     return plan

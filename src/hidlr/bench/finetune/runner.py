@@ -112,6 +112,7 @@ def run_freezing(
     per_group: bool = False,
     influence_share: float = 0.1,
     carry_state: bool = True,
+    depth: float | None = None,
 ) -> dict[str, Any]:
     """One influence run (Hi-DLR over the groups of ``grouping``, every group fitted at each of its
     refreshes, two per tenth of the run, over the first ``influence_share`` of the steps), then for
@@ -122,7 +123,9 @@ def run_freezing(
     when more than 8 groups train). The defaults were chosen on 3 seeds
     (``benchmarks/diagnosis/freeze5.py``). With ``carry_state`` the continuation takes the influence
     run's optimizer state (Adam moments, rates, refresh history), else it starts afresh at the
-    start rate. Runs spent: one per budget (the influence run is shared)."""
+    start rate. ``depth``: the plans keep only groups among that share of the groups counted back
+    from the head (:func:`hidlr.influence.plan_from_scores`). Runs spent: one per budget (the
+    influence run is shared)."""
     if grouping not in M.FREEZE_GROUPINGS:
         raise ValueError(f"grouping must be one of {', '.join(M.FREEZE_GROUPINGS)}, got {grouping!r}")
     lr = M.HIDLR_START * (10.0 if quick else 1.0)
@@ -160,9 +163,9 @@ def run_freezing(
             with warnings.catch_warnings():  # the refresh schedule changes on purpose: fixed -> "auto"
                 warnings.filterwarnings("ignore", message="HiDLR checkpoint made under other options")
                 opt.load_state_dict(copy.deepcopy(state))  # Adam moments, rates and history of the influence run
-            plan = freeze(opt, budget=budget, model=m2, keep=keep)
+            plan = freeze(opt, budget=budget, model=m2, keep=keep, depth=depth)
         else:
-            plan = plan_for(setup.optimizer, budget=budget, model=model, keep=keep)
+            plan = plan_for(setup.optimizer, budget=budget, model=model, keep=keep, depth=depth)
             freeze_groups(opt, plan.frozen_groups)
         res = run_training(Setup(m2, opt, lr=lr), wl, steps - prefix, batch_size, seed, tick=tick, start=prefix)
         res["train_seconds_with_prefix"] = res["train_seconds"] + pre["train_seconds"]
