@@ -63,6 +63,8 @@ def test_report_builds_a_page_from_a_results_folder(tmp_path):
         (["influence", "--budget", "0"], "--budget"),
         (["influence", "--budget", "1.5"], "--budget"),
         (["influence", "--refreshes", "0"], "--refreshes"),
+        (["influence", "--depth", "0"], "--depth"),
+        (["influence", "--depth", "1.5"], "--depth"),
         (["bench", "overhead", "--repeats", "0"], "--repeats"),
         (["bench", "uq-speed", "--repeats", "0"], "--repeats"),
         (["bench", "lr", "--seeds", "0"], "--seeds"),

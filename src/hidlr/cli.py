@@ -415,6 +415,12 @@ def influence(
         callback=_fraction,
         help="Fraction of the parameters left trainable.",
     ),
+    depth: float | None = typer.Option(
+        None,
+        callback=lambda v: None if v is None else _fraction(v),
+        help="Keep only modules among this share of them, counted back from the head, so that the "
+        "backward pass stops there (default: any module).",
+    ),
     quick: bool = typer.Option(True, help="The small BERT pretrained here (--no-quick: MiniLM)."),
     head: str = typer.Option("mdn", help="mdn or gaussian."),
     steps: int = typer.Option(10, min=1, help="Steps of the short Hi-DLR run."),
@@ -436,11 +442,13 @@ def influence(
     lr = M.HIDLR_START * (10.0 if quick else 1.0)
     model, opt = influence_run(wl, head, steps=steps, refreshes=refreshes, seed=seed, lr=lr)
     typer.echo(format_table(influence_table(opt)))
-    plan = plan_for(opt, budget=budget, model=model, keep=M.head_group_names(opt.param_groups))
+    plan = plan_for(opt, budget=budget, model=model, keep=M.head_group_names(opt.param_groups), depth=depth)
     plan.save(plan_out)
     typer.echo(
         f"plan: {len(plan.kept_groups)} of {len(opt.param_groups)} groups, {plan.trainable_params:,} of "
-        f"{plan.total_params:,} parameters ({100 * plan.fraction:.2f}%) trainable; written: {plan_out}"
+        f"{plan.total_params:,} parameters ({100 * plan.fraction:.2f}%) trainable"
+        + ("" if depth is None else f", from the last {depth:g} of the groups")
+        + f"; written: {plan_out}"
     )
 
 
