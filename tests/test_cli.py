@@ -114,6 +114,12 @@ def _must_not_run(*args, **kwargs):
         (["bench", "gap-reference", "--models", "gp"], "--models", "hidlr.bench.kl.gap_reference.run"),
         (["bench", "finetune", "--heads", "gp"], "--heads", "hidlr.bench.finetune.run"),
         (["bench", "finetune", "--methods", "sgd"], "--methods", "hidlr.bench.finetune.run"),
+        (["bench", "finetune", "--freeze-depth", "0"], "--freeze-depth", "hidlr.bench.finetune.run"),
+        (
+            ["bench", "finetune", "--freeze-depth", "0.5", "--freeze-depth", "2"],
+            "--freeze-depth",
+            "hidlr.bench.finetune.run",
+        ),
         (["bench", "lr", "--workloads", "nope"], "--workloads", "hidlr.bench.lr.run"),
         (["bench", "lr", "--methods", "nope"], "--methods", "hidlr.bench.lr.run"),
         (["bench", "lr", "--methods", "gen", "--lr0", "-1"], "--lr0", "hidlr.bench.lr.run"),

@@ -144,6 +144,7 @@ def main() -> None:
             for v in a.variants:
                 grouping, *flags = v.split("+")
                 t0 = time.perf_counter()
+                depth = next((int(f[5:]) / 100 for f in flags if f.startswith("depth")), None)
                 run_budgets = budgets
                 if grouping.startswith("lora") and "freeze-lora-size" in budgets:
                     # the same count as LoRA trains, now a share of a total that includes the adapters
@@ -167,7 +168,7 @@ def main() -> None:
                     per_group="pergroup" in flags,
                     influence_share=0.2 if "prefix20" in flags else 0.1,
                     carry_state="fresh" not in flags,
-                    depth=next((int(f[5:]) / 100 for f in flags if f.startswith("depth")), None),
+                    depths=dict.fromkeys(run_budgets, depth) if depth else None,
                 )
                 print(v, head, seed, f"influence groups {info['groups']}, {time.perf_counter() - t0:.0f} s", flush=True)
                 if "adam" not in flags:

@@ -375,6 +375,11 @@ def bench_finetune(
     steps: int = typer.Option(None, min=1, help="Training steps per run (default: 100; quick 150)."),
     batch_size: int = typer.Option(32, min=1, help="Tokens per batch (each with its ten ratings)."),
     costs: bool = typer.Option(True, help="Measure what frozen groups cost, side by side."),
+    freeze_depth: list[float] = typer.Option(
+        None,
+        help="Also freeze at every budget with plans kept to this share of the modules, counted back "
+        "from the head (repeatable; e.g. 0.5).",
+    ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     report_only: str = typer.Option(
         None,
@@ -388,6 +393,9 @@ def bench_finetune(
 
     heads = _known("--heads", heads, tuple(M.HEADS))
     methods = _known("--methods", methods, (*M.method_table(quick), "freeze"))
+    for d in freeze_depth or ():
+        if not 0.0 < d <= 1.0:
+            raise typer.BadParameter(f"must be a fraction in (0, 1], got {d}", param_hint="'--freeze-depth'")
     if report_only is not None:
         rebuild_report(out, note=report_only or None)
         typer.echo(f"report: {out / 'report.md'}")
@@ -402,6 +410,7 @@ def bench_finetune(
         steps=steps,
         batch_size=batch_size,
         costs=costs,
+        freeze_depths=freeze_depth or None,
         progress=progress,
     )
     typer.echo(f"report: {out / 'report.md'}")

@@ -5,6 +5,7 @@ import torch
 from typer.testing import CliRunner
 
 from hidlr.bench.finetune import run
+from hidlr.bench.finetune.methods import module_groups, new_model
 from hidlr.bench.finetune.report import _select
 from hidlr.cli import app
 from hidlr.influence import FreezePlan
@@ -21,6 +22,7 @@ def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_p
         workload=small_workload,
         methods=["full-adam", "lora", "lora-plus", "hidlr-lora", "freeze"],
         budgets=[0.05],
+        freeze_depths=[0.5],
     )
     for f in ("results.json", "report.md", "influence_per_layer.png", "rates_over_time.png"):
         assert (tmp_path / f).is_file()
@@ -29,9 +31,18 @@ def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_p
     expected = {
         f"{m}/{h}"
         for m in ("full-adam", "lora", "lora-plus", "hidlr-lora", "freeze-5%", "freeze-lora-size")
+        + ("freeze-5%-depth50", "freeze-lora-size-depth50")
         for h in ("mdn", "gaussian")
     }
     assert set(res["summary"]) == expected
+    # the depth plans keep only modules of the last half, in the model's order (the head's end)
+    order = [g["name"] for g in module_groups(new_model(small_workload, "mdn", 0))]
+    last_half = set(order[len(order) // 2 :])
+    for info in res["influence"]:
+        for label in ("freeze-5%-depth50", "freeze-lora-size-depth50"):
+            plan = info["plans"][label]
+            assert plan["depth"] == 0.5 and set(plan["kept_groups"]) <= last_half
+            assert plan["budget"] == info["plans"][label.removesuffix("-depth50")]["budget"]
     assert res["summary"]["full-adam/mdn"]["runs_spent"] == 3
     total = res["meta"]["total_params"]
     for r in res["runs"]:

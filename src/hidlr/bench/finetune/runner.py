@@ -7,7 +7,7 @@ import copy
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -112,7 +112,7 @@ def run_freezing(
     per_group: bool = False,
     influence_share: float = 0.1,
     carry_state: bool = True,
-    depth: float | None = None,
+    depths: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """One influence run (Hi-DLR over the groups of ``grouping``, every group fitted at each of its
     refreshes, two per tenth of the run, over the first ``influence_share`` of the steps), then for
@@ -123,9 +123,9 @@ def run_freezing(
     when more than 8 groups train). The defaults were chosen on 3 seeds
     (``benchmarks/diagnosis/freeze5.py``). With ``carry_state`` the continuation takes the influence
     run's optimizer state (Adam moments, rates, refresh history), else it starts afresh at the
-    start rate. ``depth``: the plans keep only groups among that share of the groups counted back
-    from the head (:func:`hidlr.influence.plan_from_scores`). Runs spent: one per budget (the
-    influence run is shared)."""
+    start rate. ``depths``: per budget label, the share of the groups, counted back from the head,
+    among which its plan keeps groups (:func:`hidlr.influence.plan_from_scores`; labels not in it:
+    any group). Runs spent: one per budget (the influence run is shared)."""
     if grouping not in M.FREEZE_GROUPINGS:
         raise ValueError(f"grouping must be one of {', '.join(M.FREEZE_GROUPINGS)}, got {grouping!r}")
     lr = M.HIDLR_START * (10.0 if quick else 1.0)
@@ -151,6 +151,7 @@ def run_freezing(
     }
     state = copy.deepcopy(setup.optimizer.state_dict())  # load_state_dict may share tensors: copy per use
     for label, budget in budgets.items():
+        depth = (depths or {}).get(label)
         m2 = copy.deepcopy(model)
         opt = HiDLR(
             torch.optim.Adam(M.FREEZE_GROUPINGS[grouping](m2), lr=lr),
@@ -177,6 +178,7 @@ def run_freezing(
                 "lr": lr,
                 "grid": None,
                 "budget": budget,
+                "depth": depth,
                 "plan": {
                     "kept_groups": list(plan.kept_groups),
                     "trainable_params": plan.trainable_params,
