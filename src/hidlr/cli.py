@@ -459,6 +459,11 @@ def influence(
         + ("" if depth is None else f", from the last {depth:g} of the groups")
         + f"; written: {plan_out}"
     )
+    if plan.kept_groups:
+        typer.echo(
+            f"the backward pass runs down to {plan.kept_groups[0]}, through {100 * plan.reach:.0f}% of the "
+            "groups" + ("; --depth keeps the plan nearer the head" if depth is None and plan.reach > 0.5 else "")
+        )
 
 
 if __name__ == "__main__":

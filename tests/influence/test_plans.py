@@ -303,6 +303,7 @@ def test_depth_keeps_only_the_last_groups_and_is_exact_among_them(depth):
     kept = [names.index(g) for g in plan.kept_groups]
     assert set(kept) <= set(reachable) and sum(infl[i] for i in kept) == pytest.approx(best)
     assert ("g0" in plan.kept_groups) == (depth == 1.0)
+    assert plan.reach == (n - min(kept)) / n <= math.ceil(depth * n) / n  # how far back the backward pass runs
     assert plan.depth == depth and FreezePlan.from_json(plan.to_json()) == plan
     by_count = plan_from_scores(names, infl, sizes, max_groups=2, depth=depth)
     top_two = sorted(reachable, key=lambda i: -infl[i])[:2]

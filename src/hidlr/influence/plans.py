@@ -92,6 +92,16 @@ class FreezePlan:
         return self.trainable_params / self.total_params
 
     @property
+    def reach(self) -> float:
+        """Share of the groups (in forward order) from the first kept group to the last: how far
+        back the backward pass must run. 0 when nothing is kept; with ``depth``, at most
+        ``ceil(depth * groups) / groups``."""
+        order = list(self.influence)  # the groups in the order they were planned
+        if not self.kept_groups or not order:
+            return 0.0
+        return (len(order) - order.index(self.kept_groups[0])) / len(order)
+
+    @property
     def has_names(self) -> bool:
         return bool(self.trainable or self.frozen)
 

@@ -67,6 +67,7 @@ def test_influence_command_prints_the_table_and_writes_a_plan(small_workload, tm
     result = CliRunner().invoke(app, ["influence", "--plan-out", str(out), "--budget", "0.5", "--steps", "2"])
     assert result.exit_code == 0, result.output
     assert "| rank | group |" in result.output and "head.out" in result.output
+    assert "the backward pass runs down to" in result.output
     plan = FreezePlan.load(out)
     assert plan.trainable_params <= 0.5 * plan.total_params and plan.has_names
 
