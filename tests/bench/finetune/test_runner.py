@@ -51,6 +51,8 @@ def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_p
     costs = res["costs"]
     assert costs["freeze-5%"]["memory"]["grads"] < costs["full"]["memory"]["grads"]
     assert costs["freeze-5%"]["memory_ratio"] < 1
+    assert costs["full"]["reach"] is None and costs["freeze-5%-depth50"]["reach"] <= 0.5
+    assert "backward reach" in (tmp_path / "report.md").read_text()
     assert any(g.startswith("Hi-DLR on LoRA") for g in res["goals"])
     assert "## Goals (measured)" in (tmp_path / "report.md").read_text()
 

@@ -33,6 +33,7 @@ def _plan_json(plan) -> dict[str, Any]:
         "total_params": plan.total_params,
         "budget": plan.budget,
         "depth": plan.depth,
+        "reach": plan.reach,
     }
 
 

@@ -222,12 +222,14 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{v['time_ratio']:.2f}",
                 f"{v['memory']['total'] / 2**20:.0f}",
                 f"{v['memory_ratio']:.2f}",
+                "—" if v.get("reach") is None else f"{100 * v['reach']:.0f}%",
             ]
             for c, v in cost.items()
         ]
         note = (
             "Plain Adam steps on one fixed batch, configurations alternating in one process (ratios are "
-            "to the full model, measured side by side)."
+            "to the full model, measured side by side). Backward reach: the share of the plan's groups, "
+            "from its first kept group to the head, that the backward pass runs through."
         )
         lines += [
             "## What a frozen group costs",
@@ -235,7 +237,17 @@ def markdown(results: dict[str, Any]) -> str:
             note,
             "",
             markdown_table(
-                ["configuration", "trainable", "share", "step ms", "time ratio", "memory MB", "memory ratio"], rows
+                [
+                    "configuration",
+                    "trainable",
+                    "share",
+                    "step ms",
+                    "time ratio",
+                    "memory MB",
+                    "memory ratio",
+                    "backward reach",
+                ],
+                rows,
             ),
             "",
         ]

@@ -215,7 +215,8 @@ def measure_costs(
 ) -> dict[str, Any]:
     """Step time and accounted memory of plain Adam steps, full model against frozen plans (applied
     by name to a fresh model), LoRA and the head alone; configurations alternate round by round in
-    this process, so machine load hits all alike. Medians over rounds of each round's median."""
+    this process, so machine load hits all alike. Medians over rounds of each round's median. A
+    plan's ``reach``: the share of its groups the backward pass runs through (:attr:`FreezePlan.reach`)."""
     configs: dict[str, FreezePlan | None] = {"full": None, **plans, "lora": None, "last-layer": None}
     gen = torch.Generator().manual_seed(0)
     batch = wl.train.take(torch.randperm(len(wl.train), generator=gen)[:batch_size])
@@ -259,6 +260,7 @@ def measure_costs(
             "memory": memory[c],
             "memory_ratio": memory[c]["total"] / full_m,
             "trainable_ratio": params[c] / params["full"],
+            "reach": None if configs[c] is None else configs[c].reach,
         }
         for c in configs
     }
