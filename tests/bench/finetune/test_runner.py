@@ -153,3 +153,23 @@ def test_the_lora_grouping_ranks_each_adapter_as_one_group_beside_every_tensor(s
     )
     (rec,) = records
     assert rec["result"]["trainable_params"] <= 0.3 * rec["plan"]["total_params"]
+
+
+def test_goals_name_the_baselines_a_run_left_out_instead_of_printing_nan():
+    from hidlr.bench.finetune.report import goals
+
+    stat = lambda v: {"median": v, "min": v, "max": v, "n": 1}
+    summary = {
+        "freeze-5%/mdn": {"nll": stat(1.65), "trainable_params": stat(5)},
+        "hidlr-lora/mdn": {"nll": stat(1.66), "trainable_params": stat(2)},
+    }
+    lines = goals(summary, ["mdn"], ["freeze-5%"], 100)
+    assert lines == [
+        "freeze-5% (5.00% trainable), mdn head: test NLL 1.6500; full fine-tuning not in this run (goal not checked)",
+        "Hi-DLR on LoRA, mdn head (one run): test NLL 1.6600; LoRA+ not run; "
+        "tuned LoRA not in this run (goal not checked)",
+    ]
+    summary["full-adam/mdn"] = {"nll": stat(1.64), "trainable_params": stat(100)}
+    summary["lora/mdn"] = {"nll": stat(1.70), "trainable_params": stat(2)}
+    assert "+0.61%; goal within +1%: met" in goals(summary, ["mdn"], ["freeze-5%"], 100)[0]
+    assert "tuned LoRA 1.7000 (-2.35%; goal within +1%: met)" in goals(summary, ["mdn"], ["freeze-5%"], 100)[1]

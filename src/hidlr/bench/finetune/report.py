@@ -84,13 +84,13 @@ def goals(
                 continue
             nll = _med(row, "nll")
             frac = _med(row, "trainable_params") / total_params
-            parts = [
-                (
-                    f"{label} ({100 * frac:.2f}% trainable), {head} head: test NLL {nll:.4f} vs full fine-tuning "
-                    f"{full:.4f} ({100 * (nll - full) / abs(full):+.2f}%; goal within +1%: "
-                    f"{'met' if nll <= full + 0.01 * abs(full) else 'not met'})"
-                )
-            ]
+            against_full = (
+                f" vs full fine-tuning {full:.4f} ({100 * (nll - full) / abs(full):+.2f}%; goal within +1%: "
+                f"{'met' if nll <= full + 0.01 * abs(full) else 'not met'})"
+                if math.isfinite(full)
+                else "; full fine-tuning not in this run (goal not checked)"
+            )
+            parts = [f"{label} ({100 * frac:.2f}% trainable), {head} head: test NLL {nll:.4f}{against_full}"]
             for other in ("bitfit", "last-layer", "lora"):
                 o = _med(get(other), "nll")
                 if math.isfinite(o):
@@ -99,12 +99,14 @@ def goals(
             lines.append("; ".join(parts))
         hl, lp, lo = (_med(get(m), "nll") for m in ("hidlr-lora", "lora-plus", "lora"))
         if math.isfinite(hl):
-            lines.append(
-                f"Hi-DLR on LoRA, {head} head (one run): test NLL {hl:.4f}; LoRA+ {lp:.4f} "
-                f"({'beaten' if hl < lp else 'not beaten'}); tuned LoRA {lo:.4f} "
-                f"({100 * (hl - lo) / abs(lo):+.2f}%; goal within +1%: "
+            plus = f"LoRA+ {lp:.4f} ({'beaten' if hl < lp else 'not beaten'})" if math.isfinite(lp) else "LoRA+ not run"
+            tuned = (
+                f"tuned LoRA {lo:.4f} ({100 * (hl - lo) / abs(lo):+.2f}%; goal within +1%: "
                 f"{'met' if hl <= lo + 0.01 * abs(lo) else 'not met'})"
+                if math.isfinite(lo)
+                else "tuned LoRA not in this run (goal not checked)"
             )
+            lines.append(f"Hi-DLR on LoRA, {head} head (one run): test NLL {hl:.4f}; {plus}; {tuned}")
     if "mdn" in heads and "gaussian" in heads:
         for key in ("disagree_nll", "disagree_crps", "agree_nll", "agree_crps"):
             wins, total, detail = 0, 0, []
