@@ -1,15 +1,16 @@
 """Freezing plans: which groups stay trainable under a parameter budget, chosen by influence.
 
 A plan keeps the set of groups with the largest total influence whose sizes fit the budget (an
-exact 0/1 knapsack: value = influence, weight = group size) and freezes the rest. With ``depth``
-the plan keeps only groups among the last share of the groups, in the order the forward pass runs
-them, so that the backward pass stops early: a kept group near the input (an embedding, the first
-LayerNorm) makes every step run the backward pass through the whole network, whatever the number
-of parameters trained. Applying a plan
+exact 0/1 knapsack: value = influence, weight = group size) and freezes the rest. Applying a plan
 freezes for real: ``requires_grad=False`` (autograd computes no gradient for those tensors and the
 backward pass stops where nothing upstream trains), the gradient and the base optimizer's state
 are dropped, and a HiDLR wrapper then spends no probes on those groups. A plan names parameters, so
 it transfers to another model of the same family (:func:`apply_plan`).
+
+Where the kept groups lie sets a step's cost: a kept group near the input (an embedding, the first
+LayerNorm) makes every step run the backward pass through the whole network, whatever the number of
+parameters trained. ``depth`` keeps a plan to the last share of the groups, in the order the forward
+pass runs them; :attr:`FreezePlan.reach` says how far back a plan's backward pass runs.
 """
 
 from __future__ import annotations
