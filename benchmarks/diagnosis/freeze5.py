@@ -18,9 +18,9 @@ A variant is a grouping of ``FREEZE_GROUPINGS`` with flags:
   ``+untilarrived`` its limited form), for the whole process;
 - ``+restartphase``: a prototype (``common.patch_restart_phase``) in which the restart after
   freezing lets the rates travel and grow again, for the whole process;
-- ``+depthNN``: the plans keep only groups among the last NN% of the groups (in forward order:
+- ``+reachNN``: the plans keep only groups among the last NN% of the groups (in forward order:
   the head and the top of the encoder), so that the backward pass stops there
-  (``plan_from_scores(depth=...)``);
+  (``plan_from_scores(max_reach=...)``; the records of d083e25 name it ``+depthNN``, its first name);
 - ``+adam``: also train each plan, applied by name to the fresh pretrained model, with plain Adam
   over BitFit's rate grid: which parameters the plan picks, apart from which rates Hi-DLR picks
   (records ``VARIANT:adam``; its Hi-DLR runs repeat the plain grouping's); for the ``lora-*``
@@ -144,7 +144,7 @@ def main() -> None:
             for v in a.variants:
                 grouping, *flags = v.split("+")
                 t0 = time.perf_counter()
-                depth = next((int(f[5:]) / 100 for f in flags if f.startswith("depth")), None)
+                reach = next((int(f[5:]) / 100 for f in flags if f.startswith(("reach", "depth"))), None)
                 run_budgets = budgets
                 if grouping.startswith("lora") and "freeze-lora-size" in budgets:
                     # the same count as LoRA trains, now a share of a total that includes the adapters
@@ -168,7 +168,7 @@ def main() -> None:
                     per_group="pergroup" in flags,
                     influence_share=0.2 if "prefix20" in flags else 0.1,
                     carry_state="fresh" not in flags,
-                    depths=dict.fromkeys(run_budgets, depth) if depth else None,
+                    max_reach=dict.fromkeys(run_budgets, reach) if reach else None,
                 )
                 print(v, head, seed, f"influence groups {info['groups']}, {time.perf_counter() - t0:.0f} s", flush=True)
                 if "adam" not in flags:

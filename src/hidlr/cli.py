@@ -375,10 +375,10 @@ def bench_finetune(
     steps: int = typer.Option(None, min=1, help="Training steps per run (default: 100; quick 150)."),
     batch_size: int = typer.Option(32, min=1, help="Tokens per batch (each with its ten ratings)."),
     costs: bool = typer.Option(True, help="Measure what frozen groups cost, side by side."),
-    freeze_depth: list[float] = typer.Option(
+    freeze_max_reach: list[float] = typer.Option(
         None,
         help="Also freeze at every budget with plans kept to this share of the modules, counted back "
-        "from the head (repeatable; e.g. 0.5).",
+        "from the head, so that the backward pass stops there (repeatable; e.g. 0.5).",
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     report_only: str = typer.Option(
@@ -393,9 +393,9 @@ def bench_finetune(
 
     heads = _known("--heads", heads, tuple(M.HEADS))
     methods = _known("--methods", methods, (*M.method_table(quick), "freeze"))
-    for d in freeze_depth or ():
-        if not 0.0 < d <= 1.0:
-            raise typer.BadParameter(f"must be a fraction in (0, 1], got {d}", param_hint="'--freeze-depth'")
+    for r in freeze_max_reach or ():
+        if not 0.0 < r <= 1.0:
+            raise typer.BadParameter(f"must be a fraction in (0, 1], got {r}", param_hint="'--freeze-max-reach'")
     if report_only is not None:
         rebuild_report(out, note=report_only or None)
         typer.echo(f"report: {out / 'report.md'}")
@@ -410,7 +410,7 @@ def bench_finetune(
         steps=steps,
         batch_size=batch_size,
         costs=costs,
-        freeze_depths=freeze_depth or None,
+        freeze_max_reach=freeze_max_reach or None,
         progress=progress,
     )
     typer.echo(f"report: {out / 'report.md'}")
@@ -424,7 +424,7 @@ def influence(
         callback=_fraction,
         help="Fraction of the parameters left trainable.",
     ),
-    depth: float | None = typer.Option(
+    max_reach: float | None = typer.Option(
         None,
         callback=lambda v: None if v is None else _fraction(v),
         help="Keep only modules among this share of them, counted back from the head, so that the "
@@ -451,18 +451,19 @@ def influence(
     lr = M.HIDLR_START * (10.0 if quick else 1.0)
     model, opt = influence_run(wl, head, steps=steps, refreshes=refreshes, seed=seed, lr=lr)
     typer.echo(format_table(influence_table(opt)))
-    plan = plan_for(opt, budget=budget, model=model, keep=M.head_group_names(opt.param_groups), depth=depth)
+    plan = plan_for(opt, budget=budget, model=model, keep=M.head_group_names(opt.param_groups), max_reach=max_reach)
     plan.save(plan_out)
     typer.echo(
         f"plan: {len(plan.kept_groups)} of {len(opt.param_groups)} groups, {plan.trainable_params:,} of "
         f"{plan.total_params:,} parameters ({100 * plan.fraction:.2f}%) trainable"
-        + ("" if depth is None else f", from the last {depth:g} of the groups")
+        + ("" if max_reach is None else f", from the last {max_reach:g} of the groups")
         + f"; written: {plan_out}"
     )
     if plan.kept_groups:
         typer.echo(
             f"the backward pass runs down to {plan.kept_groups[0]}, through {100 * plan.reach:.0f}% of the "
-            "groups" + ("; --depth keeps the plan nearer the head" if depth is None and plan.reach > 0.5 else "")
+            "groups"
+            + ("; --max-reach keeps the plan nearer the head" if max_reach is None and plan.reach > 0.5 else "")
         )
 
 

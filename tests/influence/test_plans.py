@@ -283,16 +283,16 @@ def test_numpy_scalars_are_accepted_and_bad_arguments_are_named():
             apply_plan(model, bad)
 
 
-@pytest.mark.parametrize("depth", [0.1, 0.25, 0.5, 0.75, 1.0])
-def test_depth_keeps_only_the_last_groups_and_is_exact_among_them(depth):
+@pytest.mark.parametrize("max_reach", [0.1, 0.25, 0.5, 0.75, 1.0])
+def test_max_reach_keeps_only_the_last_groups_and_is_exact_among_them(max_reach):
     gen = torch.Generator().manual_seed(2)
     n = 10
     names = [f"g{k}" for k in range(n)]
     infl = (torch.rand(n, generator=gen) * 5).tolist()
     infl[0] = 100.0  # the most influential group lies at the input end
     sizes = torch.randint(1, 30, (n,), generator=gen).tolist()
-    plan = plan_from_scores(names, infl, sizes, budget=0.4, depth=depth)
-    reachable = list(range(n - math.ceil(depth * n), n))
+    plan = plan_from_scores(names, infl, sizes, budget=0.4, max_reach=max_reach)
+    reachable = list(range(n - math.ceil(max_reach * n), n))
     capacity = math.floor(0.4 * sum(sizes))
     best = max(
         sum(infl[i] for i in s)
@@ -302,31 +302,33 @@ def test_depth_keeps_only_the_last_groups_and_is_exact_among_them(depth):
     )
     kept = [names.index(g) for g in plan.kept_groups]
     assert set(kept) <= set(reachable) and sum(infl[i] for i in kept) == pytest.approx(best)
-    assert ("g0" in plan.kept_groups) == (depth == 1.0)
-    assert plan.reach == (n - min(kept)) / n <= math.ceil(depth * n) / n  # how far back the backward pass runs
-    assert plan.depth == depth and FreezePlan.from_json(plan.to_json()) == plan
-    by_count = plan_from_scores(names, infl, sizes, max_groups=2, depth=depth)
+    assert ("g0" in plan.kept_groups) == (max_reach == 1.0)
+    assert plan.reach == (n - min(kept)) / n <= math.ceil(max_reach * n) / n  # how far back the backward pass runs
+    assert plan.max_reach == max_reach and FreezePlan.from_json(plan.to_json()) == plan
+    by_count = plan_from_scores(names, infl, sizes, max_groups=2, max_reach=max_reach)
     top_two = sorted(reachable, key=lambda i: -infl[i])[:2]
     assert set(by_count.kept_groups) == {names[i] for i in top_two}
 
 
-def test_depth_refuses_bad_values_and_kept_groups_it_cannot_reach():
+def test_max_reach_refuses_bad_values_and_kept_groups_it_cannot_reach():
     names, infl, sizes = ["a", "b", "c", "d"], [3.0, 1.0, 2.0, 1.0], [10, 10, 10, 10]
     for bad in (0, 0.0, 1.5, -0.2, float("nan"), True, "half"):
-        with pytest.raises(ValueError, match="depth must be a fraction in"):
-            plan_from_scores(names, infl, sizes, budget=0.5, depth=bad)
-    with pytest.raises(ValueError, match=r"keep names groups before the last 2 of 4 groups that depth=0.5 allows: a"):
-        plan_from_scores(names, infl, sizes, budget=0.5, keep="a", depth=0.5)
-    assert plan_from_scores(names, infl, sizes, budget=0.5, keep="d", depth=0.5).kept_groups == ("c", "d")
+        with pytest.raises(ValueError, match="max_reach must be a fraction in"):
+            plan_from_scores(names, infl, sizes, budget=0.5, max_reach=bad)
+    with pytest.raises(
+        ValueError, match=r"keep names groups before the last 2 of 4 groups that max_reach=0.5 allows: a"
+    ):
+        plan_from_scores(names, infl, sizes, budget=0.5, keep="a", max_reach=0.5)
+    assert plan_from_scores(names, infl, sizes, budget=0.5, keep="d", max_reach=0.5).kept_groups == ("c", "d")
     old = json.loads(plan_from_scores(names, infl, sizes, budget=0.5).to_json())
-    del old["depth"]  # a plan saved before depth existed
-    assert FreezePlan.from_json(json.dumps(old)).depth is None
+    del old["max_reach"]  # a plan saved before max_reach existed
+    assert FreezePlan.from_json(json.dumps(old)).max_reach is None
 
 
-def test_freeze_with_depth_stops_the_backward_pass_before_the_frozen_layers():
+def test_freeze_with_max_reach_stops_the_backward_pass_before_the_frozen_layers():
     model, opt = _twelve_layer_run()
     x = torch.randn(16, 3)
-    plan = freeze(opt, budget=0.5, model=model, depth=0.25)
+    plan = freeze(opt, budget=0.5, model=model, max_reach=0.25)
     assert plan.kept_groups and all(int(g) >= 9 for g in plan.kept_groups)
     # nothing before layer 9 trains, so the activations up to it need no gradient: autograd records
     # no graph there and the backward pass ends at layer 9

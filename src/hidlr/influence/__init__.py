@@ -5,7 +5,7 @@
 - :func:`influence_table` / :func:`format_table`: groups ranked by influence, with the
   per-parameter score ``b_k^2 / (a_k n_k)``.
 - :func:`freeze`: freeze the lowest-influence groups of a running HiDLR until the trainable
-  parameters fit a budget (an exact 0/1 knapsack; ``depth=`` keeps the plan to the groups nearest
+  parameters fit a budget (an exact 0/1 knapsack; ``max_reach=`` keeps the plan to the groups nearest
   the output, so that the backward pass stops early), returning the :class:`FreezePlan`;
   :func:`plan_for` plans without freezing; :func:`apply_plan` transfers a plan to another model
   of the same family by parameter names.

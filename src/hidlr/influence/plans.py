@@ -9,8 +9,8 @@ it transfers to another model of the same family (:func:`apply_plan`).
 
 Where the kept groups lie sets a step's cost: a kept group near the input (an embedding, the first
 LayerNorm) makes every step run the backward pass through the whole network, whatever the number of
-parameters trained. ``depth`` keeps a plan to the last share of the groups, in the order the forward
-pass runs them; :attr:`FreezePlan.reach` says how far back a plan's backward pass runs.
+parameters trained. ``max_reach`` keeps a plan to the last share of the groups, in the order the
+forward pass runs them; :attr:`FreezePlan.reach` says how far back a plan's backward pass runs.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ class FreezePlan:
 
     ``budget`` is the fraction of the planned parameters allowed to train (or None), ``max_groups``
     the number of groups (or None); ``trainable_params <= budget * total_params`` holds exactly.
-    ``depth``: the share of the groups, counted back from the last, among which kept groups lie
-    (None: any group).
+    ``max_reach``: the share of the groups, counted back from the last, among which kept groups lie
+    (None: any group); :attr:`reach`: how far back the kept groups actually go.
     A plan over no parameters (``total_params < 1``) is refused at construction.
     """
 
@@ -74,7 +74,7 @@ class FreezePlan:
     sizes: dict[str, int]
     budget: float | None = None
     max_groups: int | None = None
-    depth: float | None = None
+    max_reach: float | None = None
     trainable: tuple[str, ...] = ()  # parameter names kept trainable (empty when unknown)
     frozen: tuple[str, ...] = ()  # parameter names frozen
     meta: dict[str, Any] = field(default_factory=dict)
@@ -95,8 +95,8 @@ class FreezePlan:
     @property
     def reach(self) -> float:
         """Share of the groups (in forward order) from the first kept group to the last: how far
-        back the backward pass must run. 0 when nothing is kept; with ``depth``, at most
-        ``ceil(depth * groups) / groups``."""
+        back the backward pass must run. 0 when nothing is kept; with ``max_reach``, at most
+        ``ceil(max_reach * groups) / groups``."""
         order = list(self.influence)  # the groups in the order they were planned
         if not self.kept_groups or not order:
             return 0.0
@@ -147,19 +147,19 @@ def plan_from_scores(
     budget: float | None = None,
     max_groups: int | None = None,
     keep: str | Sequence[str] | None = (),
-    depth: float | None = None,
+    max_reach: float | None = None,
 ) -> FreezePlan:
     """A plan from plain numbers: keep the groups of largest total influence within the budget.
 
     Args:
         names, influence, sizes: per group (equal lengths, unique names), in the order the forward
-            pass runs the groups (the order matters only with ``depth``).
+            pass runs the groups (the order matters only with ``max_reach``).
         budget: fraction in (0, 1] of ``sum(sizes)`` allowed to stay trainable, or
         max_groups: number of groups allowed to stay trainable (exactly one of the two).
         keep: groups that stay trainable whatever their influence (their size counts): one name,
             a sequence of names (exact matches), or None.
-        depth: fraction in (0, 1] of the groups, the last ``ceil(depth * len(names))`` of them, that
-            may stay trainable; the groups before them are frozen, so that the backward pass stops
+        max_reach: fraction in (0, 1] of the groups, the last ``ceil(max_reach * len(names))`` of
+            them, that may stay trainable; the groups before them are frozen, so that the backward pass stops
             there. None: any group may.
     """
     keep = _group_names_arg("keep", keep)
@@ -181,11 +181,11 @@ def plan_from_scores(
     if not all(math.isfinite(v) for v in infl):
         raise ValueError(f"influence values must be finite, got {infl}")
     forced = [i for i, n in enumerate(names) if n in keep]
-    first = _first_reachable(len(names), depth)
+    first = _first_reachable(len(names), max_reach)
     early = [names[i] for i in forced if i < first]
     if early:
         raise ValueError(
-            f"keep names groups before the last {len(names) - first} of {len(names)} groups that depth={depth} "
+            f"keep names groups before the last {len(names) - first} of {len(names)} groups that max_reach={max_reach} "
             f"allows: {', '.join(early)}"
         )
     free = [i for i in range(first, len(names)) if names[i] not in keep]
@@ -201,8 +201,9 @@ def plan_from_scores(
         smallest = min((sizes[i] for i in free), default=0)
         if not forced and smallest > capacity:
             raise ValueError(
-                f"budget {budget} allows {capacity:,} parameters, less than the smallest "
-                f"group{' that depth allows' if depth is not None else ''} ({smallest:,}): the plan would train nothing"
+                f"budget {budget} allows {capacity:,} parameters, less than the smallest group"
+                f"{' that max_reach allows' if max_reach is not None else ''} ({smallest:,}): "
+                "the plan would train nothing"
             )
         chosen = [free[j] for j in knapsack([infl[i] for i in free], [int(sizes[i]) for i in free], capacity)]
     else:
@@ -223,17 +224,17 @@ def plan_from_scores(
         sizes={n: int(s) for n, s in zip(names, sizes)},
         budget=None if budget is None else float(budget),
         max_groups=max_groups,
-        depth=None if depth is None else float(depth),
+        max_reach=None if max_reach is None else float(max_reach),
     )
 
 
-def _first_reachable(n_groups: int, depth: float | None) -> int:
-    """Index of the first group that ``depth`` lets a plan keep (0 without it)."""
-    if depth is None:
+def _first_reachable(n_groups: int, max_reach: float | None) -> int:
+    """Index of the first group that ``max_reach`` lets a plan keep (0 without it)."""
+    if max_reach is None:
         return 0
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Real) or not 0 < depth <= 1:
-        raise ValueError(f"depth must be a fraction in (0, 1] of the groups, or None, got {depth!r}")
-    return n_groups - max(1, math.ceil(depth * n_groups - 1e-9))
+    if isinstance(max_reach, bool) or not isinstance(max_reach, numbers.Real) or not 0 < max_reach <= 1:
+        raise ValueError(f"max_reach must be a fraction in (0, 1] of the groups, or None, got {max_reach!r}")
+    return n_groups - max(1, math.ceil(max_reach * n_groups - 1e-9))
 
 
 def _param_names(model: nn.Module | None, param_groups: Sequence[dict]) -> list[list[str]] | None:
@@ -260,10 +261,10 @@ def plan_for(
     max_groups: int | None = None,
     model: nn.Module | None = None,
     keep: str | Sequence[str] | None = (),
-    depth: float | None = None,
+    max_reach: float | None = None,
 ) -> FreezePlan:
     """A plan from a running HiDLR's influence (see :func:`plan_from_scores`), over the groups that
-    are trainable now, in the optimizer's order (``depth`` takes it as the forward pass's, as
+    are trainable now, in the optimizer's order (``max_reach`` takes it as the forward pass's, as
     :mod:`hidlr.groups` builds groups from a model that registers its modules in the order it runs
     them); with ``model``, the plan also names the parameters (needed to transfer it)."""
     require_refreshed(opt)
@@ -280,7 +281,7 @@ def plan_for(
         budget=budget,
         max_groups=max_groups,
         keep=keep,
-        depth=depth,
+        max_reach=max_reach,
     )
     if pnames is None:
         return plan
@@ -326,11 +327,11 @@ def freeze(
     max_groups: int | None = None,
     model: nn.Module | None = None,
     keep: str | Sequence[str] | None = (),
-    depth: float | None = None,
+    max_reach: float | None = None,
 ) -> FreezePlan:
     """Freeze the lowest-influence groups of a running HiDLR until the trainable parameters are at
     most ``budget`` (a fraction of those trainable now; or give ``max_groups``), and return the plan.
-    ``depth``: keep only groups among that share of the groups, counted back from the last (see
+    ``max_reach``: keep only groups among that share of the groups, counted back from the last (see
     :func:`plan_from_scores`), so that the backward pass stops early."""
     plan = plan_for(
         opt,
@@ -338,7 +339,7 @@ def freeze(
         max_groups=max_groups,
         model=model,
         keep=keep,
-        depth=depth,
+        max_reach=max_reach,
     )
     freeze_groups(opt, plan.frozen_groups)
     return plan

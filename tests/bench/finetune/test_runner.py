@@ -22,7 +22,7 @@ def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_p
         workload=small_workload,
         methods=["full-adam", "lora", "lora-plus", "hidlr-lora", "freeze"],
         budgets=[0.05],
-        freeze_depths=[0.5],
+        freeze_max_reach=[0.5],
     )
     for f in ("results.json", "report.md", "influence_per_layer.png", "rates_over_time.png"):
         assert (tmp_path / f).is_file()
@@ -31,18 +31,18 @@ def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_p
     expected = {
         f"{m}/{h}"
         for m in ("full-adam", "lora", "lora-plus", "hidlr-lora", "freeze-5%", "freeze-lora-size")
-        + ("freeze-5%-depth50", "freeze-lora-size-depth50")
+        + ("freeze-5%-reach50", "freeze-lora-size-reach50")
         for h in ("mdn", "gaussian")
     }
     assert set(res["summary"]) == expected
-    # the depth plans keep only modules of the last half, in the model's order (the head's end)
+    # the reach-limited plans keep only modules of the last half, in the model's order (the head's end)
     order = [g["name"] for g in module_groups(new_model(small_workload, "mdn", 0))]
     last_half = set(order[len(order) // 2 :])
     for info in res["influence"]:
-        for label in ("freeze-5%-depth50", "freeze-lora-size-depth50"):
+        for label in ("freeze-5%-reach50", "freeze-lora-size-reach50"):
             plan = info["plans"][label]
-            assert plan["depth"] == 0.5 and set(plan["kept_groups"]) <= last_half
-            assert plan["budget"] == info["plans"][label.removesuffix("-depth50")]["budget"]
+            assert plan["max_reach"] == 0.5 and set(plan["kept_groups"]) <= last_half
+            assert plan["budget"] == info["plans"][label.removesuffix("-reach50")]["budget"]
     assert res["summary"]["full-adam/mdn"]["runs_spent"] == 3
     total = res["meta"]["total_params"]
     for r in res["runs"]:
@@ -51,7 +51,7 @@ def test_run_writes_results_report_plots_and_keeps_budgets(small_workload, tmp_p
     costs = res["costs"]
     assert costs["freeze-5%"]["memory"]["grads"] < costs["full"]["memory"]["grads"]
     assert costs["freeze-5%"]["memory_ratio"] < 1
-    assert costs["full"]["reach"] is None and costs["freeze-5%-depth50"]["reach"] <= 0.5
+    assert costs["full"]["reach"] is None and costs["freeze-5%-reach50"]["reach"] <= 0.5
     assert "backward reach" in (tmp_path / "report.md").read_text()
     assert any(g.startswith("Hi-DLR on LoRA") for g in res["goals"])
     assert "## Goals (measured)" in (tmp_path / "report.md").read_text()

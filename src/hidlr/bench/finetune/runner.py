@@ -112,7 +112,7 @@ def run_freezing(
     per_group: bool = False,
     influence_share: float = 0.1,
     carry_state: bool = True,
-    depths: Mapping[str, float] | None = None,
+    max_reach: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """One influence run (Hi-DLR over the groups of ``grouping``, every group fitted at each of its
     refreshes, two per tenth of the run, over the first ``influence_share`` of the steps), then for
@@ -123,7 +123,7 @@ def run_freezing(
     when more than 8 groups train). The defaults were chosen on 3 seeds
     (``benchmarks/diagnosis/freeze5.py``). With ``carry_state`` the continuation takes the influence
     run's optimizer state (Adam moments, rates, refresh history), else it starts afresh at the
-    start rate. ``depths``: per budget label, the share of the groups, counted back from the head,
+    start rate. ``max_reach``: per budget label, the share of the groups, counted back from the head,
     among which its plan keeps groups (:func:`hidlr.influence.plan_from_scores`; labels not in it:
     any group). Runs spent: one per budget (the influence run is shared)."""
     if grouping not in M.FREEZE_GROUPINGS:
@@ -151,7 +151,7 @@ def run_freezing(
     }
     state = copy.deepcopy(setup.optimizer.state_dict())  # load_state_dict may share tensors: copy per use
     for label, budget in budgets.items():
-        depth = (depths or {}).get(label)
+        reach = (max_reach or {}).get(label)
         m2 = copy.deepcopy(model)
         opt = HiDLR(
             torch.optim.Adam(M.FREEZE_GROUPINGS[grouping](m2), lr=lr),
@@ -164,9 +164,9 @@ def run_freezing(
             with warnings.catch_warnings():  # the refresh schedule changes on purpose: fixed -> "auto"
                 warnings.filterwarnings("ignore", message="HiDLR checkpoint made under other options")
                 opt.load_state_dict(copy.deepcopy(state))  # Adam moments, rates and history of the influence run
-            plan = freeze(opt, budget=budget, model=m2, keep=keep, depth=depth)
+            plan = freeze(opt, budget=budget, model=m2, keep=keep, max_reach=reach)
         else:
-            plan = plan_for(setup.optimizer, budget=budget, model=model, keep=keep, depth=depth)
+            plan = plan_for(setup.optimizer, budget=budget, model=model, keep=keep, max_reach=reach)
             freeze_groups(opt, plan.frozen_groups)
         res = run_training(Setup(m2, opt, lr=lr), wl, steps - prefix, batch_size, seed, tick=tick, start=prefix)
         res["train_seconds_with_prefix"] = res["train_seconds"] + pre["train_seconds"]
@@ -178,7 +178,7 @@ def run_freezing(
                 "lr": lr,
                 "grid": None,
                 "budget": budget,
-                "depth": depth,
+                "max_reach": reach,
                 "plan": {
                     "kept_groups": list(plan.kept_groups),
                     "trainable_params": plan.trainable_params,
