@@ -163,3 +163,40 @@ def test_a_group_without_params_and_a_frozen_model_are_refused():
     for build in (groups.single, groups.by_layer, groups.by_kind, groups.by_parameter):
         with pytest.raises(ValueError, match="the model has no trainable parameters"):
             build(m)
+
+
+class HeadFirst(nn.Module):
+    """Registers its head before the trunk it runs after, and a module the forward pass never calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(8, 1)
+        self.unused = nn.Linear(3, 3)
+        self.trunk = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 8))
+
+    def forward(self, x):
+        return self.head(self.trunk(x))
+
+
+def test_in_forward_order_sorts_groups_by_the_forward_pass_and_changes_nothing_else():
+    torch.manual_seed(0)
+    m = HeadFirst()
+    m.trunk[1].eval()  # modes are restored module by module
+    x = torch.randn(16, 4)
+    built = groups.by_layer(m)
+    assert [g["name"] for g in built] == ["head", "unused", "trunk.0", "trunk.1", "trunk.3"]
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    ordered = groups.in_forward_order(built, m, x)
+    assert [g["name"] for g in ordered] == ["trunk.0", "trunk.1", "trunk.3", "head", "unused"]
+    assert all(g is not o and g["params"] is o["params"] for g in ordered for o in built if o["name"] == g["name"])
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # no BatchNorm statistics moved
+    assert m.training and not m.trunk[1].training and m.trunk[2].training
+    assert not m.trunk[1]._forward_pre_hooks and not m.head._forward_pre_hooks
+    # a plan kept to the last half of the ordered groups trains the head end and stops the backward there
+    from hidlr.influence import plan_from_scores
+
+    names = [g["name"] for g in ordered]
+    plan = plan_from_scores(names, [1.0] * 5, [1] * 5, budget=1.0, max_reach=0.4)
+    assert plan.kept_groups == ("head", "unused") and plan.reach == 0.4
+    with pytest.raises(ValueError, match="not a parameter of the model"):
+        groups.in_forward_order([{"name": "x", "params": [nn.Parameter(torch.ones(2))]}], m, x)

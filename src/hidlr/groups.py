@@ -6,10 +6,13 @@ same for groups built by hand. Extra keys (``lr``, ``weight_decay``, ...) may be
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+import torch
 from torch import nn
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -214,3 +217,46 @@ def lora(model: nn.Module, a: str = r"lora_A", b: str = r"lora_B", rest: str | N
     if others and rest is None:
         raise ValueError(f"parameters outside the LoRA layers: {', '.join(others)}")
     return _build(model, named)
+
+
+def in_forward_order(groups: Sequence[Mapping], model: nn.Module, *inputs: Any, **kwargs: Any) -> list[dict]:
+    """``groups`` sorted by when one forward pass ``model(*inputs, **kwargs)`` first calls a module
+    that owns one of their parameters; groups it never reaches go last, in their order (the sort is
+    stable). The builders above order groups as the model registers its modules, which is not
+    always the order they run (a head defined before the trunk); a freezing plan's ``max_reach``
+    (:func:`hidlr.influence.plan_for`) reads the groups in this order.
+
+    The pass runs under ``torch.no_grad`` with every module in eval mode (no BatchNorm statistics
+    change, no dropout draw), and each module's mode is restored after it. A parameter counts as
+    reached when the module owning it is called (a forward pre-hook), not where its tensor is used.
+    """
+    check_partition(model, groups)
+    owner: dict[int, nn.Module] = {}
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            owner.setdefault(id(p), module)
+    first_call: dict[nn.Module, int] = {}
+    modes = {m: m.training for m in model.modules()}
+
+    def record(module: nn.Module, _args: Any) -> None:  # a pre-hook that returns None leaves the inputs
+        first_call.setdefault(module, len(first_call))
+
+    handles = [m.register_forward_pre_hook(record) for m in set(owner.values())]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*inputs, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes.items():
+            m.training = training
+
+    def position(item: tuple[int, Mapping]) -> tuple[float, int]:
+        k, g = item
+        params = g["params"]
+        params = [params] if isinstance(params, nn.Parameter) else params
+        calls = [first_call[owner[id(p)]] for p in params if owner[id(p)] in first_call]
+        return (min(calls) if calls else math.inf, k)
+
+    return [dict(g) for _, g in sorted(enumerate(groups), key=position)]

@@ -266,7 +266,8 @@ def plan_for(
     """A plan from a running HiDLR's influence (see :func:`plan_from_scores`), over the groups that
     are trainable now, in the optimizer's order (``max_reach`` takes it as the forward pass's, as
     :mod:`hidlr.groups` builds groups from a model that registers its modules in the order it runs
-    them); with ``model``, the plan also names the parameters (needed to transfer it)."""
+    them; :func:`hidlr.groups.in_forward_order` sorts them by a forward pass otherwise); with
+    ``model``, the plan also names the parameters (needed to transfer it)."""
     require_refreshed(opt)
     require_group_fits(opt)
     groups = list(opt.param_groups)
