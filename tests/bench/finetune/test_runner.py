@@ -173,3 +173,13 @@ def test_goals_name_the_baselines_a_run_left_out_instead_of_printing_nan():
     summary["lora/mdn"] = {"nll": stat(1.70), "trainable_params": stat(2)}
     assert "+0.61%; goal within +1%: met" in goals(summary, ["mdn"], ["freeze-5%"], 100)[0]
     assert "tuned LoRA 1.7000 (-2.35%; goal within +1%: met)" in goals(summary, ["mdn"], ["freeze-5%"], 100)[1]
+    cost = lambda t, m, r, share: {"time_ratio": t, "memory_ratio": m, "reach": r, "trainable_ratio": share}
+    costs = {
+        "full": cost(1, 1, None, 1),
+        "freeze-5%": cost(0.4, 0.3, 0.96, 0.05),
+        "last-layer": cost(0.2, 0.2, None, 0.002),
+    }
+    assert goals(summary, ["mdn"], ["freeze-5%"], 100, costs)[-1] == (
+        "cost of freeze-5% (5.00% trainable, backward reach 96%): 0.40x the step time and 0.30x the memory "
+        "of full fine-tuning (head only: 0.20x, 0.20x)"
+    )

@@ -131,7 +131,7 @@ def run(
         if costs and do_freeze:
             results["costs"] = measure_costs(wl, first_plans, batch_size, tick=tick)
     results["summary"] = summarize(results["runs"])
-    results["goals"] = goals(results["summary"], heads, list(budget_map), total)
+    results["goals"] = goals(results["summary"], heads, list(budget_map), total, results.get("costs"))
     meta["wall_seconds"] = time.perf_counter() - t_start
     results["plots"] = plots(results, out)
     write_json(out / "results.json", results)
@@ -152,7 +152,7 @@ def rebuild_report(out: Path, note: str | None = None) -> dict[str, Any]:
     meta.setdefault("wall_seconds", None)
     labels = [k for k in meta["methods"] if k.startswith("freeze-")]
     results["summary"] = summarize(results["runs"])
-    results["goals"] = goals(results["summary"], meta["heads"], labels, meta["total_params"])
+    results["goals"] = goals(results["summary"], meta["heads"], labels, meta["total_params"], results.get("costs"))
     results["plots"] = plots(results, out)
     write_json(path, results)
     (out / "report.md").write_text(markdown(results))

@@ -68,9 +68,15 @@ def _med(row: dict[str, Any] | None, key: str) -> float:
 
 
 def goals(
-    summary: dict[str, dict[str, Any]], heads: list[str], freeze_labels: list[str], total_params: int
+    summary: dict[str, dict[str, Any]],
+    heads: list[str],
+    freeze_labels: list[str],
+    total_params: int,
+    costs: dict[str, dict[str, Any]] | None = None,
 ) -> list[str]:
-    """The issue's goals, checked on the measured medians (one line each, whatever the outcome)."""
+    """The issue's goals, checked on the measured medians (one line each, whatever the outcome);
+    with ``costs`` (:func:`~hidlr.bench.finetune.runner.measure_costs`), what each frozen plan's step
+    costs against its share of trainable parameters (the goal "a frozen group costs nothing")."""
     lines = []
     for head in heads:
 
@@ -107,6 +113,16 @@ def goals(
                 else "tuned LoRA not in this run (goal not checked)"
             )
             lines.append(f"Hi-DLR on LoRA, {head} head (one run): test NLL {hl:.4f}; {plus}; {tuned}")
+    for label, c in (costs or {}).items():
+        if c.get("reach") is None:
+            continue
+        head_only = (costs or {}).get("last-layer")
+        lines.append(
+            f"cost of {label} ({100 * c['trainable_ratio']:.2f}% trainable, backward reach "
+            f"{100 * c['reach']:.0f}%): {c['time_ratio']:.2f}x the step time and {c['memory_ratio']:.2f}x the "
+            "memory of full fine-tuning"
+            + (f" (head only: {head_only['time_ratio']:.2f}x, {head_only['memory_ratio']:.2f}x)" if head_only else "")
+        )
     if "mdn" in heads and "gaussian" in heads:
         for key in ("disagree_nll", "disagree_crps", "agree_nll", "agree_crps"):
             wins, total, detail = 0, 0, []
