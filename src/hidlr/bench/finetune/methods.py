@@ -73,7 +73,9 @@ def parameter_groups(model: TokenDistributionModel) -> list[dict]:
 def lora_parameter_groups(model: TokenDistributionModel) -> list[dict]:
     """LoRA adapters on every linear map (:func:`add_lora`, once) and every parameter trainable: one
     group per tensor of the pretrained model and one per adapter (its A and B together), so that a
-    plan chooses which adapters to train beside biases, norms and whole tensors."""
+    plan chooses which adapters to train beside biases, norms and whole tensors. The adapters come
+    after every tensor, not in forward order: sort with :func:`hidlr.groups.in_forward_order` before
+    planning with ``max_reach``."""
     if not any(".lora_A." in name for name, _ in model.named_parameters()):
         add_lora(model)
     model.requires_grad_(True)
