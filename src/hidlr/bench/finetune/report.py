@@ -113,16 +113,16 @@ def goals(
                 else "tuned LoRA not in this run (goal not checked)"
             )
             lines.append(f"Hi-DLR on LoRA, {head} head (one run): test NLL {hl:.4f}; {plus}; {tuned}")
-    for label, c in (costs or {}).items():
-        if c.get("reach") is None:
-            continue
-        head_only = (costs or {}).get("last-layer")
-        lines.append(
-            f"cost of {label} ({100 * c['trainable_ratio']:.2f}% trainable, backward reach "
-            f"{100 * c['reach']:.0f}%): {c['time_ratio']:.2f}x the step time and {c['memory_ratio']:.2f}x the "
-            "memory of full fine-tuning"
-            + (f" (head only: {head_only['time_ratio']:.2f}x, {head_only['memory_ratio']:.2f}x)" if head_only else "")
-        )
+    costs = costs or {}
+    head_only = costs.get("last-layer")
+    beside = f" (head only: {head_only['time_ratio']:.2f}x, {head_only['memory_ratio']:.2f}x)" if head_only else ""
+    for label, c in costs.items():
+        if c.get("reach") is not None:  # the frozen plans
+            lines.append(
+                f"cost of {label} ({100 * c['trainable_ratio']:.2f}% trainable, backward reach "
+                f"{100 * c['reach']:.0f}%): {c['time_ratio']:.2f}x the step time and {c['memory_ratio']:.2f}x the "
+                f"memory of full fine-tuning{beside}"
+            )
     if "mdn" in heads and "gaussian" in heads:
         for key in ("disagree_nll", "disagree_crps", "agree_nll", "agree_crps"):
             wins, total, detail = 0, 0, []
