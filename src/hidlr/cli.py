@@ -370,6 +370,7 @@ def bench_finetune(
     out: Path = typer.Option(Path("benchmarks/results/finetune"), help="Output folder."),
     quick: bool = typer.Option(False, help="A small BERT pretrained here instead of MiniLM (minutes)."),
     seeds: int = typer.Option(None, min=1, help="Seeds (default: 1; quick 2)."),
+    first_seed: int = typer.Option(0, min=0, help="Seeds start here (more seeds for a stored run: --combine)."),
     heads: list[str] = typer.Option(None, help="mdn, gaussian (default: both)."),
     methods: list[str] = typer.Option(None, help="Method names, 'freeze' for the freezing family (default: all)."),
     steps: int = typer.Option(None, min=1, help="Training steps per run (default: 100; quick 150)."),
@@ -385,9 +386,13 @@ def bench_finetune(
         None,
         help="Only rebuild the report from OUT/results.json (e.g. of an interrupted run); the text is noted on top.",
     ),
+    combine: list[Path] = typer.Option(
+        None, help="Results folders to report together in OUT (repeatable; e.g. seeds 0-2 and 3-8); runs nothing."
+    ),
 ) -> None:
     """Fine-tune a pretrained encoder on the VADER lexicon's rating distributions: full, head-only,
     BitFit, LoRA, LoRA+, Hi-DLR, automatic freezing, Prodigy, Schedule-Free; MDN and Gaussian heads."""
+    from hidlr.bench.finetune import combine as combine_runs
     from hidlr.bench.finetune import methods as M
     from hidlr.bench.finetune import rebuild_report, run
 
@@ -400,11 +405,16 @@ def bench_finetune(
         rebuild_report(out, note=report_only or None)
         typer.echo(f"report: {out / 'report.md'}")
         return
+    if combine:
+        combine_runs(list(combine), out)
+        typer.echo(f"report: {out / 'report.md'}")
+        return
 
     run(
         out,
         quick=quick,
         seeds=seeds,
+        first_seed=first_seed,
         heads=heads,
         methods=methods,
         steps=steps,

@@ -183,3 +183,41 @@ def test_goals_name_the_baselines_a_run_left_out_instead_of_printing_nan():
         "cost of freeze-5% (5.00% trainable, backward reach 96%): 0.40x the step time and 0.30x the memory "
         "of full fine-tuning (head only: 0.20x, 0.20x)"
     )
+
+
+def test_more_seeds_from_first_seed_combine_into_one_report(small_workload, tmp_path):
+    from hidlr.bench.finetune import combine
+
+    common = dict(
+        quick=True,
+        steps=2,
+        batch_size=16,
+        progress=False,
+        workload=small_workload,
+        methods=["last-layer"],
+        heads=["gaussian"],
+        costs=False,
+    )
+    a = run(tmp_path / "a", seeds=1, **common)
+    b = run(tmp_path / "b", seeds=2, first_seed=1, **common)
+    assert {r["seed"] for r in b["runs"]} == {1, 2} and b["meta"]["seeds"] == [1, 2]
+    # seed 1 alone again: a later folder's run replaces the same run of an earlier one
+    c = run(tmp_path / "c", seeds=1, first_seed=1, **common)
+    res = combine([tmp_path / "a", tmp_path / "b", tmp_path / "c"], tmp_path / "all")
+    assert res["meta"]["seeds"] == [0, 1, 2]
+    assert len(res["runs"]) == 3 * len(a["runs"])  # one run per (seed, rate), none twice
+    assert res["summary"]["last-layer/gaussian"]["seeds"] == 3
+    kept = {(r["seed"], r["lr"]): r for r in res["runs"]}
+    for r in c["runs"]:
+        assert kept[(1, r["lr"])]["result"]["test"] == r["result"]["test"]
+    assert [p["seeds"] for p in res["meta"]["combined_from"]] == [[0], [1, 2], [1]]
+    assert (tmp_path / "all" / "report.md").is_file()
+
+    other = run(tmp_path / "d", seeds=1, **{**common, "steps": 3})
+    assert other["meta"]["steps"] == 3
+    with pytest.raises(ValueError, match="steps is 3"):
+        combine([tmp_path / "a", tmp_path / "d"], tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        combine([tmp_path / "a", tmp_path / "missing"], tmp_path / "bad")
+    with pytest.raises(ValueError, match="first_seed"):
+        run(tmp_path / "e", seeds=1, first_seed=-1, **common)

