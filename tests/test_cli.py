@@ -77,6 +77,7 @@ def test_report_builds_a_page_from_a_results_folder(tmp_path):
         (["bench", "gap-reference", "--warmup", "-1"], "--warmup"),
         (["bench", "finetune", "--seeds", "0"], "--seeds"),
         (["bench", "finetune", "--batch-size", "0"], "--batch-size"),
+        (["bench", "finetune", "--first-seed", "-1"], "--first-seed"),
     ],
 )
 def test_counts_and_budgets_out_of_range_are_usage_errors_naming_the_option(args, option, tmp_path, monkeypatch):
@@ -115,6 +116,7 @@ def _must_not_run(*args, **kwargs):
         (["bench", "finetune", "--heads", "gp"], "--heads", "hidlr.bench.finetune.run"),
         (["bench", "finetune", "--methods", "sgd"], "--methods", "hidlr.bench.finetune.run"),
         (["bench", "finetune", "--freeze-max-reach", "0"], "--freeze-max-reach", "hidlr.bench.finetune.run"),
+        (["bench", "finetune", "--combine", "nope"], "--combine", "hidlr.bench.finetune.combine"),
         (
             ["bench", "finetune", "--freeze-max-reach", "0.5", "--freeze-max-reach", "2"],
             "--freeze-max-reach",
@@ -138,3 +140,16 @@ def test_bad_names_paths_and_devices_are_usage_errors_before_any_work(args, opti
     assert res.exit_code == 2, res.output
     assert f"Invalid value for '{option}'" in _flat(res.output), res.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_finetune_combine_reports_the_folders_together_and_runs_nothing(tmp_path, monkeypatch):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "results.json").write_text("{}")
+    calls = []
+    monkeypatch.setattr("hidlr.bench.finetune.run", _must_not_run)
+    monkeypatch.setattr("hidlr.bench.finetune.combine", lambda dirs, out: calls.append((dirs, out)))
+    args = ["bench", "finetune", "--out", str(tmp_path / "all"), "--combine", str(tmp_path / "a")]
+    res = CliRunner().invoke(app, [*args, "--combine", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert calls == [([tmp_path / "a", tmp_path / "b"], tmp_path / "all")]

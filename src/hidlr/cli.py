@@ -406,6 +406,9 @@ def bench_finetune(
         typer.echo(f"report: {out / 'report.md'}")
         return
     if combine:
+        for d in combine:
+            if not (d / "results.json").is_file():
+                raise typer.BadParameter(f"no results.json in {d}", param_hint="'--combine'")
         combine_runs(list(combine), out)
         typer.echo(f"report: {out / 'report.md'}")
         return
