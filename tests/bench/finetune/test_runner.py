@@ -221,3 +221,35 @@ def test_more_seeds_from_first_seed_combine_into_one_report(small_workload, tmp_
         combine([tmp_path / "a", tmp_path / "missing"], tmp_path / "bad")
     with pytest.raises(ValueError, match="first_seed"):
         run(tmp_path / "e", seeds=1, first_seed=-1, **common)
+
+
+def test_paired_gaps_take_each_grid_run_chosen_on_validation_seed_by_seed():
+    from hidlr.bench.finetune.report import paired
+
+    def rec(method, seed, lr, val, test, head="mdn"):
+        return {
+            "method": method,
+            "head": head,
+            "seed": seed,
+            "lr": lr,
+            "result": {"val": {"nll": val}, "test": {"nll": test}},
+        }
+
+    records = [
+        # full fine-tuning's grid: the rate with the lower validation NLL counts, not the lower test NLL
+        rec("full-adam", 0, 1e-4, 1.0, 2.0),
+        rec("full-adam", 0, 3e-4, 1.1, 1.0),
+        rec("full-adam", 1, 1e-4, 1.0, 2.0),
+        rec("full-adam", 2, 1e-4, 1.0, 2.0),
+        rec("freeze-5%", 0, 1e-4, 1.0, 1.9),  # -5%
+        rec("freeze-5%", 1, 1e-4, 1.0, 2.2),  # +10%
+        rec("freeze-5%", 2, 1e-4, 1.0, 1.8),  # -10%
+        rec("freeze-5%", 3, 1e-4, 1.0, 1.0),  # no full fine-tuning on this seed: left out
+        rec("hidlr-lora", 0, 1e-4, 1.0, 1.0, head="gaussian"),
+    ]
+    rows = paired(records, ["mdn", "gaussian"], ["freeze-5%"])
+    assert len(rows) == 1  # the other baselines did not run
+    (row,) = rows
+    assert (row["head"], row["method"], row["baseline"]) == ("mdn", "freeze-5%", "full-adam")
+    assert row["seeds"] == [0, 1, 2] and row["lower"] == 2
+    assert row["median_gap"] == pytest.approx(-0.05)

@@ -18,7 +18,7 @@ import torch
 
 from hidlr.bench.finetune import methods as M
 from hidlr.bench.finetune.data import Workload, quick_workload, real_workload
-from hidlr.bench.finetune.report import goals, markdown, plots, summarize
+from hidlr.bench.finetune.report import goals, markdown, paired, plots, summarize
 from hidlr.bench.finetune.runner import measure_costs, run_freezing, run_lineup
 from hidlr.bench.harness import progress as progress_bar
 from hidlr.bench.harness import run_metadata, write_json
@@ -137,6 +137,7 @@ def run(
             results["costs"] = measure_costs(wl, first_plans, batch_size, tick=tick)
     results["summary"] = summarize(results["runs"])
     results["goals"] = goals(results["summary"], heads, list(budget_map), total, results.get("costs"))
+    results["paired"] = paired(results["runs"], heads, list(budget_map))
     meta["wall_seconds"] = time.perf_counter() - t_start
     results["plots"] = plots(results, out)
     write_json(out / "results.json", results)
@@ -158,6 +159,7 @@ def rebuild_report(out: Path, note: str | None = None) -> dict[str, Any]:
     labels = [k for k in meta["methods"] if k.startswith("freeze-")]
     results["summary"] = summarize(results["runs"])
     results["goals"] = goals(results["summary"], meta["heads"], labels, meta["total_params"], results.get("costs"))
+    results["paired"] = paired(results["runs"], meta["heads"], labels)
     results["plots"] = plots(results, out)
     write_json(path, results)
     (out / "report.md").write_text(markdown(results))
