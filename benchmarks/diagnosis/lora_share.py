@@ -6,6 +6,7 @@ Prints each seed's test NLL, refresh count and last refreshed rates, then the me
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --unsmoothed-clip   # the prototype
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --lr0 1e-3   # another start rate
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --lr0 1e-2 --travel-direction   # round 6
+    .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --mode full --seeds 0,1,2   # cross terms
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from hidlr.optim import HiDLR
 def main() -> None:
     head, share = sys.argv[1], float(sys.argv[2])
     lr0 = float(sys.argv[sys.argv.index("--lr0") + 1]) if "--lr0" in sys.argv else M.HIDLR_START
+    mode = sys.argv[sys.argv.index("--mode") + 1] if "--mode" in sys.argv else "diag"
+    seeds = [int(x) for x in sys.argv[sys.argv.index("--seeds") + 1].split(",")] if "--seeds" in sys.argv else [0, 1, 2]
     if "--travel-direction" in sys.argv:
         from common import patch_travel_direction
 
@@ -40,18 +43,18 @@ def main() -> None:
 
     def build(model, lr, steps):
         M.add_lora(model)
-        opt = HiDLR(torch.optim.Adam(groups.lora(model, rest="head"), lr=lr), total_steps=steps)
+        opt = HiDLR(torch.optim.Adam(groups.lora(model, rest="head"), lr=lr), total_steps=steps, mode=mode)
         opt.rules = dataclasses.replace(opt.rules, probe_share=share)
         return Setup(model, opt, lr=lr)
 
-    method = M.Method("hidlr-lora-share", f"Hi-DLR on LoRA, probe_share={share}", build, rate=lr0)
+    method = M.Method("hidlr-lora-share", f"Hi-DLR on LoRA, probe_share={share}, mode={mode}", build, rate=lr0)
     nll = []
-    for seed in range(3):
+    for seed in seeds:
         res = run_method(wl, method, head, seed, lr0, 100, 32, None)
         nll.append(res["test"]["nll"])
         rates = {k: f"{v:.1e}" for k, v in res["rates"][-1]["rates"].items()}
-        print(head, share, f"lr0={lr0:g}", seed, f"{nll[-1]:.4f}", res["refresh_steps"], rates, flush=True)
-    print(head, share, f"lr0={lr0:g}", "median", f"{statistics.median(nll):.4f}")
+        print(head, share, f"lr0={lr0:g}", mode, seed, f"{nll[-1]:.4f}", res["refresh_steps"], rates, flush=True)
+    print(head, share, f"lr0={lr0:g}", mode, "median", f"{statistics.median(nll):.4f}")
 
 
 if __name__ == "__main__":
