@@ -211,7 +211,8 @@ def test_more_seeds_from_first_seed_combine_into_one_report(small_workload, tmp_
     for r in c["runs"]:
         assert kept[(1, r["lr"])]["result"]["test"] == r["result"]["test"]
     assert [p["seeds"] for p in res["meta"]["combined_from"]] == [[0], [1, 2], [1]]
-    assert (tmp_path / "all" / "report.md").is_file()
+    text = (tmp_path / "all" / "report.md").read_text()
+    assert all(f"`{tmp_path / d}` (seeds" in text for d in ("a", "b", "c"))  # where each run came from
 
     other = run(tmp_path / "d", seeds=1, **{**common, "steps": 3})
     assert other["meta"]["steps"] == 3

@@ -20,8 +20,8 @@ from hidlr.bench.finetune import methods as M
 from hidlr.bench.finetune.data import Workload, quick_workload, real_workload
 from hidlr.bench.finetune.report import goals, markdown, paired, plots, summarize
 from hidlr.bench.finetune.runner import measure_costs, run_freezing, run_lineup
+from hidlr.bench.harness import git_commit, run_metadata, write_json
 from hidlr.bench.harness import progress as progress_bar
-from hidlr.bench.harness import run_metadata, write_json
 
 __all__ = ["combine", "rebuild_report", "run"]
 
@@ -211,6 +211,8 @@ def combine(dirs: list[Path], out: Path, note: str | None = None) -> dict[str, A
         for d, p in zip(dirs, parts)
     ]
     meta["wall_seconds"] = None
+    meta["command"] = "hidlr " + " ".join(sys.argv[1:]) if sys.argv else ""
+    meta["git_commit"] = git_commit()  # the code that reported them; each part's is in combined_from
     costs = next((p["costs"] for p in parts if p.get("costs")), None)
     results: dict[str, Any] = {"meta": meta, "runs": list(runs.values()), "influence": list(influence.values())}
     if costs is not None:

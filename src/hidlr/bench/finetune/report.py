@@ -213,6 +213,17 @@ def markdown(results: dict[str, Any]) -> str:
         "load, so compare times only in the side-by-side cost table below. Memory: parameters + gradients "
         "+ optimizer state + activations saved for backward, at the last step."
     )
+    if meta.get("combined_from"):  # several runs reported together (:func:`hidlr.bench.finetune.combine`)
+        setup = (
+            f"Steps per run: {meta['steps']}, batch "
+            f"{meta['batch_size']} tokens (all ten ratings each); seeds {meta['seeds']}; rates in a grid tuned "
+            f"on validation NLL. Reported together by `{meta['command']}` (commit {meta.get('git_commit')}) from "
+            + "; ".join(
+                f"`{p['folder']}` (seeds {p['seeds']}, commit {p['git_commit']}, `{p['command']}`)"
+                for p in meta["combined_from"]
+            )
+            + "; a later folder's run replaces the same run of an earlier one."
+        )
     lines = [f"# Fine-tuning benchmark ({meta['mode']})", ""]
     if meta.get("note"):
         lines += [f"**{meta['note']}**", ""]
