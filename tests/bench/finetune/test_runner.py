@@ -214,6 +214,12 @@ def test_more_seeds_from_first_seed_combine_into_one_report(small_workload, tmp_
     text = (tmp_path / "all" / "report.md").read_text()
     assert all(f"`{tmp_path / d}` (seeds" in text for d in ("a", "b", "c"))  # where each run came from
 
+    # a run of the other head (a head of another size) joins: the report has both heads
+    run(tmp_path / "m", seeds=1, **{**common, "heads": ["mdn"]})
+    both = combine([tmp_path / "a", tmp_path / "m"], tmp_path / "both")
+    assert both["meta"]["heads"] == ["mdn", "gaussian"]
+    assert set(both["summary"]) == {"last-layer/gaussian", "last-layer/mdn"}
+
     other = run(tmp_path / "d", seeds=1, **{**common, "steps": 3})
     assert other["meta"]["steps"] == 3
     with pytest.raises(ValueError, match="steps is 3"):

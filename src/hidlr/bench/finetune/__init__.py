@@ -173,7 +173,8 @@ def combine(dirs: list[Path], out: Path, note: str | None = None) -> dict[str, A
     """One report from several runs of the benchmark (say seeds 0-2 and, with ``first_seed=3``,
     seeds 3-8): their runs and influence records together, a later folder's run replacing the same
     (method, head, seed, rate) of an earlier one; the cost table of the first folder that has one.
-    Refuses folders whose workload, steps, batch size, split or model differ (naming the field)."""
+    Refuses folders whose workload, steps, batch size, split or model differ (naming the field; the
+    model's size only between folders that share a head)."""
     if not dirs:
         raise ValueError("combine needs at least one results folder")
     parts = []
@@ -185,6 +186,8 @@ def combine(dirs: list[Path], out: Path, note: str | None = None) -> dict[str, A
     first = parts[0]["meta"]
     for d, part in zip(dirs[1:], parts[1:]):
         for key in _SAME:
+            if key == "total_params" and not set(part["meta"]["heads"]) & set(first["heads"]):
+                continue  # the heads differ in size; a run of both heads counts its first head's model too
             if part["meta"].get(key) != first.get(key):
                 raise ValueError(
                     f"{d}: {key} is {part['meta'].get(key)!r}, where {dirs[0]} has {first.get(key)!r}; "
