@@ -7,6 +7,7 @@ Prints each seed's test NLL, refresh count and last refreshed rates, then the me
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --lr0 1e-3   # another start rate
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --lr0 1e-2 --travel-direction   # round 6
     .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --mode full --seeds 0,1,2   # cross terms
+    .venv/bin/python benchmarks/diagnosis/lora_share.py mdn 0.05 --grow-concave   # the restart's rule from step 0
 """
 
 from __future__ import annotations
@@ -45,16 +46,19 @@ def main() -> None:
         M.add_lora(model)
         opt = HiDLR(torch.optim.Adam(groups.lora(model, rest="head"), lr=lr), total_steps=steps, mode=mode)
         opt.rules = dataclasses.replace(opt.rules, probe_share=share)
+        if "--grow-concave" in sys.argv:  # what restart_schedule turns on, here from the first step until arrival
+            opt._restarted = True
         return Setup(model, opt, lr=lr)
 
-    method = M.Method("hidlr-lora-share", f"Hi-DLR on LoRA, probe_share={share}, mode={mode}", build, rate=lr0)
+    label = mode + ("+growconcave" if "--grow-concave" in sys.argv else "")
+    method = M.Method("hidlr-lora-share", f"Hi-DLR on LoRA, probe_share={share}, {label}", build, rate=lr0)
     nll = []
     for seed in seeds:
         res = run_method(wl, method, head, seed, lr0, 100, 32, None)
         nll.append(res["test"]["nll"])
         rates = {k: f"{v:.1e}" for k, v in res["rates"][-1]["rates"].items()}
-        print(head, share, f"lr0={lr0:g}", mode, seed, f"{nll[-1]:.4f}", res["refresh_steps"], rates, flush=True)
-    print(head, share, f"lr0={lr0:g}", mode, "median", f"{statistics.median(nll):.4f}")
+        print(head, share, f"lr0={lr0:g}", label, seed, f"{nll[-1]:.4f}", res["refresh_steps"], rates, flush=True)
+    print(head, share, f"lr0={lr0:g}", label, "median", f"{statistics.median(nll):.4f}")
 
 
 if __name__ == "__main__":
