@@ -340,6 +340,19 @@ def patch_rejected_follow_line(reasons: tuple[str, ...] | None = None) -> None:
     rules.shrink_to_one_group = shrink_to_one_group
 
 
+def patch_start_concave() -> None:
+    """The engine's rule after ``restart_schedule`` (:func:`hidlr.optim.rules.grow_concave_descent`:
+    a one-group line that descends but is concave grows the rates by the clip's bound, until a
+    refresh arrives), switched on at construction, so that it acts from the run's first step."""
+    original = HiDLR.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self._restarted = True
+
+    HiDLR.__init__ = init
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -351,6 +364,11 @@ def main() -> None:
     ap.add_argument("--armijo", action="store_true", help="the first-refresh Armijo prototype (names get +armijo)")
     ap.add_argument("--grow-concave", action="store_true", help="the concave-line prototype (names get +growconcave)")
     ap.add_argument("--until-arrived", action="store_true", help="with --grow-concave: only until the rates arrive")
+    ap.add_argument(
+        "--start-concave",
+        action="store_true",
+        help="the engine's concave-descent growth of a restart, on from the first step (+startconcave)",
+    )
     ap.add_argument("--travel-direction", choices=["cuts", "both"], help="the travel-direction prototype (+traveldir)")
     ap.add_argument("--trend-cut", type=float, help="the loss-trend prototype with this tolerance (+trend=TOL)")
     ap.add_argument("--pool", action="store_true", help="the pooled-shrink prototype (names get +pool)")
@@ -389,6 +407,9 @@ def main() -> None:
         patch_grow_concave(until_arrived=a.until_arrived)
         suffix = "+growconcave" + ("+untilarrived" if a.until_arrived else "")
         a.variants = [f"{v}{suffix}" for v in a.variants]
+    if a.start_concave:
+        patch_start_concave()
+        a.variants = [f"{v}+startconcave" for v in a.variants]
     if a.armijo:
         patch_armijo()
         a.variants = [f"{v}+armijo" for v in a.variants]
