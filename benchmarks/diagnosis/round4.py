@@ -53,6 +53,7 @@ PROTOTYPE_FLAGS = (
     "armijo",
     "growconcave",
     "untilarrived",
+    "startconcave",
     "traveldir",
     "traveldir2",
     "trend",
