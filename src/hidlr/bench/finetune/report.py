@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from hidlr.bench.lr.goals import relative_gap
 from hidlr.bench.reporting import format_seconds, markdown_table
 
 METRICS = ("nll", "crps", "coverage", "tv_empirical")
@@ -166,7 +167,7 @@ def paired(records: list[dict[str, Any]], heads: list[str], freeze_labels: list[
             seeds = sorted(set(a) & set(b))
             if not seeds:
                 continue
-            gaps = [(a[s] - b[s]) / abs(b[s]) for s in seeds]
+            gaps = [relative_gap(a[s], b[s]) for s in seeds]
             rows.append(
                 {
                     "head": head,
@@ -197,14 +198,6 @@ def markdown(results: dict[str, Any]) -> str:
         "score (-4..4) on the VADER lexicon; tokens split 70/10/20 (seed "
         f"{meta['split_seed']}); test scores against the ten held-out raters' individual ratings."
     )
-    setup = (
-        f"Steps per run: {meta['steps']}, batch {meta['batch_size']} tokens (all ten ratings each); seeds "
-        f"{meta['seeds']}; rates in a grid tuned on validation NLL. Command: `{meta['command']}`; commit "
-        f"{meta.get('git_commit')}; wall clock "
-        f"{format_seconds(meta['wall_seconds']) if meta.get('wall_seconds') else 'not recorded (interrupted)'} on "
-        f"{meta['cpu_count']} CPU cores shared with other work (load average at start "
-        f"{meta.get('load_average_at_start')}); torch threads {meta['torch_threads']}."
-    )
     legend = (
         "Columns: medians over seeds, [min, max] when several. NLL: -log of the predicted mass of each "
         "rating's unit interval (nats per rating). Coverage: share of individual ratings in the central 90% "
@@ -223,6 +216,15 @@ def markdown(results: dict[str, Any]) -> str:
                 for p in meta["combined_from"]
             )
             + "; a later folder's run replaces the same run of an earlier one."
+        )
+    else:
+        setup = (
+            f"Steps per run: {meta['steps']}, batch {meta['batch_size']} tokens (all ten ratings each); seeds "
+            f"{meta['seeds']}; rates in a grid tuned on validation NLL. Command: `{meta['command']}`; commit "
+            f"{meta.get('git_commit')}; wall clock "
+            f"{format_seconds(meta['wall_seconds']) if meta.get('wall_seconds') else 'not recorded (interrupted)'} on "
+            f"{meta['cpu_count']} CPU cores shared with other work (load average at start "
+            f"{meta.get('load_average_at_start')}); torch threads {meta['torch_threads']}."
         )
     lines = [f"# Fine-tuning benchmark ({meta['mode']})", ""]
     if meta.get("note"):
