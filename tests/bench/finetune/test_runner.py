@@ -74,21 +74,24 @@ def test_influence_command_prints_the_table_and_writes_a_plan(small_workload, tm
     assert plan.trainable_params <= 0.5 * plan.total_params and plan.has_names
 
 
-def test_report_can_be_rebuilt_from_an_interrupted_run(small_workload, tmp_path):
-    from hidlr.bench.finetune import rebuild_report
-
-    run(
-        tmp_path,
+def _head_only_runs(workload) -> dict:
+    """``run`` arguments for a few seconds' line-up: head-only training, Gaussian head, 2 steps."""
+    return dict(
         quick=True,
-        seeds=1,
         steps=2,
         batch_size=16,
         progress=False,
-        workload=small_workload,
+        workload=workload,
         methods=["last-layer"],
         heads=["gaussian"],
         costs=False,
     )
+
+
+def test_report_can_be_rebuilt_from_an_interrupted_run(small_workload, tmp_path):
+    from hidlr.bench.finetune import rebuild_report
+
+    run(tmp_path, seeds=1, **_head_only_runs(small_workload))
     saved = json.loads((tmp_path / "results.json").read_text())
     del saved["summary"], saved["meta"]["wall_seconds"]
     (tmp_path / "results.json").write_text(json.dumps(saved))
@@ -188,16 +191,7 @@ def test_goals_name_the_baselines_a_run_left_out_instead_of_printing_nan():
 def test_more_seeds_from_first_seed_combine_into_one_report(small_workload, tmp_path):
     from hidlr.bench.finetune import combine
 
-    common = dict(
-        quick=True,
-        steps=2,
-        batch_size=16,
-        progress=False,
-        workload=small_workload,
-        methods=["last-layer"],
-        heads=["gaussian"],
-        costs=False,
-    )
+    common = _head_only_runs(small_workload)
     a = run(tmp_path / "a", seeds=1, **common)
     b = run(tmp_path / "b", seeds=2, first_seed=1, **common)
     assert {r["seed"] for r in b["runs"]} == {1, 2} and b["meta"]["seeds"] == [1, 2]
