@@ -209,6 +209,14 @@ def _corrupt_missing_flag(sd):
     del sd["hidlr"]["arrived"]
 
 
+def _corrupt_growth(sd):
+    sd["hidlr"]["growth"] = {"before": [1e-3], "lowest": float("inf")}
+
+
+def _corrupt_missing_growth(sd):
+    del sd["hidlr"]["growth"]
+
+
 def _corrupt_history_entries(sd):
     sd["hidlr"]["history"] = ["x", 3]
 
@@ -245,6 +253,8 @@ def _corrupt_base_state_type(sd):
         (_corrupt_negative_counter, "'travel_forwards' must be"),
         (_corrupt_later_counter, "'arrival_refreshes' must be"),
         (_corrupt_missing_flag, "missing 'arrived'"),
+        (_corrupt_growth, "'growth' must be None or"),
+        (_corrupt_missing_growth, "missing 'growth'"),
         (_corrupt_history_entries, "'history' must be a list of refresh records"),
         (_corrupt_record_fields, "'history' record 0 has step 'x'"),
         (_corrupt_empty_records, r"'history' record 0 lacks \['forwards'"),

@@ -296,3 +296,21 @@ def test_line_multiple(line, expected):
 )
 def test_a_restarted_phase_grows_a_concave_descent_and_nothing_else(multiple, expected):
     assert rules.grow_concave_descent(multiple, max_multiple=100.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("loss", "lowest", "rose"),
+    [(1.06, 1.0, True), (1.04, 1.0, False), (0.9, 1.0, False), (-0.9, -1.0, True), (-0.96, -1.0, False)],
+)
+def test_a_growth_overshot_when_the_probe_loss_rose_above_its_lowest_by_more_than_the_allowed_share(loss, lowest, rose):
+    assert rules.rose_after_growth(loss, lowest, rise=0.05) is rose
+
+
+def test_undoing_a_growth_lowers_only_the_active_groups_that_grew():
+    def decision(name, estimate):
+        return GroupDecision(name, 1.0, estimate, None, None, None, None, True, None, target=estimate)
+
+    out = rules.undo_growth([decision("a", 4.0), decision("b", 0.5), decision("c", 4.0)], [1.0, 1.0, 1.0], [1, 1, 0])
+    assert [d.estimate for d in out] == [1.0, 0.5, 4.0]
+    assert (out[0].accepted, out[0].reason, out[0].target) == (False, rules.GROWTH_UNDONE, None)
+    assert out[1:] == [decision("b", 0.5), decision("c", 4.0)]

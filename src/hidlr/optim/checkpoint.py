@@ -29,7 +29,7 @@ from hidlr.optim.options import check_total_steps
 if TYPE_CHECKING:
     from hidlr.optim.hidlr import HiDLR
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 _RUNNING = ("estimates", "wrap_lrs", "t", "period", "next_refresh", "history")
 # counters (ints >= 0) and flags (bools) by the format from which a state dict must hold them; an
 # older format may lack them (added later), and then they load as 0 and False
@@ -84,6 +84,9 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
         "arrival_refreshes": opt._arrival_refreshes,
         "arrival_forwards": opt._arrival_forwards,
         "travel_forwards": opt._uncredited_forwards,  # key kept from when only travel was uncredited
+        "growth": None
+        if opt._growth_before is None
+        else {"before": list(opt._growth_before), "lowest": opt._growth_low},
         "history": copy.deepcopy(opt.history[-opt.history_size :] if opt.history_size else []),
     }
 
@@ -168,6 +171,7 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
     required = _RUNNING + (("config", "refreshes", "loss_eps") if version >= 2 else ())
     required += ("last_probed",) if version >= 3 else ()
     required += tuple(k for k, since in {**_COUNTERS, **_FLAGS}.items() if version >= since)
+    required += ("growth",) if version >= 6 else ()
     missing = [k for k in required if k not in own]
     if missing:
         raise ValueError(f"HiDLR state dict: missing {', '.join(map(repr, missing))}; nothing was loaded")
@@ -195,6 +199,7 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
                 raise ValueError(
                     f"HiDLR state dict: {key!r} must be True or False, got {own[key]!r}; nothing was loaded"
                 )
+    _check_growth(own.get("growth"), k_groups)
     last = own.get("last_probed", [-1] * k_groups)
     if (
         not isinstance(last, (list, tuple))
@@ -214,6 +219,25 @@ def validate(opt: HiDLR, state_dict: Any) -> dict[str, Any]:
         _check_config(opt, own["config"])
     _check_base(opt, state_dict["base"])
     return own
+
+
+def _check_growth(growth: Any, k_groups: int) -> None:
+    """The concave-line growth of a restarted phase: None, or its rates before and lowest probe loss."""
+    if growth is None:
+        return
+    before = growth.get("before") if isinstance(growth, dict) else None
+    lowest = growth.get("lowest") if isinstance(growth, dict) else None
+    if (
+        not isinstance(before, (list, tuple))
+        or len(before) != k_groups
+        or any(not _is_real(v) or not math.isfinite(v) or v < 0 for v in before)
+        or not _is_real(lowest)
+        or not math.isfinite(lowest)
+    ):
+        raise ValueError(
+            f"HiDLR state dict: 'growth' must be None or {{'before': {k_groups} finite rates >= 0, 'lowest': "
+            f"a finite probe loss}}, got {growth!r:.80}; nothing was loaded"
+        )
 
 
 def _is_real(v: Any, optional: bool = False) -> bool:
@@ -331,6 +355,9 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._travelling = bool(own.get("travelling", False))
     opt._arrived = bool(own.get("arrived", False))
     opt._restarted = bool(own.get("restarted", False))
+    growth = own.get("growth")
+    opt._growth_before = None if growth is None else [float(v) for v in growth["before"]]
+    opt._growth_low = math.inf if growth is None else float(growth["lowest"])
     opt._travel_refreshes = int(own.get("travel_refreshes", 0))
     opt._arrival_refreshes = int(own.get("arrival_refreshes", 0))
     opt._arrival_forwards = int(own.get("arrival_forwards", 0))

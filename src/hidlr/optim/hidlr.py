@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 import warnings
 from collections.abc import Callable, Sequence
@@ -252,6 +253,10 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
         self._restarted = False  # a restart_schedule phase not yet arrived (rules.grow_concave_descent)
+        # the rates before the phase's first concave-line growth, and the lowest probe loss since
+        # (rules.rose_after_growth); None: no growth in this phase
+        self._growth_before: list[float] | None = None
+        self._growth_low = math.inf
         self._travel_refreshes = 0  # line-only refreshes so far (RuleConfig.travel)
         self._arrival_refreshes = 0  # uncharged refreshes before the rates first arrived
         self._arrival_forwards = 0  # and their probe forwards, travel's aside (schedule.arrival_is_free)
@@ -372,7 +377,9 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         refreshes, the automatic period restarts at 1, and the probe forwards spent so far no longer
         count against the probe budget. Until a refresh of the new phase has every target inside the
         clip, a one-group line that descends but is concave grows the rates by the clip's bound
-        instead of keeping them (:func:`hidlr.optim.rules.grow_concave_descent`). Rates, estimates,
+        instead of keeping them (:func:`hidlr.optim.rules.grow_concave_descent`), and when the probe
+        loss then rises 5% above its lowest since the first such growth, every rate goes back to where
+        it was before it (:func:`hidlr.optim.rules.undo_growth`) and the phase ends. Rates, estimates,
         history, step count, step budget and the run's arrival (and with it the budget's growth
         window) stay. :func:`hidlr.influence.freeze` calls it: an influence run's probes over many
         groups would otherwise hold back the refreshes of the few groups left to train, and its
@@ -381,6 +388,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._period = 1
         self._uncredited_forwards = self._probe_forwards
         self._restarted = True
+        self._growth_before, self._growth_low = None, math.inf
 
     # ------------------------------------------------------------------------------ delegation
     def __getstate__(self) -> dict[str, Any]:

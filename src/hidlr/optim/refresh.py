@@ -105,6 +105,9 @@ class Refresher:
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
+        # a concave-line growth of this phase overshot: its rates go back (rules.undo_growth)
+        undo = self._growth_before is not None and rules.rose_after_growth(float(loss0), self._growth_low)
+        growth = (self._growth_before, self._growth_low)
         travel_now = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
         many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
         line_only = travel_now or many
@@ -146,11 +149,15 @@ class Refresher:
             else:
                 record = self._decide(probe, move, loss0, probed_at, active, probed)
             record = replace(record, forwards=record.forwards + cut_forwards)
+            if undo:
+                record = replace(record, groups=rules.undo_growth(record.groups, self._growth_before, active))
+                self._restarted = False
             new = [d.estimate for d in record.groups]
             line.move([new[k] * factors[k] / applied[k] if moving[k] else 1.0 for k in range(k_groups)])
         except BaseException as err:
             self._loss_eps = eps
             self._estimates = estimates
+            self._growth_before, self._growth_low = growth
             if saved is not None:
                 restore(self.optimizer, saved)  # weights and state bitwise as before the step
             elif stepped:
@@ -158,6 +165,10 @@ class Refresher:
                 self._completed_without_refresh(params, err)
             raise
         self._estimates = new
+        if not self._restarted:  # the phase ended (arrival or an undone growth)
+            self._growth_before = None
+        elif self._growth_before is not None:
+            self._growth_low = min(self._growth_low, float(loss0))
         # counted but not charged to the probe budget that spaces the refreshes: the backtracking test
         # of the first refresh, travel, and the refreshes before the rates first arrive
         # (schedule.arrival_is_free; rounds 20 and 21 of docs/diagnosis.md)
@@ -235,6 +246,8 @@ class Refresher:
         min_r2 = 0.0 if travelling else cfg.min_r2
         multiple = rules.line_multiple(fitted, span, self._resolution(loss0), cfg.max_multiple, min_r2)
         if self._restarted:
+            if multiple[1] == rules.NO_LINE and self._growth_before is None:  # the phase's first growth
+                self._growth_before, self._growth_low = list(self._estimates), float(loss0)
             multiple = rules.grow_concave_descent(multiple, cfg.max_multiple)
         decisions = rules.line_decisions(active, applied, self._estimates, self._names(), multiple)
         forwards, scale = 1 + len(points), None

@@ -295,6 +295,31 @@ def grow_concave_descent(
     return (max_multiple, None) if multiple[1] == NO_LINE else multiple
 
 
+GROWTH_UNDONE = "probe loss rose after the rates grew on a concave line"
+# how far the probe loss may rise above its lowest since a growth of grow_concave_descent before the
+# growth is undone (round 24 of docs/diagnosis.md): a fine-tuning run's collapse rose 7% in two steps
+GROWTH_RISE = 0.05
+
+
+def rose_after_growth(loss: float, lowest: float, rise: float = GROWTH_RISE) -> bool:
+    """Whether the probe loss ``loss`` at a refresh is more than ``rise`` (relative) above ``lowest``,
+    the lowest probe loss since a phase's first concave-line growth: the growth overshot."""
+    return loss - lowest > rise * abs(lowest)
+
+
+def undo_growth(
+    decisions: Sequence[GroupDecision], before: Sequence[float], active: Sequence[bool]
+) -> list[GroupDecision]:
+    """Each active group whose new estimate is above ``before`` (its rate before the phase's first
+    concave-line growth) goes back to it (:data:`GROWTH_UNDONE`); the others are unchanged."""
+    return [
+        replace(d, estimate=before[k], accepted=False, reason=GROWTH_UNDONE, target=None)
+        if active[k] and d.estimate > before[k]
+        else d
+        for k, d in enumerate(decisions)
+    ]
+
+
 # the most line-only refreshes a run travels with (RuleConfig.travel): 2**16 of range at clip 2
 TRAVEL_LIMIT = 16
 
