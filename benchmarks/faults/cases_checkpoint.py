@@ -41,12 +41,19 @@ _WRONG: dict[str, list[tuple[str, Any]]] = {
         ("records-with-wrong-fields", "WRONG-FIELDS"),
     ],
     "config": [("none", None), ("str", "x"), ("no-groups", {})],
+    "growth": [
+        ("str", "x"),
+        ("list", [1.0]),
+        ("short-before", "GROWTH-SHORT"),
+        ("negative-before", "GROWTH-NEG"),
+        ("nan-lowest", "GROWTH-NAN"),
+    ],
     "format": [("future", 99), ("str", "2"), ("none", None)],
 }
 
 
 def _kind(key: str, value: Any) -> str:
-    if key in ("history", "config", "format"):
+    if key in ("history", "config", "format", "growth"):
         return key
     if isinstance(value, bool):
         return "bool"
@@ -100,6 +107,11 @@ def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
             own[key] = [dict.fromkeys(r, "x") for r in own[key]]
         elif isinstance(value, str) and value in ("SHORT", "NAN", "NEG"):
             own[key] = _wrong_list(own[key], value)
+        elif isinstance(value, str) and value.startswith("GROWTH-"):  # a growth record, damaged
+            before = {"GROWTH-SHORT": own["estimates"][:-1], "GROWTH-NEG": [-1.0, *own["estimates"][1:]]}.get(
+                value, list(own["estimates"])
+            )
+            own[key] = {"before": before, "lowest": math.nan if value == "GROWTH-NAN" else 1.0}
         else:
             own[key] = value
 
