@@ -1,6 +1,6 @@
 """``HiDLR.restart_schedule``: the next step refreshes, the spent probes are forgotten, and until a
-refresh of the restarted phase arrives a concave one-group descent grows the rates, as it does from
-a run's start; a growth the probe loss rises after is undone."""
+refresh of the restarted phase arrives a concave one-group descent grows the rates; a growth the
+probe loss rises after is undone."""
 
 import copy
 import dataclasses
@@ -63,25 +63,28 @@ def _step(loss, opt):
     opt.step(probe=loss)
 
 
-def test_a_concave_descent_grows_the_rates_from_the_runs_start():
+def test_a_concave_descent_keeps_the_rates_until_a_restart_then_grows_them():
     loss, opt = _concave_run()
+    for _ in range(3):
+        _step(loss, opt)
+    assert [r["groups"][0]["reason"] for r in opt.history] == ["one-group line not convex"] * 3
+    assert opt.lrs == [1e-3, 1e-3]  # the run's start: the rule keeps the rates
+    opt.restart_schedule()
     state = copy.deepcopy(opt.state_dict())
     assert state["hidlr"]["restarted"] is True and state["hidlr"]["arrived"] is False
     _step(loss, opt)
     grown = opt.lrs
-    assert opt.history[-1]["groups"][0]["accepted"] and grown == [2e-3, 2e-3]  # the first refresh: unsmoothed
-    _step(loss, opt)
-    assert opt.lrs[0] == pytest.approx(3.4e-3) and opt.lrs[1] == opt.lrs[0]  # then by 1.7 (smoothed clip)
+    assert opt.history[-1]["groups"][0]["accepted"] and grown[0] == pytest.approx(1.7e-3) and grown[1] == grown[0]
     loss2, resumed = _concave_run()
-    resumed.load_state_dict(state)  # the growth phase travels with a checkpoint
+    resumed.load_state_dict(state)  # the restarted phase travels with a checkpoint
     _step(loss2, resumed)
     assert resumed.lrs == grown
-    state["hidlr"]["format"] = 3  # a checkpoint from before the flag: no growth phase, the rates kept
-    del state["hidlr"]["restarted"], state["hidlr"]["arrival_refreshes"], state["hidlr"]["growth"]
+    state["hidlr"]["format"] = 3  # a checkpoint from before the flag: not restarted
+    del state["hidlr"]["restarted"], state["hidlr"]["arrival_refreshes"]
     loss3, old = _concave_run()
     old.load_state_dict(state)
     _step(loss3, old)
-    assert old.lrs == [1e-3, 1e-3] and old.history[-1]["groups"][0]["reason"] == rules.NO_LINE
+    assert old.lrs == [1e-3, 1e-3]
 
 
 def test_a_restarted_phase_ends_when_a_refresh_arrives_and_keeps_the_runs_arrival():

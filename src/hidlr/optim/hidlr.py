@@ -252,9 +252,9 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
-        # a phase of concave-line growth (rules.grow_concave_descent): from the run's start, or from a
-        # restart_schedule, until a refresh arrives (or its growth is undone)
-        self._restarted = True
+        # a restart_schedule phase of concave-line growth (rules.grow_concave_descent), until a refresh
+        # arrives or its growth is undone; off at a run's start (round 24 of docs/diagnosis.md)
+        self._restarted = False
         # the rates before the phase's first concave-line growth, and the lowest probe loss since
         # (rules.rose_after_growth); None: no growth in this phase
         self._growth_before: list[float] | None = None
