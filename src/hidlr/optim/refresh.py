@@ -107,7 +107,7 @@ class Refresher:
             )
         # a concave-line growth of this phase overshot: its rates go back (rules.undo_growth)
         undo = self._growth_before is not None and rules.rose_after_growth(float(loss0), self._growth_low)
-        growth = (self._growth_before, self._growth_low)
+        growth = (self._growth_before, self._growth_low, self._restarted)
         travel_now = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
         many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
         line_only = travel_now or many
@@ -157,7 +157,7 @@ class Refresher:
         except BaseException as err:
             self._loss_eps = eps
             self._estimates = estimates
-            self._growth_before, self._growth_low = growth
+            self._growth_before, self._growth_low, self._restarted = growth
             if saved is not None:
                 restore(self.optimizer, saved)  # weights and state bitwise as before the step
             elif stepped:
