@@ -47,7 +47,7 @@ def main() -> None:
         opt = HiDLR(torch.optim.Adam(groups.lora(model, rest="head"), lr=lr), total_steps=steps, mode=mode)
         opt.rules = dataclasses.replace(opt.rules, probe_share=share)
         if "--grow-concave" in sys.argv:  # what restart_schedule turns on, here from the first step until arrival
-            opt._restarted = True
+            opt._growing = True
         return Setup(model, opt, lr=lr)
 
     label = mode + ("+growconcave" if "--grow-concave" in sys.argv else "")

@@ -349,7 +349,7 @@ def patch_start_concave() -> None:
 
     def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        self._restarted = True
+        self._growing = True
 
     HiDLR.__init__ = init
 

@@ -25,7 +25,7 @@ def main() -> None:
 
     def build(model, lr, steps) -> Setup:
         setup = base.build(model, lr, steps)
-        setup.optimizer._restarted = True  # growth from the first step, as at c8f10f0
+        setup.optimizer._growing = True  # growth from the first step, as at c8f10f0
         opts.append(setup.optimizer)
         return setup
 

@@ -356,7 +356,7 @@ def test_a_later_counter_round_trips_and_an_older_format_without_it_loads_as_0(k
     ]:
         del sd["hidlr"][later]
     opt.load_state_dict(sd)
-    assert getattr(opt, f"_{key}") == 0 and not opt._restarted and opt.lrs == src.lrs
+    assert getattr(opt, f"_{key}") == 0 and not opt._growing and opt.lrs == src.lrs
     sd = copy.deepcopy(src.state_dict())
     sd["hidlr"][key] = -1
     with pytest.raises(ValueError, match=f"'{key}' must be"):

@@ -1,6 +1,7 @@
-"""``HiDLR.restart_schedule``: the next step refreshes, the spent probes are forgotten, and until a
-refresh of the restarted phase arrives a concave one-group descent grows the rates; a growth the
-probe loss rises after is undone."""
+"""Growth phases: ``HiDLR.restart_schedule`` (the next step refreshes, the spent probes are
+forgotten) and a run that starts at a zero weight matrix begin one; until a refresh of the phase
+arrives a concave one-group descent grows the rates, and a growth the probe loss rises after is
+undone."""
 
 import copy
 import dataclasses
@@ -10,6 +11,8 @@ import torch
 
 from hidlr import HiDLR
 from hidlr.optim import rules
+from hidlr.optim.guards import ProbeError
+from hidlr.optim.refresh import has_zero_factor
 from tests.optim.conftest import group_per_param, make_quadratic
 
 
@@ -87,7 +90,7 @@ def test_a_concave_descent_keeps_the_rates_until_a_restart_then_grows_them():
     assert old.lrs == [1e-3, 1e-3]
 
 
-def test_a_restarted_phase_ends_when_a_refresh_arrives_and_keeps_the_runs_arrival():
+def test_a_growing_phase_ends_when_a_refresh_arrives_and_keeps_the_runs_arrival():
     q = make_quadratic([2, 2], seed=3)
     opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=0.01), every=1)
     _train(q, opt, 12)
@@ -132,3 +135,61 @@ def test_a_growth_the_probe_loss_rises_after_is_undone_and_ends_the_phase():
     resumed.restart_schedule()  # a new phase: the concave line grows the rates again
     step(resumed, loss2)
     assert resumed.history[-1]["groups"][0]["accepted"] and resumed.lrs[0] == pytest.approx(1.7e-3)
+
+
+def _concave_factor_run(start: float):
+    """The concave run with a third group, a 2x2 weight matrix at ``start`` everywhere."""
+    w = [
+        torch.nn.Parameter(torch.tensor([1.0, -0.5])),
+        torch.nn.Parameter(torch.tensor([0.3])),
+        torch.nn.Parameter(torch.full((2, 2), start)),
+    ]
+
+    def loss():
+        return -(w[0] ** 2).sum() - (w[1] ** 2).sum() - ((w[2] + 0.5) ** 2).sum()
+
+    opt = HiDLR(torch.optim.SGD([{"params": [p]} for p in w], lr=1e-3), max_groups=1, every=1)
+    return loss, opt
+
+
+def test_has_zero_factor_is_a_weight_matrix_of_zeros_only():
+    assert has_zero_factor([torch.ones(3), torch.zeros(4, 2)])
+    assert has_zero_factor([torch.zeros(2, 3, 1)])
+    assert not has_zero_factor([torch.zeros(4), torch.ones(2, 2)])  # a bias or norm shift at zero is not one
+    assert not has_zero_factor([torch.zeros(0, 3)])  # nor an empty matrix
+    assert not has_zero_factor([torch.tensor([[0.0, 1e-30]])])
+    assert not has_zero_factor([])
+
+
+def test_a_run_that_starts_at_a_zero_matrix_grows_on_a_concave_line_and_one_that_does_not_keeps_its_rates():
+    loss, opt = _concave_factor_run(0.0)
+    _step(loss, opt)
+    # the clip's bound, 2x, unsmoothed at a first refresh
+    assert opt.history[0]["groups"][0]["accepted"] and opt.lrs[0] == pytest.approx(2e-3)
+    assert opt.lrs == [opt.lrs[0]] * 3 and opt.state_dict()["hidlr"]["restarted"] is True
+    loss2, kept = _concave_factor_run(0.1)  # the same run from a matrix off zero: the start keeps the rates
+    for _ in range(3):
+        _step(loss2, kept)
+    assert kept.lrs == [1e-3] * 3 and kept.history[0]["groups"][0]["reason"] == rules.NO_LINE
+    loss3, frozen = _concave_factor_run(0.0)  # a zero matrix in a group without a rate does not count
+    frozen.param_groups[2]["lr"] = 0.0
+    _step(loss3, frozen)
+    assert frozen.lrs[:2] == [1e-3, 1e-3] and frozen.state_dict()["hidlr"]["restarted"] is False
+
+
+def test_a_first_refresh_that_raises_leaves_no_growth_phase_behind():
+    loss, opt = _concave_factor_run(0.0)
+    calls = [0]
+
+    def probe():
+        calls[0] += 1
+        if calls[0] == 2:
+            raise ProbeError("probe failed")
+        return loss()
+
+    opt.zero_grad()
+    loss().backward()
+    with pytest.raises(ProbeError):
+        opt.step(probe=probe)
+    own = opt.state_dict()["hidlr"]
+    assert own["restarted"] is False and own["growth"] is None and opt.refresh_count == 0

@@ -294,7 +294,7 @@ def test_line_multiple(line, expected):
         ((None, "non-finite loss along the combined step"), (None, "non-finite loss along the combined step")),
     ],
 )
-def test_a_restarted_phase_grows_a_concave_descent_and_nothing_else(multiple, expected):
+def test_a_growing_phase_grows_a_concave_descent_and_nothing_else(multiple, expected):
     assert rules.grow_concave_descent(multiple, max_multiple=100.0) == expected
 
 

@@ -79,7 +79,7 @@ def build_state(opt: HiDLR) -> dict[str, Any]:
         "last_forwards": opt._last_forwards,
         "travelling": opt._travelling,
         "arrived": opt._arrived,
-        "restarted": opt._restarted,
+        "restarted": opt._growing,
         "travel_refreshes": opt._travel_refreshes,
         "arrival_refreshes": opt._arrival_refreshes,
         "arrival_forwards": opt._arrival_forwards,
@@ -354,7 +354,7 @@ def load(opt: HiDLR, state_dict: Any) -> None:
     opt._last_probed = [int(v) for v in own.get("last_probed", [-1] * len(opt.param_groups))]
     opt._travelling = bool(own.get("travelling", False))
     opt._arrived = bool(own.get("arrived", False))
-    opt._restarted = bool(own.get("restarted", False))
+    opt._growing = bool(own.get("restarted", False))
     growth = own.get("growth")
     opt._growth_before = None if growth is None else [float(v) for v in growth["before"]]
     opt._growth_low = math.inf if growth is None else float(growth["lowest"])

@@ -252,9 +252,10 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._last_probed = [-1] * len(optimizer.param_groups)  # the refresh that last probed each group
         self._travelling = False  # the last refresh's targets were cut by the clip (rules.travel)
         self._arrived = False  # a refresh has had every target inside the clip
-        # a restart_schedule phase of concave-line growth (rules.grow_concave_descent), until a refresh
-        # arrives or its growth is undone; off at a run's start (round 24 of docs/diagnosis.md)
-        self._restarted = False
+        # a phase of concave-line growth (rules.grow_concave_descent), until a refresh arrives or its
+        # growth is undone: begun by restart_schedule, or by the first refresh when an active group
+        # holds a weight matrix at zero (refresh.has_zero_factor; round 25 of docs/diagnosis.md)
+        self._growing = False
         # the rates before the phase's first concave-line growth, and the lowest probe loss since
         # (rules.rose_after_growth); None: no growth in this phase
         self._growth_before: list[float] | None = None
@@ -389,7 +390,7 @@ class HiDLR(Refresher, torch.optim.Optimizer):
         self._next_refresh = self._t
         self._period = 1
         self._uncredited_forwards = self._probe_forwards
-        self._restarted = True
+        self._growing = True
         self._growth_before, self._growth_low = None, math.inf
 
     # ------------------------------------------------------------------------------ delegation

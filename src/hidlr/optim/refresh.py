@@ -58,6 +58,16 @@ class UpdateLine:
                 self.offset[k] = target[k]
 
 
+def has_zero_factor(params: Sequence[torch.Tensor]) -> bool:
+    """Whether one of ``params`` is a weight matrix (two or more dims) that is all zeros: a factor
+    initialised at zero, as LoRA's B is. Along the update of such a run the loss falls faster the
+    farther the step goes (a concave line) until the factor has grown, so the first refresh begins
+    a growth phase (:func:`rules.grow_concave_descent`; round 25 of ``docs/diagnosis.md``).
+    Pretrained or randomly initialised weights have no such factor, and their runs keep the rates
+    on a concave line (growing there broke full-model fine-tuning, round 24)."""
+    return any(p.dim() >= 2 and p.numel() > 0 and not bool(p.any()) for p in params)
+
+
 def _grads_key(params: list[list[torch.Tensor]]) -> list[tuple[weakref.ref, int]]:
     """The gradients of ``params`` as they are now: each one's identity and version counter."""
     return [(weakref.ref(p.grad), p.grad._version) for ps in params for p in ps]
@@ -105,9 +115,11 @@ class Refresher:
                 f"probe returned {float(loss0)} at the unmoved weights (step {self._t}), where "
                 "the gradient was finite; nothing was changed"
             )
+        growth = (self._growth_before, self._growth_low, self._growing)
+        if self._refreshes == 0 and any(has_zero_factor(params[k]) for k in range(k_groups) if active[k]):
+            self._growing = True  # a run that starts at a zero factor begins in a growth phase
         # a concave-line growth of this phase overshot: its rates go back (rules.undo_growth)
         undo = self._growth_before is not None and rules.rose_after_growth(float(loss0), self._growth_low)
-        growth = (self._growth_before, self._growth_low, self._restarted)
         travel_now = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
         many = self.rules.max_groups is not None and sum(active) > self.rules.max_groups
         line_only = travel_now or many
@@ -151,13 +163,13 @@ class Refresher:
             record = replace(record, forwards=record.forwards + cut_forwards)
             if undo:
                 record = replace(record, groups=rules.undo_growth(record.groups, self._growth_before, active))
-                self._restarted = False
+                self._growing = False
             new = [d.estimate for d in record.groups]
             line.move([new[k] * factors[k] / applied[k] if moving[k] else 1.0 for k in range(k_groups)])
         except BaseException as err:
             self._loss_eps = eps
             self._estimates = estimates
-            self._growth_before, self._growth_low, self._restarted = growth
+            self._growth_before, self._growth_low, self._growing = growth
             if saved is not None:
                 restore(self.optimizer, saved)  # weights and state bitwise as before the step
             elif stepped:
@@ -165,7 +177,7 @@ class Refresher:
                 self._completed_without_refresh(params, err)
             raise
         self._estimates = new
-        if not self._restarted:  # the phase ended (arrival or an undone growth)
+        if not self._growing:  # the phase ended (arrival or an undone growth)
             self._growth_before = None
         elif self._growth_before is not None:
             self._growth_low = min(self._growth_low, float(loss0))
@@ -245,7 +257,7 @@ class Refresher:
         span = max(abs(p) for p in points)
         min_r2 = 0.0 if travelling else cfg.min_r2
         multiple = rules.line_multiple(fitted, span, self._resolution(loss0), cfg.max_multiple, min_r2)
-        if self._restarted:
+        if self._growing:
             if multiple[1] == rules.NO_LINE and self._growth_before is None:  # the phase's first growth
                 self._growth_before, self._growth_low = list(self._estimates), float(loss0)
             multiple = rules.grow_concave_descent(multiple, cfg.max_multiple)
@@ -303,7 +315,7 @@ class Refresher:
         self._travelling = cfg.travel and clipped and not self._arrived and self._travel_refreshes < rules.TRAVEL_LIMIT
         arrives = any(d.accepted for d in decisions) and not clipped
         self._arrived = self._arrived or arrives
-        self._restarted = self._restarted and not arrives  # a restarted phase ends when it arrives
+        self._growing = self._growing and not arrives  # a growth phase ends when it arrives
         if self._refreshes == 0:
             cfg = rules.first_refresh_config(cfg)
         cfg = schedule.growth_config(cfg, self._t, self._arrived)

@@ -289,8 +289,9 @@ def grow_concave_descent(
     minimum beyond the probes, as a flat curvature does in :func:`unresolved`, and takes
     ``max_multiple`` (the clip bounds the growth) instead of keeping the rates. ``multiple``:
     :func:`line_multiple`'s result; others unchanged. A growth the probe loss rises after is undone
-    (:func:`rose_after_growth`, :func:`undo_growth`). At a run's start the engine keeps the rates:
-    growing there broke full-model fine-tuning on two seeds of three (rounds 5, 23 and 24 of
+    (:func:`rose_after_growth`, :func:`undo_growth`). A run that starts at a zero weight matrix
+    (LoRA's B) begins in such a phase; any other run keeps the rates on a concave line at its start:
+    growing there broke full-model fine-tuning on two seeds of three (rounds 5 and 23 to 25 of
     ``docs/diagnosis.md``)."""
     return (max_multiple, None) if multiple[1] == NO_LINE else multiple
 
