@@ -1,6 +1,7 @@
 """HiDLR under torch.distributed, with two gloo processes on the CPU: every rank probes its own batch,
 yet rates and weights stay bitwise identical across ranks and equal a one-process run on the combined
-batch; ranks that disagree on which groups have gradients do not deadlock; sharded parameters are refused."""
+batch; ranks that disagree on which groups have gradients, or on a weight matrix at zero, take the same
+probe path and decisions; sharded parameters are refused."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -76,6 +77,16 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             uneven.step(probe=lambda: a(xs).pow(2).mean() + b(xs).pow(2).mean())
         result["uneven_lrs"] = uneven.lrs
 
+        # a weight matrix at zero on rank 0 only: the growth phase it would begin is decided for all ranks
+        w = [nn.Parameter(torch.tensor([1.0, -0.5])), nn.Parameter(torch.full((2, 2), 0.0 if rank == 0 else 0.1))]
+        concave = lambda: -(w[0] ** 2).sum() - ((w[1] + 0.5) ** 2).sum()
+        grower = HiDLR(torch.optim.SGD([{"params": [p]} for p in w], lr=1e-3), max_groups=1, every=1)
+        for _ in range(2):
+            grower.zero_grad()
+            concave().backward()
+            grower.step(probe=concave)
+        result["zero_factor_lrs"] = grower.lrs
+
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
@@ -116,6 +127,10 @@ def test_ranks_equal_one_process_on_the_combined_batch(ranks):
 
 def test_ranks_that_disagree_on_gradients_take_the_same_probe_path(ranks):
     assert ranks[0]["uneven_lrs"] == ranks[1]["uneven_lrs"]  # finished (no deadlock), same decisions
+
+
+def test_a_zero_weight_matrix_on_one_rank_only_begins_no_growth_phase_on_any(ranks):
+    assert ranks[0]["zero_factor_lrs"] == ranks[1]["zero_factor_lrs"] == [1e-3, 1e-3]
 
 
 def test_fsdp2_sharded_parameters_are_refused_with_a_clear_error(ranks):

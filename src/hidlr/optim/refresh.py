@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from hidlr.distributed import mean_across_ranks
+from hidlr.distributed import mean_across_ranks, same_on_every_rank
 from hidlr.optim import rules, schedule
 from hidlr.optim.designs import line_design, pair_design, random_design
 from hidlr.optim.guards import ProbeError, probe_sign, probe_value
@@ -116,8 +116,9 @@ class Refresher:
                 "the gradient was finite; nothing was changed"
             )
         growth = (self._growth_before, self._growth_low, self._growing)
-        if self._refreshes == 0 and any(has_zero_factor(params[k]) for k in range(k_groups) if active[k]):
-            self._growing = True  # a run that starts at a zero factor begins in a growth phase
+        if self._refreshes == 0:  # a run that starts at a zero factor begins in a growth phase
+            zero = any(has_zero_factor(params[k]) for k in range(k_groups) if active[k])
+            self._growing = self._growing or same_on_every_rank([zero])[0]  # the same on every rank
         # a concave-line growth of this phase overshot: its rates go back (rules.undo_growth)
         undo = self._growth_before is not None and rules.rose_after_growth(float(loss0), self._growth_low)
         travel_now = self.every == "auto" and self._travelling and self._travel_refreshes < rules.TRAVEL_LIMIT
