@@ -60,9 +60,10 @@ class UpdateLine:
 
 def has_zero_factor(params: Sequence[torch.Tensor]) -> bool:
     """Whether one of ``params`` is a weight matrix (two or more dims) that is all zeros: a factor
-    initialised at zero, as LoRA's B is. Along the update of such a run the loss falls faster the
-    farther the step goes (a concave line) until the factor has grown, so the first refresh begins
-    a growth phase (:func:`rules.grow_concave_descent`; round 25 of ``docs/diagnosis.md``).
+    initialised at zero, as LoRA's B is. Along the update of such a run the loss can fall faster
+    the farther the step goes (a concave line; LoRA's early steps in the fine-tuning benchmark)
+    until the factor has grown, so the first refresh begins a growth phase
+    (:func:`rules.grow_concave_descent`; round 25 of ``docs/diagnosis.md``).
     Pretrained or randomly initialised weights have no such factor, and their runs keep the rates
     on a concave line (growing there broke full-model fine-tuning, round 24)."""
     return any(p.dim() >= 2 and p.numel() > 0 and not bool(p.any()) for p in params)
