@@ -9,10 +9,11 @@ how many splits the records are equal.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
+
+from hidlr.bench.reporting import mean_se
 
 
 def test_metrics(path: Path) -> dict[tuple[str, str, str, int], dict]:
@@ -25,13 +26,12 @@ def main() -> None:
     first, second = (test_metrics(Path(a)) for a in sys.argv[1:3])
     for cell in sorted({k[:3] for k in first} & {k[:3] for k in second}):
         pairs = [(first[k], second[k]) for k in sorted(first) if k[:3] == cell and k in second]
-        diffs = [b["ll"] - a["ll"] for a, b in pairs]
-        se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+        diff = mean_se(b["ll"] - a["ll"] for a, b in pairs)
         equal = sum(a == b for a, b in pairs)
         print(
             f"{cell[0]:17s} {cell[1]:18s} {cell[2]:5s} splits {len(pairs):2d} equal {equal:2d}  LL "
             f"{statistics.mean(a['ll'] for a, _ in pairs):7.3f} -> {statistics.mean(b['ll'] for _, b in pairs):7.3f}"
-            f"  diff {statistics.mean(diffs):+.3f} ± {se:.3f}"
+            f"  diff {diff['mean']:+.3f} ± {diff['se']:.3f}"
         )
 
 
