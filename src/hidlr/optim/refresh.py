@@ -117,6 +117,7 @@ class Refresher:
                 "the gradient was finite; nothing was changed"
             )
         growth = (self._growth_before, self._growth_low, self._growing)
+        phase = (self._travelling, self._arrived)  # set by _settle, before the weights move
         if self._refreshes == 0:  # a run that starts at a zero factor begins in a growth phase
             zero = any(has_zero_factor(params[k]) for k in range(k_groups) if active[k])
             self._growing = self._growing or same_on_every_rank([zero])[0]  # the same on every rank
@@ -172,6 +173,7 @@ class Refresher:
             self._loss_eps = eps
             self._estimates = estimates
             self._growth_before, self._growth_low, self._growing = growth
+            self._travelling, self._arrived = phase
             if saved is not None:
                 restore(self.optimizer, saved)  # weights and state bitwise as before the step
             elif stepped:
