@@ -72,7 +72,11 @@ VARIANTS: dict[str, tuple[dict, bool, str]] = {
     "tline2-cut-sep": ({"travel": True, "rules": {"travel_by_line": True, "ascent_cut": 0.5}}, False, "separate"),
     "tline2-m2-sep": ({"travel": True, "rules": {"travel_by_line": True, "travel_margin": 2.0}}, False, "separate"),
     "cut-sep": ({"rules": {"ascent_cut": 0.5}}, False, "separate"),
-    "tline2-fc-sep": ({"travel": True, "first_clip": (0.01, 2.0), "rules": {"travel_by_line": True}}, False, "separate"),
+    "tline2-fc-sep": (
+        {"travel": True, "first_clip": (0.01, 2.0), "rules": {"travel_by_line": True}},
+        False,
+        "separate",
+    ),
 }
 
 
@@ -90,7 +94,7 @@ def main() -> None:
     if not a.table:
         for wl in get_workloads(a.workloads):
             for lr0 in a.lr0:
-                factor = lr0 / 1e-3   # relative to Adam's default; SGD workloads' default is 1e-2
+                factor = lr0 / 1e-3  # relative to Adam's default; SGD workloads' default is 1e-2
                 for v in a.variants:
                     opts, one, probe = VARIANTS[v]
                     m = hidlr_method(v, opts, lr0_factor=factor, one_group=one, probe=probe)
@@ -115,8 +119,10 @@ def plot(out: Path, workloads, variants, lr0s, seeds, path: Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, w in zip(axes.flat, workloads):
         for v in variants:
-            meds = [median_loss([r for r in recs if r["workload"] == w and r["method"] == v and r["lr0"] == lr])
-                    for lr in lr0s]
+            meds = [
+                median_loss([r for r in recs if r["workload"] == w and r["method"] == v and r["lr0"] == lr])
+                for lr in lr0s
+            ]
             ax.plot(lr0s, meds, marker="o", label=v)
         if w in tuned:
             ax.axhline(tuned[w], color="grey", ls="--", lw=1, label="tuned grid")
@@ -124,7 +130,7 @@ def plot(out: Path, workloads, variants, lr0s, seeds, path: Path) -> None:
         ax.set_yscale("log")
         ax.set_title(w, fontsize=9)
         ax.set_xlabel("lr0 (Adam scale)", fontsize=8)
-    for ax in list(axes.flat)[len(workloads):]:
+    for ax in list(axes.flat)[len(workloads) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
@@ -138,8 +144,14 @@ def tuned_losses(path: Path = Path("benchmarks/results/lr/results.json")) -> dic
     if not path.exists():
         return {}
     summary = json.loads(path.read_text())["summary"]["workloads"]
-    return {w: min(v["loss"]["median"] for k, v in s["table"].items()
-                   if k.startswith("grid") and v["loss"]["median"] is not None) for w, s in summary.items()}
+    return {
+        w: min(
+            v["loss"]["median"]
+            for k, v in s["table"].items()
+            if k.startswith("grid") and v["loss"]["median"] is not None
+        )
+        for w, s in summary.items()
+    }
 
 
 def table(out: Path, workloads, variants, lr0s, seeds) -> None:
@@ -151,8 +163,11 @@ def table(out: Path, workloads, variants, lr0s, seeds) -> None:
     for r in recs:
         if r["seed"] in seeds:
             cell[(r["workload"], r["method"], r["lr0"])].append(r)
-    print("| workload | variant | " + " | ".join(f"lr0={lr:g}" for lr in lr0s)
-          + " | worst / best - 1 | at 1e-3 vs tuned | runs |")
+    print(
+        "| workload | variant | "
+        + " | ".join(f"lr0={lr:g}" for lr in lr0s)
+        + " | worst / best - 1 | at 1e-3 vs tuned | runs |"
+    )
     print("| --- | --- |" + " --- |" * len(lr0s) + " --- | --- | --- |")
     for w in workloads:
         for v in variants:
