@@ -22,13 +22,14 @@ from pathlib import Path
 from hidlr.bench.lr.goals import relative_gap
 
 
-def load(files: list[Path]) -> dict[tuple[str, str], dict[int, float]]:
-    """(workload, method) -> seed -> final loss (inf for a failed run), default start rate only."""
+def load(files: list[Path], lr0: str = "default") -> dict[tuple[str, str], dict[int, float]]:
+    """(workload, method) -> seed -> final loss (inf for a failed run), at one start rate (``"default"``:
+    the workload's own; else a number, as ``round4.py --lr0`` records it)."""
     runs: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for f in files:
         for line in f.read_text().splitlines():
             r = json.loads(line)
-            if r.get("lr0") != "default":
+            if r.get("lr0") != ("default" if lr0 == "default" else float(lr0)):
                 continue
             ok = r["status"] == "ok" and r["final_loss"] is not None and math.isfinite(r["final_loss"])
             runs[(r["workload"], r["method"])][r["seed"]] = r["final_loss"] if ok else math.inf
@@ -40,8 +41,9 @@ def main() -> None:
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--first", required=True)
     ap.add_argument("--second", required=True)
+    ap.add_argument("--lr0", default="default", help="the start rate compared (default: the workload's own)")
     a = ap.parse_args()
-    runs = load(a.files)
+    runs = load(a.files, a.lr0)
     lower = higher = 0
     logs: list[float] = []
     print(f"| workload | {a.first} | {a.second} | median paired gap | seeds lower | seeds higher |")

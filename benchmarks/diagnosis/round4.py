@@ -65,11 +65,16 @@ PROTOTYPE_FLAGS = (
     "unmeasurable",
     "arrivalcredit",  # round 20 (adopted in 8dff1f8; the flag ran at 68e05e2)
     "growwindow",
+    "reprobe",
+    "reprobemeasured",
 )
 
 
-def _number_or_word(value: str) -> float | str:
-    """An option's value from a variant's name: a number, or a word such as ``full`` (``mode=full``)."""
+def _number_or_word(value: str) -> float | str | tuple[float, ...]:
+    """An option's value from a variant's name: a number, numbers separated by ``/`` (a tuple, such
+    as ``probes=-1/-0.5/0.5/1``), or a word such as ``full`` (``mode=full``)."""
+    if "/" in value:
+        return tuple(float(x) for x in value.split("/"))
     try:
         return float(value)
     except ValueError:
@@ -354,6 +359,69 @@ def patch_start_concave() -> None:
     HiDLR.__init__ = init
 
 
+# the rejections re-probed at a smaller span, by --reprobe-reasons choice
+REPROBE_REASONS: dict[str, tuple[str, ...]] = {
+    "shape": ("not convex along the update", "poor quadratic fit"),
+    "measured": ("not convex along the update", "poor quadratic fit", "not a descent direction"),
+}
+REPROBED: list[tuple[int, int, int]] = []  # (step, groups re-probed, of them accepted), for the run's log
+
+
+def patch_reprobe(span: float, reasons: tuple[str, ...]) -> None:
+    """PROTOTYPE, not in the engine (round 27 of ``docs/diagnosis.md``): a probed group whose own fit
+    is rejected for one of ``reasons`` is probed again, alone, at ``span`` times the probe multiples
+    (4 more forwards per group), and takes that fit's decision when it is accepted; then the
+    momentum correction, the clip and the smoothing as usual. A quadratic fit over probes at up to
+    twice a step that is too large spans more than the region where the loss is quadratic: the loss
+    along the update is then not convex at that span, or not a parabola. The engine keeps such a
+    group's rate, so a rate far too large (a start from above, a rate that grew late) stays there. A
+    smaller span measures the curvature where the fit's model holds (a trust region)."""
+    from hidlr.optim.quadfit import fit_finite_probes
+    from hidlr.optim.refresh import Refresher
+
+    decide, settle = Refresher._decide, Refresher._settle
+
+    def decide_stashed(self, probe, move, loss0, applied, active, probed):
+        self._reprobe_at = (probe, move, loss0) if all(p or not a for p, a in zip(probed, active)) else None
+        try:
+            return decide(self, probe, move, loss0, applied, active, probed)
+        finally:
+            self._reprobe_at = None
+
+    def settle_reprobed(self, decisions, loss0, forwards, scale):
+        stash = getattr(self, "_reprobe_at", None)
+        mask = [not d.accepted and d.rate > 0 and (d.reason or "").startswith(reasons) for d in decisions]
+        if stash is None or not any(mask):
+            return settle(self, decisions, loss0, forwards, scale)
+        probe, move, base = stash
+        points = [span * p for p in self.probes]
+        z = self._design_line(mask, points)
+        y = self._probe_along(probe, move, z, base)
+        fit, fit_active = fit_finite_probes(z, y, True, mask, full=False)
+        again = rules.newton_decisions(
+            fit,
+            mask,
+            fit_active,
+            [d.rate for d in decisions],
+            [d.estimate for d in decisions],
+            [d.name for d in decisions],
+            dataclasses.replace(self.rules, mode="diag"),
+            span=max(abs(p) for p in points),
+            resolution=self._resolution(base),
+            probed=mask,
+        )
+        out = [n if m and n.accepted else d for d, n, m in zip(decisions, again, mask)]
+        REPROBED.append((self._t, sum(mask), sum(n.accepted for n, m in zip(again, mask) if m)))
+        return settle(self, out, loss0, forwards + len(z), scale)
+
+    from hidlr.optim import rules
+    from hidlr.optim.designs import line_design
+
+    Refresher._design_line = staticmethod(line_design)
+    Refresher._decide = decide_stashed
+    Refresher._settle = settle_reprobed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -382,7 +450,13 @@ def main() -> None:
         help="rejected groups follow the line: any rejection (+follow), not a descent direction "
         "(+followdescent), a measured fit that is not convex, not descending or poor (+followmeasured)",
     )
+    ap.add_argument("--reprobe", type=float, help="the re-probe prototype at this span (+reprobe=SCALE)")
+    ap.add_argument("--reprobe-reasons", choices=list(REPROBE_REASONS), default="shape")
     a = ap.parse_args()
+    if a.reprobe is not None:
+        patch_reprobe(a.reprobe, REPROBE_REASONS[a.reprobe_reasons])
+        tag = "" if a.reprobe_reasons == "shape" else a.reprobe_reasons
+        a.variants = [f"{v}+reprobe{tag}={a.reprobe:g}" for v in a.variants]
     if a.grow_window is not None:
         patch_grow_window(a.grow_window)
         a.variants = [f"{v}+growwindow={a.grow_window:g}" for v in a.variants]
@@ -421,10 +495,12 @@ def main() -> None:
         for lr0 in starts:
             for name in a.variants:
                 for s in a.seeds:
-                    before = len(TREND_CUTS)
+                    before, reprobed = len(TREND_CUTS), len(REPROBED)
                     run_logged(a.out, w, variant(name, lr0), s, {"lr0": "default" if lr0 is None else lr0})
                     if len(TREND_CUTS) > before:
                         print(f"  trend cuts at steps {[t for t, _ in TREND_CUTS[before:]]}", file=sys.stderr)
+                    if len(REPROBED) > reprobed:
+                        print(f"  re-probed (step, groups, accepted): {REPROBED[reprobed:]}", file=sys.stderr)
 
 
 if __name__ == "__main__":
