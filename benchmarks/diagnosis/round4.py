@@ -67,6 +67,7 @@ PROTOTYPE_FLAGS = (
     "growwindow",
     "reprobe",
     "reprobemeasured",
+    "lockratios",
 )
 
 
@@ -422,6 +423,29 @@ def patch_reprobe(span: float, reasons: tuple[str, ...]) -> None:
     Refresher._settle = settle_reprobed
 
 
+def patch_lock_ratios(after: float = 0.0) -> None:
+    """PROTOTYPE, not in the engine (round 29 of ``docs/diagnosis.md``): once the rates have arrived
+    (a refresh had every target inside the clip) and ``after`` of the step budget has passed (0: at
+    arrival; 0.25: at the end of the growth window), every later refresh probes the one-group line
+    alone, as with more groups than ``max_groups``: the groups keep the ratios between their rates
+    that the per-group fits reached, and the one-group rule (GeN) moves their common level. Per-group
+    fits late in a run are rejected half the time (rounds 13 and 27) and the accepted ones follow
+    the rates towards the edge of stability (finding 2), while the one-group line costs 4-8 forwards
+    instead of 4K + 7, so its refreshes come more often under the same probe budget."""
+    from hidlr.optim.refresh import Refresher
+
+    settle = Refresher._settle
+
+    def settle_then_lock(self, decisions, loss0, forwards, scale):
+        record = settle(self, decisions, loss0, forwards, scale)
+        late = self.rules.total_steps is not None and self._t >= after * self.rules.total_steps
+        if self._arrived and late and self.rules.max_groups != 0:
+            self.rules = dataclasses.replace(self.rules, max_groups=0)
+        return record
+
+    Refresher._settle = settle_then_lock
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -452,7 +476,13 @@ def main() -> None:
     )
     ap.add_argument("--reprobe", type=float, help="the re-probe prototype at this span (+reprobe=SCALE)")
     ap.add_argument("--reprobe-reasons", choices=list(REPROBE_REASONS), default="shape")
+    ap.add_argument(
+        "--lock-ratios", type=float, help="the ratio-lock prototype, from this share of the budget (+lockratios=F)"
+    )
     a = ap.parse_args()
+    if a.lock_ratios is not None:
+        patch_lock_ratios(a.lock_ratios)
+        a.variants = [f"{v}+lockratios" + (f"={a.lock_ratios:g}" if a.lock_ratios else "") for v in a.variants]
     if a.reprobe is not None:
         patch_reprobe(a.reprobe, REPROBE_REASONS[a.reprobe_reasons])
         tag = "" if a.reprobe_reasons == "shape" else a.reprobe_reasons
