@@ -68,6 +68,7 @@ PROTOTYPE_FLAGS = (
     "reprobe",
     "reprobemeasured",
     "lockratios",
+    "fullearly",
 )
 
 
@@ -446,6 +447,25 @@ def patch_lock_ratios(after: float = 0.0) -> None:
     Refresher._settle = settle_then_lock
 
 
+def patch_full_early(window: float) -> None:
+    """PROTOTYPE, not in the engine (round 30 of ``docs/diagnosis.md``): refreshes in the first
+    ``window`` of the step budget fit the cross terms between groups (``mode="full"``: one more probe
+    per pair of groups, the minimiser over non-negative rates), later ones the diagonal rule. Round
+    29 found that the per-group refreshes inside the growth window set the ratios that decide
+    against the one-group rule, and round 22 that the cross terms lower the rates of groups that
+    move together (digits-finetune, digits-resnet-bn) at a cost on bnn."""
+    from hidlr.optim.refresh import Refresher
+
+    refresh = Refresher._refresh
+
+    def refresh_by_phase(self, *args, **kwargs):
+        early = self.rules.total_steps is not None and self._t < window * self.rules.total_steps
+        self.rules = dataclasses.replace(self.rules, mode="full" if early else "diag")
+        return refresh(self, *args, **kwargs)
+
+    Refresher._refresh = refresh_by_phase
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -479,7 +499,11 @@ def main() -> None:
     ap.add_argument(
         "--lock-ratios", type=float, help="the ratio-lock prototype, from this share of the budget (+lockratios=F)"
     )
+    ap.add_argument("--full-early", type=float, help="full mode in this share of the budget (+fullearly=F)")
     a = ap.parse_args()
+    if a.full_early is not None:
+        patch_full_early(a.full_early)
+        a.variants = [f"{v}+fullearly={a.full_early:g}" for v in a.variants]
     if a.lock_ratios is not None:
         patch_lock_ratios(a.lock_ratios)
         a.variants = [f"{v}+lockratios" + (f"={a.lock_ratios:g}" if a.lock_ratios else "") for v in a.variants]
