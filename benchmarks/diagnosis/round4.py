@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,7 @@ PROTOTYPE_FLAGS = (
     "reprobemeasured",
     "lockratios",
     "fullearly",
+    "poolagree",
 )
 
 
@@ -466,6 +468,28 @@ def patch_full_early(window: float) -> None:
     Refresher._refresh = refresh_by_phase
 
 
+def patch_pool_when_agreeing(threshold: float) -> None:
+    """PROTOTYPE, not in the engine (round 32 of ``docs/diagnosis.md``): at a per-group refresh,
+    when the accepted groups' log Newton multiples spread (standard deviation) by less than
+    ``threshold``, every accepted group takes the one-group line's multiple (``shrink`` 0), else the
+    engine's ``shrink``. Round 31: where the groups ask for nearly the same multiple
+    (digits-mlp-head-sgd, digits-finetune), per-group rates lose to the one-group rule."""
+    from hidlr.optim import rules
+
+    original = rules.shrink_to_one_group
+
+    def shrink_to_one_group(decisions, active, m0, shrink):
+        logm = [
+            math.log(d.newton_rate / d.rate)
+            for d, act in zip(decisions, active)
+            if act and d.accepted and d.rate > 0 and d.newton_rate
+        ]
+        agree = len(logm) > 1 and statistics.pstdev(logm) < threshold
+        return original(decisions, active, m0, 0.0 if agree else shrink)
+
+    rules.shrink_to_one_group = shrink_to_one_group
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", required=True)
@@ -500,7 +524,11 @@ def main() -> None:
         "--lock-ratios", type=float, help="the ratio-lock prototype, from this share of the budget (+lockratios=F)"
     )
     ap.add_argument("--full-early", type=float, help="full mode in this share of the budget (+fullearly=F)")
+    ap.add_argument("--pool-agree", type=float, help="the pool-when-agreeing prototype (+poolagree=THRESHOLD)")
     a = ap.parse_args()
+    if a.pool_agree is not None:
+        patch_pool_when_agreeing(a.pool_agree)
+        a.variants = [f"{v}+poolagree={a.pool_agree:g}" for v in a.variants]
     if a.full_early is not None:
         patch_full_early(a.full_early)
         a.variants = [f"{v}+fullearly={a.full_early:g}" for v in a.variants]
