@@ -76,14 +76,20 @@ def capture(out: Path, workloads: list[str], seeds: list[int]) -> None:
         return record
 
     Refresher._settle = recording_settle
+    write_runs(out, workloads, seeds, DEFAULT, log, "refreshes")
+
+
+def write_runs(out: Path, workloads: list[str], seeds: list[int], method: str, log: list, key: str) -> None:
+    """Run ``method`` on each workload and seed, appending one JSON line per run to ``out``: its final
+    loss and, under ``key``, what the patched engine appended to ``log`` during the run."""
     torch.set_num_threads(1)
     with out.open("a") as f:
         for w in workloads:
             wl = get_workloads([w])[0]
             for seed in seeds:
                 log.clear()
-                rec = run_one(wl, variant(DEFAULT, None), seed, wl.steps)
-                f.write(json.dumps({"workload": w, "seed": seed, "final": rec["final_loss"], "refreshes": log}) + "\n")
+                rec = run_one(wl, variant(method, None), seed, wl.steps)
+                f.write(json.dumps({"workload": w, "seed": seed, "final": rec["final_loss"], key: log}) + "\n")
                 f.flush()
                 print(w, seed, rec["final_loss"], len(log), file=sys.stderr)
 
@@ -195,16 +201,7 @@ def capture_cross(out: Path, workloads: list[str], seeds: list[int]) -> None:
 
     Refresher._refresh = refresh_at_step
     rules.newton_multiples = recording_newton_multiples
-    torch.set_num_threads(1)
-    with out.open("a") as f:
-        for w in workloads:
-            wl = get_workloads([w])[0]
-            for seed in seeds:
-                log.clear()
-                rec = run_one(wl, variant(FULL, None), seed, wl.steps)
-                f.write(json.dumps({"workload": w, "seed": seed, "final": rec["final_loss"], "log": log}) + "\n")
-                f.flush()
-                print(w, seed, rec["final_loss"], len(log), file=sys.stderr)
+    write_runs(out, workloads, seeds, FULL, log, "log")
 
 
 def analyze_cross(files: list[Path]) -> None:
