@@ -208,27 +208,29 @@ def test_many_groups_follow_the_same_rates_as_one_group():
 
 @pytest.mark.parametrize("lr0", [1e-6, 0.5])  # far below (travels), near the Newton rates (arrives)
 def test_a_refresh_that_raises_after_its_decision_keeps_the_travel_and_arrival_state(monkeypatch, lr0):
+    def run():
+        q = make_quadratic([2, 2], seed=2)
+        return q, HiDLR(torch.optim.SGD(group_per_param(q), lr=lr0), every="auto", travel=True, horizon=0.0)
+
+    def step(q, opt):
+        opt.zero_grad()
+        q.loss().backward()
+        opt.step(probe=q.loss)
+
+    q, done = run()
+    step(q, done)
+    assert (done._travelling, done._arrived) == ((True, False) if lr0 < 1e-3 else (False, True))
+
     def late_failure(*args, **kwargs):  # after the decision has set the travel and arrival state
         raise RuntimeError("late")
 
-    def first_step(fail):
-        q = make_quadratic([2, 2], seed=2)
-        opt = HiDLR(torch.optim.SGD(group_per_param(q), lr=lr0), every="auto", travel=True, horizon=0.0)
-        if fail:
-            monkeypatch.setattr(rules, "settle", late_failure)
-        opt.zero_grad()
-        q.loss().backward()
-        if fail:
-            with pytest.raises(RuntimeError, match="late"):
-                opt.step(probe=q.loss)
-            monkeypatch.undo()
-        else:
-            opt.step(probe=q.loss)
-        return opt
-
-    done = first_step(fail=False)
-    assert (done._travelling, done._arrived) == ((True, False) if lr0 < 1e-3 else (False, True))
-    failed = first_step(fail=True)
+    q, failed = run()
+    with monkeypatch.context() as patch:
+        patch.setattr(rules, "settle", late_failure)
+        with pytest.raises(RuntimeError, match="late"):
+            step(q, failed)
     assert (failed._travelling, failed._arrived, failed.refresh_count) == (False, False, 0)
     own = failed.state_dict()["hidlr"]
     assert (own["travelling"], own["arrived"]) == (False, False)
+    step(q, failed)  # the run goes on: the next step refreshes as a first refresh does
+    assert failed.refresh_count == 1 and failed._travelling == done._travelling
